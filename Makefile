@@ -1,0 +1,47 @@
+# candor: the two README commands (demo, test) and the developer chores. Each target runs the
+# idempotent set-up first, so a fresh Debian 12 machine needs nothing else.
+SHELL := /bin/bash
+JOBS ?= 2
+SANITIZE ?=
+BUILD_TYPE ?= RelWithDebInfo
+ifeq ($(SANITIZE),)
+BUILD_DIR ?= build
+else
+BUILD_DIR ?= build-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+SHARED ?= $(abspath ../shared)
+DEMO_MODEL ?= $(SHARED)/models/stories260K
+export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_DIR ?= $(HOME)/.cache/ccache
+
+.PHONY: setup configure build demo test format lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCANDOR_SANITIZE=$(SANITIZE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS)
+
+demo: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS) --target candor_cli
+	@bash scripts/demo.sh $(BUILD_DIR)/candor "$(DEMO_MODEL)"
+
+test: build
+	@cd $(BUILD_DIR) && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j$(JOBS) --timeout 900
+
+bench: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS) --target bench_runtime
+	@$(BUILD_DIR)/bench/bench_runtime --benchmark_counters_tabular=true
+
+format: setup
+	@git ls-files '*.h' '*.cpp' | xargs clang-format -i
+
+lint: configure
+	@git ls-files 'src/*.cpp' 'tools/*.cpp' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+
+clean:
+	rm -rf build build-*

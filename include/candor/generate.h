@@ -1,0 +1,51 @@
+// Text generation with a loaded model: greedy, temperature, top-k and top-p sampling, seeded,
+// with a streaming callback per token.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "candor/model.h"
+
+namespace candor {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 256;  // Default: 256. Must be >= 1.
+  float temperature = 0.0f;      // Default: 0 = greedy (argmax). Must be >= 0.
+  int64_t top_k = 0;             // Default: 0 = no top-k cut. Must be >= 0.
+  float top_p = 1.0f;            // Default: 1 = no nucleus cut. Must be in (0, 1].
+  uint64_t seed = 0;             // Default: 0. Same seed, same options, same model: same text.
+  bool add_bos = true;           // Default: true (as the llama2.c reference does).
+  std::vector<TokenId> stop_tokens;  // Default (empty): the tokenizer's BOS and EOS.
+  // Called with each generated token and the bytes it adds to the text. Return false to stop.
+  std::function<bool(TokenId token, const std::string& piece)> on_token;
+};
+
+struct GenerateResult {
+  std::vector<TokenId> prompt_ids;     // the prompt as fed, BOS included
+  std::vector<TokenId> generated_ids;  // new tokens (a stop token is not included)
+  std::vector<float> logprobs;         // log-probability of each generated token (T = 1)
+  std::string prompt_text;             // decode(prompt_ids)
+  std::string text;                    // the bytes the generated tokens add after the prompt
+  std::string stop_reason;  // "stop_token", "max_new_tokens", "context", "callback"
+  double prefill_ms = 0;
+  double decode_ms = 0;
+};
+
+// Throws Error(kInvalidArgument) naming the first invalid option and its allowed range.
+void validate_generate_options(const GenerateOptions& options);
+
+// Generates from token ids (BOS already included when wanted). Throws Error(kInvalidArgument)
+// for invalid options or ids, Error(kResourceExhausted) when the prompt exceeds the context.
+GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
+                        const GenerateOptions& options);
+
+// Encodes `prompt` (BOS first when options.add_bos; an empty prompt is BOS alone) and generates.
+// Also throws Error(kInvalidArgument) when the prompt is not valid UTF-8.
+GenerateResult generate(const Model& model, std::string_view prompt,
+                        const GenerateOptions& options);
+
+}  // namespace candor

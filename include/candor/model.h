@@ -1,0 +1,158 @@
+// The language-model runtime: load a model, run it over batches (from tokens or from input
+// embeddings), keep an explicit KV cache, and capture internal activations.
+// Tensors are ATen tensors (<ATen/core/Tensor.h>, not torch/torch.h); shapes are in comments.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "candor/tokenizer.h"
+
+namespace candor {
+
+// Architecture hyper-parameters of a decoder-only transformer.
+struct ModelConfig {
+  std::string architecture = "llama";  // family name shown by `candor info`
+  std::string source_format;           // "llama2c", ...
+  std::string dtype = "f32";           // storage dtype of the weights as loaded
+  int64_t dim = 0;                     // residual width
+  int64_t hidden_dim = 0;              // feed-forward width
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;  // < n_heads: grouped-query attention
+  int64_t vocab_size = 0;
+  int64_t max_seq_len = 0;  // context length
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool rope_interleaved = true;  // llama2.c pairs (2i, 2i+1); false: HF rotate-half layout
+  bool tied_embeddings = true;   // the output matrix is the token embedding matrix
+
+  int64_t head_dim() const { return n_heads > 0 ? dim / n_heads : 0; }
+};
+
+// Which activations a forward pass records.
+struct CaptureOptions {
+  bool attention = false;  // attention probabilities per layer
+  bool residual = false;   // residual stream after each layer
+};
+
+// Activations recorded by a forward pass (empty vectors for what was not requested).
+struct Activations {
+  std::vector<at::Tensor> attention;  // per layer: [batch, n_heads, q_len, k_len], k_len counts
+                                      // cached positions too; masked entries are 0
+  at::Tensor embeddings;              // [batch, seq, dim] residual stream entering layer 0
+  std::vector<at::Tensor> residual;   // per layer: [batch, seq, dim] after that layer
+  at::Tensor final_norm;              // [batch, seq, dim] after the final norm (lens input)
+};
+
+// Keys and values of the positions seen so far, per layer, for a batch of sequences.
+// A value type: copying shares the tensors (cheap); fork() makes an independent deep copy.
+// Not thread-safe: one forward at a time per cache.
+class KVCache {
+ public:
+  KVCache() = default;
+
+  int64_t batch() const { return batch_; }
+  int64_t length() const { return length_; }      // positions filled
+  int64_t capacity() const { return capacity_; }  // positions allocated
+  bool empty() const { return length_ == 0; }
+
+  // Keeps the first `n` positions (n <= length()); later positions are forgotten.
+  // Throws Error(kInvalidArgument) when n > length() or n < 0.
+  void truncate(int64_t n);
+  // An independent copy (same contents, own storage).
+  KVCache fork() const;
+  // A batch-`n` cache whose every row is a copy of this batch-1 cache (perturbations of a
+  // shared prefix). Throws Error(kInvalidArgument) unless batch() == 1.
+  KVCache expand(int64_t n) const;
+  // Keeps only rows `rows` (indices into the batch), in that order.
+  KVCache select_rows(const std::vector<int64_t>& rows) const;
+
+  // --- used by model implementations -----------------------------------------------------
+  // Allocates room for `n_layers` layers of [batch, n_kv_heads, capacity, head_dim].
+  void init(int64_t n_layers, int64_t batch, int64_t n_kv_heads, int64_t capacity,
+            int64_t head_dim, at::ScalarType dtype);
+  // Makes room for `extra` more positions (grows geometrically).
+  void reserve(int64_t extra);
+  at::Tensor& keys(int64_t layer) { return k_[layer]; }    // [batch, kv_heads, capacity, hd]
+  at::Tensor& values(int64_t layer) { return v_[layer]; }  // [batch, kv_heads, capacity, hd]
+  at::Tensor& key_mask() { return key_mask_; }  // [batch, capacity] bool: real (not padding)
+  at::Tensor& next_position() { return next_pos_; }  // [batch] int64: next rotary position
+  void set_length(int64_t n) { length_ = n; }
+
+ private:
+  int64_t batch_ = 0, length_ = 0, capacity_ = 0;
+  std::vector<at::Tensor> k_, v_;
+  at::Tensor key_mask_, next_pos_;
+};
+
+// Input of one forward pass. Give either `tokens` or `embeddings`.
+struct ForwardArgs {
+  at::Tensor tokens;          // [batch, seq] int64
+  at::Tensor embeddings;      // [batch, seq, dim] float: differentiable input
+  at::Tensor attention_mask;  // [batch, seq], 1 = real token, 0 = padding; undefined = all real.
+                              // Padding may be on either side: rotary positions count only the
+                              // real tokens of each row, and no token attends to padding.
+  KVCache* cache = nullptr;   // when set: the input continues the cached positions, and its keys
+                              // and values are appended to the cache
+  Activations* capture = nullptr;
+  CaptureOptions capture_options;
+  bool last_only = false;  // logits of the last position only: [batch, 1, vocab]
+};
+
+// A loaded model. Thread safety: forward() may run concurrently on different caches.
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+  virtual int64_t n_params() const = 0;
+
+  // Logits [batch, seq, vocab] (float32). Throws Error(kInvalidArgument) for wrong shapes or
+  // token ids out of range, Error(kResourceExhausted) when the context length is exceeded.
+  virtual at::Tensor forward(const ForwardArgs& args) const = 0;
+
+  // Token embeddings [batch, seq, dim] for ids [batch, seq].
+  virtual at::Tensor embed(const at::Tensor& tokens) const = 0;
+  // The token embedding matrix [vocab, dim].
+  virtual at::Tensor embedding_matrix() const = 0;
+  // Applies the final norm and output matrix to residual states [..., dim] -> [..., vocab]
+  // (the logit lens).
+  virtual at::Tensor unembed(const at::Tensor& hidden, bool apply_norm = true) const = 0;
+
+  // A cache for `batch` sequences with room for `capacity` positions (0: a small start that
+  // grows as needed).
+  virtual KVCache new_cache(int64_t batch, int64_t capacity = 0) const = 0;
+
+  // All parameters by name (for randomisation tests, conversion and statistics).
+  virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
+
+  // --- conveniences over forward() ------------------------------------------------------
+  // Logits [seq, vocab] of one sequence.
+  at::Tensor logits(const std::vector<TokenId>& ids) const;
+  // Logits [batch, seq, vocab] for one token batch.
+  at::Tensor forward_tokens(const at::Tensor& tokens, const at::Tensor& mask = {}) const;
+};
+
+// Where to find the files of a model.
+struct LoadOptions {
+  std::string tokenizer_path;  // empty: look beside the checkpoint
+};
+
+// Loads a model from a checkpoint file or from a folder holding it with its tokenizer.
+// Supported: llama2.c checkpoints (`.bin`, legacy and version-1 headers) with a `tokenizer.bin`
+// or SentencePiece `.model` tokenizer. Throws Error(kNotFound) for missing files,
+// Error(kInvalidArgument) for corrupt or inconsistent ones (the message names the file).
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+
+// A llama-architecture model with random weights (normal, std 0.02), for tests and benchmarks.
+// Needs a tokenizer; `tokenizer` may be null, giving a model whose tokenizer() throws.
+std::unique_ptr<Model> make_random_llama(const ModelConfig& config, uint64_t seed,
+                                         std::shared_ptr<Tokenizer> tokenizer = nullptr);
+
+}  // namespace candor

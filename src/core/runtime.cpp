@@ -1,0 +1,93 @@
+// BLAS kernel selection (OPENBLAS_CORETYPE), re-execution at start-up, and thread settings.
+#include "candor/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace candor {
+namespace {
+
+constexpr const char* kReexecMarker = "CANDOR_BLAS_REEXEC";
+
+template <typename Fn>
+Fn blas_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+}  // namespace
+
+std::string preferred_openblas_core() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    return "SkylakeX";
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return "";
+}
+
+void prepare_process(int argc, char** argv) {
+  (void)argc;
+  if (std::getenv(kReexecMarker) != nullptr) return;  // already re-executed once
+  bool changed = false;
+  if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    std::string core = preferred_openblas_core();
+    if (!core.empty()) {
+      setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+      changed = true;
+    }
+  }
+  // Idle OpenMP workers of libtorch otherwise spin against OpenBLAS's own threads.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (!changed) return;
+  setenv(kReexecMarker, "1", 1);
+  execv("/proc/self/exe", argv);
+  // execv only returns on failure: carry on with whatever kernels OpenBLAS picked.
+}
+
+BlasInfo blas_info() {
+  BlasInfo info;
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  info.coretype_env = env ? env : "";
+  auto corename = blas_symbol<char* (*)()>("openblas_get_corename");
+  auto config = blas_symbol<char* (*)()>("openblas_get_config");
+  if (corename == nullptr) {
+    info.library = "reference BLAS";
+    info.slow = true;
+    info.warning =
+        "the active BLAS is not OpenBLAS (about 10x slower); install libopenblas0-pthread "
+        "and select it with update-alternatives --config libblas.so.3-x86_64-linux-gnu";
+    return info;
+  }
+  info.library = "OpenBLAS";
+  info.core = corename();
+  if (config) info.config = config();
+  if (info.core == "Prescott" || info.core == "prescott") {
+    info.slow = true;
+    info.warning =
+        "OpenBLAS runs its generic SSE3 kernels; set OPENBLAS_CORETYPE (e.g. Haswell or "
+        "SkylakeX) to match this CPU";
+  }
+  return info;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  if (auto fn = blas_symbol<void (*)(int)>("openblas_set_num_threads")) fn(n);
+}
+
+int num_threads() { return at::get_num_threads(); }
+
+}  // namespace candor

@@ -1,0 +1,176 @@
+// Autoregressive generation over the KV cache: greedy and seeded sampling (temperature, top-k,
+// top-p), stop tokens, context limit and a streaming callback.
+#include "candor/generate.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "candor/error.h"
+
+namespace candor {
+namespace {
+
+// splitmix64: a small, portable, seedable generator (same stream on every platform).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+ private:
+  uint64_t state_;
+};
+
+// Picks the next token from one row of logits; returns it with its log-probability under the
+// untruncated distribution at temperature 1.
+std::pair<TokenId, float> pick(const float* logits, int64_t n, const GenerateOptions& o, Rng& rng) {
+  double max_logit = *std::max_element(logits, logits + n);
+  double log_z = 0;
+  for (int64_t i = 0; i < n; ++i) log_z += std::exp(logits[i] - max_logit);
+  log_z = max_logit + std::log(log_z);
+  auto logprob = [&](int64_t i) { return static_cast<float>(logits[i] - log_z); };
+
+  if (o.temperature == 0.0f) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; ++i)
+      if (logits[i] > logits[best]) best = i;
+    return {static_cast<TokenId>(best), logprob(best)};
+  }
+  // Candidates sorted by logit, cut by top-k, then by top-p over the tempered distribution.
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  int64_t keep = (o.top_k > 0 && o.top_k < n) ? o.top_k : n;
+  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
+                    [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  idx.resize(keep);
+  std::vector<double> p(keep);
+  double top = logits[idx[0]], sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[idx[i]] - top) / o.temperature);
+  for (auto& v : p) v /= sum;
+  if (o.top_p < 1.0f) {
+    double cum = 0;
+    int64_t cut = keep;
+    for (int64_t i = 0; i < keep; ++i) {
+      cum += p[i];
+      if (cum >= o.top_p) {
+        cut = i + 1;
+        break;
+      }
+    }
+    p.resize(cut);
+    idx.resize(cut);
+    double s = std::accumulate(p.begin(), p.end(), 0.0);
+    for (auto& v : p) v /= s;
+  }
+  double r = rng.uniform(), cum = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    cum += p[i];
+    if (r < cum) return {static_cast<TokenId>(idx[i]), logprob(idx[i])};
+  }
+  return {static_cast<TokenId>(idx.back()), logprob(idx.back())};
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+void validate_generate_options(const GenerateOptions& o) {
+  auto bad = [](const std::string& msg, const std::string& hint) {
+    throw Error(ErrorCode::kInvalidArgument, msg, hint);
+  };
+  if (o.max_new_tokens < 1)
+    bad("the number of tokens to generate (-n) must be at least 1, got " +
+            std::to_string(o.max_new_tokens),
+        "pass -n with a positive count");
+  if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
+    bad("temperature must be a finite number >= 0, got " + std::to_string(o.temperature),
+        "use 0 for greedy decoding, or e.g. 0.8");
+  if (o.top_k < 0)
+    bad("top-k must be >= 0 (0 disables it), got " + std::to_string(o.top_k), "e.g. --top-k 40");
+  if (!(o.top_p > 0.0f && o.top_p <= 1.0f))
+    bad("top-p must be in (0, 1], got " + std::to_string(o.top_p), "e.g. --top-p 0.9");
+}
+
+GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
+                        const GenerateOptions& options) {
+  validate_generate_options(options);
+  const ModelConfig& c = model.config();
+  if (prompt_ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
+                "start the prompt with BOS");
+  }
+  if (static_cast<int64_t>(prompt_ids.size()) > c.max_seq_len) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "the prompt is " + std::to_string(prompt_ids.size()) +
+                    " tokens long, more than the model's context of " +
+                    std::to_string(c.max_seq_len) + " tokens",
+                "shorten the prompt");
+  }
+  const Tokenizer& tok = model.tokenizer();
+  std::vector<TokenId> stops = options.stop_tokens;
+  if (stops.empty()) stops = {tok.bos_id(), tok.eos_id()};
+
+  GenerateResult r;
+  r.prompt_ids = prompt_ids;
+  r.prompt_text = tok.decode(std::vector<TokenId>(prompt_ids.begin() + (prompt_ids[0] == tok.bos_id()), prompt_ids.end()));
+  at::NoGradGuard no_grad;
+  Rng rng(options.seed);
+  KVCache cache = model.new_cache(1, std::min<int64_t>(c.max_seq_len, prompt_ids.size() + options.max_new_tokens));
+
+  auto t0 = std::chrono::steady_clock::now();
+  ForwardArgs args;
+  args.tokens = at::tensor(std::vector<int64_t>(prompt_ids.begin(), prompt_ids.end()), at::kLong)
+                    .unsqueeze(0);
+  args.cache = &cache;
+  args.last_only = true;
+  at::Tensor logits = model.forward(args).contiguous();  // [1, 1, V]
+  r.prefill_ms = ms_since(t0);
+
+  auto t1 = std::chrono::steady_clock::now();
+  TokenId prev = prompt_ids.back();
+  r.stop_reason = "max_new_tokens";
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    auto [next, lp] = pick(logits.data_ptr<float>(), c.vocab_size, options, rng);
+    if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
+      r.stop_reason = "stop_token";
+      break;
+    }
+    r.generated_ids.push_back(next);
+    r.logprobs.push_back(lp);
+    std::string piece = tok.decode_piece(prev, next);
+    r.text += piece;
+    prev = next;
+    if (options.on_token && !options.on_token(next, piece)) {
+      r.stop_reason = "callback";
+      break;
+    }
+    if (step + 1 == options.max_new_tokens) break;
+    if (cache.length() >= c.max_seq_len) {
+      r.stop_reason = "context";
+      break;
+    }
+    args.tokens = at::full({1, 1}, static_cast<int64_t>(next), at::kLong);
+    logits = model.forward(args).contiguous();
+  }
+  r.decode_ms = ms_since(t1);
+  return r;
+}
+
+GenerateResult generate(const Model& model, std::string_view prompt,
+                        const GenerateOptions& options) {
+  validate_generate_options(options);
+  std::vector<TokenId> ids = model.tokenizer().encode(prompt, options.add_bos, false);
+  return generate(model, ids, options);
+}
+
+}  // namespace candor

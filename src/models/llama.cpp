@@ -1,0 +1,264 @@
+// Llama-architecture forward pass over padded batches, from tokens or input embeddings, with an
+// optional KV cache and activation capture.
+#include "models/llama.h"
+
+#include <cmath>
+#include <limits>
+
+#include "candor/error.h"
+
+namespace candor {
+namespace {
+
+std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+}  // namespace
+
+void validate_llama_config(const ModelConfig& c, const std::string& source) {
+  auto bad = [&](const std::string& what) {
+    throw Error(ErrorCode::kInvalidArgument, source + ": invalid model header: " + what,
+                "the file is not a model candor can read, or it is corrupt");
+  };
+  const int64_t kMax = int64_t{1} << 24;
+  auto check_range = [&](const char* name, int64_t v) {
+    if (v <= 0 || v > kMax) bad(std::string(name) + " = " + std::to_string(v));
+  };
+  check_range("dim", c.dim);
+  check_range("hidden_dim", c.hidden_dim);
+  check_range("n_layers", c.n_layers);
+  check_range("n_heads", c.n_heads);
+  check_range("n_kv_heads", c.n_kv_heads);
+  check_range("vocab_size", c.vocab_size);
+  check_range("max_seq_len", c.max_seq_len);
+  if (c.dim % c.n_heads != 0) bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads");
+  if (c.n_heads % c.n_kv_heads != 0) bad("n_heads is not a multiple of n_kv_heads");
+  if (c.head_dim() % 2 != 0) bad("head dimension is odd");
+}
+
+LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
+                       std::shared_ptr<Tokenizer> tokenizer)
+    : config_(std::move(config)), weights_(std::move(weights)), tokenizer_(std::move(tokenizer)) {
+  // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim).
+  const int64_t half = config_.head_dim() / 2;
+  std::vector<float> re(config_.max_seq_len * half), im(config_.max_seq_len * half);
+  for (int64_t p = 0; p < config_.max_seq_len; ++p) {
+    for (int64_t j = 0; j < half; ++j) {
+      double freq = std::pow(static_cast<double>(config_.rope_theta),
+                             -static_cast<double>(2 * j) / static_cast<double>(config_.head_dim()));
+      double angle = static_cast<double>(p) * freq;
+      re[p * half + j] = static_cast<float>(std::cos(angle));
+      im[p * half + j] = static_cast<float>(std::sin(angle));
+    }
+  }
+  at::Tensor r = at::from_blob(re.data(), {config_.max_seq_len, half}, at::kFloat);
+  at::Tensor i = at::from_blob(im.data(), {config_.max_seq_len, half}, at::kFloat);
+  rope_ = at::complex(r, i).clone();
+}
+
+const Tokenizer& LlamaModel::tokenizer() const {
+  if (!tokenizer_) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
+  return *tokenizer_;
+}
+
+int64_t LlamaModel::n_params() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.emplace_back("tok_embeddings", weights_.tok_embeddings);
+  for (size_t l = 0; l < weights_.layers.size(); ++l) {
+    const auto& L = weights_.layers[l];
+    std::string p = "layers." + std::to_string(l) + ".";
+    out.emplace_back(p + "attn_norm", L.attn_norm);
+    out.emplace_back(p + "wqkv", L.wqkv);
+    out.emplace_back(p + "wo", L.wo);
+    out.emplace_back(p + "ffn_norm", L.ffn_norm);
+    out.emplace_back(p + "w13", L.w13);
+    out.emplace_back(p + "w2", L.w2);
+  }
+  out.emplace_back("final_norm", weights_.final_norm);
+  if (!config_.tied_embeddings) out.emplace_back("output", weights_.output);
+  return out;
+}
+
+at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_eps) * weight;
+}
+
+at::Tensor LlamaModel::embed(const at::Tensor& tokens) const {
+  if (tokens.scalar_type() != at::kLong && tokens.scalar_type() != at::kInt) {
+    throw Error(ErrorCode::kInvalidArgument, "token ids must be an integer tensor");
+  }
+  if (tokens.numel() > 0) {
+    int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary of " +
+                      std::to_string(config_.vocab_size) + " tokens");
+    }
+  }
+  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong));
+}
+
+at::Tensor LlamaModel::unembed(const at::Tensor& hidden, bool apply_norm) const {
+  at::Tensor h = apply_norm ? rms_norm(hidden, weights_.final_norm) : hidden;
+  return at::linear(h, weights_.output);
+}
+
+KVCache LlamaModel::new_cache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  cache.init(config_.n_layers, batch, config_.n_kv_heads, capacity > 0 ? capacity : 64,
+             config_.head_dim(), at::kFloat);
+  return cache;
+}
+
+at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
+  const ModelConfig& c = config_;
+  at::Tensor x;  // [B, T, D]
+  if (args.embeddings.defined()) {
+    if (args.embeddings.dim() != 3 || args.embeddings.size(2) != c.dim) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "input embeddings must have shape [batch, seq, " + std::to_string(c.dim) +
+                      "], got " + shape_str(args.embeddings));
+    }
+    x = args.embeddings.to(at::kFloat);
+  } else if (args.tokens.defined()) {
+    if (args.tokens.dim() != 2) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "token ids must have shape [batch, seq], got " + shape_str(args.tokens));
+    }
+    x = embed(args.tokens);
+  } else {
+    throw Error(ErrorCode::kInvalidArgument, "forward() needs tokens or embeddings");
+  }
+  const int64_t B = x.size(0), T = x.size(1);
+  if (T == 0) throw Error(ErrorCode::kInvalidArgument, "forward() got an empty sequence");
+
+  at::Tensor mask;  // [B, T] bool
+  if (args.attention_mask.defined()) {
+    if (args.attention_mask.dim() != 2 || args.attention_mask.size(0) != B ||
+        args.attention_mask.size(1) != T) {
+      throw Error(ErrorCode::kInvalidArgument, "attention mask must have shape [" +
+                                                   std::to_string(B) + ", " + std::to_string(T) +
+                                                   "], got " + shape_str(args.attention_mask));
+    }
+    mask = args.attention_mask.to(at::kBool);
+  }
+
+  KVCache* cache = args.cache;
+  int64_t past = 0;
+  if (cache) {
+    if (cache->batch() == 0) *cache = new_cache(B, T);
+    if (cache->batch() != B) {
+      throw Error(ErrorCode::kInvalidArgument, "KV cache holds " + std::to_string(cache->batch()) +
+                                                   " rows but the input has " + std::to_string(B));
+    }
+    past = cache->length();
+  }
+  const int64_t S = past + T;  // keys visible to the new queries
+  if (S > c.max_seq_len) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "sequence of " + std::to_string(S) + " tokens exceeds the model's context of " +
+                    std::to_string(c.max_seq_len),
+                "shorten the input");
+  }
+
+  // Rotary positions count the real tokens of each row.
+  at::Tensor positions;  // [B, T] int64
+  bool padded = mask.defined() && !mask.all().item<bool>();
+  if (cache && past > 0) padded = padded || !cache->key_mask().narrow(1, 0, past).all().item<bool>();
+  if (mask.defined()) {
+    at::Tensor m = mask.to(at::kLong);
+    positions = m.cumsum(1) - m;
+  } else {
+    positions = at::arange(T, at::kLong).unsqueeze(0).expand({B, T});
+  }
+  if (cache) positions = positions + cache->next_position().unsqueeze(1);
+  positions = positions.clamp(0, c.max_seq_len - 1);
+  at::Tensor rope = rope_.index({positions}).unsqueeze(2);  // [B, T, 1, hd/2] complex
+
+  // Additive attention bias [B or 1, 1, 1, T, S]: causal, no padding keys, always self.
+  at::Tensor bias;
+  if (T > 1 || padded) {
+    at::Tensor q_idx = at::arange(past, S, at::kLong).unsqueeze(1);  // [T, 1]
+    at::Tensor k_idx = at::arange(S, at::kLong).unsqueeze(0);        // [1, S]
+    at::Tensor allowed = (k_idx <= q_idx).unsqueeze(0);              // [1, T, S]
+    if (padded) {
+      at::Tensor keys_real = mask.defined() ? mask : at::ones({B, T}, at::kBool);
+      if (cache && past > 0) keys_real = at::cat({cache->key_mask().narrow(1, 0, past), keys_real}, 1);
+      allowed = allowed.logical_and(keys_real.unsqueeze(1)).logical_or((k_idx == q_idx).unsqueeze(0));
+    }
+    bias = at::zeros(allowed.sizes(), at::kFloat)
+               .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+               .view({allowed.size(0), 1, 1, T, S});
+  }
+
+  const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  Activations* cap = args.capture;
+  const bool cap_att = cap && args.capture_options.attention;
+  const bool cap_res = cap && args.capture_options.residual;
+  if (cap) {
+    cap->attention.clear();
+    cap->residual.clear();
+    if (cap_res) cap->embeddings = x;
+  }
+  if (cache) cache->reserve(T);
+
+  auto rotate = [&](const at::Tensor& t, int64_t heads) {  // [B, T, heads * hd] -> [B, T, heads, hd]
+    at::Tensor z = at::view_as_complex(t.reshape({B, T, heads, hd / 2, 2}));
+    return at::view_as_real(z * rope).reshape({B, T, heads, hd});
+  };
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights& L = weights_.layers[l];
+    at::Tensor h = rms_norm(x, L.attn_norm);
+    at::Tensor qkv = at::linear(h, L.wqkv);  // [B, T, (H + 2KV) * hd]
+    at::Tensor q = rotate(qkv.narrow(2, 0, H * hd), H);
+    at::Tensor k = rotate(qkv.narrow(2, H * hd, KV * hd), KV);
+    at::Tensor v = qkv.narrow(2, (H + KV) * hd, KV * hd).view({B, T, KV, hd});
+    // Queries grouped by the key head they share: [B, KV, G * T, hd].
+    q = q.view({B, T, KV, G, hd}).permute({0, 2, 3, 1, 4}).reshape({B, KV, G * T, hd});
+    k = k.permute({0, 2, 1, 3});  // [B, KV, T, hd]
+    v = v.permute({0, 2, 1, 3});
+    if (cache) {
+      cache->keys(l).narrow(2, past, T).copy_(k);
+      cache->values(l).narrow(2, past, T).copy_(v);
+      k = cache->keys(l).narrow(2, 0, S);
+      v = cache->values(l).narrow(2, 0, S);
+    }
+    at::Tensor scores = at::matmul(q, k.transpose(2, 3)).mul_(scale);  // [B, KV, G*T, S]
+    if (bias.defined()) scores = (scores.view({B, KV, G, T, S}) + bias).view({B, KV, G * T, S});
+    at::Tensor att = at::softmax(scores, -1);
+    if (cap_att) cap->attention.push_back(att.view({B, H, T, S}));
+    at::Tensor o = at::matmul(att, v)  // [B, KV, G*T, hd]
+                       .view({B, KV, G, T, hd})
+                       .permute({0, 3, 1, 2, 4})
+                       .reshape({B, T, H * hd});
+    x = x + at::linear(o, L.wo);
+    at::Tensor f = at::linear(rms_norm(x, L.ffn_norm), L.w13);  // [B, T, 2 * hidden]
+    auto gate_up = f.chunk(2, -1);
+    x = x + at::linear(at::silu(gate_up[0]) * gate_up[1], L.w2);
+    if (cap_res) cap->residual.push_back(x);
+  }
+
+  if (cache) {
+    cache->key_mask().narrow(1, past, T).copy_(mask.defined() ? mask : at::ones({B, T}, at::kBool));
+    at::Tensor added = mask.defined() ? mask.sum(1).to(at::kLong) : at::full({B}, T, at::kLong);
+    cache->next_position() = cache->next_position() + added;
+    cache->set_length(S);
+  }
+  if (args.last_only) x = x.narrow(1, T - 1, 1);
+  at::Tensor normed = rms_norm(x, weights_.final_norm);
+  if (cap) cap->final_norm = normed;
+  return at::linear(normed, weights_.output);
+}
+
+}  // namespace candor

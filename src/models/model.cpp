@@ -1,0 +1,156 @@
+// Model loading (file or folder, tokenizer discovery), random models, and conveniences.
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "candor/error.h"
+#include "candor/model.h"
+#include "models/llama.h"
+
+namespace candor {
+namespace fs = std::filesystem;
+
+at::Tensor Model::logits(const std::vector<TokenId>& ids) const {
+  std::vector<int64_t> v(ids.begin(), ids.end());
+  ForwardArgs args;
+  args.tokens = at::tensor(v, at::kLong).unsqueeze(0);
+  return forward(args).squeeze(0);
+}
+
+at::Tensor Model::forward_tokens(const at::Tensor& tokens, const at::Tensor& mask) const {
+  ForwardArgs args;
+  args.tokens = tokens;
+  args.attention_mask = mask;
+  return forward(args);
+}
+
+namespace {
+
+bool is_tokenizer_name(const fs::path& p) {
+  std::string name = p.filename().string();
+  std::string ext = p.extension().string();
+  if (ext == ".model") return true;
+  return ext == ".bin" && (name.rfind("tok", 0) == 0);
+}
+
+// Tokenizer files beside a checkpoint, best first: tokenizer.bin, tok*.bin, *.model.
+std::vector<fs::path> tokenizer_candidates(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_regular_file() && is_tokenizer_name(e.path())) out.push_back(e.path());
+  }
+  auto rank = [](const fs::path& p) {
+    if (p.filename() == "tokenizer.bin") return 0;
+    if (p.extension() == ".bin") return 1;
+    return 2;
+  };
+  std::sort(out.begin(), out.end(), [&](const fs::path& a, const fs::path& b) {
+    return std::make_pair(rank(a), a.string()) < std::make_pair(rank(b), b.string());
+  });
+  return out;
+}
+
+std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const ModelConfig& config,
+                                          const std::string& explicit_path) {
+  auto mismatch = [&](const std::string& path, int32_t n) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "tokenizer '" + path + "' has " + std::to_string(n) +
+                     " pieces but model '" + checkpoint.string() + "' has a vocabulary of " +
+                     std::to_string(config.vocab_size),
+                 "use the tokenizer the model was trained with");
+  };
+  if (!explicit_path.empty()) {
+    std::shared_ptr<Tokenizer> tok = load_tokenizer(explicit_path);
+    if (tok->vocab_size() != config.vocab_size) throw mismatch(explicit_path, tok->vocab_size());
+    return tok;
+  }
+  std::vector<fs::path> candidates = tokenizer_candidates(checkpoint.parent_path().empty()
+                                                              ? fs::path(".")
+                                                              : checkpoint.parent_path());
+  if (candidates.empty()) {
+    throw Error(ErrorCode::kNotFound,
+                "no tokenizer (tokenizer.bin, tok*.bin or *.model) beside checkpoint '" +
+                    checkpoint.string() + "'",
+                "put the tokenizer in the checkpoint's folder or pass --tokenizer");
+  }
+  std::string first_error;
+  for (const auto& p : candidates) {
+    try {
+      std::shared_ptr<Tokenizer> tok = load_tokenizer(p.string());
+      if (tok->vocab_size() == config.vocab_size) return tok;
+      if (first_error.empty()) first_error = mismatch(p.string(), tok->vocab_size()).what();
+    } catch (const Error& e) {
+      if (first_error.empty()) first_error = e.what();
+    }
+  }
+  throw Error(ErrorCode::kInvalidArgument,
+              "no tokenizer beside '" + checkpoint.string() + "' matches the model: " + first_error,
+              "use the tokenizer the model was trained with (--tokenizer PATH)");
+}
+
+fs::path find_checkpoint(const fs::path& dir) {
+  std::vector<fs::path> bins;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_regular_file() && e.path().extension() == ".bin" && !is_tokenizer_name(e.path())) {
+      bins.push_back(e.path());
+    }
+  }
+  std::sort(bins.begin(), bins.end());
+  for (const auto& p : bins) {
+    if (looks_like_llama2c_checkpoint(p.string())) return p;
+  }
+  if (bins.size() == 1) return bins[0];  // let the reader say what is wrong with it
+  throw Error(ErrorCode::kNotFound,
+              "no model checkpoint found in folder '" + dir.string() + "'" +
+                  (bins.empty() ? "" : " (" + std::to_string(bins.size()) +
+                                           " .bin files, none a valid llama2.c checkpoint)"),
+              "--model takes a llama2.c .bin checkpoint or a folder holding one");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
+  std::error_code ec;
+  fs::path p(path);
+  if (path.empty() || !fs::exists(p, ec)) {
+    throw Error(ErrorCode::kNotFound, "model path '" + path + "' does not exist",
+                "--model takes a llama2.c .bin checkpoint or a folder holding one");
+  }
+  fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
+  auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
+  std::shared_ptr<Tokenizer> tok = find_tokenizer(checkpoint, config, options.tokenizer_path);
+  return std::make_unique<LlamaModel>(config, std::move(weights), std::move(tok));
+}
+
+std::unique_ptr<Model> make_random_llama(const ModelConfig& config, uint64_t seed,
+                                         std::shared_ptr<Tokenizer> tokenizer) {
+  validate_llama_config(config, "random model");
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  auto randn = [&](std::vector<int64_t> shape) {
+    return at::normal(0.0, 0.02, shape, gen, at::TensorOptions().dtype(at::kFloat));
+  };
+  const int64_t D = config.dim, F = config.hidden_dim, hd = config.head_dim();
+  LlamaWeights w;
+  w.tok_embeddings = randn({config.vocab_size, D});
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    LlamaLayerWeights lw;
+    lw.attn_norm = at::ones({D});
+    lw.wqkv = randn({(config.n_heads + 2 * config.n_kv_heads) * hd, D});
+    lw.wo = randn({D, config.n_heads * hd});
+    lw.ffn_norm = at::ones({D});
+    lw.w13 = randn({2 * F, D});
+    lw.w2 = randn({D, F});
+    w.layers.push_back(std::move(lw));
+  }
+  w.final_norm = at::ones({D});
+  w.output = config.tied_embeddings ? w.tok_embeddings : randn({config.vocab_size, D});
+  ModelConfig c = config;
+  if (c.source_format.empty()) c.source_format = "random";
+  return std::make_unique<LlamaModel>(c, std::move(w), std::move(tokenizer));
+}
+
+}  // namespace candor

@@ -1,0 +1,53 @@
+// Helpers shared by the tokenizer implementations in src/tokenizers/ (not a public header):
+// file reading with candor::Error, UTF-8 diagnostics, byte pieces, format sniffing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "candor/tokenizer.h"
+
+namespace candor::tokenizers {
+
+// Build a tokenizer from the bytes `data` of the file `path` (named in error messages).
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& path, std::string_view data);
+std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& path,
+                                                        std::string_view data);
+
+// Reads a whole file. Throws Error(kNotFound) when it does not exist and Error(kInvalidArgument)
+// when it is not a readable regular file. `what` names the expected format in messages.
+std::string read_tokenizer_file(const std::string& path, const char* what);
+
+// Describes the first malformed UTF-8 sequence of `text` ("truncated sequence", "overlong
+// encoding", ...), or returns nullptr when `text` is valid. `*bad_offset` gets its byte offset.
+const char* utf8_problem(std::string_view text, size_t* bad_offset);
+
+// Throws Error(kInvalidArgument) naming the byte offset and the problem when `text` is not valid
+// UTF-8.
+void require_valid_utf8(std::string_view text);
+
+// Number of bytes of the UTF-8 sequence that starts with `lead` (1 for anything that is not a
+// multi-byte lead byte). Only meaningful on validated text.
+inline size_t utf8_sequence_length(unsigned char lead) {
+  if (lead >= 0xF0) return 4;
+  if (lead >= 0xE0) return 3;
+  if (lead >= 0xC0) return 2;
+  return 1;
+}
+
+// True when `piece` is exactly a byte piece "<0xAB>" (two hex digits); `*byte` gets its value.
+bool parse_byte_piece(std::string_view piece, uint8_t* byte);
+
+// True when `data` starts like a llama2.c tokenizer.bin: a little-endian int32 max_token_length
+// in 1..kMaxLlama2cTokenLength.
+constexpr int32_t kMaxLlama2cTokenLength = 1 << 16;
+bool looks_like_llama2c_header(std::string_view data);
+
+// True when `data` parses as a sequence of protobuf fields up to its last byte, as a serialized
+// SentencePiece ModelProto does (its first field is the piece list, tag 0x0A).
+bool looks_like_protobuf_model(std::string_view data);
+
+}  // namespace candor::tokenizers

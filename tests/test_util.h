@@ -1,0 +1,40 @@
+// Helpers shared by the tests: where ../shared is, and skipping when it is absent.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace candor::testing {
+
+// The shared data folder: $CANDOR_SHARED, or ../shared beside the source tree.
+std::string shared_dir();
+// True when shared_dir()/relative exists.
+bool shared_has(const std::string& relative);
+// Full path of a file under shared_dir().
+std::string shared_path(const std::string& relative);
+// A fresh temporary directory for one test (removed by the OS, not by the test).
+std::string temp_dir();
+// Runs a shell command, returns its exit status; stdout and stderr go to *out when given.
+int run_command(const std::string& command, std::string* out = nullptr);
+
+}  // namespace candor::testing
+
+// Skips the current test with a message when a file under ../shared is missing.
+#define CANDOR_REQUIRE_SHARED(relative)                                                  \
+  do {                                                                                   \
+    if (!::candor::testing::shared_has(relative)) {                                      \
+      GTEST_SKIP() << "skipped: needs ../shared/" << (relative)                          \
+                   << " (the shared models and data are absent on this machine)";       \
+    }                                                                                    \
+  } while (0)
+
+namespace candor::testing {
+// Writes a legacy llama2.c checkpoint with small random weights (header fields as given;
+// vocab_size < 0 means an unshared output matrix, as in the format). Returns the path.
+std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidden_dim,
+                                     int n_layers, int n_heads, int n_kv_heads, int vocab_size,
+                                     int seq_len, unsigned seed = 1);
+// Copies the first `n` bytes of `src` to `dst` (n < 0: all, then appends -n zero bytes).
+void copy_prefix(const std::string& src, const std::string& dst, long n);
+}  // namespace candor::testing

@@ -1,0 +1,28 @@
+// Shared pieces of the candor subcommands: registration functions and error reporting.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "candor/error.h"
+
+namespace candor::cli {
+
+// A subcommand registers its options on `app` and returns the function that runs it.
+using Runner = std::function<int()>;
+
+Runner add_info(CLI::App& app);
+Runner add_generate(CLI::App& app);
+
+// An invalid command-line value: reported with exit code 2.
+inline Error usage_error(const std::string& message, const std::string& hint = {}) {
+  return Error(ErrorCode::kInvalidArgument, message, hint.empty() ? "see candor --help" : hint);
+}
+
+// Exit codes: 0 ok, 1 runtime error, 2 usage error.
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+}  // namespace candor::cli

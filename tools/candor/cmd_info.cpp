@@ -1,0 +1,75 @@
+// `candor info`: architecture, size, tokenizer and runtime (BLAS, threads) of a model.
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include "candor/model.h"
+#include "candor/runtime.h"
+#include "cli.h"
+
+namespace candor::cli {
+
+Runner add_info(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer;
+    int threads = 0;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it and its tokenizer")
+      ->required();
+  app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
+  app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  app.add_flag("--json", o->json, "Print JSON");
+  return [o]() {
+    if (o->threads < 0) throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    set_num_threads(o->threads);
+    LoadOptions lo;
+    lo.tokenizer_path = o->tokenizer;
+    std::unique_ptr<Model> model = load_model(o->model, lo);
+    const ModelConfig& c = model->config();
+    BlasInfo blas = blas_info();
+    nlohmann::json j = {
+        {"model", o->model},
+        {"architecture", c.architecture},
+        {"format", c.source_format},
+        {"dtype", c.dtype},
+        {"parameters", model->n_params()},
+        {"dim", c.dim},
+        {"hidden_dim", c.hidden_dim},
+        {"n_layers", c.n_layers},
+        {"n_heads", c.n_heads},
+        {"n_kv_heads", c.n_kv_heads},
+        {"vocab_size", c.vocab_size},
+        {"context_length", c.max_seq_len},
+        {"tied_embeddings", c.tied_embeddings},
+        {"tokenizer", model->tokenizer().kind()},
+        {"blas", {{"library", blas.library}, {"core", blas.core}, {"slow", blas.slow},
+                  {"openblas_coretype", blas.coretype_env}}},
+        {"threads", num_threads()},
+    };
+    if (o->json) {
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << "model          " << o->model << "\n"
+                << "architecture   " << c.architecture << " (" << c.source_format << ")\n"
+                << "parameters     " << model->n_params() << "\n"
+                << "dtype          " << c.dtype << "\n"
+                << "layers         " << c.n_layers << "  dim " << c.dim << "  hidden "
+                << c.hidden_dim << "  heads " << c.n_heads << "  kv heads " << c.n_kv_heads << "\n"
+                << "vocabulary     " << c.vocab_size << " (" << model->tokenizer().kind()
+                << " tokenizer)\n"
+                << "context        " << c.max_seq_len << " tokens\n"
+                << "output matrix  " << (c.tied_embeddings ? "tied to embeddings" : "separate")
+                << "\n"
+                << "BLAS           " << blas.library
+                << (blas.core.empty() ? "" : " (core " + blas.core + ")") << "\n"
+                << "threads        " << num_threads() << "\n";
+    }
+    if (blas.slow) std::cerr << "warning: " << blas.warning << "\n";
+    return 0;
+  };
+}
+
+}  // namespace candor::cli

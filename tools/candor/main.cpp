@@ -1,0 +1,58 @@
+// The candor command-line tool: one binary, one subcommand per job.
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <map>
+
+#include "candor/runtime.h"
+#include "cli.h"
+
+namespace {
+
+int report(const std::string& what, const std::string& hint, int code) {
+  std::cerr << "error: " << what << "\n";
+  if (!hint.empty()) std::cerr << "hint: " << hint << "\n";
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  candor::prepare_process(argc, argv);
+  CLI::App app{"candor: explanations for language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "candor 0.1.0");
+  std::map<CLI::App*, candor::cli::Runner> runners;
+  auto add = [&](const char* name, const char* help, auto fn) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    runners[sub] = fn(*sub);
+  };
+  add("info", "Show what a model is and how candor will run it", candor::cli::add_info);
+  add("generate", "Generate text from a prompt", candor::cli::add_generate);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return report(e.what(), "see candor --help", candor::cli::kExitUsage);
+  }
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+    return candor::cli::kExitUsage;
+  } catch (const candor::Error& e) {
+    bool usage = e.code() == candor::ErrorCode::kInvalidArgument && e.hint() == "see candor --help";
+    return report(e.what(), e.hint(), usage ? candor::cli::kExitUsage : candor::cli::kExitRuntime);
+  } catch (const c10::Error& e) {
+    return report(std::string("internal tensor error: ") + e.what_without_backtrace(),
+                  "please report this with the command that caused it", candor::cli::kExitRuntime);
+  } catch (const std::exception& e) {
+    return report(e.what(), "", candor::cli::kExitRuntime);
+  }
+}
