@@ -170,8 +170,7 @@ std::string spaces_for_markers(const std::string& piece) {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  SentencePieceTokenizer(std::unique_ptr<SentencePieceProcessor> processor,
-                         bool add_dummy_prefix)
+  SentencePieceTokenizer(std::unique_ptr<SentencePieceProcessor> processor, bool add_dummy_prefix)
       : processor_(std::move(processor)), add_dummy_prefix_(add_dummy_prefix) {
     const int n = processor_->GetPieceSize();
     pieces_.resize(n);

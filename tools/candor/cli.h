@@ -17,8 +17,13 @@ Runner add_info(CLI::App& app);
 Runner add_generate(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2.
-inline Error usage_error(const std::string& message, const std::string& hint = {}) {
-  return Error(ErrorCode::kInvalidArgument, message, hint.empty() ? "see candor --help" : hint);
+class UsageError : public Error {
+ public:
+  UsageError(const std::string& message, const std::string& hint)
+      : Error(ErrorCode::kInvalidArgument, message, hint) {}
+};
+inline UsageError usage_error(const std::string& message, const std::string& hint = {}) {
+  return UsageError(message, hint.empty() ? "see candor --help" : hint);
 }
 
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.

@@ -64,7 +64,7 @@ Runner add_generate(CLI::App& app) {
     GenerateResult r = generate(*model, ids, gen);
     double tok_s = r.decode_ms > 0 ? 1000.0 * r.generated_ids.size() / r.decode_ms : 0;
     if (o->json) {
-      nlohmann::json j = {
+      nlohmann::ordered_json j = {
           {"model", o->model},
           {"prompt", o->prompt},
           {"prompt_tokens", r.prompt_ids},

@@ -30,7 +30,7 @@ Runner add_info(CLI::App& app) {
     std::unique_ptr<Model> model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
     BlasInfo blas = blas_info();
-    nlohmann::json j = {
+    nlohmann::ordered_json j = {
         {"model", o->model},
         {"architecture", c.architecture},
         {"format", c.source_format},

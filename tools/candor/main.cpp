@@ -46,9 +46,10 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return run();
     }
     return candor::cli::kExitUsage;
+  } catch (const candor::cli::UsageError& e) {
+    return report(e.what(), e.hint(), candor::cli::kExitUsage);
   } catch (const candor::Error& e) {
-    bool usage = e.code() == candor::ErrorCode::kInvalidArgument && e.hint() == "see candor --help";
-    return report(e.what(), e.hint(), usage ? candor::cli::kExitUsage : candor::cli::kExitRuntime);
+    return report(e.what(), e.hint(), candor::cli::kExitRuntime);
   } catch (const c10::Error& e) {
     return report(std::string("internal tensor error: ") + e.what_without_backtrace(),
                   "please report this with the command that caused it", candor::cli::kExitRuntime);
