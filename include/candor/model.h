@@ -102,6 +102,7 @@ struct ForwardArgs {
   Activations* capture = nullptr;
   CaptureOptions capture_options;
   bool last_only = false;  // logits of the last position only: [batch, 1, vocab]
+  at::Tensor output_positions;  // [P] int64: logits at these positions only: [batch, P, vocab]
 };
 
 // A loaded model. Thread safety: forward() may run concurrently on different caches.

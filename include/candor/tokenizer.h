@@ -40,6 +40,10 @@ class Tokenizer {
   virtual int32_t vocab_size() const = 0;
   virtual TokenId bos_id() const = 0;
   virtual TokenId eos_id() const = 0;
+  // The unknown token (0 in llama2.c and SentencePiece vocabularies).
+  virtual TokenId unk_id() const { return 0; }
+  // The padding token, or -1 when the vocabulary has none.
+  virtual TokenId pad_id() const { return -1; }
   // "llama2c" or "sentencepiece".
   virtual std::string kind() const = 0;
 };

@@ -255,7 +255,11 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     cache->next_position() = cache->next_position() + added;
     cache->set_length(S);
   }
-  if (args.last_only) x = x.narrow(1, T - 1, 1);
+  if (args.last_only) {
+    x = x.narrow(1, T - 1, 1);
+  } else if (args.output_positions.defined()) {
+    x = x.index_select(1, args.output_positions.to(at::kLong));
+  }
   at::Tensor normed = rms_norm(x, weights_.final_norm);
   if (cap) cap->final_norm = normed;
   return at::linear(normed, weights_.output);

@@ -1,0 +1,292 @@
+// Shared machinery of the explainers: preparation, target values, gradients, batched mask
+// scoring with KV-cache prefix reuse, and the common part of every result.
+#include "explain/common.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "candor/error.h"
+
+namespace candor::explain {
+
+Problem prepare(const Model& model, const ExplainRequest& request) {
+  const ModelConfig& c = model.config();
+  const Tokenizer& tok = model.tokenizer();
+  if (request.input_ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "the input to explain is empty",
+                "give a prompt (it is encoded with BOS first)");
+  }
+  auto check_id = [&](TokenId id, const std::string& what) {
+    if (id < 0 || id >= c.vocab_size) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  what + " " + std::to_string(id) + " is outside the vocabulary of " +
+                      std::to_string(c.vocab_size) + " tokens");
+    }
+  };
+  for (TokenId id : request.input_ids) check_id(id, "input token");
+  for (TokenId id : request.target.span) check_id(id, "span token");
+
+  Problem p;
+  p.model = &model;
+  p.function = request.target.function;
+  p.tokens = request.input_ids;
+  p.n_input = static_cast<int64_t>(request.input_ids.size());
+  const auto& span = request.target.span;
+  if (!span.empty()) p.tokens.insert(p.tokens.end(), span.begin(), span.end() - 1);
+  if (p.length() > c.max_seq_len) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "input and span are " + std::to_string(p.length()) +
+                    " tokens, more than the model's context of " + std::to_string(c.max_seq_len),
+                "shorten the prompt or the continuation");
+  }
+  if (p.function == TargetFunction::kContrast) {
+    if (request.target.contrast_token < 0) {
+      throw Error(ErrorCode::kInvalidArgument, "a contrast target needs a contrast token (B in \"A rather than B\")",
+                  "use --contrast A,B");
+    }
+    check_id(request.target.contrast_token, "contrast token");
+    p.contrast = request.target.contrast_token;
+  }
+  p.features = make_features(model, request);
+  if (p.features.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "nothing to attribute: the input has no tokens besides BOS",
+                "give a non-empty prompt");
+  }
+  p.feature_of_token.assign(p.tokens.size(), -1);
+  for (size_t f = 0; f < p.features.size(); ++f) {
+    for (int64_t t = p.features[f].begin; t < p.features[f].end; ++t) p.feature_of_token[t] = static_cast<int64_t>(f);
+  }
+  p.token_feature = at::tensor(p.feature_of_token, at::kLong);
+  p.ids = at::tensor(std::vector<int64_t>(p.tokens.begin(), p.tokens.end()), at::kLong).unsqueeze(0);
+
+  at::NoGradGuard no_grad;
+  if (!span.empty()) {
+    for (size_t i = 0; i < span.size(); ++i) {
+      p.step_positions.push_back(p.n_input - 1 + static_cast<int64_t>(i));
+      p.step_tokens.push_back(p.function == TargetFunction::kEntropy ? -1 : span[i]);
+    }
+  } else {
+    p.step_positions.push_back(p.length() - 1);
+    TokenId target = request.target.token;
+    if (p.function == TargetFunction::kEntropy) {
+      target = -1;
+    } else if (target < 0) {
+      ForwardArgs a;
+      a.tokens = p.ids;
+      a.last_only = true;
+      target = static_cast<TokenId>(model.forward(a).argmax(-1).item<int64_t>());
+    } else {
+      check_id(target, "target token");
+    }
+    p.step_tokens.push_back(target);
+  }
+  p.step_positions_t = at::tensor(p.step_positions, at::kLong);
+  std::vector<int64_t> st;
+  for (TokenId t : p.step_tokens) st.push_back(std::max<TokenId>(t, 0));
+  p.step_tokens_t = at::tensor(st, at::kLong);
+
+  p.embeddings = model.embed(p.ids).detach();
+  at::Tensor base_vec;
+  switch (request.baseline.kind) {
+    case Baseline::Kind::kZero:
+      base_vec = at::zeros({c.dim}, at::kFloat);
+      break;
+    case Baseline::Kind::kUnk:
+    case Baseline::Kind::kPad:
+    case Baseline::Kind::kToken: {
+      TokenId b = request.baseline.token;
+      if (request.baseline.kind == Baseline::Kind::kUnk) b = tok.unk_id();
+      if (request.baseline.kind == Baseline::Kind::kPad) b = tok.pad_id() >= 0 ? tok.pad_id() : tok.unk_id();
+      check_id(b, "baseline token");
+      base_vec = model.embed(at::full({1, 1}, static_cast<int64_t>(b), at::kLong))[0][0];
+      break;
+    }
+  }
+  at::Tensor is_feature = (p.token_feature >= 0).view({1, p.length(), 1});
+  p.baseline_embeddings = at::where(is_feature, base_vec.view({1, 1, c.dim}), p.embeddings);
+  return p;
+}
+
+at::Tensor Problem::values_from_step_logits(const at::Tensor& logits, const at::Tensor& tokens) const {
+  const int64_t B = logits.size(0), S = logits.size(1);
+  at::Tensor logp = at::log_softmax(logits, -1);
+  at::Tensor idx = (tokens.defined() ? tokens : step_tokens_t).view({1, S, 1}).expand({B, S, 1});
+  auto pick = [&](const at::Tensor& t, const at::Tensor& i) { return t.gather(-1, i).squeeze(-1); };
+  switch (function) {
+    case TargetFunction::kLogProb: return pick(logp, idx);
+    case TargetFunction::kProb: return pick(logp, idx).exp();
+    case TargetFunction::kLogit: return pick(logits, idx);
+    case TargetFunction::kContrast:
+      return pick(logp, idx) - pick(logp, at::full({B, S, 1}, static_cast<int64_t>(contrast), at::kLong));
+    case TargetFunction::kEntropy: return -(logp.exp() * logp).sum(-1);
+  }
+  throw Error(ErrorCode::kInternal, "unknown target function");
+}
+
+at::Tensor Problem::values(const at::Tensor& emb) const {
+  ForwardArgs a;
+  a.embeddings = emb;
+  a.output_positions = step_positions_t;
+  return values_from_step_logits(model->forward(a));
+}
+
+at::Tensor Problem::mix(const at::Tensor& keep) const {
+  const int64_t B = keep.size(0);
+  at::Tensor ext = at::cat({keep.to(at::kFloat), at::ones({B, 1}, at::kFloat)}, 1);
+  at::Tensor idx = at::where(token_feature >= 0, token_feature, at::full_like(token_feature, n_features()));
+  at::Tensor token_keep = ext.index_select(1, idx).unsqueeze(-1);  // [B, T, 1]
+  return baseline_embeddings + token_keep * (embeddings - baseline_embeddings);
+}
+
+at::Tensor Problem::to_features(const at::Tensor& token_scores) const {
+  auto sizes = token_scores.sizes().vec();
+  sizes.back() = n_features();
+  at::Tensor valid = (token_feature >= 0).nonzero().squeeze(1);
+  return at::zeros(sizes, token_scores.options())
+      .index_add_(-1, token_feature.index_select(0, valid), token_scores.index_select(-1, valid));
+}
+
+at::Tensor Problem::visible() const {
+  at::Tensor v = at::zeros({n_steps(), n_features()}, at::kFloat);
+  for (int64_t s = 0; s < n_steps(); ++s)
+    for (int64_t f = 0; f < n_features(); ++f)
+      if (features[f].begin <= step_positions[s]) v[s][f] = 1.0f;
+  return v;
+}
+
+ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings) {
+  at::AutoGradMode enable(true);
+  at::Tensor emb = embeddings.detach().requires_grad_(true);
+  ValuesAndGrads out;
+  out.values = p.values(emb);
+  for (int64_t s = 0; s < p.n_steps(); ++s) {
+    out.values.select(1, s).sum().backward({}, /*retain_graph=*/s + 1 < p.n_steps());
+    out.grads.push_back(emb.grad().clone());
+    emb.mutable_grad().zero_();
+  }
+  out.values = out.values.detach();
+  return out;
+}
+
+void report_progress(const ExplainContext* context, double fraction) {
+  if (context && context->progress && !context->progress(std::min(1.0, std::max(0.0, fraction)))) {
+    throw Error(ErrorCode::kCancelled, "the explanation was cancelled");
+  }
+}
+
+MaskScorer::MaskScorer(const Problem& p, int64_t batch_size)
+    : p_(p), batch_size_(std::max<int64_t>(1, batch_size)) {
+  at::NoGradGuard ng;
+  base_cache_ = p.model->new_cache(1, p.length());
+  ForwardArgs a;
+  a.embeddings = p.embeddings;
+  a.cache = &base_cache_;
+  a.output_positions = p.step_positions_t;
+  full_values_ = p.values_from_step_logits(p.model->forward(a))[0];
+  positions_run_ += p.length();
+}
+
+at::Tensor MaskScorer::empty_values() {
+  return score(at::zeros({1, p_.n_features()}, at::kFloat))[0];
+}
+
+at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* context,
+                             double progress_from, double progress_to) {
+  at::NoGradGuard ng;
+  const int64_t N = keep.size(0), F = p_.n_features(), T = p_.length(), S = p_.n_steps();
+  at::Tensor keep_f = keep.to(at::kFloat).contiguous();
+  // First changed position of each row (T when nothing is removed).
+  std::vector<int64_t> first(N, T);
+  const float* kp = keep_f.data_ptr<float>();
+  for (int64_t r = 0; r < N; ++r) {
+    for (int64_t f = 0; f < F; ++f) {
+      if (kp[r * F + f] != 1.0f) {
+        first[r] = p_.features[f].begin;
+        break;
+      }
+    }
+  }
+  // Features are in position order, so the first changed feature gives the first position.
+  std::vector<int64_t> order(N);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return first[a] < first[b]; });
+
+  at::Tensor out = at::empty({N, S}, at::kFloat);
+  for (int64_t start = 0; start < N; start += batch_size_) {
+    const int64_t B = std::min(batch_size_, N - start);
+    std::vector<int64_t> rows(order.begin() + start, order.begin() + start + B);
+    at::Tensor rows_t = at::tensor(rows, at::kLong);
+    const int64_t from = first[rows.front()];
+    if (from >= T) {
+      out.index_copy_(0, rows_t, full_values_.unsqueeze(0).expand({B, S}).contiguous());
+    } else {
+      KVCache cache = base_cache_.expand(B);
+      cache.truncate(from);
+      at::Tensor emb = p_.mix(keep_f.index_select(0, rows_t)).narrow(1, from, T - from);
+      // Steps before `from` see no change.
+      at::Tensor vals = full_values_.unsqueeze(0).expand({B, S}).clone();
+      std::vector<int64_t> later, later_idx;
+      for (int64_t s = 0; s < S; ++s) {
+        if (p_.step_positions[s] >= from) {
+          later.push_back(s);
+          later_idx.push_back(p_.step_positions[s] - from);
+        }
+      }
+      ForwardArgs a;
+      a.embeddings = emb;
+      a.cache = &cache;
+      a.output_positions = at::tensor(later_idx, at::kLong);
+      at::Tensor logits = p_.model->forward(a);  // [B, later, V]
+      at::Tensor later_t = at::tensor(later, at::kLong);
+      vals.index_copy_(1, later_t, p_.values_from_step_logits(logits, p_.step_tokens_t.index_select(0, later_t)));
+      out.index_copy_(0, rows_t, vals);
+      positions_run_ += B * (T - from);
+    }
+    report_progress(context, progress_from + (progress_to - progress_from) * (start + B) / N);
+  }
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p) {
+  at::NoGradGuard ng;
+  at::Tensor both = p.values(at::cat({p.embeddings, p.baseline_embeddings}, 0));
+  return {both[0], both[1]};
+}
+
+Attribution finish(const Problem& p, const std::string& method, const Options& options,
+                   const at::Tensor& scores, std::chrono::steady_clock::time_point start,
+                   double forward_positions) {
+  const Tokenizer& tok = p.model->tokenizer();
+  Attribution a;
+  a.method = method;
+  a.options = options.values();
+  a.target_function = target_function_name(p.function);
+  a.tokens = p.tokens;
+  for (size_t i = 0; i < p.tokens.size(); ++i) {
+    std::string text = tok.decode_piece(i == 0 ? tok.bos_id() : p.tokens[i - 1], p.tokens[i]);
+    if (text.empty()) text = tok.piece(p.tokens[i]);
+    a.token_texts.push_back(text);
+  }
+  a.n_input_tokens = p.n_input;
+  a.features = p.features;
+  a.step_tokens = p.step_tokens;
+  a.step_positions = p.step_positions;
+  for (size_t s = 0; s < p.step_tokens.size(); ++s) {
+    TokenId t = p.step_tokens[s];
+    a.step_texts.push_back(t < 0 ? "" : tok.decode_piece(p.tokens[p.step_positions[s]], t));
+  }
+  at::Tensor sc = (scores.to(at::kDouble).reshape({p.n_steps(), p.n_features()}) *
+                   p.visible().to(at::kDouble))
+                      .contiguous();
+  a.scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
+  auto [fx, fb] = endpoint_values(p);
+  for (int64_t s = 0; s < p.n_steps(); ++s) {
+    a.target_values.push_back(fx[s].item<double>());
+    a.baseline_values.push_back(fb[s].item<double>());
+  }
+  a.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  a.forward_passes = forward_positions / static_cast<double>(p.length());
+  return a;
+}
+
+}  // namespace candor::explain

@@ -1,0 +1,115 @@
+// Shared machinery of the explainers: the prepared problem (sequence, features, steps,
+// baseline), target values from logits, gradients of the target, and a batched scorer of
+// feature masks that reuses the KV cache of the unperturbed prefix. Internal header.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "candor/explain.h"
+#include "core/options.h"
+
+namespace candor::explain {
+
+// One request, prepared once for any method.
+struct Problem {
+  const Model* model = nullptr;
+  std::vector<TokenId> tokens;  // input + span[:-1]
+  int64_t n_input = 0;
+  std::vector<Feature> features;
+  std::vector<int64_t> feature_of_token;  // [T]: feature index, or -1 (BOS, not a feature)
+  at::Tensor token_feature;               // [T] int64 tensor of the same
+  std::vector<int64_t> step_positions;    // [n_steps]
+  std::vector<TokenId> step_tokens;       // [n_steps] (-1 for entropy)
+  TargetFunction function = TargetFunction::kLogProb;
+  TokenId contrast = -1;
+  at::Tensor ids;                  // [1, T] int64
+  at::Tensor embeddings;           // [1, T, D] detached input embeddings
+  at::Tensor baseline_embeddings;  // [1, T, D] each position replaced by the baseline
+  at::Tensor step_positions_t;     // [n_steps] int64
+  at::Tensor step_tokens_t;        // [n_steps] int64 (0 where unused)
+
+  int64_t length() const { return static_cast<int64_t>(tokens.size()); }
+  int64_t n_steps() const { return static_cast<int64_t>(step_positions.size()); }
+  int64_t n_features() const { return static_cast<int64_t>(features.size()); }
+
+  // Target values [B, S] from logits [B, S, V] taken at the step positions; `tokens` [S] are
+  // the steps' target tokens (default: all steps', S = n_steps).
+  at::Tensor values_from_step_logits(const at::Tensor& logits, const at::Tensor& tokens = {}) const;
+  // Differentiable forward from embeddings [B, T, D]: target values [B, n_steps].
+  at::Tensor values(const at::Tensor& embeddings) const;
+  // Embeddings [B, T, D] with features mixed: keep [B, n_features] in [0, 1] (1 keeps the input,
+  // 0 puts the baseline). Positions outside features are kept.
+  at::Tensor mix(const at::Tensor& keep) const;
+  // Per-token scores [B, n_steps, T] -> per-feature scores [B, n_steps, n_features] (sums).
+  at::Tensor to_features(const at::Tensor& token_scores) const;
+  // 1 where feature f can affect step s (its first token precedes the step position):
+  // [n_steps, n_features] float.
+  at::Tensor visible() const;
+};
+
+// Validates the request and prepares it: builds features, decides the target token(s),
+// computes the embeddings of the input and of the baseline.
+Problem prepare(const Model& model, const ExplainRequest& request);
+
+// Values [B, n_steps] and per-step gradients w.r.t. `embeddings` ([n_steps] x [B, T, D]).
+struct ValuesAndGrads {
+  at::Tensor values;
+  std::vector<at::Tensor> grads;
+};
+ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings);
+
+// Scores many binary feature masks: keep [N, n_features] (1 keep, 0 remove) -> values
+// [N, n_steps]. Rows are sorted by their first removed position and run in chunks of
+// `batch_size`, each chunk continuing a copy of the unperturbed sequence's KV cache up to the
+// chunk's first change. Memory is bounded by `batch_size`, not N.
+class MaskScorer {
+ public:
+  MaskScorer(const Problem& p, int64_t batch_size);
+  at::Tensor score(const at::Tensor& keep, const ExplainContext* context = nullptr,
+                   double progress_from = 0, double progress_to = 1);
+  // Target values of the unperturbed input [n_steps] and of the all-removed input [n_steps].
+  const at::Tensor& full_values() const { return full_values_; }
+  at::Tensor empty_values();
+  // Token positions run so far (including the initial full pass), for forward-pass counting.
+  int64_t positions_run() const { return positions_run_; }
+
+ private:
+  const Problem& p_;
+  int64_t batch_size_;
+  KVCache base_cache_;
+  at::Tensor full_values_;
+  int64_t positions_run_ = 0;
+};
+
+// Calls the progress callback; throws Error(kCancelled) when it asks to stop.
+void report_progress(const ExplainContext* context, double fraction);
+
+// Fills the fields every method shares (tokens, features, steps, f(x), f(baseline), timing).
+// `scores` is [n_steps, n_features]; forward_positions counts token positions run.
+Attribution finish(const Problem& p, const std::string& method, const Options& options,
+                   const at::Tensor& scores, std::chrono::steady_clock::time_point start,
+                   double forward_positions);
+
+// f(x) and f(baseline input) per step (two no-grad forwards).
+std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p);
+
+// The method factories, each defined in the method's own file.
+std::unique_ptr<Explainer> make_saliency(const Options& o);
+std::unique_ptr<Explainer> make_input_x_gradient(const Options& o);
+std::unique_ptr<Explainer> make_integrated_gradients(const Options& o);
+std::unique_ptr<Explainer> make_smoothgrad(const Options& o);
+std::unique_ptr<Explainer> make_vargrad(const Options& o);
+std::unique_ptr<Explainer> make_occlusion(const Options& o);
+std::unique_ptr<Explainer> make_shapley_sampling(const Options& o);
+std::unique_ptr<Explainer> make_kernel_shap(const Options& o);
+std::unique_ptr<Explainer> make_lime(const Options& o);
+std::unique_ptr<Explainer> make_exact_shapley(const Options& o);
+std::unique_ptr<Explainer> make_attention(const Options& o);
+std::unique_ptr<Explainer> make_logit_lens(const Options& o);
+
+}  // namespace candor::explain

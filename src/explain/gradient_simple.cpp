@@ -1,0 +1,64 @@
+// Single-gradient methods: saliency (gradient norm per token) and input x gradient.
+#include "explain/common.h"
+
+#include "candor/error.h"
+
+namespace candor::explain {
+namespace {
+
+class GradientExplainer : public Explainer {
+ public:
+  GradientExplainer(std::string name, Options o) : name_(std::move(name)), o_(std::move(o)) {
+    if (name_ == "saliency") {
+      norm_ = o_.get("norm");
+      if (norm_ != "l2" && norm_ != "l1" && norm_ != "max") {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "option norm of method 'saliency' must be l2, l1 or max, got '" + norm_ + "'");
+      }
+    }
+  }
+  std::string name() const override { return name_; }
+  std::map<std::string, std::string> options() const override { return o_.values(); }
+
+  Attribution explain(const Model& model, const ExplainRequest& request,
+                      const ExplainContext& context) const override {
+    auto start = std::chrono::steady_clock::now();
+    Problem p = prepare(model, request);
+    ValuesAndGrads vg = values_and_grads(p, p.embeddings);
+    std::vector<at::Tensor> rows;
+    for (const at::Tensor& g : vg.grads) {  // [1, T, D]
+      at::Tensor per_token;
+      if (name_ == "input_x_gradient") {
+        per_token = (g * p.embeddings).sum(-1);
+      } else if (norm_ == "l2") {
+        per_token = g.norm(2, -1);
+      } else if (norm_ == "l1") {
+        per_token = g.abs().sum(-1);
+      } else {
+        per_token = std::get<0>(g.abs().max(-1));
+      }
+      rows.push_back(per_token);  // [1, T]
+    }
+    at::Tensor token_scores = at::stack(rows, 1);  // [1, S, T]
+    report_progress(&context, 1.0);
+    // One forward and one backward per step (a backward costs about two forwards).
+    double positions = static_cast<double>(p.length()) * (1 + 2 * p.n_steps());
+    return finish(p, name_, o_, p.to_features(token_scores)[0], start, positions);
+  }
+
+ private:
+  std::string name_;
+  Options o_;
+  std::string norm_;
+};
+
+}  // namespace
+
+std::unique_ptr<Explainer> make_saliency(const Options& o) {
+  return std::make_unique<GradientExplainer>("saliency", o);
+}
+std::unique_ptr<Explainer> make_input_x_gradient(const Options& o) {
+  return std::make_unique<GradientExplainer>("input_x_gradient", o);
+}
+
+}  // namespace candor::explain
