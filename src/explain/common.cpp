@@ -264,7 +264,9 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.tokens = p.tokens;
   for (size_t i = 0; i < p.tokens.size(); ++i) {
     std::string text = tok.decode_piece(i == 0 ? tok.bos_id() : p.tokens[i - 1], p.tokens[i]);
-    if (text.empty()) text = tok.piece(p.tokens[i]);
+    if (p.tokens[i] == tok.bos_id()) text = "<s>";
+    else if (p.tokens[i] == tok.eos_id()) text = "</s>";
+    else if (text.empty()) text = tok.piece(p.tokens[i]);
     a.token_texts.push_back(text);
   }
   a.n_input_tokens = p.n_input;

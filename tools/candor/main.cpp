@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   };
   add("info", "Show what a model is and how candor will run it", candor::cli::add_info);
   add("generate", "Generate text from a prompt", candor::cli::add_generate);
+  add("explain", "Attribute a model output to its input", candor::cli::add_explain);
 
   try {
     app.parse(argc, argv);
@@ -49,6 +50,10 @@ int main(int argc, char** argv) {
   } catch (const candor::cli::UsageError& e) {
     return report(e.what(), e.hint(), candor::cli::kExitUsage);
   } catch (const candor::Error& e) {
+    if (e.code() == candor::ErrorCode::kCancelled) {
+      std::cerr << "\ncancelled\n";
+      return 130;
+    }
     return report(e.what(), e.hint(), candor::cli::kExitRuntime);
   } catch (const c10::Error& e) {
     return report(std::string("internal tensor error: ") + e.what_without_backtrace(),
@@ -57,3 +62,4 @@ int main(int argc, char** argv) {
     return report(e.what(), "", candor::cli::kExitRuntime);
   }
 }
+

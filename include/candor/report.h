@@ -1,0 +1,28 @@
+// Human-readable views of attributions: a console view and a self-contained HTML report (no
+// network needed to open it): heat maps, step x feature matrices, methods side by side, the
+// logit-lens grid and attention maps.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "candor/explain.h"
+
+namespace candor {
+
+struct ReportContext {
+  std::string title = "candor explanation";
+  std::string model;            // model path or name
+  std::string prompt;           // the input text
+  std::string generated_text;   // the explained continuation, "" when none
+  std::string target_description;  // e.g. "log p(' girl')" or "span of 12 generated tokens"
+};
+
+// A self-contained HTML page for several attributions of the same request.
+std::string render_html(const std::vector<Attribution>& attributions, const ReportContext& context);
+
+// A console view: the text coloured by score (ANSI colours when `color`), then the strongest
+// features with their scores.
+std::string render_console(const Attribution& attribution, bool color, int top = 8);
+
+}  // namespace candor

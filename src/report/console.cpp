@@ -1,0 +1,66 @@
+// The console view of an attribution: coloured text and the strongest features.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <sstream>
+
+#include "candor/report.h"
+
+namespace candor {
+
+std::string render_console(const Attribution& a, bool color, int top) {
+  std::ostringstream o;
+  o << "== " << a.method;
+  for (const auto& [k, v] : a.options) o << " " << k << "=" << v;
+  o << "\n";
+  if (a.scores.empty()) {
+    o << "(a view of the model's internals; see the JSON or HTML report)\n";
+    return o.str();
+  }
+  std::vector<double> tot = a.total();
+  double scale = 0;
+  for (double v : tot) scale = std::max(scale, std::fabs(v));
+  std::vector<int64_t> feature_of(a.tokens.size(), -1);
+  for (size_t f = 0; f < a.features.size(); ++f)
+    for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t) feature_of[t] = static_cast<int64_t>(f);
+  // ANSI 256-colour ramps: blues for negative, reds for positive.
+  static const int kRed[] = {224, 217, 210, 203, 196};
+  static const int kBlue[] = {195, 153, 117, 75, 33};
+  for (size_t t = 0; t < a.tokens.size(); ++t) {
+    std::string text = a.token_texts[t];
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    int64_t f = feature_of[t];
+    if (!color || f < 0 || scale == 0) {
+      o << text;
+      continue;
+    }
+    double r = tot[f] / scale;
+    int level = std::min(4, static_cast<int>(std::fabs(r) * 5));
+    int code = r >= 0 ? kRed[level] : kBlue[level];
+    o << "\x1b[48;5;" << code << "m\x1b[30m" << text << "\x1b[0m";
+  }
+  o << "\n";
+  if (a.n_steps() == 1) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "target %s(%s) = %.4g, baseline %.4g\n", a.target_function.c_str(),
+                  a.step_texts[0].c_str(), a.target_values[0], a.baseline_values[0]);
+    o << buf;
+  } else {
+    o << "span of " << a.n_steps() << " steps (scores summed over steps)\n";
+  }
+  std::vector<size_t> idx(tot.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return std::fabs(tot[x]) > std::fabs(tot[y]); });
+  for (int i = 0; i < top && i < static_cast<int>(idx.size()); ++i) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf), "  %+10.4f  %s\n", tot[idx[i]], a.features[idx[i]].label.c_str());
+    o << buf;
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "  (%.1f ms, %.1f forward-pass equivalents)\n", a.elapsed_ms, a.forward_passes);
+  o << buf;
+  return o.str();
+}
+
+}  // namespace candor
