@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: until explanations land, generate a story with the real
-# stories260K model from ../shared.
+# The main job on the built-in default: generate a short story with the default model, explain
+# the story's continuation with several methods, and write the HTML report.
 set -euo pipefail
 cli="$1"
 model="$2"
+out_dir="${3:-out}"
 if [ ! -e "$model" ]; then
   echo "demo: the default model $model is absent (../shared/models/stories260K);" >&2
   echo "demo: pass one with: make demo DEMO_MODEL=/path/to/model" >&2
   exit 1
 fi
+mkdir -p "$out_dir"
+prompt="Once upon a time, there was a little girl named Lily. She loved to play"
 "$cli" info --model "$model"
 echo
-"$cli" generate --model "$model" --prompt "Once upon a time" -n 120
+echo "== a short story (greedy)"
+"$cli" generate --model "$model" --prompt "Once upon a time" -n 80
+echo
+echo "== why did the model continue the prompt the way it did?"
+"$cli" explain --model "$model" --prompt "$prompt" --generate 12 --granularity word \
+  --method integrated_gradients:n_steps=32 --method occlusion --method input_x_gradient \
+  --method attention:mode=rollout --method logit_lens \
+  --json "$out_dir/demo-explanation.json" --html "$out_dir/demo-report.html"
+echo
+echo "HTML report: $(cd "$out_dir" && pwd)/demo-report.html"
