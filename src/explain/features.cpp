@@ -76,6 +76,7 @@ Baseline parse_baseline(const std::string& text) {
 
 std::vector<double> Attribution::total() const {
   std::vector<double> t(features.size(), 0.0);
+  if (scores.empty()) return t;  // a view (logit_lens) has no scores
   for (int64_t s = 0; s < n_steps(); ++s)
     for (int64_t f = 0; f < n_features(); ++f) t[f] += score(s, f);
   return t;
@@ -118,6 +119,13 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
       Feature g = f;
       if (g.label.empty()) g.label = label_of(f.begin, f.end);
       out.push_back(g);
+    }
+    for (int64_t i = first; i < T; ++i) {
+      if (!used[i]) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "feature spans leave token position " + std::to_string(i) + " out",
+                    "the spans must cover every token after BOS exactly once");
+      }
     }
     std::sort(out.begin(), out.end(), [](const Feature& a, const Feature& b) { return a.begin < b.begin; });
     return out;

@@ -111,7 +111,7 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
   } else {
     o << "<p class=small>sum over the " << a.n_steps() << " generated steps:</p>";
     heat_text(o, a, tot, static_cast<int64_t>(a.tokens.size()) - 1);
-    o << "<p class=small>";
+    o << "<p class=small>cost";
   }
   double delta = 0;
   for (double d : a.convergence_delta) delta = std::max(delta, std::fabs(d));
