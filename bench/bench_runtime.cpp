@@ -1,6 +1,7 @@
 // Runtime benchmark: prefill and decode throughput, forward+backward time, achieved FLOP rate
 // against a plain matmul, and peak memory, for stories260K and a GPT-2-small-sized random Llama.
-// Run: build/bench/bench_runtime --benchmark_counters_tabular=true
+// Run: build/bench/bench_runtime --benchmark_counters_tabular=true   (CANDOR_SHARED: shared folder;
+// CANDOR_BENCH_THREADS: intra-op threads, default one per core; CANDOR_BENCH_MEMORY=1: memory only)
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 #include <sys/stat.h>

@@ -90,7 +90,7 @@ struct Attribution {
   std::vector<std::string> step_texts;
   std::vector<int64_t> step_positions;  // position whose next-token distribution is explained
   // [n_steps, n_features] row-major. A feature after a step's position cannot affect it and
-  // scores 0 there.
+  // scores 0 there. Empty for views that attribute nothing (logit_lens: see `extra`).
   std::vector<double> scores;
   std::vector<double> target_values;    // f(x) per step
   std::vector<double> baseline_values;  // f(baseline input) per step: every feature removed
@@ -106,7 +106,7 @@ struct Attribution {
   int64_t n_steps() const { return static_cast<int64_t>(step_tokens.size()); }
   int64_t n_features() const { return static_cast<int64_t>(features.size()); }
   double score(int64_t step, int64_t feature) const { return scores[step * n_features() + feature]; }
-  // Scores summed over the steps of a span: [n_features].
+  // Scores summed over the steps of a span: [n_features] (zeros when `scores` is empty).
   std::vector<double> total() const;
 };
 

@@ -76,10 +76,13 @@ KVCache KVCache::expand(int64_t n) const {
   c.batch_ = n;
   c.length_ = length_;
   c.capacity_ = capacity_;
-  for (const auto& t : k_) c.k_.push_back(t.expand({n, -1, -1, -1}).contiguous());
-  for (const auto& t : v_) c.v_.push_back(t.expand({n, -1, -1, -1}).contiguous());
-  c.key_mask_ = key_mask_.expand({n, -1}).contiguous();
-  c.next_pos_ = next_pos_.expand({n}).contiguous();
+  // clone, not contiguous(): for n == 1 contiguous() would return the very same tensors, and
+  // writing to the copy (truncate, a forward) would change this cache.
+  constexpr auto kDense = at::MemoryFormat::Contiguous;
+  for (const auto& t : k_) c.k_.push_back(t.expand({n, -1, -1, -1}).clone(kDense));
+  for (const auto& t : v_) c.v_.push_back(t.expand({n, -1, -1, -1}).clone(kDense));
+  c.key_mask_ = key_mask_.expand({n, -1}).clone(kDense);
+  c.next_pos_ = next_pos_.expand({n}).clone(kDense);
   return c;
 }
 
