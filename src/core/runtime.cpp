@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -36,6 +37,12 @@ std::string preferred_openblas_core() {
 
 void prepare_process(int argc, char** argv) {
   (void)argc;
+  // libtorch's CPU allocator does not cache: without this glibc returns every large tensor to
+  // the OS after each forward and page-faults it back in the next (measured: 42% of a 512-token
+  // stories260K forward in the kernel). Keep freed memory up to 1 GiB and serve blocks below
+  // 32 MiB from the heap; the peak (high-water mark) is unchanged.
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   if (std::getenv(kReexecMarker) != nullptr) return;  // already re-executed once
   bool changed = false;
   if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {

@@ -211,9 +211,30 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return first[a] < first[b]; });
 
+  // Chunks of consecutive sorted rows: a chunk reruns every row from its earliest change, so
+  // rows starting later waste positions, while each chunk has a fixed cost. Choose the split
+  // that minimises positions run + kChunkCost * T per chunk (dynamic programming over the
+  // sorted rows, at most batch_size rows a chunk).
+  constexpr double kChunkCost = 0.5;
+  std::vector<double> best(N + 1, 0.0);
+  std::vector<int64_t> cut(N + 1, 0);
+  for (int64_t j = 1; j <= N; ++j) {
+    best[j] = 1e300;
+    for (int64_t i = j; i >= 1 && j - i + 1 <= batch_size_; --i) {
+      const int64_t from = first[order[i - 1]];
+      double cost = from >= T ? 0.0 : static_cast<double>(j - i + 1) * static_cast<double>(T - from) + kChunkCost * T;
+      if (best[i - 1] + cost < best[j]) {
+        best[j] = best[i - 1] + cost;
+        cut[j] = i - 1;
+      }
+    }
+  }
+  std::vector<std::pair<int64_t, int64_t>> chunks;  // [start, start + B)
+  for (int64_t j = N; j > 0; j = cut[j]) chunks.emplace_back(cut[j], j - cut[j]);
+  std::reverse(chunks.begin(), chunks.end());
+
   at::Tensor out = at::empty({N, S}, at::kFloat);
-  for (int64_t start = 0; start < N; start += batch_size_) {
-    const int64_t B = std::min(batch_size_, N - start);
+  for (const auto& [start, B] : chunks) {
     std::vector<int64_t> rows(order.begin() + start, order.begin() + start + B);
     at::Tensor rows_t = at::tensor(rows, at::kLong);
     const int64_t from = first[rows.front()];

@@ -54,7 +54,10 @@ Granularity parse_granularity(const std::string& name) {
 
 Baseline parse_baseline(const std::string& text) {
   Baseline b;
-  if (text == "zero") return b;
+  if (text == "zero") {
+    b.kind = Baseline::Kind::kZero;
+    return b;
+  }
   if (text == "unk") {
     b.kind = Baseline::Kind::kUnk;
     return b;

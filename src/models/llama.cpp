@@ -235,7 +235,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
       v = cache->values(l).narrow(2, 0, S);
     }
     at::Tensor scores = at::matmul(q, k.transpose(2, 3)).mul_(scale);  // [B, KV, G*T, S]
-    if (bias.defined()) scores = (scores.view({B, KV, G, T, S}) + bias).view({B, KV, G * T, S});
+    if (bias.defined()) scores.view({B, KV, G, T, S}).add_(bias);
     at::Tensor att = at::softmax(scores, -1);
     if (cap_att) cap->attention.push_back(att.view({B, H, T, S}));
     at::Tensor o = at::matmul(att, v)  // [B, KV, G*T, hd]

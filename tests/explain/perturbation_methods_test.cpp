@@ -75,8 +75,9 @@ Game game_of(const Attribution& a, const Baseline& b) {
   if (b.kind == Baseline::Kind::kZero) {
     g.baseline = at::zeros({dim}, at::kFloat);
   } else {
-    EXPECT_EQ(b.kind, Baseline::Kind::kToken);
-    g.baseline = stories().embed(at::full({1, 1}, static_cast<int64_t>(b.token), at::kLong))[0][0];
+    // unk and pad are the unknown token (id 0) for this vocabulary.
+    TokenId t = b.kind == Baseline::Kind::kToken ? b.token : stories().tokenizer().unk_id();
+    g.baseline = stories().embed(at::full({1, 1}, static_cast<int64_t>(t), at::kLong))[0][0];
   }
   return g;
 }
@@ -267,8 +268,9 @@ TEST(PerturbationMethods, MaskScorerReuseMatchesPlainForwards) {
     at::Tensor got = scorer.score(keep_t);  // [N, S]
     explain::MaskScorer single(p, 1);       // one row per forward
     EXPECT_LT((single.score(keep_t) - got).abs().max().item<double>(), 1e-4);
+    // The baseline vector the request asked for (the default unk token's embedding).
     Game g{p.tokens, p.features, p.step_positions, p.step_tokens,
-           at::zeros({stories().config().dim})};
+           p.baseline_embeddings[0][p.features[0].begin].clone()};
     std::vector<std::vector<double>> want = plain_values(g, keep);
     double worst = 0;
     for (size_t i = 0; i < keep.size(); ++i)

@@ -59,7 +59,7 @@ void write_file(const std::string& path, const std::string& content) {
 Runner add_explain(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, prompt, target, contrast, granularity = "token",
-        function = "logprob", baseline = "zero", json_path, html_path;
+        function = "logprob", baseline = "unk", json_path, html_path;
     int64_t generate_n = 0;
     std::vector<std::string> methods;
     int threads = 0;
@@ -77,7 +77,7 @@ Runner add_explain(CLI::App& app) {
   app.add_option("--method", o->methods, "Method spec NAME[:key=value,...] (repeatable; default input_x_gradient)");
   app.add_option("--granularity", o->granularity, "token | word | sentence (default token)");
   app.add_option("--target-function", o->function, "logprob | prob | logit | entropy (default logprob)");
-  app.add_option("--baseline", o->baseline, "zero | unk | pad | token id (default zero)");
+  app.add_option("--baseline", o->baseline, "unk | pad | zero | token id (default unk)");
   app.add_option("--json", o->json_path, "Write the attributions as JSON to this file");
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
