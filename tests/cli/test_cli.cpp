@@ -148,3 +148,55 @@ TEST(CliErrors, UnknownOptionAndMissingSubcommand) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+TEST(CliExplain, SpanWithSeveralMethodsWritesJsonAndHtml) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  std::string dir = testing::temp_dir();
+  CliRun r = candor("explain --model " + model_dir() +
+                    " -p 'Lily went to the park' --generate 4 --granularity word --no-progress"
+                    " --method integrated_gradients:n_steps=8 --method occlusion --method logit_lens"
+                    " --json " + dir + "/e.json --html " + dir + "/e.html");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("== integrated_gradients"));
+  EXPECT_THAT(r.out, HasSubstr("== occlusion"));
+  std::string json = read_file(dir + "/e.json");
+  EXPECT_THAT(json, HasSubstr("\"attributions\""));
+  EXPECT_THAT(json, HasSubstr("\"convergence_delta\""));
+  std::string html = read_file(dir + "/e.html");
+  EXPECT_THAT(html, HasSubstr("<!DOCTYPE html>"));
+  EXPECT_THAT(html, HasSubstr("Logit lens"));
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("http://"))) << "the report must open offline";
+  EXPECT_THAT(html, ::testing::Not(HasSubstr("https://")));
+}
+
+TEST(CliExplain, TargetAndContrastTokens) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  CliRun r = candor("explain --model " + model_dir() + " -p 'Once upon a' --target time --no-progress");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("time)"));
+  CliRun c = candor("explain --model " + model_dir() + " -p 'Lily saw a' --contrast 'big,little' --no-progress");
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_THAT(c.out, HasSubstr("contrast"));
+}
+
+TEST(CliExplain, BadMethodTokenAndUsageErrors) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  CliRun a = candor("explain --model " + model_dir() + " -p hi --method integrated_gradient");
+  expect_clean_failure(a, {"integrated_gradient", "available methods"});
+  EXPECT_EQ(a.code, 2);
+  CliRun b = candor("explain --model " + model_dir() + " -p hi --method occlusion:window=0");
+  expect_clean_failure(b, {"window"});
+  CliRun c = candor("explain --model " + model_dir() + " -p hi --target 'xyzzy plugh'");
+  expect_clean_failure(c, {"not a single token"});
+  CliRun d = candor("explain --model " + model_dir() + " -p hi --contrast big");
+  expect_clean_failure(d, {"A,B"});
+  CliRun e = candor("methods");
+  EXPECT_EQ(e.code, 0);
+  EXPECT_THAT(e.out, HasSubstr("kernel_shap"));
+}
+
+}  // namespace
+}  // namespace candor
