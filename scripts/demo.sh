@@ -19,7 +19,7 @@ echo "== a short story (greedy)"
 echo
 echo "== why did the model continue the prompt the way it did?"
 "$cli" explain --model "$model" --prompt "$prompt" --generate 12 --granularity word \
-  --method integrated_gradients:n_steps=32 --method occlusion --method input_x_gradient \
+  --method integrated_gradients:n_steps=64 --method occlusion --method input_x_gradient \
   --method attention:mode=rollout --method logit_lens \
   --json "$out_dir/demo-explanation.json" --html "$out_dir/demo-report.html"
 echo

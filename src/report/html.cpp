@@ -193,7 +193,8 @@ void lens_grid(std::ostringstream& o, const Attribution& a) {
       if (st.contains("top"))
         for (const auto& t : st["top"]) tip << "\n" << t.value("text", "") << " " << fmt(t.value("prob", 0.0), 3);
       int shade = static_cast<int>(255 - 200 * std::min(1.0, std::max(0.0, p)));
-      o << "<td style='background:rgb(" << shade << "," << shade << ",255)' title='" << esc(tip.str())
+      o << "<td style='background:rgb(" << shade << "," << shade << ",255)"
+        << (shade < 140 ? ";color:#fff" : "") << "' title='" << esc(tip.str())
         << "'>" << esc(top) << "<br><span class=small>" << fmt(p, 2) << "</span></td>";
     }
     o << "</tr>";
