@@ -1,10 +1,11 @@
-// Explainer cost benchmark: every registered attribution method's cost in forward-pass
-// equivalents (FPE = wall time of explain() / wall time of one plain forward, same run) next to
-// its own Attribution::forward_passes, on stories260K and a GPT-2-small-sized random Llama, and
-// the cost targets for leave-one-out, integrated gradients' time and its peak memory.
+// Explainer cost benchmark: each registered method's cost in forward-pass equivalents (explain()
+// time / one plain forward's, same run) beside its own forward_passes count, on stories260K and a
+// GPT-2-small-sized random Llama, plus the leave-one-out and integrated-gradients cost targets.
+
 // Run: bench_explain [--models=stories260K,llama768] [--lengths=32,128] [--methods=a,b]
-//   [--set=method:key=value,...]... [--no-targets] [--targets-only] [--memory-tokens=N]
-//   [--reps=N]   (CANDOR_SHARED: shared folder; CANDOR_BENCH_THREADS: intra-op threads)
+//   [--set=method:key=value,...]... [--no-targets] [--targets-only] [--targets=abc]
+//   [--memory-tokens=N (target c, default 32)] [--reps=N]
+// Environment: CANDOR_SHARED (the shared folder), CANDOR_BENCH_THREADS (intra-op threads).
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -261,10 +262,11 @@ double time_forward_backward(const Model& model, const at::Tensor& tokens, Token
 struct Settings {
   std::vector<std::string> models = {"stories260K", "llama768"};
   std::vector<int64_t> lengths = {32, 128};
-  std::vector<std::string> methods;                  // empty: every registered one
-  std::map<std::string, std::string> overrides;      // method -> options, all models
+  std::vector<std::string> methods;              // empty: every registered one
+  std::map<std::string, std::string> overrides;  // method -> options, all models
   bool table = true;
   bool targets = true;
+  std::string which_targets = "abc";  // subset of the targets to run
   int64_t memory_tokens = 32;
   int reps = 3;  // at most this many runs of a method (fewer when a run takes > 2 s)
 };
@@ -358,7 +360,8 @@ void print_table(const std::vector<Row>& rows) {
       "FPE (time) | FPE (self-reported) |\n"
       "|---|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
-    std::string opts = r.spec.find(':') == std::string::npos ? "defaults" : r.spec.substr(r.spec.find(':') + 1);
+    std::string opts =
+        r.spec.find(':') == std::string::npos ? "defaults" : r.spec.substr(r.spec.find(':') + 1);
     if (!r.note.empty()) opts += "; features: " + r.note;
     if (!r.error.empty()) {
       std::printf("| %s | %lld | %s | %s | | | error: %s | | | |\n", r.model.c_str(),
@@ -407,8 +410,8 @@ void target_leave_one_out(const std::vector<Row>& rows, const BenchModel& large,
       "\n(a) leave_one_out, %s, T=%lld (%lld features): %.1f ms / forward %.2f ms = %.1f FPE "
       "(self-reported %.1f); target <= 0.6*T = %.1f FPE: %s (%.0f%% of the limit)\n",
       large.name.c_str(), static_cast<long long>(kTargetTokens),
-      static_cast<long long>(found->n_features), found->method_s * 1e3, found->forward_s * 1e3,
-      fpe, found->self_fpe, limit, verdict(fpe <= limit), 100.0 * fpe / limit);
+      static_cast<long long>(found->n_features), found->method_s * 1e3, found->forward_s * 1e3, fpe,
+      found->self_fpe, limit, verdict(fpe <= limit), 100.0 * fpe / limit);
 }
 
 // Target (b): integrated gradients with n_steps=50 takes at most 1.15 * 50 single-input
@@ -438,7 +441,8 @@ void target_integrated_gradients_time(const BenchModel& large) {
   ig_times.push_back(seconds_since(start));
   for (int k = 0; k < 3; ++k) fb.push_back(time_forward_backward(*large.model, tokens, target));
   // Diagnostic: one batched forward+backward of 16 points (IG's default internal_batch_size).
-  for (int k = 0; k < 2; ++k) fb16.push_back(time_forward_backward(*large.model, tokens, target, 16));
+  for (int k = 0; k < 2; ++k)
+    fb16.push_back(time_forward_backward(*large.model, tokens, target, 16));
   const double fb_s = median(fb), ig_s = median(ig_times), limit = 1.15 * n_steps * fb_s;
   std::printf(
       "\n(b) integrated_gradients n_steps=%lld (internal_batch_size=%s), %s, T=%lld: %.0f ms "
@@ -447,12 +451,11 @@ void target_integrated_gradients_time(const BenchModel& large) {
       "%.1f forward+backward (%.0f ms): %s (%.0f%% of the limit)\n"
       "    diagnostic: a batched forward+backward of 16 points takes %.0f ms = %.1f ms per point "
       "(%.2fx a single one)\n",
-      static_cast<long long>(n_steps), a.options["internal_batch_size"].c_str(),
-      large.name.c_str(), static_cast<long long>(kTargetTokens), ig_s * 1e3, ig_times.size(),
-      fb_s * 1e3, fb.size(), median(fwd) * 1e3, ig_s / fb_s, ig_s / median(fwd), a.forward_passes,
+      static_cast<long long>(n_steps), a.options["internal_batch_size"].c_str(), large.name.c_str(),
+      static_cast<long long>(kTargetTokens), ig_s * 1e3, ig_times.size(), fb_s * 1e3, fb.size(),
+      median(fwd) * 1e3, ig_s / fb_s, ig_s / median(fwd), a.forward_passes,
       static_cast<long long>(n_steps), 1.15 * n_steps, limit * 1e3, verdict(ig_s <= limit),
-      100.0 * ig_s / limit, median(fb16) * 1e3, median(fb16) * 1e3 / 16,
-      median(fb16) / 16 / fb_s);
+      100.0 * ig_s / limit, median(fb16) * 1e3, median(fb16) * 1e3 / 16, median(fb16) / 16 / fb_s);
   std::fflush(stdout);
 }
 
@@ -537,7 +540,7 @@ int usage(const std::string& bad) {
                "error: unknown argument '%s'\n"
                "hint: bench_explain [--models=stories260K,llama768] [--lengths=32,128] "
                "[--methods=a,b] [--set=method:key=value,...] [--no-targets] [--targets-only] "
-               "[--memory-tokens=N] [--reps=N]\n",
+               "[--targets=abc] [--memory-tokens=N] [--reps=N]\n",
                bad.c_str());
   return 2;
 }
@@ -558,6 +561,8 @@ int run(int argc, char** argv) {
     } else if (starts_with(arg, "--set=", &v)) {
       const size_t colon = v.find(':');
       s.overrides[v.substr(0, colon)] = colon == std::string::npos ? "" : v.substr(colon + 1);
+    } else if (starts_with(arg, "--targets=", &v)) {
+      s.which_targets = v;
     } else if (arg == "--no-targets") {
       s.targets = false;
     } else if (arg == "--targets-only") {
@@ -624,9 +629,10 @@ int run(int argc, char** argv) {
       large = &built;
     }
     std::printf("\n## Targets (llama768)\n");
-    target_leave_one_out(rows, *large, s);
-    target_integrated_gradients_time(*large);
-    target_integrated_gradients_memory(s);
+    const auto wanted = [&](char c) { return s.which_targets.find(c) != std::string::npos; };
+    if (wanted('a')) target_leave_one_out(rows, *large, s);
+    if (wanted('b')) target_integrated_gradients_time(*large);
+    if (wanted('c')) target_integrated_gradients_memory(s);
   }
   std::printf("\nload average at the end: %s; total %.0f s\n", load_average().c_str(),
               seconds_since(start));
