@@ -165,8 +165,8 @@ void BM_Prefill(benchmark::State& state, Which which, bool compare_matmul) {
 
   const double flops = prefill_flops(model->config(), t);
   const double iters = static_cast<double>(state.iterations());
-  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(t) * iters,
-                                                      benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(t) * iters, benchmark::Counter::kIsRate);
   state.counters["flops_per_s"] = benchmark::Counter(flops * iters, benchmark::Counter::kIsRate);
   if (reference) {
     const double matmul_rate = matmul_flops / matmul_s;
@@ -295,13 +295,13 @@ void register_benchmarks() {
     const char* name;
     double min_time;  // seconds per benchmark
   };
-  for (const Entry& e : {Entry{Which::kStories260K, "stories260K", 0.3},
-                         Entry{Which::kLlama768, "llama768", 1.0}}) {
+  for (const Entry& e :
+       {Entry{Which::kStories260K, "stories260K", 0.3}, Entry{Which::kLlama768, "llama768", 1.0}}) {
     const std::string n = e.name;
     for (int64_t t : {32, 128, 512}) {
       const bool compare = e.which == Which::kLlama768 && t == 512;
-      auto* b = benchmark::RegisterBenchmark((n + "/prefill").c_str(), BM_Prefill, e.which,
-                                             compare);
+      auto* b =
+          benchmark::RegisterBenchmark((n + "/prefill").c_str(), BM_Prefill, e.which, compare);
       b->Arg(t)->Unit(benchmark::kMillisecond)->UseRealTime();
       if (compare) {
         b->Iterations(3);  // about 1.5 s each, plus 0.3 s of matmul
@@ -313,8 +313,7 @@ void register_benchmarks() {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()
         ->MinTime(e.min_time);
-    benchmark::RegisterBenchmark((n + "/forward_backward_128").c_str(), BM_ForwardBackward,
-                                 e.which)
+    benchmark::RegisterBenchmark((n + "/forward_backward_128").c_str(), BM_ForwardBackward, e.which)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()
         ->MinTime(e.min_time);

@@ -26,8 +26,8 @@ std::string shared_path(const std::string& relative) { return shared_dir() + "/"
 
 std::string temp_dir() {
   static std::atomic<int> counter{0};
-  std::string base = "/tmp/candor-test-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(counter++);
+  std::string base =
+      "/tmp/candor-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   ::mkdir(base.c_str(), 0700);
   return base;
 }
@@ -54,14 +54,14 @@ int run_command(const std::string& command, std::string* out) {
 
 namespace candor::testing {
 
-std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidden_dim,
-                                     int n_layers, int n_heads, int n_kv_heads, int vocab_size,
-                                     int seq_len, unsigned seed) {
+std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidden_dim, int n_layers,
+                                     int n_heads, int n_kv_heads, int vocab_size, int seq_len,
+                                     unsigned seed) {
   std::ofstream f(path, std::ios::binary);
   int32_t header[7] = {dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len};
   f.write(reinterpret_cast<const char*>(header), sizeof(header));
-  const long V = vocab_size < 0 ? -vocab_size : vocab_size, L = n_layers, D = dim,
-             F = hidden_dim, hd = dim / n_heads, kv = n_kv_heads * hd;
+  const long V = vocab_size < 0 ? -vocab_size : vocab_size, L = n_layers, D = dim, F = hidden_dim,
+             hd = dim / n_heads, kv = n_kv_heads * hd;
   long n = V * D + L * D + L * D * D + 2 * L * D * kv + L * D * D + L * D + 3 * L * D * F + D +
            static_cast<long>(seq_len) * hd + (vocab_size < 0 ? V * D : 0);
   std::mt19937 rng(seed);

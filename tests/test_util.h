@@ -21,20 +21,20 @@ int run_command(const std::string& command, std::string* out = nullptr);
 }  // namespace candor::testing
 
 // Skips the current test with a message when a file under ../shared is missing.
-#define CANDOR_REQUIRE_SHARED(relative)                                                  \
-  do {                                                                                   \
-    if (!::candor::testing::shared_has(relative)) {                                      \
-      GTEST_SKIP() << "skipped: needs ../shared/" << (relative)                          \
-                   << " (the shared models and data are absent on this machine)";       \
-    }                                                                                    \
+#define CANDOR_REQUIRE_SHARED(relative)                                           \
+  do {                                                                            \
+    if (!::candor::testing::shared_has(relative)) {                               \
+      GTEST_SKIP() << "skipped: needs ../shared/" << (relative)                   \
+                   << " (the shared models and data are absent on this machine)"; \
+    }                                                                             \
   } while (0)
 
 namespace candor::testing {
 // Writes a legacy llama2.c checkpoint with small random weights (header fields as given;
 // vocab_size < 0 means an unshared output matrix, as in the format). Returns the path.
-std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidden_dim,
-                                     int n_layers, int n_heads, int n_kv_heads, int vocab_size,
-                                     int seq_len, unsigned seed = 1);
+std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidden_dim, int n_layers,
+                                     int n_heads, int n_kv_heads, int vocab_size, int seq_len,
+                                     unsigned seed = 1);
 // Copies the first `n` bytes of `src` to `dst` (n < 0: all, then appends -n zero bytes).
 void copy_prefix(const std::string& src, const std::string& dst, long n);
 }  // namespace candor::testing

@@ -83,14 +83,14 @@ struct ExplainRequest {
 // ---------------------------------------------------------------------------------------------
 
 struct Attribution {
-  std::string method;                         // registry name
+  std::string method;                          // registry name
   std::map<std::string, std::string> options;  // every option, defaults filled in
   std::string target_function;                 // "logprob", ...
-  std::vector<TokenId> tokens;        // the sequence seen: input, then span[:-1] for spans
-  std::vector<std::string> token_texts;  // decoded piece of each token
-  int64_t n_input_tokens = 0;         // tokens of the input (the rest are generated)
-  std::vector<Feature> features;      // attributed features, in order
-  std::vector<TokenId> step_tokens;   // the token explained at each step (-1 for entropy)
+  std::vector<TokenId> tokens;                 // the sequence seen: input, then span[:-1] for spans
+  std::vector<std::string> token_texts;        // decoded piece of each token
+  int64_t n_input_tokens = 0;                  // tokens of the input (the rest are generated)
+  std::vector<Feature> features;               // attributed features, in order
+  std::vector<TokenId> step_tokens;            // the token explained at each step (-1 for entropy)
   std::vector<std::string> step_texts;
   std::vector<int64_t> step_positions;  // position whose next-token distribution is explained
   // [n_steps, n_features] row-major. A feature after a step's position cannot affect it and
@@ -109,7 +109,9 @@ struct Attribution {
 
   int64_t n_steps() const { return static_cast<int64_t>(step_tokens.size()); }
   int64_t n_features() const { return static_cast<int64_t>(features.size()); }
-  double score(int64_t step, int64_t feature) const { return scores[step * n_features() + feature]; }
+  double score(int64_t step, int64_t feature) const {
+    return scores[step * n_features() + feature];
+  }
   // Scores summed over the steps of a span: [n_features] (zeros when `scores` is empty).
   std::vector<double> total() const;
 };

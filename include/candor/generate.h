@@ -13,12 +13,12 @@
 namespace candor {
 
 struct GenerateOptions {
-  int64_t max_new_tokens = 256;  // Default: 256. Must be >= 1.
-  float temperature = 0.0f;      // Default: 0 = greedy (argmax). Must be >= 0.
-  int64_t top_k = 0;             // Default: 0 = no top-k cut. Must be >= 0.
-  float top_p = 1.0f;            // Default: 1 = no nucleus cut. Must be in (0, 1].
-  uint64_t seed = 0;             // Default: 0. Same seed, same options, same model: same text.
-  bool add_bos = true;           // Default: true (as the llama2.c reference does).
+  int64_t max_new_tokens = 256;      // Default: 256. Must be >= 1.
+  float temperature = 0.0f;          // Default: 0 = greedy (argmax). Must be >= 0.
+  int64_t top_k = 0;                 // Default: 0 = no top-k cut. Must be >= 0.
+  float top_p = 1.0f;                // Default: 1 = no nucleus cut. Must be in (0, 1].
+  uint64_t seed = 0;                 // Default: 0. Same seed, same options, same model: same text.
+  bool add_bos = true;               // Default: true (as the llama2.c reference does).
   std::vector<TokenId> stop_tokens;  // Default (empty): the tokenizer's BOS and EOS.
   // Called with each generated token and the bytes it adds to the text. Return false to stop.
   std::function<bool(TokenId token, const std::string& piece)> on_token;
@@ -30,7 +30,7 @@ struct GenerateResult {
   std::vector<float> logprobs;         // log-probability of each generated token (T = 1)
   std::string prompt_text;             // decode(prompt_ids)
   std::string text;                    // the bytes the generated tokens add after the prompt
-  std::string stop_reason;  // "stop_token", "max_new_tokens", "context", "callback"
+  std::string stop_reason;             // "stop_token", "max_new_tokens", "context", "callback"
   double prefill_ms = 0;
   double decode_ms = 0;
 };

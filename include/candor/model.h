@@ -74,13 +74,13 @@ class KVCache {
 
   // --- used by model implementations -----------------------------------------------------
   // Allocates room for `n_layers` layers of [batch, n_kv_heads, capacity, head_dim].
-  void init(int64_t n_layers, int64_t batch, int64_t n_kv_heads, int64_t capacity,
-            int64_t head_dim, at::ScalarType dtype);
+  void init(int64_t n_layers, int64_t batch, int64_t n_kv_heads, int64_t capacity, int64_t head_dim,
+            at::ScalarType dtype);
   // Makes room for `extra` more positions (grows geometrically).
   void reserve(int64_t extra);
   at::Tensor& keys(int64_t layer) { return k_[layer]; }    // [batch, kv_heads, capacity, hd]
   at::Tensor& values(int64_t layer) { return v_[layer]; }  // [batch, kv_heads, capacity, hd]
-  at::Tensor& key_mask() { return key_mask_; }  // [batch, capacity] bool: real (not padding)
+  at::Tensor& key_mask() { return key_mask_; }       // [batch, capacity] bool: real (not padding)
   at::Tensor& next_position() { return next_pos_; }  // [batch] int64: next rotary position
   void set_length(int64_t n) { length_ = n; }
 
@@ -101,7 +101,7 @@ struct ForwardArgs {
                               // and values are appended to the cache
   Activations* capture = nullptr;
   CaptureOptions capture_options;
-  bool last_only = false;  // logits of the last position only: [batch, 1, vocab]
+  bool last_only = false;       // logits of the last position only: [batch, 1, vocab]
   at::Tensor output_positions;  // [P] int64: logits at these positions only: [batch, P, vocab]
 };
 

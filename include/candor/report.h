@@ -12,9 +12,9 @@ namespace candor {
 
 struct ReportContext {
   std::string title = "candor explanation";
-  std::string model;            // model path or name
-  std::string prompt;           // the input text
-  std::string generated_text;   // the explained continuation, "" when none
+  std::string model;               // model path or name
+  std::string prompt;              // the input text
+  std::string generated_text;      // the explained continuation, "" when none
   std::string target_description;  // e.g. "log p(' girl')" or "span of 12 generated tokens"
 };
 

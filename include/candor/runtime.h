@@ -7,12 +7,12 @@ namespace candor {
 
 // What BLAS the process is using.
 struct BlasInfo {
-  std::string library;    // "OpenBLAS", or "reference BLAS" when OpenBLAS is not the active one
-  std::string core;       // OpenBLAS kernel family in use, e.g. "SkylakeX", "Haswell", "Prescott"
-  std::string config;     // OpenBLAS build configuration string
+  std::string library;  // "OpenBLAS", or "reference BLAS" when OpenBLAS is not the active one
+  std::string core;     // OpenBLAS kernel family in use, e.g. "SkylakeX", "Haswell", "Prescott"
+  std::string config;   // OpenBLAS build configuration string
   std::string coretype_env;  // OPENBLAS_CORETYPE as seen by this process ("" when unset)
-  bool slow = false;      // true for reference BLAS or OpenBLAS's generic SSE3 ("Prescott") kernels
-  std::string warning;    // what to do about a slow BLAS, "" when fine
+  bool slow = false;    // true for reference BLAS or OpenBLAS's generic SSE3 ("Prescott") kernels
+  std::string warning;  // what to do about a slow BLAS, "" when fine
 };
 
 // The OpenBLAS core this CPU should use: "SkylakeX" (AVX-512), "Haswell" (AVX2+FMA), or ""

@@ -35,8 +35,8 @@ std::pair<std::string, std::map<std::string, std::string>> parse_spec(const std:
     size_t start = 0;
     while (start <= rest.size()) {
       size_t comma = rest.find(',', start);
-      std::string item = trim(rest.substr(start, comma == std::string::npos ? std::string::npos
-                                                                          : comma - start));
+      std::string item =
+          trim(rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
       if (!item.empty()) {
         size_t eq = item.find('=');
         if (eq == std::string::npos || trim(item.substr(0, eq)).empty()) {
@@ -46,7 +46,8 @@ std::pair<std::string, std::map<std::string, std::string>> parse_spec(const std:
         }
         std::string key = trim(item.substr(0, eq));
         if (kv.count(key)) {
-          throw Error(ErrorCode::kInvalidArgument, "option '" + key + "' is given twice in '" + spec + "'");
+          throw Error(ErrorCode::kInvalidArgument,
+                      "option '" + key + "' is given twice in '" + spec + "'");
         }
         kv[key] = trim(item.substr(eq + 1));
       }
@@ -62,8 +63,7 @@ Options::Options(const std::string& method, const std::map<std::string, std::str
     : method_(method), values_(defaults) {
   for (const auto& [k, v] : given) {
     if (!defaults.count(k)) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "method '" + method + "' has no option '" + k + "'",
+      throw Error(ErrorCode::kInvalidArgument, "method '" + method + "' has no option '" + k + "'",
                   "its options (with defaults) are: " + list_keys(defaults));
     }
     values_[k] = v;
@@ -87,7 +87,8 @@ int64_t Options::get_int(const std::string& key, int64_t min, int64_t max) const
     throw Error(ErrorCode::kInvalidArgument,
                 "option " + key + " of method '" + method_ + "' must be an integer" +
                     (min > INT64_MIN ? " >= " + std::to_string(min) : "") +
-                    (max < INT64_MAX ? " and <= " + std::to_string(max) : "") + ", got '" + v + "'");
+                    (max < INT64_MAX ? " and <= " + std::to_string(max) : "") + ", got '" + v +
+                    "'");
   }
   return x;
 }
@@ -109,8 +110,8 @@ bool Options::get_bool(const std::string& key) const {
   std::string v = get(key);
   if (v == "true" || v == "1" || v == "yes") return true;
   if (v == "false" || v == "0" || v == "no") return false;
-  throw Error(ErrorCode::kInvalidArgument,
-              "option " + key + " of method '" + method_ + "' must be true or false, got '" + v + "'");
+  throw Error(ErrorCode::kInvalidArgument, "option " + key + " of method '" + method_ +
+                                               "' must be true or false, got '" + v + "'");
 }
 
 }  // namespace candor

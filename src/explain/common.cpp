@@ -18,9 +18,9 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   }
   auto check_id = [&](TokenId id, const std::string& what) {
     if (id < 0 || id >= c.vocab_size) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  what + " " + std::to_string(id) + " is outside the vocabulary of " +
-                      std::to_string(c.vocab_size) + " tokens");
+      throw Error(ErrorCode::kInvalidArgument, what + " " + std::to_string(id) +
+                                                   " is outside the vocabulary of " +
+                                                   std::to_string(c.vocab_size) + " tokens");
     }
   };
   for (TokenId id : request.input_ids) check_id(id, "input token");
@@ -41,7 +41,8 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   }
   if (p.function == TargetFunction::kContrast) {
     if (request.target.contrast_token < 0) {
-      throw Error(ErrorCode::kInvalidArgument, "a contrast target needs a contrast token (B in \"A rather than B\")",
+      throw Error(ErrorCode::kInvalidArgument,
+                  "a contrast target needs a contrast token (B in \"A rather than B\")",
                   "use --contrast A,B");
     }
     check_id(request.target.contrast_token, "contrast token");
@@ -49,15 +50,18 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   }
   p.features = make_features(model, request);
   if (p.features.empty()) {
-    throw Error(ErrorCode::kInvalidArgument, "nothing to attribute: the input has no tokens besides BOS",
+    throw Error(ErrorCode::kInvalidArgument,
+                "nothing to attribute: the input has no tokens besides BOS",
                 "give a non-empty prompt");
   }
   p.feature_of_token.assign(p.tokens.size(), -1);
   for (size_t f = 0; f < p.features.size(); ++f) {
-    for (int64_t t = p.features[f].begin; t < p.features[f].end; ++t) p.feature_of_token[t] = static_cast<int64_t>(f);
+    for (int64_t t = p.features[f].begin; t < p.features[f].end; ++t)
+      p.feature_of_token[t] = static_cast<int64_t>(f);
   }
   p.token_feature = at::tensor(p.feature_of_token, at::kLong);
-  p.ids = at::tensor(std::vector<int64_t>(p.tokens.begin(), p.tokens.end()), at::kLong).unsqueeze(0);
+  p.ids =
+      at::tensor(std::vector<int64_t>(p.tokens.begin(), p.tokens.end()), at::kLong).unsqueeze(0);
 
   at::NoGradGuard no_grad;
   if (!span.empty()) {
@@ -96,7 +100,8 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
     case Baseline::Kind::kToken: {
       TokenId b = request.baseline.token;
       if (request.baseline.kind == Baseline::Kind::kUnk) b = tok.unk_id();
-      if (request.baseline.kind == Baseline::Kind::kPad) b = tok.pad_id() >= 0 ? tok.pad_id() : tok.unk_id();
+      if (request.baseline.kind == Baseline::Kind::kPad)
+        b = tok.pad_id() >= 0 ? tok.pad_id() : tok.unk_id();
       check_id(b, "baseline token");
       base_vec = model.embed(at::full({1, 1}, static_cast<int64_t>(b), at::kLong))[0][0];
       break;
@@ -107,18 +112,24 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   return p;
 }
 
-at::Tensor Problem::values_from_step_logits(const at::Tensor& logits, const at::Tensor& tokens) const {
+at::Tensor Problem::values_from_step_logits(const at::Tensor& logits,
+                                            const at::Tensor& tokens) const {
   const int64_t B = logits.size(0), S = logits.size(1);
   at::Tensor logp = at::log_softmax(logits, -1);
   at::Tensor idx = (tokens.defined() ? tokens : step_tokens_t).view({1, S, 1}).expand({B, S, 1});
   auto pick = [&](const at::Tensor& t, const at::Tensor& i) { return t.gather(-1, i).squeeze(-1); };
   switch (function) {
-    case TargetFunction::kLogProb: return pick(logp, idx);
-    case TargetFunction::kProb: return pick(logp, idx).exp();
-    case TargetFunction::kLogit: return pick(logits, idx);
+    case TargetFunction::kLogProb:
+      return pick(logp, idx);
+    case TargetFunction::kProb:
+      return pick(logp, idx).exp();
+    case TargetFunction::kLogit:
+      return pick(logits, idx);
     case TargetFunction::kContrast:
-      return pick(logp, idx) - pick(logp, at::full({B, S, 1}, static_cast<int64_t>(contrast), at::kLong));
-    case TargetFunction::kEntropy: return -(logp.exp() * logp).sum(-1);
+      return pick(logp, idx) -
+             pick(logp, at::full({B, S, 1}, static_cast<int64_t>(contrast), at::kLong));
+    case TargetFunction::kEntropy:
+      return -(logp.exp() * logp).sum(-1);
   }
   throw Error(ErrorCode::kInternal, "unknown target function");
 }
@@ -133,7 +144,8 @@ at::Tensor Problem::values(const at::Tensor& emb) const {
 at::Tensor Problem::mix(const at::Tensor& keep) const {
   const int64_t B = keep.size(0);
   at::Tensor ext = at::cat({keep.to(at::kFloat), at::ones({B, 1}, at::kFloat)}, 1);
-  at::Tensor idx = at::where(token_feature >= 0, token_feature, at::full_like(token_feature, n_features()));
+  at::Tensor idx =
+      at::where(token_feature >= 0, token_feature, at::full_like(token_feature, n_features()));
   at::Tensor token_keep = ext.index_select(1, idx).unsqueeze(-1);  // [B, T, 1]
   return baseline_embeddings + token_keep * (embeddings - baseline_embeddings);
 }
@@ -209,7 +221,8 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
   // Features are in position order, so the first changed feature gives the first position.
   std::vector<int64_t> order(N);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return first[a] < first[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return first[a] < first[b]; });
 
   // Chunks of consecutive sorted rows: a chunk reruns every row from its earliest change, so
   // rows starting later waste positions, while each chunk has a fixed cost. Choose the split
@@ -222,7 +235,9 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
     best[j] = 1e300;
     for (int64_t i = j; i >= 1 && j - i + 1 <= batch_size_; --i) {
       const int64_t from = first[order[i - 1]];
-      double cost = from >= T ? 0.0 : static_cast<double>(j - i + 1) * static_cast<double>(T - from) + kChunkCost * T;
+      double cost = from >= T ? 0.0
+                              : static_cast<double>(j - i + 1) * static_cast<double>(T - from) +
+                                    kChunkCost * T;
       if (best[i - 1] + cost < best[j]) {
         best[j] = best[i - 1] + cost;
         cut[j] = i - 1;
@@ -259,7 +274,9 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
       a.output_positions = at::tensor(later_idx, at::kLong);
       at::Tensor logits = p_.model->forward(a);  // [B, later, V]
       at::Tensor later_t = at::tensor(later, at::kLong);
-      vals.index_copy_(1, later_t, p_.values_from_step_logits(logits, p_.step_tokens_t.index_select(0, later_t)));
+      vals.index_copy_(
+          1, later_t,
+          p_.values_from_step_logits(logits, p_.step_tokens_t.index_select(0, later_t)));
       out.index_copy_(0, rows_t, vals);
       positions_run_ += B * (T - from);
     }
@@ -285,9 +302,12 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.tokens = p.tokens;
   for (size_t i = 0; i < p.tokens.size(); ++i) {
     std::string text = tok.decode_piece(i == 0 ? tok.bos_id() : p.tokens[i - 1], p.tokens[i]);
-    if (p.tokens[i] == tok.bos_id()) text = "<s>";
-    else if (p.tokens[i] == tok.eos_id()) text = "</s>";
-    else if (text.empty()) text = tok.piece(p.tokens[i]);
+    if (p.tokens[i] == tok.bos_id())
+      text = "<s>";
+    else if (p.tokens[i] == tok.eos_id())
+      text = "</s>";
+    else if (text.empty())
+      text = tok.piece(p.tokens[i]);
     a.token_texts.push_back(text);
   }
   a.n_input_tokens = p.n_input;
@@ -298,16 +318,17 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
     TokenId t = p.step_tokens[s];
     a.step_texts.push_back(t < 0 ? "" : tok.decode_piece(p.tokens[p.step_positions[s]], t));
   }
-  at::Tensor sc = (scores.to(at::kDouble).reshape({p.n_steps(), p.n_features()}) *
-                   p.visible().to(at::kDouble))
-                      .contiguous();
+  at::Tensor sc =
+      (scores.to(at::kDouble).reshape({p.n_steps(), p.n_features()}) * p.visible().to(at::kDouble))
+          .contiguous();
   a.scores.assign(sc.data_ptr<double>(), sc.data_ptr<double>() + sc.numel());
   auto [fx, fb] = endpoint_values(p);
   for (int64_t s = 0; s < p.n_steps(); ++s) {
     a.target_values.push_back(fx[s].item<double>());
     a.baseline_values.push_back(fb[s].item<double>());
   }
-  a.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  a.elapsed_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   a.forward_passes = forward_positions / static_cast<double>(p.length());
   return a;
 }

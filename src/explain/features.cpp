@@ -16,8 +16,10 @@ std::string display(const std::string& text) {
   std::string t = b == std::string::npos ? "" : text.substr(b, e - b + 1);
   std::string out;
   for (char c : t) {
-    if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out.empty() ? (text.empty() ? "" : "\xE2\x90\xA3") : out;  // U+2423 for a lone space
 }
@@ -26,11 +28,16 @@ std::string display(const std::string& text) {
 
 const char* target_function_name(TargetFunction f) {
   switch (f) {
-    case TargetFunction::kLogProb: return "logprob";
-    case TargetFunction::kProb: return "prob";
-    case TargetFunction::kLogit: return "logit";
-    case TargetFunction::kContrast: return "contrast";
-    case TargetFunction::kEntropy: return "entropy";
+    case TargetFunction::kLogProb:
+      return "logprob";
+    case TargetFunction::kProb:
+      return "prob";
+    case TargetFunction::kLogit:
+      return "logit";
+    case TargetFunction::kContrast:
+      return "contrast";
+    case TargetFunction::kEntropy:
+      return "entropy";
   }
   return "?";
 }
@@ -93,7 +100,8 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
   const int64_t T = static_cast<int64_t>(seq.size());
   const int64_t n_input = static_cast<int64_t>(request.input_ids.size());
   std::vector<std::string> text(T);
-  for (int64_t i = 0; i < T; ++i) text[i] = tok.decode_piece(i == 0 ? tok.bos_id() : seq[i - 1], seq[i]);
+  for (int64_t i = 0; i < T; ++i)
+    text[i] = tok.decode_piece(i == 0 ? tok.bos_id() : seq[i - 1], seq[i]);
   const int64_t first = (T > 0 && seq[0] == tok.bos_id()) ? 1 : 0;
 
   auto label_of = [&](int64_t b, int64_t e) {
@@ -130,14 +138,16 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
                     "the spans must cover every token after BOS exactly once");
       }
     }
-    std::sort(out.begin(), out.end(), [](const Feature& a, const Feature& b) { return a.begin < b.begin; });
+    std::sort(out.begin(), out.end(),
+              [](const Feature& a, const Feature& b) { return a.begin < b.begin; });
     return out;
   }
 
   auto starts_new = [&](int64_t i) {
     if (i == first || i == n_input) return true;
     switch (request.granularity) {
-      case Granularity::kToken: return true;
+      case Granularity::kToken:
+        return true;
       case Granularity::kWord: {
         const std::string& t = text[i];
         const std::string& prev = text[i - 1];
@@ -148,7 +158,8 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
       case Granularity::kSentence: {
         std::string prev = text[i - 1];
         if (prev.find('\n') != std::string::npos) return true;
-        while (!prev.empty() && std::isspace(static_cast<unsigned char>(prev.back()))) prev.pop_back();
+        while (!prev.empty() && std::isspace(static_cast<unsigned char>(prev.back())))
+          prev.pop_back();
         if (prev.empty()) return false;
         char c = prev.back();
         // A closing quote after the end mark still ends the sentence.
@@ -159,8 +170,10 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
     return true;
   };
   for (int64_t i = first; i < T; ++i) {
-    if (out.empty() || starts_new(i)) out.push_back(Feature{"", i, i + 1});
-    else out.back().end = i + 1;
+    if (out.empty() || starts_new(i))
+      out.push_back(Feature{"", i, i + 1});
+    else
+      out.back().end = i + 1;
   }
   for (auto& f : out) f.label = label_of(f.begin, f.end);
   return out;
@@ -175,7 +188,8 @@ nlohmann::json attribution_to_json(const Attribution& a) {
   j["token_texts"] = a.token_texts;
   j["n_input_tokens"] = a.n_input_tokens;
   nlohmann::json feats = nlohmann::json::array();
-  for (const auto& f : a.features) feats.push_back({{"label", f.label}, {"begin", f.begin}, {"end", f.end}});
+  for (const auto& f : a.features)
+    feats.push_back({{"label", f.label}, {"begin", f.begin}, {"end", f.end}});
   j["features"] = feats;
   nlohmann::json steps = nlohmann::json::array();
   for (int64_t s = 0; s < a.n_steps(); ++s) {
@@ -187,7 +201,9 @@ nlohmann::json attribution_to_json(const Attribution& a) {
     st["baseline_value"] = a.baseline_values.empty() ? 0.0 : a.baseline_values[s];
     if (!a.convergence_delta.empty()) st["convergence_delta"] = a.convergence_delta[s];
     std::vector<double> row;
-    if (!a.scores.empty()) row.assign(a.scores.begin() + s * a.n_features(), a.scores.begin() + (s + 1) * a.n_features());
+    if (!a.scores.empty())
+      row.assign(a.scores.begin() + s * a.n_features(),
+                 a.scores.begin() + (s + 1) * a.n_features());
     st["scores"] = row;
     steps.push_back(st);
   }

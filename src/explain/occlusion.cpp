@@ -29,11 +29,11 @@ class OcclusionExplainer : public Explainer {
     at::Tensor keep = at::ones({static_cast<int64_t>(starts.size()), F}, at::kFloat);
     for (size_t i = 0; i < starts.size(); ++i) keep[i].narrow(0, starts[i], w).fill_(0.0f);
     MaskScorer scorer(p, batch_);
-    at::Tensor vals = scorer.score(keep, &context);          // [W, S]
+    at::Tensor vals = scorer.score(keep, &context);              // [W, S]
     at::Tensor drop = scorer.full_values().unsqueeze(0) - vals;  // [W, S]
-    at::Tensor covered = 1.0f - keep;                         // [W, F]
-    at::Tensor sums = at::matmul(drop.t(), covered);          // [S, F]
-    at::Tensor counts = covered.sum(0).clamp_min(1.0f);       // [F]
+    at::Tensor covered = 1.0f - keep;                            // [W, F]
+    at::Tensor sums = at::matmul(drop.t(), covered);             // [S, F]
+    at::Tensor counts = covered.sum(0).clamp_min(1.0f);          // [F]
     return finish(p, name_, o_, sums / counts, start, static_cast<double>(scorer.positions_run()));
   }
 

@@ -48,8 +48,9 @@ std::pair<TokenId, float> pick(const float* logits, int64_t n, const GenerateOpt
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   int64_t keep = (o.top_k > 0 && o.top_k < n) ? o.top_k : n;
-  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
-                    [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
   idx.resize(keep);
   std::vector<double> p(keep);
   double top = logits[idx[0]], sum = 0;
@@ -122,10 +123,12 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
 
   GenerateResult r;
   r.prompt_ids = prompt_ids;
-  r.prompt_text = tok.decode(std::vector<TokenId>(prompt_ids.begin() + (prompt_ids[0] == tok.bos_id()), prompt_ids.end()));
+  r.prompt_text = tok.decode(
+      std::vector<TokenId>(prompt_ids.begin() + (prompt_ids[0] == tok.bos_id()), prompt_ids.end()));
   at::NoGradGuard no_grad;
   Rng rng(options.seed);
-  KVCache cache = model.new_cache(1, std::min<int64_t>(c.max_seq_len, prompt_ids.size() + options.max_new_tokens));
+  KVCache cache = model.new_cache(
+      1, std::min<int64_t>(c.max_seq_len, prompt_ids.size() + options.max_new_tokens));
 
   auto t0 = std::chrono::steady_clock::now();
   ForwardArgs args;

@@ -42,9 +42,9 @@ void KVCache::reserve(int64_t extra) {
 
 void KVCache::truncate(int64_t n) {
   if (n < 0 || n > length_) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "cannot truncate a KV cache of " + std::to_string(length_) + " positions to " +
-                    std::to_string(n));
+    throw Error(ErrorCode::kInvalidArgument, "cannot truncate a KV cache of " +
+                                                 std::to_string(length_) + " positions to " +
+                                                 std::to_string(n));
   }
   if (n == length_) return;
   // Positions of each row restart after the real tokens that remain.
@@ -67,9 +67,9 @@ KVCache KVCache::fork() const {
 
 KVCache KVCache::expand(int64_t n) const {
   if (batch_ != 1) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "KVCache::expand needs a batch-1 cache, this one has " + std::to_string(batch_) +
-                    " rows");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "KVCache::expand needs a batch-1 cache, this one has " + std::to_string(batch_) + " rows");
   }
   if (n < 1) throw Error(ErrorCode::kInvalidArgument, "KVCache::expand needs n >= 1");
   KVCache c;
@@ -89,9 +89,9 @@ KVCache KVCache::expand(int64_t n) const {
 KVCache KVCache::select_rows(const std::vector<int64_t>& rows) const {
   for (int64_t r : rows) {
     if (r < 0 || r >= batch_) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "KVCache::select_rows: row " + std::to_string(r) + " is outside a batch of " +
-                      std::to_string(batch_));
+      throw Error(ErrorCode::kInvalidArgument, "KVCache::select_rows: row " + std::to_string(r) +
+                                                   " is outside a batch of " +
+                                                   std::to_string(batch_));
     }
   }
   at::Tensor index = at::tensor(rows, at::kLong);

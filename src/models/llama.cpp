@@ -99,9 +99,9 @@ at::Tensor LlamaModel::embed(const at::Tensor& tokens) const {
   if (tokens.numel() > 0) {
     int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
     if (lo < 0 || hi >= config_.vocab_size) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary of " +
-                      std::to_string(config_.vocab_size) + " tokens");
+      throw Error(ErrorCode::kInvalidArgument, "token id " + std::to_string(lo < 0 ? lo : hi) +
+                                                   " is outside the vocabulary of " +
+                                                   std::to_string(config_.vocab_size) + " tokens");
     }
   }
   return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong));
@@ -124,9 +124,9 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   at::Tensor x;  // [B, T, D]
   if (args.embeddings.defined()) {
     if (args.embeddings.dim() != 3 || args.embeddings.size(2) != c.dim) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "input embeddings must have shape [batch, seq, " + std::to_string(c.dim) +
-                      "], got " + shape_str(args.embeddings));
+      throw Error(ErrorCode::kInvalidArgument, "input embeddings must have shape [batch, seq, " +
+                                                   std::to_string(c.dim) + "], got " +
+                                                   shape_str(args.embeddings));
     }
     x = args.embeddings.to(at::kFloat);
   } else if (args.tokens.defined()) {
@@ -173,7 +173,8 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   // Rotary positions count the real tokens of each row.
   at::Tensor positions;  // [B, T] int64
   bool padded = mask.defined() && !mask.all().item<bool>();
-  if (cache && past > 0) padded = padded || !cache->key_mask().narrow(1, 0, past).all().item<bool>();
+  if (cache && past > 0)
+    padded = padded || !cache->key_mask().narrow(1, 0, past).all().item<bool>();
   if (mask.defined()) {
     at::Tensor m = mask.to(at::kLong);
     positions = m.cumsum(1) - m;
@@ -192,8 +193,10 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     at::Tensor allowed = (k_idx <= q_idx).unsqueeze(0);              // [1, T, S]
     if (padded) {
       at::Tensor keys_real = mask.defined() ? mask : at::ones({B, T}, at::kBool);
-      if (cache && past > 0) keys_real = at::cat({cache->key_mask().narrow(1, 0, past), keys_real}, 1);
-      allowed = allowed.logical_and(keys_real.unsqueeze(1)).logical_or((k_idx == q_idx).unsqueeze(0));
+      if (cache && past > 0)
+        keys_real = at::cat({cache->key_mask().narrow(1, 0, past), keys_real}, 1);
+      allowed =
+          allowed.logical_and(keys_real.unsqueeze(1)).logical_or((k_idx == q_idx).unsqueeze(0));
     }
     bias = at::zeros(allowed.sizes(), at::kFloat)
                .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
@@ -212,7 +215,8 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   }
   if (cache) cache->reserve(T);
 
-  auto rotate = [&](const at::Tensor& t, int64_t heads) {  // [B, T, heads * hd] -> [B, T, heads, hd]
+  auto rotate = [&](const at::Tensor& t,
+                    int64_t heads) {  // [B, T, heads * hd] -> [B, T, heads, hd]
     at::Tensor z = at::view_as_complex(t.reshape({B, T, heads, hd / 2, 2}));
     return at::view_as_real(z * rope).reshape({B, T, heads, hd});
   };

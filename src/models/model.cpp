@@ -57,8 +57,8 @@ std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const Mode
                                           const std::string& explicit_path) {
   auto mismatch = [&](const std::string& path, int32_t n) {
     return Error(ErrorCode::kInvalidArgument,
-                 "tokenizer '" + path + "' has " + std::to_string(n) +
-                     " pieces but model '" + checkpoint.string() + "' has a vocabulary of " +
+                 "tokenizer '" + path + "' has " + std::to_string(n) + " pieces but model '" +
+                     checkpoint.string() + "' has a vocabulary of " +
                      std::to_string(config.vocab_size),
                  "use the tokenizer the model was trained with");
   };
@@ -67,9 +67,8 @@ std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const Mode
     if (tok->vocab_size() != config.vocab_size) throw mismatch(explicit_path, tok->vocab_size());
     return tok;
   }
-  std::vector<fs::path> candidates = tokenizer_candidates(checkpoint.parent_path().empty()
-                                                              ? fs::path(".")
-                                                              : checkpoint.parent_path());
+  std::vector<fs::path> candidates = tokenizer_candidates(
+      checkpoint.parent_path().empty() ? fs::path(".") : checkpoint.parent_path());
   if (candidates.empty()) {
     throw Error(ErrorCode::kNotFound,
                 "no tokenizer (tokenizer.bin, tok*.bin or *.model) beside checkpoint '" +
@@ -106,8 +105,9 @@ fs::path find_checkpoint(const fs::path& dir) {
   if (bins.size() == 1) return bins[0];  // let the reader say what is wrong with it
   throw Error(ErrorCode::kNotFound,
               "no model checkpoint found in folder '" + dir.string() + "'" +
-                  (bins.empty() ? "" : " (" + std::to_string(bins.size()) +
-                                           " .bin files, none a valid llama2.c checkpoint)"),
+                  (bins.empty() ? ""
+                                : " (" + std::to_string(bins.size()) +
+                                      " .bin files, none a valid llama2.c checkpoint)"),
               "--model takes a llama2.c .bin checkpoint or a folder holding one");
 }
 

@@ -23,7 +23,8 @@ std::string render_console(const Attribution& a, bool color, int top) {
   for (double v : tot) scale = std::max(scale, std::fabs(v));
   std::vector<int64_t> feature_of(a.tokens.size(), -1);
   for (size_t f = 0; f < a.features.size(); ++f)
-    for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t) feature_of[t] = static_cast<int64_t>(f);
+    for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t)
+      feature_of[t] = static_cast<int64_t>(f);
   // ANSI 256-colour ramps: blues for negative, reds for positive.
   static const int kRed[] = {224, 217, 210, 203, 196};
   static const int kBlue[] = {195, 153, 117, 75, 33};
@@ -43,22 +44,26 @@ std::string render_console(const Attribution& a, bool color, int top) {
   o << "\n";
   if (a.n_steps() == 1) {
     char buf[160];
-    std::snprintf(buf, sizeof(buf), "target %s(%s) = %.4g, baseline %.4g\n", a.target_function.c_str(),
-                  a.step_texts[0].c_str(), a.target_values[0], a.baseline_values[0]);
+    std::snprintf(buf, sizeof(buf), "target %s(%s) = %.4g, baseline %.4g\n",
+                  a.target_function.c_str(), a.step_texts[0].c_str(), a.target_values[0],
+                  a.baseline_values[0]);
     o << buf;
   } else {
     o << "span of " << a.n_steps() << " steps (scores summed over steps)\n";
   }
   std::vector<size_t> idx(tot.size());
   std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return std::fabs(tot[x]) > std::fabs(tot[y]); });
+  std::sort(idx.begin(), idx.end(),
+            [&](size_t x, size_t y) { return std::fabs(tot[x]) > std::fabs(tot[y]); });
   for (int i = 0; i < top && i < static_cast<int>(idx.size()); ++i) {
     char buf[200];
-    std::snprintf(buf, sizeof(buf), "  %+10.4f  %s\n", tot[idx[i]], a.features[idx[i]].label.c_str());
+    std::snprintf(buf, sizeof(buf), "  %+10.4f  %s\n", tot[idx[i]],
+                  a.features[idx[i]].label.c_str());
     o << buf;
   }
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "  (%.1f ms, %.1f forward-pass equivalents)\n", a.elapsed_ms, a.forward_passes);
+  std::snprintf(buf, sizeof(buf), "  (%.1f ms, %.1f forward-pass equivalents)\n", a.elapsed_ms,
+                a.forward_passes);
   o << buf;
   return o.str();
 }

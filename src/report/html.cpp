@@ -13,12 +13,23 @@ std::string esc(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\n': o += "&#x21B5;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\n':
+        o += "&#x21B5;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -72,12 +83,13 @@ table.grid th{background:#fafafa;font-weight:600}
 )CSS";
 
 // The text of the sequence with each token coloured by the score of its feature.
-void heat_text(std::ostringstream& o, const Attribution& a, const std::vector<double>& feature_scores,
-               int64_t upto_position) {
+void heat_text(std::ostringstream& o, const Attribution& a,
+               const std::vector<double>& feature_scores, int64_t upto_position) {
   double scale = max_abs(feature_scores);
   std::vector<int64_t> feature_of(a.tokens.size(), -1);
   for (size_t f = 0; f < a.features.size(); ++f)
-    for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t) feature_of[t] = static_cast<int64_t>(f);
+    for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t)
+      feature_of[t] = static_cast<int64_t>(f);
   o << "<div class=text>";
   for (size_t t = 0; t < a.tokens.size(); ++t) {
     if (static_cast<int64_t>(t) > upto_position) break;
@@ -85,7 +97,8 @@ void heat_text(std::ostringstream& o, const Attribution& a, const std::vector<do
     bool gen = static_cast<int64_t>(t) >= a.n_input_tokens;
     std::string cls = std::string("tok") + (gen ? " gen" : "") + (f < 0 ? " off" : "");
     if (f < 0) {
-      o << "<span class='" << cls << "' title='not a feature'>" << esc(a.token_texts[t]) << "</span>";
+      o << "<span class='" << cls << "' title='not a feature'>" << esc(a.token_texts[t])
+        << "</span>";
       continue;
     }
     double v = feature_scores[f];
@@ -172,9 +185,11 @@ void lens_grid(std::ostringstream& o, const Attribution& a) {
   if (!a.extra.is_object() || !a.extra.contains("logit_lens")) return;
   const auto& lens = a.extra["logit_lens"];
   o << "<h2>Logit lens</h2><p class=small>per layer (rows) and explained step (columns): the top"
-       " token and the target's probability; darker = more probable</p><div style='overflow-x:auto'>"
+       " token and the target's probability; darker = more probable</p><div "
+       "style='overflow-x:auto'>"
     << "<table class=grid>";
-  // Accepts {"layers": [...]} with per-layer "steps": [{"target_prob", "target_rank", "top": [{"text","prob"}]}]
+  // Accepts {"layers": [...]} with per-layer "steps": [{"target_prob", "target_rank", "top":
+  // [{"text","prob"}]}]
   const auto& layers = lens.contains("layers") ? lens["layers"] : lens;
   if (!layers.is_array()) {
     o << "</table></div>";
@@ -187,15 +202,17 @@ void lens_grid(std::ostringstream& o, const Attribution& a) {
     for (const auto& st : steps) {
       double p = st.value("target_prob", 0.0);
       std::string top;
-      if (st.contains("top") && st["top"].is_array() && !st["top"].empty()) top = st["top"][0].value("text", "");
+      if (st.contains("top") && st["top"].is_array() && !st["top"].empty())
+        top = st["top"][0].value("text", "");
       std::ostringstream tip;
       tip << "target p=" << fmt(p, 3) << " rank=" << st.value("target_rank", -1);
       if (st.contains("top"))
-        for (const auto& t : st["top"]) tip << "\n" << t.value("text", "") << " " << fmt(t.value("prob", 0.0), 3);
+        for (const auto& t : st["top"])
+          tip << "\n" << t.value("text", "") << " " << fmt(t.value("prob", 0.0), 3);
       int shade = static_cast<int>(255 - 200 * std::min(1.0, std::max(0.0, p)));
       o << "<td style='background:rgb(" << shade << "," << shade << ",255)"
-        << (shade < 140 ? ";color:#fff" : "") << "' title='" << esc(tip.str())
-        << "'>" << esc(top) << "<br><span class=small>" << fmt(p, 2) << "</span></td>";
+        << (shade < 140 ? ";color:#fff" : "") << "' title='" << esc(tip.str()) << "'>" << esc(top)
+        << "<br><span class=small>" << fmt(p, 2) << "</span></td>";
     }
     o << "</tr>";
   }
@@ -206,7 +223,8 @@ void attention_maps(std::ostringstream& o, const Attribution& a) {
   if (!a.extra.is_object() || !a.extra.contains("attention")) return;
   const auto& att = a.extra["attention"];
   if (!att.is_array() || att.empty()) return;
-  o << "<h2>Attention maps</h2><p class=small>head-averaged attention per layer, query (rows) to key"
+  o << "<h2>Attention maps</h2><p class=small>head-averaged attention per layer, query (rows) to "
+       "key"
        " (columns)</p><div class=methods>";
   const int64_t n = static_cast<int64_t>(a.tokens.size());
   for (size_t l = 0; l < att.size(); ++l) {
@@ -221,10 +239,10 @@ void attention_maps(std::ostringstream& o, const Attribution& a) {
         double v = m[i][j].get<double>();
         if (v <= 0) continue;
         int shade = static_cast<int>(255 - 230 * std::min(1.0, v));
-        o << "<rect x='" << j * cell << "' y='" << i * cell << "' width='" << cell << "' height='" << cell
-          << "' fill='rgb(" << shade << "," << shade << ",255)'><title>"
-          << esc(i < n ? a.token_texts[i] : "") << " -> " << esc(j < n ? a.token_texts[j] : "") << ": "
-          << fmt(v, 3) << "</title></rect>";
+        o << "<rect x='" << j * cell << "' y='" << i * cell << "' width='" << cell << "' height='"
+          << cell << "' fill='rgb(" << shade << "," << shade << ",255)'><title>"
+          << esc(i < n ? a.token_texts[i] : "") << " -> " << esc(j < n ? a.token_texts[j] : "")
+          << ": " << fmt(v, 3) << "</title></rect>";
       }
     }
     o << "</svg></div>";
@@ -241,9 +259,12 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
   o << "<table class=meta>";
   if (!c.model.empty()) o << "<tr><td>model</td><td>" << esc(c.model) << "</td></tr>";
   o << "<tr><td>prompt</td><td>" << esc(c.prompt) << "</td></tr>";
-  if (!c.generated_text.empty()) o << "<tr><td>generated</td><td>" << esc(c.generated_text) << "</td></tr>";
-  if (!c.target_description.empty()) o << "<tr><td>target</td><td>" << esc(c.target_description) << "</td></tr>";
-  o << "</table><p class=small>negative<span class=legend></span>positive contribution to the target"
+  if (!c.generated_text.empty())
+    o << "<tr><td>generated</td><td>" << esc(c.generated_text) << "</td></tr>";
+  if (!c.target_description.empty())
+    o << "<tr><td>target</td><td>" << esc(c.target_description) << "</td></tr>";
+  o << "</table><p class=small>negative<span class=legend></span>positive contribution to the "
+       "target"
        " (each method scaled to its largest |score|; hover a token for its value)</p>";
   o << "<h2>Attributions</h2><div class=methods>";
   for (const auto& a : as) attribution_card(o, a);

@@ -54,10 +54,12 @@ TEST(Cli, GenerateReproducesTheGoldenStoryOnStdout) {
 
 TEST(Cli, InfoReportsArchitectureAndBlas) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
-  CliRun r = candor("info --model " + shared_path("models/stories260K/stories260K.bin") + " --json");
+  CliRun r =
+      candor("info --model " + shared_path("models/stories260K/stories260K.bin") + " --json");
   ASSERT_EQ(r.code, 0) << r.out;
-  for (const char* key : {"\"parameters\": 260032", "\"vocab_size\": 512", "\"context_length\": 512",
-                          "\"n_kv_heads\": 4", "\"library\": \"OpenBLAS\"", "\"threads\""}) {
+  for (const char* key :
+       {"\"parameters\": 260032", "\"vocab_size\": 512", "\"context_length\": 512",
+        "\"n_kv_heads\": 4", "\"library\": \"OpenBLAS\"", "\"threads\""}) {
     EXPECT_THAT(r.out, HasSubstr(key));
   }
 }
@@ -83,7 +85,8 @@ TEST(CliErrors, TruncatedCheckpoint) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   std::string dir = testing::temp_dir();
   testing::copy_prefix(shared_path("models/stories260K/stories260K.bin"), dir + "/m.bin", 5000);
-  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin", 1L << 40);
+  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin",
+                       1L << 40);
   expect_clean_failure(candor("generate --model " + dir + "/m.bin -p hi"), {"m.bin", "truncated"});
 }
 
@@ -91,7 +94,8 @@ TEST(CliErrors, HeaderInconsistentWithFileSize) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   std::string dir = testing::temp_dir();
   testing::copy_prefix(shared_path("models/stories260K/stories260K.bin"), dir + "/m.bin", -100);
-  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin", 1L << 40);
+  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin",
+                       1L << 40);
   expect_clean_failure(candor("info --model " + dir), {"m.bin", "inconsistent with file size"});
 }
 
@@ -99,10 +103,9 @@ TEST(CliErrors, TokenizerVocabularyMismatch) {
   CANDOR_REQUIRE_SHARED("models/stories260K/tok512.model");
   std::string dir = testing::temp_dir();
   testing::write_llama2c_checkpoint(dir + "/m.bin", 16, 32, 1, 2, 2, 300, 32);
-  expect_clean_failure(
-      candor("generate --model " + dir + "/m.bin --tokenizer " +
-             shared_path("models/stories260K/tok512.model") + " -p hi"),
-      {"tok512.model", "512", "300"});
+  expect_clean_failure(candor("generate --model " + dir + "/m.bin --tokenizer " +
+                              shared_path("models/stories260K/tok512.model") + " -p hi"),
+                       {"tok512.model", "512", "300"});
 }
 
 TEST(CliErrors, PromptLongerThanContext) {
@@ -155,10 +158,12 @@ namespace {
 TEST(CliExplain, SpanWithSeveralMethodsWritesJsonAndHtml) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   std::string dir = testing::temp_dir();
-  CliRun r = candor("explain --model " + model_dir() +
-                    " -p 'Lily went to the park' --generate 4 --granularity word --no-progress"
-                    " --method integrated_gradients:n_steps=8 --method occlusion --method logit_lens"
-                    " --json " + dir + "/e.json --html " + dir + "/e.html");
+  CliRun r =
+      candor("explain --model " + model_dir() +
+             " -p 'Lily went to the park' --generate 4 --granularity word --no-progress"
+             " --method integrated_gradients:n_steps=8 --method occlusion --method logit_lens"
+             " --json " +
+             dir + "/e.json --html " + dir + "/e.html");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("== integrated_gradients"));
   EXPECT_THAT(r.out, HasSubstr("== occlusion"));
@@ -174,10 +179,12 @@ TEST(CliExplain, SpanWithSeveralMethodsWritesJsonAndHtml) {
 
 TEST(CliExplain, TargetAndContrastTokens) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
-  CliRun r = candor("explain --model " + model_dir() + " -p 'Once upon a' --target time --no-progress");
+  CliRun r =
+      candor("explain --model " + model_dir() + " -p 'Once upon a' --target time --no-progress");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("time)"));
-  CliRun c = candor("explain --model " + model_dir() + " -p 'Lily saw a' --contrast 'big,little' --no-progress");
+  CliRun c = candor("explain --model " + model_dir() +
+                    " -p 'Lily saw a' --contrast 'big,little' --no-progress");
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_THAT(c.out, HasSubstr("contrast"));
 }

@@ -24,7 +24,8 @@ std::unique_ptr<Model>& stories() {
 }
 
 // Light options so the whole table stays quick; anything not listed runs with its defaults.
-std::string light_spec(const std::string& name, const std::map<std::string, std::string>& defaults) {
+std::string light_spec(const std::string& name,
+                       const std::map<std::string, std::string>& defaults) {
   std::string spec = name;
   std::vector<std::string> opts;
   auto set = [&](const char* key, const char* value) {

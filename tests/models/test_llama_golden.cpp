@@ -31,7 +31,8 @@ TEST(LlamaGolden, GreedyOnceUponATimeMatchesReferenceByteForByte) {
   GenerateOptions o;
   o.max_new_tokens = 64 - (static_cast<int64_t>(ids.size()) - 1);
   GenerateResult r = generate(*model, ids, o);
-  std::string golden = read_file(shared_path("models/stories260K/golden/gen_t0_n64_once_upon_a_time.txt"));
+  std::string golden =
+      read_file(shared_path("models/stories260K/golden/gen_t0_n64_once_upon_a_time.txt"));
   EXPECT_EQ(r.prompt_text + r.text + "\n", golden);
   EXPECT_EQ(r.stop_reason, "max_new_tokens");
 }

@@ -129,7 +129,8 @@ TEST(LlamaRuntime, ExpandedPrefixCacheServesEveryRow) {
     bt.cache = &batch;
     at::Tensor got = m->forward(bt);
     for (int64_t r = 0; r < 3; ++r) {
-      at::Tensor solo = m->forward_tokens(at::cat({prefix, tails.narrow(0, r, 1)}, 1)).narrow(1, 8, 4);
+      at::Tensor solo =
+          m->forward_tokens(at::cat({prefix, tails.narrow(0, r, 1)}, 1)).narrow(1, 8, 4);
       EXPECT_LE(max_diff(got.narrow(0, r, 1), solo), 1e-5) << "row " << r;
     }
   }

@@ -31,7 +31,8 @@ TEST(LoadErrors, TruncatedCheckpointSaysSo) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   std::string dir = testing::temp_dir();
   testing::copy_prefix(shared_path("models/stories260K/stories260K.bin"), dir + "/m.bin", 100000);
-  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin", 1L << 40);
+  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin",
+                       1L << 40);
   expect_error([&] { load_model(dir + "/m.bin"); }, ErrorCode::kInvalidArgument,
                {dir + "/m.bin", "truncated"});
   testing::copy_prefix(shared_path("models/stories260K/stories260K.bin"), dir + "/tiny.bin", 10);
@@ -54,7 +55,8 @@ TEST(LoadErrors, TokenizerWhoseVocabularyDoesNotMatchTheModel) {
   CANDOR_REQUIRE_SHARED("models/stories260K/tok512.bin");
   std::string dir = testing::temp_dir();
   std::string ckpt = testing::write_llama2c_checkpoint(dir + "/m.bin", 16, 32, 1, 2, 2, 600, 32);
-  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin", 1L << 40);
+  testing::copy_prefix(shared_path("models/stories260K/tok512.bin"), dir + "/tokenizer.bin",
+                       1L << 40);
   expect_error([&] { load_model(ckpt); }, ErrorCode::kInvalidArgument,
                {"tokenizer.bin", "512", "600"});
   LoadOptions lo;
@@ -95,20 +97,20 @@ TEST_F(GenerateErrors, ZeroOrNegativeTokenCount) {
   for (int64_t n : {0, -3}) {
     GenerateOptions o;
     o.max_new_tokens = n;
-    expect_error([&] { generate(*model_, std::string_view("hi"), o); },
-                 ErrorCode::kInvalidArgument, {"-n", std::to_string(n)});
+    expect_error([&] { generate(*model_, std::string_view("hi"), o); }, ErrorCode::kInvalidArgument,
+                 {"-n", std::to_string(n)});
   }
 }
 
 TEST_F(GenerateErrors, TopPOutsideUnitInterval) {
   GenerateOptions o;
   o.top_p = 2.0f;
-  expect_error([&] { generate(*model_, std::string_view("hi"), o); },
-               ErrorCode::kInvalidArgument, {"top-p", "(0, 1]"});
+  expect_error([&] { generate(*model_, std::string_view("hi"), o); }, ErrorCode::kInvalidArgument,
+               {"top-p", "(0, 1]"});
   o.top_p = 0.9f;
   o.temperature = -1.0f;
-  expect_error([&] { generate(*model_, std::string_view("hi"), o); },
-               ErrorCode::kInvalidArgument, {"temperature"});
+  expect_error([&] { generate(*model_, std::string_view("hi"), o); }, ErrorCode::kInvalidArgument,
+               {"temperature"});
 }
 
 TEST_F(GenerateErrors, SamplingIsSeededAndRespectsStopAndCallback) {

@@ -1,7 +1,7 @@
 // `candor explain`: attribute the next token, a generated continuation, or a contrast "A rather
 // than B" to the prompt with one or more methods; console view, JSON and HTML report.
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -43,14 +43,17 @@ TokenId parse_token(const Tokenizer& tok, const std::string& text, const std::st
     if (tok.piece(i) == " " + text) return i;
   }
   std::vector<TokenId> ids = tok.encode(text, false, false);
-  throw usage_error(option + " '" + text + "' is not a single token of this vocabulary (it encodes to " +
+  throw usage_error(option + " '" + text +
+                        "' is not a single token of this vocabulary (it encodes to " +
                         std::to_string(ids.size()) + " tokens)",
                     "give a single token (with or without its leading space) or an id as #N");
 }
 
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'", "check that its folder exists");
+  if (!f)
+    throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'",
+                "check that its folder exists");
   f << content;
 }
 
@@ -58,25 +61,31 @@ void write_file(const std::string& path, const std::string& content) {
 
 Runner add_explain(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, prompt, target, contrast, granularity = "token",
-        function = "logprob", baseline = "unk", json_path, html_path;
+    std::string model, tokenizer, prompt, target, contrast,
+        granularity = "token", function = "logprob", baseline = "unk", json_path, html_path;
     int64_t generate_n = 0;
     std::vector<std::string> methods;
     int threads = 0;
     bool no_progress = false;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it and its tokenizer")->required();
+  app.add_option("--model,-m", o->model,
+                 "Checkpoint file, or a folder holding it and its tokenizer")
+      ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", o->prompt, "The input text")->required();
-  auto* g = app.add_option("--generate", o->generate_n, "Generate N tokens greedily and explain the span");
-  auto* t = app.add_option("--target", o->target, "Explain this next token (text or #id; default: the prediction)");
+  auto* g = app.add_option("--generate", o->generate_n,
+                           "Generate N tokens greedily and explain the span");
+  auto* t = app.add_option("--target", o->target,
+                           "Explain this next token (text or #id; default: the prediction)");
   auto* c = app.add_option("--contrast", o->contrast, "A,B: explain A rather than B");
   g->excludes(t)->excludes(c);
   t->excludes(c);
-  app.add_option("--method", o->methods, "Method spec NAME[:key=value,...] (repeatable; default input_x_gradient)");
+  app.add_option("--method", o->methods,
+                 "Method spec NAME[:key=value,...] (repeatable; default input_x_gradient)");
   app.add_option("--granularity", o->granularity, "token | word | sentence (default token)");
-  app.add_option("--target-function", o->function, "logprob | prob | logit | entropy (default logprob)");
+  app.add_option("--target-function", o->function,
+                 "logprob | prob | logit | entropy (default logprob)");
   app.add_option("--baseline", o->baseline, "unk | pad | zero | token id (default unk)");
   app.add_option("--json", o->json_path, "Write the attributions as JSON to this file");
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
@@ -101,12 +110,15 @@ Runner add_explain(CLI::App& app) {
     } catch (const Error& e) {
       throw usage_error(e.what(), e.hint());
     }
-    if (o->generate_n < 0) throw usage_error("--generate must be at least 1, got " + std::to_string(o->generate_n));
-    if (o->threads < 0) throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    if (o->generate_n < 0)
+      throw usage_error("--generate must be at least 1, got " + std::to_string(o->generate_n));
+    if (o->threads < 0)
+      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
     size_t bad = 0;
     if (!is_valid_utf8(o->prompt, &bad)) {
-      throw usage_error("--prompt is not valid UTF-8 (bad byte sequence at offset " + std::to_string(bad) + ")",
-                        "pass the prompt as UTF-8 text");
+      throw usage_error(
+          "--prompt is not valid UTF-8 (bad byte sequence at offset " + std::to_string(bad) + ")",
+          "pass the prompt as UTF-8 text");
     }
     set_num_threads(o->threads);
     LoadOptions lo;
@@ -122,14 +134,18 @@ Runner add_explain(CLI::App& app) {
       GenerateOptions go;
       go.max_new_tokens = o->generate_n;
       GenerateResult gr = generate(*model, req.input_ids, go);
-      if (gr.generated_ids.empty()) throw Error(ErrorCode::kInvalidArgument, "the model generated nothing to explain (it stopped at once)");
+      if (gr.generated_ids.empty())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "the model generated nothing to explain (it stopped at once)");
       req.target.span = gr.generated_ids;
       rc.generated_text = gr.text;
-      rc.target_description = std::string(target_function_name(req.target.function)) + " of each of the " +
-                              std::to_string(gr.generated_ids.size()) + " generated tokens";
+      rc.target_description = std::string(target_function_name(req.target.function)) +
+                              " of each of the " + std::to_string(gr.generated_ids.size()) +
+                              " generated tokens";
     } else if (!o->contrast.empty()) {
       size_t comma = o->contrast.find(',');
-      if (comma == std::string::npos) throw usage_error("--contrast takes A,B (two tokens), got '" + o->contrast + "'");
+      if (comma == std::string::npos)
+        throw usage_error("--contrast takes A,B (two tokens), got '" + o->contrast + "'");
       req.target.function = TargetFunction::kContrast;
       req.target.token = parse_token(tok, o->contrast.substr(0, comma), "--contrast");
       req.target.contrast_token = parse_token(tok, o->contrast.substr(comma + 1), "--contrast");
@@ -140,7 +156,8 @@ Runner add_explain(CLI::App& app) {
       rc.target_description = std::string(target_function_name(req.target.function)) + " of '" +
                               tok.piece(req.target.token) + "'";
     } else {
-      rc.target_description = std::string(target_function_name(req.target.function)) + " of the predicted next token";
+      rc.target_description =
+          std::string(target_function_name(req.target.function)) + " of the predicted next token";
     }
 
     bool tty = ::isatty(STDERR_FILENO);
@@ -156,8 +173,9 @@ Runner add_explain(CLI::App& app) {
           if (pct != last && (tty || pct == 100)) {
             last = pct;
             int bars = pct / 5;
-            std::cerr << "\r" << name << " [" << std::string(bars, '#') << std::string(20 - bars, '.') << "] "
-                      << pct << "%" << (pct == 100 ? "\n" : "") << std::flush;
+            std::cerr << "\r" << name << " [" << std::string(bars, '#')
+                      << std::string(20 - bars, '.') << "] " << pct << "%"
+                      << (pct == 100 ? "\n" : "") << std::flush;
           }
         }
         return !g_interrupted.load();

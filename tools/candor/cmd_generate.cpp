@@ -21,7 +21,8 @@ Runner add_generate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   o->gen.max_new_tokens = 256;
-  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it and its tokenizer")
+  app.add_option("--model,-m", o->model,
+                 "Checkpoint file, or a folder holding it and its tokenizer")
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", o->prompt, "Prompt text (default: empty, start from BOS)");
@@ -39,12 +40,13 @@ Runner add_generate(CLI::App& app) {
     } catch (const Error& e) {
       throw usage_error(e.what(), "see candor generate --help");
     }
-    if (o->threads < 0) throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    if (o->threads < 0)
+      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
     size_t bad = 0;
     if (!is_valid_utf8(o->prompt, &bad)) {
-      throw usage_error("--prompt is not valid UTF-8 (bad byte sequence at offset " +
-                            std::to_string(bad) + ")",
-                        "pass the prompt as UTF-8 text");
+      throw usage_error(
+          "--prompt is not valid UTF-8 (bad byte sequence at offset " + std::to_string(bad) + ")",
+          "pass the prompt as UTF-8 text");
     }
     set_num_threads(o->threads);
     LoadOptions lo;
@@ -60,7 +62,9 @@ Runner add_generate(CLI::App& app) {
     }
     std::vector<TokenId> ids = model->tokenizer().encode(o->prompt, true, false);
     // The prompt is echoed first, as the reference runner does.
-    if (!o->json) std::cout << model->tokenizer().decode(std::vector<TokenId>(ids.begin() + 1, ids.end())) << std::flush;
+    if (!o->json)
+      std::cout << model->tokenizer().decode(std::vector<TokenId>(ids.begin() + 1, ids.end()))
+                << std::flush;
     GenerateResult r = generate(*model, ids, gen);
     double tok_s = r.decode_ms > 0 ? 1000.0 * r.generated_ids.size() / r.decode_ms : 0;
     if (o->json) {
@@ -72,10 +76,16 @@ Runner add_generate(CLI::App& app) {
           {"logprobs", r.logprobs},
           {"text", r.text},
           {"stop_reason", r.stop_reason},
-          {"options", {{"max_new_tokens", gen.max_new_tokens}, {"temperature", gen.temperature},
-                       {"top_k", gen.top_k}, {"top_p", gen.top_p}, {"seed", gen.seed}}},
-          {"timing", {{"prefill_ms", r.prefill_ms}, {"decode_ms", r.decode_ms},
-                      {"decode_tokens_per_s", tok_s}}},
+          {"options",
+           {{"max_new_tokens", gen.max_new_tokens},
+            {"temperature", gen.temperature},
+            {"top_k", gen.top_k},
+            {"top_p", gen.top_p},
+            {"seed", gen.seed}}},
+          {"timing",
+           {{"prefill_ms", r.prefill_ms},
+            {"decode_ms", r.decode_ms},
+            {"decode_tokens_per_s", tok_s}}},
       };
       std::cout << j.dump(2) << "\n";
     } else {

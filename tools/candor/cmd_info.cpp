@@ -17,13 +17,15 @@ Runner add_info(CLI::App& app) {
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it and its tokenizer")
+  app.add_option("--model,-m", o->model,
+                 "Checkpoint file, or a folder holding it and its tokenizer")
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   app.add_flag("--json", o->json, "Print JSON");
   return [o]() {
-    if (o->threads < 0) throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    if (o->threads < 0)
+      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
     set_num_threads(o->threads);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
@@ -45,8 +47,11 @@ Runner add_info(CLI::App& app) {
         {"context_length", c.max_seq_len},
         {"tied_embeddings", c.tied_embeddings},
         {"tokenizer", model->tokenizer().kind()},
-        {"blas", {{"library", blas.library}, {"core", blas.core}, {"slow", blas.slow},
-                  {"openblas_coretype", blas.coretype_env}}},
+        {"blas",
+         {{"library", blas.library},
+          {"core", blas.core},
+          {"slow", blas.slow},
+          {"openblas_coretype", blas.coretype_env}}},
         {"threads", num_threads()},
     };
     if (o->json) {

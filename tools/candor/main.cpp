@@ -63,4 +63,3 @@ int main(int argc, char** argv) {
     return report(e.what(), "", candor::cli::kExitRuntime);
   }
 }
-

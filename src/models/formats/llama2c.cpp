@@ -28,15 +28,15 @@ int64_t file_size(const std::string& path) {
 int64_t expected_floats(const ModelConfig& c, bool shared) {
   const int64_t L = c.n_layers, D = c.dim, F = c.hidden_dim, V = c.vocab_size;
   const int64_t hd = c.head_dim(), kv = c.n_kv_heads * hd, q = c.n_heads * hd;
-  int64_t n = V * D;                    // token embeddings
-  n += L * D;                           // attention norms
-  n += L * D * q + 2 * L * D * kv;      // wq, wk, wv
-  n += L * q * D;                       // wo
-  n += L * D;                           // ffn norms
-  n += 3 * L * D * F;                   // w1, w2, w3
-  n += D;                               // final norm
-  n += c.max_seq_len * hd;              // freq_cis real + imag (unused: recomputed)
-  if (!shared) n += V * D;              // output matrix
+  int64_t n = V * D;                // token embeddings
+  n += L * D;                       // attention norms
+  n += L * D * q + 2 * L * D * kv;  // wq, wk, wv
+  n += L * q * D;                   // wo
+  n += L * D;                       // ffn norms
+  n += 3 * L * D * F;               // w1, w2, w3
+  n += D;                           // final norm
+  n += c.max_seq_len * hd;          // freq_cis real + imag (unused: recomputed)
+  if (!shared) n += V * D;          // output matrix
   return n;
 }
 
@@ -75,8 +75,8 @@ bool looks_like_llama2c_checkpoint(const std::string& path) {
   } catch (const Error&) {
     return false;
   }
-  return file_size(path) == static_cast<int64_t>(sizeof(Header)) +
-                                4 * expected_floats(c, c.tied_embeddings);
+  return file_size(path) ==
+         static_cast<int64_t>(sizeof(Header)) + 4 * expected_floats(c, c.tied_embeddings);
 }
 
 std::pair<ModelConfig, LlamaWeights> read_llama2c_checkpoint(const std::string& path) {
