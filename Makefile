@@ -31,7 +31,7 @@ demo: configure
 	@bash scripts/demo.sh $(BUILD_DIR)/candor "$(DEMO_MODEL)"
 
 test: build
-	@cd $(BUILD_DIR) && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j$(JOBS) --timeout 900
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) --timeout 900
 
 bench: configure
 	@cmake --build $(BUILD_DIR) -j$(JOBS) --target bench_runtime
