@@ -4,9 +4,11 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "candor/error.h"
+#include "candor/model.h"
 
 namespace candor::cli {
 
@@ -27,6 +29,12 @@ class UsageError : public Error {
 inline UsageError usage_error(const std::string& message, const std::string& hint = {}) {
   return UsageError(message, hint.empty() ? "see candor --help" : hint);
 }
+
+// Usage errors for a prompt that is not UTF-8 or a negative --threads.
+void check_prompt_and_threads(const std::string& prompt, int threads);
+// Sets the thread count and loads the model (tokenizer "" = found beside it).
+std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
+                                      int threads);
 
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.
 constexpr int kExitRuntime = 1;

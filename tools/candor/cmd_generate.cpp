@@ -40,18 +40,8 @@ Runner add_generate(CLI::App& app) {
     } catch (const Error& e) {
       throw usage_error(e.what(), "see candor generate --help");
     }
-    if (o->threads < 0)
-      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
-    size_t bad = 0;
-    if (!is_valid_utf8(o->prompt, &bad)) {
-      throw usage_error(
-          "--prompt is not valid UTF-8 (bad byte sequence at offset " + std::to_string(bad) + ")",
-          "pass the prompt as UTF-8 text");
-    }
-    set_num_threads(o->threads);
-    LoadOptions lo;
-    lo.tokenizer_path = o->tokenizer;
-    std::unique_ptr<Model> model = load_model(o->model, lo);
+    check_prompt_and_threads(o->prompt, o->threads);
+    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
 
     GenerateOptions gen = o->gen;
     if (!o->json) {
