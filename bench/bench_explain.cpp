@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "candor/error.h"
 #include "candor/explain.h"
 #include "candor/model.h"
@@ -52,11 +53,6 @@ const std::map<std::string, std::string>& large_model_options() {
       {"lime", "n_samples=64"},
   };
   return m;
-}
-
-std::string shared_dir() {
-  if (const char* env = std::getenv("CANDOR_SHARED")) return env;
-  return std::string(CANDOR_SOURCE_DIR) + "/../shared";
 }
 
 double seconds_since(Clock::time_point start) {
@@ -133,21 +129,6 @@ std::shared_ptr<Tokenizer> synthetic_tokenizer(int32_t vocab) {
   return tok;
 }
 
-// GPT-2-small shape (dim 768, 12 layers, 12 heads) in the Llama architecture, as bench_runtime.
-ModelConfig llama768_config() {
-  ModelConfig c;
-  c.architecture = "llama";
-  c.source_format = "random";
-  c.dim = 768;
-  c.hidden_dim = 2048;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = 12;
-  c.vocab_size = kLargeVocab;
-  c.max_seq_len = 1024;
-  return c;
-}
-
 struct BenchModel {
   std::string name;
   std::unique_ptr<Model> model;
@@ -156,7 +137,7 @@ struct BenchModel {
 
 // Null (with `why` set) when stories260K is not there.
 std::unique_ptr<Model> load_stories(std::string* why) {
-  const std::string path = shared_dir() + "/models/stories260K";
+  const std::string path = bench::shared_dir() + "/models/stories260K";
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     *why = "needs ../shared/models/stories260K (or CANDOR_SHARED pointing at the shared folder)";
@@ -171,7 +152,8 @@ std::unique_ptr<Model> load_stories(std::string* why) {
 }
 
 std::unique_ptr<Model> make_large() {
-  return make_random_llama(llama768_config(), /*seed=*/1234, synthetic_tokenizer(kLargeVocab));
+  return make_random_llama(bench::llama768_config(kLargeVocab), /*seed=*/1234,
+                           synthetic_tokenizer(kLargeVocab));
 }
 
 // `t` ids, BOS first: story text for a trained model (repeated as needed), random ids otherwise.

@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "bench_common.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
 
@@ -29,32 +30,12 @@ constexpr int64_t kBackwardTokens = 128;
 
 enum class Which { kStories260K, kLlama768 };
 
-std::string shared_dir() {
-  if (const char* env = std::getenv("CANDOR_SHARED")) return env;
-  return std::string(CANDOR_SOURCE_DIR) + "/../shared";
-}
-
-// GPT-2-small shape (dim 768, 12 layers, 12 heads) in the Llama architecture.
-ModelConfig llama768_config() {
-  ModelConfig c;
-  c.architecture = "llama";
-  c.source_format = "random";
-  c.dim = 768;
-  c.hidden_dim = 2048;
-  c.n_layers = 12;
-  c.n_heads = 12;
-  c.n_kv_heads = 12;
-  c.vocab_size = 32000;
-  c.max_seq_len = 1024;
-  return c;
-}
-
 // The model under test, built once per process; null (with `why` set) when it is unavailable.
 const Model* get_model(Which which, std::string* why) {
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
   if (which == Which::kLlama768) {
-    static std::unique_ptr<Model> m = make_random_llama(llama768_config(), /*seed=*/1234);
+    static std::unique_ptr<Model> m = make_random_llama(bench::llama768_config(), /*seed=*/1234);
     return m.get();
   }
   static std::unique_ptr<Model> stories;
@@ -62,7 +43,7 @@ const Model* get_model(Which which, std::string* why) {
   static bool tried = false;
   if (!tried) {
     tried = true;
-    std::string path = shared_dir() + "/models/stories260K";
+    std::string path = bench::shared_dir() + "/models/stories260K";
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
       error = "needs ../shared/models/stories260K (or CANDOR_SHARED pointing at the shared folder)";

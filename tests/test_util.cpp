@@ -24,6 +24,11 @@ bool shared_has(const std::string& relative) {
 
 std::string shared_path(const std::string& relative) { return shared_dir() + "/" + relative; }
 
+const Model& stories260k() {
+  static std::unique_ptr<Model> m = load_model(shared_path("models/stories260K"));
+  return *m;
+}
+
 std::string temp_dir() {
   static std::atomic<int> counter{0};
   std::string base =

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "candor/model.h"
+
 namespace candor::testing {
 
 // The shared data folder: $CANDOR_SHARED, or ../shared beside the source tree.
@@ -13,6 +15,9 @@ std::string shared_dir();
 bool shared_has(const std::string& relative);
 // Full path of a file under shared_dir().
 std::string shared_path(const std::string& relative);
+// stories260K from ../shared, loaded once per test binary (call only after
+// CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin")).
+const Model& stories260k();
 // A fresh temporary directory for one test (removed by the OS, not by the test).
 std::string temp_dir();
 // Runs a shell command, returns its exit status; stdout and stderr go to *out when given.

@@ -15,13 +15,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<Model>& stories() {
-  static std::unique_ptr<Model> m;
-  if (!m && testing::shared_has("models/stories260K/stories260K.bin")) {
-    m = load_model(testing::shared_path("models/stories260K"));
-  }
-  return m;
-}
+const Model* stories() { return &testing::stories260k(); }
 
 // Light options so the whole table stays quick; anything not listed runs with its defaults.
 std::string light_spec(const std::string& name,

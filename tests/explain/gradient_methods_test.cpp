@@ -15,10 +15,7 @@
 namespace candor {
 namespace {
 
-const Model& stories() {
-  static std::unique_ptr<Model> m = load_model(testing::shared_path("models/stories260K"));
-  return *m;
-}
+const Model& stories() { return testing::stories260k(); }
 
 std::vector<TokenId> encode(const std::string& text) {
   return stories().tokenizer().encode(text, true, false);

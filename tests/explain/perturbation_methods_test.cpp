@@ -19,10 +19,7 @@ namespace {
 
 #define REQUIRE_STORIES() CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin")
 
-const Model& stories() {
-  static std::unique_ptr<Model> m = load_model(testing::shared_path("models/stories260K"));
-  return *m;
-}
+const Model& stories() { return testing::stories260k(); }
 
 const char* kText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun "
