@@ -213,6 +213,26 @@ class HfTokenizer final : public Tokenizer {
         if (parse_byte_piece(s_.pieces[id], &byte)) byte_ids_[byte] = id;
       }
     }
+    // Metaspace BPE over whole texts (no pre-tokenizer): when no piece has "▁" after another
+    // character, no merge crosses the start of a "▁word", so words can be encoded (and cached)
+    // one at a time with the same result.
+    bool metaspace = false;
+    for (const Normalizer& norm : s_.normalizers) {
+      metaspace = metaspace || (norm.kind == Normalizer::kReplace && norm.content == kMetaspace);
+    }
+    split_words_ = metaspace && !s_.wordpiece && s_.pre_tokenizers.empty();
+    for (TokenId id = 0; id < n && split_words_; ++id) {
+      if (!s_.in_model[id]) continue;
+      const std::string& p = s_.pieces[id];
+      for (size_t pos = p.find(kMetaspace, 1); pos != std::string::npos;
+           pos = p.find(kMetaspace, pos + 1)) {
+        if (pos < kMetaspace.size() || p.compare(pos - kMetaspace.size(), kMetaspace.size(),
+                                                 kMetaspace) != 0) {
+          split_words_ = false;
+          break;
+        }
+      }
+    }
     decoded_.resize(n);
     continuation_.assign(n, false);
     for (TokenId id = 0; id < n; ++id) decoded_[id] = decode_token(id);
@@ -638,6 +658,19 @@ class HfTokenizer final : public Tokenizer {
       if (word.empty()) continue;
       if (s_.wordpiece) {
         wordpiece_word(word, ids);
+      } else if (split_words_) {
+        // Cut before each "▁" that follows another character.
+        size_t begin = 0;
+        for (size_t pos = word.find(kMetaspace, 1); pos != std::string::npos;
+             pos = word.find(kMetaspace, pos + 1)) {
+          if (pos > begin && (pos < kMetaspace.size() ||
+                              word.compare(pos - kMetaspace.size(), kMetaspace.size(),
+                                           kMetaspace) != 0)) {
+            bpe_word_cached(word.substr(begin, pos - begin), ids);
+            begin = pos;
+          }
+        }
+        bpe_word_cached(begin == 0 ? word : word.substr(begin), ids);
       } else {
         bpe_word_cached(word, ids);
       }
@@ -811,6 +844,7 @@ class HfTokenizer final : public Tokenizer {
   std::unordered_map<std::string_view, TokenId> vocab_;  // views into s_.pieces
   std::array<std::vector<size_t>, 256> added_by_first_byte_;
   std::array<TokenId, 256> byte_ids_{};
+  bool split_words_ = false;
   mutable std::array<CacheShard, kCacheShards> cache_;
 };
 
@@ -938,6 +972,7 @@ class JsonParser {
     if (!m.contains("vocab") || !m["vocab"].is_object()) {
       throw malformed(source_, "model.vocab is not an object of piece -> id");
     }
+    vocab_.reserve(m["vocab"].size() * 2);
     for (const auto& [piece, id] : m["vocab"].items()) {
       const TokenId t = id.get<TokenId>();
       set_piece(s_, t, piece, true);
@@ -971,7 +1006,7 @@ class JsonParser {
       throw malformed(source_, "model.merges is not an array");
     }
     const json& merges = m["merges"];
-    s_->merges.reserve(merges.size());
+    s_->merges.reserve(merges.size() * 2);
     for (size_t rank = 0; rank < merges.size(); ++rank) {
       const json& entry = merges[rank];
       std::string a, b;
