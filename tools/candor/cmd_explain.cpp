@@ -67,6 +67,8 @@ Runner add_explain(CLI::App& app) {
     std::vector<std::string> methods;
     int threads = 0;
     bool no_progress = false;
+    bool chat = false;
+    std::string system;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model,
@@ -74,6 +76,7 @@ Runner add_explain(CLI::App& app) {
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", o->prompt, "The input text")->required();
+  add_chat_options(app, &o->chat, &o->system);
   auto* g = app.add_option("--generate", o->generate_n,
                            "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", o->target,
@@ -116,7 +119,7 @@ Runner add_explain(CLI::App& app) {
     std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
     const Tokenizer& tok = model->tokenizer();
 
-    req.input_ids = tok.encode(o->prompt, true, false);
+    req.input_ids = encode_prompt(tok, o->prompt, o->chat, o->system);
     ReportContext rc;
     rc.model = o->model;
     rc.prompt = o->prompt;
