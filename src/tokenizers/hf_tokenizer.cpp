@@ -220,7 +220,11 @@ class HfTokenizer final : public Tokenizer {
     for (const Normalizer& norm : s_.normalizers) {
       metaspace = metaspace || (norm.kind == Normalizer::kReplace && norm.content == kMetaspace);
     }
-    split_words_ = metaspace && !s_.wordpiece && s_.pre_tokenizers.empty();
+    // Newer Llama/Mistral files do the same with a Metaspace pre-tokenizer that does not split.
+    const bool whole_metaspace =
+        s_.pre_tokenizers.size() == 1 && s_.pre_tokenizers[0].kind == PreTokenizer::kMetaspace &&
+        s_.pre_tokenizers[0].replacement == kMetaspace && !s_.pre_tokenizers[0].split;
+    split_words_ = !s_.wordpiece && ((metaspace && s_.pre_tokenizers.empty()) || whole_metaspace);
     for (TokenId id = 0; id < n && split_words_; ++id) {
       if (!s_.in_model[id]) continue;
       const std::string& p = s_.pieces[id];

