@@ -129,6 +129,11 @@ Table parse_jsonl(const std::string& text, const std::string& name,
 // read_jsonl for ".jsonl" / ".ndjson" / ".json", read_csv for anything else.
 Table read_table(const std::string& path, const ReadOptions& options = {});
 
+// The rows of `a` followed by the rows of `b`, with the columns of `a` (a column `b` lacks is
+// missing in its rows; `b`'s extra columns are dropped). Columns keep `a`'s types; throws
+// Error(kInvalidArgument) naming `b`'s file and line when a value does not fit a numeric column.
+Table concat(const Table& a, const Table& b);
+
 // Row indices of a train / validation / test split.
 struct Split {
   std::vector<size_t> train, validation, test;

@@ -219,6 +219,48 @@ void Table::set_column(Column column) {
   columns_.push_back(std::move(column));
 }
 
+Table concat(const Table& a, const Table& b) {
+  std::vector<Column> cols;
+  for (const Column& ca : a.columns()) {
+    std::vector<std::string> raw = ca.raw;
+    std::vector<uint8_t> miss = ca.missing;
+    const bool has = b.has_column(ca.name);
+    for (size_t r = 0; r < b.n_rows(); ++r) {
+      if (has) {
+        const Column& cb = b.column(ca.name);
+        raw.push_back(cb.raw[r]);
+        miss.push_back(cb.missing[r]);
+        double v;
+        if (ca.type == ColumnType::kNumeric && !cb.missing[r] && !parse_number(cb.raw[r], &v))
+          throw Error(ErrorCode::kInvalidArgument,
+                      b.where(r) + ", column '" + ca.name + "': '" + cb.raw[r] +
+                          "' is not a number (the column is numeric in " + a.source() + ")");
+      } else {
+        raw.emplace_back();
+        miss.push_back(1);
+      }
+    }
+    Column c = make_column(ca.name, std::move(raw), std::move(miss), &ca.type);
+    if (ca.type == ColumnType::kCategorical) {
+      // Keep a's category order first.
+      std::vector<std::string> cats = ca.categories;
+      for (const auto& k : c.categories)
+        if (std::find(cats.begin(), cats.end(), k) == cats.end()) cats.push_back(k);
+      std::unordered_map<std::string, int32_t> idx;
+      for (size_t k = 0; k < cats.size(); ++k) idx.emplace(cats[k], static_cast<int32_t>(k));
+      for (size_t r = 0; r < c.size(); ++r)
+        if (!c.missing[r]) c.codes[r] = idx[c.raw[r]];
+      c.categories = std::move(cats);
+    }
+    cols.push_back(std::move(c));
+  }
+  std::vector<int64_t> lines = a.lines();
+  lines.insert(lines.end(), b.lines().begin(), b.lines().end());
+  std::vector<SkippedRecord> skipped = a.skipped();
+  for (const auto& s : b.skipped()) skipped.push_back({s.line, b.source() + ": " + s.reason});
+  return Table(a.source(), std::move(cols), std::move(lines), std::move(skipped));
+}
+
 Split split_by_seed(size_t n_rows, double validation_fraction, double test_fraction,
                     uint64_t seed) {
   if (!(validation_fraction >= 0 && validation_fraction < 1 && test_fraction >= 0 &&
