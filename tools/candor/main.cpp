@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add("generate", "Generate text from a prompt", candor::cli::add_generate);
   add("explain", "Attribute a model output to its input", candor::cli::add_explain);
   add("methods", "List the attribution methods and their options", candor::cli::add_methods);
+  add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   try {
     app.parse(argc, argv);
