@@ -113,8 +113,9 @@ int main(int argc, char** argv) {
   std::printf("read (cat)      %.3f s  (%.2f GB/s)\n", best_read, bytes / 1e9 / best_read);
   std::printf("load            %.3f s  = %.2fx read   (target <= 2x)\n", best_load,
               best_load / best_read);
-  std::printf("peak RSS        %.2f GB above the process baseline (%.2f GB total) = %.2fx F32 "
-              "size   (target <= 1.2x)\n",
-              peak / 1e9, peak_kb * 1024.0 / 1e9, peak / f32_bytes);
+  std::printf(
+      "peak RSS        %.2f GB above the process baseline (%.2f GB total) = %.2fx F32 "
+      "size   (target <= 1.2x)\n",
+      peak / 1e9, peak_kb * 1024.0 / 1e9, peak / f32_bytes);
   return 0;
 }

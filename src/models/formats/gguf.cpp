@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -408,12 +409,28 @@ at::Tensor GgufFile::load(const std::string& name) const {
     throw Error(ErrorCode::kNotFound, where() + ": no tensor named '" + name + "'");
   const Info& info = it->second;
   at::Tensor out = at::empty(info.shape, at::kFloat);
-  try {
-    dequantize_ggml(info.type, file_->data() + info.begin, out.numel(), out.data_ptr<float>());
-  } catch (const Error& e) {
-    throw Error(e.code(), where() + ": tensor '" + name + "': " + e.what(), e.hint());
+  const TypeTraits t = traits(info.type);
+  if (t.block == 0) {
+    throw Error(ErrorCode::kUnsupported,
+                where() + ": tensor '" + name + "' has ggml type " + ggml_type_name(info.type) +
+                    ", which candor cannot dequantise",
+                "candor reads F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K");
   }
-  file_->release(info.begin, info.size);
+  // Dequantised in chunks of whole blocks whose mapped pages are released at once.
+  const int64_t numel = out.numel();
+  const int64_t chunk =
+      std::max<int64_t>(1, (int64_t{8} << 20) / static_cast<int64_t>(t.block_bytes)) * t.block;
+  float* y = out.data_ptr<float>();
+  for (int64_t off = 0; off < numel; off += chunk) {
+    const int64_t n = std::min(chunk, numel - off);
+    const size_t begin = info.begin + static_cast<size_t>(off / t.block) * t.block_bytes;
+    try {
+      dequantize_ggml(info.type, file_->data() + begin, n, y + off);
+    } catch (const Error& e) {
+      throw Error(e.code(), where() + ": tensor '" + name + "': " + e.what(), e.hint());
+    }
+    file_->release(begin, static_cast<size_t>(n / t.block) * t.block_bytes);
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -687,6 +688,25 @@ void save_hf_folder(const Model& model, const std::string& dir, const std::strin
     f << config.dump(2) << "\n";
   }
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  if (model.config().tokenizer_files.empty() && model.tokenizer().kind() == "llama2c") {
+    // A vocabulary read from elsewhere (GGUF metadata): written as a llama2.c tokenizer.bin.
+    const Tokenizer& tok = model.tokenizer();
+    std::string bin(4, '\0');
+    int32_t max_len = 1;
+    for (TokenId i = 0; i < tok.vocab_size(); ++i) {
+      const std::string piece = tok.piece(i);
+      const float score = tok.score(i);
+      const int32_t len = static_cast<int32_t>(piece.size());
+      max_len = std::max(max_len, len);
+      bin.append(reinterpret_cast<const char*>(&score), 4);
+      bin.append(reinterpret_cast<const char*>(&len), 4);
+      bin += piece;
+    }
+    std::memcpy(&bin[0], &max_len, 4);
+    std::ofstream f(fs::path(dir) / "tokenizer.bin", std::ios::binary);
+    f << bin;
+    if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + dir + "/tokenizer.bin'");
+  }
   for (const std::string& file : model.config().tokenizer_files) {
     fs::path src(file);
     fs::path dst = fs::path(dir) / src.filename();

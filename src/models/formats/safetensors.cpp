@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -300,15 +301,25 @@ at::Tensor SafetensorsArchive::load_as(const std::string& name, at::ScalarType t
   }
   const MappedFile& f = *files_[e.file];
   at::Tensor out = at::empty(e.shape, at::TensorOptions().dtype(type));
-  if (src == type) {
-    std::memcpy(out.data_ptr(), f.data() + e.begin, e.end - e.begin);
-  } else {
-    // The mapping is read-only; from_blob's view is only read by the conversion.
-    at::Tensor view = at::from_blob(const_cast<uint8_t*>(f.data() + e.begin), e.shape,
-                                    at::TensorOptions().dtype(src));
-    out.copy_(view);
+  // Converted in chunks whose mapped pages are released at once: the file's pages and the new
+  // storage never both hold a large tensor (peak memory stays near the F32 model size).
+  const int64_t numel = out.numel();
+  const size_t src_es = (e.end - e.begin) / static_cast<size_t>(std::max<int64_t>(numel, 1));
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{8} << 20) / static_cast<int64_t>(src_es));
+  at::Tensor flat = out.view({numel});
+  for (int64_t off = 0; off < numel; off += chunk) {
+    const int64_t n = std::min(chunk, numel - off);
+    const size_t begin = e.begin + static_cast<size_t>(off) * src_es;
+    if (src == type) {
+      std::memcpy(static_cast<uint8_t*>(out.data_ptr()) + off * src_es, f.data() + begin,
+                  static_cast<size_t>(n) * src_es);
+    } else {
+      // The mapping is read-only; from_blob's view is only read by the conversion.
+      flat.narrow(0, off, n).copy_(at::from_blob(const_cast<uint8_t*>(f.data() + begin), {n},
+                                                 at::TensorOptions().dtype(src)));
+    }
+    f.release(begin, static_cast<size_t>(n) * src_es);
   }
-  f.release(e.begin, e.end - e.begin);
   return out;
 }
 
