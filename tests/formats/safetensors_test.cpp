@@ -59,6 +59,18 @@ TEST(Safetensors, RoundTripsEachDtypeAndConvertsToFloat) {
   EXPECT_THROW(st->load("missing", {1}), Error);
 }
 
+TEST(Safetensors, F32TensorsViewThePrivateMappingAndOutliveTheArchive) {
+  at::Tensor a = at::randn({64, 33});
+  std::string path = testing::temp_dir() + "/m.safetensors";
+  write_safetensors(path, {{"a", a}});
+  auto st = SafetensorsArchive::open(path);
+  at::Tensor t = st->load("a");
+  st.reset();  // the tensor keeps the mapping alive
+  EXPECT_TRUE(at::equal(t, a));
+  t.add_(1.0);  // copy-on-write: the file is untouched
+  EXPECT_TRUE(at::equal(SafetensorsArchive::open(path)->load("a"), a));
+}
+
 TEST(Safetensors, DataStartsEightByteAligned) {
   std::string path = testing::temp_dir() + "/al.safetensors";
   write_safetensors(path, {{"x", at::ones({3})}});

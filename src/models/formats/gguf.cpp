@@ -272,7 +272,7 @@ void dequantize_ggml(uint32_t type, const uint8_t* p, int64_t n, float* y) {
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   auto g = std::unique_ptr<GgufFile>(new GgufFile());
-  g->file_ = std::make_unique<MappedFile>(path);
+  g->file_ = std::make_shared<MappedFile>(path);
   const size_t size = g->file_->size();
   Cursor c{g->file_->data(), size, 0, path};
   auto bad = [&](const std::string& problem) {
@@ -405,10 +405,16 @@ std::string GgufFile::dtype_summary() const {
 
 at::Tensor GgufFile::load(const std::string& name) const {
   auto it = infos_.find(name);
+  if (it != infos_.end() && it->second.type == 0 && it->second.begin % 4 == 0)
+    return file_->map_f32(it->second.begin, it->second.shape);
+  return TensorSource::load(name);
+}
+
+void GgufFile::load_into(const std::string& name, at::Tensor dst) const {
+  auto it = infos_.find(name);
   if (it == infos_.end())
     throw Error(ErrorCode::kNotFound, where() + ": no tensor named '" + name + "'");
   const Info& info = it->second;
-  at::Tensor out = at::empty(info.shape, at::kFloat);
   const TypeTraits t = traits(info.type);
   if (t.block == 0) {
     throw Error(ErrorCode::kUnsupported,
@@ -416,22 +422,31 @@ at::Tensor GgufFile::load(const std::string& name) const {
                     ", which candor cannot dequantise",
                 "candor reads F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K");
   }
-  // Dequantised in chunks of whole blocks whose mapped pages are released at once.
-  const int64_t numel = out.numel();
-  const int64_t chunk =
-      std::max<int64_t>(1, (int64_t{8} << 20) / static_cast<int64_t>(t.block_bytes)) * t.block;
-  float* y = out.data_ptr<float>();
+  const int64_t numel = dst.numel();
+  if (!dst.is_contiguous() || dst.scalar_type() != at::kFloat ||
+      ggml_nbytes(info.type, numel) != info.size) {
+    throw Error(ErrorCode::kInternal, where() + ": tensor '" + name + "' read into a wrong buffer");
+  }
+  float* y = dst.data_ptr<float>();
+  if (info.type == 0) {  // F32: straight into the final storage
+    file_->read(info.begin, info.size, y);
+    return;
+  }
+  // Dequantised chunk by chunk (whole blocks) from a small buffer.
+  const int64_t blocks =
+      std::max<int64_t>(1, (int64_t{4} << 20) / static_cast<int64_t>(t.block_bytes));
+  const int64_t chunk = blocks * t.block;
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min(chunk, numel) / t.block) * t.block_bytes);
   for (int64_t off = 0; off < numel; off += chunk) {
     const int64_t n = std::min(chunk, numel - off);
-    const size_t begin = info.begin + static_cast<size_t>(off / t.block) * t.block_bytes;
+    const size_t bytes = static_cast<size_t>(n / t.block) * t.block_bytes;
+    file_->read(info.begin + static_cast<size_t>(off / t.block) * t.block_bytes, bytes, buf.data());
     try {
-      dequantize_ggml(info.type, file_->data() + begin, n, y + off);
+      dequantize_ggml(info.type, buf.data(), n, y + off);
     } catch (const Error& e) {
       throw Error(e.code(), where() + ": tensor '" + name + "': " + e.what(), e.hint());
     }
-    file_->release(begin, static_cast<size_t>(n / t.block) * t.block_bytes);
   }
-  return out;
 }
 
 // ---- models -------------------------------------------------------------------------------
@@ -560,12 +575,12 @@ std::unique_ptr<Model> build_gguf_llama(const GgufFile& g, std::shared_ptr<Token
       const std::string b = "blk." + std::to_string(l) + ".";
       LlamaLayerWeights L;
       L.attn_norm = g.load(b + "attn_norm.weight", {D});
-      L.wqkv = at::cat({g.load(b + "attn_q.weight", {H * hd, D}),
-                        g.load(b + "attn_k.weight", {KV * hd, D}),
-                        g.load(b + "attn_v.weight", {KV * hd, D})});
+      L.wqkv = g.load_rows({{b + "attn_q.weight", {H * hd, D}},
+                            {b + "attn_k.weight", {KV * hd, D}},
+                            {b + "attn_v.weight", {KV * hd, D}}});
       L.wo = g.load(b + "attn_output.weight", {D, H * hd});
       L.ffn_norm = g.load(b + "ffn_norm.weight", {D});
-      L.w13 = at::cat({g.load(b + "ffn_gate.weight", {F, D}), g.load(b + "ffn_up.weight", {F, D})});
+      L.w13 = g.load_rows({{b + "ffn_gate.weight", {F, D}}, {b + "ffn_up.weight", {F, D}}});
       L.w2 = g.load(b + "ffn_down.weight", {D, F});
       w.layers.push_back(std::move(L));
     }

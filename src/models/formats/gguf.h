@@ -39,6 +39,8 @@ class GgufFile : public TensorSource {
   bool has(const std::string& name) const override;
   std::vector<std::string> names() const override;
   std::vector<int64_t> shape(const std::string& name) const override;  // torch order
+  void load_into(const std::string& name, at::Tensor dst) const override;
+  // F32 tensors are mapped without a copy (MappedFile::map_f32); others are dequantised.
   at::Tensor load(const std::string& name) const override;
   using TensorSource::load;
   std::string where() const override { return file_->path(); }
@@ -57,7 +59,7 @@ class GgufFile : public TensorSource {
     uint32_t type = 0;
     size_t begin = 0, size = 0;  // absolute byte offset and size
   };
-  std::unique_ptr<MappedFile> file_;
+  std::shared_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   std::map<std::string, nlohmann::json> metadata_;
   std::map<std::string, Info> infos_;

@@ -161,11 +161,13 @@ std::unique_ptr<Model> build_llama(const Cfg& c, const std::string& family, cons
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LlamaLayerWeights L;
     L.attn_norm = ts.load(p + "input_layernorm.weight", {D});
-    L.wqkv = at::cat(
-        {rotate_half_to_interleaved(ts.load(p + "self_attn.q_proj.weight", {H * hd, D}), H),
-         rotate_half_to_interleaved(ts.load(p + "self_attn.k_proj.weight", {KV * hd, D}), KV),
-         ts.load(p + "self_attn.v_proj.weight", {KV * hd, D})},
-        0);
+    L.wqkv = ts.load_rows({{p + "self_attn.q_proj.weight", {H * hd, D}},
+                           {p + "self_attn.k_proj.weight", {KV * hd, D}},
+                           {p + "self_attn.v_proj.weight", {KV * hd, D}}});
+    for (auto [first, heads] : {std::pair<int64_t, int64_t>{0, H}, {H * hd, KV}}) {
+      at::Tensor rows = L.wqkv.narrow(0, first, heads * hd);
+      rows.copy_(rotate_half_to_interleaved(rows, heads));
+    }
     if (qkv_bias) {
       L.bqkv =
           at::cat({rotate_half_to_interleaved(ts.load(p + "self_attn.q_proj.bias", {H * hd}), H),
@@ -176,9 +178,8 @@ std::unique_ptr<Model> build_llama(const Cfg& c, const std::string& family, cons
     L.wo = ts.load(p + "self_attn.o_proj.weight", {D, H * hd});
     if (o_bias) L.bo = ts.load(p + "self_attn.o_proj.bias", {D});
     L.ffn_norm = ts.load(p + "post_attention_layernorm.weight", {D});
-    L.w13 = at::cat(
-        {ts.load(p + "mlp.gate_proj.weight", {F, D}), ts.load(p + "mlp.up_proj.weight", {F, D})},
-        0);
+    L.w13 =
+        ts.load_rows({{p + "mlp.gate_proj.weight", {F, D}}, {p + "mlp.up_proj.weight", {F, D}}});
     L.w2 = ts.load(p + "mlp.down_proj.weight", {D, F});
     w.layers.push_back(std::move(L));
   }
@@ -219,7 +220,9 @@ std::unique_ptr<Model> build_gpt2(const Cfg& c, const TensorSource& ts,
   const int64_t D = m.dim, F = m.hidden_dim;
   // Conv1D stores weights as [in, out]: transposed to the [out, in] of a linear layer.
   auto conv = [&](const std::string& name, int64_t in, int64_t out) {
-    return ts.load(name, {in, out}).t().contiguous();
+    at::Tensor t = empty_weight({out, in});
+    t.copy_(ts.load(name, {in, out}).t());
+    return t;
   };
   LlamaWeights w;
   w.tok_embeddings = ts.load(pre + "wte.weight", {m.vocab_size, D});
@@ -688,7 +691,14 @@ void save_hf_folder(const Model& model, const std::string& dir, const std::strin
     f << config.dump(2) << "\n";
   }
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  if (model.config().tokenizer_files.empty() && model.tokenizer().kind() == "llama2c") {
+  bool vocabulary_only = false;  // a llama2c vocabulary that has no file of its own
+  if (model.config().tokenizer_files.empty()) {
+    try {
+      vocabulary_only = model.tokenizer().kind() == "llama2c";
+    } catch (const Error&) {  // a model without a tokenizer: nothing to write
+    }
+  }
+  if (vocabulary_only) {
     // A vocabulary read from elsewhere (GGUF metadata): written as a llama2.c tokenizer.bin.
     const Tokenizer& tok = model.tokenizer();
     std::string bin(4, '\0');

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +27,53 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+at::Tensor empty_weight(const std::vector<int64_t>& shape) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const size_t bytes = static_cast<size_t>(numel) * 4;
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < 2 * kHuge) return at::empty(shape, at::kFloat);
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (!p) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "out of memory allocating " + std::to_string(bytes) + " bytes of weights");
+  }
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: ignored where THP is off
+  return at::from_blob(
+      p, shape, [](void* q) { std::free(q); }, at::TensorOptions().dtype(at::kFloat));
+}
+
+at::Tensor TensorSource::load(const std::string& name) const {
+  at::Tensor t = empty_weight(shape(name));
+  load_into(name, t);
+  return t;
+}
+
+at::Tensor TensorSource::load_rows(
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) const {
+  int64_t rows = 0;
+  for (const auto& [name, shape] : parts) {
+    check_shape(name, shape);
+    rows += shape[0];
+  }
+  std::vector<int64_t> shape = parts.at(0).second;
+  shape[0] = rows;
+  at::Tensor out = empty_weight(shape);
+  int64_t at_row = 0;
+  for (const auto& [name, s] : parts) {
+    load_into(name, out.narrow(0, at_row, s[0]));
+    at_row += s[0];
+  }
+  return out;
+}
+
 at::Tensor TensorSource::load(const std::string& name, const std::vector<int64_t>& want) const {
+  check_shape(name, want);
+  return load(name);
+}
+
+void TensorSource::check_shape(const std::string& name, const std::vector<int64_t>& want) const {
   if (!has(name)) {
     throw Error(
         ErrorCode::kInvalidArgument,
@@ -39,7 +87,6 @@ at::Tensor TensorSource::load(const std::string& name, const std::vector<int64_t
                     " but the configuration implies " + shape_string(want),
                 "the checkpoint does not match its config.json");
   }
-  return load(name);
 }
 
 // ---- MappedFile --------------------------------------------------------------------------
@@ -57,7 +104,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    // Private and writable: tensors may view the mapping; a write copies the page.
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       ::close(fd);
       throw Error(ErrorCode::kResourceExhausted,
@@ -65,11 +113,41 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     }
     data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
+  fd_ = fd;
 }
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+at::Tensor MappedFile::map_f32(size_t offset, const std::vector<int64_t>& shape) const {
+  std::shared_ptr<const MappedFile> keep = shared_from_this();
+  return at::from_blob(
+      const_cast<uint8_t*>(data_ + offset), shape, [keep](void*) {},
+      at::TensorOptions().dtype(at::kFloat));
+}
+
+void MappedFile::read(size_t offset, size_t n, void* dst) const {
+  if (offset > size_ || n > size_ - offset) {
+    throw Error(ErrorCode::kInvalidArgument, "'" + path_ + "': read of " + std::to_string(n) +
+                                                 " bytes at offset " + std::to_string(offset) +
+                                                 " is outside the file (" + std::to_string(size_) +
+                                                 " bytes)");
+  }
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    ssize_t got = ::pread(fd_, out, n, static_cast<off_t>(offset));
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) continue;
+      throw Error(ErrorCode::kInvalidArgument,
+                  "reading '" + path_ + "' at offset " + std::to_string(offset) + " failed" +
+                      (got < 0 ? std::string(": ") + std::strerror(errno) : " (file shrank?)"));
+    }
+    out += got;
+    offset += static_cast<size_t>(got);
+    n -= static_cast<size_t>(got);
+  }
 }
 
 void MappedFile::release(size_t offset, size_t n) const {
@@ -103,7 +181,7 @@ Error malformed(const std::string& path, const std::string& problem) {
 
 void SafetensorsArchive::add_file(const std::string& path,
                                   const std::vector<std::string>* expected) {
-  auto file = std::make_unique<MappedFile>(path);
+  auto file = std::make_shared<MappedFile>(path);
   const size_t size = file->size();
   if (size < 8) throw malformed(path, "truncated: " + std::to_string(size) + " bytes, no header");
   uint64_t header_len = 0;
@@ -278,48 +356,60 @@ std::string SafetensorsArchive::dtype_summary() const {
   return s;
 }
 
-at::Tensor SafetensorsArchive::load(const std::string& name) const {
-  return load_as(name, at::kFloat);
+namespace {
+
+at::ScalarType scalar_type_of(const std::string& dtype) {
+  if (dtype == "F32") return at::kFloat;
+  if (dtype == "F16") return at::kHalf;
+  if (dtype == "BF16") return at::kBFloat16;
+  if (dtype == "F64") return at::kDouble;
+  return at::ScalarType::Undefined;
 }
 
-at::Tensor SafetensorsArchive::load_as(const std::string& name, at::ScalarType type) const {
+}  // namespace
+
+void SafetensorsArchive::load_into(const std::string& name, at::Tensor dst) const {
   const Entry& e = entry(name);
-  at::ScalarType src;
-  if (e.dtype == "F32") {
-    src = at::kFloat;
-  } else if (e.dtype == "F16") {
-    src = at::kHalf;
-  } else if (e.dtype == "BF16") {
-    src = at::kBFloat16;
-  } else if (e.dtype == "F64") {
-    src = at::kDouble;
-  } else {
+  const at::ScalarType src = scalar_type_of(e.dtype);
+  if (src == at::ScalarType::Undefined) {
     throw Error(ErrorCode::kUnsupported,
                 where_ + ": tensor '" + name + "' has dtype " + e.dtype +
                     ", which candor does not load as a weight (F32, F16, BF16, F64 are read)",
                 "convert the checkpoint to a floating-point dtype");
   }
+  const int64_t numel = dst.numel();
+  const size_t src_es = at::elementSize(src);
+  if (!dst.is_contiguous() || static_cast<size_t>(numel) * src_es != e.end - e.begin) {
+    throw Error(ErrorCode::kInternal, where_ + ": tensor '" + name + "' read into a wrong buffer");
+  }
   const MappedFile& f = *files_[e.file];
-  at::Tensor out = at::empty(e.shape, at::TensorOptions().dtype(type));
-  // Converted in chunks whose mapped pages are released at once: the file's pages and the new
-  // storage never both hold a large tensor (peak memory stays near the F32 model size).
-  const int64_t numel = out.numel();
-  const size_t src_es = (e.end - e.begin) / static_cast<size_t>(std::max<int64_t>(numel, 1));
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{8} << 20) / static_cast<int64_t>(src_es));
-  at::Tensor flat = out.view({numel});
+  if (src == dst.scalar_type()) {  // straight into the final storage
+    f.read(e.begin, e.end - e.begin, dst.data_ptr());
+    return;
+  }
+  // Converted through a small buffer, chunk by chunk.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / static_cast<int64_t>(src_es));
+  at::Tensor buf = at::empty({std::min(chunk, numel)}, at::TensorOptions().dtype(src));
+  at::Tensor flat = dst.view({numel});
   for (int64_t off = 0; off < numel; off += chunk) {
     const int64_t n = std::min(chunk, numel - off);
-    const size_t begin = e.begin + static_cast<size_t>(off) * src_es;
-    if (src == type) {
-      std::memcpy(static_cast<uint8_t*>(out.data_ptr()) + off * src_es, f.data() + begin,
-                  static_cast<size_t>(n) * src_es);
-    } else {
-      // The mapping is read-only; from_blob's view is only read by the conversion.
-      flat.narrow(0, off, n).copy_(at::from_blob(const_cast<uint8_t*>(f.data() + begin), {n},
-                                                 at::TensorOptions().dtype(src)));
-    }
-    f.release(begin, static_cast<size_t>(n) * src_es);
+    f.read(e.begin + static_cast<size_t>(off) * src_es, static_cast<size_t>(n) * src_es,
+           buf.data_ptr());
+    flat.narrow(0, off, n).copy_(buf.narrow(0, 0, n));
   }
+}
+
+at::Tensor SafetensorsArchive::load(const std::string& name) const {
+  const Entry& e = entry(name);
+  if (e.dtype == "F32" && e.begin % 4 == 0) return files_[e.file]->map_f32(e.begin, e.shape);
+  return TensorSource::load(name);
+}
+
+at::Tensor SafetensorsArchive::load_as(const std::string& name, at::ScalarType type) const {
+  at::Tensor out = type == at::kFloat
+                       ? empty_weight(entry(name).shape)
+                       : at::empty(entry(name).shape, at::TensorOptions().dtype(type));
+  load_into(name, out);
   return out;
 }
 

@@ -4,6 +4,8 @@
 // "weight_map" names the file of each tensor. Internal header.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -14,8 +16,11 @@
 
 namespace candor {
 
-// A read-only memory mapping of a whole file. Throws Error(kNotFound) when it cannot be opened.
-class MappedFile {
+// A read-only memory mapping of a whole file, used to parse headers in place. Tensor data is
+// read with pread() straight into its final storage (read()): on a 1 GB model that is about 3x
+// faster than copying from the mapping (bench_models) and never holds file pages and weights at
+// once. Throws Error(kNotFound) when the file cannot be opened.
+class MappedFile : public std::enable_shared_from_this<MappedFile> {
  public:
   explicit MappedFile(const std::string& path);
   ~MappedFile();
@@ -28,9 +33,17 @@ class MappedFile {
   // Tells the kernel the bytes [offset, offset + n) are no longer needed (drops them from this
   // process's resident memory; they are re-read from the file if touched again).
   void release(size_t offset, size_t n) const;
+  // Copies the bytes [offset, offset + n) to `dst` with pread(). Throws Error naming the file
+  // when the range is outside it or the read fails.
+  void read(size_t offset, size_t n, void* dst) const;
+  // A float32 tensor whose storage is the mapping itself (no copy: pages are faulted in from the
+  // page cache when first used; writes stay private to this process). Keeps the mapping alive.
+  // `offset` must be a multiple of 4. The object must be owned by a std::shared_ptr.
+  at::Tensor map_f32(size_t offset, const std::vector<int64_t>& shape) const;
 
  private:
   std::string path_;
+  int fd_ = -1;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
@@ -45,6 +58,8 @@ class SafetensorsArchive : public TensorSource {
   bool has(const std::string& name) const override;
   std::vector<std::string> names() const override;
   std::vector<int64_t> shape(const std::string& name) const override;
+  void load_into(const std::string& name, at::Tensor dst) const override;
+  // F32 tensors are mapped without a copy (MappedFile::map_f32); others are converted.
   at::Tensor load(const std::string& name) const override;
   using TensorSource::load;
   std::string where() const override { return where_; }
@@ -68,7 +83,7 @@ class SafetensorsArchive : public TensorSource {
   const Entry& entry(const std::string& name) const;
 
   std::string where_;
-  std::vector<std::unique_ptr<MappedFile>> files_;
+  std::vector<std::shared_ptr<MappedFile>> files_;
   std::map<std::string, Entry> entries_;
   std::vector<std::string> order_;  // names in file order
   std::map<std::string, std::string> metadata_;
