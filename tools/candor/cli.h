@@ -21,6 +21,7 @@ Runner add_generate(CLI::App& app);
 Runner add_explain(CLI::App& app);
 Runner add_methods(CLI::App& app);
 Runner add_evaluate(CLI::App& app);
+Runner add_convert(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2.
 class UsageError : public Error {

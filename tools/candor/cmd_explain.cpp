@@ -83,7 +83,8 @@ Runner add_explain(CLI::App& app) {
   auto* g = app.add_option("--generate", o->generate_n,
                            "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", o->target,
-                           "Explain this next token (text or #id; default: the prediction)");
+                           "Explain this next token (text or #id), or for a classifier this class "
+                           "(label or index); default: the prediction");
   auto* c = app.add_option("--contrast", o->contrast, "A,B: explain A rather than B");
   g->excludes(t)->excludes(c);
   t->excludes(c);
@@ -132,6 +133,21 @@ Runner add_explain(CLI::App& app) {
     ReportContext rc;
     rc.model = o->model;
     rc.prompt = o->prompt;
+    const bool classifier = model->config().kind == ModelKind::kClassifier;
+    auto parse_target = [&](const std::string& text, const std::string& option) {
+      if (!classifier) return parse_token(tok, text, option);
+      try {
+        return parse_class(*model, text);
+      } catch (const Error& e) {
+        throw usage_error(option + ": " + e.what(), e.hint());
+      }
+    };
+    auto target_name = [&](TokenId id) {
+      return classifier ? model->config().labels[id] : tok.piece(id);
+    };
+    if (classifier && o->generate_n > 0)
+      throw usage_error("--generate needs a language model; '" + o->model + "' is a classifier",
+                        "explain a class with --target LABEL");
     if (o->generate_n > 0) {
       GenerateOptions go;
       go.max_new_tokens = o->generate_n;
@@ -149,17 +165,18 @@ Runner add_explain(CLI::App& app) {
       if (comma == std::string::npos)
         throw usage_error("--contrast takes A,B (two tokens), got '" + o->contrast + "'");
       req.target.function = TargetFunction::kContrast;
-      req.target.token = parse_token(tok, o->contrast.substr(0, comma), "--contrast");
-      req.target.contrast_token = parse_token(tok, o->contrast.substr(comma + 1), "--contrast");
-      rc.target_description = "log p('" + tok.piece(req.target.token) + "') - log p('" +
-                              tok.piece(req.target.contrast_token) + "')";
+      req.target.token = parse_target(o->contrast.substr(0, comma), "--contrast");
+      req.target.contrast_token = parse_target(o->contrast.substr(comma + 1), "--contrast");
+      rc.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
+                              target_name(req.target.contrast_token) + "')";
     } else if (!o->target.empty()) {
-      req.target.token = parse_token(tok, o->target, "--target");
+      req.target.token = parse_target(o->target, "--target");
       rc.target_description = std::string(target_function_name(req.target.function)) + " of '" +
-                              tok.piece(req.target.token) + "'";
+                              target_name(req.target.token) + "'";
     } else {
       rc.target_description =
-          std::string(target_function_name(req.target.function)) + " of the predicted next token";
+          std::string(target_function_name(req.target.function)) +
+          (classifier ? " of the predicted class" : " of the predicted next token");
     }
 
     bool tty = ::isatty(STDERR_FILENO);

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   add("evaluate", "Grade attribution methods over a data set (faithfulness, sensitivity)",
       candor::cli::add_evaluate);
   add("methods", "List the attribution methods and their options", candor::cli::add_methods);
+  add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   try {
     app.parse(argc, argv);
