@@ -76,9 +76,24 @@ TEST(CliEvaluate, ExplainEvaluateAttachesTheQualityBlock) {
   }
   EXPECT_TRUE(
       j["attributions"][0]["quality"]["agreement_spearman"].contains("integrated_gradients"));
+  EXPECT_EQ(j["attributions"][0]["quality"]["removal"], "baseline");
   std::string html = slurp(dir + "/e.html");
   EXPECT_THAT(html, HasSubstr("<h2>Quality</h2>"));
   EXPECT_THAT(html, HasSubstr("comprehensiveness AOPC"));
+  // --removal delete reaches the quality block; a view without scores gets none.
+  code = candor("explain --model " + shared_path("models/stories260K") +
+                    " --prompt 'Lily went to the' --method occlusion --method logit_lens "
+                    "--evaluate --removal delete --no-progress --json " +
+                    dir + "/d.json",
+                &out);
+  ASSERT_EQ(code, 0) << out;
+  auto d = nlohmann::json::parse(slurp(dir + "/d.json"));
+  EXPECT_EQ(d["attributions"][0]["quality"]["removal"], "delete");
+  EXPECT_FALSE(d["attributions"][1].contains("quality"));
+  EXPECT_EQ(candor("explain --model " + shared_path("models/stories260K") +
+                       " --prompt 'Lily' --evaluate --removal sideways",
+                   &out),
+            2);
 }
 
 TEST(CliEvaluate, ResumedRunGivesTheSameTable) {

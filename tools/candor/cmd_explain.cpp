@@ -188,7 +188,7 @@ Runner add_explain(CLI::App& app) {
       qo.faithfulness.removal = parse_removal(o->removal);
       std::vector<const Explainer*> ptrs;
       for (auto& ex : explainers) ptrs.push_back(ex.get());
-      attach_quality(*model, req, ptrs, results);
+      attach_quality(*model, req, ptrs, results, qo);
     }
     std::signal(SIGINT, SIG_DFL);
 
