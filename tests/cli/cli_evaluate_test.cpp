@@ -83,13 +83,19 @@ TEST(CliEvaluate, ExplainEvaluateAttachesTheQualityBlock) {
   // --removal delete reaches the quality block; a view without scores gets none.
   code = candor("explain --model " + shared_path("models/stories260K") +
                     " --prompt 'Lily went to the' --method occlusion --method logit_lens "
-                    "--evaluate --removal delete --no-progress --json " +
+                    "--method integrated_gradients:n_steps=4 --consensus --evaluate "
+                    "--removal delete --no-progress --json " +
                     dir + "/d.json",
                 &out);
   ASSERT_EQ(code, 0) << out;
   auto d = nlohmann::json::parse(slurp(dir + "/d.json"));
   EXPECT_EQ(d["attributions"][0]["quality"]["removal"], "delete");
   EXPECT_FALSE(d["attributions"][1].contains("quality"));
+  ASSERT_EQ(d["attributions"].size(), 4u);
+  const auto& c = d["attributions"][3];
+  EXPECT_EQ(c["method"], "consensus");
+  EXPECT_TRUE(c["quality"]["comprehensiveness_aopc"].is_number());
+  EXPECT_EQ(c["quality"]["agreement_spearman"].size(), 2u);
   EXPECT_EQ(candor("explain --model " + shared_path("models/stories260K") +
                        " --prompt 'Lily' --evaluate --removal sideways",
                    &out),
