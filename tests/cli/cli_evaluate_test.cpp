@@ -48,7 +48,8 @@ std::string write_jsonl(const std::string& dir) {
 std::string eval_args(const std::string& data, const std::string& out) {
   return "evaluate --model " + shared_path("models/stories260K") + " --data " + data +
          " --method occlusion --method integrated_gradients:n_steps=4 --metric faithfulness "
-         "--metric sensitivity --sensitivity-samples 2 --max-tokens 16 --bootstrap 200 "
+         "--metric sensitivity --sensitivity-samples 1 --max-tokens 12 --curve-points 5 "
+         "--bootstrap 200 --decoys "
          "--no-progress --out " +
          out;
 }
@@ -115,6 +116,12 @@ TEST(CliEvaluate, ResumedRunGivesTheSameTable) {
   auto summary = nlohmann::json::parse(full_json);
   EXPECT_EQ(summary["n_examples"], 8);
   EXPECT_TRUE(summary["table"]["occlusion"]["comprehensiveness"].contains("ci_low"));
+  // Decoys are rows of the table, and each method's win rate against them is reported.
+  EXPECT_THAT(full_md, HasSubstr("| decoy:inverted |"));
+  const auto& win = summary["decoy_ranking"]["comprehensiveness"]["win_rate"];
+  EXPECT_GE(win["occlusion"]["decoy:inverted"].get<double>(), 0.5);
+  EXPECT_TRUE(
+      summary["decoy_ranking"]["comprehensiveness"]["caught_rate"].contains("decoy:random"));
 
   // Interrupted after 3 examples (--limit), then the last record cut in half as by a crash.
   ASSERT_EQ(candor(eval_args(data, dir + "/part") + " --limit 3", &out), 0) << out;
