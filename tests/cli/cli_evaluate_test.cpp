@@ -48,7 +48,8 @@ std::string write_jsonl(const std::string& dir) {
 std::string eval_args(const std::string& data, const std::string& out) {
   return "evaluate --model " + shared_path("models/stories260K") + " --data " + data +
          " --method occlusion --method integrated_gradients:n_steps=4 --metric faithfulness "
-         "--metric sensitivity --sensitivity-samples 2 --max-tokens 16 --bootstrap 200 "
+         "--metric sensitivity --sensitivity-samples 1 --max-tokens 12 --curve-points 5 "
+         "--bootstrap 200 --decoys "
          "--no-progress --out " +
          out;
 }
@@ -76,9 +77,30 @@ TEST(CliEvaluate, ExplainEvaluateAttachesTheQualityBlock) {
   }
   EXPECT_TRUE(
       j["attributions"][0]["quality"]["agreement_spearman"].contains("integrated_gradients"));
+  EXPECT_EQ(j["attributions"][0]["quality"]["removal"], "baseline");
   std::string html = slurp(dir + "/e.html");
   EXPECT_THAT(html, HasSubstr("<h2>Quality</h2>"));
   EXPECT_THAT(html, HasSubstr("comprehensiveness AOPC"));
+  // --removal delete reaches the quality block; a view without scores gets none.
+  code = candor("explain --model " + shared_path("models/stories260K") +
+                    " --prompt 'Lily went to the' --method occlusion --method logit_lens "
+                    "--method integrated_gradients:n_steps=4 --consensus --evaluate "
+                    "--removal delete --no-progress --json " +
+                    dir + "/d.json",
+                &out);
+  ASSERT_EQ(code, 0) << out;
+  auto d = nlohmann::json::parse(slurp(dir + "/d.json"));
+  EXPECT_EQ(d["attributions"][0]["quality"]["removal"], "delete");
+  EXPECT_FALSE(d["attributions"][1].contains("quality"));
+  ASSERT_EQ(d["attributions"].size(), 4u);
+  const auto& c = d["attributions"][3];
+  EXPECT_EQ(c["method"], "consensus");
+  EXPECT_TRUE(c["quality"]["comprehensiveness_aopc"].is_number());
+  EXPECT_EQ(c["quality"]["agreement_spearman"].size(), 2u);
+  EXPECT_EQ(candor("explain --model " + shared_path("models/stories260K") +
+                       " --prompt 'Lily' --evaluate --removal sideways",
+                   &out),
+            2);
 }
 
 TEST(CliEvaluate, ResumedRunGivesTheSameTable) {
@@ -94,6 +116,12 @@ TEST(CliEvaluate, ResumedRunGivesTheSameTable) {
   auto summary = nlohmann::json::parse(full_json);
   EXPECT_EQ(summary["n_examples"], 8);
   EXPECT_TRUE(summary["table"]["occlusion"]["comprehensiveness"].contains("ci_low"));
+  // Decoys are rows of the table, and each method's win rate against them is reported.
+  EXPECT_THAT(full_md, HasSubstr("| decoy:inverted |"));
+  const auto& win = summary["decoy_ranking"]["comprehensiveness"]["win_rate"];
+  EXPECT_GE(win["occlusion"]["decoy:inverted"].get<double>(), 0.5);
+  EXPECT_TRUE(
+      summary["decoy_ranking"]["comprehensiveness"]["caught_rate"].contains("decoy:random"));
 
   // Interrupted after 3 examples (--limit), then the last record cut in half as by a crash.
   ASSERT_EQ(candor(eval_args(data, dir + "/part") + " --limit 3", &out), 0) << out;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 
 #include "candor/error.h"
 #include "candor/evaluate.h"
@@ -100,6 +101,39 @@ TEST(Stories260K, RealMethodsBeatDecoysOnComprehensiveness) {
     if (rank.decoys[d] == "random" || rank.decoys[d] == "inverted")
       EXPECT_GE(rank.caught_rate[d], 0.95) << rank.decoys[d];
   }
+}
+
+// Deletion scoring (shortened tails left-padded after a shared KV-cache prefix, in batches) gives
+// what each shortened sequence gives when run on its own.
+TEST(Stories260K, DeletionScoringMatchesSeparateRuns) {
+  CANDOR_REQUIRE_SHARED(kModel);
+  const Model& m = testing::stories260k();
+  ExplainRequest r;
+  r.input_ids =
+      m.tokenizer().encode("Once upon a time, there was a little girl named Lily.", true, false);
+  Attribution a = make_explainer("occlusion")->explain(m, r);
+  const int64_t F = a.n_features();
+  const TokenId target = a.step_tokens[0];
+  std::mt19937_64 rng(5);
+  std::vector<std::vector<uint8_t>> masks;
+  for (int i = 0; i < 40; ++i) {
+    std::vector<uint8_t> k(F);
+    for (auto& x : k) x = rng() % 3 != 0;
+    masks.push_back(k);
+  }
+  masks.push_back(std::vector<uint8_t>(F, 0));
+  masks.push_back(std::vector<uint8_t>(F, 1));
+  double fpe = 0;
+  std::vector<double> got = score_masks(m, r, a, masks, Removal::kDelete, 7, &fpe);
+  ASSERT_EQ(got.size(), masks.size());
+  for (size_t i = 0; i < masks.size(); ++i) {
+    std::vector<TokenId> kept = {r.input_ids[0]};
+    for (int64_t f = 0; f < F; ++f)
+      if (masks[i][f]) kept.push_back(r.input_ids[a.features[f].begin]);
+    at::Tensor logp = at::log_softmax(m.logits(kept)[-1], -1);
+    EXPECT_NEAR(got[i], logp[target].item<double>(), 2e-4) << i;
+  }
+  EXPECT_GT(fpe, 1.0);
 }
 
 // Similarity to the original explanation as layers are randomised from the output down.

@@ -69,6 +69,7 @@ Runner add_evaluate(CLI::App& app) {
     uint64_t seed = 0;
     int threads = 0;
     bool no_progress = false;
+    bool decoys = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it")->required();
@@ -97,6 +98,9 @@ Runner add_evaluate(CLI::App& app) {
                  "Bad rows (malformed, empty, no text): fail (default) | skip (reported)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
+  app.add_flag("--decoys", o->decoys,
+               "Also grade decoy explanations (random, inverted, first, last, other_target) and "
+               "report how often each method beats each decoy (docs/evaluation.md)");
   return [o]() {
     if (o->methods.empty()) o->methods = {"integrated_gradients", "occlusion"};
     std::vector<std::unique_ptr<Explainer>> explainers;
@@ -187,6 +191,14 @@ Runner add_evaluate(CLI::App& app) {
     config["curve_points"] = o->curve_points;
     config["sensitivity_samples"] = o->sens_samples;
     config["seed"] = o->seed;
+    config["decoys"] = o->decoys;
+    // Rows of the table: the methods, then the decoys (built on the first method's scores).
+    std::vector<std::string> decoy_names;
+    if (o->decoys)
+      decoy_names = {"decoy:random", "decoy:inverted", "decoy:first", "decoy:last",
+                     "decoy:other_target"};
+    std::vector<std::string> rows_names = names;
+    rows_names.insert(rows_names.end(), decoy_names.begin(), decoy_names.end());
     const std::string run_path = o->out + "/run.json", ex_path = o->out + "/examples.jsonl";
     {
       std::ifstream in(run_path);
@@ -215,7 +227,7 @@ Runner add_evaluate(CLI::App& app) {
         try {
           nlohmann::json j = nlohmann::json::parse(line);
           std::map<std::string, MethodRecord> recs;
-          for (const auto& m : names) recs[m] = method_record_from_json(j.at("methods").at(m));
+          for (const auto& m : rows_names) recs[m] = method_record_from_json(j.at("methods").at(m));
           done[j.at("line").get<int64_t>()] = recs;
           done_lines[j.at("line").get<int64_t>()] = line;
         } catch (const std::exception&) {
@@ -282,6 +294,19 @@ Runner add_evaluate(CLI::App& app) {
         for (size_t m = 0; m < explainers.size(); ++m) {
           Attribution a = explainers[m]->explain(*model, req);
           recs[names[m]] = benchmark_record(*model, req, *explainers[m], a, metrics, fo, ro);
+          if (m == 0 && o->decoys) {
+            DecoyOptions dop;
+            dop.seed = o->seed + static_cast<uint64_t>(row.line);
+            dop.other_target = explainers[0].get();
+            for (const Attribution& d : make_decoys(*model, req, a, dop)) {
+              // Decoys have no explainer to rerun: faithfulness metrics only.
+              std::vector<std::string> fm;
+              for (const auto& x : metrics)
+                if (x.find("sensitivity") == std::string::npos) fm.push_back(x);
+              recs["decoy:" + d.method] =
+                  benchmark_record(*model, req, *explainers[0], d, fm, fo, ro);
+            }
+          }
         }
       } catch (const Error& e) {
         if (e.code() != ErrorCode::kInvalidArgument && e.code() != ErrorCode::kResourceExhausted)
@@ -301,7 +326,34 @@ Runner add_evaluate(CLI::App& app) {
     }
     std::signal(SIGINT, SIG_DFL);
 
-    nlohmann::json summary = summarize_benchmark(records, names, metrics, o->bootstrap, o->seed);
+    nlohmann::json summary =
+        summarize_benchmark(records, rows_names, metrics, o->bootstrap, o->seed);
+    if (o->decoys) {
+      // How often each method beats each decoy, per faithfulness metric.
+      nlohmann::json ranking;
+      for (const auto& metric : metrics) {
+        if (metric.find("sensitivity") != std::string::npos) continue;
+        std::vector<std::map<std::string, double>> values;
+        for (const auto& rec : records) {
+          std::map<std::string, double> v;
+          for (const auto& [name, mr] : rec) {
+            auto it = mr.metrics.find(metric);
+            if (it != mr.metrics.end()) v[name] = it->second;
+          }
+          values.push_back(v);
+        }
+        DecoyRanking dr =
+            rank_against_decoys(values, names, decoy_names, metric_higher_is_better(metric));
+        nlohmann::json mj;
+        for (size_t m = 0; m < names.size(); ++m)
+          for (size_t d = 0; d < decoy_names.size(); ++d)
+            mj["win_rate"][names[m]][decoy_names[d]] = dr.win_rate[m][d];
+        for (size_t d = 0; d < decoy_names.size(); ++d)
+          mj["caught_rate"][decoy_names[d]] = dr.caught_rate[d];
+        ranking[metric] = mj;
+      }
+      summary["decoy_ranking"] = ranking;
+    }
     summary["model"] = o->model;
     summary["data"] = o->data;
     summary["removal"] = o->removal;

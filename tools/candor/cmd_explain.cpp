@@ -71,6 +71,7 @@ Runner add_explain(CLI::App& app) {
     bool chat = false;
     std::string system;
     bool evaluate = false;
+    bool consensus = false;
     std::string removal = "baseline";
   };
   auto o = std::make_shared<Opts>();
@@ -101,6 +102,8 @@ Runner add_explain(CLI::App& app) {
   app.add_flag("--evaluate", o->evaluate,
                "Attach a quality block to each attribution: comprehensiveness, sufficiency, "
                "sensitivity, agreement with the other methods (docs/evaluation.md)");
+  app.add_flag("--consensus", o->consensus,
+               "Add a consensus of the methods, weighted by their agreement (docs/evaluation.md)");
   app.add_option("--removal", o->removal,
                  "How --evaluate removes features: baseline (replace) | delete (default baseline)");
   return [o]() {
@@ -202,13 +205,21 @@ Runner add_explain(CLI::App& app) {
       results.push_back(ex->explain(*model, req, ctx));
       if (!o->no_progress && last != 100 && tty) std::cerr << "\r" << std::string(40, ' ') << "\r";
     }
+    if (o->consensus) {
+      size_t scored = 0;
+      for (const auto& a : results) scored += a.scores.empty() ? 0 : 1;
+      if (scored < 2)
+        throw usage_error("--consensus needs at least two methods that give scores",
+                          "add another --method");
+      results.push_back(consensus(results));
+    }
     if (o->evaluate) {
       if (!o->no_progress) std::cerr << "evaluating the explanations...\n";
       QualityOptions qo;
       qo.faithfulness.removal = parse_removal(o->removal);
       std::vector<const Explainer*> ptrs;
       for (auto& ex : explainers) ptrs.push_back(ex.get());
-      attach_quality(*model, req, ptrs, results);
+      attach_quality(*model, req, ptrs, results, qo);
     }
     std::signal(SIGINT, SIG_DFL);
 
