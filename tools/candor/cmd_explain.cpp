@@ -190,7 +190,10 @@ Runner add_explain(CLI::App& app) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& a : results) arr.push_back(attribution_to_json(a));
       j["attributions"] = arr;
-      write_file(o->json_path, j.dump(2) + "\n");
+      // A token label can be part of a UTF-8 character (byte-fallback and byte-level tokens):
+      // written with U+FFFD instead of failing.
+      write_file(o->json_path,
+                 j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
       std::cerr << "wrote " << o->json_path << "\n";
     }
     if (!o->html_path.empty()) {
