@@ -1,4 +1,5 @@
-// `--chat` of candor generate / explain: the prompt goes through the tokenizer's chat template.
+// `--chat` of candor generate / explain: the prompt goes through the tokenizer's chat template;
+// explain --json with token labels that are parts of UTF-8 characters.
 // Uses stories260K with a hand-made 512-token byte-level tokenizer.json that has ChatML tokens.
 #include <gtest/gtest.h>
 
@@ -76,6 +77,28 @@ TEST(ChatCli, ChatWithoutTemplateIsARuntimeError) {
                                         &out);
   EXPECT_EQ(code, 1) << out;
   EXPECT_NE(out.find("no chat template"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace candor
+
+namespace candor {
+namespace {
+
+// Byte tokens make labels that are parts of a UTF-8 character; --json still writes valid JSON.
+TEST(ChatCli, ExplainJsonWithPartialUtf8Labels) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const std::string out_path = testing::temp_dir() + "/attr.json";
+  std::string out;
+  const int code = testing::run_command(std::string(CANDOR_CLI_PATH) + " explain --model " +
+                                            testing::shared_path("models/stories260K") +
+                                            " -p 'Hi \xF0\x9F\x98\x80 there' --json " + out_path +
+                                            " --no-progress 2>&1",
+                                        &out);
+  ASSERT_EQ(code, 0) << out;
+  std::ifstream in(out_path);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_FALSE(j["attributions"].empty());
 }
 
 }  // namespace

@@ -120,7 +120,8 @@ TEST(VocabTokenizer, Gpt2ModelWithLlama3PreMatchesLlama3Goldens) {
   const auto tok = make_tokenizer_from_vocab(spec);
   EXPECT_EQ(tok->kind(), "gguf-gpt2");
   const auto corpus = read_json(fixture("corpus.json")).get<std::vector<std::string>>();
-  for (const json& c : read_json(fixture("goldens_llama3.json"))["cases"]) {
+  const json goldens = read_json(fixture("goldens_llama3.json"));
+  for (const json& c : goldens["cases"]) {
     const std::string& text = corpus.at(c["i"].get<size_t>());
     EXPECT_EQ(tok->encode(text, false, false), c["ids"].get<std::vector<TokenId>>()) << text;
   }

@@ -244,7 +244,10 @@ Runner add_explain(CLI::App& app) {
         arr.push_back(aj);
       }
       j["attributions"] = arr;
-      write_file(o->json_path, j.dump(2) + "\n");
+      // A token label can be part of a UTF-8 character (byte-fallback and byte-level tokens):
+      // written with U+FFFD instead of failing.
+      write_file(o->json_path,
+                 j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
       std::cerr << "wrote " << o->json_path << "\n";
     }
     if (!o->html_path.empty()) {
