@@ -1,0 +1,64 @@
+// Text classifiers: predict class probabilities for a text, name the labels, and (where the
+// model allows it) attribute a score difference exactly to the input's words and n-grams.
+// Distillation uses this interface for its text teachers (fastText, a causal LM through a prompt
+// template and verbaliser tokens).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace candor {
+
+// One input feature's share of the explained value.
+struct TextFeatureAttribution {
+  std::string kind;     // "word", "subword" (character n-gram) or "ngram" (word n-gram)
+  std::string text;     // the word, the character n-gram, or the words of the n-gram
+  int64_t token_begin;  // first token of the feature in ClassifierExplanation::tokens
+  int64_t token_end;    // one past its last token
+  double value;         // contribution; the values sum to ClassifierExplanation::explained
+};
+
+struct ClassifierExplanation {
+  std::vector<std::string> tokens;  // the input as the classifier split it
+  int target = 0;                   // class explained
+  int contrast = -1;                // class it is contrasted with (-1: none)
+  // What the attributions add up to: for softmax classifiers logit(target) - logit(contrast)
+  // (= log p(target) / p(contrast)); for one-vs-all classifiers the target's logit.
+  double explained = 0;
+  std::string explained_name;  // e.g. "logit(__label__2) - logit(__label__1)"
+  std::vector<TextFeatureAttribution> features;
+};
+
+class TextClassifier {
+ public:
+  virtual ~TextClassifier() = default;
+
+  virtual std::string kind() const = 0;  // "fasttext", "lm-verbaliser", ...
+  virtual const std::vector<std::string>& labels() const = 0;
+  // Probabilities [n_labels] for one text.
+  virtual std::vector<double> predict_proba(const std::string& text) const = 0;
+  // Probabilities for many texts ([n_texts][n_labels]); the default calls predict_proba.
+  virtual std::vector<std::vector<double>> predict_proba_batch(
+      const std::vector<std::string>& texts) const;
+  // The most probable class (first on ties).
+  int predict(const std::string& text) const;
+  // Exact additive attributions of `target` (against `contrast`; -1 = the model's default: the
+  // other class for two-class softmax models). Throws Error(kUnsupported) for classifiers
+  // without exact attributions, Error(kInvalidArgument) for classes out of range.
+  virtual ClassifierExplanation explain(const std::string& text, int target,
+                                        int contrast = -1) const;
+  // Index of a label by name; throws Error(kNotFound) naming the labels otherwise.
+  int label_index(const std::string& label) const;
+};
+
+// Loads a fastText supervised classifier (`.bin`, or quantised `.ftz`), read directly from the
+// file format of fastText 0.9 (file versions 11 and 12). Texts are split on whitespace and end
+// with the end-of-line token, as `fasttext predict` does for one line (line breaks inside the
+// text count as spaces). Throws Error(kNotFound) for a missing file, Error(kInvalidArgument)
+// for a file that is not a fastText model or is truncated, Error(kUnsupported) for
+// unsupervised (cbow / skipgram) models.
+std::unique_ptr<TextClassifier> load_fasttext(const std::string& path);
+
+}  // namespace candor

@@ -1,0 +1,184 @@
+// Distillation: a teacher (any classifier candor can run, or labels / probabilities given in a
+// column) labels a table; a glass-box student (sparse logistic regression, a shallow decision
+// tree, a GAM in the explainable-boosting style) is fitted to the teacher's probabilities; a
+// fidelity report measures on held-out rows how far the student can stand in for the teacher
+// and shows the student's global explanation (HTML + JSON).
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "candor/classifier.h"
+#include "candor/data.h"
+
+namespace candor::distill {
+
+// Class probabilities per row: [rows][classes].
+using Probs = std::vector<std::vector<double>>;
+
+// --- teachers ----------------------------------------------------------------------------------
+
+class Teacher {
+ public:
+  virtual ~Teacher() = default;
+  virtual std::string describe() const = 0;
+  virtual const std::vector<std::string>& classes() const = 0;
+  // Probabilities for rows `rows` of `table`. Throws Error naming the column or row at fault.
+  virtual Probs predict(const data::Table& table, const std::vector<size_t>& rows) const = 0;
+};
+
+// A text classifier reading the column `text_column`. `normalise`: the classifier sees the text
+// lower-cased with punctuation split off (Featurizer::words joined by spaces), the
+// pre-processing fastText's published classifiers were trained with.
+std::unique_ptr<Teacher> classifier_teacher(std::shared_ptr<const TextClassifier> classifier,
+                                            std::string text_column, bool normalise = false);
+// Labels (a column of class names) or probabilities given in the data: `column` holds the
+// teacher's label per row; when columns `column + ":" + class` exist for every class they hold
+// its probabilities instead. Classes are the column's distinct values (sorted) unless given.
+std::unique_ptr<Teacher> column_teacher(const data::Table& table, const std::string& column,
+                                        std::vector<std::string> classes = {});
+
+// --- features ------------------------------------------------------------------------------------
+
+struct FeatureOptions {
+  std::vector<std::string> columns;  // input columns (empty: every column except excluded ones)
+  std::vector<std::string> exclude;  // columns never used as inputs (labels, teacher outputs)
+  int max_bins = 32;                 // quantile bins per numeric column (+ a missing bin)
+  int ngram_max = 2;                 // text: words and word n-grams up to this length
+  int min_count = 2;                 // text: n-grams seen in fewer training rows are dropped
+  int max_vocab = 5000;              // text: the most frequent n-grams kept
+  bool lowercase = true;             // text: lower-case ASCII letters before splitting
+};
+
+// One input feature of the students: a numeric column in quantile bins, a categorical column,
+// or the presence of one text n-gram.
+struct Feature {
+  enum Kind { kNumeric, kCategorical, kNgram } kind;
+  std::string name;                     // column name or n-gram text
+  std::string column;                   // source column
+  std::vector<double> upper;            // kNumeric: bin b holds values <= upper[b] (last: +inf)
+  std::vector<std::string> bin_labels;  // one per bin (the last bin of kNumeric/kCategorical
+                                        // columns is "missing")
+  int n_bins() const { return static_cast<int>(bin_labels.size()); }
+};
+
+// Features learned on training rows (bin edges, categories, vocabulary) and applied to any rows.
+class Featurizer {
+ public:
+  Featurizer() = default;
+  // Throws Error(kNotFound) for a missing column, Error(kInvalidArgument) when nothing is left.
+  void fit(const data::Table& table, const std::vector<size_t>& rows, const FeatureOptions& o);
+  const std::vector<Feature>& features() const { return features_; }
+  // Bin of every feature for each row: [feature][row] (row order of `rows`). When there are
+  // n-gram features, one more row follows them: each text's word count (capped at 65535), by
+  // which the linear student divides its n-gram indicators (fastText-style averaging).
+  std::vector<std::vector<uint16_t>> transform(const data::Table& table,
+                                               const std::vector<size_t>& rows) const;
+  // Words of a text as the featurizer splits them (lower-cased, punctuation split off).
+  static std::vector<std::string> words(const std::string& text, bool lowercase);
+  nlohmann::json to_json() const;
+
+ private:
+  FeatureOptions options_;
+  std::vector<Feature> features_;
+  std::string text_column_;  // the one text column (n-grams), if any
+  std::vector<std::pair<std::string, size_t>> ngram_index_;  // n-gram -> feature index
+};
+
+// --- students
+// --------------------------------------------------------------------------------------
+
+struct StudentOptions {
+  std::string kind = "linear";  // linear | tree | gam
+  // linear: penalty strength (scaled by 1/rows) and the L1 share of it (1 = lasso).
+  double lambda = 1e-3, l1_ratio = 1.0;
+  int max_iter = 100;
+  // tree
+  int max_depth = 4, min_leaf = 20;
+  // gam
+  int rounds = 300, interactions = 3;
+  double learning_rate = 0.05;
+  uint64_t seed = 0;
+};
+// Parses "linear", "tree:max_depth=5", "gam:rounds=500,interactions=5" (key=value pairs after a
+// colon). Throws Error(kInvalidArgument) for unknown kinds and keys.
+StudentOptions parse_student(const std::string& spec);
+
+class Student {
+ public:
+  virtual ~Student() = default;
+  virtual std::string kind() const = 0;
+  // Fits probabilities `target` [rows][classes] of the featurized rows `bins` [feature][row].
+  virtual void fit(const Featurizer& f, const std::vector<std::vector<uint16_t>>& bins,
+                   const Probs& target) = 0;
+  virtual Probs predict(const std::vector<std::vector<uint16_t>>& bins) const = 0;
+  // The global explanation: weights / rules / shape functions (JSON).
+  virtual nlohmann::json explain() const = 0;
+  // The global explanation as HTML (tables, SVG plots).
+  virtual std::string explain_html() const = 0;
+};
+std::unique_ptr<Student> make_student(const StudentOptions& options);
+
+// --- fidelity
+// --------------------------------------------------------------------------------------
+
+struct SliceFidelity {
+  std::string column, value;
+  size_t rows = 0;
+  double agreement = 0;
+};
+struct Fidelity {
+  size_t rows = 0;
+  double agreement = 0;  // share of rows where student and teacher pick the same class
+  double kl = 0;         // mean KL(teacher || student), nats
+  double teacher_accuracy = -1, student_accuracy = -1;  // vs true labels (-1: none given)
+  std::vector<SliceFidelity> slices;
+};
+// `labels` (may be empty): the true class index per row, -1 when unknown. `slice_values`: per
+// slice column, its value per row.
+Fidelity measure_fidelity(
+    const Probs& teacher, const Probs& student, const std::vector<int>& labels,
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& slice_values);
+
+// --- the whole pipeline ------------------------------------------------------------------------
+
+struct DistillOptions {
+  FeatureOptions features;
+  StudentOptions student;
+  std::string label_column;                               // true labels (optional)
+  std::map<std::string, std::string> label_map;           // label value -> teacher class name
+  std::vector<std::string> slice_columns;                 // fidelity per value of these columns
+  std::string split_column;                               // split given by a column ...
+  double test_fraction = 0.2, validation_fraction = 0.0;  // ... or by seed
+  uint64_t seed = 0;
+  std::function<bool(double)> progress;  // fraction done; false cancels
+  // Extra unlabelled rows the teacher labels for training only (a transfer set); it needs the
+  // student's input columns.
+  const data::Table* transfer = nullptr;
+};
+
+struct DistillResult {
+  std::vector<std::string> classes;
+  Featurizer featurizer;
+  std::unique_ptr<Student> student;
+  Fidelity train_fidelity, test_fidelity;
+  std::vector<data::SkippedRecord> skipped;
+  double fit_seconds = 0;
+  nlohmann::json to_json() const;
+  std::string to_html(const std::string& title) const;
+};
+
+// Splits the table, labels it with the teacher, fits the student on the training rows and
+// measures fidelity on the test rows. Throws Error(kInvalidArgument) when the teacher's
+// classes do not match the label column's, or the teacher labels everything one class.
+DistillResult distill(const data::Table& table, const Teacher& teacher, const DistillOptions& o);
+// Writes report.json and report.html into `dir` (created).
+void write_report(const DistillResult& r, const std::string& dir, const std::string& title);
+
+}  // namespace candor::distill

@@ -1,0 +1,86 @@
+// Training: a seeded loop (AdamW, linear warm-up then cosine decay, gradient clipping,
+// checkpoint and resume, progress) over ATen tensors, and a small MLP classifier for tables
+// that candor trains as a teacher. Tensors are ATen (<ATen/core/Tensor.h>); no torch/torch.h.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "candor/data.h"
+#include "candor/distill.h"
+
+namespace candor::train {
+
+struct TrainProgress {
+  int64_t step = 0, total_steps = 0;
+  double loss = 0;  // mean loss of the last batch
+  double learning_rate = 0;
+  double fidelity = -1;  // set by callers that measure it (agreement with a teacher)
+};
+
+struct TrainOptions {
+  int epochs = 5;
+  int64_t batch_size = 256;
+  double learning_rate = 3e-3, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double warmup_fraction = 0.05;  // linear warm-up over this share of the steps, then cosine
+  double clip_norm = 1.0;         // global gradient-norm clip (<= 0: none)
+  uint64_t seed = 0;              // initialisation and batch order
+  std::string checkpoint;         // file written every `checkpoint_every` steps and at the end
+  int64_t checkpoint_every = 0;
+  bool resume = false;            // continue from `checkpoint` when it exists
+  int64_t stop_after_steps = -1;  // stop (after checkpointing) at this step: an interruption
+  std::function<bool(const TrainProgress&)> progress;  // false cancels (Error kCancelled)
+};
+
+// The learning rate at `step` of `total` steps (warm-up then cosine to 0).
+double scheduled_lr(const TrainOptions& o, int64_t step, int64_t total);
+
+// Minimises `loss(batch)` over `n_examples` examples in mini-batches (each epoch a seeded
+// permutation: batch b of epoch e depends only on seed, e and b, so a resumed run sees the
+// same batches). `params` are leaf tensors (float); they are updated in place with AdamW
+// (decoupled weight decay). Returns the number of steps done. Throws Error(kCancelled) when
+// progress returns false, Error(kInvalidArgument) for a checkpoint that does not match.
+int64_t train_loop(std::vector<at::Tensor>& params, int64_t n_examples,
+                   const std::function<at::Tensor(const std::vector<int64_t>& batch)>& loss,
+                   const TrainOptions& options);
+
+// A multi-layer perceptron over the featurizer's bins (one embedding per feature bin, summed:
+// a first layer over one-hot inputs), ReLU hidden layers, softmax output.
+struct MlpOptions {
+  std::vector<int64_t> hidden = {64, 32};
+  distill::FeatureOptions features;
+};
+
+class MlpClassifier : public distill::Teacher {
+ public:
+  MlpClassifier() = default;
+  std::string describe() const override;
+  const std::vector<std::string>& classes() const override { return classes_; }
+  distill::Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
+  // All parameters in a fixed order (for tests of reproducibility).
+  const std::vector<at::Tensor>& parameters() const { return params_; }
+
+  // Trains on rows `rows` of `table` with the true labels in `label_column`. Throws
+  // Error(kInvalidArgument) naming the column when it has fewer than two classes or missing
+  // labels.
+  static std::unique_ptr<MlpClassifier> train(const data::Table& table,
+                                              const std::vector<size_t>& rows,
+                                              const std::string& label_column,
+                                              const MlpOptions& mlp, const TrainOptions& options);
+
+ private:
+  at::Tensor logits(const std::vector<std::vector<uint16_t>>& bins,
+                    const std::vector<int64_t>& idx) const;  // [batch, classes]
+  std::vector<std::string> classes_;
+  distill::Featurizer featurizer_;
+  std::vector<int64_t> offsets_;  // first one-hot index of each feature
+  std::vector<at::Tensor> params_;
+  int64_t n_layers_ = 0;
+};
+
+}  // namespace candor::train

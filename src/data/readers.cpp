@@ -1,0 +1,386 @@
+// CSV (RFC 4180) and JSON Lines readers.
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+
+#include "candor/data.h"
+#include "candor/error.h"
+#include "data/internal.h"
+
+namespace candor::data {
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(ErrorCode::kNotFound, "cannot open data file '" + path + "'",
+                "check the path and its permissions");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Rows collected by a reader before typing: for each row its fields (one per header column),
+// which are missing, and the line where it starts.
+struct Collected {
+  std::string name;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> fields;  // [column][row]
+  std::vector<std::vector<uint8_t>> missing;     // [column][row]
+  std::vector<int64_t> lines;
+  std::vector<SkippedRecord> skipped;
+};
+
+class BadRecords {
+ public:
+  BadRecords(const std::string& name, ErrorPolicy policy, std::vector<SkippedRecord>* out)
+      : name_(name), policy_(policy), out_(out) {}
+  void operator()(int64_t line, const std::string& reason, const std::string& hint = {}) const {
+    if (policy_ == ErrorPolicy::kFail)
+      throw Error(ErrorCode::kInvalidArgument,
+                  name_ + " line " + std::to_string(line) + ": " + reason,
+                  hint.empty() ? "fix the record, or read with the error policy 'skip' to leave "
+                                 "bad records out (they are listed in the report)"
+                               : hint);
+    out_->push_back({line, reason});
+  }
+
+ private:
+  const std::string& name_;
+  ErrorPolicy policy_;
+  std::vector<SkippedRecord>* out_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+bool is_missing_text(const std::string& s, const ReadOptions& o) {
+  for (const std::string& m : o.missing_values)
+    if (s == m) return true;
+  return false;
+}
+
+// Checks the header against the options, types the columns and builds the table. Rows with a
+// value that does not parse under a forced numeric type are bad records.
+Table finish(Collected c, const ReadOptions& o) {
+  for (const std::string& r : o.required) {
+    bool found = false;
+    for (const std::string& h : c.header) found = found || h == r;
+    if (!found)
+      throw Error(ErrorCode::kNotFound,
+                  c.name + ": missing column '" + r + "' (the columns are: " + join(c.header) + ")",
+                  "name a column the file has");
+  }
+  std::vector<const ColumnType*> forced(c.header.size(), nullptr);
+  for (const auto& [col, type] : o.types) {
+    bool found = false;
+    for (size_t j = 0; j < c.header.size(); ++j) {
+      if (c.header[j] == col) {
+        forced[j] = &type;
+        found = true;
+      }
+    }
+    if (!found)
+      throw Error(ErrorCode::kNotFound,
+                  c.name + ": a type is given for column '" + col +
+                      "', which the file lacks (the columns are: " + join(c.header) + ")",
+                  "name a column the file has");
+  }
+  // Forced numeric columns: rows with a non-number are bad records.
+  const size_t n = c.lines.size();
+  std::vector<uint8_t> keep(n, 1);
+  BadRecords bad(c.name, o.on_error, &c.skipped);
+  bool dropped = false;
+  for (size_t j = 0; j < c.header.size(); ++j) {
+    if (!forced[j] || *forced[j] != ColumnType::kNumeric) continue;
+    for (size_t r = 0; r < n; ++r) {
+      double v;
+      if (keep[r] && !c.missing[j][r] && !internal::parse_number(c.fields[j][r], &v)) {
+        bad(c.lines[r], "column '" + c.header[j] + "': '" + c.fields[j][r] + "' is not a number",
+            "the column is declared numeric; fix the value or declare it categorical or text");
+        keep[r] = 0;
+        dropped = true;
+      }
+    }
+  }
+  std::vector<Column> columns;
+  std::vector<int64_t> lines;
+  for (size_t r = 0; r < n; ++r)
+    if (keep[r]) lines.push_back(c.lines[r]);
+  for (size_t j = 0; j < c.header.size(); ++j) {
+    std::vector<std::string> raw;
+    std::vector<uint8_t> miss;
+    if (dropped) {
+      for (size_t r = 0; r < n; ++r) {
+        if (!keep[r]) continue;
+        raw.push_back(std::move(c.fields[j][r]));
+        miss.push_back(c.missing[j][r]);
+      }
+    } else {
+      raw = std::move(c.fields[j]);
+      miss = std::move(c.missing[j]);
+    }
+    columns.push_back(
+        make_column(c.header[j], std::move(raw), std::move(miss), forced[j], o.max_categories));
+  }
+  std::sort(c.skipped.begin(), c.skipped.end(),
+            [](const SkippedRecord& a, const SkippedRecord& b) { return a.line < b.line; });
+  return Table(c.name, std::move(columns), std::move(lines), std::move(c.skipped));
+}
+
+// One CSV record as read.
+struct CsvRecord {
+  int64_t line = 0;
+  std::vector<std::string> fields;
+  bool blank = false;
+  std::string error;  // set when the record is malformed
+};
+
+// Reads the record starting at `pos`; advances `pos` and `line` past it. False at the end.
+bool next_csv_record(const std::string& t, size_t& pos, int64_t& line, char delim, CsvRecord& rec) {
+  if (pos >= t.size()) return false;
+  rec = CsvRecord();
+  rec.line = line;
+  auto at_eol = [&](size_t p) {
+    return p >= t.size() || t[p] == '\n' || (t[p] == '\r' && p + 1 < t.size() && t[p + 1] == '\n');
+  };
+  auto skip_eol = [&]() {
+    if (pos < t.size() && t[pos] == '\r') ++pos;
+    if (pos < t.size() && t[pos] == '\n') {
+      ++pos;
+      ++line;
+    }
+  };
+  if (at_eol(pos)) {
+    rec.blank = true;
+    skip_eol();
+    return true;
+  }
+  while (true) {
+    std::string field;
+    if (t[pos] == '"') {
+      const int64_t start_line = line;
+      ++pos;
+      bool closed = false;
+      while (pos < t.size()) {
+        char ch = t[pos];
+        if (ch == '"') {
+          if (pos + 1 < t.size() && t[pos + 1] == '"') {
+            field += '"';
+            pos += 2;
+            continue;
+          }
+          ++pos;
+          closed = true;
+          break;
+        }
+        if (ch == '\n') ++line;
+        field += ch;
+        ++pos;
+      }
+      if (!closed) {
+        rec.error = "unterminated quoted field (column " + std::to_string(rec.fields.size() + 1) +
+                    ", opened on line " + std::to_string(start_line) +
+                    "); the rest of the file is part of it";
+        return true;
+      }
+      if (!(at_eol(pos) || t[pos] == delim)) {
+        rec.error = "text after the closing quote of column " +
+                    std::to_string(rec.fields.size() + 1) +
+                    " (a quote inside a quoted field must be doubled)";
+        while (!at_eol(pos)) ++pos;
+        skip_eol();
+        return true;
+      }
+    } else {
+      while (!at_eol(pos) && t[pos] != delim) field += t[pos++];
+    }
+    rec.fields.push_back(std::move(field));
+    if (pos < t.size() && t[pos] == delim) {
+      ++pos;
+      if (at_eol(pos)) {  // trailing delimiter: one more empty field
+        rec.fields.emplace_back();
+        skip_eol();
+        return true;
+      }
+      continue;
+    }
+    skip_eol();
+    return true;
+  }
+}
+
+}  // namespace
+
+Table parse_csv(const std::string& text_in, const std::string& name, const ReadOptions& o) {
+  size_t pos = 0;
+  if (text_in.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;  // UTF-8 byte-order mark
+  const std::string& t = text_in;
+  int64_t line = 1;
+  CsvRecord rec;
+  Collected c;
+  c.name = name;
+  // Header: the first non-blank record.
+  bool have_header = false;
+  while (next_csv_record(t, pos, line, o.delimiter, rec)) {
+    if (rec.blank) continue;
+    if (!rec.error.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + " line " + std::to_string(rec.line) + " (header): " + rec.error);
+    have_header = true;
+    break;
+  }
+  if (!have_header)
+    throw Error(ErrorCode::kInvalidArgument, name + ": empty file (no header row)",
+                "a CSV file needs a header row naming its columns");
+  c.header = rec.fields;
+  for (size_t j = 0; j < c.header.size(); ++j) {
+    if (c.header[j].empty())
+      throw Error(ErrorCode::kInvalidArgument, name + " line " + std::to_string(rec.line) +
+                                                   ": header column " + std::to_string(j + 1) +
+                                                   " has no name");
+    for (size_t k = 0; k < j; ++k)
+      if (c.header[k] == c.header[j])
+        throw Error(ErrorCode::kInvalidArgument, name + " line " + std::to_string(rec.line) +
+                                                     ": duplicate column name '" + c.header[j] +
+                                                     "'");
+  }
+  const size_t m = c.header.size();
+  c.fields.resize(m);
+  c.missing.resize(m);
+  BadRecords bad(name, o.on_error, &c.skipped);
+  std::vector<int64_t> pending_blank;  // blank lines: errors only when data follows them
+  while (next_csv_record(t, pos, line, o.delimiter, rec)) {
+    if (rec.blank) {
+      if (m == 1) {
+        rec.fields.assign(1, std::string());
+      } else {
+        pending_blank.push_back(rec.line);
+        continue;
+      }
+    }
+    for (int64_t b : pending_blank) bad(b, "empty row");
+    pending_blank.clear();
+    if (!rec.error.empty()) {
+      bad(rec.line, rec.error);
+      continue;
+    }
+    if (rec.fields.size() != m) {
+      bad(rec.line,
+          std::to_string(rec.fields.size()) + " fields, the header has " + std::to_string(m) +
+              " (" + join(c.header) + ")",
+          "every row needs one field per header column; quote fields that contain '" +
+              std::string(1, o.delimiter) + "'");
+      continue;
+    }
+    for (size_t j = 0; j < m; ++j) {
+      c.missing[j].push_back(is_missing_text(rec.fields[j], o));
+      c.fields[j].push_back(std::move(rec.fields[j]));
+    }
+    c.lines.push_back(rec.line);
+  }
+  return finish(std::move(c), o);
+}
+
+Table read_csv(const std::string& path, const ReadOptions& options) {
+  return parse_csv(read_file(path), path, options);
+}
+
+Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptions& o) {
+  Collected c;
+  c.name = name;
+  std::unordered_map<std::string, size_t> index;
+  BadRecords bad(name, o.on_error, &c.skipped);
+  std::vector<int64_t> pending_blank;
+  size_t pos = 0;
+  if (t.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;
+  int64_t line = 0;
+  size_t rows = 0;
+  while (pos < t.size()) {
+    size_t end = t.find('\n', pos);
+    if (end == std::string::npos) end = t.size();
+    ++line;
+    std::string text = t.substr(pos, end - pos);
+    pos = end + 1;
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.find_first_not_of(" \t") == std::string::npos) {
+      pending_blank.push_back(line);
+      continue;
+    }
+    for (int64_t b : pending_blank) bad(b, "empty line");
+    pending_blank.clear();
+    nlohmann::ordered_json j;
+    try {
+      j = nlohmann::ordered_json::parse(text);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      bad(line, "malformed JSON: " + what, "each line must hold one JSON object");
+      continue;
+    }
+    if (!j.is_object()) {
+      bad(line, std::string("a JSON ") + j.type_name() + ", not an object",
+          "each line must hold one JSON object");
+      continue;
+    }
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      auto found = index.find(it.key());
+      size_t col;
+      if (found == index.end()) {
+        col = c.header.size();
+        index.emplace(it.key(), col);
+        c.header.push_back(it.key());
+        c.fields.emplace_back(rows, std::string());
+        c.missing.emplace_back(rows, 1);
+      } else {
+        col = found->second;
+      }
+      const nlohmann::ordered_json& v = it.value();
+      std::string s;
+      bool miss = false;
+      if (v.is_null()) {
+        miss = true;
+      } else if (v.is_string()) {
+        s = v.get<std::string>();
+        miss = is_missing_text(s, o);
+      } else if (v.is_boolean()) {
+        s = v.get<bool>() ? "true" : "false";
+      } else {
+        s = v.dump();
+      }
+      c.fields[col].push_back(std::move(s));
+      c.missing[col].push_back(miss);
+    }
+    ++rows;
+    for (size_t col = 0; col < c.header.size(); ++col) {
+      if (c.fields[col].size() < rows) {
+        c.fields[col].emplace_back();
+        c.missing[col].push_back(1);
+      }
+    }
+    c.lines.push_back(line);
+  }
+  if (c.lines.empty() && c.skipped.empty())
+    throw Error(ErrorCode::kInvalidArgument, name + ": empty file (no JSON lines)");
+  return finish(std::move(c), o);
+}
+
+Table read_jsonl(const std::string& path, const ReadOptions& options) {
+  return parse_jsonl(read_file(path), path, options);
+}
+
+Table read_table(const std::string& path, const ReadOptions& options) {
+  auto ends = [&](const std::string& suffix) {
+    return path.size() >= suffix.size() &&
+           path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends(".jsonl") || ends(".ndjson") || ends(".json")) return read_jsonl(path, options);
+  return read_csv(path, options);
+}
+
+}  // namespace candor::data

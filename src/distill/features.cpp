@@ -1,0 +1,226 @@
+// Student features: numeric columns in quantile bins, categorical columns, text n-grams.
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+#include "candor/distill.h"
+#include "candor/error.h"
+
+namespace candor::distill {
+
+namespace {
+
+std::string fmt(double v) {
+  std::ostringstream ss;
+  ss.precision(4);
+  ss << v;
+  return ss.str();
+}
+
+bool is_word_byte(unsigned char c) { return std::isalnum(c) || c == '\'' || c >= 0x80; }
+
+}  // namespace
+
+std::vector<std::string> Featurizer::words(const std::string& text, bool lowercase) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (unsigned char c : text) {
+    if (is_word_byte(c)) {
+      cur.push_back(lowercase && c < 0x80 ? static_cast<char>(std::tolower(c))
+                                          : static_cast<char>(c));
+      continue;
+    }
+    if (!cur.empty()) out.push_back(std::move(cur));
+    cur.clear();
+    if (!std::isspace(c) && c != '"') out.emplace_back(1, static_cast<char>(c));
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
+                     const FeatureOptions& o) {
+  options_ = o;
+  features_.clear();
+  ngram_index_.clear();
+  text_column_.clear();
+  std::vector<std::string> cols = o.columns;
+  if (cols.empty()) {
+    for (const auto& c : table.columns()) {
+      bool excluded = false;
+      for (const auto& e : o.exclude) excluded = excluded || e == c.name;
+      if (!excluded) cols.push_back(c.name);
+    }
+  }
+  if (cols.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                table.source() + ": no input columns left for the student",
+                "name the input columns, or exclude fewer");
+  for (const std::string& name : cols) {
+    const data::Column& c = table.column(name);  // throws naming the file and its columns
+    Feature f;
+    f.name = name;
+    f.column = name;
+    if (c.type == data::ColumnType::kNumeric) {
+      f.kind = Feature::kNumeric;
+      std::vector<double> v;
+      for (size_t r : rows)
+        if (!c.is_missing(r)) v.push_back(c.numeric[r]);
+      std::sort(v.begin(), v.end());
+      std::vector<double> uniq = v;
+      uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+      if (static_cast<int>(uniq.size()) <= o.max_bins) {
+        f.upper = uniq;
+      } else {
+        for (int b = 1; b < o.max_bins; ++b) {
+          double q = v[static_cast<size_t>(double(b) / o.max_bins * (v.size() - 1))];
+          if (f.upper.empty() || q > f.upper.back()) f.upper.push_back(q);
+        }
+      }
+      if (f.upper.empty()) f.upper.push_back(0.0);
+      f.upper.back() = INFINITY;
+      for (size_t b = 0; b < f.upper.size(); ++b) {
+        if (f.upper.size() == 1)
+          f.bin_labels.push_back("any");
+        else if (b == 0)
+          f.bin_labels.push_back("<= " + fmt(f.upper[0]));
+        else if (b + 1 == f.upper.size())
+          f.bin_labels.push_back("> " + fmt(f.upper[b - 1]));
+        else
+          f.bin_labels.push_back("(" + fmt(f.upper[b - 1]) + ", " + fmt(f.upper[b]) + "]");
+      }
+      f.bin_labels.push_back("missing");
+      features_.push_back(std::move(f));
+    } else if (c.type == data::ColumnType::kCategorical) {
+      f.kind = Feature::kCategorical;
+      std::vector<uint8_t> seen(c.categories.size(), 0);
+      for (size_t r : rows)
+        if (!c.is_missing(r)) seen[c.codes[r]] = 1;
+      for (size_t k = 0; k < c.categories.size(); ++k)
+        if (seen[k]) f.bin_labels.push_back(c.categories[k]);
+      f.bin_labels.push_back("missing or unseen");
+      features_.push_back(std::move(f));
+    } else {
+      if (!text_column_.empty())
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            table.source() + ": more than one text column ('" + text_column_ + "', '" + name + "')",
+            "give the input columns explicitly (one text column)");
+      text_column_ = name;
+    }
+  }
+  if (!text_column_.empty()) {
+    const data::Column& c = table.column(text_column_);
+    std::unordered_map<std::string, int> df;
+    for (size_t r : rows) {
+      if (c.is_missing(r)) continue;
+      std::vector<std::string> w = words(c.raw[r], o.lowercase);
+      std::vector<std::string> grams;
+      for (size_t i = 0; i < w.size(); ++i) {
+        std::string g = w[i];
+        grams.push_back(g);
+        for (int n = 2; n <= o.ngram_max && i + n <= w.size(); ++n) {
+          g += " " + w[i + n - 1];
+          grams.push_back(g);
+        }
+      }
+      std::sort(grams.begin(), grams.end());
+      grams.erase(std::unique(grams.begin(), grams.end()), grams.end());
+      for (auto& g : grams) ++df[g];
+    }
+    std::vector<std::pair<std::string, int>> vocab;
+    for (auto& [g, n] : df)
+      if (n >= o.min_count) vocab.emplace_back(g, n);
+    std::sort(vocab.begin(), vocab.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    if (static_cast<int>(vocab.size()) > o.max_vocab) vocab.resize(o.max_vocab);
+    for (auto& [g, n] : vocab) {
+      Feature f;
+      f.kind = Feature::kNgram;
+      f.name = g;
+      f.column = text_column_;
+      f.bin_labels = {"absent", "present"};
+      ngram_index_.emplace_back(g, features_.size());
+      features_.push_back(std::move(f));
+    }
+    std::sort(ngram_index_.begin(), ngram_index_.end());
+  }
+  if (features_.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                table.source() +
+                    ": the inputs give the student no features (an empty text "
+                    "vocabulary?)",
+                "lower min_count or give more rows");
+}
+
+std::vector<std::vector<uint16_t>> Featurizer::transform(const data::Table& table,
+                                                         const std::vector<size_t>& rows) const {
+  std::vector<std::vector<uint16_t>> bins(features_.size() + (text_column_.empty() ? 0 : 1),
+                                          std::vector<uint16_t>(rows.size(), 0));
+  for (size_t j = 0; j < features_.size(); ++j) {
+    const Feature& f = features_[j];
+    if (f.kind == Feature::kNgram) continue;
+    const data::Column& c = table.column(f.column);
+    const uint16_t missing_bin = static_cast<uint16_t>(f.n_bins() - 1);
+    if (f.kind == Feature::kNumeric) {
+      if (c.type != data::ColumnType::kNumeric)
+        throw Error(ErrorCode::kInvalidArgument, table.source() + ": column '" + f.column +
+                                                     "' is " + data::column_type_name(c.type) +
+                                                     ", the student was trained on numbers");
+      for (size_t i = 0; i < rows.size(); ++i) {
+        size_t r = rows[i];
+        if (c.is_missing(r)) {
+          bins[j][i] = missing_bin;
+          continue;
+        }
+        auto it = std::lower_bound(f.upper.begin(), f.upper.end(), c.numeric[r]);
+        bins[j][i] =
+            static_cast<uint16_t>(std::min<size_t>(it - f.upper.begin(), f.upper.size() - 1));
+      }
+    } else {
+      std::unordered_map<std::string, uint16_t> index;
+      for (size_t b = 0; b + 1 < f.bin_labels.size(); ++b)
+        index.emplace(f.bin_labels[b], static_cast<uint16_t>(b));
+      for (size_t i = 0; i < rows.size(); ++i) {
+        size_t r = rows[i];
+        auto it = c.is_missing(r) ? index.end() : index.find(c.raw[r]);
+        bins[j][i] = it == index.end() ? missing_bin : it->second;
+      }
+    }
+  }
+  if (!text_column_.empty()) {
+    const data::Column& c = table.column(text_column_);
+    std::unordered_map<std::string, size_t> index(ngram_index_.begin(), ngram_index_.end());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      size_t r = rows[i];
+      if (c.is_missing(r)) continue;
+      std::vector<std::string> w = words(c.raw[r], options_.lowercase);
+      bins.back()[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
+      for (size_t a = 0; a < w.size(); ++a) {
+        std::string g = w[a];
+        for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1) g += " " + w[a + n - 1];
+          auto it = index.find(g);
+          if (it != index.end()) bins[it->second][i] = 1;
+        }
+      }
+    }
+  }
+  return bins;
+}
+
+nlohmann::json Featurizer::to_json() const {
+  nlohmann::json j = nlohmann::json::array();
+  for (const Feature& f : features_) {
+    const char* kinds[] = {"numeric", "categorical", "ngram"};
+    j.push_back(
+        {{"name", f.name}, {"kind", kinds[f.kind]}, {"column", f.column}, {"bins", f.bin_labels}});
+  }
+  return j;
+}
+
+}  // namespace candor::distill
