@@ -373,6 +373,31 @@ def quantize_q8_0(t):
     return raw, deq.reshape(t.shape)
 
 
+def quantize_q4_0(t):
+    """Any valid Q4_0 encoding serves (the reference uses its dequantised values)."""
+    x = t.to(torch.float32).reshape(-1, 32)
+    d = (x.abs().amax(1) / 7).to(torch.float16)
+    inv = torch.where(d.float() > 0, 1 / d.float(), torch.zeros_like(d.float()))
+    q = (torch.round(x * inv[:, None]) + 8).clamp(0, 15).to(torch.int32)
+    packed = (q[:, :16] | (q[:, 16:] << 4)).to(torch.uint8)
+    raw = b"".join(f16_bytes(float(d[i])) + packed[i].numpy().tobytes() for i in range(x.shape[0]))
+    return raw, (d.double()[:, None] * (q.double() - 8)).reshape(t.shape)
+
+
+def encode(t, tname):
+    if tname == "Q8_0":
+        return quantize_q8_0(t)
+    if tname == "Q4_0":
+        return quantize_q4_0(t)
+    if tname == "F16":
+        h = t.to(torch.float16)
+        return h.view(torch.int16).numpy().tobytes(), h.double()
+    if tname == "BF16":
+        h = t.to(torch.bfloat16)
+        return h.view(torch.int16).numpy().tobytes(), h.double()
+    return t.to(torch.float32).numpy().tobytes(), t.double()
+
+
 def random_blocks(g, tname, n_blocks):
     """Random valid blocks of a quantised type (scales are small finite f16 numbers) and their
     dequantised values, computed here from the block layout."""
@@ -448,8 +473,15 @@ def emit_gguf(g, llama_cfg, llama_t, llama_ref_ids, gpt2_cfg, gpt2_t):
     with open(os.path.join(d, "types.json"), "w") as f:
         json.dump({k: [round(v, 8) for v in vs] for k, vs in expect.items()}, f)
 
-    # 2. The llama fixture as llama.cpp stores it: q/k rows permuted to the interleaved rotary
-    # layout, 2-D weights Q8_0, norms F32; reference logits from the dequantised weights.
+    for fname, types in (("llama_q8_0", ["Q8_0"]), ("llama_mixed", ["Q4_0", "Q8_0", "F16", "BF16"])):
+        emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids)
+    emit_gguf_gpt2(d, gpt2_cfg, gpt2_t)
+
+
+def emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids):
+    """The llama fixture as llama.cpp stores it: q/k rows permuted to the interleaved rotary
+    layout, 2-D weights in `types` (cycled), norms F32; reference logits from the dequantised
+    weights."""
     H, KV = llama_cfg["num_attention_heads"], llama_cfg["num_key_value_heads"]
     def to_interleaved(w, heads):
         return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
@@ -460,7 +492,7 @@ def emit_gguf(g, llama_cfg, llama_t, llama_ref_ids, gpt2_cfg, gpt2_t):
                  "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
                  "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
                  "mlp.down_proj.weight": "ffn_down.weight"}
-    gg, deq = [], {}
+    gg, deq, k = [], {}, 0
     for n, t in llama_t:
         if n.startswith("model.layers."):
             l, rest = n[len("model.layers."):].split(".", 1)
@@ -473,8 +505,10 @@ def emit_gguf(g, llama_cfg, llama_t, llama_ref_ids, gpt2_cfg, gpt2_t):
         elif rest_is(n, "k_proj"):
             w = to_interleaved(t, KV)
         if w.dim() == 2:
-            raw, dq = quantize_q8_0(w)
-            gg.append((gname, list(w.shape), "Q8_0", raw))
+            tname = types[k % len(types)]
+            k += 1
+            raw, dq = encode(w, tname)
+            gg.append((gname, list(w.shape), tname, raw))
         else:
             raw, dq = w.to(torch.float32).numpy().tobytes(), w.double()
             gg.append((gname, list(w.shape), "F32", raw))
@@ -491,14 +525,17 @@ def emit_gguf(g, llama_cfg, llama_t, llama_ref_ids, gpt2_cfg, gpt2_t):
             "llama.attention.head_count": H, "llama.attention.head_count_kv": KV,
             "llama.attention.layer_norm_rms_epsilon": float(c["rms_norm_eps"]),
             "llama.rope.freq_base": float(c["rope_theta"])}
-    write_gguf(os.path.join(d, "llama_q8_0.gguf"), meta, gg)
+    write_gguf(os.path.join(d, fname + ".gguf"), meta, gg)
     logits = llama_forward(c, deq, llama_ref_ids)
     ref32 = llama_forward(c, {n: t.double() for n, t in llama_t}, llama_ref_ids)
-    with open(os.path.join(d, "llama_q8_0.json"), "w") as f:
-        json.dump({"input_ids": llama_ref_ids, "tolerance": 1e-4,
+    with open(os.path.join(d, fname + ".json"), "w") as f:
+        json.dump({"input_ids": llama_ref_ids, "tolerance": 1e-4, "types": types,
                    "vs_f32_max_abs": float((logits - ref32).abs().max()),
                    "logits": [[round(v, 7) for v in row] for row in logits.tolist()]}, f)
-    print(f"llama_q8_0.gguf: Q8_0 vs f32 logits {float((logits - ref32).abs().max()):.2e}")
+    print(f"{fname}.gguf: {'/'.join(types)} vs f32 logits {float((logits - ref32).abs().max()):.2e}")
+
+
+def emit_gguf_gpt2(d, gpt2_cfg, gpt2_t):
 
     # 3. GPT-2 in GGUF naming (Conv1D weights transposed to [out, in]), F32.
     gmap = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",

@@ -72,5 +72,29 @@ TEST(Convert, CliWritesFolderThatInfoDescribes) {
             0);
 }
 
+TEST(Convert, CliExplainsAClassifierClass) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/tok512.bin");
+  const std::string cli = CANDOR_CLI_PATH;
+  const std::string model = std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/distilbert";
+  const std::string json = testing::temp_dir() + "/a.json";
+  std::string out;
+  ASSERT_EQ(testing::run_command(cli + " explain --model " + model + " --tokenizer " +
+                                     testing::shared_path("models/stories260K/tok512.bin") +
+                                     " --prompt 'a good film' --target POSITIVE --method "
+                                     "occlusion --no-progress --json " +
+                                     json,
+                                 &out),
+            0)
+      << out;
+  EXPECT_NE(read_file(json).find("\"POSITIVE\""), std::string::npos);
+  EXPECT_EQ(testing::run_command(cli + " explain --model " + model + " --tokenizer " +
+                                     testing::shared_path("models/stories260K/tok512.bin") +
+                                     " --prompt 'a good film' --target MAYBE",
+                                 &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("POSITIVE"), std::string::npos) << out;  // the hint lists the classes
+}
+
 }  // namespace
 }  // namespace candor

@@ -171,6 +171,28 @@ TEST(HfModels, SaveFolderRoundTripsEveryArchitecture) {
   }
 }
 
+// A folder with a WordPiece vocab.txt: the tokenizer module reads it (the one coupling point,
+// load_folder_tokenizer), the classifier runs on encoded text and convert copies the file.
+TEST(HfModels, FolderTokenizerIsReadAndCopiedByConvert) {
+  std::string dir = testing::temp_dir() + "/distil_wp";
+  std::filesystem::copy(fixture("distilbert"), dir, std::filesystem::copy_options::recursive);
+  {
+    std::ofstream v(dir + "/vocab.txt");
+    for (const char* t : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was",
+                          "good", "bad", "##s", "a"})
+      v << t << "\n";
+  }
+  auto model = load_model(dir);
+  EXPECT_NE(model->tokenizer().kind(), "none");
+  std::vector<TokenId> ids = model->tokenizer().encode("the film was good", true, true);
+  EXPECT_EQ(ids, (std::vector<TokenId>{2, 5, 6, 7, 8, 3}));
+  at::NoGradGuard g;
+  EXPECT_EQ(model->logits(ids).size(1), 2);
+  save_hf_folder(*model, dir + "_out");
+  EXPECT_TRUE(std::filesystem::exists(dir + "_out/vocab.txt"));
+  EXPECT_EQ(load_model(dir + "_out")->tokenizer().encode("the film was good", true, true), ids);
+}
+
 // ---- bad input ------------------------------------------------------------------------------
 
 std::string copy_fixture(const std::string& name) {
@@ -235,6 +257,18 @@ TEST(HfModelErrors, MissingFieldAndBadJsonAreNamed) {
   e = load_error(dir);
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+}
+
+TEST(HfModelErrors, TokenizerLargerThanTheVocabularyIsRefused) {
+  std::string dir = copy_fixture("gpt2");
+  {
+    std::ofstream v(dir + "/vocab.txt");
+    for (int i = 0; i < 200; ++i) v << (i == 0 ? "[UNK]" : "w" + std::to_string(i)) << "\n";
+  }
+  Error e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("200"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("96"), std::string::npos) << e.what();
 }
 
 TEST(HfModelErrors, MissingShardIsNamed) {

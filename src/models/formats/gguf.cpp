@@ -482,20 +482,76 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
+std::vector<std::string> string_array(const GgufFile& g, const std::string& key) {
+  std::vector<std::string> out;
+  if (!g.has_meta(key)) return out;
+  const auto& a = g.meta(key);
+  if (!a.is_array()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "GGUF file '" + g.where() + "': metadata '" + key + "' is not an array");
+  }
+  for (const auto& v : a) {
+    if (!v.is_string()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "GGUF file '" + g.where() + "': metadata '" + key + "' holds a non-string");
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+// A "gpt2" (byte-level BPE) vocabulary: tokens + merges, read by the tokenizer module.
+std::shared_ptr<Tokenizer> gguf_bpe_tokenizer(const GgufFile& g, int64_t vocab) {
+  VocabTokenizerSpec spec;
+  spec.model = "gpt2";
+  spec.source = g.where();
+  spec.tokens = string_array(g, "tokenizer.ggml.tokens");
+  spec.merges = string_array(g, "tokenizer.ggml.merges");
+  if (spec.tokens.empty()) {
+    return missing_tokenizer(static_cast<int32_t>(vocab), ErrorCode::kInvalidArgument,
+                             "GGUF file '" + g.where() + "' has a gpt2 tokenizer without tokens",
+                             "pass a tokenizer with --tokenizer");
+  }
+  if (g.has_meta("tokenizer.ggml.token_type") && g.meta("tokenizer.ggml.token_type").is_array()) {
+    for (const auto& v : g.meta("tokenizer.ggml.token_type"))
+      spec.token_types.push_back(v.is_number_integer() ? v.get<int32_t>() : 1);
+  }
+  if (g.has_meta("tokenizer.ggml.pre") && g.meta("tokenizer.ggml.pre").is_string())
+    spec.pre = g.meta("tokenizer.ggml.pre").get<std::string>();
+  auto id = [&](const std::string& key) {
+    return static_cast<TokenId>(meta_int(g, "tokenizer.ggml." + key, -1));
+  };
+  spec.bos_id = id("bos_token_id");
+  spec.eos_id = id("eos_token_id");
+  spec.unk_id = id("unknown_token_id");
+  spec.pad_id = id("padding_token_id");
+  auto flag = [&](const std::string& key, bool dflt) {
+    const std::string k = "tokenizer.ggml." + key;
+    return g.has_meta(k) && g.meta(k).is_boolean() ? g.meta(k).get<bool>() : dflt;
+  };
+  spec.add_bos = flag("add_bos_token", false);
+  spec.add_eos = flag("add_eos_token", false);
+  spec.add_space_prefix = flag("add_space_prefix", false);
+  if (g.has_meta("tokenizer.chat_template") && g.meta("tokenizer.chat_template").is_string())
+    spec.chat_template = g.meta("tokenizer.chat_template").get<std::string>();
+  return make_tokenizer_from_vocab(spec);
+}
+
 // The tokenizer in the metadata. A "llama" (SentencePiece BPE) vocabulary with <unk>, <s>, </s>
 // at ids 0, 1, 2 is read by the llama2.c tokenizer (the same greedy scored merges, byte
-// fallback); anything else gives a placeholder that says why it cannot be used.
+// fallback; convert writes it back as tokenizer.bin); other llama vocabularies and "gpt2" ones
+// by the tokenizer module (make_tokenizer_from_vocab).
 std::shared_ptr<Tokenizer> gguf_tokenizer(const GgufFile& g, int64_t vocab) {
   const std::string model =
       g.has_meta("tokenizer.ggml.model") && g.meta("tokenizer.ggml.model").is_string()
           ? g.meta("tokenizer.ggml.model").get<std::string>()
           : "";
+  if (model == "gpt2") return gguf_bpe_tokenizer(g, vocab);
   if (model != "llama") {
-    // MERGE POINT: "gpt2" (byte-level BPE: tokens + merges) belongs to the tokenizer module.
     return missing_tokenizer(
         static_cast<int32_t>(vocab), ErrorCode::kUnsupported,
         "GGUF file '" + g.where() + "' stores a tokenizer of model '" + model +
-            "', which this build of candor cannot read (it reads 'llama' vocabularies)",
+            "', which candor cannot read (it reads 'llama' and 'gpt2' vocabularies)",
         "pass a tokenizer with --tokenizer");
   }
   const auto& tokens = g.meta("tokenizer.ggml.tokens");
@@ -510,12 +566,25 @@ std::shared_ptr<Tokenizer> gguf_tokenizer(const GgufFile& g, int64_t vocab) {
   const int64_t eos = meta_int(g, "tokenizer.ggml.eos_token_id", 2);
   const int64_t unk = meta_int(g, "tokenizer.ggml.unknown_token_id", 0);
   if (bos != 1 || eos != 2 || unk != 0) {
-    return missing_tokenizer(
-        static_cast<int32_t>(vocab), ErrorCode::kUnsupported,
-        "GGUF file '" + g.where() + "': its llama vocabulary has special tokens at ids unk " +
-            std::to_string(unk) + ", bos " + std::to_string(bos) + ", eos " + std::to_string(eos) +
-            "; candor's scored-BPE tokenizer needs 0, 1, 2",
-        "pass a tokenizer with --tokenizer");
+    // Another special-token layout: the tokenizer module's SentencePiece-BPE reader.
+    VocabTokenizerSpec spec;
+    spec.model = "llama";
+    spec.source = g.where();
+    spec.tokens = string_array(g, "tokenizer.ggml.tokens");
+    for (const auto& v : scores) spec.scores.push_back(v.is_number() ? v.get<float>() : 0.0f);
+    if (g.has_meta("tokenizer.ggml.token_type") && g.meta("tokenizer.ggml.token_type").is_array()) {
+      for (const auto& v : g.meta("tokenizer.ggml.token_type"))
+        spec.token_types.push_back(v.is_number_integer() ? v.get<int32_t>() : 1);
+    }
+    spec.bos_id = static_cast<TokenId>(bos);
+    spec.eos_id = static_cast<TokenId>(eos);
+    spec.unk_id = static_cast<TokenId>(unk);
+    spec.pad_id = static_cast<TokenId>(meta_int(g, "tokenizer.ggml.padding_token_id", -1));
+    const std::string k = "tokenizer.ggml.add_space_prefix";
+    spec.add_space_prefix = !(g.has_meta(k) && g.meta(k).is_boolean()) || g.meta(k).get<bool>();
+    if (g.has_meta("tokenizer.chat_template") && g.meta("tokenizer.chat_template").is_string())
+      spec.chat_template = g.meta("tokenizer.chat_template").get<std::string>();
+    return make_tokenizer_from_vocab(spec);
   }
   // Serialised as a llama2.c tokenizer.bin: max length, then (score, length, bytes) records.
   std::string bin(4, '\0');

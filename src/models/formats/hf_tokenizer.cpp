@@ -1,6 +1,7 @@
-// The one place where a model folder's tokenizer is chosen. Hugging Face tokenizer.json support
-// comes from the tokenizer module (load_hf_tokenizer); until it is connected here, a folder with
-// only a tokenizer.json loads with a placeholder tokenizer that explains itself when used.
+// The one place where a model folder's tokenizer is chosen: Hugging Face tokenizer files through
+// the tokenizer module's load_hf_tokenizer, llama2.c / SentencePiece files through
+// load_tokenizer. A folder without a tokenizer loads with a placeholder tokenizer that explains
+// itself when used.
 #include <algorithm>
 #include <filesystem>
 
@@ -60,10 +61,24 @@ std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int6
   }
   const fs::path dir(folder);
   std::error_code ec;
-  // Formats the tokenizer module reads today, best first.
+  auto exists = [&](const char* name) { return fs::exists(dir / name, ec); };
+  // Hugging Face tokenizers (tokenizer.json, or the slow tokenizers' vocab files), with the
+  // files convert copies beside the weights.
+  auto hf = [&]() {
+    auto tok = check(std::shared_ptr<Tokenizer>(load_hf_tokenizer(folder)), folder);
+    if (files) {
+      files->pop_back();  // `check` recorded the folder: record its tokenizer files instead
+      for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                               "vocab.json", "merges.txt", "vocab.txt"}) {
+        if (exists(name)) files->push_back((dir / name).string());
+      }
+    }
+    return tok;
+  };
+  if (exists("tokenizer.json")) return hf();
+  // Formats of the llama2.c world, best first.
   for (const char* name : {"tokenizer.model", "tokenizer.bin"}) {
-    if (fs::exists(dir / name, ec))
-      return check(load_tokenizer((dir / name).string()), (dir / name).string());
+    if (exists(name)) return check(load_tokenizer((dir / name).string()), (dir / name).string());
   }
   std::vector<fs::path> toks;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
@@ -73,18 +88,12 @@ std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int6
   }
   std::sort(toks.begin(), toks.end());
   if (!toks.empty()) return check(load_tokenizer(toks[0].string()), toks[0].string());
-  const int32_t v = static_cast<int32_t>(vocab_size);
-  if (fs::exists(dir / "tokenizer.json", ec)) {
-    // MERGE POINT: return check(load_hf_tokenizer(folder), (dir / "tokenizer.json").string());
-    return std::make_shared<MissingTokenizer>(
-        v, ErrorCode::kUnsupported,
-        "the tokenizer.json of '" + folder + "' cannot be read by this build of candor",
-        "pass a tokenizer.model / tokenizer.bin with --tokenizer");
-  }
+  if ((exists("vocab.json") && exists("merges.txt")) || exists("vocab.txt")) return hf();
   return std::make_shared<MissingTokenizer>(
-      v, ErrorCode::kNotFound,
+      static_cast<int32_t>(vocab_size), ErrorCode::kNotFound,
       "model folder '" + folder +
-          "' has no tokenizer (tokenizer.json, tokenizer.model, tokenizer.bin)",
+          "' has no tokenizer (tokenizer.json, tokenizer.model, tokenizer.bin, vocab.json + "
+          "merges.txt, vocab.txt)",
       "pass one with --tokenizer");
 }
 
