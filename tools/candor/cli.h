@@ -19,6 +19,8 @@ Runner add_info(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_explain(CLI::App& app);
 Runner add_methods(CLI::App& app);
+Runner add_distill(CLI::App& app);
+Runner add_train(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2.
 class UsageError : public Error {

@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   add("generate", "Generate text from a prompt", candor::cli::add_generate);
   add("explain", "Attribute a model output to its input", candor::cli::add_explain);
   add("methods", "List the attribution methods and their options", candor::cli::add_methods);
+  add("distill", "Fit a glass-box student to a teacher and report its fidelity",
+      candor::cli::add_distill);
+  add("train", "Train candor's MLP classifier on a table's labels", candor::cli::add_train);
 
   try {
     app.parse(argc, argv);
