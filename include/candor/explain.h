@@ -33,6 +33,9 @@ const char* target_function_name(TargetFunction f);  // "logprob", "prob", ...
 // Parses "logprob", "prob", "logit", "contrast", "entropy"; throws Error(kInvalidArgument).
 TargetFunction parse_target_function(const std::string& name);
 
+// For a classifier model (ModelKind::kClassifier) the target is a class: `token` and
+// `contrast_token` are class indices (the "class" target; -1: the predicted class), the step
+// function is taken over the class distribution, and `span` must be empty.
 struct Target {
   TargetFunction function = TargetFunction::kLogProb;
   TokenId token = -1;           // next token; -1: the model's top prediction for the input
@@ -149,6 +152,10 @@ struct ExplainerInfo {
 std::unique_ptr<Explainer> make_explainer(const std::string& spec);
 // Every registered method, in registry order.
 std::vector<ExplainerInfo> list_explainers();
+
+// The class index of a classifier's label: its name in id2label ("POSITIVE") or an index ("1",
+// "#1"). Throws Error(kInvalidArgument) listing the labels, or when `model` is no classifier.
+TokenId parse_class(const Model& model, const std::string& label);
 
 // Features of `request` for `model`'s tokenizer: the given ones, or tokens/words/sentences of
 // input + span[:-1]. BOS is never a feature. Throws Error(kInvalidArgument) for bad spans.

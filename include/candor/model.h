@@ -14,13 +14,24 @@
 
 namespace candor {
 
-// Architecture hyper-parameters of a decoder-only transformer.
+// What a model computes: next-token logits over the vocabulary, or class logits.
+enum class ModelKind {
+  kCausalLM,    // decoder: forward() gives next-token logits [batch, seq, vocab]
+  kClassifier,  // bidirectional encoder with a sequence-classification head: forward() gives
+                // the class logits of the whole sequence at every position [batch, seq, labels]
+};
+
+// Architecture hyper-parameters of a transformer.
 struct ModelConfig {
-  std::string architecture = "llama";  // family name shown by `candor info`
-  std::string source_format;           // "llama2c", ...
-  std::string dtype = "f32";           // storage dtype of the weights as loaded
-  int64_t dim = 0;                     // residual width
-  int64_t hidden_dim = 0;              // feed-forward width
+  std::string architecture = "llama";  // family name shown by `candor info` (llama, mistral,
+                                       // qwen2, gpt2, bert, roberta, distilbert)
+  std::string source_format;           // "llama2c", "safetensors", "gguf", ...
+  std::string dtype = "f32";           // storage dtype of the weights in the file (computed in f32)
+  ModelKind kind = ModelKind::kCausalLM;
+  std::vector<std::string> labels;           // classifier: class names by index (id2label)
+  std::vector<std::string> tokenizer_files;  // files the tokenizer was read from (for convert)
+  int64_t dim = 0;                           // residual width
+  int64_t hidden_dim = 0;                    // feed-forward width
   int64_t n_layers = 0;
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;  // < n_heads: grouped-query attention
@@ -31,7 +42,26 @@ struct ModelConfig {
   bool rope_interleaved = true;  // llama2.c pairs (2i, 2i+1); false: HF rotate-half layout
   bool tied_embeddings = true;   // the output matrix is the token embedding matrix
 
+  // Rotary scaling: "none", "linear" (positions divided by the factor) or "llama3"
+  // (frequency-dependent, Llama 3.1).
+  std::string rope_scaling = "none";
+  float rope_scaling_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;         // llama3
+  float rope_high_freq_factor = 4.0f;        // llama3
+  int64_t rope_original_max_seq_len = 8192;  // llama3
+  bool attention_bias = false;               // q/k/v projections have biases (Qwen2, GPT-2, BERT)
+
+  // Decoder variants: Llama = rms / rope / silu-gated; GPT-2 = layer / learned / gelu_tanh.
+  std::string norm = "rms";         // "rms" | "layer" (LayerNorm with bias)
+  std::string positions = "rope";   // "rope" | "learned" (absolute position embeddings)
+  std::string activation = "silu";  // "silu" (gated SwiGLU) | "gelu_tanh" | "gelu" | "relu"
+
   int64_t head_dim() const { return n_heads > 0 ? dim / n_heads : 0; }
+  bool is_causal() const { return kind == ModelKind::kCausalLM; }
+  // Width of forward()'s last dimension: the vocabulary, or the number of classes.
+  int64_t n_outputs() const {
+    return kind == ModelKind::kClassifier ? static_cast<int64_t>(labels.size()) : vocab_size;
+  }
 };
 
 // Which activations a forward pass records.
@@ -113,9 +143,14 @@ class Model {
   virtual const ModelConfig& config() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;
   virtual int64_t n_params() const = 0;
+  // Causal models see only earlier positions, so a prefix's KV cache can be reused; a
+  // bidirectional encoder (classifier) must be rerun over the whole sequence.
+  bool is_causal() const { return config().is_causal(); }
 
-  // Logits [batch, seq, vocab] (float32). Throws Error(kInvalidArgument) for wrong shapes or
-  // token ids out of range, Error(kResourceExhausted) when the context length is exceeded.
+  // Logits [batch, seq, vocab] (float32); classifiers: [batch, seq, n_labels], the sequence's
+  // class logits repeated at every position (so last_only / output_positions work alike). Throws
+  // Error(kInvalidArgument) for wrong shapes or token ids out of range, Error(kResourceExhausted)
+  // when the context length is exceeded.
   virtual at::Tensor forward(const ForwardArgs& args) const = 0;
 
   // Token embeddings [batch, seq, dim] for ids [batch, seq].
@@ -128,6 +163,7 @@ class Model {
 
   // A cache for `batch` sequences with room for `capacity` positions (0: a small start that
   // grows as needed).
+  // Encoders keep no cache: forward() with a cache throws Error(kUnsupported).
   virtual KVCache new_cache(int64_t batch, int64_t capacity = 0) const = 0;
 
   // All parameters by name (for randomisation tests, conversion and statistics).
@@ -146,10 +182,26 @@ struct LoadOptions {
 };
 
 // Loads a model from a checkpoint file or from a folder holding it with its tokenizer.
-// Supported: llama2.c checkpoints (`.bin`, legacy and version-1 headers) with a `tokenizer.bin`
-// or SentencePiece `.model` tokenizer. Throws Error(kNotFound) for missing files,
+// Supported: llama2.c checkpoints (`.bin`) with a `tokenizer.bin` or SentencePiece `.model`
+// tokenizer; Hugging Face folders (config.json + model.safetensors or a sharded
+// model.safetensors.index.json; F32, F16, BF16) of the llama, mistral, qwen2, gpt2, bert,
+// roberta and distilbert architectures; a single `.safetensors` file beside its config.json;
+// GGUF files (see docs/model-formats.md). Throws Error(kNotFound) for missing files,
 // Error(kInvalidArgument) for corrupt or inconsistent ones (the message names the file).
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+
+// Writes `model` as a Hugging Face folder: config.json, model.safetensors (dtype "f32", "f16"
+// or "bf16") and copies of the tokenizer files it was loaded from; load_model reads it back.
+// Creates `dir` when absent. Throws Error(kInvalidArgument) for an unknown dtype,
+// Error(kUnsupported) for a model without a Hugging Face layout, Error(kNotFound) when the
+// folder cannot be written.
+void save_hf_folder(const Model& model, const std::string& dir, const std::string& dtype = "f32");
+
+// Writes a llama-architecture model with a scored (llama2.c / SentencePiece) vocabulary as one
+// GGUF file (llama.cpp's format), its vocabulary in the metadata; `type` "f32" or "q8_0"
+// (2-D weights whose rows hold a multiple of 32 values; the others stay F32). Throws
+// Error(kUnsupported) for other architectures or tokenizers.
+void save_gguf(const Model& model, const std::string& path, const std::string& type = "f32");
 
 // A llama-architecture model with random weights (normal, std 0.02), for tests and benchmarks.
 // Needs a tokenizer; `tokenizer` may be null, giving a model whose tokenizer() throws.

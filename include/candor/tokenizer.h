@@ -1,5 +1,6 @@
 // Tokenizers: text <-> token ids. One interface, several file formats (llama2.c tokenizer.bin,
-// SentencePiece .model). Thread safety: all const methods may be called concurrently.
+// SentencePiece .model, Hugging Face tokenizer.json and the vocabularies stored in GGUF files).
+// Thread safety: all const methods may be called concurrently.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,12 @@
 namespace candor {
 
 using TokenId = int32_t;
+
+// One turn of a conversation for chat templates: role "system", "user" or "assistant".
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
 
 class Tokenizer {
  public:
@@ -44,8 +51,20 @@ class Tokenizer {
   virtual TokenId unk_id() const { return 0; }
   // The padding token, or -1 when the vocabulary has none.
   virtual TokenId pad_id() const { return -1; }
-  // "llama2c" or "sentencepiece".
+  // "llama2c", "sentencepiece", "hf-bpe-bytelevel", "hf-bpe-metaspace", "hf-wordpiece", ...
   virtual std::string kind() const = 0;
+
+  // The chat format of the model's tokenizer_config.json ("llama2", "mistral", "llama3",
+  // "chatml"), or "" when the tokenizer knows none.
+  virtual std::string chat_family() const { return {}; }
+  // Renders a conversation in the model's chat format, as its chat template does (with the BOS
+  // token as text where the template writes it; encode the result with add_bos = false, special
+  // tokens in the text are recognised). With `add_generation_prompt`, ends with the header that
+  // opens the assistant's turn. Throws Error(kUnsupported) when chat_family() is "" and
+  // Error(kInvalidArgument) for a conversation the format cannot express (e.g. roles that do not
+  // alternate in the Llama 2 format).
+  virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt = true) const;
 };
 
 // Loads a llama2.c `tokenizer.bin`. The format does not store the vocabulary size: the file is
@@ -59,6 +78,47 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path)
 // Picks the loader from the file's contents (SentencePiece models are protobufs, llama2.c
 // tokenizers start with an int32 max token length).
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// Loads a Hugging Face tokenizer: `folder_or_file` is a model folder or a tokenizer.json file.
+// A folder holds tokenizer.json, or the files of the "slow" tokenizers: vocab.json + merges.txt
+// (GPT-2 style byte-level BPE) or vocab.txt (BERT WordPiece). tokenizer_config.json beside it,
+// when present, gives BOS/EOS/PAD, add_bos_token/add_eos_token and the chat template.
+// Supported: models BPE (byte-level, SentencePiece-style metaspace with byte fallback) and
+// WordPiece; the normalizers, pre-tokenizers, post-processors and decoders that GPT-2, Llama 2/3,
+// Mistral, Qwen, GPT-4o-style and BERT files use (docs/tokenizers.md lists them).
+// encode(text, add_bos, add_eos) of these tokenizers: add_bos adds the special tokens that the
+// tokenizer's own post-processor puts first (<s> for Llama 2, [CLS] for BERT, nothing for GPT-2 or
+// Qwen; tokenizer_config.json's add_bos_token overrides); add_eos adds those it puts last ([SEP]
+// for BERT), or the EOS token when it puts none. No dummy-prefix space is added beyond what the
+// file's normalizer or pre-tokenizer does. Added tokens in the text are split out first.
+// Throws Error(kNotFound) for a missing file, Error(kInvalidArgument) for a malformed one and
+// Error(kUnsupported) for a model or component type candor lacks; messages name the file.
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& folder_or_file);
+
+// A tokenizer from a vocabulary stored elsewhere (the tokenizer.ggml.* metadata of a GGUF file).
+struct VocabTokenizerSpec {
+  // "llama": SentencePiece BPE (merge the adjacent pair whose joined piece has the highest score,
+  // "▁" for spaces, a dummy-prefix space, byte fallback to <0xNN> pieces);
+  // "gpt2": byte-level BPE over `merges` with the pre-tokenizer regex chosen by `pre`.
+  std::string model;
+  std::vector<std::string> tokens;
+  std::vector<float> scores;         // llama: one per token
+  std::vector<int32_t> token_types;  // optional; GGUF: 1 normal, 2 unknown, 3 control,
+                                     // 4 user defined, 5 unused, 6 byte
+  std::vector<std::string> merges;   // gpt2: "left right", highest priority first
+  // gpt2: tokenizer.ggml.pre ("gpt2"/"default", "llama3"/"llama-bpe", "qwen2", "gpt-4o").
+  std::string pre;
+  TokenId bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
+  bool add_bos = true;  // llama default; gpt2 callers usually pass false
+  bool add_eos = false;
+  bool add_space_prefix = true;  // llama: the dummy prefix (tokenizer.ggml.add_space_prefix)
+  std::string chat_template;     // tokenizer.chat_template, may be empty
+  std::string source;            // the file, named in error messages
+};
+// Throws Error(kInvalidArgument) naming `spec.source` for an inconsistent spec (sizes that do not
+// match, a merge naming an unknown token, ids out of range) and Error(kUnsupported) for another
+// model.
+std::unique_ptr<Tokenizer> make_tokenizer_from_vocab(const VocabTokenizerSpec& spec);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
 // On failure, `*bad_offset` (when given) receives the byte offset of the first bad sequence.

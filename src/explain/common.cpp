@@ -16,6 +16,7 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
     throw Error(ErrorCode::kInvalidArgument, "the input to explain is empty",
                 "give a prompt (it is encoded with BOS first)");
   }
+  const bool classifier = c.kind == ModelKind::kClassifier;
   auto check_id = [&](TokenId id, const std::string& what) {
     if (id < 0 || id >= c.vocab_size) {
       throw Error(ErrorCode::kInvalidArgument, what + " " + std::to_string(id) +
@@ -25,6 +26,22 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   };
   for (TokenId id : request.input_ids) check_id(id, "input token");
   for (TokenId id : request.target.span) check_id(id, "span token");
+  // Classifiers: targets are classes.
+  auto check_target = [&](TokenId id, const std::string& what) {
+    if (!classifier) return check_id(id, what);
+    if (id < 0 || id >= c.n_outputs()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  what + ": class " + std::to_string(id) + " is outside the " +
+                      std::to_string(c.n_outputs()) + " classes of the model",
+                  "classes are 0.." + std::to_string(c.n_outputs() - 1));
+    }
+  };
+  if (classifier && !request.target.span.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "a continuation (span) cannot be explained on the " + c.architecture +
+                    " classifier: it predicts a class, not text",
+                "explain a class (Target::token is the class index)");
+  }
 
   Problem p;
   p.model = &model;
@@ -45,7 +62,7 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
                   "a contrast target needs a contrast token (B in \"A rather than B\")",
                   "use --contrast A,B");
     }
-    check_id(request.target.contrast_token, "contrast token");
+    check_target(request.target.contrast_token, "contrast token");
     p.contrast = request.target.contrast_token;
   }
   p.features = make_features(model, request);
@@ -80,7 +97,7 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
       a.last_only = true;
       target = static_cast<TokenId>(model.forward(a).argmax(-1).item<int64_t>());
     } else {
-      check_id(target, "target token");
+      check_target(target, "target token");
     }
     p.step_tokens.push_back(target);
   }
@@ -187,12 +204,14 @@ void report_progress(const ExplainContext* context, double fraction) {
 }
 
 MaskScorer::MaskScorer(const Problem& p, int64_t batch_size)
-    : p_(p), batch_size_(std::max<int64_t>(1, batch_size)) {
+    : p_(p), batch_size_(std::max<int64_t>(1, batch_size)), causal_(p.model->is_causal()) {
   at::NoGradGuard ng;
-  base_cache_ = p.model->new_cache(1, p.length());
   ForwardArgs a;
+  if (causal_) {
+    base_cache_ = p.model->new_cache(1, p.length());
+    a.cache = &base_cache_;
+  }
   a.embeddings = p.embeddings;
-  a.cache = &base_cache_;
   a.output_positions = p.step_positions_t;
   full_values_ = p.values_from_step_logits(p.model->forward(a))[0];
   positions_run_ += p.length();
@@ -218,6 +237,9 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
       }
     }
   }
+  // A bidirectional model sees every position from every other: any change reruns it all.
+  if (!causal_)
+    for (auto& f : first) f = f < T ? 0 : T;
   // Features are in position order, so the first changed feature gives the first position.
   std::vector<int64_t> order(N);
   std::iota(order.begin(), order.end(), 0);
@@ -256,8 +278,11 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
     if (from >= T) {
       out.index_copy_(0, rows_t, full_values_.unsqueeze(0).expand({B, S}).contiguous());
     } else {
-      KVCache cache = base_cache_.expand(B);
-      cache.truncate(from);
+      KVCache cache;
+      if (causal_) {
+        cache = base_cache_.expand(B);
+        cache.truncate(from);
+      }
       at::Tensor emb = p_.mix(keep_f.index_select(0, rows_t)).narrow(1, from, T - from);
       // Steps before `from` see no change.
       at::Tensor vals = full_values_.unsqueeze(0).expand({B, S}).clone();
@@ -270,7 +295,7 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
       }
       ForwardArgs a;
       a.embeddings = emb;
-      a.cache = &cache;
+      if (causal_) a.cache = &cache;
       a.output_positions = at::tensor(later_idx, at::kLong);
       at::Tensor logits = p_.model->forward(a);  // [B, later, V]
       at::Tensor later_t = at::tensor(later, at::kLong);
@@ -316,7 +341,11 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.step_positions = p.step_positions;
   for (size_t s = 0; s < p.step_tokens.size(); ++s) {
     TokenId t = p.step_tokens[s];
-    a.step_texts.push_back(t < 0 ? "" : tok.decode_piece(p.tokens[p.step_positions[s]], t));
+    if (p.model->config().kind == ModelKind::kClassifier) {
+      a.step_texts.push_back(t < 0 ? "" : p.model->config().labels[t]);
+    } else {
+      a.step_texts.push_back(t < 0 ? "" : tok.decode_piece(p.tokens[p.step_positions[s]], t));
+    }
   }
   at::Tensor sc =
       (scores.to(at::kDouble).reshape({p.n_steps(), p.n_features()}) * p.visible().to(at::kDouble))
@@ -334,3 +363,31 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
 }
 
 }  // namespace candor::explain
+
+namespace candor {
+
+TokenId parse_class(const Model& model, const std::string& label) {
+  const ModelConfig& c = model.config();
+  if (c.kind != ModelKind::kClassifier) {
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "the " + c.architecture + " model is not a classifier: it has no class '" + label + "'",
+        "classes are explained on sequence-classification models");
+  }
+  std::string names;
+  for (size_t i = 0; i < c.labels.size(); ++i) {
+    if (c.labels[i] == label) return static_cast<TokenId>(i);
+    names += (i ? ", " : "") + c.labels[i];
+  }
+  std::string digits = !label.empty() && label[0] == '#' ? label.substr(1) : label;
+  if (!digits.empty() && digits.size() < 7 &&
+      std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    int64_t id = std::stoll(digits);
+    if (id < static_cast<int64_t>(c.labels.size())) return static_cast<TokenId>(id);
+  }
+  throw Error(
+      ErrorCode::kInvalidArgument, "'" + label + "' is not a class of the model",
+      "classes: " + names + " (or their indices 0.." + std::to_string(c.labels.size() - 1) + ")");
+}
+
+}  // namespace candor

@@ -66,7 +66,8 @@ ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings);
 // Scores many binary feature masks: keep [N, n_features] (1 keep, 0 remove) -> values
 // [N, n_steps]. Rows are sorted by their first removed position and run in chunks of
 // `batch_size`, each chunk continuing a copy of the unperturbed sequence's KV cache up to the
-// chunk's first change. Memory is bounded by `batch_size`, not N.
+// chunk's first change (causal models; a bidirectional encoder reruns whole sequences).
+// Memory is bounded by `batch_size`, not N.
 class MaskScorer {
  public:
   MaskScorer(const Problem& p, int64_t batch_size);
@@ -81,6 +82,7 @@ class MaskScorer {
  private:
   const Problem& p_;
   int64_t batch_size_;
+  bool causal_ = true;  // false: bidirectional model, no prefix reuse
   KVCache base_cache_;
   at::Tensor full_values_;
   int64_t positions_run_ = 0;

@@ -28,8 +28,13 @@ const std::vector<Entry>& registry() {
        explain::make_input_x_gradient},
       {"integrated_gradients",
        "gradient integrated along the straight path from the baseline to the input embeddings "
-       "(method: gausslegendre or riemann_left/right/middle/trapezoid), times input - baseline",
-       {{"n_steps", "64"}, {"method", "gausslegendre"}, {"internal_batch_size", "16"}},
+       "(method: gausslegendre or riemann_left/right/middle/trapezoid), times input - baseline; "
+       "gausslegendre first runs `probes` + 1 forward passes along the path and crowds its "
+       "n_steps points where the target changes fast (probes=0: plain Gauss-Legendre)",
+       {{"n_steps", "64"},
+        {"method", "gausslegendre"},
+        {"probes", "32"},
+        {"internal_batch_size", "16"}},
        explain::make_integrated_gradients},
       {"smoothgrad",
        "mean over n_samples noisy copies of the input (noise std = stdev x the std of the "

@@ -36,19 +36,61 @@ void validate_llama_config(const ModelConfig& c, const std::string& source) {
   check_range("max_seq_len", c.max_seq_len);
   if (c.dim % c.n_heads != 0) bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads");
   if (c.n_heads % c.n_kv_heads != 0) bad("n_heads is not a multiple of n_kv_heads");
-  if (c.head_dim() % 2 != 0) bad("head dimension is odd");
+  if (c.positions == "rope" && c.head_dim() % 2 != 0) bad("head dimension is odd");
+  if (c.norm != "rms" && c.norm != "layer") bad("unknown norm '" + c.norm + "'");
+  if (c.positions != "rope" && c.positions != "learned")
+    bad("unknown position encoding '" + c.positions + "'");
+  if (c.activation != "silu" && c.activation != "gelu_tanh" && c.activation != "gelu" &&
+      c.activation != "relu")
+    bad("unknown activation '" + c.activation + "'");
+  if (c.rope_scaling != "none" && c.rope_scaling != "linear" && c.rope_scaling != "llama3")
+    bad("unknown rope scaling '" + c.rope_scaling + "'");
+  if (c.rope_scaling != "none" && !(c.rope_scaling_factor > 0)) bad("rope scaling factor <= 0");
+}
+
+at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads) {
+  std::vector<int64_t> rest(w.sizes().begin() + 1, w.sizes().end());
+  const int64_t hd = w.size(0) / n_heads;
+  std::vector<int64_t> shape = {n_heads, 2, hd / 2};
+  shape.insert(shape.end(), rest.begin(), rest.end());
+  return w.reshape(shape).transpose(1, 2).contiguous().reshape(w.sizes());
+}
+
+at::Tensor interleaved_to_rotate_half(const at::Tensor& w, int64_t n_heads) {
+  std::vector<int64_t> rest(w.sizes().begin() + 1, w.sizes().end());
+  const int64_t hd = w.size(0) / n_heads;
+  std::vector<int64_t> shape = {n_heads, hd / 2, 2};
+  shape.insert(shape.end(), rest.begin(), rest.end());
+  return w.reshape(shape).transpose(1, 2).contiguous().reshape(w.sizes());
 }
 
 LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
                        std::shared_ptr<Tokenizer> tokenizer)
     : config_(std::move(config)), weights_(std::move(weights)), tokenizer_(std::move(tokenizer)) {
-  // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim).
+  if (config_.positions != "rope") return;
+  // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim),
+  // rescaled by the rope scaling rule.
   const int64_t half = config_.head_dim() / 2;
+  constexpr double kPi = 3.14159265358979323846;
+  auto scaled = [&](double freq) {
+    const double factor = config_.rope_scaling_factor;
+    if (config_.rope_scaling == "linear") return freq / factor;
+    if (config_.rope_scaling != "llama3") return freq;
+    // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, a smooth blend between.
+    const double old_ctx = static_cast<double>(config_.rope_original_max_seq_len);
+    const double low = config_.rope_low_freq_factor, high = config_.rope_high_freq_factor;
+    const double wavelen = 2 * kPi / freq;
+    if (wavelen < old_ctx / high) return freq;
+    if (wavelen > old_ctx / low) return freq / factor;
+    const double smooth = (old_ctx / wavelen - low) / (high - low);
+    return (1 - smooth) * freq / factor + smooth * freq;
+  };
   std::vector<float> re(config_.max_seq_len * half), im(config_.max_seq_len * half);
   for (int64_t p = 0; p < config_.max_seq_len; ++p) {
     for (int64_t j = 0; j < half; ++j) {
-      double freq = std::pow(static_cast<double>(config_.rope_theta),
-                             -static_cast<double>(2 * j) / static_cast<double>(config_.head_dim()));
+      double freq =
+          scaled(std::pow(static_cast<double>(config_.rope_theta),
+                          -static_cast<double>(2 * j) / static_cast<double>(config_.head_dim())));
       double angle = static_cast<double>(p) * freq;
       re[p * half + j] = static_cast<float>(std::cos(angle));
       im[p * half + j] = static_cast<float>(std::sin(angle));
@@ -72,23 +114,37 @@ int64_t LlamaModel::n_params() const {
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  out.emplace_back("tok_embeddings", weights_.tok_embeddings);
+  auto add = [&](const std::string& name, const at::Tensor& t) {
+    if (t.defined()) out.emplace_back(name, t);
+  };
+  add("tok_embeddings", weights_.tok_embeddings);
+  add("pos_embeddings", weights_.pos_embeddings);
   for (size_t l = 0; l < weights_.layers.size(); ++l) {
     const auto& L = weights_.layers[l];
     std::string p = "layers." + std::to_string(l) + ".";
-    out.emplace_back(p + "attn_norm", L.attn_norm);
-    out.emplace_back(p + "wqkv", L.wqkv);
-    out.emplace_back(p + "wo", L.wo);
-    out.emplace_back(p + "ffn_norm", L.ffn_norm);
-    out.emplace_back(p + "w13", L.w13);
-    out.emplace_back(p + "w2", L.w2);
+    add(p + "attn_norm", L.attn_norm);
+    add(p + "attn_norm_bias", L.attn_norm_bias);
+    add(p + "wqkv", L.wqkv);
+    add(p + "bqkv", L.bqkv);
+    add(p + "wo", L.wo);
+    add(p + "bo", L.bo);
+    add(p + "ffn_norm", L.ffn_norm);
+    add(p + "ffn_norm_bias", L.ffn_norm_bias);
+    add(p + "w13", L.w13);
+    add(p + "b13", L.b13);
+    add(p + "w2", L.w2);
+    add(p + "b2", L.b2);
   }
-  out.emplace_back("final_norm", weights_.final_norm);
+  add("final_norm", weights_.final_norm);
+  add("final_norm_bias", weights_.final_norm_bias);
   if (!config_.tied_embeddings) out.emplace_back("output", weights_.output);
   return out;
 }
 
-at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor LlamaModel::norm(const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias) const {
+  if (config_.norm == "layer")
+    return at::layer_norm(x, {config_.dim}, weight, bias, config_.norm_eps);
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_eps) * weight;
 }
 
@@ -108,7 +164,7 @@ at::Tensor LlamaModel::embed(const at::Tensor& tokens) const {
 }
 
 at::Tensor LlamaModel::unembed(const at::Tensor& hidden, bool apply_norm) const {
-  at::Tensor h = apply_norm ? rms_norm(hidden, weights_.final_norm) : hidden;
+  at::Tensor h = apply_norm ? norm(hidden, weights_.final_norm, weights_.final_norm_bias) : hidden;
   return at::linear(h, weights_.output);
 }
 
@@ -183,7 +239,12 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   }
   if (cache) positions = positions + cache->next_position().unsqueeze(1);
   positions = positions.clamp(0, c.max_seq_len - 1);
-  at::Tensor rope = rope_.index({positions}).unsqueeze(2);  // [B, T, 1, hd/2] complex
+  at::Tensor rope;  // [B, T, 1, hd/2] complex
+  if (c.positions == "rope") {
+    rope = rope_.index({positions}).unsqueeze(2);
+  } else {
+    x = x + at::embedding(weights_.pos_embeddings, positions);
+  }
 
   // Additive attention bias [B or 1, 1, 1, T, S]: causal, no padding keys, always self.
   at::Tensor bias;
@@ -217,14 +278,15 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
 
   auto rotate = [&](const at::Tensor& t,
                     int64_t heads) {  // [B, T, heads * hd] -> [B, T, heads, hd]
+    if (!rope.defined()) return t.reshape({B, T, heads, hd});
     at::Tensor z = at::view_as_complex(t.reshape({B, T, heads, hd / 2, 2}));
     return at::view_as_real(z * rope).reshape({B, T, heads, hd});
   };
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = weights_.layers[l];
-    at::Tensor h = rms_norm(x, L.attn_norm);
-    at::Tensor qkv = at::linear(h, L.wqkv);  // [B, T, (H + 2KV) * hd]
+    at::Tensor h = norm(x, L.attn_norm, L.attn_norm_bias);
+    at::Tensor qkv = at::linear(h, L.wqkv, L.bqkv);  // [B, T, (H + 2KV) * hd]
     at::Tensor q = rotate(qkv.narrow(2, 0, H * hd), H);
     at::Tensor k = rotate(qkv.narrow(2, H * hd, KV * hd), KV);
     at::Tensor v = qkv.narrow(2, (H + KV) * hd, KV * hd).view({B, T, KV, hd});
@@ -246,10 +308,19 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
                        .view({B, KV, G, T, hd})
                        .permute({0, 3, 1, 2, 4})
                        .reshape({B, T, H * hd});
-    x = x + at::linear(o, L.wo);
-    at::Tensor f = at::linear(rms_norm(x, L.ffn_norm), L.w13);  // [B, T, 2 * hidden]
-    auto gate_up = f.chunk(2, -1);
-    x = x + at::linear(at::silu(gate_up[0]) * gate_up[1], L.w2);
+    x = x + at::linear(o, L.wo, L.bo);
+    at::Tensor f = at::linear(norm(x, L.ffn_norm, L.ffn_norm_bias), L.w13, L.b13);
+    if (c.activation == "silu") {  // gated: [B, T, 2 * hidden] -> [B, T, hidden]
+      auto gate_up = f.chunk(2, -1);
+      f = at::silu(gate_up[0]) * gate_up[1];
+    } else if (c.activation == "gelu_tanh") {
+      f = at::gelu(f, "tanh");
+    } else if (c.activation == "gelu") {
+      f = at::gelu(f);
+    } else {
+      f = at::relu(f);
+    }
+    x = x + at::linear(f, L.w2, L.b2);
     if (cap_res) cap->residual.push_back(x);
   }
 
@@ -264,7 +335,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   } else if (args.output_positions.defined()) {
     x = x.index_select(1, args.output_positions.to(at::kLong));
   }
-  at::Tensor normed = rms_norm(x, weights_.final_norm);
+  at::Tensor normed = norm(x, weights_.final_norm, weights_.final_norm_bias);
   if (cap) cap->final_norm = normed;
   return at::linear(normed, weights_.output);
 }

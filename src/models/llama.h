@@ -1,5 +1,9 @@
-// The Llama-architecture decoder (RMSNorm, rotary embeddings, grouped-query attention, SwiGLU),
-// shared by every format that stores a Llama-family model. Internal header.
+// The decoder-only transformer: the Llama architecture (RMSNorm, rotary embeddings, grouped-query
+// attention, SwiGLU) and its variants selected by ModelConfig (q/k/v biases for Qwen2; LayerNorm,
+// learned positions, GELU and biases everywhere for GPT-2), shared by every format that stores
+// such a model. Rotary weights are kept in the interleaved (llama2.c) pair layout; loaders of
+// rotate-half (Hugging Face) checkpoints permute q/k rows with rotate_half_to_interleaved.
+// Internal header.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -13,21 +17,32 @@
 namespace candor {
 
 // Weights of one decoder layer, fused for few large matrix products.
+// Biases are undefined tensors where the architecture has none.
 struct LlamaLayerWeights {
   at::Tensor attn_norm;  // [dim]
   at::Tensor wqkv;       // [(n_heads + 2 * n_kv_heads) * head_dim, dim]: q, k, v rows stacked
   at::Tensor wo;         // [dim, n_heads * head_dim]
   at::Tensor ffn_norm;   // [dim]
-  at::Tensor w13;        // [2 * hidden_dim, dim]: gate (w1) rows, then up (w3) rows
+  at::Tensor w13;        // gated: [2 * hidden_dim, dim]: gate (w1) rows, then up (w3) rows;
+                         // plain MLP: [hidden_dim, dim]
   at::Tensor w2;         // [dim, hidden_dim]
+  at::Tensor attn_norm_bias, bqkv, bo, ffn_norm_bias, b13, b2;  // LayerNorm / linear biases
 };
 
 struct LlamaWeights {
   at::Tensor tok_embeddings;  // [vocab, dim]
+  at::Tensor pos_embeddings;  // [max_seq_len, dim] (learned positions only)
   std::vector<LlamaLayerWeights> layers;
-  at::Tensor final_norm;  // [dim]
-  at::Tensor output;      // [vocab, dim]; same storage as tok_embeddings when tied
+  at::Tensor final_norm;       // [dim]
+  at::Tensor final_norm_bias;  // [dim] (LayerNorm only)
+  at::Tensor output;           // [vocab, dim]; same storage as tok_embeddings when tied
 };
+
+// Reorders the rows of a q or k projection (or its bias) from the rotate-half layout, where a
+// head's rotary pairs are (j, j + head_dim/2), to the interleaved layout (2j, 2j + 1): [n_heads *
+// head_dim, ...] -> same shape. The inverse is interleaved_to_rotate_half.
+at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads);
+at::Tensor interleaved_to_rotate_half(const at::Tensor& w, int64_t n_heads);
 
 class LlamaModel : public Model {
  public:
@@ -46,7 +61,7 @@ class LlamaModel : public Model {
   const LlamaWeights& weights() const { return weights_; }
 
  private:
-  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
 
   ModelConfig config_;
   LlamaWeights weights_;

@@ -7,6 +7,8 @@
 
 #include "candor/error.h"
 #include "candor/model.h"
+#include "models/formats/gguf.h"
+#include "models/formats/hf.h"
 #include "models/llama.h"
 
 namespace candor {
@@ -54,7 +56,7 @@ std::vector<fs::path> tokenizer_candidates(const fs::path& dir) {
 }
 
 std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const ModelConfig& config,
-                                          const std::string& explicit_path) {
+                                          const std::string& explicit_path, std::string* found) {
   auto mismatch = [&](const std::string& path, int32_t n) {
     return Error(ErrorCode::kInvalidArgument,
                  "tokenizer '" + path + "' has " + std::to_string(n) + " pieces but model '" +
@@ -65,6 +67,7 @@ std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const Mode
   if (!explicit_path.empty()) {
     std::shared_ptr<Tokenizer> tok = load_tokenizer(explicit_path);
     if (tok->vocab_size() != config.vocab_size) throw mismatch(explicit_path, tok->vocab_size());
+    *found = explicit_path;
     return tok;
   }
   std::vector<fs::path> candidates = tokenizer_candidates(
@@ -79,7 +82,10 @@ std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const Mode
   for (const auto& p : candidates) {
     try {
       std::shared_ptr<Tokenizer> tok = load_tokenizer(p.string());
-      if (tok->vocab_size() == config.vocab_size) return tok;
+      if (tok->vocab_size() == config.vocab_size) {
+        *found = p.string();
+        return tok;
+      }
       if (first_error.empty()) first_error = mismatch(p.string(), tok->vocab_size()).what();
     } catch (const Error& e) {
       if (first_error.empty()) first_error = e.what();
@@ -118,11 +124,17 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   fs::path p(path);
   if (path.empty() || !fs::exists(p, ec)) {
     throw Error(ErrorCode::kNotFound, "model path '" + path + "' does not exist",
-                "--model takes a llama2.c .bin checkpoint or a folder holding one");
+                "--model takes a llama2.c .bin checkpoint, a Hugging Face folder, a .safetensors "
+                "or a .gguf file");
   }
+  if (looks_like_hf_model(path)) return load_hf_model(path, options);
+  if (p.extension() == ".gguf") return load_gguf_model(path, options);
   fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
   auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
-  std::shared_ptr<Tokenizer> tok = find_tokenizer(checkpoint, config, options.tokenizer_path);
+  std::string tok_path;
+  std::shared_ptr<Tokenizer> tok =
+      find_tokenizer(checkpoint, config, options.tokenizer_path, &tok_path);
+  config.tokenizer_files = {tok_path};
   return std::make_unique<LlamaModel>(config, std::move(weights), std::move(tok));
 }
 

@@ -250,6 +250,39 @@ void attention_maps(std::ostringstream& o, const Attribution& a) {
   o << "</div>";
 }
 
+// The quality block of `candor explain --evaluate` (extra["quality"]), one row per method.
+void quality_table(std::ostringstream& o, const std::vector<Attribution>& as) {
+  bool any = false;
+  for (const auto& a : as) any = any || (a.extra.is_object() && a.extra.contains("quality"));
+  if (!any) return;
+  o << "<h2>Quality</h2><p class=small>comprehensiveness: drop of the target when the top "
+       "features are removed (higher: more faithful); sufficiency: drop when only they are kept "
+       "(lower: better); AOPC = mean over the top fractions. Sensitivity: relative change of the "
+       "scores under small input noise (lower: more stable). Agreement: Spearman correlation "
+       "with the other methods. See docs/evaluation.md.</p><table class=grid><tr><th>method</th>"
+       "<th>comprehensiveness AOPC</th><th>sufficiency AOPC</th><th>max sensitivity</th>"
+       "<th>avg sensitivity</th><th>agreement</th><th>cost (FPE)</th></tr>";
+  for (const auto& a : as) {
+    if (!a.extra.is_object() || !a.extra.contains("quality")) continue;
+    const auto& q = a.extra["quality"];
+    o << "<tr><th>" << esc(a.method) << "</th><td>"
+      << fmt(q.value("comprehensiveness_aopc", 0.0), 3) << "</td><td>"
+      << fmt(q.value("sufficiency_aopc", 0.0), 3) << "</td>";
+    if (q.contains("sensitivity")) {
+      o << "<td>" << fmt(q["sensitivity"].value("max_sensitivity", 0.0), 3) << "</td><td>"
+        << fmt(q["sensitivity"].value("avg_sensitivity", 0.0), 3) << "</td>";
+    } else {
+      o << "<td></td><td></td>";
+    }
+    o << "<td style='text-align:left'>";
+    if (q.contains("agreement_spearman"))
+      for (const auto& [m, v] : q["agreement_spearman"].items())
+        o << esc(m) << " " << fmt(v.get<double>(), 2) << "<br>";
+    o << "</td><td>" << fmt(q.value("forward_passes", 0.0), 3) << "</td></tr>";
+  }
+  o << "</table>";
+}
+
 }  // namespace
 
 std::string render_html(const std::vector<Attribution>& as, const ReportContext& c) {
@@ -270,6 +303,7 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
   for (const auto& a : as) attribution_card(o, a);
   o << "</div>";
   side_by_side(o, as);
+  quality_table(o, as);
   for (const auto& a : as) lens_grid(o, a);
   for (const auto& a : as) attention_maps(o, a);
   o << "<p class=small>made by candor</p></body></html>\n";

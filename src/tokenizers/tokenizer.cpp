@@ -23,8 +23,18 @@ std::string Tokenizer::decode(const std::vector<TokenId>& ids) const {
   return text;
 }
 
+std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& /*messages*/,
+                                           bool /*add_generation_prompt*/) const {
+  throw Error(ErrorCode::kUnsupported, "the " + kind() + " tokenizer has no chat template",
+              "chat templates come from a Hugging Face model's tokenizer_config.json (Llama 2, "
+              "Mistral, Llama 3 and ChatML formats); pass the prompt as plain text instead");
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   const std::string data = tokenizers::read_tokenizer_file(path, "tokenizer");
+  // A Hugging Face tokenizer.json: a JSON object.
+  const size_t first = data.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && data[first] == '{') return load_hf_tokenizer(path);
   if (tokenizers::looks_like_protobuf_model(data)) {
     try {
       return tokenizers::make_sentencepiece_tokenizer(path, data);

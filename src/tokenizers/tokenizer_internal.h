@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "candor/tokenizer.h"
 
@@ -16,6 +18,21 @@ namespace candor::tokenizers {
 std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& path, std::string_view data);
 std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& path,
                                                         std::string_view data);
+
+}  // namespace candor::tokenizers
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace candor::tokenizers {
+
+// The "slow" Hugging Face tokenizer files (hf_tokenizer.cpp): GPT-2's vocab.json + merges.txt
+// (byte-level BPE, <|endoftext|> special) and BERT's vocab.txt (WordPiece, lowercasing unless
+// the config's do_lower_case is false). `config` is the parsed tokenizer_config.json or null.
+std::unique_ptr<Tokenizer> load_gpt2_bpe_files(const std::string& vocab_path,
+                                               const std::string& merges_path,
+                                               const nlohmann::json* config);
+std::unique_ptr<Tokenizer> load_bert_vocab_file(const std::string& vocab_path,
+                                                const nlohmann::json* config);
 
 // Reads a whole file. Throws Error(kNotFound) when it does not exist and Error(kInvalidArgument)
 // when it is not a readable regular file. `what` names the expected format in messages.
@@ -49,5 +66,14 @@ bool looks_like_llama2c_header(std::string_view data);
 // True when `data` parses as a sequence of protobuf fields up to its last byte, as a serialized
 // SentencePiece ModelProto does (its first field is the piece list, tag 0x0A).
 bool looks_like_protobuf_model(std::string_view data);
+
+// Chat templates (chat_template.cpp): the family of a Hugging Face chat template ("llama2",
+// "mistral", "llama3", "chatml"), recognised from its text, or when there is none from the special
+// tokens the vocabulary has (`has_token`); "" when unknown.
+std::string detect_chat_family(const std::string& chat_template,
+                               const std::function<bool(const std::string&)>& has_token);
+// Renders `messages` in `family`'s format; `bos` and `eos` are the token texts the template uses.
+std::string render_chat(const std::string& family, const std::vector<ChatMessage>& messages,
+                        bool add_generation_prompt, const std::string& bos, const std::string& eos);
 
 }  // namespace candor::tokenizers

@@ -9,6 +9,7 @@
 
 #include "candor/error.h"
 #include "candor/model.h"
+#include "candor/tokenizer.h"
 
 namespace candor::cli {
 
@@ -21,6 +22,8 @@ Runner add_explain(CLI::App& app);
 Runner add_methods(CLI::App& app);
 Runner add_distill(CLI::App& app);
 Runner add_train(CLI::App& app);
+Runner add_evaluate(CLI::App& app);
+Runner add_convert(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2.
 class UsageError : public Error {
@@ -37,6 +40,14 @@ void check_prompt_and_threads(const std::string& prompt, int threads);
 // Sets the thread count and loads the model (tokenizer "" = found beside it).
 std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
                                       int threads);
+
+// The prompt's token ids: with `chat`, the prompt is the user's message (after `system`'s, when
+// given) in the model's chat template (Tokenizer::apply_chat_template), otherwise plain text with
+// BOS first. Runtime errors (a tokenizer without a chat template) are candor::Error.
+std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
+                                   const std::string& system);
+// Adds --chat and --system to a subcommand.
+void add_chat_options(CLI::App& app, bool* chat, std::string* system);
 
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.
 constexpr int kExitRuntime = 1;

@@ -23,4 +23,21 @@ std::unique_ptr<Model> load_cli_model(const std::string& model, const std::strin
   return load_model(model, lo);
 }
 
+std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
+                                   const std::string& system) {
+  if (!chat) return tok.encode(prompt, true, false);
+  std::vector<ChatMessage> messages;
+  if (!system.empty()) messages.push_back({"system", system});
+  messages.push_back({"user", prompt});
+  // The template writes BOS itself where the format has one.
+  return tok.encode(tok.apply_chat_template(messages, true), false, false);
+}
+
+void add_chat_options(CLI::App& app, bool* chat, std::string* system) {
+  app.add_flag("--chat", *chat,
+               "Wrap the prompt as a user message in the model's chat template (Hugging Face "
+               "models: Llama 2, Mistral, Llama 3, ChatML)");
+  app.add_option("--system", *system, "System message for --chat")->needs("--chat");
+}
+
 }  // namespace candor::cli

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 
+#include "candor/evaluate.h"
 #include "candor/explain.h"
 #include "candor/generate.h"
 #include "candor/model.h"
@@ -67,6 +68,10 @@ Runner add_explain(CLI::App& app) {
     std::vector<std::string> methods;
     int threads = 0;
     bool no_progress = false;
+    bool chat = false;
+    std::string system;
+    bool evaluate = false;
+    std::string removal = "baseline";
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model,
@@ -74,10 +79,12 @@ Runner add_explain(CLI::App& app) {
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", o->prompt, "The input text")->required();
+  add_chat_options(app, &o->chat, &o->system);
   auto* g = app.add_option("--generate", o->generate_n,
                            "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", o->target,
-                           "Explain this next token (text or #id; default: the prediction)");
+                           "Explain this next token (text or #id), or for a classifier this class "
+                           "(label or index); default: the prediction");
   auto* c = app.add_option("--contrast", o->contrast, "A,B: explain A rather than B");
   g->excludes(t)->excludes(c);
   t->excludes(c);
@@ -91,6 +98,11 @@ Runner add_explain(CLI::App& app) {
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
+  app.add_flag("--evaluate", o->evaluate,
+               "Attach a quality block to each attribution: comprehensiveness, sufficiency, "
+               "sensitivity, agreement with the other methods (docs/evaluation.md)");
+  app.add_option("--removal", o->removal,
+                 "How --evaluate removes features: baseline (replace) | delete (default baseline)");
   return [o]() {
     if (o->methods.empty()) o->methods = {"input_x_gradient"};
     // Validate everything typed before loading the model.
@@ -107,6 +119,7 @@ Runner add_explain(CLI::App& app) {
       req.granularity = parse_granularity(o->granularity);
       req.target.function = parse_target_function(o->function);
       req.baseline = parse_baseline(o->baseline);
+      parse_removal(o->removal);
     } catch (const Error& e) {
       throw usage_error(e.what(), e.hint());
     }
@@ -116,10 +129,25 @@ Runner add_explain(CLI::App& app) {
     std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
     const Tokenizer& tok = model->tokenizer();
 
-    req.input_ids = tok.encode(o->prompt, true, false);
+    req.input_ids = encode_prompt(tok, o->prompt, o->chat, o->system);
     ReportContext rc;
     rc.model = o->model;
     rc.prompt = o->prompt;
+    const bool classifier = model->config().kind == ModelKind::kClassifier;
+    auto parse_target = [&](const std::string& text, const std::string& option) {
+      if (!classifier) return parse_token(tok, text, option);
+      try {
+        return parse_class(*model, text);
+      } catch (const Error& e) {
+        throw usage_error(option + ": " + e.what(), e.hint());
+      }
+    };
+    auto target_name = [&](TokenId id) {
+      return classifier ? model->config().labels[id] : tok.piece(id);
+    };
+    if (classifier && o->generate_n > 0)
+      throw usage_error("--generate needs a language model; '" + o->model + "' is a classifier",
+                        "explain a class with --target LABEL");
     if (o->generate_n > 0) {
       GenerateOptions go;
       go.max_new_tokens = o->generate_n;
@@ -137,17 +165,18 @@ Runner add_explain(CLI::App& app) {
       if (comma == std::string::npos)
         throw usage_error("--contrast takes A,B (two tokens), got '" + o->contrast + "'");
       req.target.function = TargetFunction::kContrast;
-      req.target.token = parse_token(tok, o->contrast.substr(0, comma), "--contrast");
-      req.target.contrast_token = parse_token(tok, o->contrast.substr(comma + 1), "--contrast");
-      rc.target_description = "log p('" + tok.piece(req.target.token) + "') - log p('" +
-                              tok.piece(req.target.contrast_token) + "')";
+      req.target.token = parse_target(o->contrast.substr(0, comma), "--contrast");
+      req.target.contrast_token = parse_target(o->contrast.substr(comma + 1), "--contrast");
+      rc.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
+                              target_name(req.target.contrast_token) + "')";
     } else if (!o->target.empty()) {
-      req.target.token = parse_token(tok, o->target, "--target");
+      req.target.token = parse_target(o->target, "--target");
       rc.target_description = std::string(target_function_name(req.target.function)) + " of '" +
-                              tok.piece(req.target.token) + "'";
+                              target_name(req.target.token) + "'";
     } else {
       rc.target_description =
-          std::string(target_function_name(req.target.function)) + " of the predicted next token";
+          std::string(target_function_name(req.target.function)) +
+          (classifier ? " of the predicted class" : " of the predicted next token");
     }
 
     bool tty = ::isatty(STDERR_FILENO);
@@ -173,6 +202,14 @@ Runner add_explain(CLI::App& app) {
       results.push_back(ex->explain(*model, req, ctx));
       if (!o->no_progress && last != 100 && tty) std::cerr << "\r" << std::string(40, ' ') << "\r";
     }
+    if (o->evaluate) {
+      if (!o->no_progress) std::cerr << "evaluating the explanations...\n";
+      QualityOptions qo;
+      qo.faithfulness.removal = parse_removal(o->removal);
+      std::vector<const Explainer*> ptrs;
+      for (auto& ex : explainers) ptrs.push_back(ex.get());
+      attach_quality(*model, req, ptrs, results);
+    }
     std::signal(SIGINT, SIG_DFL);
 
     bool color = ::isatty(STDOUT_FILENO);
@@ -185,7 +222,16 @@ Runner add_explain(CLI::App& app) {
       j["generated_text"] = rc.generated_text;
       j["target"] = rc.target_description;
       nlohmann::json arr = nlohmann::json::array();
-      for (const auto& a : results) arr.push_back(attribution_to_json(a));
+      for (const auto& a : results) {
+        nlohmann::json aj = attribution_to_json(a);
+        // The quality block sits beside the scores, not among the method's extras.
+        if (aj.contains("extra") && aj["extra"].is_object() && aj["extra"].contains("quality")) {
+          aj["quality"] = aj["extra"]["quality"];
+          aj["extra"].erase("quality");
+          if (aj["extra"].empty()) aj.erase("extra");
+        }
+        arr.push_back(aj);
+      }
       j["attributions"] = arr;
       write_file(o->json_path, j.dump(2) + "\n");
       std::cerr << "wrote " << o->json_path << "\n";

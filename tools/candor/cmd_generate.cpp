@@ -18,6 +18,8 @@ Runner add_generate(CLI::App& app) {
     GenerateOptions gen;
     int threads = 0;
     bool json = false;
+    bool chat = false;
+    std::string system;
   };
   auto o = std::make_shared<Opts>();
   o->gen.max_new_tokens = 256;
@@ -26,6 +28,7 @@ Runner add_generate(CLI::App& app) {
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", o->prompt, "Prompt text (default: empty, start from BOS)");
+  add_chat_options(app, &o->chat, &o->system);
   app.add_option("-n,--max-new-tokens", o->gen.max_new_tokens, "Tokens to generate (default 256)");
   app.add_option("--temperature,-t", o->gen.temperature, "0 = greedy (default 0)");
   app.add_option("--top-k", o->gen.top_k, "Sample among the k most likely tokens (0 = off)");
@@ -50,10 +53,12 @@ Runner add_generate(CLI::App& app) {
         return true;
       };
     }
-    std::vector<TokenId> ids = model->tokenizer().encode(o->prompt, true, false);
-    // The prompt is echoed first, as the reference runner does.
+    const Tokenizer& tok = model->tokenizer();
+    std::vector<TokenId> ids = encode_prompt(tok, o->prompt, o->chat, o->system);
+    // The prompt is echoed first, as the reference runner does (without BOS).
+    const bool leading_bos = !ids.empty() && ids[0] == tok.bos_id();
     if (!o->json)
-      std::cout << model->tokenizer().decode(std::vector<TokenId>(ids.begin() + 1, ids.end()))
+      std::cout << tok.decode(std::vector<TokenId>(ids.begin() + leading_bos, ids.end()))
                 << std::flush;
     GenerateResult r = generate(*model, ids, gen);
     double tok_s = r.decode_ms > 0 ? 1000.0 * r.generated_ids.size() / r.decode_ms : 0;

@@ -9,6 +9,13 @@
 #include "cli.h"
 
 namespace candor::cli {
+namespace {
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+}  // namespace
 
 Runner add_info(CLI::App& app) {
   struct Opts {
@@ -46,6 +53,8 @@ Runner add_info(CLI::App& app) {
         {"vocab_size", c.vocab_size},
         {"context_length", c.max_seq_len},
         {"tied_embeddings", c.tied_embeddings},
+        {"kind", c.is_causal() ? "causal_lm" : "classifier"},
+        {"labels", c.labels},
         {"tokenizer", model->tokenizer().kind()},
         {"blas",
          {{"library", blas.library},
@@ -66,7 +75,10 @@ Runner add_info(CLI::App& app) {
                 << "vocabulary     " << c.vocab_size << " (" << model->tokenizer().kind()
                 << " tokenizer)\n"
                 << "context        " << c.max_seq_len << " tokens\n"
-                << "output matrix  " << (c.tied_embeddings ? "tied to embeddings" : "separate")
+                << (c.is_causal() ? std::string("output matrix  ") +
+                                        (c.tied_embeddings ? "tied to embeddings" : "separate")
+                                  : "classifier     " + std::to_string(c.labels.size()) +
+                                        " labels: " + join(c.labels))
                 << "\n"
                 << "BLAS           " << blas.library
                 << (blas.core.empty() ? "" : " (core " + blas.core + ")") << "\n"

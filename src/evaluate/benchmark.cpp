@@ -1,0 +1,361 @@
+// The benchmark table of `candor evaluate`: per-example records, means with bootstrap
+// intervals, and the Markdown and HTML (inline SVG curves) renderings.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <sstream>
+
+#include "candor/error.h"
+#include "evaluate/internal.h"
+
+namespace candor {
+namespace {
+
+constexpr int kCurveGrid = 21;  // fractions 0, 0.05, ..., 1
+
+// Linear interpolation of a curve onto the fixed grid.
+std::vector<double> resample(const Curve& c) {
+  std::vector<double> out;
+  if (c.fraction.empty()) return out;
+  for (int i = 0; i < kCurveGrid; ++i) {
+    const double x = static_cast<double>(i) / (kCurveGrid - 1);
+    size_t j = 1;
+    while (j < c.fraction.size() && c.fraction[j] < x) ++j;
+    if (j >= c.fraction.size()) {
+      out.push_back(c.value.back());
+      continue;
+    }
+    const double x0 = c.fraction[j - 1], x1 = c.fraction[j];
+    const double t = x1 > x0 ? (x - x0) / (x1 - x0) : 1.0;
+    out.push_back(c.value[j - 1] + std::clamp(t, 0.0, 1.0) * (c.value[j] - c.value[j - 1]));
+  }
+  return out;
+}
+
+std::string fmt(double v, int prec = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*g", prec, v);
+  return buf;
+}
+
+std::string esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '&')
+      o += "&amp;";
+    else if (c == '<')
+      o += "&lt;";
+    else if (c == '>')
+      o += "&gt;";
+    else if (c == '\'' || c == '"')
+      o += "&quot;";
+    else
+      o += c;
+  }
+  return o;
+}
+
+}  // namespace
+
+const std::vector<std::string>& benchmark_metric_names() {
+  static const std::vector<std::string> names = {
+      "comprehensiveness", "sufficiency", "deletion",        "insertion",
+      "infidelity",        "loo_kendall", "avg_sensitivity", "max_sensitivity"};
+  return names;
+}
+
+std::vector<std::string> parse_benchmark_metrics(const std::vector<std::string>& given) {
+  const auto& all = benchmark_metric_names();
+  std::vector<std::string> want;
+  for (const auto& g : given) {
+    if (g == "faithfulness") {
+      want.insert(want.end(), all.begin(), all.begin() + 6);
+    } else if (g == "sensitivity") {
+      want.push_back("avg_sensitivity");
+      want.push_back("max_sensitivity");
+    } else if (std::find(all.begin(), all.end(), g) != all.end()) {
+      want.push_back(g);
+    } else {
+      std::string list = "faithfulness, sensitivity";
+      for (const auto& n : all) list += ", " + n;
+      throw Error(ErrorCode::kInvalidArgument, "unknown metric '" + g + "'",
+                  "metrics are: " + list);
+    }
+  }
+  if (given.empty()) want.assign(all.begin(), all.begin() + 6);
+  std::vector<std::string> out;  // table order, no repeats
+  for (const auto& n : all)
+    if (std::find(want.begin(), want.end(), n) != want.end()) out.push_back(n);
+  return out;
+}
+
+bool metric_higher_is_better(const std::string& m) {
+  return m == "comprehensiveness" || m == "insertion" || m == "loo_kendall";
+}
+
+MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
+                              const Explainer& explainer, const Attribution& attribution,
+                              const std::vector<std::string>& metrics,
+                              const FaithfulnessOptions& faithfulness,
+                              const RobustnessOptions& robustness) {
+  auto has = [&](const char* m) {
+    return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+  };
+  MethodRecord r;
+  FaithfulnessOptions fo = faithfulness;
+  fo.comprehensiveness = has("comprehensiveness") || has("sufficiency");
+  fo.curves = has("deletion") || has("insertion");
+  fo.infidelity = has("infidelity");
+  fo.loo = has("loo_kendall");
+  if (fo.comprehensiveness || fo.curves || fo.infidelity || fo.loo) {
+    Faithfulness f = evaluate_faithfulness(model, request, attribution, fo);
+    if (has("comprehensiveness")) r.metrics["comprehensiveness"] = f.comprehensiveness_aopc;
+    if (has("sufficiency")) r.metrics["sufficiency"] = f.sufficiency_aopc;
+    if (has("deletion")) {
+      r.metrics["deletion"] = f.deletion.area;
+      r.deletion_curve = resample(f.deletion);
+    }
+    if (has("insertion")) {
+      r.metrics["insertion"] = f.insertion.area;
+      r.insertion_curve = resample(f.insertion);
+    }
+    if (has("infidelity")) r.metrics["infidelity"] = f.infidelity;
+    if (has("loo_kendall")) r.metrics["loo_kendall"] = f.loo_kendall;
+  }
+  if (has("avg_sensitivity") || has("max_sensitivity")) {
+    Robustness rb = evaluate_robustness(model, request, explainer, attribution, robustness);
+    if (has("avg_sensitivity")) r.metrics["avg_sensitivity"] = rb.avg_sensitivity;
+    if (has("max_sensitivity")) r.metrics["max_sensitivity"] = rb.max_sensitivity;
+  }
+  return r;
+}
+
+nlohmann::json method_record_to_json(const MethodRecord& r) {
+  nlohmann::json j;
+  j["metrics"] = r.metrics;
+  if (!r.deletion_curve.empty()) j["deletion_curve"] = r.deletion_curve;
+  if (!r.insertion_curve.empty()) j["insertion_curve"] = r.insertion_curve;
+  return j;
+}
+
+MethodRecord method_record_from_json(const nlohmann::json& j) {
+  MethodRecord r;
+  r.metrics = j.at("metrics").get<std::map<std::string, double>>();
+  if (j.contains("deletion_curve"))
+    r.deletion_curve = j["deletion_curve"].get<std::vector<double>>();
+  if (j.contains("insertion_curve"))
+    r.insertion_curve = j["insertion_curve"].get<std::vector<double>>();
+  return r;
+}
+
+nlohmann::json summarize_benchmark(const std::vector<std::map<std::string, MethodRecord>>& records,
+                                   const std::vector<std::string>& methods,
+                                   const std::vector<std::string>& metrics, int64_t n_bootstrap,
+                                   uint64_t seed) {
+  nlohmann::ordered_json s;
+  s["n_examples"] = records.size();
+  s["methods"] = methods;
+  s["metrics"] = metrics;
+  s["bootstrap"] = n_bootstrap;
+  s["interval"] = "percentile bootstrap 95%";
+  nlohmann::ordered_json higher;
+  for (const auto& m : metrics) higher[m] = metric_higher_is_better(m);
+  s["higher_is_better"] = higher;
+  nlohmann::ordered_json table, curves;
+  for (const auto& method : methods) {
+    nlohmann::ordered_json row;
+    for (const auto& metric : metrics) {
+      std::vector<double> v;
+      for (const auto& ex : records) {
+        auto it = ex.find(method);
+        if (it == ex.end()) continue;
+        auto mt = it->second.metrics.find(metric);
+        if (mt != it->second.metrics.end() && std::isfinite(mt->second)) v.push_back(mt->second);
+      }
+      nlohmann::ordered_json cell;
+      cell["n"] = v.size();
+      if (v.empty()) {
+        row[metric] = cell;
+        continue;
+      }
+      double mean = 0;
+      for (double x : v) mean += x;
+      mean /= static_cast<double>(v.size());
+      cell["mean"] = mean;
+      // Percentile bootstrap of the mean; one seeded stream per cell so that cells do not
+      // depend on each other.
+      const uint64_t h = std::hash<std::string>{}(method + "|" + metric);
+      std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                        static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
+      std::mt19937_64 rng(seq);
+      std::uniform_int_distribution<size_t> pick(0, v.size() - 1);
+      std::vector<double> means;
+      for (int64_t b = 0; b < n_bootstrap; ++b) {
+        double m = 0;
+        for (size_t i = 0; i < v.size(); ++i) m += v[pick(rng)];
+        means.push_back(m / static_cast<double>(v.size()));
+      }
+      if (!means.empty()) {
+        std::sort(means.begin(), means.end());
+        auto q = [&](double p) {
+          size_t i = static_cast<size_t>(std::floor(p * static_cast<double>(means.size() - 1)));
+          return means[i];
+        };
+        cell["ci_low"] = q(0.025);
+        cell["ci_high"] = q(0.975);
+      }
+      row[metric] = cell;
+    }
+    table[method] = row;
+    nlohmann::ordered_json c;
+    for (const char* which : {"deletion", "insertion"}) {
+      std::vector<double> mean(kCurveGrid, 0.0);
+      int64_t n = 0;
+      for (const auto& ex : records) {
+        auto it = ex.find(method);
+        if (it == ex.end()) continue;
+        const auto& cv = std::string(which) == "deletion" ? it->second.deletion_curve
+                                                          : it->second.insertion_curve;
+        if (static_cast<int>(cv.size()) != kCurveGrid) continue;
+        for (int i = 0; i < kCurveGrid; ++i) mean[i] += cv[i];
+        ++n;
+      }
+      if (n == 0) continue;
+      for (auto& x : mean) x /= static_cast<double>(n);
+      c[which] = mean;
+    }
+    if (!c.empty()) curves[method] = c;
+  }
+  s["table"] = table;
+  s["curves"] = curves;
+  return nlohmann::json(s);
+}
+
+std::string render_benchmark_markdown(const nlohmann::json& s) {
+  std::ostringstream o;
+  o << "| method |";
+  for (const auto& m : s["metrics"]) {
+    std::string name = m.get<std::string>();
+    o << " " << name << (metric_higher_is_better(name) ? " ↑" : " ↓") << " |";
+  }
+  o << "\n|---|";
+  for (size_t i = 0; i < s["metrics"].size(); ++i) o << "---|";
+  o << "\n";
+  for (const auto& method : s["methods"]) {
+    o << "| " << method.get<std::string>() << " |";
+    for (const auto& m : s["metrics"]) {
+      const auto& cell = s["table"][method.get<std::string>()][m.get<std::string>()];
+      if (!cell.contains("mean")) {
+        o << " – |";
+        continue;
+      }
+      o << " " << fmt(cell["mean"].get<double>());
+      if (cell.contains("ci_low"))
+        o << " [" << fmt(cell["ci_low"].get<double>()) << ", " << fmt(cell["ci_high"].get<double>())
+          << "]";
+      o << " |";
+    }
+    o << "\n";
+  }
+  o << "\n"
+    << s["n_examples"].get<int64_t>() << " examples; mean [" << s["interval"].get<std::string>()
+    << " interval, " << s["bootstrap"].get<int64_t>()
+    << " resamples]; ↑ higher is better, ↓ lower.\n";
+  return o.str();
+}
+
+std::string render_benchmark_html(const nlohmann::json& s) {
+  std::ostringstream o;
+  o << "<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>candor evaluate</title>"
+       "<style>body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;"
+       "padding:0 1em}table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;"
+       "padding:3px 8px;text-align:right}th{background:#fafafa}.small{color:#666;font-size:.85em}"
+       ".curves{display:flex;flex-wrap:wrap;gap:2em}</style></head><body>"
+       "<h1>candor evaluate</h1>";
+  if (s.contains("model")) o << "<p class=small>model " << esc(s["model"].get<std::string>());
+  if (s.contains("data")) o << " · data " << esc(s["data"].get<std::string>());
+  o << " · " << s["n_examples"].get<int64_t>() << " examples</p>";
+  o << "<table><tr><th>method</th>";
+  for (const auto& m : s["metrics"]) {
+    std::string name = m.get<std::string>();
+    o << "<th>" << esc(name) << (metric_higher_is_better(name) ? " ↑" : " ↓") << "</th>";
+  }
+  o << "</tr>";
+  for (const auto& method : s["methods"]) {
+    o << "<tr><th>" << esc(method.get<std::string>()) << "</th>";
+    for (const auto& m : s["metrics"]) {
+      const auto& cell = s["table"][method.get<std::string>()][m.get<std::string>()];
+      o << "<td>";
+      if (cell.contains("mean")) {
+        o << fmt(cell["mean"].get<double>());
+        if (cell.contains("ci_low"))
+          o << "<br><span class=small>[" << fmt(cell["ci_low"].get<double>(), 3) << ", "
+            << fmt(cell["ci_high"].get<double>(), 3) << "]</span>";
+      }
+      o << "</td>";
+    }
+    o << "</tr>";
+  }
+  o << "</table><p class=small>mean and " << esc(s["interval"].get<std::string>())
+    << " interval; ↑ higher is better, ↓ lower is better</p>";
+  // Mean deletion and insertion curves, one line per method.
+  static const char* colours[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e",
+                                  "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+  const auto& curves = s["curves"];
+  if (curves.is_object() && !curves.empty()) {
+    o << "<h2>Deletion and insertion curves</h2><p class=small>mean target value against the "
+         "fraction of features removed (deletion: lower is better) or inserted (insertion: higher "
+         "is better), most important first</p><div class=curves>";
+    for (const char* which : {"deletion", "insertion"}) {
+      double lo = 1e300, hi = -1e300;
+      for (const auto& [m, c] : curves.items())
+        if (c.contains(which))
+          for (const auto& v : c[which]) {
+            lo = std::min(lo, v.get<double>());
+            hi = std::max(hi, v.get<double>());
+          }
+      if (lo > hi) continue;
+      if (hi - lo < 1e-12) hi = lo + 1;
+      const double W = 420, H = 260, L = 50, B = 30;
+      auto X = [&](double x) { return L + x * (W - L - 10); };
+      auto Y = [&](double y) { return 10 + (hi - y) / (hi - lo) * (H - B - 10); };
+      o << "<div><b>" << which << "</b><br><svg width='" << W << "' height='" << H
+        << "' style='background:#fff;border:1px solid #eee'>";
+      o << "<line x1='" << X(0) << "' y1='" << Y(lo) << "' x2='" << X(1) << "' y2='" << Y(lo)
+        << "' stroke='#999'/><line x1='" << X(0) << "' y1='" << Y(lo) << "' x2='" << X(0)
+        << "' y2='" << Y(hi) << "' stroke='#999'/>";
+      o << "<text x='" << X(0) << "' y='" << H - 8 << "' font-size='11'>0</text><text x='"
+        << X(1) - 8 << "' y='" << H - 8 << "' font-size='11'>1</text><text x='2' y='" << Y(hi) + 4
+        << "' font-size='11'>" << fmt(hi, 3) << "</text><text x='2' y='" << Y(lo)
+        << "' font-size='11'>" << fmt(lo, 3) << "</text>";
+      size_t ci = 0;
+      for (const auto& [m, c] : curves.items()) {
+        const char* col = colours[ci++ % 8];
+        if (!c.contains(which)) continue;
+        const auto& v = c[which];
+        o << "<polyline fill='none' stroke='" << col << "' stroke-width='2' points='";
+        for (size_t i = 0; i < v.size(); ++i)
+          o << X(static_cast<double>(i) / static_cast<double>(v.size() - 1)) << ","
+            << Y(v[i].get<double>()) << " ";
+        o << "'><title>" << esc(m) << "</title></polyline>";
+      }
+      o << "</svg></div>";
+    }
+    o << "</div><p>";
+    size_t ci = 0;
+    for (const auto& [m, c] : curves.items())
+      o << "<span style='color:" << colours[ci++ % 8] << "'>&#9632;</span> " << esc(m) << " &nbsp;";
+    o << "</p>";
+  }
+  if (s.contains("skipped") && !s["skipped"].empty()) {
+    o << "<h2>Skipped rows</h2><ul>";
+    for (const auto& k : s["skipped"])
+      o << "<li>line " << k.value("line", 0) << ": " << esc(k.value("reason", "")) << "</li>";
+    o << "</ul>";
+  }
+  o << "<p class=small>made by candor evaluate</p></body></html>\n";
+  return o.str();
+}
+
+}  // namespace candor

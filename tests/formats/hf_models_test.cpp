@@ -1,0 +1,250 @@
+// Hugging Face folders against independent references: tiny random checkpoints of every
+// architecture (tests/fixtures/models, written by scripts/make_reference_models.py with a plain
+// PyTorch implementation of each architecture) must reproduce the reference logits; padding,
+// the KV cache and conversion back to a folder must not change them.
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "candor/error.h"
+#include "candor/model.h"
+#include "models/formats/hf.h"
+#include "test_util.h"
+
+namespace candor {
+namespace {
+
+std::string fixture(const std::string& name) {
+  return std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/" + name;
+}
+
+struct Reference {
+  std::vector<int64_t> ids;
+  at::Tensor logits;  // [T, V] or [n_labels]
+  double tolerance = 0;
+};
+
+Reference read_reference(const std::string& name) {
+  std::ifstream f(fixture(name) + "/reference.json");
+  nlohmann::json j = nlohmann::json::parse(f);
+  Reference r;
+  r.ids = j["input_ids"].get<std::vector<int64_t>>();
+  r.tolerance = j["tolerance"].get<double>();
+  std::vector<double> flat;
+  int64_t rows = 0;
+  if (j["logits"][0].is_array()) {
+    for (const auto& row : j["logits"]) {
+      for (double v : row) flat.push_back(v);
+      ++rows;
+    }
+    r.logits = at::tensor(flat, at::kDouble).view({rows, -1});
+  } else {
+    r.logits = at::tensor(j["logits"].get<std::vector<double>>(), at::kDouble);
+  }
+  return r;
+}
+
+// Largest absolute difference between the model's logits and the reference.
+double max_error(const Model& model, const Reference& r) {
+  at::NoGradGuard g;
+  at::Tensor out = model.forward_tokens(at::tensor(r.ids, at::kLong).unsqueeze(0))[0];
+  if (!model.is_causal()) {
+    // A classifier repeats the sequence's class logits at every position.
+    EXPECT_EQ((out - out[0]).abs().max().item<double>(), 0.0);
+    out = out[0];
+  }
+  EXPECT_EQ(out.sizes(), r.logits.sizes());
+  return (out.to(at::kDouble) - r.logits).abs().max().item<double>();
+}
+
+class ReferenceLogits : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ReferenceLogits, MatchWithinStatedTolerance) {
+  const std::string name = GetParam();
+  Reference r = read_reference(name);
+  auto model = load_model(fixture(name));
+  EXPECT_EQ(model->config().source_format, "safetensors");
+  double err = max_error(*model, r);
+  EXPECT_LE(err, r.tolerance) << name;
+  // The same check fails for a wrong model: the reference is not trivially met.
+  EXPECT_GT(r.logits.abs().max().item<double>(), 100 * r.tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceLogits,
+                         ::testing::Values("llama", "llama_f16", "llama_bf16", "llama_sharded",
+                                           "llama3_scaled", "mistral_linear", "qwen2", "gpt2",
+                                           "gpt2_f16", "bert", "bert_bf16", "roberta",
+                                           "distilbert"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST(HfModels, ConfigFieldsAreRead) {
+  auto llama = load_model(fixture("llama_bf16"));
+  EXPECT_EQ(llama->config().architecture, "llama");
+  EXPECT_EQ(llama->config().dtype, "bf16");
+  EXPECT_EQ(llama->config().n_kv_heads, 2);
+  EXPECT_FALSE(llama->config().tied_embeddings);
+  auto qwen = load_model(fixture("qwen2"));
+  EXPECT_TRUE(qwen->config().attention_bias);
+  EXPECT_TRUE(qwen->config().tied_embeddings);
+  auto l3 = load_model(fixture("llama3_scaled"));
+  EXPECT_EQ(l3->config().rope_scaling, "llama3");
+  auto bert = load_model(fixture("bert"));
+  EXPECT_EQ(bert->config().kind, ModelKind::kClassifier);
+  EXPECT_FALSE(bert->is_causal());
+  EXPECT_EQ(bert->config().labels, (std::vector<std::string>{"negative", "neutral", "positive"}));
+  EXPECT_EQ(bert->config().n_outputs(), 3);
+  // No tokenizer in the folder: the model loads, using the tokenizer says why it cannot.
+  EXPECT_EQ(bert->tokenizer().kind(), "none");
+  try {
+    bert->tokenizer().encode("hello");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("no tokenizer"), std::string::npos) << e.what();
+  }
+}
+
+// Left padding and a second row in the batch do not change a row's logits.
+TEST(HfModels, PaddedBatchesMatchSingleSequences) {
+  for (const char* name : {"gpt2", "qwen2", "bert", "roberta"}) {
+    auto model = load_model(fixture(name));
+    at::NoGradGuard g;
+    std::vector<int64_t> a = {1, 17, 42, 5, 63}, b = {1, 8, 29};
+    at::Tensor la = model->forward_tokens(at::tensor(a, at::kLong).unsqueeze(0))[0];
+    at::Tensor lb = model->forward_tokens(at::tensor(b, at::kLong).unsqueeze(0))[0];
+    at::Tensor tokens =
+        at::tensor(std::vector<int64_t>{1, 17, 42, 5, 63, 0, 0, 1, 8, 29}, at::kLong).view({2, 5});
+    at::Tensor mask =
+        at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 0, 0, 1, 1, 1}, at::kLong).view({2, 5});
+    at::Tensor out = model->forward_tokens(tokens, mask);
+    EXPECT_LE((out[0] - la).abs().max().item<double>(), 1e-5) << name;
+    EXPECT_LE((out[1].narrow(0, 2, 3) - lb).abs().max().item<double>(), 1e-5) << name;
+  }
+}
+
+// Decoding with the KV cache gives the logits of the full pass (learned positions, biases).
+TEST(HfModels, KvCacheContinuationMatchesFullPass) {
+  for (const char* name : {"gpt2", "qwen2", "llama3_scaled"}) {
+    auto model = load_model(fixture(name));
+    at::NoGradGuard g;
+    std::vector<int64_t> ids = {1, 17, 42, 5, 63, 8};
+    at::Tensor full = model->forward_tokens(at::tensor(ids, at::kLong).unsqueeze(0))[0];
+    KVCache cache = model->new_cache(1);
+    ForwardArgs a;
+    a.tokens =
+        at::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 4), at::kLong).unsqueeze(0);
+    a.cache = &cache;
+    model->forward(a);
+    a.tokens = at::tensor(std::vector<int64_t>(ids.begin() + 4, ids.end()), at::kLong).unsqueeze(0);
+    at::Tensor rest = model->forward(a)[0];
+    EXPECT_LE((rest - full.narrow(0, 4, 2)).abs().max().item<double>(), 1e-5) << name;
+  }
+}
+
+TEST(HfModels, EncodersRefuseACache) {
+  auto model = load_model(fixture("bert"));
+  try {
+    model->new_cache(1);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  }
+}
+
+// Every fixture written back as a folder (and as F16) loads and computes the same logits.
+TEST(HfModels, SaveFolderRoundTripsEveryArchitecture) {
+  for (const char* name : {"llama", "llama3_scaled", "mistral_linear", "qwen2", "gpt2", "bert",
+                           "roberta", "distilbert"}) {
+    auto model = load_model(fixture(name));
+    std::string dir = testing::temp_dir() + "/" + name;
+    save_hf_folder(*model, dir);
+    auto back = load_model(dir);
+    EXPECT_EQ(back->config().architecture, model->config().architecture);
+    EXPECT_LE(max_error(*back, read_reference(name)), 1e-4) << name;
+    save_hf_folder(*model, dir + "_f16", "f16");
+    auto half = load_model(dir + "_f16");
+    EXPECT_EQ(half->config().dtype, "f16");
+    EXPECT_LE(max_error(*half, read_reference(name)), 0.05) << name;
+  }
+}
+
+// ---- bad input ------------------------------------------------------------------------------
+
+std::string copy_fixture(const std::string& name) {
+  std::string dir = testing::temp_dir() + "/" + name;
+  std::filesystem::copy(fixture(name), dir, std::filesystem::copy_options::recursive);
+  return dir;
+}
+
+void rewrite_config(const std::string& dir, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json j;
+  {
+    std::ifstream f(dir + "/config.json");
+    j = nlohmann::json::parse(f);
+  }
+  edit(j);
+  std::ofstream(dir + "/config.json") << j.dump();
+}
+
+Error load_error(const std::string& path) {
+  try {
+    load_model(path);
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "loading '" << path << "' did not fail";
+  return Error(ErrorCode::kInternal, "");
+}
+
+TEST(HfModelErrors, UnsupportedArchitectureNamesConfigAndArchitecture) {
+  std::string dir = copy_fixture("llama");
+  rewrite_config(dir, [](nlohmann::json& j) { j["architectures"] = {"MambaForCausalLM"}; });
+  Error e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("MambaForCausalLM"), std::string::npos) << e.what();
+}
+
+TEST(HfModelErrors, UnsupportedRopeScalingIsNamed) {
+  std::string dir = copy_fixture("llama");
+  rewrite_config(dir, [](nlohmann::json& j) {
+    j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  });
+  Error e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(e.what()).find("yarn"), std::string::npos) << e.what();
+}
+
+TEST(HfModelErrors, ConfigNotMatchingTensorsNamesTheTensor) {
+  std::string dir = copy_fixture("gpt2");
+  rewrite_config(dir, [](nlohmann::json& j) { j["n_embd"] = 48; });
+  Error e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("transformer.wte.weight"), std::string::npos) << e.what();
+}
+
+TEST(HfModelErrors, MissingFieldAndBadJsonAreNamed) {
+  std::string dir = copy_fixture("bert");
+  rewrite_config(dir, [](nlohmann::json& j) { j.erase("hidden_size"); });
+  Error e = load_error(dir);
+  EXPECT_NE(std::string(e.what()).find("hidden_size"), std::string::npos) << e.what();
+  std::ofstream(dir + "/config.json") << "{not json";
+  e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+}
+
+TEST(HfModelErrors, MissingShardIsNamed) {
+  std::string dir = copy_fixture("llama_sharded");
+  std::filesystem::remove(dir + "/model-00002-of-00003.safetensors");
+  Error e = load_error(dir);
+  EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+  EXPECT_NE(std::string(e.what()).find("model-00002-of-00003.safetensors"), std::string::npos)
+      << e.what();
+}
+
+}  // namespace
+}  // namespace candor

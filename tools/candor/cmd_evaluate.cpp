@@ -1,0 +1,324 @@
+// `candor evaluate`: grade attribution methods over a data set. For every text of a CSV or JSONL
+// file, explains the model's next token with each method and scores the explanation with the
+// chosen metrics; writes a methods x metrics table (mean and bootstrap interval) as Markdown,
+// JSON and HTML with the deletion/insertion curves. Finished examples are appended to
+// OUT/examples.jsonl as they complete, and a rerun with the same settings resumes from there.
+#include <sys/stat.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "candor/data.h"
+#include "candor/evaluate.h"
+#include "candor/explain.h"
+#include "candor/model.h"
+#include "cli.h"
+
+namespace candor::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_sigint(int) { g_stop = true; }
+
+void write_text(const std::string& path, const std::string& content) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
+  f << content;
+}
+
+bool is_blank(const std::string& s) {
+  for (unsigned char c : s)
+    if (!std::isspace(c)) return false;
+  return true;
+}
+
+// Makes `dir` and its parents.
+void make_dirs(const std::string& dir) {
+  std::string cur;
+  std::istringstream in(dir);
+  std::string part;
+  if (!dir.empty() && dir[0] == '/') cur = "/";
+  while (std::getline(in, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    ::mkdir(cur.c_str(), 0755);
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw Error(ErrorCode::kNotFound, "cannot create the output folder '" + dir + "'");
+}
+
+}  // namespace
+
+Runner add_evaluate(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, data, out, text_column = "text", removal = "baseline",
+                                             baseline = "unk", on_error = "fail";
+    std::vector<std::string> methods, metrics;
+    int64_t limit = -1, max_tokens = 64, bootstrap = 1000, curve_points = 0, sens_samples = 4;
+    uint64_t seed = 0;
+    int threads = 0;
+    bool no_progress = false;
+  };
+  auto o = std::make_shared<Opts>();
+  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it")->required();
+  app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
+  app.add_option("--data", o->data, "Texts: .jsonl (one object a line) or .csv with a header")
+      ->required();
+  app.add_option("--text-column", o->text_column, "Column (or JSON key) holding the text");
+  app.add_option("--method", o->methods,
+                 "Method spec NAME[:key=value,...] (repeatable; default integrated_gradients, "
+                 "occlusion)");
+  app.add_option("--metric", o->metrics,
+                 "faithfulness (default) | sensitivity | comprehensiveness | sufficiency | "
+                 "deletion | insertion | infidelity | loo_kendall | avg_sensitivity | "
+                 "max_sensitivity (repeatable)");
+  app.add_option("--out", o->out, "Output folder (table.md, table.json, report.html)")->required();
+  app.add_option("--removal", o->removal, "baseline (replace) | delete (default baseline)");
+  app.add_option("--baseline", o->baseline, "unk | pad | zero | token id (default unk)");
+  app.add_option("--max-tokens", o->max_tokens, "Keep the first N tokens of each text (64)");
+  app.add_option("--curve-points", o->curve_points,
+                 "Points of the deletion/insertion curves (0: every feature count)");
+  app.add_option("--sensitivity-samples", o->sens_samples, "Perturbations per example (4)");
+  app.add_option("--limit", o->limit, "Evaluate only the first N texts");
+  app.add_option("--bootstrap", o->bootstrap, "Bootstrap resamples for the intervals (1000)");
+  app.add_option("--seed", o->seed, "Seed of the random parts (0)");
+  app.add_option("--on-error", o->on_error,
+                 "Bad rows (malformed, empty, no text): fail (default) | skip (reported)");
+  app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
+  return [o]() {
+    if (o->methods.empty()) o->methods = {"integrated_gradients", "occlusion"};
+    std::vector<std::unique_ptr<Explainer>> explainers;
+    std::vector<std::string> names;
+    for (const auto& m : o->methods) {
+      try {
+        explainers.push_back(make_explainer(m));
+      } catch (const Error& e) {
+        throw usage_error(std::string("--method ") + e.what(), e.hint());
+      }
+      names.push_back(m);
+    }
+    std::set<std::string> uniq(names.begin(), names.end());
+    if (uniq.size() != names.size()) throw usage_error("--method lists a method twice");
+    std::vector<std::string> metrics;
+    FaithfulnessOptions fo;
+    RobustnessOptions ro;
+    data::ErrorPolicy policy;
+    Baseline baseline;
+    try {
+      metrics = parse_benchmark_metrics(o->metrics);
+      fo.removal = parse_removal(o->removal);
+      policy = data::parse_error_policy(o->on_error);
+      baseline = parse_baseline(o->baseline);
+    } catch (const Error& e) {
+      throw usage_error(e.what(), e.hint());
+    }
+    if (o->max_tokens < 2) throw usage_error("--max-tokens must be at least 2");
+    if (o->bootstrap < 0) throw usage_error("--bootstrap must be >= 0");
+    if (o->curve_points < 0) throw usage_error("--curve-points must be >= 0");
+    if (o->sens_samples < 1) throw usage_error("--sensitivity-samples must be >= 1");
+    fo.curve_points = o->curve_points;
+    fo.seed = o->seed;
+    ro.n_samples = o->sens_samples;
+    ro.seed = o->seed;
+    check_prompt_and_threads("x", o->threads);
+
+    // --- the data: bad rows are reported with their line, never dropped silently -------------
+    data::ReadOptions rdo;
+    rdo.on_error = policy;
+    rdo.required = {o->text_column};
+    rdo.types[o->text_column] = data::ColumnType::kText;
+    rdo.missing_values = {};
+    data::Table table = data::read_table(o->data, rdo);
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto& s : table.skipped()) {
+      skipped.push_back({{"line", s.line}, {"reason", s.reason}});
+      std::cerr << "warning: " << o->data << " line " << s.line << ": " << s.reason
+                << " (skipped)\n";
+    }
+    const data::Column& col = table.column(o->text_column);
+    struct Row {
+      int64_t line;
+      std::string text;
+    };
+    std::vector<Row> rows;
+    auto bad_row = [&](int64_t line, const std::string& reason) {
+      if (policy == data::ErrorPolicy::kFail) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    o->data + " line " + std::to_string(line) + ": " + reason,
+                    "fix the row, or pass --on-error skip to leave bad rows out (they are listed)");
+      }
+      skipped.push_back({{"line", line}, {"reason", reason}});
+      std::cerr << "warning: " << o->data << " line " << line << ": " << reason << " (skipped)\n";
+    };
+    for (size_t r = 0; r < table.n_rows(); ++r) {
+      if (col.is_missing(r) || is_blank(col.raw[r])) {
+        bad_row(table.line_of(r), "no text in column '" + o->text_column + "'");
+        continue;
+      }
+      rows.push_back({table.line_of(r), col.raw[r]});
+    }
+    if (o->limit >= 0 && static_cast<int64_t>(rows.size()) > o->limit) rows.resize(o->limit);
+
+    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
+
+    // --- resumption: the settings must match; finished examples are read back ---------------
+    make_dirs(o->out);
+    nlohmann::ordered_json config;
+    config["model"] = o->model;
+    config["data"] = o->data;
+    config["text_column"] = o->text_column;
+    config["methods"] = names;
+    config["metrics"] = metrics;
+    config["removal"] = o->removal;
+    config["baseline"] = o->baseline;
+    config["max_tokens"] = o->max_tokens;
+    config["curve_points"] = o->curve_points;
+    config["sensitivity_samples"] = o->sens_samples;
+    config["seed"] = o->seed;
+    const std::string run_path = o->out + "/run.json", ex_path = o->out + "/examples.jsonl";
+    {
+      std::ifstream in(run_path);
+      if (in) {
+        nlohmann::json prev;
+        try {
+          prev = nlohmann::json::parse(in);
+        } catch (const std::exception&) {
+        }
+        if (prev != nlohmann::json(config)) {
+          throw usage_error("'" + o->out + "' holds a run with other settings (" + run_path + ")",
+                            "use another --out folder, or delete that one to start again");
+        }
+      } else {
+        write_text(run_path, config.dump(2) + "\n");
+      }
+    }
+    std::map<int64_t, std::map<std::string, MethodRecord>> done;  // by data line
+    std::map<int64_t, std::string> done_lines;
+    {
+      std::ifstream in(ex_path);
+      std::string line;
+      int64_t n = 0, dropped = 0;
+      while (std::getline(in, line)) {
+        ++n;
+        try {
+          nlohmann::json j = nlohmann::json::parse(line);
+          std::map<std::string, MethodRecord> recs;
+          for (const auto& m : names) recs[m] = method_record_from_json(j.at("methods").at(m));
+          done[j.at("line").get<int64_t>()] = recs;
+          done_lines[j.at("line").get<int64_t>()] = line;
+        } catch (const std::exception&) {
+          ++dropped;  // an example cut off by an interruption: done again
+        }
+      }
+      if (dropped > 0) {
+        std::cerr << "note: " << dropped << " unfinished record(s) in " << ex_path
+                  << " are redone\n";
+        std::ofstream rewrite(ex_path, std::ios::trunc);
+        for (const auto& [l, text] : done_lines) rewrite << text << "\n";
+      }
+      if (!done.empty())
+        std::cerr << "resuming: " << done.size() << " example(s) already evaluated\n";
+    }
+
+    // --- the run ---------------------------------------------------------------------------
+    std::ofstream ex_out(ex_path, std::ios::app);
+    const bool tty = ::isatty(STDERR_FILENO);
+    std::signal(SIGINT, on_sigint);
+    const auto start = std::chrono::steady_clock::now();
+    int64_t computed = 0, todo_total = 0;
+    for (const auto& r : rows) todo_total += done.count(r.line) ? 0 : 1;
+    auto progress = [&](size_t i) {
+      if (o->no_progress) return;
+      const double f =
+          rows.empty() ? 1.0 : static_cast<double>(i) / static_cast<double>(rows.size());
+      const int bars = static_cast<int>(f * 30);
+      double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double eta = computed > 0 ? el / static_cast<double>(computed) *
+                                      static_cast<double>(todo_total - computed)
+                                : 0;
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "\r[%s%s] %zu/%zu examples, %.0fs elapsed, ~%.0fs left ",
+                    std::string(bars, '#').c_str(), std::string(30 - bars, '.').c_str(), i,
+                    rows.size(), el, eta);
+      if (tty || i == rows.size()) std::cerr << buf << (i == rows.size() ? "\n" : "") << std::flush;
+    };
+    std::vector<std::map<std::string, MethodRecord>> records;
+    bool interrupted = false;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (g_stop) {
+        interrupted = true;
+        break;
+      }
+      const Row& row = rows[i];
+      auto it = done.find(row.line);
+      if (it != done.end()) {
+        records.push_back(it->second);
+        progress(i + 1);
+        continue;
+      }
+      ExplainRequest req;
+      req.baseline = baseline;
+      req.input_ids = model->tokenizer().encode(row.text, true, false);
+      if (static_cast<int64_t>(req.input_ids.size()) > o->max_tokens)
+        req.input_ids.resize(o->max_tokens);
+      if (req.input_ids.size() < 2) {
+        bad_row(row.line, "the text encodes to no tokens");
+        continue;
+      }
+      std::map<std::string, MethodRecord> recs;
+      try {
+        for (size_t m = 0; m < explainers.size(); ++m) {
+          Attribution a = explainers[m]->explain(*model, req);
+          recs[names[m]] = benchmark_record(*model, req, *explainers[m], a, metrics, fo, ro);
+        }
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kInvalidArgument && e.code() != ErrorCode::kResourceExhausted)
+          throw;
+        bad_row(row.line, e.what());
+        continue;
+      }
+      nlohmann::json j;
+      j["line"] = row.line;
+      nlohmann::json mj;
+      for (const auto& [m, rec] : recs) mj[m] = method_record_to_json(rec);
+      j["methods"] = mj;
+      ex_out << j.dump() << "\n" << std::flush;
+      records.push_back(recs);
+      ++computed;
+      progress(i + 1);
+    }
+    std::signal(SIGINT, SIG_DFL);
+
+    nlohmann::json summary = summarize_benchmark(records, names, metrics, o->bootstrap, o->seed);
+    summary["model"] = o->model;
+    summary["data"] = o->data;
+    summary["removal"] = o->removal;
+    summary["skipped"] = skipped;
+    summary["complete"] = !interrupted;
+    write_text(o->out + "/table.json", summary.dump(2) + "\n");
+    write_text(o->out + "/table.md", render_benchmark_markdown(summary));
+    write_text(o->out + "/report.html", render_benchmark_html(summary));
+    std::cout << render_benchmark_markdown(summary);
+    if (!skipped.empty()) std::cout << skipped.size() << " row(s) skipped (listed in table.json)\n";
+    std::cerr << "wrote " << o->out << "/table.md, table.json, report.html\n";
+    if (interrupted) {
+      std::cerr << "interrupted: rerun the same command to resume\n";
+      return 130;
+    }
+    return 0;
+  };
+}
+
+}  // namespace candor::cli
