@@ -16,6 +16,7 @@
 
 #include "candor/classifier.h"
 #include "candor/data.h"
+#include "candor/model.h"
 
 namespace candor::distill {
 
@@ -38,6 +39,17 @@ class Teacher {
 // pre-processing fastText's published classifiers were trained with.
 std::unique_ptr<Teacher> classifier_teacher(std::shared_ptr<const TextClassifier> classifier,
                                             std::string text_column, bool normalise = false);
+// A causal LM used as a classifier: each row fills `prompt_template` ("{column}" is replaced by
+// the row's value of that column), and the class probabilities are the softmax over the
+// next-token logits of the verbaliser tokens (e.g. " yes" / " no"; the first token of each
+// verbaliser's encoding). Throws Error(kInvalidArgument) when two verbalisers share their
+// first token or a placeholder names a missing column.
+std::unique_ptr<Teacher> lm_teacher(std::shared_ptr<const Model> model, std::string prompt_template,
+                                    std::vector<std::string> classes,
+                                    std::vector<std::string> verbalisers);
+// Fills "{column}" placeholders of `prompt_template` from row `row` of `table`.
+std::string fill_template(const std::string& prompt_template, const data::Table& table, size_t row);
+
 // Labels (a column of class names) or probabilities given in the data: `column` holds the
 // teacher's label per row; when columns `column + ":" + class` exist for every class they hold
 // its probabilities instead. Classes are the column's distinct values (sorted) unless given.

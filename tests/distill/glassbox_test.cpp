@@ -166,5 +166,29 @@ TEST(FastTextTeacher, SparseLinearStudentAgreesOnHeldOutSentences) {
   EXPECT_EQ(rep["fidelity"]["test"]["rows"], 600);
 }
 
+TEST(LmTeacher, VerbaliserProbabilitiesAndErrors) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  std::shared_ptr<const Model> lm(&testing::stories260k(), [](const Model*) {});
+  data::Table t =
+      data::parse_csv("name,mood\nTom,happy\nLily,sad\nBen,happy\nSue,angry\n", "moods.csv");
+  auto teacher = lm_teacher(lm, "{name} was {mood}. Was {name} happy? The answer was",
+                            {"yes", "no"}, {" yes", " no"});
+  EXPECT_EQ(fill_template("{name} is {mood}", t, 1), "Lily is sad");
+  Probs p = teacher->predict(t, {0, 1, 2, 3});
+  ASSERT_EQ(p.size(), 4u);
+  for (const auto& row : p) {
+    ASSERT_EQ(row.size(), 2u);
+    EXPECT_NEAR(row[0] + row[1], 1.0, 1e-9);
+  }
+  // The same prompt gives the same probabilities.
+  EXPECT_NEAR(p[0][0], teacher->predict(t, {0})[0][0], 1e-9);
+  std::string e = error_of([&] {
+    lm_teacher(lm, "{nope}", {"a", "b"}, {" yes", " no"})->predict(t, {0});
+  });
+  EXPECT_NE(e.find("no column 'nope'"), std::string::npos) << e;
+  e = error_of([&] { lm_teacher(lm, "{name}", {"a", "b"}, {" yes", " yes"}); });
+  EXPECT_NE(e.find("start with the same token"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace candor::distill

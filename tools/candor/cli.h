@@ -20,6 +20,8 @@ Runner add_info(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_explain(CLI::App& app);
 Runner add_methods(CLI::App& app);
+Runner add_distill(CLI::App& app);
+Runner add_train(CLI::App& app);
 Runner add_evaluate(CLI::App& app);
 Runner add_convert(CLI::App& app);
 

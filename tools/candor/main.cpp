@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   add("evaluate", "Grade attribution methods over a data set (faithfulness, sensitivity)",
       candor::cli::add_evaluate);
   add("methods", "List the attribution methods and their options", candor::cli::add_methods);
+  add("distill", "Fit a glass-box student to a teacher and report its fidelity",
+      candor::cli::add_distill);
+  add("train", "Train candor's MLP classifier on a table's labels", candor::cli::add_train);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   try {

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""Glass-box fit times on Adult: candor's students next to scikit-learn's comparable models,
+in the same run on the same rows, plus candor's MLP training throughput (rows/s).
+
+usage: bench/distill_vs_sklearn.py BUILD_DIR   (needs ../shared and python3-sklearn)
+
+candor: `candor distill --teacher-column income` (fit time = featurising + fitting, as the
+report's fit_seconds). scikit-learn: LogisticRegression(penalty='l1', solver='liblinear') and
+DecisionTreeClassifier(max_depth=4) on the one-hot encoding of the same columns (numeric
+columns as they are), timed around fit() only.
+"""
+import csv, json, os, subprocess, sys, tempfile, time
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+build = sys.argv[1] if len(sys.argv) > 1 else "build"
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+shared = os.environ.get("CANDOR_SHARED", os.path.join(root, "..", "shared"))
+data = os.path.join(shared, "data/fairness/adult_train.csv")
+cli = os.path.join(build, "candor")
+
+def candor_fit(student):
+    out = tempfile.mkdtemp()
+    subprocess.run([cli, "distill", "--teacher-column", "income", "--data", data, "--student",
+                    student, "--out", out, "--seed", "1"], check=True, capture_output=True)
+    rep = json.load(open(os.path.join(out, "report.json")))
+    return rep["fit_seconds"], rep["fidelity"]["test"]["agreement"]
+
+rows = list(csv.DictReader(open(data)))
+y = np.array([r["income"] == ">50K" for r in rows])
+cols = [c for c in rows[0] if c != "income"]
+numeric = [c for c in cols if all(r[c] == "" or r[c].replace(".", "", 1).lstrip("-").isdigit() for r in rows)]
+blocks = []
+for c in cols:
+    if c in numeric:
+        blocks.append(np.array([[float(r[c] or 0)] for r in rows]))
+    else:
+        cats = sorted({r[c] for r in rows})
+        idx = {k: i for i, k in enumerate(cats)}
+        m = np.zeros((len(rows), len(cats)))
+        for i, r in enumerate(rows):
+            m[i, idx[r[c]]] = 1
+        blocks.append(m)
+X = np.hstack(blocks)
+X = (X - X.mean(0)) / (X.std(0) + 1e-9)
+n_train = int(0.8 * len(rows))
+
+def sk(model):
+    t = time.perf_counter()
+    model.fit(X[:n_train], y[:n_train])
+    return time.perf_counter() - t, model.score(X[n_train:], y[n_train:])
+
+results = {}
+for name, student in [("linear", "linear"), ("tree", "tree:max_depth=4"), ("gam", "gam")]:
+    results["candor " + name] = candor_fit(student)
+results["sklearn LogisticRegression(l1, liblinear)"] = sk(
+    LogisticRegression(penalty="l1", solver="liblinear", C=1.0))
+results["sklearn DecisionTreeClassifier(max_depth=4)"] = sk(DecisionTreeClassifier(max_depth=4))
+out = tempfile.mkdtemp()
+t = time.perf_counter()
+subprocess.run([cli, "train", "--data", data, "--label", "income", "--out", out, "--epochs", "3",
+                "--seed", "1"], check=True, capture_output=True)
+summary = json.load(open(os.path.join(out, "summary.json")))
+print(f"Adult ({len(rows)} rows, {n_train} fitted)")
+for k, (secs, score) in results.items():
+    print(f"  {k:48s} fit {secs * 1000:8.1f} ms   held-out {score:.3f}")
+ratio = results["sklearn LogisticRegression(l1, liblinear)"][0] / results["candor linear"][0]
+print(f"  linear: sklearn / candor fit time = {ratio:.2f}")
+ratio = results["sklearn DecisionTreeClassifier(max_depth=4)"][0] / results["candor tree"][0]
+print(f"  tree:   sklearn / candor fit time = {ratio:.2f}")
+print(f"  candor MLP training: {summary['rows_per_second']:.0f} rows/s "
+      f"(held-out accuracy {summary['test_accuracy']:.3f})")
