@@ -9,7 +9,7 @@ packages=(
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
-  fasttext python3-sklearn
+  fasttext
 )
 
 missing=()
