@@ -11,6 +11,7 @@
 
 #include "candor/distill.h"
 #include "candor/error.h"
+#include "report/escape.h"
 
 namespace candor::distill {
 
@@ -117,21 +118,6 @@ int argmax(const std::vector<double>& p) {
   return b;
 }
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<')
-      o += "&lt;";
-    else if (c == '>')
-      o += "&gt;";
-    else if (c == '&')
-      o += "&amp;";
-    else
-      o += c;
-  }
-  return o;
-}
-
 std::string pct(double v) {
   if (v < 0) return "&ndash;";
   std::ostringstream ss;
@@ -224,15 +210,15 @@ nlohmann::json DistillResult::to_json() const {
 
 std::string DistillResult::to_html(const std::string& title) const {
   std::ostringstream h;
-  h << "<!doctype html><html><head><meta charset='utf-8'><title>" << esc(title)
+  h << "<!doctype html><html><head><meta charset='utf-8'><title>" << html_escape(title)
     << "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
        "text-align:left}figure{display:inline-block;margin:6px}figcaption{font-size:12px}"
        ".warn{color:#a40}</style></head><body>\n";
-  h << "<h1>" << esc(title) << "</h1>\n";
+  h << "<h1>" << html_escape(title) << "</h1>\n";
   h << "<p>Classes: ";
   for (size_t k = 0; k < classes.size(); ++k)
-    h << (k ? ", " : "") << "#" << k << " " << esc(classes[k]);
+    h << (k ? ", " : "") << "#" << k << " " << html_escape(classes[k]);
   h << ". Student: " << (student ? student->kind() : "-") << ", fitted in " << fit_seconds
     << " s.</p>\n";
   h << "<h2>Fidelity</h2>\n<table><tr><th></th><th>rows</th><th>agreement with teacher</th>"
@@ -248,15 +234,16 @@ std::string DistillResult::to_html(const std::string& title) const {
     h << "<h3>Held-out agreement per slice</h3>\n<table><tr><th>column</th><th>value</th>"
          "<th>rows</th><th>agreement</th></tr>\n";
     for (const auto& s : test_fidelity.slices)
-      h << "<tr><td>" << esc(s.column) << "</td><td>" << esc(s.value) << "</td><td>" << s.rows
-        << "</td><td" << (s.agreement < test_fidelity.agreement - 0.05 ? " class='warn'" : "")
-        << ">" << pct(s.agreement) << "</td></tr>\n";
+      h << "<tr><td>" << html_escape(s.column) << "</td><td>" << html_escape(s.value) << "</td><td>"
+        << s.rows << "</td><td"
+        << (s.agreement < test_fidelity.agreement - 0.05 ? " class='warn'" : "") << ">"
+        << pct(s.agreement) << "</td></tr>\n";
     h << "</table>\n";
   }
   if (!skipped.empty()) {
     h << "<h3 class='warn'>" << skipped.size() << " records skipped while reading</h3><ul>\n";
     for (size_t i = 0; i < skipped.size() && i < 50; ++i)
-      h << "<li>line " << skipped[i].line << ": " << esc(skipped[i].reason) << "</li>\n";
+      h << "<li>line " << skipped[i].line << ": " << html_escape(skipped[i].reason) << "</li>\n";
     h << "</ul>\n";
   }
   h << "<h2>The student's global explanation</h2>\n" << (student ? student->explain_html() : "");

@@ -9,6 +9,7 @@
 
 #include "candor/distill.h"
 #include "candor/error.h"
+#include "report/escape.h"
 
 namespace candor::distill {
 
@@ -46,23 +47,6 @@ Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_
     }
   }
   return p;
-}
-
-std::string html_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<')
-      o += "&lt;";
-    else if (c == '>')
-      o += "&gt;";
-    else if (c == '&')
-      o += "&amp;";
-    else if (c == '"')
-      o += "&quot;";
-    else
-      o += c;
-  }
-  return o;
 }
 
 std::string num(double v, int prec = 4) {

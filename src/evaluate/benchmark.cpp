@@ -8,6 +8,7 @@
 
 #include "candor/error.h"
 #include "evaluate/internal.h"
+#include "report/escape.h"
 
 namespace candor {
 namespace {
@@ -37,23 +38,6 @@ std::string fmt(double v, int prec = 4) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*g", prec, v);
   return buf;
-}
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '&')
-      o += "&amp;";
-    else if (c == '<')
-      o += "&lt;";
-    else if (c == '>')
-      o += "&gt;";
-    else if (c == '\'' || c == '"')
-      o += "&quot;";
-    else
-      o += c;
-  }
-  return o;
 }
 
 }  // namespace
@@ -273,17 +257,18 @@ std::string render_benchmark_html(const nlohmann::json& s) {
        "padding:3px 8px;text-align:right}th{background:#fafafa}.small{color:#666;font-size:.85em}"
        ".curves{display:flex;flex-wrap:wrap;gap:2em}</style></head><body>"
        "<h1>candor evaluate</h1>";
-  if (s.contains("model")) o << "<p class=small>model " << esc(s["model"].get<std::string>());
-  if (s.contains("data")) o << " · data " << esc(s["data"].get<std::string>());
+  if (s.contains("model"))
+    o << "<p class=small>model " << html_escape(s["model"].get<std::string>());
+  if (s.contains("data")) o << " · data " << html_escape(s["data"].get<std::string>());
   o << " · " << s["n_examples"].get<int64_t>() << " examples</p>";
   o << "<table><tr><th>method</th>";
   for (const auto& m : s["metrics"]) {
     std::string name = m.get<std::string>();
-    o << "<th>" << esc(name) << (metric_higher_is_better(name) ? " ↑" : " ↓") << "</th>";
+    o << "<th>" << html_escape(name) << (metric_higher_is_better(name) ? " ↑" : " ↓") << "</th>";
   }
   o << "</tr>";
   for (const auto& method : s["methods"]) {
-    o << "<tr><th>" << esc(method.get<std::string>()) << "</th>";
+    o << "<tr><th>" << html_escape(method.get<std::string>()) << "</th>";
     for (const auto& m : s["metrics"]) {
       const auto& cell = s["table"][method.get<std::string>()][m.get<std::string>()];
       o << "<td>";
@@ -297,7 +282,7 @@ std::string render_benchmark_html(const nlohmann::json& s) {
     }
     o << "</tr>";
   }
-  o << "</table><p class=small>mean and " << esc(s["interval"].get<std::string>())
+  o << "</table><p class=small>mean and " << html_escape(s["interval"].get<std::string>())
     << " interval; ↑ higher is better, ↓ lower is better</p>";
   // Mean deletion and insertion curves, one line per method.
   static const char* colours[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e",
@@ -338,20 +323,22 @@ std::string render_benchmark_html(const nlohmann::json& s) {
         for (size_t i = 0; i < v.size(); ++i)
           o << X(static_cast<double>(i) / static_cast<double>(v.size() - 1)) << ","
             << Y(v[i].get<double>()) << " ";
-        o << "'><title>" << esc(m) << "</title></polyline>";
+        o << "'><title>" << html_escape(m) << "</title></polyline>";
       }
       o << "</svg></div>";
     }
     o << "</div><p>";
     size_t ci = 0;
     for (const auto& [m, c] : curves.items())
-      o << "<span style='color:" << colours[ci++ % 8] << "'>&#9632;</span> " << esc(m) << " &nbsp;";
+      o << "<span style='color:" << colours[ci++ % 8] << "'>&#9632;</span> " << html_escape(m)
+        << " &nbsp;";
     o << "</p>";
   }
   if (s.contains("skipped") && !s["skipped"].empty()) {
     o << "<h2>Skipped rows</h2><ul>";
     for (const auto& k : s["skipped"])
-      o << "<li>line " << k.value("line", 0) << ": " << esc(k.value("reason", "")) << "</li>";
+      o << "<li>line " << k.value("line", 0) << ": " << html_escape(k.value("reason", ""))
+        << "</li>";
     o << "</ul>";
   }
   o << "<p class=small>made by candor evaluate</p></body></html>\n";
