@@ -197,6 +197,13 @@ ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings) 
   return out;
 }
 
+at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step) {
+  at::AutoGradMode enable(true);
+  at::Tensor emb = embeddings.detach().requires_grad_(true);
+  p.values(emb).select(1, step).sum().backward();
+  return emb.grad();
+}
+
 void report_progress(const ExplainContext* context, double fraction) {
   if (context && context->progress && !context->progress(std::min(1.0, std::max(0.0, fraction)))) {
     throw Error(ErrorCode::kCancelled, "the explanation was cancelled");

@@ -62,6 +62,9 @@ struct ValuesAndGrads {
   std::vector<at::Tensor> grads;
 };
 ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings);
+// The gradient of step `step`'s values (summed over the batch) w.r.t. embeddings [B, T, D]
+// (one forward, one backward).
+at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step);
 
 // Scores many binary feature masks: keep [N, n_features] (1 keep, 0 remove) -> values
 // [N, n_steps]. Rows are sorted by their first removed position and run in chunks of

@@ -29,11 +29,19 @@ const std::vector<Entry>& registry() {
       {"integrated_gradients",
        "gradient integrated along the straight path from the baseline to the input embeddings "
        "(method: gausslegendre or riemann_left/right/middle/trapezoid), times input - baseline; "
-       "gausslegendre first runs `probes` + 1 forward passes along the path and crowds its "
-       "n_steps points where the target changes fast (probes=0: plain Gauss-Legendre)",
+       "gausslegendre with probes > 0 is composite and self-checking: `probes` + 1 forward "
+       "passes place panels of `per_panel` points where the target changes, and the rest of the "
+       "n_steps points split the panels whose integral misses f(b) - f(a) most (tol > 0: stop "
+       "once the panels' errors sum below tol; max_steps: allow more points until then); "
+       "per_step: a rule per step of a span (probes=0: one plain Gauss-Legendre rule)",
        {{"n_steps", "64"},
         {"method", "gausslegendre"},
         {"probes", "32"},
+        {"per_panel", "4"},
+        {"per_step", "true"},
+        {"tol", "0"},
+        {"initial", "0.75"},
+        {"max_steps", "n_steps"},
         {"internal_batch_size", "16"}},
        explain::make_integrated_gradients},
       {"smoothgrad",

@@ -101,40 +101,45 @@ TEST(Quadrature, GaussLegendreIsExactForPolynomialsBelowDegree2n) {
   }
 }
 
-// A logistic step of scale 0.004 at 0.6 (poles at distance ~0.013 from [0, 1]): 64 plain
-// Gauss-Legendre points miss its integral; mapped onto the transitions found from 33 samples of
-// the step itself they reach ~1e-8.
-TEST(Quadrature, MappedGaussLegendreResolvesAJump) {
+// A logistic step of scale 0.004 at 0.6: equidistributed panels crowd around it, and composite
+// Gauss-Legendre on them integrates its derivative far better than one 64-point rule.
+TEST(Quadrature, EquidistributedPanelsResolveAJump) {
   const double c = 0.6, sc = 0.004;
   auto f = [&](double x) { return 1.0 / (1.0 + std::exp(-(x - c) / sc)); };
   auto df = [&](double x) { return f(x) * (1.0 - f(x)) / sc; };
   const double exact = f(1.0) - f(0.0);
-  std::vector<double> alphas;
-  std::vector<std::vector<double>> values;
+  std::vector<double> alphas, values;
   for (int i = 0; i <= 32; ++i) {
     alphas.push_back(i / 32.0);
-    values.push_back({f(i / 32.0)});
+    values.push_back(f(i / 32.0));
   }
-  auto found = explain::find_transitions(alphas, values);
-  ASSERT_FALSE(found.empty());
-  EXPECT_NEAR(found[0].center, c, 1.0 / 32);
-  auto integrate = [&](const explain::Quadrature& q) {
-    double s = 0;
-    for (size_t i = 0; i < q.alphas.size(); ++i) s += q.weights[i] * df(q.alphas[i]);
-    return s;
-  };
-  const double plain = integrate(explain::make_quadrature("gausslegendre", 64));
-  const double mapped = integrate(explain::mapped_gauss_legendre(64, found));
-  EXPECT_GT(std::abs(plain - exact), 1e-3);
-  EXPECT_LT(std::abs(mapped - exact), 1e-6);
-  std::cout << "[ figures  ] logistic jump, 64 points: plain error " << std::abs(plain - exact)
-            << ", mapped error " << std::abs(mapped - exact) << "\n";
-  // Without transitions the mapped rule is plain Gauss-Legendre; the weights always sum to 1.
-  auto q0 = explain::mapped_gauss_legendre(16, {});
-  EXPECT_EQ(q0.alphas, explain::make_quadrature("gausslegendre", 16).alphas);
-  auto q1 = explain::mapped_gauss_legendre(16, found);
-  EXPECT_NEAR(std::accumulate(q1.weights.begin(), q1.weights.end(), 0.0), 1.0, 1e-12);
-  EXPECT_TRUE(std::is_sorted(q1.alphas.begin(), q1.alphas.end()));
+  std::vector<double> edges = explain::equidistributed_edges(16, alphas, values);
+  ASSERT_EQ(edges.size(), 17u);
+  EXPECT_EQ(edges.front(), 0.0);
+  EXPECT_EQ(edges.back(), 1.0);
+  EXPECT_TRUE(std::is_sorted(edges.begin(), edges.end()));
+  int near = 0;  // edges within one sample cell of the jump
+  for (double e : edges) near += std::abs(e - c) < 1.0 / 32;
+  EXPECT_GE(near, 6);
+  auto g4 = explain::make_quadrature("gausslegendre", 4);
+  double composite = 0;
+  for (size_t k = 0; k + 1 < edges.size(); ++k) {
+    for (size_t j = 0; j < 4; ++j) {
+      const double h = edges[k + 1] - edges[k];
+      composite += h * g4.weights[j] * df(edges[k] + h * g4.alphas[j]);
+    }
+  }
+  auto plain = explain::make_quadrature("gausslegendre", 64);
+  double one = 0;
+  for (size_t i = 0; i < plain.alphas.size(); ++i) one += plain.weights[i] * df(plain.alphas[i]);
+  EXPECT_GT(std::abs(one - exact), 1e-3);
+  EXPECT_LT(std::abs(composite - exact), 1e-2 * std::abs(one - exact));
+  std::cout << "[ figures  ] logistic jump, 64 points: one rule error " << std::abs(one - exact)
+            << ", 16 equidistributed panels x 4 error " << std::abs(composite - exact) << "\n";
+  // A flat f gives equal panels.
+  std::vector<double> flat(alphas.size(), 2.0);
+  std::vector<double> even = explain::equidistributed_edges(4, alphas, flat);
+  for (int k = 0; k <= 4; ++k) EXPECT_NEAR(even[k], k / 4.0, 1e-12);
 }
 
 TEST(Quadrature, RiemannRules) {
@@ -208,11 +213,11 @@ TEST(IntegratedGradients, CompletenessWithGaussLegendre64) {
   }
 }
 
-// On trained stories260K the target jumps along the path: from the unk baseline it moves by
-// several nats within ~0.05 of alpha somewhere mid-path (a different place for every step of a
-// span), so plain 64-point Gauss-Legendre, whose points are sparse mid-interval, misses by up to
-// 8e-3 relative. The default rule probes the path with 33 forward passes and crowds its 64
-// points into the jumps (mapped Gauss-Legendre), which meets the 1e-3 bound.
+// On trained stories260K the target bends sharply along the path from the unk baseline (the
+// slope of a step can swing by ~80 per unit alpha within ~0.005, at different places for every
+// step of a span), so one plain 64-point Gauss-Legendre rule misses by up to 8e-3 relative on
+// these prompts. The default composite, self-checking rule (panels placed from 33 probe passes,
+// then the worst panels split, 64 points per step in all) meets the 1e-3 bound on them.
 TEST(IntegratedGradients, CompletenessOnStories260K) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   double unk64 = completeness("integrated_gradients", stories(), Baseline::Kind::kUnk, true);
@@ -233,15 +238,19 @@ TEST(IntegratedGradients, CompletenessOnStories260K) {
             << "' + 4-token span: " << zero1024 << "\n";
 }
 
-// Prompts the rule was not tuned on, with longer spans: here 64 points are not enough for every
-// step even when crowded into the jumps (the figures are printed); 256 meet the bound.
+// More prompts with longer spans. With 64 points per step the composite rule is far better
+// than one plain rule but does not meet 1e-3 everywhere (figures printed, not asserted: on
+// other prompts it reaches ~5e-3); with a tolerance the panels are split until their own
+// checks, which bound the completeness error, pass.
 TEST(IntegratedGradients, CompletenessOnMorePrompts) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   const char* prompts[] = {"Tom had a red ball. He liked to throw it to his friend",
-                           "One day, a cat and a bird",
                            "The sun was hot, so the children went to the",
-                           "She was sad because her toy was broken. Her mom said", "Ben"};
-  double worst64 = 0, plain64 = 0, worst256 = 0;
+                           "She was sad because her toy was broken. Her mom said",
+                           "The boy ran to his mom and said",
+                           "Max and Mia played with the blocks. Then"};
+  double worst64 = 0, plain64 = 0, worst_tol = 0;
+  int64_t most_points = 0;
   for (const char* text : prompts) {
     ExplainRequest r;
     r.input_ids = encode(text);
@@ -250,15 +259,17 @@ TEST(IntegratedGradients, CompletenessOnMorePrompts) {
     worst64 = std::max(worst64, expect_complete(run("integrated_gradients", r), text, false));
     plain64 =
         std::max(plain64, expect_complete(run("integrated_gradients:probes=0", r), text, false));
-    worst256 = std::max(
-        worst256, expect_complete(run("integrated_gradients:n_steps=256,internal_batch_size=32", r),
-                                  text, true));
+    Attribution a = run("integrated_gradients:tol=1e-4,max_steps=1024,internal_batch_size=32", r);
+    worst_tol = std::max(worst_tol, expect_complete(a, text, true));
+    most_points = std::max<int64_t>(most_points, a.extra["gradient_points"].get<int64_t>() / 6);
+    for (double e : a.extra["panel_error"]) EXPECT_LE(e, 1e-4) << text;
   }
   std::cout << "[ figures  ] stories260K, 5 more prompts + 6-token spans, max relative |delta|: "
                "n_steps=64 "
-            << worst64 << " (plain Gauss-Legendre " << plain64 << "), n_steps=256 " << worst256
-            << "\n";
+            << worst64 << " (plain Gauss-Legendre " << plain64 << "), tol=1e-4 " << worst_tol
+            << " with at most " << most_points << " points per step\n";
   EXPECT_LT(worst64, plain64);
+  EXPECT_LT(worst_tol, 1e-4 + 1e-5);
 }
 
 TEST(IntegratedGradients, RiemannRulesConvergeToGaussLegendre) {
@@ -307,19 +318,27 @@ TEST(IntegratedGradients, ChunksBoundTheBatchAndDoNotChangeTheResult) {
     ++calls;
     return true;
   }};
-  Attribution big = run("integrated_gradients:n_steps=512,internal_batch_size=8", r, counting);
+  // Plain Gauss-Legendre: 512 points in chunks of 8, each one forward plus a backward (two
+  // forwards) per step.
+  Attribution big =
+      run("integrated_gradients:n_steps=512,internal_batch_size=8,probes=0", r, counting);
   EXPECT_EQ(big.extra["max_batch"], 8);
   EXPECT_EQ(big.extra["n_chunks"], 64);
   EXPECT_EQ(calls, 64);
-  // 33 probe forwards, then 512 points, each one forward plus a backward (two forwards) per step.
-  EXPECT_DOUBLE_EQ(big.forward_passes, 33 + 512.0 * (1 + 2 * 2));
+  EXPECT_DOUBLE_EQ(big.forward_passes, 512.0 * (1 + 2 * 2));
+  // The default composite rule: a rule per step, n_steps gradient points each, chunks of 8.
+  Attribution adaptive = run("integrated_gradients:n_steps=64,internal_batch_size=8", r);
+  EXPECT_EQ(adaptive.extra["max_batch"], 8);
+  EXPECT_EQ(adaptive.extra["gradient_points"], 2 * 64);
+  EXPECT_EQ(adaptive.extra["panels"].size(), 2u);
 
   Attribution one = run("integrated_gradients:n_steps=20,internal_batch_size=1", r);
   Attribution all = run("integrated_gradients:n_steps=20,internal_batch_size=64", r);
   EXPECT_EQ(one.extra["max_batch"], 1);
-  EXPECT_EQ(one.extra["n_chunks"], 20);
-  EXPECT_EQ(all.extra["max_batch"], 20);
-  EXPECT_EQ(all.extra["n_chunks"], 1);
+  EXPECT_EQ(one.extra["gradient_points"], 2 * 20);
+  EXPECT_EQ(one.extra["n_chunks"], 2 * 20);
+  EXPECT_EQ(all.extra["max_batch"], 12);  // the first 3 panels of 4 points, then splits of 8
+  EXPECT_EQ(all.extra["gradient_points"], 2 * 20);
   ASSERT_EQ(one.scores.size(), all.scores.size());
   for (size_t i = 0; i < one.scores.size(); ++i) {
     EXPECT_NEAR(one.scores[i], all.scores[i], 1e-4 + 1e-4 * std::abs(all.scores[i]));
