@@ -206,14 +206,22 @@ TEST(HfModels, SlidingWindowHoldsInBatchesAndTheKvCache) {
   // Without the window (sliding_window: null) the same weights give other logits.
   std::string dir = testing::temp_dir() + "/no_window";
   std::filesystem::copy(fixture("mistral_window"), dir, std::filesystem::copy_options::recursive);
-  {
+  auto set_window = [&](const nlohmann::json* value) {
     std::ifstream f(dir + "/config.json");
     nlohmann::json j = nlohmann::json::parse(f);
-    j["sliding_window"] = nullptr;
+    if (value) {
+      j["sliding_window"] = *value;
+    } else {
+      j.erase("sliding_window");
+    }
     std::ofstream(dir + "/config.json") << j.dump();
-  }
+  };
+  const nlohmann::json null_window = nullptr;
+  set_window(&null_window);
   auto full = load_model(dir);
   EXPECT_EQ(full->config().sliding_window, 0);
+  set_window(nullptr);
+  EXPECT_EQ(load_model(dir)->config().sliding_window, 4096);  // transformers' default
   EXPECT_GT(max_error(*full, r), 0.1);
   // The first `window` positions see every key either way.
   at::Tensor fl = full->forward_tokens(at::tensor(r.ids, at::kLong).unsqueeze(0))[0];

@@ -130,8 +130,8 @@ std::unique_ptr<Model> build_llama(const Cfg& c, const std::string& family, cons
   const bool o_bias = family != "qwen2" && c.boolean("attention_bias", false);
   m.attention_bias = qkv_bias;
   if (family == "mistral") {
-    // Sliding-window attention (null: full attention).
-    m.sliding_window = c.integer("sliding_window", 0);
+    // Sliding-window attention (null: full attention; absent: transformers' default, 4096).
+    m.sliding_window = c.j.contains("sliding_window") ? c.integer("sliding_window", 0) : 4096;
     if (m.sliding_window < 0) throw c.bad("sliding_window", "is negative");
   } else if (c.has("sliding_window") && c.boolean("use_sliding_window", false)) {
     // Qwen2 windows only the layers from max_window_layers on, which candor does not implement;
