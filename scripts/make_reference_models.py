@@ -20,7 +20,9 @@ import os
 import shutil
 import struct
 import sys
+import unicodedata
 
+import numpy as np
 import torch
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
@@ -69,12 +71,16 @@ def gelu_tanh(x):
     return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def attention(q, k, v, causal):
-    # q [H, T, hd], k/v [H, T, hd]
+def attention(q, k, v, causal, window=None):
+    # q [H, T, hd], k/v [H, T, hd]; window: query i sees key j only when i - j < window
     T, hd = q.shape[1], q.shape[2]
     s = q @ k.transpose(1, 2) / math.sqrt(hd)
     if causal:
         s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    if window is not None:
+        i = torch.arange(T)[:, None]
+        j = torch.arange(T)[None, :]
+        s = s.masked_fill(i - j >= window, float("-inf"))
     return torch.softmax(s, -1) @ v
 
 
@@ -125,7 +131,9 @@ def llama_forward(cfg, W, ids):
         q, k, v = proj("q", H), proj("k", KV), proj("v", KV)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
-        o = attention(q, k, v, True).transpose(0, 1).reshape(T, D)
+        # Mistral: sliding-window attention (a null sliding_window means full attention).
+        window = cfg.get("sliding_window") if cfg.get("model_type") == "mistral" else None
+        o = attention(q, k, v, True, window).transpose(0, 1).reshape(T, D)
         x = x + o @ W[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
         g = h @ W[p + "mlp.gate_proj.weight"].T
@@ -193,10 +201,10 @@ def encoder_forward(cfg, W, ids, family):
 
 # ---- random checkpoints --------------------------------------------------------------------
 
-def llama_tensors(cfg, g, qkv_bias=False):
+def llama_tensors(cfg, g, qkv_bias=False, std=0.15):
     D, F, H = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"]
     KV, V, hd = cfg.get("num_key_value_heads", H), cfg["vocab_size"], D // H
-    r = lambda *s: torch.randn(*s, generator=g) * 0.15
+    r = lambda *s: torch.randn(*s, generator=g) * std
     n = lambda: 1 + torch.randn(D, generator=g) * 0.1
     t = [("model.embed_tokens.weight", torch.randn(V, D, generator=g) * 0.5)]
     for l in range(cfg["num_hidden_layers"]):
@@ -216,9 +224,10 @@ def llama_tensors(cfg, g, qkv_bias=False):
     return t
 
 
-def gpt2_tensors(cfg, g):
-    D, V, P, F = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"], 4 * cfg["n_embd"]
-    r = lambda *s: torch.randn(*s, generator=g) * 0.15
+def gpt2_tensors(cfg, g, std=0.15):
+    D, V, P = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
+    F = cfg.get("n_inner") or 4 * D
+    r = lambda *s: torch.randn(*s, generator=g) * std
     n = lambda: 1 + torch.randn(D, generator=g) * 0.1
     t = [("transformer.wte.weight", torch.randn(V, D, generator=g) * 0.5), ("transformer.wpe.weight", r(P, D))]
     for l in range(cfg["n_layer"]):
@@ -328,13 +337,25 @@ def gguf_string(s):
     return struct.pack("<Q", len(b)) + b
 
 
-def gguf_kv(key, value):
-    out = gguf_string(key)
+def gguf_value(value):
+    """(type id, bytes) of a metadata value: string 8, f32 6, bool 7, u32 4, array 9 (of strings,
+    or of i32 for a list of ints)."""
     if isinstance(value, str):
-        return out + struct.pack("<I", 8) + gguf_string(value)
+        return 8, gguf_string(value)
+    if isinstance(value, bool):
+        return 7, struct.pack("<B", int(value))
     if isinstance(value, float):
-        return out + struct.pack("<If", 6, value)
-    return out + struct.pack("<II", 4, value)
+        return 6, struct.pack("<f", value)
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value):
+            return 9, struct.pack("<IQ", 8, len(value)) + b"".join(gguf_string(v) for v in value)
+        return 9, struct.pack("<IQ", 5, len(value)) + b"".join(struct.pack("<i", v) for v in value)
+    return 4, struct.pack("<I", value)
+
+
+def gguf_kv(key, value):
+    t, raw = gguf_value(value)
+    return gguf_string(key) + struct.pack("<I", t) + raw
 
 
 def write_gguf(path, metadata, tensors, alignment=32):
@@ -385,6 +406,8 @@ def quantize_q4_0(t):
 
 
 def encode(t, tname):
+    if tname in ("Q4_K", "Q6_K"):
+        return encode_kquant(t, tname)
     if tname == "Q8_0":
         return quantize_q8_0(t)
     if tname == "Q4_0":
@@ -478,10 +501,10 @@ def emit_gguf(g, llama_cfg, llama_t, llama_ref_ids, gpt2_cfg, gpt2_t):
     emit_gguf_gpt2(d, gpt2_cfg, gpt2_t)
 
 
-def emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids):
+def emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids, type_of=None, kquant=False):
     """The llama fixture as llama.cpp stores it: q/k rows permuted to the interleaved rotary
-    layout, 2-D weights in `types` (cycled), norms F32; reference logits from the dequantised
-    weights."""
+    layout, 2-D weights in `types` (cycled) or of type_of(gguf name, shape), norms F32; reference
+    logits from the dequantised weights (kquant: also the float32 model's, "logits_f32")."""
     H, KV = llama_cfg["num_attention_heads"], llama_cfg["num_key_value_heads"]
     def to_interleaved(w, heads):
         return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
@@ -504,7 +527,11 @@ def emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids):
             w = to_interleaved(t, H)
         elif rest_is(n, "k_proj"):
             w = to_interleaved(t, KV)
-        if w.dim() == 2:
+        if type_of is not None and type_of(gname, list(w.shape)) != "F32":
+            tname = type_of(gname, list(w.shape))
+            raw, dq = encode(w, tname)
+            gg.append((gname, list(w.shape), tname, raw))
+        elif type_of is None and w.dim() == 2:
             tname = types[k % len(types)]
             k += 1
             raw, dq = encode(w, tname)
@@ -528,38 +555,342 @@ def emit_gguf_llama(d, fname, types, llama_cfg, llama_t, llama_ref_ids):
     write_gguf(os.path.join(d, fname + ".gguf"), meta, gg)
     logits = llama_forward(c, deq, llama_ref_ids)
     ref32 = llama_forward(c, {n: t.double() for n, t in llama_t}, llama_ref_ids)
+    write_gguf_reference(d, fname, llama_ref_ids, types or sorted({x[2] for x in gg}), logits, ref32, kquant)
+
+
+def write_gguf_reference(d, fname, ids, types, logits, ref32, kquant, extra=None):
+    digits = 6 if kquant else 7  # k-quant fixtures: 1e-6, far below the 1e-4 tolerance, half the size
+    ref = {"input_ids": ids, "tolerance": 1e-4, "types": types,
+           "vs_f32_max_abs": float((logits - ref32).abs().max()),
+           "logits": [[round(v, digits) for v in row] for row in logits.tolist()]}
+    if kquant:
+        ref["vs_f32_mean_abs"] = float((logits - ref32).abs().mean())
+        ref["logits_f32"] = [[round(v, digits) for v in row] for row in ref32.tolist()]
+    ref.update(extra or {})
     with open(os.path.join(d, fname + ".json"), "w") as f:
-        json.dump({"input_ids": llama_ref_ids, "tolerance": 1e-4, "types": types,
-                   "vs_f32_max_abs": float((logits - ref32).abs().max()),
-                   "logits": [[round(v, 7) for v in row] for row in logits.tolist()]}, f)
-    print(f"{fname}.gguf: {'/'.join(types)} vs f32 logits {float((logits - ref32).abs().max()):.2e}")
+        json.dump(ref, f)
+    print(f"{fname}.gguf: {'/'.join(types)} max|logit| {float(logits.abs().max()):.3f} "
+          f"vs f32 logits {float((logits - ref32).abs().max()):.2e}")
 
 
-def emit_gguf_gpt2(d, gpt2_cfg, gpt2_t):
-
-    # 3. GPT-2 in GGUF naming (Conv1D weights transposed to [out, in]), F32.
+def emit_gguf_gpt2(d, gpt2_cfg, gpt2_t, fname="gpt2", type_of=None, tokenizer=None, ids=None, prompt=None):
+    """GPT-2 in GGUF naming (Conv1D weights transposed to [out, in]), F32 or of
+    type_of(gguf name, shape); with a `tokenizer` (tokens, merges, token_type, eos) in the metadata
+    and reference logits for `ids` from the dequantised weights."""
     gmap = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
             "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias"}
     lmap = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output",
             "ln_2": "ffn_norm", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
-    gt = []
-    for n, t in gpt2_t:
-        n = n[len("transformer."):]
+    gt, deq = [], {}
+    for hf_name, t in gpt2_t:
+        n = hf_name[len("transformer."):]
+        transposed = False
         if n.startswith("h."):
             l, rest = n[2:].split(".", 1)
             mod, kind = rest.rsplit(".", 1)
             gname = f"blk.{l}.{lmap[mod]}.{kind}"
             if kind == "weight" and t.dim() == 2:
                 t = t.t().contiguous()
+                transposed = True
         else:
             gname = gmap[n]
-        gt.append((gname, list(t.shape), "F32", t.to(torch.float32).numpy().tobytes()))
+        tname = type_of(gname, list(t.shape)) if type_of else "F32"
+        raw, dq = encode_kquant(t, tname) if tname in ("Q4_K", "Q6_K") else encode(t, tname)
+        gt.append((gname, list(t.shape), tname, raw))
+        deq[hf_name] = dq.t() if transposed else dq
     c = gpt2_cfg
     meta = {"general.architecture": "gpt2", "gpt2.context_length": c["n_positions"],
             "gpt2.embedding_length": c["n_embd"], "gpt2.block_count": c["n_layer"],
-            "gpt2.feed_forward_length": 4 * c["n_embd"], "gpt2.attention.head_count": c["n_head"],
+            "gpt2.feed_forward_length": c.get("n_inner") or 4 * c["n_embd"],
+            "gpt2.attention.head_count": c["n_head"],
             "gpt2.attention.layer_norm_epsilon": float(c["layer_norm_epsilon"]), "tokenizer.ggml.model": "gpt2"}
-    write_gguf(os.path.join(d, "gpt2.gguf"), meta, gt)
+    if tokenizer:
+        meta.update({"tokenizer.ggml.pre": "gpt2", "tokenizer.ggml.tokens": tokenizer["tokens"],
+                     "tokenizer.ggml.token_type": tokenizer["token_type"],
+                     "tokenizer.ggml.merges": tokenizer["merges"],
+                     "tokenizer.ggml.bos_token_id": tokenizer["eos"], "tokenizer.ggml.eos_token_id": tokenizer["eos"],
+                     "tokenizer.ggml.add_bos_token": False})
+    write_gguf(os.path.join(d, fname + ".gguf"), meta, gt)
+    if ids is not None:
+        logits = gpt2_forward(c, deq, ids)
+        ref32 = gpt2_forward(c, {n: t.double() for n, t in gpt2_t}, ids)
+        write_gguf_reference(d, fname, ids, sorted({x[2] for x in gt}), logits, ref32, True,
+                             {"prompt": prompt})
+
+
+# ---- k-quants: super-blocks of 256 values (layouts from llama.cpp's GGUF format description) --
+
+def _f16_bytes(a):
+    """[blocks] float64 -> [blocks, 2] uint8 (little-endian IEEE half)."""
+    return a.astype(np.float16).view(np.uint8).reshape(-1, 2)
+
+
+def _f16_values(b):
+    """[blocks, 2] uint8 -> [blocks] float64."""
+    return np.ascontiguousarray(b).view("<f2").reshape(-1).astype(np.float64)
+
+
+def _safe_div(a, b):
+    return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
+
+
+def quantize_q4_k(t):
+    """Q4_K, 144 bytes per 256 values: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for 8
+    sub-blocks of 32 values, 128 bytes of 4-bit codes; value = d * scale * q - dmin * min.
+    Each sub-block's range [min(lo, 0), hi] is spread over the codes 0..15."""
+    x = t.to(torch.float64).reshape(-1, 8, 32).numpy()  # [blocks, sub-block, 32]
+    lo, hi = np.minimum(x.min(2), 0.0), x.max(2)
+    scale, mins = (hi - lo) / 15, -lo  # [blocks, 8]
+    d = (scale.max(1) / 63).astype(np.float16).astype(np.float64)
+    dmin = (mins.max(1) / 63).astype(np.float16).astype(np.float64)
+    sc = np.clip(np.round(_safe_div(scale, d[:, None])), 0, 63).astype(np.int64)
+    mn = np.clip(np.round(_safe_div(mins, dmin[:, None])), 0, 63).astype(np.int64)
+    step, off = d[:, None] * sc, dmin[:, None] * mn
+    q = np.clip(np.round(_safe_div(x + off[:, :, None], step[:, :, None])), 0, 15).astype(np.int64)
+    nb = x.shape[0]
+    out = np.zeros((nb, 144), np.uint8)
+    out[:, 0:2], out[:, 2:4] = _f16_bytes(d), _f16_bytes(dmin)
+    s = np.zeros((nb, 12), np.int64)
+    s[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)  # sub-blocks 0-3, top bits of 4-7
+    s[:, 4:8] = mn[:, 0:4] | ((mn[:, 4:8] >> 4) << 6)
+    s[:, 8:12] = (sc[:, 4:8] & 15) | ((mn[:, 4:8] & 15) << 4)  # low bits of 4-7
+    out[:, 4:16] = s
+    for c in range(4):  # 64 values per 32 bytes: sub-block 2c in low nibbles, 2c+1 in high
+        out[:, 16 + 32 * c:48 + 32 * c] = q[:, 2 * c] | (q[:, 2 * c + 1] << 4)
+    return out.tobytes()
+
+
+def dequantize_q4_k(raw):
+    b = np.frombuffer(raw, np.uint8).reshape(-1, 144).astype(np.int64)
+    d, dmin = _f16_values(b[:, 0:2].astype(np.uint8)), _f16_values(b[:, 2:4].astype(np.uint8))
+    s, qs = b[:, 4:16], b[:, 16:144]
+    sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], 1)
+    mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], 1)
+    q = np.stack([qs[:, 32 * (j // 2):32 * (j // 2) + 32] >> (4 * (j % 2)) & 15 for j in range(8)], 1)
+    return (d[:, None, None] * sc[:, :, None] * q - dmin[:, None, None] * mn[:, :, None]).reshape(-1)
+
+
+def quantize_q6_k(t):
+    """Q6_K, 210 bytes per 256 values: 128 bytes of low 4 bits, 64 bytes of high 2 bits, 16 int8
+    scales (one per 16 values), f16 d; value = d * scale * (q - 32). Symmetric per 16 values."""
+    x = t.to(torch.float64).reshape(-1, 16, 16).numpy()
+    scale = np.abs(x).max(2) / 31  # [blocks, 16]
+    d = (scale.max(1) / 127).astype(np.float16).astype(np.float64)
+    sc = np.clip(np.round(_safe_div(scale, d[:, None])), 0, 127).astype(np.int64)
+    q = np.clip(np.round(_safe_div(x, (d[:, None] * sc)[:, :, None])), -32, 31).astype(np.int64)
+    u = (q + 32).reshape(-1, 256)
+    nb = u.shape[0]
+    out = np.zeros((nb, 210), np.uint8)
+    for h in range(2):  # each half of 128 values: 64 bytes of ql, 32 bytes of qh
+        v = [u[:, 128 * h + 32 * k:128 * h + 32 * k + 32] for k in range(4)]
+        out[:, 64 * h:64 * h + 32] = (v[0] & 15) | ((v[2] & 15) << 4)
+        out[:, 64 * h + 32:64 * h + 64] = (v[1] & 15) | ((v[3] & 15) << 4)
+        out[:, 128 + 32 * h:160 + 32 * h] = sum((v[k] >> 4) << (2 * k) for k in range(4))
+    out[:, 192:208] = sc.astype(np.int8).view(np.uint8)
+    out[:, 208:210] = _f16_bytes(d)
+    return out.tobytes()
+
+
+def dequantize_q6_k(raw):
+    b = np.frombuffer(raw, np.uint8).reshape(-1, 210)
+    ql, qh = b[:, 0:128].astype(np.int64), b[:, 128:192].astype(np.int64)
+    sc = np.ascontiguousarray(b[:, 192:208]).view(np.int8).astype(np.float64)
+    d = _f16_values(b[:, 208:210])
+    u = np.zeros((b.shape[0], 256), np.int64)
+    for h in range(2):
+        lo, hb = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
+        u[:, 128 * h:128 * h + 32] = (lo[:, :32] & 15) | ((hb & 3) << 4)
+        u[:, 128 * h + 32:128 * h + 64] = (lo[:, 32:] & 15) | (((hb >> 2) & 3) << 4)
+        u[:, 128 * h + 64:128 * h + 96] = (lo[:, :32] >> 4) | (((hb >> 4) & 3) << 4)
+        u[:, 128 * h + 96:128 * h + 128] = (lo[:, 32:] >> 4) | (((hb >> 6) & 3) << 4)
+    return (d[:, None] * np.repeat(sc, 16, 1) * (u - 32)).reshape(-1)
+
+
+def encode_kquant(t, tname):
+    """(bytes, dequantised float64 tensor); rows must hold whole super-blocks."""
+    assert t.shape[-1] % 256 == 0, t.shape
+    q, dq = (quantize_q4_k, dequantize_q4_k) if tname == "Q4_K" else (quantize_q6_k, dequantize_q6_k)
+    raw = q(t)
+    deq = torch.from_numpy(dq(raw)).reshape(t.shape)
+    # A sound encoding: within one quantisation step of the input.
+    assert float((deq - t.double()).abs().max()) < 0.2 * float(t.abs().max()), tname
+    return raw, deq
+
+
+def check_kquant_decoders():
+    """The vectorised decoders above agree with the per-value decoder of random_blocks()."""
+    g = torch.Generator().manual_seed(7)
+    for tname, dq in (("Q4_K", dequantize_q4_k), ("Q6_K", dequantize_q6_k)):
+        raw, vals = random_blocks(g, tname, 3)
+        assert np.abs(dq(raw) - np.array(vals)).max() < 1e-9, tname
+
+
+# ---- a tiny byte-level BPE vocabulary (GPT-2 style) ----------------------------------------
+
+def byte_alphabet():
+    """GPT-2's byte-level alphabet: printable bytes stand for themselves, the rest (controls,
+    space, ...) for the code points 256, 257, ... in byte order."""
+    keep = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+def gpt2_pieces(text):
+    """GPT-2's pre-tokenizer, the regex
+    's|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+
+    matched by hand (Debian's python3 lacks the regex module)."""
+    cat = lambda ch: "L" if unicodedata.category(ch)[0] == "L" else "N" if unicodedata.category(ch)[0] == "N" \
+        else "S" if ch.isspace() else "O"
+    out, i, n = [], 0, len(text)
+    while i < n:
+        if text[i] == "'":
+            m = next((c for c in ("s", "t", "re", "ve", "m", "ll", "d") if text.startswith(c, i + 1)), None)
+            if m:
+                out.append(text[i:i + 1 + len(m)])
+                i += 1 + len(m)
+                continue
+        j = i + 1 if text[i] == " " and i + 1 < n else i
+        k = cat(text[j])
+        if k != "S":
+            e = j
+            while e < n and cat(text[e]) == k:
+                e += 1
+            out.append(text[i:e])
+            i = e
+            continue
+        e = i
+        while e < n and cat(text[e]) == "S":
+            e += 1
+        if e < n and e - i > 1:
+            e -= 1  # \s+(?!\S): leave the last space to the next word
+        out.append(text[i:e])
+        i = e
+    return out
+
+
+def train_bpe(corpus, n_merges):
+    alpha = byte_alphabet()
+    words = {}
+    for p in gpt2_pieces(corpus):
+        w = tuple(alpha[b] for b in p.encode())
+        words[w] = words.get(w, 0) + 1
+    merges = []
+    for _ in range(n_merges):
+        pairs = {}
+        for w, c in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] = pairs.get((a, b), 0) + c
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        new = {}
+        for w, c in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new[tuple(out)] = new.get(tuple(out), 0) + c
+        words = new
+    alpha_tokens = [alpha[b] for b in range(256)]
+    return alpha_tokens + [a + b for a, b in merges], merges
+
+
+def bpe_encode(text, tokens, merges, special):
+    alpha, ids = byte_alphabet(), {t: i for i, t in enumerate(tokens)}
+    rank = {m: r for r, m in enumerate(merges)}
+    out = []
+    for k, chunk in enumerate(text.split(special)):
+        if k > 0:
+            out.append(ids[special])
+        for p in gpt2_pieces(chunk):
+            w = [alpha[b] for b in p.encode()]
+            while len(w) > 1:
+                r, i = min((rank.get((w[i], w[i + 1]), 1 << 30), i) for i in range(len(w) - 1))
+                if r == 1 << 30:
+                    break
+                w[i:i + 2] = [w[i] + w[i + 1]]
+            out += [ids[s] for s in w]
+    return out
+
+
+BPE_CORPUS = ("Once upon a time there was a little robot. The robot liked to count: 1, 2, 3, 10, 20, 100. "
+              "It said \"hello\" to the world and the world said hello back. def main():\n    return 0\n"
+              "the the the then there these those this that with which when where while 2024 2025 "
+              "café naïve résumé émigré 中文 中国 ") * 3
+BPE_TEST_TEXT = ("Hello world! It's 2024, and we'll see 12345 tokens; THE END?\n\n    def f(x):\n"
+                 "\treturn x ** 2  # done\r\nCafé naïve émigré — 中文字符 🙂👍 <|endoftext|> the end   ")
+
+
+def tokenizer_json(tokens, merges, special):
+    """The tokenizer.json a Hugging Face GPT-2 tokenizer of this vocabulary would have."""
+    return {"version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": len(tokens), "content": special, "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": True, "special": True}],
+            "normalizer": None,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                              "use_regex": True},
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                               "use_regex": True},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
+                      "vocab": {t: i for i, t in enumerate(tokens)},
+                      "merges": [a + " " + b for a, b in merges]}}
+
+
+# ---- GGUF fixtures with k-quants -------------------------------------------------------------
+
+def q4_k_m_type(gname, shape):
+    """Like llama.cpp's Q4_K_M mix: Q6_K for the output, value and down projections, Q4_K for the
+    other matrices, F32 for vectors and the position table."""
+    if len(shape) != 2 or gname == "position_embd.weight":
+        return "F32"
+    return "Q6_K" if gname.split(".")[-2] in ("output", "attn_v", "ffn_down") else "Q4_K"
+
+
+def emit_gguf_kquants(g):
+    d = os.path.join(ROOT, "..", "gguf")
+    check_kquant_decoders()
+    # llama: rows of 256 values (hidden and feed-forward widths 256), one layer, GQA.
+    ids = [1, 17, 42, 5, 63, 8, 29, 77, 3, 50, 12]
+    cfg = {"hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "vocab_size": 96, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
+           "hidden_act": "silu", "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+           "rope_theta": 10000.0, "tie_word_embeddings": False}
+    t = llama_tensors(cfg, g, std=1 / 16)
+    emit_gguf_llama(d, "llama_q4_k_m", None, cfg, t, ids, type_of=q4_k_m_type, kquant=True)
+
+    # gpt2 with its byte-level BPE vocabulary in the metadata (and the same vocabulary as a
+    # Hugging Face tokenizer.json beside it).
+    special = "<|endoftext|>"
+    tokens, merges = train_bpe(BPE_CORPUS, 63)
+    tokens = tokens + [special]
+    prompt = "Hello world! It's 2024, and the robot said hello."
+    ids = bpe_encode(prompt, tokens, merges, special)[:12]
+    cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 256, "n_layer": 1,
+           "n_head": 4, "n_positions": 32, "n_inner": 256, "vocab_size": len(tokens),
+           "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"}
+    t = [(n, w * 0.25 if n == "transformer.wte.weight" else w) for n, w in gpt2_tensors(cfg, g, std=1 / 16)]
+    tok = {"tokens": tokens, "merges": [a + " " + b for a, b in merges],
+           "token_type": [3 if s == special else 1 for s in tokens], "eos": len(tokens) - 1}
+    emit_gguf_gpt2(d, cfg, t, fname="gpt2_q4_k_m", type_of=q4_k_m_type, tokenizer=tok, ids=ids,
+                   prompt=prompt)
+    with open(os.path.join(d, "gpt2_q4_k_m_tokenizer.json"), "w") as f:
+        json.dump(tokenizer_json(tokens[:-1], merges, special), f, ensure_ascii=False)
+    with open(os.path.join(d, "gpt2_q4_k_m_tokens.json"), "w") as f:
+        json.dump({"text": BPE_TEST_TEXT, "ids": bpe_encode(BPE_TEST_TEXT, tokens, merges, special)}, f,
+                  ensure_ascii=False)
 
 
 def rest_is(name, proj):
@@ -616,6 +947,16 @@ def main():
               "vocab_size": 512, "id2label": {"0": "NEGATIVE", "1": "POSITIVE"}}
     emit("distilbert", "distilbert", distil, encoder_tensors(distil, g, "distilbert"), ids)
     emit_gguf(g, llama, llama_t, ids, gpt2, gpt2_t)
+    emit_gguf_kquants(g)
+    # Mistral with a sliding window shorter than the input: query i sees keys i - 2 .. i.
+    mistral_w = dict(base, architectures=["MistralForCausalLM"], model_type="mistral", rope_theta=10000.0,
+                     tie_word_embeddings=False, sliding_window=3)
+    ids12 = ids + [50, 12, 90]
+    t = llama_tensors(mistral_w, g)
+    emit("mistral_window", "mistral", mistral_w, t, ids12)
+    full = llama_forward(dict(mistral_w, sliding_window=None), {n: w.double() for n, w in t}, ids12)
+    windowed = llama_forward(mistral_w, {n: w.double() for n, w in t}, ids12)
+    print(f"mistral_window: the window moves the logits by {float((full - windowed).abs().max()):.3f}")
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(os.path.join(ROOT, ".."))
                 for f in fs)
     print(f"total {total} bytes")

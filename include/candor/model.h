@@ -50,6 +50,9 @@ struct ModelConfig {
   float rope_high_freq_factor = 4.0f;        // llama3
   int64_t rope_original_max_seq_len = 8192;  // llama3
   bool attention_bias = false;               // q/k/v projections have biases (Qwen2, GPT-2, BERT)
+  // Sliding-window attention (Mistral): > 0: a query attends only to the keys fewer than this
+  // many tokens back (position i sees j when i - j < sliding_window); 0: full causal attention.
+  int64_t sliding_window = 0;
 
   // Decoder variants: Llama = rms / rope / silu-gated; GPT-2 = layer / learned / gelu_tanh.
   std::string norm = "rms";         // "rms" | "layer" (LayerNorm with bias)

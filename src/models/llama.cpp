@@ -46,6 +46,7 @@ void validate_llama_config(const ModelConfig& c, const std::string& source) {
   if (c.rope_scaling != "none" && c.rope_scaling != "linear" && c.rope_scaling != "llama3")
     bad("unknown rope scaling '" + c.rope_scaling + "'");
   if (c.rope_scaling != "none" && !(c.rope_scaling_factor > 0)) bad("rope scaling factor <= 0");
+  if (c.sliding_window < 0) bad("sliding_window = " + std::to_string(c.sliding_window));
 }
 
 at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads) {
@@ -246,12 +247,28 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     x = x + at::embedding(weights_.pos_embeddings, positions);
   }
 
-  // Additive attention bias [B or 1, 1, 1, T, S]: causal, no padding keys, always self.
+  // Sliding-window attention: the window only matters when a key can be `window` or more
+  // tokens behind a query, i.e. when more than `window` positions are visible.
+  const int64_t window = c.sliding_window;
+  const bool windowed = window > 0 && S > window;
+
+  // Additive attention bias [B or 1, 1, 1, T, S]: causal, within the sliding window, no padding
+  // keys, always self.
   at::Tensor bias;
-  if (T > 1 || padded) {
+  if (T > 1 || padded || windowed) {
     at::Tensor q_idx = at::arange(past, S, at::kLong).unsqueeze(1);  // [T, 1]
     at::Tensor k_idx = at::arange(S, at::kLong).unsqueeze(0);        // [1, S]
     at::Tensor allowed = (k_idx <= q_idx).unsqueeze(0);              // [1, T, S]
+    if (windowed) {
+      // Distances count real tokens (the rotary positions), so padding anywhere in a row leaves
+      // its window as it would be without the padding. Cached keys: positions from the key mask.
+      at::Tensor key_pos = positions;  // [B, S] after the cached part is prepended
+      if (cache && past > 0) {
+        at::Tensor km = cache->key_mask().narrow(1, 0, past).to(at::kLong);  // [B, past]
+        key_pos = at::cat({km.cumsum(1) - km, positions}, 1);
+      }
+      allowed = allowed.logical_and((positions.unsqueeze(2) - key_pos.unsqueeze(1)) < window);
+    }
     if (padded) {
       at::Tensor keys_real = mask.defined() ? mask : at::ones({B, T}, at::kBool);
       if (cache && past > 0)

@@ -75,9 +75,9 @@ TEST_P(ReferenceLogits, MatchWithinStatedTolerance) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceLogits,
                          ::testing::Values("llama", "llama_f16", "llama_bf16", "llama_sharded",
-                                           "llama3_scaled", "mistral_linear", "qwen2", "gpt2",
-                                           "gpt2_f16", "bert", "bert_bf16", "roberta",
-                                           "distilbert"),
+                                           "llama3_scaled", "mistral_linear", "mistral_window",
+                                           "qwen2", "gpt2", "gpt2_f16", "bert", "bert_bf16",
+                                           "roberta", "distilbert"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST(HfModels, ConfigFieldsAreRead) {
@@ -144,6 +144,101 @@ TEST(HfModels, KvCacheContinuationMatchesFullPass) {
   }
 }
 
+// Mistral's sliding-window attention (mistral_window: window 3, 12 reference tokens, so every
+// query from position 3 on loses keys): the reference logits hold in a full pass, when decoding
+// with the KV cache one token at a time, in batches with padding on the left and in the middle
+// of a row (the window counts real tokens), and the window really changes the logits.
+TEST(HfModels, SlidingWindowHoldsInBatchesAndTheKvCache) {
+  const Reference r = read_reference("mistral_window");
+  auto model = load_model(fixture("mistral_window"));
+  EXPECT_EQ(model->config().sliding_window, 3);
+  EXPECT_EQ(model->config().max_seq_len, 64);  // the window no longer caps the context
+  const int64_t T = static_cast<int64_t>(r.ids.size());
+  ASSERT_EQ(T, 12);
+  at::Tensor ref = r.logits.to(at::kFloat);  // [T, V]
+  at::NoGradGuard g;
+
+  // One token at a time through the cache.
+  KVCache cache = model->new_cache(1);
+  for (int64_t i = 0; i < T; ++i) {
+    ForwardArgs a;
+    a.tokens = at::tensor(std::vector<int64_t>{r.ids[i]}, at::kLong).view({1, 1});
+    a.cache = &cache;
+    at::Tensor row = model->forward(a)[0][0];
+    EXPECT_LE((row - ref[i]).abs().max().item<double>(), 1e-4) << "position " << i;
+  }
+  // A 5-token prefix, then the remaining 7 in one step.
+  KVCache c2 = model->new_cache(1);
+  ForwardArgs a;
+  a.cache = &c2;
+  a.tokens =
+      at::tensor(std::vector<int64_t>(r.ids.begin(), r.ids.begin() + 5), at::kLong).view({1, 5});
+  model->forward(a);
+  a.tokens =
+      at::tensor(std::vector<int64_t>(r.ids.begin() + 5, r.ids.end()), at::kLong).view({1, 7});
+  EXPECT_LE((model->forward(a)[0] - ref.narrow(0, 5, 7)).abs().max().item<double>(), 1e-4);
+
+  // Batch of two, prefilled with 8 tokens each: row 0 left-padded by 2, row 1 with 2 padding
+  // slots after its 8th token (padding in the middle once decoding continues); then the last
+  // 4 tokens one step at a time.
+  std::vector<int64_t> toks(2 * 10, 0), mask(2 * 10, 0);
+  for (int64_t i = 0; i < 8; ++i) {
+    toks[2 + i] = toks[10 + i] = r.ids[i];
+    mask[2 + i] = mask[10 + i] = 1;
+  }
+  KVCache bc = model->new_cache(2);
+  ForwardArgs b;
+  b.cache = &bc;
+  b.tokens = at::tensor(toks, at::kLong).view({2, 10});
+  b.attention_mask = at::tensor(mask, at::kLong).view({2, 10});
+  at::Tensor pre = model->forward(b);  // [2, 10, V]
+  EXPECT_LE((pre[0].narrow(0, 2, 8) - ref.narrow(0, 0, 8)).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((pre[1].narrow(0, 0, 8) - ref.narrow(0, 0, 8)).abs().max().item<double>(), 1e-4);
+  for (int64_t i = 8; i < T; ++i) {
+    ForwardArgs s;
+    s.cache = &bc;
+    s.tokens = at::tensor(std::vector<int64_t>{r.ids[i], r.ids[i]}, at::kLong).view({2, 1});
+    at::Tensor out = model->forward(s);  // [2, 1, V]
+    EXPECT_LE((out[0][0] - ref[i]).abs().max().item<double>(), 1e-4) << "row 0, position " << i;
+    EXPECT_LE((out[1][0] - ref[i]).abs().max().item<double>(), 1e-4) << "row 1, position " << i;
+  }
+
+  // Without the window (sliding_window: null) the same weights give other logits.
+  std::string dir = testing::temp_dir() + "/no_window";
+  std::filesystem::copy(fixture("mistral_window"), dir, std::filesystem::copy_options::recursive);
+  auto set_window = [&](const nlohmann::json* value) {
+    std::ifstream f(dir + "/config.json");
+    nlohmann::json j = nlohmann::json::parse(f);
+    if (value) {
+      j["sliding_window"] = *value;
+    } else {
+      j.erase("sliding_window");
+    }
+    std::ofstream(dir + "/config.json") << j.dump();
+  };
+  const nlohmann::json null_window = nullptr;
+  set_window(&null_window);
+  auto full = load_model(dir);
+  EXPECT_EQ(full->config().sliding_window, 0);
+  set_window(nullptr);
+  EXPECT_EQ(load_model(dir)->config().sliding_window, 4096);  // transformers' default
+  EXPECT_GT(max_error(*full, r), 0.1);
+  // The first `window` positions see every key either way.
+  at::Tensor fl = full->forward_tokens(at::tensor(r.ids, at::kLong).unsqueeze(0))[0];
+  EXPECT_LE((fl.narrow(0, 0, 3) - ref.narrow(0, 0, 3)).abs().max().item<double>(), 1e-4);
+}
+
+TEST(HfModelErrors, GgufRefusesASlidingWindow) {
+  auto model = load_model(fixture("mistral_window"));
+  try {
+    save_gguf(*model, testing::temp_dir() + "/w.gguf", "f32");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("sliding-window"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HfModels, EncodersRefuseACache) {
   auto model = load_model(fixture("bert"));
   try {
@@ -156,8 +251,8 @@ TEST(HfModels, EncodersRefuseACache) {
 
 // Every fixture written back as a folder (and as F16) loads and computes the same logits.
 TEST(HfModels, SaveFolderRoundTripsEveryArchitecture) {
-  for (const char* name : {"llama", "llama3_scaled", "mistral_linear", "qwen2", "gpt2", "bert",
-                           "roberta", "distilbert"}) {
+  for (const char* name : {"llama", "llama3_scaled", "mistral_linear", "mistral_window", "qwen2",
+                           "gpt2", "bert", "roberta", "distilbert"}) {
     auto model = load_model(fixture(name));
     std::string dir = testing::temp_dir() + "/" + name;
     save_hf_folder(*model, dir);

@@ -52,6 +52,7 @@ Runner add_info(CLI::App& app) {
         {"n_kv_heads", c.n_kv_heads},
         {"vocab_size", c.vocab_size},
         {"context_length", c.max_seq_len},
+        {"sliding_window", c.sliding_window},
         {"tied_embeddings", c.tied_embeddings},
         {"kind", c.is_causal() ? "causal_lm" : "classifier"},
         {"labels", c.labels},
@@ -74,7 +75,11 @@ Runner add_info(CLI::App& app) {
                 << c.hidden_dim << "  heads " << c.n_heads << "  kv heads " << c.n_kv_heads << "\n"
                 << "vocabulary     " << c.vocab_size << " (" << model->tokenizer().kind()
                 << " tokenizer)\n"
-                << "context        " << c.max_seq_len << " tokens\n"
+                << "context        " << c.max_seq_len << " tokens"
+                << (c.sliding_window > 0
+                        ? ", sliding-window attention over " + std::to_string(c.sliding_window)
+                        : std::string())
+                << "\n"
                 << (c.is_causal() ? std::string("output matrix  ") +
                                         (c.tied_embeddings ? "tied to embeddings" : "separate")
                                   : "classifier     " + std::to_string(c.labels.size()) +

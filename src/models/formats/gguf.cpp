@@ -774,6 +774,13 @@ void save_gguf(const Model& model, const std::string& path, const std::string& t
                     m.architecture + " model",
                 "write a Hugging Face folder instead (candor convert --format hf)");
   }
+  if (m.sliding_window > 0 && m.sliding_window < m.max_seq_len) {
+    throw Error(ErrorCode::kUnsupported,
+                "candor does not write GGUF for models with sliding-window attention (this " +
+                    m.architecture + " model has a window of " + std::to_string(m.sliding_window) +
+                    " tokens)",
+                "write a Hugging Face folder instead (candor convert --format hf)");
+  }
   const Tokenizer& tok = model.tokenizer();
   if (tok.kind() != "llama2c" && tok.kind() != "sentencepiece") {
     throw Error(ErrorCode::kUnsupported, "the model's tokenizer (" + tok.kind() +

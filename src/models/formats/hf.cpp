@@ -129,9 +129,15 @@ std::unique_ptr<Model> build_llama(const Cfg& c, const std::string& family, cons
   const bool qkv_bias = family == "qwen2" || c.boolean("attention_bias", false);
   const bool o_bias = family != "qwen2" && c.boolean("attention_bias", false);
   m.attention_bias = qkv_bias;
-  // Sliding-window attention equals full attention within the window: refuse longer inputs.
-  if (c.has("sliding_window") && (family == "mistral" || c.boolean("use_sliding_window", false)))
+  if (family == "mistral") {
+    // Sliding-window attention (null: full attention; absent: transformers' default, 4096).
+    m.sliding_window = c.j.contains("sliding_window") ? c.integer("sliding_window", 0) : 4096;
+    if (m.sliding_window < 0) throw c.bad("sliding_window", "is negative");
+  } else if (c.has("sliding_window") && c.boolean("use_sliding_window", false)) {
+    // Qwen2 windows only the layers from max_window_layers on, which candor does not implement;
+    // within the window sliding attention equals full attention: refuse longer inputs.
     m.max_seq_len = std::min(m.max_seq_len, c.integer("sliding_window"));
+  }
   if (c.has("rope_scaling")) {
     const json& rs = c.j["rope_scaling"];
     if (!rs.is_object()) throw c.bad("rope_scaling", "is not an object");
@@ -643,6 +649,9 @@ nlohmann::ordered_json hf_config_json(const Model& model) {
     j["hidden_act"] = "silu";
     j["tie_word_embeddings"] = m.tied_embeddings;
     if (family == "llama" && m.attention_bias) j["attention_bias"] = true;
+    if (family == "mistral") {
+      j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
+    }
     if (m.rope_scaling == "linear") {
       j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", m.rope_scaling_factor}};
     } else if (m.rope_scaling == "llama3") {
