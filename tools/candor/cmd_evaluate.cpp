@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -70,6 +71,7 @@ Runner add_evaluate(CLI::App& app) {
     int threads = 0;
     bool no_progress = false;
     bool decoys = false;
+    std::string attack;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it")->required();
@@ -101,6 +103,11 @@ Runner add_evaluate(CLI::App& app) {
   app.add_flag("--decoys", o->decoys,
                "Also grade decoy explanations (random, inverted, first, last, other_target) and "
                "report how often each method beats each decoy (docs/evaluation.md)");
+  app.add_option("--attack", o->attack,
+                 "Attack each method's explanations: substitution (nearest-neighbour tokens) | "
+                 "noise (embedding noise), with options NAME:key=value,... (n_candidates, "
+                 "n_rounds, top_k, success_below, max_prob_change, neighbours | radius); reports "
+                 "the success rate, the top-k intersection reached and the changes found");
   return [o]() {
     if (o->methods.empty()) o->methods = {"integrated_gradients", "occlusion"};
     std::vector<std::unique_ptr<Explainer>> explainers;
@@ -132,6 +139,14 @@ Runner add_evaluate(CLI::App& app) {
     if (o->bootstrap < 0) throw usage_error("--bootstrap must be >= 0");
     if (o->curve_points < 0) throw usage_error("--curve-points must be >= 0");
     if (o->sens_samples < 1) throw usage_error("--sensitivity-samples must be >= 1");
+    std::optional<AttackOptions> attack;
+    if (!o->attack.empty()) {
+      try {
+        attack = parse_attack(o->attack);
+      } catch (const Error& e) {
+        throw usage_error(std::string("--attack: ") + e.what(), e.hint());
+      }
+    }
     fo.curve_points = o->curve_points;
     fo.seed = o->seed;
     ro.n_samples = o->sens_samples;
@@ -192,6 +207,7 @@ Runner add_evaluate(CLI::App& app) {
     config["sensitivity_samples"] = o->sens_samples;
     config["seed"] = o->seed;
     config["decoys"] = o->decoys;
+    if (attack) config["attack"] = attack_options_to_json(*attack);
     // Rows of the table: the methods, then the decoys (built on the first method's scores).
     std::vector<std::string> decoy_names;
     if (o->decoys)
@@ -267,6 +283,7 @@ Runner add_evaluate(CLI::App& app) {
       if (tty || i == rows.size()) std::cerr << buf << (i == rows.size() ? "\n" : "") << std::flush;
     };
     std::vector<std::map<std::string, MethodRecord>> records;
+    std::vector<int64_t> record_lines;  // data line of each record
     bool interrupted = false;
     for (size_t i = 0; i < rows.size(); ++i) {
       if (g_stop) {
@@ -277,6 +294,7 @@ Runner add_evaluate(CLI::App& app) {
       auto it = done.find(row.line);
       if (it != done.end()) {
         records.push_back(it->second);
+        record_lines.push_back(row.line);
         progress(i + 1);
         continue;
       }
@@ -294,6 +312,17 @@ Runner add_evaluate(CLI::App& app) {
         for (size_t m = 0; m < explainers.size(); ++m) {
           Attribution a = explainers[m]->explain(*model, req);
           recs[names[m]] = benchmark_record(*model, req, *explainers[m], a, metrics, fo, ro);
+          if (attack) {
+            // Seeded per example, so that a resumed run finds the same changes.
+            AttackOptions ao = *attack;
+            ao.seed = o->seed + static_cast<uint64_t>(row.line);
+            AttackResult ar = attack_explainer(*model, req, *explainers[m], a, ao);
+            MethodRecord& rec = recs[names[m]];
+            rec.metrics["attack_success"] = ar.success ? 1.0 : 0.0;
+            rec.metrics["attack_topk"] = ar.topk_intersection;
+            rec.attack = attack_result_to_json(ar, &model->tokenizer());
+            rec.attack["input_ids"] = req.input_ids;
+          }
           if (m == 0 && o->decoys) {
             DecoyOptions dop;
             dop.seed = o->seed + static_cast<uint64_t>(row.line);
@@ -321,13 +350,22 @@ Runner add_evaluate(CLI::App& app) {
       j["methods"] = mj;
       ex_out << j.dump() << "\n" << std::flush;
       records.push_back(recs);
+      record_lines.push_back(row.line);
       ++computed;
       progress(i + 1);
     }
     std::signal(SIGINT, SIG_DFL);
 
+    // Attack figures are table columns too: the success rate (mean of 0/1) and the top-k
+    // intersection reached, with their bootstrap intervals.
+    std::vector<std::string> table_metrics = metrics;
+    if (attack) {
+      table_metrics.push_back("attack_success");
+      table_metrics.push_back("attack_topk");
+    }
     nlohmann::json summary =
-        summarize_benchmark(records, rows_names, metrics, o->bootstrap, o->seed);
+        summarize_benchmark(records, rows_names, table_metrics, o->bootstrap, o->seed);
+    if (attack) summary["attacks"] = summarize_attacks(records, names, record_lines, *attack);
     if (o->decoys) {
       // How often each method beats each decoy, per faithfulness metric.
       nlohmann::json ranking;
