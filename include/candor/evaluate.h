@@ -326,6 +326,12 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
                               const std::vector<std::string>& metrics,
                               const FaithfulnessOptions& faithfulness,
                               const RobustnessOptions& robustness);
+// The faithfulness metrics among `metrics` for several attributions of one request and target
+// (the methods and the decoys of an example), scored from one shared mask bank so that equal
+// removal sets give equal values (see evaluate_faithfulness above).
+std::vector<MethodRecord> benchmark_faithfulness_records(
+    const Model& model, const ExplainRequest& request, const std::vector<Attribution>& attributions,
+    const std::vector<std::string>& metrics, const FaithfulnessOptions& faithfulness);
 nlohmann::json method_record_to_json(const MethodRecord& r);
 MethodRecord method_record_from_json(const nlohmann::json& j);
 

@@ -90,6 +90,47 @@ bool metric_higher_is_better(const std::string& m) {
   return m == "comprehensiveness" || m == "insertion" || m == "loo_kendall" || m == "attack_topk";
 }
 
+namespace {
+
+// The faithfulness options that compute exactly the metrics asked for.
+FaithfulnessOptions options_for(const std::vector<std::string>& metrics,
+                                const FaithfulnessOptions& faithfulness) {
+  auto has = [&](const char* m) {
+    return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+  };
+  FaithfulnessOptions fo = faithfulness;
+  fo.comprehensiveness = has("comprehensiveness") || has("sufficiency");
+  fo.curves = has("deletion") || has("insertion");
+  fo.infidelity = has("infidelity");
+  fo.loo = has("loo_kendall");
+  return fo;
+}
+
+bool any_faithfulness(const FaithfulnessOptions& fo) {
+  return fo.comprehensiveness || fo.curves || fo.infidelity || fo.loo;
+}
+
+void fill_faithfulness(MethodRecord& r, const Faithfulness& f,
+                       const std::vector<std::string>& metrics) {
+  auto has = [&](const char* m) {
+    return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+  };
+  if (has("comprehensiveness")) r.metrics["comprehensiveness"] = f.comprehensiveness_aopc;
+  if (has("sufficiency")) r.metrics["sufficiency"] = f.sufficiency_aopc;
+  if (has("deletion")) {
+    r.metrics["deletion"] = f.deletion.area;
+    r.deletion_curve = resample(f.deletion);
+  }
+  if (has("insertion")) {
+    r.metrics["insertion"] = f.insertion.area;
+    r.insertion_curve = resample(f.insertion);
+  }
+  if (has("infidelity")) r.metrics["infidelity"] = f.infidelity;
+  if (has("loo_kendall")) r.metrics["loo_kendall"] = f.loo_kendall;
+}
+
+}  // namespace
+
 MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
                               const Explainer& explainer, const Attribution& attribution,
                               const std::vector<std::string>& metrics,
@@ -99,32 +140,26 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
     return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
   };
   MethodRecord r;
-  FaithfulnessOptions fo = faithfulness;
-  fo.comprehensiveness = has("comprehensiveness") || has("sufficiency");
-  fo.curves = has("deletion") || has("insertion");
-  fo.infidelity = has("infidelity");
-  fo.loo = has("loo_kendall");
-  if (fo.comprehensiveness || fo.curves || fo.infidelity || fo.loo) {
-    Faithfulness f = evaluate_faithfulness(model, request, attribution, fo);
-    if (has("comprehensiveness")) r.metrics["comprehensiveness"] = f.comprehensiveness_aopc;
-    if (has("sufficiency")) r.metrics["sufficiency"] = f.sufficiency_aopc;
-    if (has("deletion")) {
-      r.metrics["deletion"] = f.deletion.area;
-      r.deletion_curve = resample(f.deletion);
-    }
-    if (has("insertion")) {
-      r.metrics["insertion"] = f.insertion.area;
-      r.insertion_curve = resample(f.insertion);
-    }
-    if (has("infidelity")) r.metrics["infidelity"] = f.infidelity;
-    if (has("loo_kendall")) r.metrics["loo_kendall"] = f.loo_kendall;
-  }
+  const FaithfulnessOptions fo = options_for(metrics, faithfulness);
+  if (any_faithfulness(fo))
+    fill_faithfulness(r, evaluate_faithfulness(model, request, attribution, fo), metrics);
   if (has("avg_sensitivity") || has("max_sensitivity")) {
     Robustness rb = evaluate_robustness(model, request, explainer, attribution, robustness);
     if (has("avg_sensitivity")) r.metrics["avg_sensitivity"] = rb.avg_sensitivity;
     if (has("max_sensitivity")) r.metrics["max_sensitivity"] = rb.max_sensitivity;
   }
   return r;
+}
+
+std::vector<MethodRecord> benchmark_faithfulness_records(
+    const Model& model, const ExplainRequest& request, const std::vector<Attribution>& attributions,
+    const std::vector<std::string>& metrics, const FaithfulnessOptions& faithfulness) {
+  std::vector<MethodRecord> out(attributions.size());
+  const FaithfulnessOptions fo = options_for(metrics, faithfulness);
+  if (!any_faithfulness(fo)) return out;
+  std::vector<Faithfulness> f = evaluate_faithfulness(model, request, attributions, fo);
+  for (size_t i = 0; i < attributions.size(); ++i) fill_faithfulness(out[i], f[i], metrics);
+  return out;
 }
 
 nlohmann::json method_record_to_json(const MethodRecord& r) {

@@ -309,32 +309,42 @@ Runner add_evaluate(CLI::App& app) {
       }
       std::map<std::string, MethodRecord> recs;
       try {
+        // Every method explains the same token, so the methods and the decoys are graded from
+        // one shared bank of masks: a removal set two of them share gives both the same value.
+        std::vector<Attribution> atts;
+        std::vector<std::string> labels = names;
+        for (size_t m = 0; m < explainers.size(); ++m)
+          atts.push_back(explainers[m]->explain(*model, req));
+        if (o->decoys) {
+          DecoyOptions dop;
+          dop.seed = o->seed + static_cast<uint64_t>(row.line);
+          dop.other_target = explainers[0].get();
+          for (Attribution& d : make_decoys(*model, req, atts[0], dop)) {
+            labels.push_back("decoy:" + d.method);
+            atts.push_back(std::move(d));
+          }
+        }
+        std::vector<std::string> fm, sm;  // faithfulness / sensitivity metrics
+        for (const auto& x : metrics)
+          (x.find("sensitivity") == std::string::npos ? fm : sm).push_back(x);
+        std::vector<MethodRecord> frs = benchmark_faithfulness_records(*model, req, atts, fm, fo);
+        for (size_t i = 0; i < atts.size(); ++i) recs[labels[i]] = frs[i];
         for (size_t m = 0; m < explainers.size(); ++m) {
-          Attribution a = explainers[m]->explain(*model, req);
-          recs[names[m]] = benchmark_record(*model, req, *explainers[m], a, metrics, fo, ro);
+          MethodRecord& rec = recs[names[m]];
+          // Decoys have no explainer to rerun: sensitivity and attacks for the methods only.
+          if (!sm.empty()) {
+            MethodRecord sr = benchmark_record(*model, req, *explainers[m], atts[m], sm, fo, ro);
+            for (const auto& [k, v] : sr.metrics) rec.metrics[k] = v;
+          }
           if (attack) {
             // Seeded per example, so that a resumed run finds the same changes.
             AttackOptions ao = *attack;
             ao.seed = o->seed + static_cast<uint64_t>(row.line);
-            AttackResult ar = attack_explainer(*model, req, *explainers[m], a, ao);
-            MethodRecord& rec = recs[names[m]];
+            AttackResult ar = attack_explainer(*model, req, *explainers[m], atts[m], ao);
             rec.metrics["attack_success"] = ar.success ? 1.0 : 0.0;
             rec.metrics["attack_topk"] = ar.topk_intersection;
             rec.attack = attack_result_to_json(ar, &model->tokenizer());
             rec.attack["input_ids"] = req.input_ids;
-          }
-          if (m == 0 && o->decoys) {
-            DecoyOptions dop;
-            dop.seed = o->seed + static_cast<uint64_t>(row.line);
-            dop.other_target = explainers[0].get();
-            for (const Attribution& d : make_decoys(*model, req, a, dop)) {
-              // Decoys have no explainer to rerun: faithfulness metrics only.
-              std::vector<std::string> fm;
-              for (const auto& x : metrics)
-                if (x.find("sensitivity") == std::string::npos) fm.push_back(x);
-              recs["decoy:" + d.method] =
-                  benchmark_record(*model, req, *explainers[0], d, fm, fo, ro);
-            }
           }
         }
       } catch (const Error& e) {
