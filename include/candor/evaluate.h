@@ -76,6 +76,15 @@ struct Faithfulness {
 Faithfulness evaluate_faithfulness(const Model& model, const ExplainRequest& request,
                                    const Attribution& attribution,
                                    const FaithfulnessOptions& options = {});
+// The same for several attributions of one request and target (e.g. real methods and decoys),
+// scored from one shared bank of masks: a mask that two attributions share (the same top
+// features removed) is run once and gives both exactly the same value, so equal removal sets
+// compare as exact ties rather than by float noise of different batch layouts (~1e-5 on
+// stories260K). forward_passes and masks_scored are those of the whole shared bank. Throws
+// Error(kInvalidArgument) when the attributions explain different tokens.
+std::vector<Faithfulness> evaluate_faithfulness(const Model& model, const ExplainRequest& request,
+                                                const std::vector<Attribution>& attributions,
+                                                const FaithfulnessOptions& options = {});
 nlohmann::json faithfulness_to_json(const Faithfulness& f);
 
 // Scores many keep-masks [N][F] (1 keep, 0 remove) of a request: f per mask. Batched, with
@@ -208,18 +217,48 @@ struct AttackOptions {
   uint64_t seed = 0;
 };
 
+// A token substitution found by an attack.
+struct Substitution {
+  int64_t position = 0;  // token position in the input
+  TokenId from = -1, to = -1;
+};
+
 struct AttackResult {
   bool success = false;
-  double topk_intersection = 1;  // best (lowest) found with the output kept
-  double prob_change = 0;
+  double topk_intersection = 1;      // best (lowest) found with the output kept
+  double prob_change = 0;            // |p'(top) - p(top)| of the change kept
   std::vector<std::string> changes;  // "pos 3: ' cat' -> ' dog'" or "noise |d|inf=..."
   int64_t candidates_tried = 0;
   int64_t candidates_valid = 0;  // kept the output
+  // The model's output that had to be kept: its top next token after the input, and that
+  // token's probability before and after the change kept (equal when nothing was kept).
+  TokenId top_token = -1;
+  double top_prob = 0, perturbed_prob = 0;
+  // Token space: the input with the substitutions kept (the input itself when none), and the
+  // substitutions in the order found. Embedding space: the input, no substitutions, and the
+  // L-inf norm of the noise kept in `noise_linf` (0 when none).
+  std::vector<TokenId> perturbed_ids;
+  std::vector<Substitution> substitutions;
+  double noise_linf = 0;
 };
 
 AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
                               const Explainer& explainer, const Attribution& attribution,
                               const AttackOptions& options = {});
+
+// Parses an attack specification of `candor evaluate --attack`: "substitution" (alias "token")
+// or "noise" (alias "embedding"), optionally followed by ":key=value,..." with the keys
+// n_candidates, n_rounds, top_k, success_below, max_prob_change, and neighbours (substitution) or
+// radius (noise). Throws Error(kInvalidArgument) naming the bad part and listing the options.
+AttackOptions parse_attack(const std::string& spec);
+// "substitution" or "noise".
+const char* attack_space_name(const AttackOptions& options);
+// The settings as JSON (space and every option).
+nlohmann::json attack_options_to_json(const AttackOptions& options);
+// The result as JSON: success, topk_intersection, prob_change, top token and probabilities,
+// changes, candidates; token space adds perturbed_ids and substitutions (with their pieces
+// when `tokenizer` is given).
+nlohmann::json attack_result_to_json(const AttackResult& r, const Tokenizer* tokenizer = nullptr);
 
 // A consensus of several attributions of the same request: each normalised to unit max |score|,
 // weighted by max(0, its mean Spearman correlation with the others) (equal weights when every
@@ -279,6 +318,7 @@ bool metric_higher_is_better(const std::string& metric);
 struct MethodRecord {
   std::map<std::string, double> metrics;
   std::vector<double> deletion_curve, insertion_curve;
+  nlohmann::json attack;  // attack_result_to_json of an attack on this method (null: none)
 };
 // Evaluates one attribution for the benchmark (metrics as parsed by parse_benchmark_metrics).
 MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
@@ -286,6 +326,12 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
                               const std::vector<std::string>& metrics,
                               const FaithfulnessOptions& faithfulness,
                               const RobustnessOptions& robustness);
+// The faithfulness metrics among `metrics` for several attributions of one request and target
+// (the methods and the decoys of an example), scored from one shared mask bank so that equal
+// removal sets give equal values (see evaluate_faithfulness above).
+std::vector<MethodRecord> benchmark_faithfulness_records(
+    const Model& model, const ExplainRequest& request, const std::vector<Attribution>& attributions,
+    const std::vector<std::string>& metrics, const FaithfulnessOptions& faithfulness);
 nlohmann::json method_record_to_json(const MethodRecord& r);
 MethodRecord method_record_from_json(const nlohmann::json& j);
 
@@ -295,7 +341,14 @@ nlohmann::json summarize_benchmark(const std::vector<std::map<std::string, Metho
                                    const std::vector<std::string>& methods,
                                    const std::vector<std::string>& metrics, int64_t n_bootstrap,
                                    uint64_t seed);
-// The summary as a Markdown table and as a self-contained HTML page (curves as inline SVG).
+// The attack block of the table (summary["attacks"]): the options, and per method the success
+// rate, mean top-k intersection and mean |Δp(top)| over the examples whose record holds an
+// attack, with each example's result (lines[i]: the data line of records[i]).
+nlohmann::json summarize_attacks(const std::vector<std::map<std::string, MethodRecord>>& records,
+                                 const std::vector<std::string>& methods,
+                                 const std::vector<int64_t>& lines, const AttackOptions& options);
+// The summary as a Markdown table and as a self-contained HTML page (curves as inline SVG); an
+// "attacks" block adds its table and the changes found per example.
 std::string render_benchmark_markdown(const nlohmann::json& summary);
 std::string render_benchmark_html(const nlohmann::json& summary);
 

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "candor/error.h"
+#include "core/options.h"
 #include "evaluate/internal.h"
 
 namespace candor {
@@ -123,12 +124,9 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
   for (int64_t f = 0; f < F; ++f) v[f] = static_cast<double>(f + 1);
   out.push_back(with_total(a, "last", v));
   if (options.other_target && a.step_tokens.size() == 1 && a.step_tokens[0] >= 0) {
-    SanityOptions so;
-    so.seed = options.seed;
     ExplainRequest r = evaluate::pinned_request(request, a);
-    // The random-logit draw gives the other token.
-    RandomLogit rl = random_logit_test(model, request, *options.other_target, a, so);
-    r.target.token = rl.random_token;
+    // The other token: the random-logit test's draw (same seed, same token).
+    r.target.token = evaluate::random_other_token(model, a.step_tokens[0], options.seed);
     Attribution b = options.other_target->explain(model, r);
     out.push_back(with_total(a, "other_target", b.total()));
   }
@@ -159,15 +157,21 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
   const Tokenizer& tok = model.tokenizer();
 
   AttackResult out;
+  out.top_token = top0;
+  out.top_prob = out.perturbed_prob = p0;
+  out.perturbed_ids = r.input_ids;
   std::vector<TokenId> current = r.input_ids;
+  std::vector<Substitution> subs;
+  double best_linf = 0;
   std::vector<std::string> changes;
   std::vector<bool> used(current.size(), false);
   for (int64_t round = 0; round < options.n_rounds; ++round) {
     double best = out.topk_intersection;
-    double best_dp = 0;
+    double best_dp = 0, best_p = p0, best_noise = 0;
     std::vector<TokenId> best_ids;
     std::string best_change;
     int64_t best_pos = -1;
+    TokenId best_sub = -1;
     for (int64_t c = 0; c < options.n_candidates; ++c) {
       ++out.candidates_tried;
       Attribution b;
@@ -175,6 +179,8 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
       std::string change;
       std::vector<TokenId> ids = current;
       int64_t pos = -1;
+      TokenId sub = -1;
+      double p_new = p0, linf = 0;
       if (options.space == PerturbationSpace::kToken) {
         std::vector<int64_t> free;
         for (int64_t t : positions)
@@ -183,10 +189,11 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
         pos = free[std::uniform_int_distribution<size_t>(0, free.size() - 1)(rng)];
         std::vector<TokenId> nn = nearest_tokens(model, r.input_ids[pos], options.neighbours);
         if (nn.empty()) continue;
-        TokenId sub = nn[std::uniform_int_distribution<size_t>(0, nn.size() - 1)(rng)];
+        sub = nn[std::uniform_int_distribution<size_t>(0, nn.size() - 1)(rng)];
         ids[pos] = sub;
         auto [t1, p1] = top_of(model, ids);
         dp = std::fabs(p1 - p0);
+        p_new = p1;
         if (t1 != top0 || dp > options.max_prob_change) continue;
         ExplainRequest rp = r;
         rp.input_ids = ids;
@@ -196,9 +203,11 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
       } else {
         at::Tensor noise =
             evaluate::feature_noise(attribution, model.config().dim, options.radius * sigma, rng);
+        linf = noise.abs().max().item<double>();
         auto noisy = with_embedding_noise(model, noise);
         auto [t1, p1] = top_of(*noisy, r.input_ids);
         dp = std::fabs(p1 - p0);
+        p_new = p1;
         if (t1 != top0 || dp > options.max_prob_change) continue;
         b = explainer.explain(*noisy, r);
         char buf[96];
@@ -214,22 +223,121 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
         best_ids = ids;
         best_change = change;
         best_pos = pos;
+        best_sub = sub;
+        best_p = p_new;
+        best_noise = linf;
       }
     }
     if (best_change.empty()) break;  // no candidate moved the explanation further
     out.topk_intersection = best;
     out.prob_change = best_dp;
+    out.perturbed_prob = best_p;
     if (options.space == PerturbationSpace::kToken) {
       current = best_ids;
       used[best_pos] = true;
       changes.push_back(best_change);
+      subs.push_back({best_pos, r.input_ids[best_pos], best_sub});
     } else {
       changes = {best_change};
+      best_linf = best_noise;
     }
   }
   out.changes = changes;
+  out.substitutions = subs;
+  out.perturbed_ids = current;
+  out.noise_linf = best_linf;
   out.success = out.topk_intersection < options.success_below;
   return out;
+}
+
+AttackOptions parse_attack(const std::string& spec) {
+  auto [name, given] = parse_spec(spec);
+  AttackOptions o;
+  if (name == "substitution" || name == "token") {
+    o.space = PerturbationSpace::kToken;
+  } else if (name == "noise" || name == "embedding") {
+    o.space = PerturbationSpace::kEmbedding;
+  } else {
+    throw Error(ErrorCode::kInvalidArgument, "unknown attack '" + name + "' in '" + spec + "'",
+                "attacks are substitution (nearest-neighbour token substitutions) and noise "
+                "(embedding noise within a radius), e.g. substitution:n_rounds=2,top_k=3");
+  }
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", v);
+    return std::string(buf);
+  };
+  std::map<std::string, std::string> defaults = {{"n_candidates", std::to_string(o.n_candidates)},
+                                                 {"n_rounds", std::to_string(o.n_rounds)},
+                                                 {"top_k", std::to_string(o.top_k)},
+                                                 {"success_below", num(o.success_below)},
+                                                 {"max_prob_change", num(o.max_prob_change)}};
+  if (o.space == PerturbationSpace::kToken)
+    defaults["neighbours"] = std::to_string(o.neighbours);
+  else
+    defaults["radius"] = num(o.radius);
+  Options opt(std::string("attack ") + attack_space_name(o), defaults, given);
+  o.n_candidates = opt.get_int("n_candidates", 1, 100000);
+  o.n_rounds = opt.get_int("n_rounds", 1, 1000);
+  o.top_k = opt.get_int("top_k", 1, 100000);
+  o.success_below = opt.get_double("success_below", 0.0, 1.0);
+  o.max_prob_change = opt.get_double("max_prob_change", 0.0, 1.0);
+  if (o.space == PerturbationSpace::kToken)
+    o.neighbours = opt.get_int("neighbours", 1, 100000);
+  else
+    o.radius = opt.get_double("radius", 0.0, 1e6);
+  return o;
+}
+
+const char* attack_space_name(const AttackOptions& o) {
+  return o.space == PerturbationSpace::kToken ? "substitution" : "noise";
+}
+
+nlohmann::json attack_options_to_json(const AttackOptions& o) {
+  nlohmann::ordered_json j;
+  j["attack"] = attack_space_name(o);
+  j["n_candidates"] = o.n_candidates;
+  j["n_rounds"] = o.n_rounds;
+  j["top_k"] = o.top_k;
+  j["success_below"] = o.success_below;
+  j["max_prob_change"] = o.max_prob_change;
+  if (o.space == PerturbationSpace::kToken)
+    j["neighbours"] = o.neighbours;
+  else
+    j["radius"] = o.radius;
+  return nlohmann::json(j);
+}
+
+nlohmann::json attack_result_to_json(const AttackResult& r, const Tokenizer* tok) {
+  nlohmann::ordered_json j;
+  j["success"] = r.success;
+  j["topk_intersection"] = r.topk_intersection;
+  j["prob_change"] = r.prob_change;
+  j["top_token"] = r.top_token;
+  if (tok && r.top_token >= 0) j["top_piece"] = tok->piece(r.top_token);
+  j["top_prob"] = r.top_prob;
+  j["perturbed_prob"] = r.perturbed_prob;
+  j["changes"] = r.changes;
+  j["candidates_tried"] = r.candidates_tried;
+  j["candidates_valid"] = r.candidates_valid;
+  {
+    j["perturbed_ids"] = r.perturbed_ids;
+    nlohmann::json subs = nlohmann::json::array();
+    for (const auto& s : r.substitutions) {
+      nlohmann::ordered_json e;
+      e["position"] = s.position;
+      e["from"] = s.from;
+      e["to"] = s.to;
+      if (tok) {
+        e["from_piece"] = tok->piece(s.from);
+        e["to_piece"] = tok->piece(s.to);
+      }
+      subs.push_back(nlohmann::json(e));
+    }
+    j["substitutions"] = subs;
+  }
+  j["noise_linf"] = r.noise_linf;
+  return nlohmann::json(j);
 }
 
 Attribution consensus(const std::vector<Attribution>& attributions) {

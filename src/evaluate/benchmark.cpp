@@ -40,6 +40,18 @@ std::string fmt(double v, int prec = 4) {
   return buf;
 }
 
+// "substitution (n_candidates=8, n_rounds=2, ...)" from attack_options_to_json.
+std::string attack_options_line(const nlohmann::json& o) {
+  std::string out = o.value("attack", "") + " (";
+  bool first = true;
+  for (const auto& [k, v] : o.items()) {
+    if (k == "attack") continue;
+    out += (first ? "" : ", ") + k + "=" + (v.is_number_float() ? fmt(v.get<double>()) : v.dump());
+    first = false;
+  }
+  return out + ")";
+}
+
 }  // namespace
 
 const std::vector<std::string>& benchmark_metric_names() {
@@ -75,8 +87,49 @@ std::vector<std::string> parse_benchmark_metrics(const std::vector<std::string>&
 }
 
 bool metric_higher_is_better(const std::string& m) {
-  return m == "comprehensiveness" || m == "insertion" || m == "loo_kendall";
+  return m == "comprehensiveness" || m == "insertion" || m == "loo_kendall" || m == "attack_topk";
 }
+
+namespace {
+
+// The faithfulness options that compute exactly the metrics asked for.
+FaithfulnessOptions options_for(const std::vector<std::string>& metrics,
+                                const FaithfulnessOptions& faithfulness) {
+  auto has = [&](const char* m) {
+    return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+  };
+  FaithfulnessOptions fo = faithfulness;
+  fo.comprehensiveness = has("comprehensiveness") || has("sufficiency");
+  fo.curves = has("deletion") || has("insertion");
+  fo.infidelity = has("infidelity");
+  fo.loo = has("loo_kendall");
+  return fo;
+}
+
+bool any_faithfulness(const FaithfulnessOptions& fo) {
+  return fo.comprehensiveness || fo.curves || fo.infidelity || fo.loo;
+}
+
+void fill_faithfulness(MethodRecord& r, const Faithfulness& f,
+                       const std::vector<std::string>& metrics) {
+  auto has = [&](const char* m) {
+    return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+  };
+  if (has("comprehensiveness")) r.metrics["comprehensiveness"] = f.comprehensiveness_aopc;
+  if (has("sufficiency")) r.metrics["sufficiency"] = f.sufficiency_aopc;
+  if (has("deletion")) {
+    r.metrics["deletion"] = f.deletion.area;
+    r.deletion_curve = resample(f.deletion);
+  }
+  if (has("insertion")) {
+    r.metrics["insertion"] = f.insertion.area;
+    r.insertion_curve = resample(f.insertion);
+  }
+  if (has("infidelity")) r.metrics["infidelity"] = f.infidelity;
+  if (has("loo_kendall")) r.metrics["loo_kendall"] = f.loo_kendall;
+}
+
+}  // namespace
 
 MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
                               const Explainer& explainer, const Attribution& attribution,
@@ -87,26 +140,9 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
     return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
   };
   MethodRecord r;
-  FaithfulnessOptions fo = faithfulness;
-  fo.comprehensiveness = has("comprehensiveness") || has("sufficiency");
-  fo.curves = has("deletion") || has("insertion");
-  fo.infidelity = has("infidelity");
-  fo.loo = has("loo_kendall");
-  if (fo.comprehensiveness || fo.curves || fo.infidelity || fo.loo) {
-    Faithfulness f = evaluate_faithfulness(model, request, attribution, fo);
-    if (has("comprehensiveness")) r.metrics["comprehensiveness"] = f.comprehensiveness_aopc;
-    if (has("sufficiency")) r.metrics["sufficiency"] = f.sufficiency_aopc;
-    if (has("deletion")) {
-      r.metrics["deletion"] = f.deletion.area;
-      r.deletion_curve = resample(f.deletion);
-    }
-    if (has("insertion")) {
-      r.metrics["insertion"] = f.insertion.area;
-      r.insertion_curve = resample(f.insertion);
-    }
-    if (has("infidelity")) r.metrics["infidelity"] = f.infidelity;
-    if (has("loo_kendall")) r.metrics["loo_kendall"] = f.loo_kendall;
-  }
+  const FaithfulnessOptions fo = options_for(metrics, faithfulness);
+  if (any_faithfulness(fo))
+    fill_faithfulness(r, evaluate_faithfulness(model, request, attribution, fo), metrics);
   if (has("avg_sensitivity") || has("max_sensitivity")) {
     Robustness rb = evaluate_robustness(model, request, explainer, attribution, robustness);
     if (has("avg_sensitivity")) r.metrics["avg_sensitivity"] = rb.avg_sensitivity;
@@ -115,11 +151,23 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
   return r;
 }
 
+std::vector<MethodRecord> benchmark_faithfulness_records(
+    const Model& model, const ExplainRequest& request, const std::vector<Attribution>& attributions,
+    const std::vector<std::string>& metrics, const FaithfulnessOptions& faithfulness) {
+  std::vector<MethodRecord> out(attributions.size());
+  const FaithfulnessOptions fo = options_for(metrics, faithfulness);
+  if (!any_faithfulness(fo)) return out;
+  std::vector<Faithfulness> f = evaluate_faithfulness(model, request, attributions, fo);
+  for (size_t i = 0; i < attributions.size(); ++i) fill_faithfulness(out[i], f[i], metrics);
+  return out;
+}
+
 nlohmann::json method_record_to_json(const MethodRecord& r) {
   nlohmann::json j;
   j["metrics"] = r.metrics;
   if (!r.deletion_curve.empty()) j["deletion_curve"] = r.deletion_curve;
   if (!r.insertion_curve.empty()) j["insertion_curve"] = r.insertion_curve;
+  if (!r.attack.is_null()) j["attack"] = r.attack;
   return j;
 }
 
@@ -130,7 +178,55 @@ MethodRecord method_record_from_json(const nlohmann::json& j) {
     r.deletion_curve = j["deletion_curve"].get<std::vector<double>>();
   if (j.contains("insertion_curve"))
     r.insertion_curve = j["insertion_curve"].get<std::vector<double>>();
+  if (j.contains("attack")) r.attack = j["attack"];
   return r;
+}
+
+nlohmann::json summarize_attacks(const std::vector<std::map<std::string, MethodRecord>>& records,
+                                 const std::vector<std::string>& methods,
+                                 const std::vector<int64_t>& lines, const AttackOptions& options) {
+  nlohmann::ordered_json s;
+  s["options"] = attack_options_to_json(options);
+  nlohmann::ordered_json per;
+  for (const auto& method : methods) {
+    int64_t n = 0, wins = 0, tried = 0, valid = 0;
+    double topk = 0, dp = 0;
+    nlohmann::json examples = nlohmann::json::array();
+    for (size_t i = 0; i < records.size(); ++i) {
+      auto it = records[i].find(method);
+      if (it == records[i].end() || !it->second.attack.is_object()) continue;
+      const nlohmann::json& a = it->second.attack;
+      ++n;
+      wins += a.value("success", false) ? 1 : 0;
+      topk += a.value("topk_intersection", 1.0);
+      dp += a.value("prob_change", 0.0);
+      tried += a.value("candidates_tried", int64_t{0});
+      valid += a.value("candidates_valid", int64_t{0});
+      nlohmann::ordered_json e;
+      e["line"] = i < lines.size() ? lines[i] : static_cast<int64_t>(i);
+      e["success"] = a.value("success", false);
+      e["topk_intersection"] = a.value("topk_intersection", 1.0);
+      e["prob_change"] = a.value("prob_change", 0.0);
+      e["top_piece"] = a.value("top_piece", "");
+      e["changes"] = a.value("changes", nlohmann::json::array());
+      if (a.contains("substitutions")) e["substitutions"] = a["substitutions"];
+      if (a.value("noise_linf", 0.0) > 0) e["noise_linf"] = a["noise_linf"];
+      examples.push_back(nlohmann::json(e));
+    }
+    if (n == 0) continue;
+    nlohmann::ordered_json m;
+    m["n"] = n;
+    m["successes"] = wins;
+    m["success_rate"] = static_cast<double>(wins) / static_cast<double>(n);
+    m["mean_topk_intersection"] = topk / static_cast<double>(n);
+    m["mean_prob_change"] = dp / static_cast<double>(n);
+    m["candidates_tried"] = tried;
+    m["candidates_valid"] = valid;
+    m["examples"] = examples;
+    per[method] = m;
+  }
+  s["methods"] = per;
+  return nlohmann::json(s);
 }
 
 nlohmann::json summarize_benchmark(const std::vector<std::map<std::string, MethodRecord>>& records,
@@ -246,6 +342,36 @@ std::string render_benchmark_markdown(const nlohmann::json& s) {
     << s["n_examples"].get<int64_t>() << " examples; mean [" << s["interval"].get<std::string>()
     << " interval, " << s["bootstrap"].get<int64_t>()
     << " resamples]; ↑ higher is better, ↓ lower.\n";
+  if (s.contains("attacks")) {
+    const auto& at = s["attacks"];
+    o << "\n## Attack: " << attack_options_line(at["options"]) << "\n\n"
+      << "An attack succeeds when it brings the top-k intersection of the explanation below "
+         "success_below while the model's top next token stays and its probability moves by at "
+         "most max_prob_change.\n\n"
+      << "| method | success rate | mean top-k intersection | mean |Δp(top)| | candidates "
+         "kept/tried |\n|---|---|---|---|---|\n";
+    for (const auto& [m, v] : at["methods"].items()) {
+      o << "| " << m << " | " << fmt(v["success_rate"].get<double>(), 3) << " ("
+        << v["successes"].get<int64_t>() << "/" << v["n"].get<int64_t>() << ") | "
+        << fmt(v["mean_topk_intersection"].get<double>(), 3) << " | "
+        << fmt(v["mean_prob_change"].get<double>(), 3) << " | "
+        << v["candidates_valid"].get<int64_t>() << "/" << v["candidates_tried"].get<int64_t>()
+        << " |\n";
+    }
+    o << "\nChanges found (data line: top-k intersection reached, changes):\n\n";
+    for (const auto& [m, v] : at["methods"].items()) {
+      o << "- **" << m << "**\n";
+      for (const auto& e : v["examples"]) {
+        o << "  - line " << e["line"].get<int64_t>() << ": "
+          << fmt(e["topk_intersection"].get<double>(), 3)
+          << (e["success"].get<bool>() ? " (success)" : "") << "; ";
+        if (e["changes"].empty()) o << "no change kept the output and moved the explanation";
+        for (size_t c = 0; c < e["changes"].size(); ++c)
+          o << (c ? "; " : "") << e["changes"][c].get<std::string>();
+        o << "\n";
+      }
+    }
+  }
   return o.str();
 }
 
@@ -333,6 +459,36 @@ std::string render_benchmark_html(const nlohmann::json& s) {
       o << "<span style='color:" << colours[ci++ % 8] << "'>&#9632;</span> " << html_escape(m)
         << " &nbsp;";
     o << "</p>";
+  }
+  if (s.contains("attacks")) {
+    const auto& at = s["attacks"];
+    o << "<h2>Attack: " << html_escape(attack_options_line(at["options"]))
+      << "</h2><p class=small>success: the top-k intersection of the explanation falls below "
+         "success_below while the model's top next token stays and its probability moves by at "
+         "most max_prob_change</p><table><tr><th>method</th><th>success rate</th><th>mean top-k "
+         "intersection</th><th>mean |Δp(top)|</th><th>candidates kept/tried</th></tr>";
+    for (const auto& [m, v] : at["methods"].items()) {
+      o << "<tr><th>" << html_escape(m) << "</th><td>" << fmt(v["success_rate"].get<double>(), 3)
+        << " (" << v["successes"].get<int64_t>() << "/" << v["n"].get<int64_t>() << ")</td><td>"
+        << fmt(v["mean_topk_intersection"].get<double>(), 3) << "</td><td>"
+        << fmt(v["mean_prob_change"].get<double>(), 3) << "</td><td>"
+        << v["candidates_valid"].get<int64_t>() << "/" << v["candidates_tried"].get<int64_t>()
+        << "</td></tr>";
+    }
+    o << "</table><h3>Changes found</h3><table><tr><th>method</th><th>line</th><th>top-k "
+         "intersection</th><th>|Δp(top)|</th><th>changes</th></tr>";
+    for (const auto& [m, v] : at["methods"].items()) {
+      for (const auto& e : v["examples"]) {
+        o << "<tr><td>" << html_escape(m) << "</td><td>" << e["line"].get<int64_t>() << "</td><td>"
+          << fmt(e["topk_intersection"].get<double>(), 3)
+          << (e["success"].get<bool>() ? " &#10003;" : "") << "</td><td>"
+          << fmt(e["prob_change"].get<double>(), 3) << "</td><td style='text-align:left'>";
+        for (size_t c = 0; c < e["changes"].size(); ++c)
+          o << (c ? "<br>" : "") << html_escape(e["changes"][c].get<std::string>());
+        o << "</td></tr>";
+      }
+    }
+    o << "</table>";
   }
   if (s.contains("skipped") && !s["skipped"].empty()) {
     o << "<h2>Skipped rows</h2><ul>";

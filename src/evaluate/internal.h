@@ -67,4 +67,8 @@ at::Tensor feature_noise(const Attribution& a, int64_t dim, double r, std::mt199
 // A 64-bit seeded generator shared by the randomised pieces.
 using Rng = std::mt19937_64;
 
+// A uniformly drawn token other than `token` and the special tokens (seeded): the other target
+// of the random-logit test and of the other_target decoy.
+TokenId random_other_token(const Model& model, TokenId token, uint64_t seed);
+
 }  // namespace candor::evaluate

@@ -107,6 +107,24 @@ std::vector<RandomisationStep> randomisation_test(const Model& model, const Expl
   return out;
 }
 
+namespace evaluate {
+
+TokenId random_other_token(const Model& model, TokenId token, uint64_t seed) {
+  const Tokenizer& tok = model.tokenizer();
+  const int64_t V = model.config().vocab_size;
+  Rng rng(seed * 0x2545F4914F6CDD1DULL + 7);
+  std::uniform_int_distribution<int64_t> pick(0, V - 1);
+  for (int i = 0; i < 1000; ++i) {
+    TokenId c = static_cast<TokenId>(pick(rng));
+    if (c != token && c != tok.bos_id() && c != tok.eos_id() && c != tok.unk_id() &&
+        c != tok.pad_id())
+      return c;
+  }
+  return token;
+}
+
+}  // namespace evaluate
+
 RandomLogit random_logit_test(const Model& model, const ExplainRequest& request,
                               const Explainer& explainer, const Attribution& attribution,
                               const SanityOptions& options) {
@@ -117,19 +135,7 @@ RandomLogit random_logit_test(const Model& model, const ExplainRequest& request,
                 "explain the next token (not a span or the entropy)");
   }
   ExplainRequest r = evaluate::pinned_request(request, attribution);
-  const Tokenizer& tok = model.tokenizer();
-  const int64_t V = model.config().vocab_size;
-  evaluate::Rng rng(options.seed * 0x2545F4914F6CDD1DULL + 7);
-  std::uniform_int_distribution<int64_t> pick(0, V - 1);
-  TokenId t = attribution.step_tokens[0];
-  for (int i = 0; i < 1000; ++i) {
-    TokenId c = static_cast<TokenId>(pick(rng));
-    if (c != attribution.step_tokens[0] && c != tok.bos_id() && c != tok.eos_id() &&
-        c != tok.unk_id() && c != tok.pad_id()) {
-      t = c;
-      break;
-    }
-  }
+  const TokenId t = evaluate::random_other_token(model, attribution.step_tokens[0], options.seed);
   r.target.token = t;
   Attribution b = explainer.explain(model, r);
   RandomLogit out;

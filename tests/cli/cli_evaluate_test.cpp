@@ -1,9 +1,14 @@
 // `candor evaluate` and `candor explain --evaluate` end to end: the quality block, the table,
 // resumption after an interruption, and bad data reported with line numbers.
+#include <ATen/ATen.h>
+
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "candor/evaluate.h"
+#include "candor/explain.h"
 #include "test_util.h"
 
 namespace candor {
@@ -185,6 +190,140 @@ TEST(CliEvaluate, BadDataIsReportedWithLineNumbers) {
   EXPECT_EQ(candor(base + "/u --metric nonsense", &out), 2) << out;
   EXPECT_THAT(out, HasSubstr("unknown metric 'nonsense'"));
   EXPECT_EQ(candor(base + "/u --on-error maybe", &out), 2) << out;
+}
+
+// `--attack substitution`: per method the success rate, the top-k intersection reached and the
+// changes found, in examples.jsonl, table.md/json and the HTML report. Every reported perturbed
+// input is checked here with the model: it keeps the top next token, its probability moves by at
+// most the bound, it differs from the input exactly at the reported substitutions (each by one of
+// the 5 nearest tokens), and the explanation of it has the reported top-k intersection.
+TEST(CliEvaluate, AttackReportsChangesThatKeepTheOutput) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  std::string dir = testing::temp_dir(), out;
+  std::string data = write_jsonl(dir);
+  const std::string common = "evaluate --model " + shared_path("models/stories260K") + " --data " +
+                             data +
+                             " --method occlusion --method integrated_gradients:n_steps=4 "
+                             "--metric comprehensiveness --max-tokens 12 --limit 5 --bootstrap 50 "
+                             "--no-progress --out " +
+                             dir + "/a --attack ";
+  const std::string args =
+      common + "substitution:n_candidates=6,n_rounds=2,max_prob_change=0.1,top_k=3";
+  ASSERT_EQ(candor(args, &out), 0) << out;
+  auto s = nlohmann::json::parse(slurp(dir + "/a/table.json"));
+  ASSERT_TRUE(s.contains("attacks")) << s.dump();
+  EXPECT_EQ(s["attacks"]["options"]["attack"], "substitution");
+  EXPECT_EQ(s["attacks"]["options"]["top_k"], 3);
+  for (const char* m : {"occlusion", "integrated_gradients:n_steps=4"}) {
+    const auto& a = s["attacks"]["methods"][m];
+    ASSERT_EQ(a["n"], 5) << m;
+    EXPECT_EQ(a["examples"].size(), 5u);
+    EXPECT_DOUBLE_EQ(a["success_rate"].get<double>(), a["successes"].get<double>() / 5.0);
+    // The table's attack columns are the same figures with bootstrap intervals.
+    EXPECT_DOUBLE_EQ(s["table"][m]["attack_success"]["mean"].get<double>(),
+                     a["success_rate"].get<double>());
+    EXPECT_NEAR(s["table"][m]["attack_topk"]["mean"].get<double>(),
+                a["mean_topk_intersection"].get<double>(), 1e-12);
+    EXPECT_LE(a["candidates_valid"].get<int64_t>(), a["candidates_tried"].get<int64_t>());
+  }
+  const std::string md = slurp(dir + "/a/table.md");
+  EXPECT_THAT(md, HasSubstr("## Attack: substitution"));
+  EXPECT_THAT(md, HasSubstr("attack_success"));
+  EXPECT_THAT(slurp(dir + "/a/report.html"), HasSubstr("<h2>Attack: substitution"));
+
+  const Model& model = testing::stories260k();
+  auto occlusion = make_explainer("occlusion");
+  int64_t checked = 0, substitutions = 0;
+  std::istringstream lines(slurp(dir + "/a/examples.jsonl"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto ex = nlohmann::json::parse(line);
+    for (const auto& [method, rec] : ex["methods"].items()) {
+      const auto& at = rec["attack"];
+      auto in = at["input_ids"].get<std::vector<TokenId>>();
+      auto pert = at["perturbed_ids"].get<std::vector<TokenId>>();
+      const TokenId top = at["top_token"].get<TokenId>();
+      at::Tensor p0 = at::softmax(model.logits(in)[-1], -1);
+      at::Tensor p1 = at::softmax(model.logits(pert)[-1], -1);
+      EXPECT_EQ(p0.argmax().item<int64_t>(), top) << line;
+      EXPECT_EQ(p1.argmax().item<int64_t>(), top) << line;  // the output is kept
+      const double dp = std::fabs(p1[top].item<double>() - p0[top].item<double>());
+      EXPECT_LE(dp, 0.1 + 1e-6) << line;
+      EXPECT_NEAR(dp, at["prob_change"].get<double>(), 1e-5) << line;
+      ASSERT_EQ(pert.size(), in.size());
+      std::vector<TokenId> rebuilt = in;
+      for (const auto& sub : at["substitutions"]) {
+        const int64_t pos = sub["position"].get<int64_t>();
+        const TokenId from = sub["from"].get<TokenId>(), to = sub["to"].get<TokenId>();
+        EXPECT_EQ(in[pos], from);
+        auto nn = nearest_tokens(model, from, 5);
+        EXPECT_NE(std::find(nn.begin(), nn.end(), to), nn.end()) << line;
+        rebuilt[pos] = to;
+        ++substitutions;
+      }
+      EXPECT_EQ(rebuilt, pert) << line;
+      EXPECT_EQ(at["changes"].size(), at["substitutions"].size());
+      const double ti = at["topk_intersection"].get<double>();
+      EXPECT_EQ(at["success"].get<bool>(), ti < 0.5);
+      EXPECT_EQ(rec["metrics"]["attack_topk"].get<double>(), ti);
+      if (method == "occlusion") {
+        // Occlusion is deterministic: the perturbed input's explanation gives the intersection.
+        ExplainRequest r0, r1;
+        r0.input_ids = in;
+        r1.input_ids = pert;
+        r1.target.token = top;
+        EXPECT_NEAR(topk_intersection(occlusion->explain(model, r0).total(),
+                                      occlusion->explain(model, r1).total(), 3),
+                    ti, 1e-12)
+            << line;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 10);
+  EXPECT_GT(substitutions, 0);  // some change was found and verified above
+
+  // Resumption keeps the attack results: a rerun computes nothing and writes the same table.
+  const std::string table = slurp(dir + "/a/table.json");
+  ASSERT_EQ(candor(args, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("resuming: 5 example(s)"));
+  EXPECT_EQ(slurp(dir + "/a/table.json"), table);
+  // Another attack in the same folder is refused (other settings).
+  EXPECT_EQ(candor(common + "noise", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("other settings"));
+
+  // Embedding noise: the noise kept stays within the radius (x std of the embedding matrix).
+  ASSERT_EQ(candor("evaluate --model " + shared_path("models/stories260K") + " --data " + data +
+                       " --method occlusion --metric comprehensiveness --max-tokens 10 --limit 2 "
+                       "--bootstrap 10 --no-progress --attack noise:radius=0.1,n_candidates=4 "
+                       "--out " +
+                       dir + "/n",
+                   &out),
+            0)
+      << out;
+  auto n = nlohmann::json::parse(slurp(dir + "/n/table.json"));
+  EXPECT_EQ(n["attacks"]["options"]["radius"], 0.1);
+  const double sigma = model.embedding_matrix().to(at::kFloat).std().item<double>();
+  for (const auto& e : n["attacks"]["methods"]["occlusion"]["examples"]) {
+    EXPECT_LE(e.value("noise_linf", 0.0), 0.1 * sigma * (1 + 1e-5)) << e.dump();
+    EXPECT_LE(e["prob_change"].get<double>(), 0.05 + 1e-9);
+  }
+
+  // Bad specifications are usage errors that name the problem.
+  const std::string base = "evaluate --model " + shared_path("models/stories260K") + " --data " +
+                           data + " --no-progress --out " + dir + "/bad --attack ";
+  EXPECT_EQ(candor(base + "swap", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("unknown attack 'swap'"));
+  EXPECT_THAT(out, HasSubstr("substitution"));
+  EXPECT_EQ(candor(base + "substitution:radius=0.1", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("no option 'radius'"));
+  EXPECT_THAT(out, HasSubstr("neighbours"));
+  EXPECT_EQ(candor(base + "noise:radius=-1", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("radius"));
+  EXPECT_EQ(candor(base + "substitution:top_k=0", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("top_k"));
+  EXPECT_EQ(candor(base + "substitution:n_rounds", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("key=value"));
 }
 
 }  // namespace

@@ -241,3 +241,49 @@ TEST(RankStatistics, KnownValues) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// Several attributions of one request from one shared bank: each gets what it gets on its own,
+// a removal set two of them share gives both exactly the same value, shared masks run once, and
+// attributions of different tokens are refused.
+TEST(Faithfulness, SharedBankMatchesSeparateRunsAndTiesExactly) {
+  ToyModel m(ToyModel::Kind::kBag, 32, 8, 21);
+  ExplainRequest r = logit_request();
+  // Same top feature (6), different order below it.
+  Attribution a = with_scores(m, r, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9});
+  Attribution b = with_scores(m, r, {0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.9});
+  b.method = "other";
+  FaithfulnessOptions fo;
+  fo.infidelity_samples = 8;
+  std::vector<Faithfulness> both = evaluate_faithfulness(m, r, {a, b}, fo);
+  ASSERT_EQ(both.size(), 2u);
+  Faithfulness fa = evaluate_faithfulness(m, r, a, fo), fb = evaluate_faithfulness(m, r, b, fo);
+  // Equal up to float32 rounding: another batch layout moves values by ~1e-7 relative.
+  for (size_t q = 0; q < fa.comprehensiveness.size(); ++q) {
+    EXPECT_NEAR(both[0].comprehensiveness[q], fa.comprehensiveness[q], 1e-4);
+    EXPECT_NEAR(both[1].sufficiency[q], fb.sufficiency[q], 1e-4);
+  }
+  EXPECT_NEAR(both[0].deletion.area, fa.deletion.area, 1e-4);
+  EXPECT_NEAR(both[1].insertion.area, fb.insertion.area, 1e-4);
+  EXPECT_NEAR(both[1].loo_kendall, fb.loo_kendall, 1e-12);
+  EXPECT_NEAR(both[0].infidelity, fa.infidelity, 1e-6 * fa.infidelity);
+  // 1% and 5% of 7 features: the top one, the same feature for both: exactly equal.
+  ASSERT_EQ(both[0].counts[0], 1);
+  EXPECT_EQ(both[0].comprehensiveness[0], both[1].comprehensiveness[0]);
+  EXPECT_EQ(both[0].sufficiency[1], both[1].sufficiency[1]);
+  EXPECT_NE(both[0].comprehensiveness[4], both[1].comprehensiveness[4]);
+  // Shared masks (LOO, infidelity, the empty and full inputs, the shared top-1 sets) run once.
+  EXPECT_LT(both[0].masks_scored, fa.masks_scored + fb.masks_scored);
+  EXPECT_EQ(both[0].masks_scored, both[1].masks_scored);
+  // Attributions of different tokens cannot share a bank.
+  ExplainRequest r2 = r;
+  r2.target.token = kTarget + 1;
+  Attribution c = with_scores(m, r2, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.9});
+  EXPECT_THROW(evaluate_faithfulness(m, r, {a, c}, fo), Error);
+  EXPECT_TRUE(evaluate_faithfulness(m, r, std::vector<Attribution>{}, fo).empty());
+}
+
+}  // namespace
+}  // namespace candor

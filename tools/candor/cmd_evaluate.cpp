@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -70,6 +71,7 @@ Runner add_evaluate(CLI::App& app) {
     int threads = 0;
     bool no_progress = false;
     bool decoys = false;
+    std::string attack;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it")->required();
@@ -101,6 +103,11 @@ Runner add_evaluate(CLI::App& app) {
   app.add_flag("--decoys", o->decoys,
                "Also grade decoy explanations (random, inverted, first, last, other_target) and "
                "report how often each method beats each decoy (docs/evaluation.md)");
+  app.add_option("--attack", o->attack,
+                 "Attack each method's explanations: substitution (nearest-neighbour tokens) | "
+                 "noise (embedding noise), with options NAME:key=value,... (n_candidates, "
+                 "n_rounds, top_k, success_below, max_prob_change, neighbours | radius); reports "
+                 "the success rate, the top-k intersection reached and the changes found");
   return [o]() {
     if (o->methods.empty()) o->methods = {"integrated_gradients", "occlusion"};
     std::vector<std::unique_ptr<Explainer>> explainers;
@@ -132,6 +139,14 @@ Runner add_evaluate(CLI::App& app) {
     if (o->bootstrap < 0) throw usage_error("--bootstrap must be >= 0");
     if (o->curve_points < 0) throw usage_error("--curve-points must be >= 0");
     if (o->sens_samples < 1) throw usage_error("--sensitivity-samples must be >= 1");
+    std::optional<AttackOptions> attack;
+    if (!o->attack.empty()) {
+      try {
+        attack = parse_attack(o->attack);
+      } catch (const Error& e) {
+        throw usage_error(std::string("--attack: ") + e.what(), e.hint());
+      }
+    }
     fo.curve_points = o->curve_points;
     fo.seed = o->seed;
     ro.n_samples = o->sens_samples;
@@ -192,6 +207,7 @@ Runner add_evaluate(CLI::App& app) {
     config["sensitivity_samples"] = o->sens_samples;
     config["seed"] = o->seed;
     config["decoys"] = o->decoys;
+    if (attack) config["attack"] = attack_options_to_json(*attack);
     // Rows of the table: the methods, then the decoys (built on the first method's scores).
     std::vector<std::string> decoy_names;
     if (o->decoys)
@@ -267,6 +283,7 @@ Runner add_evaluate(CLI::App& app) {
       if (tty || i == rows.size()) std::cerr << buf << (i == rows.size() ? "\n" : "") << std::flush;
     };
     std::vector<std::map<std::string, MethodRecord>> records;
+    std::vector<int64_t> record_lines;  // data line of each record
     bool interrupted = false;
     for (size_t i = 0; i < rows.size(); ++i) {
       if (g_stop) {
@@ -277,6 +294,7 @@ Runner add_evaluate(CLI::App& app) {
       auto it = done.find(row.line);
       if (it != done.end()) {
         records.push_back(it->second);
+        record_lines.push_back(row.line);
         progress(i + 1);
         continue;
       }
@@ -291,21 +309,42 @@ Runner add_evaluate(CLI::App& app) {
       }
       std::map<std::string, MethodRecord> recs;
       try {
+        // Every method explains the same token, so the methods and the decoys are graded from
+        // one shared bank of masks: a removal set two of them share gives both the same value.
+        std::vector<Attribution> atts;
+        std::vector<std::string> labels = names;
+        for (size_t m = 0; m < explainers.size(); ++m)
+          atts.push_back(explainers[m]->explain(*model, req));
+        if (o->decoys) {
+          DecoyOptions dop;
+          dop.seed = o->seed + static_cast<uint64_t>(row.line);
+          dop.other_target = explainers[0].get();
+          for (Attribution& d : make_decoys(*model, req, atts[0], dop)) {
+            labels.push_back("decoy:" + d.method);
+            atts.push_back(std::move(d));
+          }
+        }
+        std::vector<std::string> fm, sm;  // faithfulness / sensitivity metrics
+        for (const auto& x : metrics)
+          (x.find("sensitivity") == std::string::npos ? fm : sm).push_back(x);
+        std::vector<MethodRecord> frs = benchmark_faithfulness_records(*model, req, atts, fm, fo);
+        for (size_t i = 0; i < atts.size(); ++i) recs[labels[i]] = frs[i];
         for (size_t m = 0; m < explainers.size(); ++m) {
-          Attribution a = explainers[m]->explain(*model, req);
-          recs[names[m]] = benchmark_record(*model, req, *explainers[m], a, metrics, fo, ro);
-          if (m == 0 && o->decoys) {
-            DecoyOptions dop;
-            dop.seed = o->seed + static_cast<uint64_t>(row.line);
-            dop.other_target = explainers[0].get();
-            for (const Attribution& d : make_decoys(*model, req, a, dop)) {
-              // Decoys have no explainer to rerun: faithfulness metrics only.
-              std::vector<std::string> fm;
-              for (const auto& x : metrics)
-                if (x.find("sensitivity") == std::string::npos) fm.push_back(x);
-              recs["decoy:" + d.method] =
-                  benchmark_record(*model, req, *explainers[0], d, fm, fo, ro);
-            }
+          MethodRecord& rec = recs[names[m]];
+          // Decoys have no explainer to rerun: sensitivity and attacks for the methods only.
+          if (!sm.empty()) {
+            MethodRecord sr = benchmark_record(*model, req, *explainers[m], atts[m], sm, fo, ro);
+            for (const auto& [k, v] : sr.metrics) rec.metrics[k] = v;
+          }
+          if (attack) {
+            // Seeded per example, so that a resumed run finds the same changes.
+            AttackOptions ao = *attack;
+            ao.seed = o->seed + static_cast<uint64_t>(row.line);
+            AttackResult ar = attack_explainer(*model, req, *explainers[m], atts[m], ao);
+            rec.metrics["attack_success"] = ar.success ? 1.0 : 0.0;
+            rec.metrics["attack_topk"] = ar.topk_intersection;
+            rec.attack = attack_result_to_json(ar, &model->tokenizer());
+            rec.attack["input_ids"] = req.input_ids;
           }
         }
       } catch (const Error& e) {
@@ -321,13 +360,22 @@ Runner add_evaluate(CLI::App& app) {
       j["methods"] = mj;
       ex_out << j.dump() << "\n" << std::flush;
       records.push_back(recs);
+      record_lines.push_back(row.line);
       ++computed;
       progress(i + 1);
     }
     std::signal(SIGINT, SIG_DFL);
 
+    // Attack figures are table columns too: the success rate (mean of 0/1) and the top-k
+    // intersection reached, with their bootstrap intervals.
+    std::vector<std::string> table_metrics = metrics;
+    if (attack) {
+      table_metrics.push_back("attack_success");
+      table_metrics.push_back("attack_topk");
+    }
     nlohmann::json summary =
-        summarize_benchmark(records, rows_names, metrics, o->bootstrap, o->seed);
+        summarize_benchmark(records, rows_names, table_metrics, o->bootstrap, o->seed);
+    if (attack) summary["attacks"] = summarize_attacks(records, names, record_lines, *attack);
     if (o->decoys) {
       // How often each method beats each decoy, per faithfulness metric.
       nlohmann::json ranking;
