@@ -58,5 +58,31 @@ TEST(BuiltinSentiment, CandorExplainExplainsAClass) {
   EXPECT_NE(out.find("negative"), std::string::npos) << out;
 }
 
+// A saved transformer is a teacher for `candor distill --teacher FOLDER` (here: a linear student
+// of the built-in classifier on sentences made up for the test).
+TEST(BuiltinSentiment, IsADistillationTeacher) {
+  const std::string dir = testing::temp_dir();
+  {
+    std::ofstream f(dir + "/s.csv");
+    f << "text\n";
+    const char* good[] = {"great", "excellent", "wonderful", "good", "lovely"};
+    const char* bad[] = {"awful", "terrible", "bad", "boring", "horrible"};
+    const char* things[] = {"food", "movie", "phone", "service", "story", "screen"};
+    for (int i = 0; i < 120; ++i)
+      f << "The " << things[i % 6] << " was " << (i % 2 ? good[i % 5] : bad[i % 5]) << ".\n";
+  }
+  std::string out;
+  ASSERT_EQ(testing::run_command(std::string(CANDOR_CLI_PATH) + " distill --teacher " + kDir +
+                                     " --data " + dir + "/s.csv --student linear --min-count 1" +
+                                     " --seed 1 --out " + dir + "/out 2>&1",
+                                 &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("bert-classifier classifier on column 'text'"), std::string::npos) << out;
+  std::ifstream j(dir + "/out/report.json");
+  nlohmann::json rep = nlohmann::json::parse(j);
+  EXPECT_GE(rep["fidelity"]["test"]["agreement"].get<double>(), 0.9);
+}
+
 }  // namespace
 }  // namespace candor::train

@@ -273,7 +273,7 @@ TEST(FastTextTeacher, TransformerStudentAgreesOnHeldOutSentences) {
   distill::DistillOptions o;
   o.features.columns = {"text"};
   o.student = distill::parse_student(
-      "transformer:dim=32,layers=1,heads=2,hidden=64,max_len=48,vocab=2000,epochs=4,lr=3e-3");
+      "transformer:dim=32,layers=1,heads=2,hidden=64,max_len=40,vocab=1500,epochs=2,lr=3e-3");
   o.student.seed = 1;
   o.label_column = "label";
   o.label_map = {{"1", "__label__2"}, {"0", "__label__1"}};

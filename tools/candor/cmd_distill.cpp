@@ -13,6 +13,7 @@
 #include "candor/data.h"
 #include "candor/distill.h"
 #include "candor/runtime.h"
+#include "candor/text_transformer.h"
 #include "candor/train.h"
 #include "cli.h"
 #include "cmd_transformer.h"
@@ -186,6 +187,13 @@ Runner add_distill(CLI::App& app) {
       std::shared_ptr<const TextClassifier> ft = load_fasttext(o->teacher);
       teacher = distill::classifier_teacher(ft, o->text_column, o->normalise);
       if (o->columns.empty()) d.features.columns = {o->text_column};
+    } else if (o->prompt.empty() && looks_like_text_classifier(o->teacher)) {
+      // A sequence classifier candor loads (BERT / RoBERTa / DistilBERT folder, e.g. a saved
+      // transformer student) reading the text column.
+      std::shared_ptr<const Model> m = load_cli_model(o->teacher, o->tokenizer, o->threads);
+      teacher = distill::classifier_teacher(train::model_text_classifier(m), o->text_column,
+                                            o->normalise);
+      if (o->columns.empty()) d.features.columns = {o->text_column};
     } else {
       if (o->prompt.empty())
         throw usage_error("a causal-LM teacher needs --prompt (a template with {column} fields)");
@@ -219,7 +227,8 @@ Runner add_distill(CLI::App& app) {
 
 Runner add_train(CLI::App& app) {
   struct Opts {
-    std::string data, label, out, on_error = "fail", checkpoint, model = "mlp", text_column = "text";
+    std::string data, label, out, on_error = "fail", checkpoint, model = "mlp",
+                                  text_column = "text";
     std::vector<std::string> exclude, types, class_names;
     std::vector<int64_t> hidden = {64, 32};
     int epochs = 5, threads = 0;

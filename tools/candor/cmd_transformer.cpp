@@ -176,4 +176,20 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
   return 0;
 }
 
+bool looks_like_text_classifier(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path config = std::filesystem::path(path) / "config.json";
+  if (!std::filesystem::is_directory(path, ec) || !std::filesystem::exists(config, ec))
+    return false;
+  std::ifstream f(config);
+  nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("architectures") || !j["architectures"].is_array())
+    return false;
+  for (const auto& a : j["architectures"])
+    if (a.is_string() &&
+        a.get<std::string>().find("ForSequenceClassification") != std::string::npos)
+      return true;
+  return false;
+}
+
 }  // namespace candor::cli

@@ -36,4 +36,8 @@ struct TrainTransformerArgs {
 };
 int train_transformer(const data::Table& table, const TrainTransformerArgs& a);
 
+// True when `path` is a Hugging Face folder whose config.json names a sequence-classification
+// architecture (…ForSequenceClassification).
+bool looks_like_text_classifier(const std::string& path);
+
 }  // namespace candor::cli
