@@ -16,12 +16,12 @@ columns as they are), timed around fit() only.
 """
 import csv, json, os, subprocess, sys, tempfile, time
 
-import numpy as np
 try:
+    import numpy as np
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
 except ImportError:
-    LogisticRegression = DecisionTreeClassifier = None
+    np = LogisticRegression = DecisionTreeClassifier = None
 
 build = sys.argv[1] if len(sys.argv) > 1 else "build"
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,23 +37,24 @@ def candor_fit(student):
     return rep["fit_seconds"], rep["fidelity"]["test"]["agreement"]
 
 rows = list(csv.DictReader(open(data)))
-y = np.array([r["income"] == ">50K" for r in rows])
-cols = [c for c in rows[0] if c != "income"]
-numeric = [c for c in cols if all(r[c] == "" or r[c].replace(".", "", 1).lstrip("-").isdigit() for r in rows)]
-blocks = []
-for c in cols:
-    if c in numeric:
-        blocks.append(np.array([[float(r[c] or 0)] for r in rows]))
-    else:
-        cats = sorted({r[c] for r in rows})
-        idx = {k: i for i, k in enumerate(cats)}
-        m = np.zeros((len(rows), len(cats)))
-        for i, r in enumerate(rows):
-            m[i, idx[r[c]]] = 1
-        blocks.append(m)
-X = np.hstack(blocks)
-X = (X - X.mean(0)) / (X.std(0) + 1e-9)
 n_train = int(0.8 * len(rows))
+if np is not None:
+    y = np.array([r["income"] == ">50K" for r in rows])
+    cols = [c for c in rows[0] if c != "income"]
+    numeric = [c for c in cols if all(r[c] == "" or r[c].replace(".", "", 1).lstrip("-").isdigit() for r in rows)]
+    blocks = []
+    for c in cols:
+        if c in numeric:
+            blocks.append(np.array([[float(r[c] or 0)] for r in rows]))
+        else:
+            cats = sorted({r[c] for r in rows})
+            idx = {k: i for i, k in enumerate(cats)}
+            m = np.zeros((len(rows), len(cats)))
+            for i, r in enumerate(rows):
+                m[i, idx[r[c]]] = 1
+            blocks.append(m)
+    X = np.hstack(blocks)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-9)
 
 def sk(model):
     t = time.perf_counter()
