@@ -107,7 +107,8 @@ class Featurizer {
 // --------------------------------------------------------------------------------------
 
 struct StudentOptions {
-  std::string kind = "linear";  // linear | tree | gam
+  std::string kind = "linear";  // linear | tree | gam | transformer
+  std::string spec;             // the whole spec (the transformer student parses its own options)
   // linear: penalty strength (scaled by 1/rows) and the L1 share of it (1 = lasso).
   double lambda = 1e-3, l1_ratio = 1.0;
   int max_iter = 100;
@@ -118,8 +119,9 @@ struct StudentOptions {
   double learning_rate = 0.05;
   uint64_t seed = 0;
 };
-// Parses "linear", "tree:max_depth=5", "gam:rounds=500,interactions=5" (key=value pairs after a
-// colon). Throws Error(kInvalidArgument) for unknown kinds and keys.
+// Parses "linear", "tree:max_depth=5", "gam:rounds=500,interactions=5",
+// "transformer:dim=64,epochs=10" (key=value pairs after a colon; the transformer's keys are listed
+// in text_transformer.h). Throws Error(kInvalidArgument) for unknown kinds and keys.
 StudentOptions parse_student(const std::string& spec);
 
 class Student {
@@ -134,6 +136,13 @@ class Student {
   virtual nlohmann::json explain() const = 0;
   // The global explanation as HTML (tables, SVG plots).
   virtual std::string explain_html() const = 0;
+  // Students that read one text column themselves (the transformer) return true and implement
+  // fit_text / predict_text; the pipeline then fits no featurizer. `labels`: the true class per
+  // row (-1: unknown); `classes`: the teacher's class names.
+  virtual bool reads_text() const { return false; }
+  virtual void fit_text(const std::vector<std::string>& texts, const Probs& target,
+                        const std::vector<int>& labels, const std::vector<std::string>& classes);
+  virtual Probs predict_text(const std::vector<std::string>& texts) const;
 };
 std::unique_ptr<Student> make_student(const StudentOptions& options);
 
@@ -173,6 +182,9 @@ struct DistillOptions {
   // Extra unlabelled rows the teacher labels for training only (a transfer set); it needs the
   // student's input columns.
   const data::Table* transfer = nullptr;
+  // Makes the student instead of make_student(student) (e.g. a transformer student with training
+  // progress and a checkpoint).
+  std::function<std::unique_ptr<Student>()> student_factory;
 };
 
 struct DistillResult {

@@ -322,14 +322,6 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
   FeatureOptions fo = o.features;
   for (const std::string& c : {o.label_column, o.split_column})
     if (!c.empty()) fo.exclude.push_back(c);
-  auto t0 = std::chrono::steady_clock::now();
-  res.featurizer.fit(table, split.train, fo);
-  auto bins_train = res.featurizer.transform(table, split.train);
-  res.student = make_student(o.student);
-  res.student->fit(res.featurizer, bins_train, t_train);
-  res.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  report(0.9);
-  auto bins_test = res.featurizer.transform(table, split.test);
   auto slices = [&](const std::vector<size_t>& rows) {
     std::vector<std::pair<std::string, std::vector<std::string>>> s;
     for (const std::string& col : o.slice_columns) {
@@ -345,12 +337,60 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
     for (size_t r : rows) l.push_back(labels[r]);
     return l;
   };
-  res.train_fidelity = measure_fidelity(
-      t_train, res.student->predict(bins_train),
-      o.label_column.empty() ? std::vector<int>() : pick(split.train), slices(split.train));
+  auto t0 = std::chrono::steady_clock::now();
+  res.student = o.student_factory ? o.student_factory() : make_student(o.student);
+  Probs s_train, s_test;
+  if (res.student->reads_text()) {
+    // A neural text student: it reads the one text column itself.
+    std::string text_column;
+    if (fo.columns.size() == 1) {
+      text_column = fo.columns[0];
+    } else {
+      for (const auto& c : table.columns())
+        if (c.type == data::ColumnType::kText &&
+            std::find(fo.exclude.begin(), fo.exclude.end(), c.name) == fo.exclude.end()) {
+          if (!text_column.empty())
+            throw Error(ErrorCode::kInvalidArgument,
+                        table.source() + ": the " + res.student->kind() +
+                            " student reads one text column, and '" + text_column + "' and '" +
+                            c.name + "' are both text",
+                        "name the text column (--columns)");
+          text_column = c.name;
+        }
+    }
+    if (text_column.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  table.source() + ": the " + res.student->kind() + " student needs a text column",
+                  "name the text column (--columns)");
+    const data::Column& tc = table.column(text_column);
+    auto texts = [&](const std::vector<size_t>& rows) {
+      std::vector<std::string> v;
+      for (size_t r : rows) v.push_back(tc.is_missing(r) ? std::string() : tc.raw[r]);
+      return v;
+    };
+    std::vector<int> train_labels = pick(split.train);
+    res.student->fit_text(texts(split.train), t_train, train_labels, res.classes);
+    res.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report(0.9);
+    s_train = res.student->predict_text(texts(split.train));
+    s_test = res.student->predict_text(texts(split.test));
+  } else {
+    res.featurizer.fit(table, split.train, fo);
+    auto bins_train = res.featurizer.transform(table, split.train);
+    res.student->fit(res.featurizer, bins_train, t_train);
+    res.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report(0.9);
+    auto bins_test = res.featurizer.transform(table, split.test);
+    s_train = res.student->predict(bins_train);
+    s_test = res.student->predict(bins_test);
+  }
+  res.train_fidelity =
+      measure_fidelity(t_train, s_train,
+                       o.label_column.empty() ? std::vector<int>() : pick(split.train),
+                       slices(split.train));
   res.test_fidelity = measure_fidelity(
-      t_test, res.student->predict(bins_test),
-      o.label_column.empty() ? std::vector<int>() : pick(split.test), slices(split.test));
+      t_test, s_test, o.label_column.empty() ? std::vector<int>() : pick(split.test),
+      slices(split.test));
   report(1.0);
   return res;
 }

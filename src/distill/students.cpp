@@ -9,6 +9,7 @@
 
 #include "candor/distill.h"
 #include "candor/error.h"
+#include "candor/text_transformer.h"
 #include "report/escape.h"
 
 namespace candor::distill {
@@ -705,10 +706,17 @@ StudentOptions parse_student(const std::string& spec) {
   StudentOptions o;
   size_t colon = spec.find(':');
   o.kind = spec.substr(0, colon);
+  o.spec = spec;
   if (o.kind == "gam") o.lambda = 0;
+  if (o.kind == "transformer") {
+    train::TransformerOptions t;
+    train::TrainOptions to;
+    train::parse_transformer_spec(spec, &t, &to);  // throws for bad options
+    return o;
+  }
   if (o.kind != "linear" && o.kind != "tree" && o.kind != "gam")
     throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
-                "use linear, tree or gam (neural students: candor train)");
+                "use linear, tree, gam or transformer");
   if (colon == std::string::npos) return o;
   std::stringstream ss(spec.substr(colon + 1));
   std::string kv;
@@ -755,8 +763,22 @@ std::unique_ptr<Student> make_student(const StudentOptions& o) {
   if (o.kind == "linear") return std::make_unique<LinearStudent>(o);
   if (o.kind == "tree") return std::make_unique<TreeStudent>(o);
   if (o.kind == "gam") return std::make_unique<GamStudent>(o);
+  if (o.kind == "transformer") {
+    train::TrainOptions to;
+    to.seed = o.seed;
+    return train::make_transformer_student(o.spec.empty() ? "transformer" : o.spec, to);
+  }
   throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
-              "use linear, tree or gam");
+              "use linear, tree, gam or transformer");
+}
+
+void Student::fit_text(const std::vector<std::string>&, const Probs&, const std::vector<int>&,
+                       const std::vector<std::string>&) {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads features, not texts");
+}
+
+Probs Student::predict_text(const std::vector<std::string>&) const {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads features, not texts");
 }
 
 }  // namespace candor::distill

@@ -13,8 +13,10 @@
 #include "candor/data.h"
 #include "candor/distill.h"
 #include "candor/runtime.h"
+#include "candor/text_transformer.h"
 #include "candor/train.h"
 #include "cli.h"
+#include "cmd_transformer.h"
 
 namespace candor::cli {
 
@@ -80,7 +82,7 @@ Runner add_distill(CLI::App& app) {
     std::vector<std::string> slices, columns, exclude, types;
     double test_fraction = 0.2;
     uint64_t seed = 0;
-    bool normalise = false;
+    bool normalise = false, resume = false;
     int threads = 0, max_vocab = 5000, min_count = 2;
   };
   auto o = std::make_shared<Opts>();
@@ -91,7 +93,8 @@ Runner add_distill(CLI::App& app) {
                  "Column holding the teacher's labels (or COLUMN:CLASS probability columns)");
   app.add_option("--data", o->data, "CSV or JSONL file")->required();
   app.add_option("--student", o->student,
-                 "linear | tree | gam, with options after a colon (e.g. tree:max_depth=5)");
+                 "linear | tree | gam | transformer, with options after a colon (e.g. "
+                 "tree:max_depth=5, transformer:dim=64,epochs=10)");
   app.add_option("--out", o->out, "Folder for report.html and report.json")->required();
   app.add_option("--label", o->label, "Column with the true labels (accuracy of both)");
   app.add_option("--label-map", o->label_map,
@@ -117,6 +120,8 @@ Runner add_distill(CLI::App& app) {
   app.add_option("--min-count", o->min_count, "Text: least rows an n-gram must appear in");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  app.add_flag("--resume", o->resume,
+               "Transformer student: continue from OUT/student.ckpt when it exists");
   return [o]() {
     if (o->teacher.empty() == o->teacher_column.empty())
       throw usage_error("give exactly one of --teacher and --teacher-column");
@@ -127,12 +132,14 @@ Runner add_distill(CLI::App& app) {
       d.student = distill::parse_student(o->student);
     } catch (const Error& e) {
       const std::string kind = o->student.substr(0, o->student.find(':'));
-      if (kind == "transformer" || kind == "lm")
+      if (kind == "lm")
         throw Error(ErrorCode::kUnsupported,
                     "the neural student '" + kind + "' is not available yet",
-                    "use a glass-box student: linear, tree or gam");
+                    "use linear, tree, gam or transformer");
       throw usage_error(std::string("--student: ") + e.what(), e.hint());
     }
+    if (d.student.kind == "transformer")
+      d.student_factory = transformer_student_factory(o->student, o->seed, o->out, o->resume);
     check_prompt_and_threads("", o->threads);
     set_num_threads(o->threads);
     data::ReadOptions ro = read_options(o->on_error, o->types);
@@ -180,6 +187,13 @@ Runner add_distill(CLI::App& app) {
       std::shared_ptr<const TextClassifier> ft = load_fasttext(o->teacher);
       teacher = distill::classifier_teacher(ft, o->text_column, o->normalise);
       if (o->columns.empty()) d.features.columns = {o->text_column};
+    } else if (o->prompt.empty() && looks_like_text_classifier(o->teacher)) {
+      // A sequence classifier candor loads (BERT / RoBERTa / DistilBERT folder, e.g. a saved
+      // transformer student) reading the text column.
+      std::shared_ptr<const Model> m = load_cli_model(o->teacher, o->tokenizer, o->threads);
+      teacher = distill::classifier_teacher(train::model_text_classifier(m), o->text_column,
+                                            o->normalise);
+      if (o->columns.empty()) d.features.columns = {o->text_column};
     } else {
       if (o->prompt.empty())
         throw usage_error("a causal-LM teacher needs --prompt (a template with {column} fields)");
@@ -197,6 +211,7 @@ Runner add_distill(CLI::App& app) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     distill::write_report(r, o->out,
                           "candor distill: " + o->student + " student of " + teacher->describe());
+    save_transformer_student(r, o->out);
     const auto& f = r.test_fidelity;
     std::cout << "teacher   " << teacher->describe() << "\nstudent   " << o->student
               << "\nheld-out  " << f.rows << " rows: agreement " << pct(f.agreement) << ", mean KL "
@@ -212,8 +227,9 @@ Runner add_distill(CLI::App& app) {
 
 Runner add_train(CLI::App& app) {
   struct Opts {
-    std::string data, label, out, on_error = "fail", checkpoint;
-    std::vector<std::string> exclude, types;
+    std::string data, label, out, on_error = "fail", checkpoint, model = "mlp",
+                                  text_column = "text";
+    std::vector<std::string> exclude, types, class_names;
     std::vector<int64_t> hidden = {64, 32};
     int epochs = 5, threads = 0;
     int64_t batch = 256;
@@ -236,7 +252,38 @@ Runner add_train(CLI::App& app) {
   app.add_flag("--resume", o->resume, "Continue from OUT/model.ckpt when it exists");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
-  return [o]() {
+  app.add_option("--model", o->model,
+                 "mlp (default: over binned columns and n-grams) or transformer[:opts] (a text "
+                 "classifier saved as a Hugging Face BERT folder; see docs/distillation.md)");
+  app.add_option("--text-column", o->text_column, "transformer: the text column (default text)");
+  app.add_option("--class-names", o->class_names,
+                 "transformer: names of the classes (label values in sorted order)")
+      ->delimiter(',');
+  return [o, &app]() {
+    if (o->model.rfind("transformer", 0) == 0) {
+      check_prompt_and_threads("", o->threads);
+      set_num_threads(o->threads);
+      if (!(o->test_fraction > 0 && o->test_fraction < 1))
+        throw usage_error("--test-fraction must be in (0, 1)");
+      data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
+      print_skipped(table);
+      TrainTransformerArgs a;
+      a.data = o->data;
+      a.label = o->label;
+      a.text_column = o->text_column;
+      a.out = o->out;
+      a.spec = o->model;
+      a.test_fraction = o->test_fraction;
+      a.seed = o->seed;
+      a.resume = o->resume;
+      a.class_names = o->class_names;
+      if (app.get_option("--epochs")->count() > 0) a.epochs = o->epochs;
+      if (app.get_option("--batch-size")->count() > 0) a.batch = o->batch;
+      if (app.get_option("--lr")->count() > 0) a.lr = o->lr;
+      return train_transformer(table, a);
+    }
+    if (o->model != "mlp")
+      throw usage_error("--model '" + o->model + "' is not mlp or transformer[:opts]");
     if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0))
       throw usage_error("--epochs, --batch-size and --lr must be positive");
     if (!(o->test_fraction > 0 && o->test_fraction < 1))

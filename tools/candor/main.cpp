@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   add("methods", "List the attribution methods and their options", candor::cli::add_methods);
   add("distill", "Fit a glass-box student to a teacher and report its fidelity",
       candor::cli::add_distill);
-  add("train", "Train candor's MLP classifier on a table's labels", candor::cli::add_train);
+  add("train", "Train a classifier (MLP or transformer) on a table's labels", candor::cli::add_train);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   try {
