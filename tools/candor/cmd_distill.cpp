@@ -80,7 +80,7 @@ Runner add_distill(CLI::App& app) {
     std::vector<std::string> slices, columns, exclude, types;
     double test_fraction = 0.2;
     uint64_t seed = 0;
-    bool normalise = false;
+    bool normalise = false, resume = false, no_progress = false;
     int threads = 0, max_vocab = 5000, min_count = 2;
   };
   auto o = std::make_shared<Opts>();
@@ -89,9 +89,11 @@ Runner add_distill(CLI::App& app) {
                  "--label), or a causal LM (with --prompt and --verbalisers)");
   app.add_option("--teacher-column", o->teacher_column,
                  "Column holding the teacher's labels (or COLUMN:CLASS probability columns)");
-  app.add_option("--data", o->data, "CSV or JSONL file")->required();
+  app.add_option("--data", o->data,
+                 "CSV or JSONL file (an lm student: an optional text corpus in --text-column)");
   app.add_option("--student", o->student,
-                 "linear | tree | gam, with options after a colon (e.g. tree:max_depth=5)");
+                 "linear | tree | gam | lm, with options after a colon (e.g. tree:max_depth=5, "
+                 "lm:dim=128,layers=4,vocab=1024; see docs/distillation.md)");
   app.add_option("--out", o->out, "Folder for report.html and report.json")->required();
   app.add_option("--label", o->label, "Column with the true labels (accuracy of both)");
   app.add_option("--label-map", o->label_map,
@@ -116,8 +118,30 @@ Runner add_distill(CLI::App& app) {
   app.add_option("--max-vocab", o->max_vocab, "Text: n-grams kept");
   app.add_option("--min-count", o->min_count, "Text: least rows an n-gram must appear in");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
-  app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  app.add_option("--threads", o->threads,
+                 "Intra-op threads (default: one per core; an lm student: one)");
+  app.add_flag("--resume", o->resume, "lm student: continue from OUT/train.ckpt when it exists");
+  app.add_flag("--no-progress", o->no_progress, "lm student: no progress bar");
   return [o]() {
+    if (is_lm_student(o->student)) {
+      LmCliArgs a;
+      a.teacher = o->teacher;
+      a.tokenizer = o->tokenizer;
+      a.data = o->data;
+      a.text_column = o->text_column;
+      a.out = o->out;
+      a.student = o->student;
+      a.on_error = o->on_error;
+      a.seed = o->seed;
+      a.threads = o->threads;
+      a.resume = o->resume;
+      a.no_progress = o->no_progress;
+      if (!o->teacher_column.empty())
+        throw usage_error("an lm student learns from a teacher LM, not from --teacher-column");
+      if (o->teacher.empty()) throw usage_error("an lm student needs --teacher (a causal LM)");
+      return run_lm_student(a);
+    }
+    if (o->data.empty()) throw usage_error("--data is required");
     if (o->teacher.empty() == o->teacher_column.empty())
       throw usage_error("give exactly one of --teacher and --teacher-column");
     if (!(o->test_fraction > 0 && o->test_fraction < 1))
@@ -127,7 +151,7 @@ Runner add_distill(CLI::App& app) {
       d.student = distill::parse_student(o->student);
     } catch (const Error& e) {
       const std::string kind = o->student.substr(0, o->student.find(':'));
-      if (kind == "transformer" || kind == "lm")
+      if (kind == "transformer")
         throw Error(ErrorCode::kUnsupported,
                     "the neural student '" + kind + "' is not available yet",
                     "use a glass-box student: linear, tree or gam");
@@ -212,18 +236,23 @@ Runner add_distill(CLI::App& app) {
 
 Runner add_train(CLI::App& app) {
   struct Opts {
-    std::string data, label, out, on_error = "fail", checkpoint;
+    std::string data, label, out, on_error = "fail", checkpoint, student = "mlp",
+                                  text_column = "text";
     std::vector<std::string> exclude, types;
     std::vector<int64_t> hidden = {64, 32};
     int epochs = 5, threads = 0;
     int64_t batch = 256;
     double lr = 3e-3, test_fraction = 0.2;
     uint64_t seed = 0;
-    bool resume = false;
+    bool resume = false, no_progress = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--data", o->data, "CSV or JSONL file")->required();
-  app.add_option("--label", o->label, "Column with the labels to learn")->required();
+  app.add_option("--label", o->label, "Column with the labels to learn (mlp)");
+  app.add_option("--student", o->student,
+                 "mlp (a classifier of --label) or lm[:opts] (a causal LM of --text-column)");
+  app.add_option("--text-column", o->text_column, "lm: the column holding the texts");
+  app.add_flag("--no-progress", o->no_progress, "lm: no progress bar");
   app.add_option("--out", o->out, "Folder for summary.json and the checkpoint")->required();
   app.add_option("--exclude", o->exclude, "Columns not used as inputs")->delimiter(',');
   app.add_option("--type", o->types, "Force a column type: COLUMN=numeric|categorical|text");
@@ -237,6 +266,21 @@ Runner add_train(CLI::App& app) {
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   return [o]() {
+    if (is_lm_student(o->student)) {
+      LmCliArgs a;
+      a.data = o->data;
+      a.text_column = o->text_column;
+      a.out = o->out;
+      a.student = o->student;
+      a.on_error = o->on_error;
+      a.seed = o->seed;
+      a.threads = o->threads;
+      a.resume = o->resume;
+      a.no_progress = o->no_progress;
+      return run_lm_student(a);
+    }
+    if (o->student != "mlp") throw usage_error("--student must be mlp or lm[:opts]");
+    if (o->label.empty()) throw usage_error("--label is required (the column to learn)");
     if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0))
       throw usage_error("--epochs, --batch-size and --lr must be positive");
     if (!(o->test_fraction > 0 && o->test_fraction < 1))
