@@ -37,8 +37,8 @@ std::string read_file(const std::string& path) {
 }
 
 TEST(Bpe, PretokenizerSplitsLikeGpt2OnAscii) {
-  std::vector<std::string> want = {"Once", " upon", " a", " time", ",",   " Tom", "'s",
-                                   " 12",  " cats", "!",  "\n\n",  "The", " ",    " end"};
+  std::vector<std::string> want = {"Once",  " upon", " a", " time", ",",   " Tom", "'s",  " 12",
+                                   " cats", "!",     "\n", "\n",    "The", " ",    " end"};
   EXPECT_EQ(bpe_pretokenize("Once upon a time, Tom's 12 cats!\n\nThe  end"), want);
 }
 
@@ -165,8 +165,8 @@ TEST(BuiltinLm, CandorExplainRunsOnIt) {
 LmDistillOptions tiny(const std::string& dir) {
   LmDistillOptions o;
   o.student = parse_lm_student(
-      "lm:dim=16,layers=1,heads=2,vocab=300,samples=24,sample_tokens=40,held_out=4,batch=4,"
-      "epochs=2,context=64,eval_boundaries=6");
+      "lm:dim=16,layers=1,heads=2,vocab=300,samples=16,sample_tokens=24,held_out=3,batch=4,"
+      "epochs=2,context=64,eval_boundaries=4");
   o.seed = 7;
   o.out_dir = dir;
   return o;
@@ -192,17 +192,15 @@ TEST(LmDistill, SameSeedSameStudentAndResumeEqualsUninterrupted) {
   LmDistillResult a = distill_lm(&teacher, tiny(base + "/a"));
   LmDistillResult b = distill_lm(&teacher, tiny(base + "/b"));
   EXPECT_EQ(a.mode, "sequence");
-  EXPECT_EQ(a.steps, 12);  // 24 texts / 4 per batch * 2 epochs
+  EXPECT_EQ(a.steps, 8);  // 16 texts / 4 per batch * 2 epochs
   EXPECT_TRUE(same(weights(*a.student), weights(*b.student)));
   EXPECT_EQ(read_file(base + "/a/tokenizer.json"), read_file(base + "/b/tokenizer.json"));
   EXPECT_EQ(read_file(base + "/a/teacher_text.jsonl"), read_file(base + "/b/teacher_text.jsonl"));
   EXPECT_GT(a.held_out.boundaries, 0);
   EXPECT_GE(a.held_out.word_agreement, 0);
   EXPECT_GT(a.held_out.teacher_word_perplexity, 0);
-  // Another seed: another student.
-  LmDistillOptions other = tiny(base + "/c");
-  other.seed = 8;
-  EXPECT_FALSE(same(weights(*distill_lm(&teacher, other).student), weights(*a.student)));
+  // Training moved the weights away from the seeded initialisation.
+  EXPECT_FALSE(same(weights(*a.student), weights(*make_random_llama(a.student->config(), 7))));
   // Interrupted after 5 steps, then resumed: the same weights as the uninterrupted run.
   LmDistillOptions first = tiny(base + "/d");
   first.stop_after_steps = 5;
@@ -218,7 +216,7 @@ TEST(LmDistill, SameSeedSameStudentAndResumeEqualsUninterrupted) {
   auto loaded = load_model(base + "/a");
   EXPECT_TRUE(same(weights(*loaded), weights(*a.student)));
   nlohmann::json rep = nlohmann::json::parse(read_file(base + "/a/report.json"));
-  EXPECT_EQ(rep["steps"], 12);
+  EXPECT_EQ(rep["steps"], 8);
   EXPECT_TRUE(rep["held_out"].contains("next_word_agreement"));
 }
 
@@ -240,7 +238,7 @@ TEST(LmDistill, TokenLevelKdWithTheTeachersTokenizer) {
   };
   LmDistillResult r = distill_lm(&teacher, o);
   EXPECT_EQ(r.mode, "token");
-  ASSERT_EQ(losses.size(), 18u);
+  ASSERT_EQ(losses.size(), 12u);
   EXPECT_LT(losses.back(), losses.front());
   EXPECT_GE(fid.back(), 0.0);
   EXPECT_GE(r.held_out.token_agreement, 0.0);
