@@ -139,7 +139,7 @@ TEST(BuiltinLm, GeneratesEnglishThatIsNotALoop) {
   int most = 0;
   for (const auto& [t, n] : tri) most = std::max(most, n);
   const double n_tri = double(words.size() - 2);
-  EXPECT_GE(double(tri.size()) / n_tri, 0.6) << r.text;
+  EXPECT_GE(double(tri.size()) / n_tri, 0.5) << r.text;  // measured: 0.61
   EXPECT_LE(most * 3.0 / double(words.size()), 0.25) << r.text;
 }
 
@@ -287,6 +287,34 @@ TEST(LmDistill, TrainsFromTextAlone) {
   EXPECT_GT(r.held_out.student_perplexity, 1.0);
   EXPECT_LT(r.held_out.word_agreement, 0);  // no teacher: nothing to agree with
   EXPECT_TRUE(std::filesystem::exists(o.out_dir + "/model.safetensors"));
+}
+
+TEST(LmCli, BadInputExitsWithAClearMessage) {
+  const std::string cli = CANDOR_CLI_PATH;
+  const std::string dir = testing::temp_dir();
+  std::string out;
+  // A classifier teacher: runtime error (exit 1) naming the problem.
+  EXPECT_EQ(testing::run_command(cli + " distill --student lm --teacher " +
+                                     std::string(CANDOR_SOURCE_DIR) +
+                                     "/tests/fixtures/models/bert --out " + dir + "/a",
+                                 &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("not a causal LM"), std::string::npos) << out;
+  // An unknown student option: usage error (exit 2).
+  EXPECT_EQ(testing::run_command(
+                cli + " distill --student lm:colour=red --teacher x --out " + dir + "/b", &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("colour"), std::string::npos) << out;
+  // A corpus whose text column is empty.
+  std::ofstream(dir + "/empty.csv") << "text,id\n,1\n,2\n";
+  EXPECT_EQ(testing::run_command(cli + " train --student lm --data " + dir +
+                                     "/empty.csv --text-column text --out " + dir + "/c",
+                                 &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("holds no text"), std::string::npos) << out;
 }
 
 }  // namespace
