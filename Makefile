@@ -11,7 +11,10 @@ BUILD_DIR ?= build-$(subst $(comma),-,$(SANITIZE))
 endif
 comma := ,
 SHARED ?= $(abspath ../shared)
-DEMO_MODEL ?= $(SHARED)/models/stories260K
+# The demo's model: stories260K from ../shared when present, else candor's built-in LM (a small
+# student distilled from it, committed under models/builtin/lm).
+BUILTIN_LM := $(abspath models/builtin/lm)
+DEMO_MODEL ?= $(if $(wildcard $(SHARED)/models/stories260K/stories260K.bin),$(SHARED)/models/stories260K,$(BUILTIN_LM))
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: generate a short story with the default model, explain
-# the story's continuation with several methods, and write the HTML report.
+# The main job on the default model (stories260K from ../shared, else candor's built-in LM):
+# generate a short story, explain the story's continuation with several methods, and write the
+# HTML report.
 set -euo pipefail
 cli="$1"
 model="$2"
 out_dir="${3:-out}"
+builtin="$(cd "$(dirname "$0")/.." && pwd)/models/builtin/lm"
 if [ ! -e "$model" ]; then
-  echo "demo: the default model $model is absent (../shared/models/stories260K);" >&2
-  echo "demo: pass one with: make demo DEMO_MODEL=/path/to/model" >&2
-  exit 1
+  if [ -e "$builtin/model.safetensors" ]; then
+    echo "demo: $model is absent; using candor's built-in LM ($builtin)" >&2
+    model="$builtin"
+  else
+    echo "demo: the model $model is absent and so is the built-in LM ($builtin);" >&2
+    echo "demo: pass one with: make demo DEMO_MODEL=/path/to/model" >&2
+    exit 1
+  fi
 fi
+echo "demo: model $model"
 mkdir -p "$out_dir"
 prompt="Once upon a time, there was a little girl named Lily. She loved to play"
 "$cli" info --model "$model"

@@ -49,6 +49,18 @@ std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prom
 // Adds --chat and --system to a subcommand.
 void add_chat_options(CLI::App& app, bool* chat, std::string* system);
 
+// LM students (cmd_lm.cpp): `candor distill --student lm[:opts]` and `candor train --student lm`.
+struct LmCliArgs {
+  std::string teacher, tokenizer, data, text_column = "text", out, student = "lm",
+                                        on_error = "fail";
+  uint64_t seed = 0;
+  int threads = 0;  // 0: one thread
+  bool resume = false, no_progress = false;
+  int64_t stop_after_steps = -1;
+};
+bool is_lm_student(const std::string& spec);
+int run_lm_student(const LmCliArgs& args);
+
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;

@@ -82,7 +82,7 @@ Runner add_distill(CLI::App& app) {
     std::vector<std::string> slices, columns, exclude, types;
     double test_fraction = 0.2;
     uint64_t seed = 0;
-    bool normalise = false, resume = false;
+    bool normalise = false, resume = false, no_progress = false;
     int threads = 0, max_vocab = 5000, min_count = 2;
   };
   auto o = std::make_shared<Opts>();
@@ -91,10 +91,12 @@ Runner add_distill(CLI::App& app) {
                  "--label), or a causal LM (with --prompt and --verbalisers)");
   app.add_option("--teacher-column", o->teacher_column,
                  "Column holding the teacher's labels (or COLUMN:CLASS probability columns)");
-  app.add_option("--data", o->data, "CSV or JSONL file")->required();
+  app.add_option("--data", o->data,
+                 "CSV or JSONL file (an lm student: an optional text corpus in --text-column)");
   app.add_option("--student", o->student,
-                 "linear | tree | gam | transformer, with options after a colon (e.g. "
-                 "tree:max_depth=5, transformer:dim=64,epochs=10)");
+                 "linear | tree | gam | transformer | lm, with options after a colon (e.g. "
+                 "tree:max_depth=5, transformer:dim=64,epochs=10, lm:dim=128,layers=4,vocab=1024; "
+                 "see docs/distillation.md)");
   app.add_option("--out", o->out, "Folder for report.html and report.json")->required();
   app.add_option("--label", o->label, "Column with the true labels (accuracy of both)");
   app.add_option("--label-map", o->label_map,
@@ -119,10 +121,31 @@ Runner add_distill(CLI::App& app) {
   app.add_option("--max-vocab", o->max_vocab, "Text: n-grams kept");
   app.add_option("--min-count", o->min_count, "Text: least rows an n-gram must appear in");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
-  app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  app.add_option("--threads", o->threads,
+                 "Intra-op threads (default: one per core; an lm student: one)");
   app.add_flag("--resume", o->resume,
-               "Transformer student: continue from OUT/student.ckpt when it exists");
+               "transformer / lm student: continue from its checkpoint in OUT when it exists");
+  app.add_flag("--no-progress", o->no_progress, "lm student: no progress bar");
   return [o]() {
+    if (is_lm_student(o->student)) {
+      LmCliArgs a;
+      a.teacher = o->teacher;
+      a.tokenizer = o->tokenizer;
+      a.data = o->data;
+      a.text_column = o->text_column;
+      a.out = o->out;
+      a.student = o->student;
+      a.on_error = o->on_error;
+      a.seed = o->seed;
+      a.threads = o->threads;
+      a.resume = o->resume;
+      a.no_progress = o->no_progress;
+      if (!o->teacher_column.empty())
+        throw usage_error("an lm student learns from a teacher LM, not from --teacher-column");
+      if (o->teacher.empty()) throw usage_error("an lm student needs --teacher (a causal LM)");
+      return run_lm_student(a);
+    }
+    if (o->data.empty()) throw usage_error("--data is required");
     if (o->teacher.empty() == o->teacher_column.empty())
       throw usage_error("give exactly one of --teacher and --teacher-column");
     if (!(o->test_fraction > 0 && o->test_fraction < 1))
@@ -131,11 +154,6 @@ Runner add_distill(CLI::App& app) {
     try {
       d.student = distill::parse_student(o->student);
     } catch (const Error& e) {
-      const std::string kind = o->student.substr(0, o->student.find(':'));
-      if (kind == "lm")
-        throw Error(ErrorCode::kUnsupported,
-                    "the neural student '" + kind + "' is not available yet",
-                    "use linear, tree, gam or transformer");
       throw usage_error(std::string("--student: ") + e.what(), e.hint());
     }
     if (d.student.kind == "transformer")
@@ -235,11 +253,14 @@ Runner add_train(CLI::App& app) {
     int64_t batch = 256;
     double lr = 3e-3, test_fraction = 0.2;
     uint64_t seed = 0;
-    bool resume = false;
+    bool resume = false, no_progress = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--data", o->data, "CSV or JSONL file")->required();
-  app.add_option("--label", o->label, "Column with the labels to learn")->required();
+  app.add_option("--label", o->label, "Column with the labels to learn (mlp, transformer)");
+  app.add_option("--text-column", o->text_column,
+                 "transformer, lm: the column holding the texts (default text)");
+  app.add_flag("--no-progress", o->no_progress, "lm: no progress bar");
   app.add_option("--out", o->out, "Folder for summary.json and the checkpoint")->required();
   app.add_option("--exclude", o->exclude, "Columns not used as inputs")->delimiter(',');
   app.add_option("--type", o->types, "Force a column type: COLUMN=numeric|categorical|text");
@@ -253,13 +274,28 @@ Runner add_train(CLI::App& app) {
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   app.add_option("--model", o->model,
-                 "mlp (default: over binned columns and n-grams) or transformer[:opts] (a text "
-                 "classifier saved as a Hugging Face BERT folder; see docs/distillation.md)");
-  app.add_option("--text-column", o->text_column, "transformer: the text column (default text)");
+                 "mlp (default: over binned columns and n-grams), transformer[:opts] (a text "
+                 "classifier saved as a Hugging Face BERT folder) or lm[:opts] (a causal LM of "
+                 "--text-column); see docs/distillation.md");
+  app.add_option("--student", o->model, "The same as --model");
   app.add_option("--class-names", o->class_names,
                  "transformer: names of the classes (label values in sorted order)")
       ->delimiter(',');
   return [o, &app]() {
+    if (is_lm_student(o->model)) {
+      LmCliArgs a;
+      a.data = o->data;
+      a.text_column = o->text_column;
+      a.out = o->out;
+      a.student = o->model;
+      a.on_error = o->on_error;
+      a.seed = o->seed;
+      a.threads = o->threads;
+      a.resume = o->resume;
+      a.no_progress = o->no_progress;
+      return run_lm_student(a);
+    }
+    if (o->label.empty()) throw usage_error("--label is required (the column to learn)");
     if (o->model.rfind("transformer", 0) == 0) {
       check_prompt_and_threads("", o->threads);
       set_num_threads(o->threads);
@@ -283,7 +319,7 @@ Runner add_train(CLI::App& app) {
       return train_transformer(table, a);
     }
     if (o->model != "mlp")
-      throw usage_error("--model '" + o->model + "' is not mlp or transformer[:opts]");
+      throw usage_error("--model '" + o->model + "' is not mlp, transformer[:opts] or lm[:opts]");
     if (o->epochs <= 0 || o->batch <= 0 || !(o->lr > 0))
       throw usage_error("--epochs, --batch-size and --lr must be positive");
     if (!(o->test_fraction > 0 && o->test_fraction < 1))
