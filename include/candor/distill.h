@@ -80,6 +80,18 @@ struct Feature {
   int n_bins() const { return static_cast<int>(bin_labels.size()); }
 };
 
+// Featurized rows stored sparsely (CSR): row i's entries are [start[i], start[i + 1]) of
+// `feature` / `bin`. Every numeric and categorical feature has an entry (its bin); an n-gram
+// feature only where it is present (bin 1). `length`: each text's word count (capped at 65535),
+// empty when there is no text column.
+struct SparseRows {
+  std::vector<size_t> start{0};
+  std::vector<uint32_t> feature;
+  std::vector<uint16_t> bin;
+  std::vector<uint16_t> length;
+  size_t n_rows() const { return start.size() - 1; }
+};
+
 // Features learned on training rows (bin edges, categories, vocabulary) and applied to any rows.
 class Featurizer {
  public:
@@ -92,6 +104,9 @@ class Featurizer {
   // which the linear student divides its n-gram indicators (fastText-style averaging).
   std::vector<std::vector<uint16_t>> transform(const data::Table& table,
                                                const std::vector<size_t>& rows) const;
+  // The same bins stored sparsely: memory grows with the entries present, not features x rows
+  // (tens of thousands of n-grams over tens of thousands of texts).
+  SparseRows transform_sparse(const data::Table& table, const std::vector<size_t>& rows) const;
   // Words of a text as the featurizer splits them (lower-cased, punctuation split off).
   static std::vector<std::string> words(const std::string& text, bool lowercase);
   nlohmann::json to_json() const;
@@ -132,6 +147,11 @@ class Student {
   virtual void fit(const Featurizer& f, const std::vector<std::vector<uint16_t>>& bins,
                    const Probs& target) = 0;
   virtual Probs predict(const std::vector<std::vector<uint16_t>>& bins) const = 0;
+  // Students that fit sparse rows (the linear student) return true and implement fit_sparse /
+  // predict_sparse; the pipeline then never builds the dense [feature][row] bins.
+  virtual bool fits_sparse() const { return false; }
+  virtual void fit_sparse(const Featurizer& f, const SparseRows& rows, const Probs& target);
+  virtual Probs predict_sparse(const SparseRows& rows) const;
   // The global explanation: weights / rules / shape functions (JSON).
   virtual nlohmann::json explain() const = 0;
   // The global explanation as HTML (tables, SVG plots).

@@ -374,6 +374,14 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
     report(0.9);
     s_train = res.student->predict_text(texts(split.train));
     s_test = res.student->predict_text(texts(split.test));
+  } else if (res.student->fits_sparse()) {
+    res.featurizer.fit(table, split.train, fo);
+    SparseRows rows_train = res.featurizer.transform_sparse(table, split.train);
+    res.student->fit_sparse(res.featurizer, rows_train, t_train);
+    res.fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report(0.9);
+    s_train = res.student->predict_sparse(rows_train);
+    s_test = res.student->predict_sparse(res.featurizer.transform_sparse(table, split.test));
   } else {
     res.featurizer.fit(table, split.train, fo);
     auto bins_train = res.featurizer.transform(table, split.train);
@@ -384,10 +392,9 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
     s_train = res.student->predict(bins_train);
     s_test = res.student->predict(bins_test);
   }
-  res.train_fidelity =
-      measure_fidelity(t_train, s_train,
-                       o.label_column.empty() ? std::vector<int>() : pick(split.train),
-                       slices(split.train));
+  res.train_fidelity = measure_fidelity(
+      t_train, s_train, o.label_column.empty() ? std::vector<int>() : pick(split.train),
+      slices(split.train));
   res.test_fidelity = measure_fidelity(
       t_test, s_test, o.label_column.empty() ? std::vector<int>() : pick(split.test),
       slices(split.test));

@@ -1,6 +1,7 @@
 // Student features: numeric columns in quantile bins, categorical columns, text n-grams.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -211,6 +212,58 @@ std::vector<std::vector<uint16_t>> Featurizer::transform(const data::Table& tabl
     }
   }
   return bins;
+}
+
+SparseRows Featurizer::transform_sparse(const data::Table& table,
+                                        const std::vector<size_t>& rows) const {
+  // Numeric and categorical bins through the dense transform of those features alone (a few
+  // columns); n-grams straight into the sparse rows.
+  std::vector<size_t> dense_features;
+  for (size_t j = 0; j < features_.size(); ++j)
+    if (features_[j].kind != Feature::kNgram) dense_features.push_back(j);
+  std::vector<std::vector<uint16_t>> dense;
+  if (!dense_features.empty()) {
+    Featurizer only = *this;
+    only.features_.clear();
+    for (size_t j : dense_features) only.features_.push_back(features_[j]);
+    only.text_column_.clear();
+    only.ngram_index_.clear();
+    dense = only.transform(table, rows);
+  }
+  SparseRows out;
+  out.start.reserve(rows.size() + 1);
+  const data::Column* tc = text_column_.empty() ? nullptr : &table.column(text_column_);
+  std::unordered_map<std::string, size_t> index(ngram_index_.begin(), ngram_index_.end());
+  if (tc) out.length.assign(rows.size(), 0);
+  std::vector<uint32_t> present;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (size_t d = 0; d < dense_features.size(); ++d) {
+      out.feature.push_back(static_cast<uint32_t>(dense_features[d]));
+      out.bin.push_back(dense[d][i]);
+    }
+    size_t r = rows[i];
+    if (tc && !tc->is_missing(r)) {
+      std::vector<std::string> w = words(tc->raw[r], options_.lowercase);
+      out.length[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
+      present.clear();
+      for (size_t a = 0; a < w.size(); ++a) {
+        std::string g = w[a];
+        for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1) g += " " + w[a + n - 1];
+          auto it = index.find(g);
+          if (it != index.end()) present.push_back(static_cast<uint32_t>(it->second));
+        }
+      }
+      std::sort(present.begin(), present.end());
+      present.erase(std::unique(present.begin(), present.end()), present.end());
+      for (uint32_t j : present) {
+        out.feature.push_back(j);
+        out.bin.push_back(1);
+      }
+    }
+    out.start.push_back(out.feature.size());
+  }
+  return out;
 }
 
 nlohmann::json Featurizer::to_json() const {

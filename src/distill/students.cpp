@@ -66,9 +66,19 @@ class LinearStudent : public Student {
   explicit LinearStudent(StudentOptions o) : o_(std::move(o)) {}
   std::string kind() const override { return "linear"; }
 
+  bool fits_sparse() const override { return true; }
+
   void fit(const Featurizer& fz, const Bins& bins, const Probs& target) override {
+    fit_sparse(fz, to_sparse(fz.features(), bins), target);
+  }
+
+  void fit_sparse(const Featurizer& fz, const SparseRows& rows, const Probs& target) override {
     features_ = fz.features();
     const size_t n = target.size();
+    if (rows.n_rows() != n)
+      throw Error(ErrorCode::kInternal, "linear student: " + std::to_string(rows.n_rows()) +
+                                            " featurized rows for " + std::to_string(n) +
+                                            " targets");
     auto ys = ovr_targets(target, &k_);
     // One-hot columns: (feature, bin); for n-grams only "present".
     offsets_.clear();
@@ -77,19 +87,21 @@ class LinearStudent : public Student {
       offsets_.push_back(p);
       p += f.n_bins();
     }
+    // Column-major copy of the non-zeros: the rows of each one-hot column and their x values
+    // (1, or 1/length for n-grams).
     std::vector<std::vector<uint32_t>> rows_of(p);
-    std::vector<std::vector<float>> vals_of(p);  // x value of each entry (1, or 1/length)
-    for (size_t j = 0; j < features_.size(); ++j) {
-      bool ngram = features_[j].kind == Feature::kNgram;
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t b = bins[j][i];
+    std::vector<std::vector<float>> vals_of(p);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t e = rows.start[i]; e < rows.start[i + 1]; ++e) {
+        const uint32_t j = rows.feature[e];
+        const uint16_t b = rows.bin[e];
+        if (j >= features_.size() || b >= features_[j].n_bins())
+          throw Error(ErrorCode::kInternal, "linear student: entry (" + std::to_string(j) + ", " +
+                                                std::to_string(b) + ") out of range");
+        bool ngram = features_[j].kind == Feature::kNgram;
         if (ngram && b == 0) continue;
-        if (b >= features_[j].n_bins())
-          throw Error(ErrorCode::kInternal, "linear student: bin " + std::to_string(b) +
-                                                " out of range for feature '" + features_[j].name +
-                                                "'");
         rows_of[offsets_[j] + b].push_back(static_cast<uint32_t>(i));
-        vals_of[offsets_[j] + b].push_back(ngram ? scale(bins, i) : 1.0f);
+        vals_of[offsets_[j] + b].push_back(ngram ? scale(rows, i) : 1.0f);
       }
     }
     const double l1 = o_.lambda * o_.l1_ratio, l2 = o_.lambda * (1.0 - o_.l1_ratio);
@@ -149,17 +161,24 @@ class LinearStudent : public Student {
   }
 
   Probs predict(const Bins& bins) const override {
-    const size_t n = bins.empty() ? 0 : bins[0].size();
+    return predict_sparse(to_sparse(features_, bins));
+  }
+
+  Probs predict_sparse(const SparseRows& rows) const override {
+    const size_t n = rows.n_rows();
     std::vector<std::vector<double>> m(weights_.size(), std::vector<double>(n));
     for (size_t c = 0; c < weights_.size(); ++c) {
-      for (size_t i = 0; i < n; ++i) m[c][i] = intercept_[c];
-      for (size_t j = 0; j < features_.size(); ++j) {
-        bool ngram = features_[j].kind == Feature::kNgram;
-        for (size_t i = 0; i < n; ++i) {
-          uint16_t b = bins[j][i];
+      for (size_t i = 0; i < n; ++i) {
+        double v = intercept_[c];
+        for (size_t e = rows.start[i]; e < rows.start[i + 1]; ++e) {
+          const uint32_t j = rows.feature[e];
+          const uint16_t b = rows.bin[e];
+          if (j >= features_.size() || b >= features_[j].n_bins()) continue;
+          bool ngram = features_[j].kind == Feature::kNgram;
           if (ngram && b == 0) continue;
-          m[c][i] += weights_[c][offsets_[j] + b] * (ngram ? scale(bins, i) : 1.0f);
+          v += weights_[c][offsets_[j] + b] * (ngram ? scale(rows, i) : 1.0f);
         }
+        m[c][i] = v;
       }
     }
     return ovr_probs(m, k_, n);
@@ -224,9 +243,25 @@ class LinearStudent : public Student {
 
  private:
   // The n-gram scale of row i: 1 / word count (the row after the features), as fastText averages.
-  float scale(const Bins& bins, size_t i) const {
-    if (bins.size() <= features_.size()) return 1.0f;
-    return 1.0f / static_cast<float>(std::max<uint16_t>(1, bins[features_.size()][i]));
+  static float scale(const SparseRows& rows, size_t i) {
+    if (rows.length.empty()) return 1.0f;
+    return 1.0f / static_cast<float>(std::max<uint16_t>(1, rows.length[i]));
+  }
+  // Dense bins [feature][row] (+ the word-count row after the features) -> sparse rows.
+  static SparseRows to_sparse(const std::vector<Feature>& features, const Bins& bins) {
+    SparseRows s;
+    const size_t n = bins.empty() ? 0 : bins[0].size();
+    if (bins.size() > features.size()) s.length = bins[features.size()];
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < features.size() && j < bins.size(); ++j) {
+        uint16_t b = bins[j][i];
+        if (features[j].kind == Feature::kNgram && b == 0) continue;
+        s.feature.push_back(static_cast<uint32_t>(j));
+        s.bin.push_back(b);
+      }
+      s.start.push_back(s.feature.size());
+    }
+    return s;
   }
   bool features_is_ngram(const std::string& name) const {
     for (const Feature& f : features_)
@@ -779,6 +814,14 @@ void Student::fit_text(const std::vector<std::string>&, const Probs&, const std:
 
 Probs Student::predict_text(const std::vector<std::string>&) const {
   throw Error(ErrorCode::kInternal, "the " + kind() + " student reads features, not texts");
+}
+
+void Student::fit_sparse(const Featurizer&, const SparseRows&, const Probs&) {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads dense bins, not sparse rows");
+}
+
+Probs Student::predict_sparse(const SparseRows&) const {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads dense bins, not sparse rows");
 }
 
 }  // namespace candor::distill

@@ -40,6 +40,50 @@ data::Table synthetic(size_t n, uint64_t seed) {
   return data::parse_csv(csv, "synthetic.csv");
 }
 
+TEST(Students, SparseRowsMatchTheDenseBins) {
+  // Numeric, categorical and text columns; a repeated bigram and a missing text.
+  data::ReadOptions ro;
+  ro.types["text"] = data::ColumnType::kText;
+  data::Table t = data::parse_csv(
+      "x,c,text,y\n1,a,good good food,1\n2,b,bad food,0\n3,a,,1\n4,b,good food good food,1\n"
+      "5,a,bad bad,0\n6,b,food,0\n",
+      "mixed.csv", ro);
+  Featurizer fz;
+  FeatureOptions fo;
+  fo.exclude = {"y"};
+  fo.min_count = 1;
+  std::vector<size_t> rows = {0, 1, 2, 3, 4, 5};
+  fz.fit(t, rows, fo);
+  auto dense = fz.transform(t, rows);
+  SparseRows sp = fz.transform_sparse(t, rows);
+  ASSERT_EQ(sp.n_rows(), rows.size());
+  ASSERT_EQ(dense.size(), fz.features().size() + 1);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::vector<uint16_t> from_sparse(fz.features().size(), 0);
+    for (size_t e = sp.start[i]; e < sp.start[i + 1]; ++e) {
+      if (fz.features()[sp.feature[e]].kind == Feature::kNgram) EXPECT_EQ(sp.bin[e], 1);
+      from_sparse[sp.feature[e]] = sp.bin[e];
+    }
+    for (size_t j = 0; j < fz.features().size(); ++j)
+      EXPECT_EQ(from_sparse[j], dense[j][i]) << "row " << i << ", " << fz.features()[j].name;
+    EXPECT_EQ(sp.length[i], dense.back()[i]);
+  }
+  // The linear student gives the same probabilities from both forms.
+  Probs target = {{0.1, 0.9}, {0.8, 0.2}, {0.3, 0.7}, {0.2, 0.8}, {0.9, 0.1}, {0.6, 0.4}};
+  auto a = make_student(parse_student("linear:lambda=1e-3"));
+  auto b = make_student(parse_student("linear:lambda=1e-3"));
+  ASSERT_TRUE(a->fits_sparse());
+  a->fit(fz, dense, target);
+  b->fit_sparse(fz, sp, target);
+  Probs pa = a->predict(dense), pb = b->predict_sparse(sp), pc = a->predict_sparse(sp);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_NEAR(pa[i][1], pb[i][1], 1e-12);
+    EXPECT_NEAR(pa[i][1], pc[i][1], 1e-12);
+  }
+  EXPECT_GT(pa[0][1], pa[1][1]);  // "good" vs "bad"
+  EXPECT_FALSE(make_student(parse_student("tree"))->fits_sparse());
+}
+
 TEST(Students, RecoverAKnownRuleFromTeacherLabels) {
   data::Table t = synthetic(3000, 1);
   auto teacher = column_teacher(t, "teacher");
@@ -127,6 +171,8 @@ TEST(FastTextTeacher, SparseLinearStudentAgreesOnHeldOutSentences) {
   CANDOR_REQUIRE_SHARED("data/text/sentiment_labelled_sentences.csv");
   CANDOR_REQUIRE_SHARED("data/text/rt_polarity.csv");
   CANDOR_REQUIRE_SHARED("data/text/fine_foods_train.csv");
+  CANDOR_REQUIRE_SHARED("data/text/fine_foods_test.csv");
+  CANDOR_REQUIRE_SHARED("data/text/austen_books_lines.csv");
   data::ReadOptions ro;
   ro.types["label"] = data::ColumnType::kCategorical;
   data::Table t =
@@ -137,26 +183,39 @@ TEST(FastTextTeacher, SparseLinearStudentAgreesOnHeldOutSentences) {
   DistillOptions o;
   o.features.columns = {"text"};
   o.features.max_vocab = 30000;
-  o.student = parse_student("linear:lambda=2e-6");
+  o.student = parse_student("linear:lambda=5e-7");
   o.label_column = "label";
   o.label_map = {{"1", "__label__2"}, {"0", "__label__1"}};
   o.slice_columns = {"source"};
   o.seed = 1;
-  // Transfer set: more sentences for the teacher to label (no labels used).
-  data::Table rt = data::read_csv(testing::shared_path("data/text/rt_polarity.csv"));
-  data::Table ff = data::read_csv(testing::shared_path("data/text/fine_foods_train.csv"));
-  data::Column review = ff.column("review");
-  review.name = "text";
-  ff.set_column(review);
-  data::Table transfer = data::concat(rt, ff);
+  // Transfer set: more sentences for the teacher to label (no labels used; the held-out rows are
+  // never in it): rt_polarity, all fine_foods reviews and the first 40,000 lines of Austen's
+  // novels with at least 4 words (55,662 rows; sparse rows keep this to ~0.3 GB).
+  auto reviews = [](const char* path) {
+    data::Table ff = data::read_csv(testing::shared_path(path));
+    data::Column review = ff.column("review");
+    review.name = "text";
+    ff.set_column(review);
+    return ff;
+  };
+  data::Table austen = data::read_csv(testing::shared_path("data/text/austen_books_lines.csv"));
+  std::vector<size_t> lines;
+  const data::Column& at = austen.column("text");
+  for (size_t r = 0; r < austen.n_rows() && lines.size() < 40000; ++r)
+    if (!at.is_missing(r) && Featurizer::words(at.raw[r], true).size() >= 4) lines.push_back(r);
+  data::Table transfer =
+      data::concat(data::concat(data::read_csv(testing::shared_path("data/text/rt_polarity.csv")),
+                                data::concat(reviews("data/text/fine_foods_train.csv"),
+                                             reviews("data/text/fine_foods_test.csv"))),
+                   austen.select_rows(lines));
+  ASSERT_EQ(transfer.n_rows(), 55662u);
   o.transfer = &transfer;
   DistillResult r = distill(t, *teacher, o);
   std::cout << "fastText -> linear: held-out agreement " << r.test_fidelity.agreement << ", train "
             << r.train_fidelity.agreement << ", KL " << r.test_fidelity.kl << ", non-zero "
             << r.to_json()["student"]["models"][0]["nonzero"] << "\n";
-  // The issue asks for 0.90; this student reaches 0.87 (see docs/distillation.md), so the test
-  // guards what is reached.
-  EXPECT_GE(r.test_fidelity.agreement, 0.85);
+  // Issue 6 asks for 0.90; measured 0.9017 (541 of 600; see docs/distillation.md).
+  EXPECT_GE(r.test_fidelity.agreement, 0.90);
   EXPECT_EQ(r.test_fidelity.slices.size(), 3u);
   const std::string dir = testing::temp_dir();
   write_report(r, dir + "/out", "fastText sentiment distilled");
