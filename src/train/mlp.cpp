@@ -5,9 +5,9 @@
 #include "candor/error.h"
 #include "candor/train.h"
 
-namespace candor::train {
+#include "train/init.h"
 
-namespace {
+namespace candor::train {
 
 // Seeded normal initialisation (std::mt19937_64 + Box-Muller: the same on every platform).
 at::Tensor init_normal(std::mt19937_64& rng, std::vector<int64_t> shape, double std) {
@@ -23,8 +23,6 @@ at::Tensor init_normal(std::mt19937_64& rng, std::vector<int64_t> shape, double 
   }
   return t;
 }
-
-}  // namespace
 
 std::string MlpClassifier::describe() const { return "MLP classifier trained by candor"; }
 

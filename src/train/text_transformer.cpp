@@ -27,6 +27,8 @@
 #include "report/escape.h"
 #include "tokenizers/hf_unicode.h"
 
+#include "train/init.h"
+
 namespace candor::train {
 
 namespace fs = std::filesystem;
@@ -36,21 +38,6 @@ namespace {
 
 const char* kSpecials[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
 constexpr int kPad = 0, kCls = 2;
-
-// Seeded normal initialisation (std::mt19937_64 + Box-Muller: the same on every platform).
-at::Tensor init_normal(std::mt19937_64& rng, std::vector<int64_t> shape, double std) {
-  at::Tensor t = at::empty(shape, at::kFloat);
-  float* d = t.data_ptr<float>();
-  const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; i += 2) {
-    double u1 = (double(rng() >> 11) + 1.0) / 9007199254740993.0;
-    double u2 = double(rng() >> 11) / 9007199254740992.0;
-    double r = std::sqrt(-2.0 * std::log(u1));
-    d[i] = static_cast<float>(std * r * std::cos(2 * M_PI * u2));
-    if (i + 1 < n) d[i + 1] = static_cast<float>(std * r * std::sin(2 * M_PI * u2));
-  }
-  return t;
-}
 
 // BERT normalisation and pre-tokenisation (as BertNormalizer + BertPreTokenizer do it): control
 // characters dropped, CJK ideographs split off, accents stripped, lower case, then words split
