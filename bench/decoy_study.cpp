@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,7 +26,6 @@
 #include "candor/generate.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
-#include "evaluate/internal.h"
 
 namespace candor {
 namespace {
@@ -41,8 +41,10 @@ struct Config {
   std::vector<double> fractions = {0.01, 0.05, 0.10, 0.20, 0.50};
   std::string removal = "baseline";
   std::string baseline = "unk";
+  std::string granularity = "token";
   int threads = 1;
   bool details = false;
+  int64_t scan = -1;  // prompt whose pair removals to print
 };
 
 bool ends_sentence(std::string piece) {
@@ -161,6 +163,8 @@ int run(int argc, char** argv) {
       c.threads = std::atoi(v);
     else if (a == "--details")
       c.details = true;
+    else if (const char* v = val("--scan="))
+      c.scan = std::atoll(v);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -187,6 +191,7 @@ int run(int argc, char** argv) {
     ExplainRequest r;
     r.input_ids = ps[i];
     r.baseline = parse_baseline(c.baseline);
+    r.granularity = parse_granularity(c.granularity);
     int64_t k = 0;
     if (c.target == "span") {
       k = c.k > 0 ? c.k : 3 + static_cast<int64_t>(i % 6);
@@ -197,6 +202,25 @@ int run(int argc, char** argv) {
       if (r.target.span.empty()) continue;
     }
     std::vector<Attribution> all = {ig->explain(m, r), occ->explain(m, r)};
+    if (static_cast<int64_t>(i) == c.scan) {
+      // Drops of removing each feature alone, and together with occlusion's top feature.
+      const int64_t F0 = all[1].n_features();
+      const int64_t top = rank_order(all[1].total())[0];
+      std::vector<std::vector<uint8_t>> masks;
+      for (int64_t j = 0; j < F0; ++j) {
+        std::vector<uint8_t> a1(F0, 1), a2(F0, 1);
+        a1[j] = 0;
+        a2[j] = a2[top] = 0;
+        masks.push_back(a1);
+        masks.push_back(a2);
+      }
+      std::vector<double> v = score_masks(m, r, all[1], masks, parse_removal(c.removal));
+      const double fx = all[1].target_values[0];
+      std::printf("scan prompt %zu, occlusion top feature %lld:\n", i, static_cast<long long>(top));
+      for (int64_t j = 0; j < F0; ++j)
+        std::printf("  feature %lld %-10s alone %.4f with top %.4f\n", static_cast<long long>(j),
+                    all[1].features[j].label.c_str(), fx - v[2 * j], fx - v[2 * j + 1]);
+    }
     const int64_t F = all[0].n_features();
     fmin = std::min(fmin, F);
     fmax = std::max(fmax, F);
@@ -208,17 +232,57 @@ int run(int argc, char** argv) {
     d.other_target = occ.get();
     std::vector<Attribution> decoys = make_decoys(m, r, all[0], d);
     if (!r.target.span.empty()) {
-      // The span form of "scores of a different target": the occlusion explanation of a span of
-      // the same length whose every token is the random-logit test's draw for that step.
-      ExplainRequest o = r;
-      for (size_t s = 0; s < o.target.span.size(); ++s)
-        o.target.span[s] = evaluate::random_other_token(m, r.target.span[s], d.seed * 131 + s);
-      Attribution b = occ->explain(m, o);
-      decoys.insert(decoys.end() - 1, with_total(all[0], "other_target", b.total()));
+      // Stricter span decoys (not in the list): recency over the prompt only (the
+      // input's last token first, generated tokens after every input token), and the occlusion
+      // explanation of another plausible answer: a temperature-1 continuation of the same
+      // length (seeded by the prompt) that differs from the greedy one.
+      std::vector<double> lv(F);
+      for (int64_t f = 0; f < F; ++f)
+        lv[f] = static_cast<double>(f + 1) +
+                (all[0].features[f].begin < all[0].n_input_tokens ? static_cast<double>(F) : 0.0);
+      decoys.push_back(with_total(all[0], "last_input", lv));
+      // other_answer: may share a prefix with the greedy answer; other_answer_first: its first
+      // token differs from the greedy one's.
+      bool got_any = false, got_first = false;
+      for (uint64_t s = 0; s < 64 && !(got_any && got_first); ++s) {
+        GenerateOptions g;
+        g.max_new_tokens = k;
+        g.temperature = 1.0f;
+        g.seed = 7919 * i + s;
+        GenerateResult gr = generate(m, ps[i], g);
+        if (gr.generated_ids.size() != r.target.span.size() || gr.generated_ids == r.target.span)
+          continue;
+        const bool first_differs = gr.generated_ids[0] != r.target.span[0];
+        if (got_any && !first_differs) continue;
+        ExplainRequest o2 = r;
+        o2.target.span = gr.generated_ids;
+        std::vector<double> tot = occ->explain(m, o2).total();
+        if (!got_any) decoys.push_back(with_total(all[0], "other_answer", tot));
+        got_any = true;
+        if (first_differs && !got_first) {
+          decoys.push_back(with_total(all[0], "other_answer_first", tot));
+          got_first = true;
+        }
+      }
+    } else {
+      // other_plausible: the occlusion explanation of a token drawn from the model's own
+      // next-token distribution (temperature 1), other than the explained top token.
+      for (uint64_t s = 0; s < 64; ++s) {
+        GenerateOptions g;
+        g.max_new_tokens = 1;
+        g.temperature = 1.0f;
+        g.seed = 7919 * i + s;
+        GenerateResult gr = generate(m, ps[i], g);
+        if (gr.generated_ids.empty() || gr.generated_ids[0] == all[0].step_tokens[0]) continue;
+        ExplainRequest o2 = r;
+        o2.target.token = gr.generated_ids[0];
+        decoys.push_back(with_total(all[0], "other_plausible", occ->explain(m, o2).total()));
+        break;
+      }
     }
-    decoy_names.clear();
     for (Attribution& dec : decoys) {
-      decoy_names.push_back(dec.method);
+      if (std::find(decoy_names.begin(), decoy_names.end(), dec.method) == decoy_names.end())
+        decoy_names.push_back(dec.method);
       all.push_back(std::move(dec));
     }
     std::vector<Faithfulness> f = evaluate_faithfulness(m, r, all, fo);
@@ -242,8 +306,7 @@ int run(int argc, char** argv) {
     }
   }
   std::vector<std::string> methods = {"integrated_gradients", "occlusion"};
-  DecoyRanking rank = rank_against_decoys(values, methods, decoy_names);
-  const int64_t N = rank.n_examples;
+  const int64_t N = static_cast<int64_t>(values.size());
   std::printf(
       "config: prompts=%s target=%s k=%lld ig=%s occ=%s removal=%s baseline=%s "
       "fractions=",
@@ -257,24 +320,42 @@ int run(int argc, char** argv) {
       static_cast<long long>(N), static_cast<long long>(fmin), static_cast<long long>(fmax),
       static_cast<long long>(ig_last), static_cast<long long>(occ_last));
   std::printf("| decoy | IG wins / ties / losses | occlusion wins / ties / losses | caught |\n");
-  for (size_t d = 0; d < rank.decoys.size(); ++d) {
-    auto wtl = [&](size_t mth) {
-      int64_t w = std::llround(rank.win_rate[mth][d] * N);
-      int64_t t = std::llround(rank.tie_rate[mth][d] * N);
+  for (size_t d = 0; d < decoy_names.size(); ++d) {
+    const std::string& dn = decoy_names[d];
+    int64_t w[2] = {0, 0}, t[2] = {0, 0}, caught = 0, n = 0;
+    for (const auto& v : values) {
+      auto di = v.find(dn);
+      if (di == v.end()) continue;
+      ++n;
+      bool all = true;
+      for (size_t mt = 0; mt < methods.size(); ++mt) {
+        const double a = v.at(methods[mt]), b = di->second;
+        const bool tie =
+            std::fabs(a - b) <= 1e-9 * std::max(1.0, std::max(std::fabs(a), std::fabs(b)));
+        const bool win = !tie && a > b;
+        w[mt] += win;
+        t[mt] += tie;
+        all = all && win;
+      }
+      caught += all;
+    }
+    auto wtl = [&](size_t mt) {
       char b[64];
       std::snprintf(b, sizeof b, "%lld%% (%lld / %lld / %lld)",
-                    static_cast<long long>(std::llround(100.0 * w / N)), static_cast<long long>(w),
-                    static_cast<long long>(t), static_cast<long long>(N - w - t));
+                    static_cast<long long>(std::llround(100.0 * w[mt] / n)),
+                    static_cast<long long>(w[mt]), static_cast<long long>(t[mt]),
+                    static_cast<long long>(n - w[mt] - t[mt]));
       return std::string(b);
     };
-    std::printf("| %s | %s | %s | %lld%% |\n", rank.decoys[d].c_str(), wtl(0).c_str(),
-                wtl(1).c_str(), static_cast<long long>(std::llround(rank.caught_rate[d] * 100)));
+    std::printf("| %s | %s | %s | %lld%% (%lld of %lld) |\n", dn.c_str(), wtl(0).c_str(),
+                wtl(1).c_str(), static_cast<long long>(std::llround(100.0 * caught / n)),
+                static_cast<long long>(caught), static_cast<long long>(n));
   }
   if (c.details) {
     for (size_t i = 0; i < values.size(); ++i)
       for (const std::string& dn : decoy_names)
         for (const std::string& mt : methods)
-          if (!(values[i].at(mt) > values[i].at(dn)))
+          if (values[i].count(dn) && !(values[i].at(mt) > values[i].at(dn)))
             std::printf("miss: prompt %zu %s vs %s: %.5f vs %.5f\n", i, mt.c_str(), dn.c_str(),
                         values[i].at(mt), values[i].at(dn));
   }
