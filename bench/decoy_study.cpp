@@ -3,11 +3,17 @@
 // AOPC fractions), with wins, ties and losses counted per (method, decoy) and "caught" = both
 // methods beat it. The figures of docs/evaluation.md ("Decoys on stories260K: variants") come
 // from this program. Not a speed benchmark: a measurement tool (run it with --threads=1).
+// Decoys: make_decoys' six (other_target by the --occ explainer), and stricter ones outside the
+// issue's list: next token: other_plausible (occlusion of a token sampled from the model, not the
+// top one); span: last_input (recency over the prompt only), other_answer (occlusion of a sampled
+// answer of the same length) and other_answer_first (one whose first token differs).
 //
 // Run: decoy_study [--prompts=word24|sentence|long|sentence_long] [--target=next|span]
 //   [--k=0 (span length; 0: 3..8 by prompt)] [--ig=integrated_gradients:n_steps=16]
 //   [--occ=occlusion] [--n=50] [--seed-base=0] [--fractions=0.01,0.05,0.1,0.2,0.5]
-//   [--removal=baseline|delete] [--baseline=unk] [--threads=1] [--details]
+//   [--removal=baseline|delete] [--baseline=unk] [--granularity=token|word|sentence]
+//   [--threads=1] [--details (per prompt values and every loss)] [--scan=I (prompt I: the drop
+//   of removing each feature alone and with occlusion's top feature)]
 // Environment: CANDOR_SHARED (the shared folder, default ../shared).
 #include <ATen/ATen.h>
 
@@ -161,6 +167,8 @@ int run(int argc, char** argv) {
       c.baseline = v;
     else if (const char* v = val("--threads="))
       c.threads = std::atoi(v);
+    else if (const char* v = val("--granularity="))
+      c.granularity = v;
     else if (a == "--details")
       c.details = true;
     else if (const char* v = val("--scan="))
@@ -313,7 +321,8 @@ int run(int argc, char** argv) {
       c.prompts.c_str(), c.target.c_str(), static_cast<long long>(c.k), c.ig.c_str(), c.occ.c_str(),
       c.removal.c_str(), c.baseline.c_str());
   for (double q : c.fractions) std::printf("%g ", q);
-  std::printf("seed-base=%llu\n", static_cast<unsigned long long>(c.seed_base));
+  std::printf("granularity=%s seed-base=%llu\n", c.granularity.c_str(),
+              static_cast<unsigned long long>(c.seed_base));
   std::printf(
       "prompts: %lld distinct, %lld-%lld features; top feature is the last: IG %lld, "
       "occlusion %lld\n",
