@@ -1,5 +1,6 @@
 // The evaluator on the real stories260K model: real methods against decoys over 50 prompts the
-// model generated, and the cascading parameter-randomisation test for gradient methods and
+// model generated (next-token target on mid-sentence prompts; the generated answer on prompts
+// that end a sentence), and the cascading parameter-randomisation test for gradient methods and
 // attention.
 #include <gtest/gtest.h>
 
@@ -94,11 +95,11 @@ TEST(Stories260K, RealMethodsBeatDecoysOnComprehensiveness) {
       // Found (50 distinct prompts, docs/evaluation.md): both methods beat random, inverted,
       // first and lexicon in 94-100%. The recency decoy "last" is a strong explanation of a
       // next-token log-prob on this model (integrated gradients itself ranks the last token
-      // first in 43 of 50 prompts; removing the last n tokens together destroys the local
-      // context): occlusion beats it in 78%, integrated gradients in 58%. The other-target
-      // decoy (occlusion of a random token) is beaten in 86-88%. The bounds below are what
-      // holds, a few prompts under the figures found; the 90% holds for random,
-      // inverted, first and lexicon.
+      // first in 41 of 50 prompts; removing the last n tokens together destroys the local
+      // context): occlusion beats it in 78%, integrated gradients in 54% (58% and 43 of 50 on
+      // an earlier build). The other-target decoy (occlusion of a random token) is beaten in
+      // 86-88%. The bounds below are what holds, a few prompts under the figures found; the
+      // issue's 90% holds for random, inverted, first and lexicon.
       const std::string& dn = rank.decoys[d];
       double want = 0.90;
       if (dn == "last") want = rank.methods[mth] == "occlusion" ? 0.70 : 0.45;
@@ -194,7 +195,12 @@ TEST(Stories260K, RealMethodsBeatEveryDecoyOnTheGeneratedAnswer) {
   DecoyRanking rank =
       rank_against_decoys(values, {"integrated_gradients", "occlusion"}, decoy_names);
   // Found (docs/evaluation.md): every decoy beaten by both methods in 96-100% of the prompts
-  // (integrated gradients vs last 96%, the rest 100%); random and inverted caught in 100%.
+  // (integrated gradients vs last 96%, the rest 100%); random and inverted caught in 100%; on
+  // 50 other prompts (seeds 1000+) 98-100%. The scope is narrow: the same target on
+  // mid-sentence prompts, with word features, or with 3-token answers only gives integrated
+  // gradients 86-90% vs last, and the next-token target fails on every prompt set (test above).
+  // A stricter decoy outside the list, the occlusion explanation of another sampled
+  // answer, is beaten by integrated gradients in only 70-86%.
   for (size_t mth = 0; mth < rank.methods.size(); ++mth) {
     for (size_t d = 0; d < rank.decoys.size(); ++d) {
       std::cout << "  " << rank.methods[mth] << " beats " << rank.decoys[d] << " in "
