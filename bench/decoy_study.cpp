@@ -303,8 +303,16 @@ int run(int argc, char** argv) {
       std::string text = m.tokenizer().decode(ps[i]);
       for (char& ch : text)
         if (ch == '\n') ch = ' ';
-      std::printf("prompt %zu F=%lld k=%lld f(x)=%.4f |%s|\n", i, static_cast<long long>(F),
-                  static_cast<long long>(k), f[0].full_value, text.c_str());
+      // Integrated gradients' relative completeness error |sum of scores - (f(x) - f(b))| /
+      // |f(x) - f(b)| over the steps.
+      double delta = 0, gap = 0;
+      for (size_t s = 0; s < all[0].convergence_delta.size(); ++s) {
+        delta += all[0].convergence_delta[s];
+        gap += all[0].target_values[s] - all[0].baseline_values[s];
+      }
+      std::printf("prompt %zu F=%lld k=%lld f(x)=%.4f ig_rel_error=%.4f |%s|\n", i,
+                  static_cast<long long>(F), static_cast<long long>(k), f[0].full_value,
+                  gap != 0 ? std::fabs(delta / gap) : 0.0, text.c_str());
       for (size_t j = 0; j < all.size(); ++j) {
         std::printf("  %-22s aopc=%.5f top=%s comp=", all[j].method.c_str(),
                     f[j].comprehensiveness_aopc, rank_text(all[j].total(), 6).c_str());
