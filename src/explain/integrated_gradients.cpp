@@ -183,7 +183,8 @@ namespace {
 // Legendre family member that includes both edges; the default per_panel=2 is the 3-point rule,
 // Simpson's), neighbours sharing their edge point. Every point is a gradient point and its
 // forward pass gives f there as well, so no pass is spent on f alone. The path starts as equal
-// panels holding about `initial` of the points; then, round by round, the panels that need it
+// panels holding about `initial` of the points (at least kFirstPanels panels, so the first round
+// fills a chunk of 16 points at any n_steps >= 17); then, round by round, the panels that need it
 // most are bisected: need = max(the panel's exact check miss, kKappa x the largest exact
 // trapezoid miss between its neighbouring points, which flags a panel whose misses cancel by
 // luck). With an odd number of Lobatto points the edges and the centre of a split panel are
@@ -451,10 +452,11 @@ class IntegratedGradients : public Explainer {
                  });
         used += static_cast<int64_t>(alphas.size());
       };
-      // The first panels: equal, about `initial` of the points, within the memory bound.
+      // The first panels: equal, about `initial` of the points but at least kFirstPanels,
+      // within the budget and the memory bound.
       const int64_t most = std::min<int64_t>(ig.n_points_, keep);
       int64_t n0 = static_cast<int64_t>(ig.initial_ * static_cast<double>(ig.n_points_) / pp);
-      n0 = std::max<int64_t>(1, std::min(n0, (most - 1) / pp));
+      n0 = std::max<int64_t>(1, std::min(std::max(n0, kFirstPanels), (most - 1) / pp));
       std::vector<double> first;
       for (int64_t k = 0; k <= n0 * pp; ++k) {
         const int64_t panel = std::min(k / pp, n0 - 1);
@@ -685,6 +687,8 @@ class IntegratedGradients : public Explainer {
   static constexpr double kRound = 0.5;
   // rule=adaptive splits by max(error, kKappa x the largest trapezoid miss in the panel).
   static constexpr double kKappa = 0.1;
+  // rule=adaptive starts with at least this many panels (17 points with 3-point panels).
+  static constexpr int64_t kFirstPanels = 8;
 
   Options o_;
   int64_t n_points_ = 0;

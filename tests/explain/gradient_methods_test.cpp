@@ -408,7 +408,7 @@ TEST(IntegratedGradients, ChunksBoundTheBatchAndDoNotChangeTheResult) {
   EXPECT_EQ(one.extra["max_batch"], 1);
   EXPECT_EQ(one.extra["gradient_points"], 2 * 19);
   EXPECT_EQ(one.extra["n_chunks"], 2 * 19);
-  EXPECT_EQ(all.extra["max_batch"], 5);  // the first 2 panels of 3 points, then splits
+  EXPECT_EQ(all.extra["max_batch"], 17);  // the first 8 panels of 3 points, then a split
   EXPECT_EQ(all.extra["gradient_points"], 2 * 19);
   ASSERT_EQ(one.scores.size(), all.scores.size());
   for (size_t i = 0; i < one.scores.size(); ++i) {
