@@ -513,6 +513,8 @@ TEST(GradientMethods, BadOptionsNameTheOption) {
   expect_error_naming("integrated_gradients:n_steps=0", "n_steps");
   expect_error_naming("integrated_gradients:n_steps=many", "n_steps");
   expect_error_naming("integrated_gradients:method=simpson", "method");
+  expect_error_naming("integrated_gradients:rule=fancy", "rule");
+  expect_error_naming("integrated_gradients:per_panel=0", "per_panel");
   expect_error_naming("integrated_gradients:method=riemann_trapezoid,n_steps=1", "n_steps");
   expect_error_naming("integrated_gradients:internal_batch_size=0", "internal_batch_size");
   expect_error_naming("integrated_gradients:steps=3", "steps");
