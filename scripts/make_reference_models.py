@@ -113,6 +113,22 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], -1)
 
 
+def layer_window(cfg, l):
+    """The sliding window of layer l (None: full attention). Mistral: every layer, a null
+    sliding_window meaning none. Qwen2 (transformers' Qwen2Config): only when use_sliding_window
+    is true (window default 4096), and only the layers layer_types marks "sliding_attention", or
+    without layer_types those with index >= max_window_layers (default 28)."""
+    if cfg.get("model_type") == "mistral":
+        return cfg.get("sliding_window")
+    if cfg.get("model_type") == "qwen2" and cfg.get("use_sliding_window", False):
+        if "layer_types" in cfg:
+            windowed = cfg["layer_types"][l] == "sliding_attention"
+        else:
+            windowed = l >= cfg.get("max_window_layers", 28)
+        return cfg.get("sliding_window", 4096) if windowed else None
+    return None
+
+
 def llama_forward(cfg, W, ids):
     D, H = cfg["hidden_size"], cfg["num_attention_heads"]
     KV = cfg.get("num_key_value_heads", H)
@@ -131,8 +147,7 @@ def llama_forward(cfg, W, ids):
         q, k, v = proj("q", H), proj("k", KV), proj("v", KV)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
-        # Mistral: sliding-window attention (a null sliding_window means full attention).
-        window = cfg.get("sliding_window") if cfg.get("model_type") == "mistral" else None
+        window = layer_window(cfg, l)
         o = attention(q, k, v, True, window).transpose(0, 1).reshape(T, D)
         x = x + o @ W[p + "self_attn.o_proj.weight"].T
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
@@ -957,6 +972,22 @@ def main():
     full = llama_forward(dict(mistral_w, sliding_window=None), {n: w.double() for n, w in t}, ids12)
     windowed = llama_forward(mistral_w, {n: w.double() for n, w in t}, ids12)
     print(f"mistral_window: the window moves the logits by {float((full - windowed).abs().max()):.3f}")
+    # Qwen2 with the window on its last two of three layers only (max_window_layers 1), window 4
+    # over 12 tokens; smaller widths keep the fixture to a few KB.
+    qwen2_w = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2,
+               "num_key_value_heads": 1, "vocab_size": 64, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
+               "hidden_act": "silu", "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+               "rope_theta": 10000.0, "tie_word_embeddings": True, "use_sliding_window": True,
+               "sliding_window": 4, "max_window_layers": 1}
+    ids_q = [1, 17, 42, 5, 63, 8, 29, 33, 3, 50, 12, 60]
+    t = llama_tensors(qwen2_w, g, qkv_bias=True)
+    emit("qwen2_window", "qwen2", qwen2_w, t, ids_q)
+    W64 = {n: w.double() for n, w in t}
+    ref = llama_forward(qwen2_w, W64, ids_q)
+    for label, variant in (("no window", dict(qwen2_w, use_sliding_window=False)),
+                           ("every layer windowed", dict(qwen2_w, max_window_layers=0))):
+        other = llama_forward(variant, W64, ids_q)
+        print(f"qwen2_window: {label} moves the logits by {float((other - ref).abs().max()):.3f}")
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(os.path.join(ROOT, ".."))
                 for f in fs)
     print(f"total {total} bytes")

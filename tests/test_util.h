@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "candor/error.h"
 #include "candor/model.h"
 
 namespace candor::testing {
@@ -22,6 +23,16 @@ const Model& stories260k();
 std::string temp_dir();
 // Runs a shell command, returns its exit status; stdout and stderr go to *out when given.
 int run_command(const std::string& command, std::string* out = nullptr);
+// The message of the candor::Error that f() throws, or "(no error)".
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 }  // namespace candor::testing
 

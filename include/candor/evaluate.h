@@ -200,7 +200,8 @@ struct DecoyOptions {
 };
 
 // Decoy explanations with the shape of `attribution`: "random", "inverted", "first", "last",
-// "other_target" (the explanation of a random other token by `other_target`), "lexicon"
+// "other_target" (the explanation of a random other token by `other_target`; for a span target,
+// of a span of the same length whose every token is a random other token), "lexicon"
 // (|valence| of each feature's text).
 std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& request,
                                      const Attribution& attribution, const DecoyOptions& options);

@@ -26,7 +26,9 @@ struct ModelConfig {
   std::string architecture = "llama";  // family name shown by `candor info` (llama, mistral,
                                        // qwen2, gpt2, bert, roberta, distilbert)
   std::string source_format;           // "llama2c", "safetensors", "gguf", ...
-  std::string dtype = "f32";           // storage dtype of the weights in the file (computed in f32)
+  std::string dtype = "f32";           // storage dtype of the weights in the file
+  std::string compute_dtype = "f32";   // dtype the weights are kept and the forward runs in
+                                       // (LoadOptions::compute_dtype): "f32" or "bf16"
   ModelKind kind = ModelKind::kCausalLM;
   std::vector<std::string> labels;           // classifier: class names by index (id2label)
   std::vector<std::string> tokenizer_files;  // files the tokenizer was read from (for convert)
@@ -50,9 +52,13 @@ struct ModelConfig {
   float rope_high_freq_factor = 4.0f;        // llama3
   int64_t rope_original_max_seq_len = 8192;  // llama3
   bool attention_bias = false;               // q/k/v projections have biases (Qwen2, GPT-2, BERT)
-  // Sliding-window attention (Mistral): > 0: a query attends only to the keys fewer than this
-  // many tokens back (position i sees j when i - j < sliding_window); 0: full causal attention.
+  // Sliding-window attention (Mistral, Qwen2): > 0: a query attends only to the keys fewer than
+  // this many tokens back (position i sees j when i - j < sliding_window); 0: full causal
+  // attention.
   int64_t sliding_window = 0;
+  // Which layers use the window (Qwen2 windows only the layers from max_window_layers on): one
+  // entry per layer, or empty = every layer (Mistral). See window_of().
+  std::vector<bool> windowed_layers;
 
   // Decoder variants: Llama = rms / rope / silu-gated; GPT-2 = layer / learned / gelu_tanh.
   std::string norm = "rms";         // "rms" | "layer" (LayerNorm with bias)
@@ -60,6 +66,15 @@ struct ModelConfig {
   std::string activation = "silu";  // "silu" (gated SwiGLU) | "gelu_tanh" | "gelu" | "relu"
 
   int64_t head_dim() const { return n_heads > 0 ? dim / n_heads : 0; }
+  // The sliding window of `layer` (0: full attention).
+  int64_t window_of(int64_t layer) const {
+    if (sliding_window <= 0) return 0;
+    if (windowed_layers.empty()) return sliding_window;
+    return layer >= 0 && layer < static_cast<int64_t>(windowed_layers.size()) &&
+                   windowed_layers[static_cast<size_t>(layer)]
+               ? sliding_window
+               : 0;
+  }
   bool is_causal() const { return kind == ModelKind::kCausalLM; }
   // Width of forward()'s last dimension: the vocabulary, or the number of classes.
   int64_t n_outputs() const {
@@ -150,15 +165,15 @@ class Model {
   // bidirectional encoder (classifier) must be rerun over the whole sequence.
   bool is_causal() const { return config().is_causal(); }
 
-  // Logits [batch, seq, vocab] (float32); classifiers: [batch, seq, n_labels], the sequence's
-  // class logits repeated at every position (so last_only / output_positions work alike). Throws
-  // Error(kInvalidArgument) for wrong shapes or token ids out of range, Error(kResourceExhausted)
-  // when the context length is exceeded.
+  // Logits [batch, seq, vocab] (float32, whatever the compute dtype); classifiers: [batch, seq,
+  // n_labels], the sequence's class logits repeated at every position (so last_only /
+  // output_positions work alike). Throws Error(kInvalidArgument) for wrong shapes or token ids out
+  // of range, Error(kResourceExhausted) when the context length is exceeded.
   virtual at::Tensor forward(const ForwardArgs& args) const = 0;
 
-  // Token embeddings [batch, seq, dim] for ids [batch, seq].
+  // Token embeddings [batch, seq, dim] (float32) for ids [batch, seq].
   virtual at::Tensor embed(const at::Tensor& tokens) const = 0;
-  // The token embedding matrix [vocab, dim].
+  // The token embedding matrix [vocab, dim], in the compute dtype.
   virtual at::Tensor embedding_matrix() const = 0;
   // Applies the final norm and output matrix to residual states [..., dim] -> [..., vocab]
   // (the logit lens).
@@ -182,6 +197,12 @@ class Model {
 // Where to find the files of a model.
 struct LoadOptions {
   std::string tokenizer_path;  // empty: look beside the checkpoint
+  // dtype the weights are kept and the model computes in, whatever their stored dtype: "f32"
+  // (default) or "bf16" (half the weight memory; logits within about 2-3% of the largest logit,
+  // see docs/model-formats.md). Inputs (embeddings) and outputs (logits, activations) stay
+  // float32, and gradients flow through. "f16" is refused with Error(kUnsupported): libtorch's
+  // CPU kernels have no float16 matmul.
+  std::string compute_dtype = "f32";
 };
 
 // Loads a model from a checkpoint file or from a folder holding it with its tokenizer.

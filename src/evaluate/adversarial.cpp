@@ -123,10 +123,23 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
   out.push_back(with_total(a, "first", v));
   for (int64_t f = 0; f < F; ++f) v[f] = static_cast<double>(f + 1);
   out.push_back(with_total(a, "last", v));
-  if (options.other_target && a.step_tokens.size() == 1 && a.step_tokens[0] >= 0) {
+  const bool tokens_known = !a.step_tokens.empty() && a.step_tokens[0] >= 0;
+  if (options.other_target && tokens_known && request.target.span.empty() &&
+      a.step_tokens.size() == 1) {
     ExplainRequest r = evaluate::pinned_request(request, a);
     // The other token: the random-logit test's draw (same seed, same token).
     r.target.token = evaluate::random_other_token(model, a.step_tokens[0], options.seed);
+    Attribution b = options.other_target->explain(model, r);
+    out.push_back(with_total(a, "other_target", b.total()));
+  } else if (options.other_target && tokens_known &&
+             request.target.span.size() == a.step_tokens.size()) {
+    // A span: the explanation of a span of the same length whose every token is a random
+    // other token (step s drawn with seed * 131 + s), scored with teacher forcing like the
+    // original, over the same feature positions (input + the other span but its last token).
+    ExplainRequest r = evaluate::pinned_request(request, a);
+    for (size_t s = 0; s < r.target.span.size(); ++s)
+      r.target.span[s] =
+          evaluate::random_other_token(model, request.target.span[s], options.seed * 131 + s);
     Attribution b = options.other_target->explain(model, r);
     out.push_back(with_total(a, "other_target", b.total()));
   }

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "candor/error.h"
+#include "models/compute_dtype.h"
 #include "models/formats/tensor_source.h"
 
 namespace candor {
@@ -15,7 +16,11 @@ EncoderClassifier::EncoderClassifier(ModelConfig config, EncoderSettings setting
     : config_(std::move(config)),
       settings_(settings),
       weights_(std::move(weights)),
-      tokenizer_(std::move(tokenizer)) {}
+      tokenizer_(std::move(tokenizer)) {
+  const at::ScalarType requested = parse_compute_dtype(config_.compute_dtype);
+  config_.compute_dtype = "f32";
+  if (requested != at::kFloat) set_compute_dtype(requested);
+}
 
 const Tokenizer& EncoderClassifier::tokenizer() const {
   if (!tokenizer_) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
@@ -74,7 +79,34 @@ at::Tensor EncoderClassifier::embed(const at::Tensor& tokens) const {
                                                    std::to_string(config_.vocab_size) + " tokens");
     }
   }
-  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong));
+  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong)).to(at::kFloat);
+}
+
+void EncoderClassifier::set_compute_dtype(at::ScalarType type) {
+  if (type == dtype_) return;
+  check_compute_dtype(type);
+  auto conv = [&](at::Tensor& w) {
+    if (w.defined()) w = w.to(type).contiguous();
+  };
+  for (at::Tensor* w : {&weights_.tok_embeddings, &weights_.pos_embeddings,
+                        &weights_.type_embeddings, &weights_.emb_norm, &weights_.emb_norm_bias,
+                        &weights_.pool_w, &weights_.pool_b, &weights_.cls_w, &weights_.cls_b})
+    conv(*w);
+  for (EncoderLayerWeights& L : weights_.layers) {
+    for (at::Tensor* w : {&L.wqkv, &L.bqkv, &L.wo, &L.bo, &L.attn_norm, &L.attn_norm_bias, &L.w1,
+                          &L.b1, &L.w2, &L.b2, &L.ffn_norm, &L.ffn_norm_bias})
+      conv(*w);
+  }
+  dtype_ = type;
+  config_.compute_dtype = compute_dtype_name(type);
+}
+
+at::Tensor EncoderClassifier::layer_norm(const at::Tensor& x, const at::Tensor& w,
+                                         const at::Tensor& b) const {
+  if (dtype_ == at::kFloat) return at::layer_norm(x, {config_.dim}, w, b, config_.norm_eps);
+  return at::layer_norm(x.to(at::kFloat), {config_.dim}, w.to(at::kFloat), b.to(at::kFloat),
+                        config_.norm_eps)
+      .to(dtype_);
 }
 
 at::Tensor EncoderClassifier::unembed(const at::Tensor&, bool) const {
@@ -103,13 +135,13 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
                                                    std::to_string(c.dim) + "], got " +
                                                    shape_string(args.embeddings.sizes().vec()));
     }
-    x = args.embeddings.to(at::kFloat);
+    x = args.embeddings.to(dtype_);
   } else if (args.tokens.defined()) {
     if (args.tokens.dim() != 2) {
       throw Error(ErrorCode::kInvalidArgument, "token ids must have shape [batch, seq], got " +
                                                    shape_string(args.tokens.sizes().vec()));
     }
-    x = embed(args.tokens);
+    x = embed(args.tokens).to(dtype_);
   } else {
     throw Error(ErrorCode::kInvalidArgument, "forward() needs tokens or embeddings");
   }
@@ -139,15 +171,17 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
   at::Tensor positions = (m.cumsum(1) - m).clamp_max(c.max_seq_len - 1) + settings_.position_offset;
   x = x + at::embedding(weights_.pos_embeddings, positions);
   if (weights_.type_embeddings.defined()) x = x + weights_.type_embeddings[0];
-  x = at::layer_norm(x, {D}, weights_.emb_norm, weights_.emb_norm_bias, c.norm_eps);
+  x = layer_norm(x, weights_.emb_norm, weights_.emb_norm_bias);
 
+  const bool low = dtype_ != at::kFloat;  // low-precision compute: activations out as float32
+  auto out_f32 = [&](const at::Tensor& t) { return low ? t.to(at::kFloat) : t; };
   Activations* cap = args.capture;
   const bool cap_att = cap && args.capture_options.attention;
   const bool cap_res = cap && args.capture_options.residual;
   if (cap) {
     cap->attention.clear();
     cap->residual.clear();
-    if (cap_res) cap->embeddings = x;
+    if (cap_res) cap->embeddings = out_f32(x);
   }
   // Additive bias [B, 1, 1, T]: no real token attends to padding (a padding query sees itself).
   at::Tensor allowed = mask.view({B, 1, 1, T})
@@ -155,32 +189,32 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
                                            .view({1, 1, T, T})
                                            .logical_and(mask.logical_not().view({B, 1, T, 1})));
   at::Tensor bias =
-      at::zeros(allowed.sizes(), at::kFloat)
+      at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype_))
           .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   const int64_t H = c.n_heads, hd = c.head_dim();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (const EncoderLayerWeights& L : weights_.layers) {
     at::Tensor qkv = at::linear(x, L.wqkv, L.bqkv).view({B, T, 3, H, hd}).permute({2, 0, 3, 1, 4});
     at::Tensor scores = at::matmul(qkv[0], qkv[1].transpose(2, 3)).mul_(scale) + bias;
-    at::Tensor att = at::softmax(scores, -1);  // [B, H, T, T]
-    if (cap_att) cap->attention.push_back(att);
+    at::Tensor att = low ? at::softmax(scores, -1, at::kFloat).to(dtype_)
+                         : at::softmax(scores, -1);  // [B, H, T, T]
+    if (cap_att) cap->attention.push_back(out_f32(att));
     at::Tensor o = at::matmul(att, qkv[2]).permute({0, 2, 1, 3}).reshape({B, T, D});
-    x = at::layer_norm(x + at::linear(o, L.wo, L.bo), {D}, L.attn_norm, L.attn_norm_bias,
-                       c.norm_eps);
+    x = layer_norm(x + at::linear(o, L.wo, L.bo), L.attn_norm, L.attn_norm_bias);
     at::Tensor f = at::linear(x, L.w1, L.b1);
     f = c.activation == "gelu_tanh" ? at::gelu(f, "tanh")
         : c.activation == "relu"    ? at::relu(f)
                                     : at::gelu(f);
-    x = at::layer_norm(x + at::linear(f, L.w2, L.b2), {D}, L.ffn_norm, L.ffn_norm_bias, c.norm_eps);
-    if (cap_res) cap->residual.push_back(x);
+    x = layer_norm(x + at::linear(f, L.w2, L.b2), L.ffn_norm, L.ffn_norm_bias);
+    if (cap_res) cap->residual.push_back(out_f32(x));
   }
-  if (cap) cap->final_norm = x;
+  if (cap) cap->final_norm = out_f32(x);
   // The head reads the first real token of each row ([CLS] / <s>).
   at::Tensor first = mask.to(at::kLong).argmax(1);            // [B]
   at::Tensor h = x.index({at::arange(B, at::kLong), first});  // [B, D]
   at::Tensor pooled = at::linear(h, weights_.pool_w, weights_.pool_b);
   pooled = settings_.relu_head ? at::relu(pooled) : at::tanh(pooled);
-  at::Tensor logits = at::linear(pooled, weights_.cls_w, weights_.cls_b);  // [B, n_labels]
+  at::Tensor logits = out_f32(at::linear(pooled, weights_.cls_w, weights_.cls_b));  // [B, n_labels]
   int64_t P = T;
   if (args.last_only) {
     P = 1;

@@ -59,12 +59,19 @@ class EncoderClassifier : public Model {
 
   const EncoderWeights& weights() const { return weights_; }
   const EncoderSettings& settings() const { return settings_; }
+  // Converts every weight to `type` and computes in it (LayerNorm and softmax upcast to float);
+  // inputs and outputs stay float32. See LlamaModel::set_compute_dtype.
+  void set_compute_dtype(at::ScalarType type);
 
  private:
+  // LayerNorm in float, rounded back to the compute dtype.
+  at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
+
   ModelConfig config_;
   EncoderSettings settings_;
   EncoderWeights weights_;
   std::shared_ptr<Tokenizer> tokenizer_;
+  at::ScalarType dtype_ = at::kFloat;  // compute dtype (ModelConfig::compute_dtype)
 };
 
 }  // namespace candor

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "candor/error.h"
+#include "models/compute_dtype.h"
 
 namespace candor {
 namespace {
@@ -47,6 +48,9 @@ void validate_llama_config(const ModelConfig& c, const std::string& source) {
     bad("unknown rope scaling '" + c.rope_scaling + "'");
   if (c.rope_scaling != "none" && !(c.rope_scaling_factor > 0)) bad("rope scaling factor <= 0");
   if (c.sliding_window < 0) bad("sliding_window = " + std::to_string(c.sliding_window));
+  if (!c.windowed_layers.empty() && static_cast<int64_t>(c.windowed_layers.size()) != c.n_layers)
+    bad("windowed_layers lists " + std::to_string(c.windowed_layers.size()) + " layers, not " +
+        std::to_string(c.n_layers));
 }
 
 at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads) {
@@ -68,6 +72,9 @@ at::Tensor interleaved_to_rotate_half(const at::Tensor& w, int64_t n_heads) {
 LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
                        std::shared_ptr<Tokenizer> tokenizer)
     : config_(std::move(config)), weights_(std::move(weights)), tokenizer_(std::move(tokenizer)) {
+  const at::ScalarType requested = parse_compute_dtype(config_.compute_dtype);
+  config_.compute_dtype = "f32";
+  if (requested != at::kFloat) set_compute_dtype(requested);
   if (config_.positions != "rope") return;
   // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim),
   // rescaled by the rope scaling rule.
@@ -100,6 +107,37 @@ LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
   at::Tensor r = at::from_blob(re.data(), {config_.max_seq_len, half}, at::kFloat);
   at::Tensor i = at::from_blob(im.data(), {config_.max_seq_len, half}, at::kFloat);
   rope_ = at::complex(r, i).clone();
+}
+
+void LlamaModel::set_compute_dtype(at::ScalarType type) {
+  if (type != at::kFloat && type != at::kBFloat16 && type != at::kHalf) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "compute dtype " + compute_dtype_name(type) + " is not a floating-point type");
+  }
+  if (type == dtype_) return;
+  check_compute_dtype(type);
+  const bool tied = weights_.output.defined() && weights_.tok_embeddings.defined() &&
+                    weights_.output.data_ptr() == weights_.tok_embeddings.data_ptr();
+  // One tensor at a time, so the old copy of each is freed before the next is converted.
+  auto conv = [&](at::Tensor& w) {
+    if (w.defined()) w = w.to(type).contiguous();
+  };
+  conv(weights_.tok_embeddings);
+  conv(weights_.pos_embeddings);
+  for (LlamaLayerWeights& L : weights_.layers) {
+    for (at::Tensor* w : {&L.attn_norm, &L.wqkv, &L.wo, &L.ffn_norm, &L.w13, &L.w2,
+                          &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm_bias, &L.b13, &L.b2})
+      conv(*w);
+  }
+  conv(weights_.final_norm);
+  conv(weights_.final_norm_bias);
+  if (tied) {
+    weights_.output = weights_.tok_embeddings;
+  } else {
+    conv(weights_.output);
+  }
+  dtype_ = type;
+  config_.compute_dtype = compute_dtype_name(type);
 }
 
 const Tokenizer& LlamaModel::tokenizer() const {
@@ -144,6 +182,10 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() c
 
 at::Tensor LlamaModel::norm(const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias) const {
+  if (x.scalar_type() != at::kFloat) {  // low-precision compute: normalise in float
+    const at::Tensor b = bias.defined() ? bias.to(at::kFloat) : bias;
+    return norm(x.to(at::kFloat), weight.to(at::kFloat), b).to(x.scalar_type());
+  }
   if (config_.norm == "layer")
     return at::layer_norm(x, {config_.dim}, weight, bias, config_.norm_eps);
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_eps) * weight;
@@ -161,18 +203,19 @@ at::Tensor LlamaModel::embed(const at::Tensor& tokens) const {
                                                    std::to_string(config_.vocab_size) + " tokens");
     }
   }
-  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong));
+  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong)).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::unembed(const at::Tensor& hidden, bool apply_norm) const {
-  at::Tensor h = apply_norm ? norm(hidden, weights_.final_norm, weights_.final_norm_bias) : hidden;
-  return at::linear(h, weights_.output);
+  const at::Tensor x = hidden.to(dtype_);
+  at::Tensor h = apply_norm ? norm(x, weights_.final_norm, weights_.final_norm_bias) : x;
+  return at::linear(h, weights_.output).to(at::kFloat);
 }
 
 KVCache LlamaModel::new_cache(int64_t batch, int64_t capacity) const {
   KVCache cache;
   cache.init(config_.n_layers, batch, config_.n_kv_heads, capacity > 0 ? capacity : 64,
-             config_.head_dim(), at::kFloat);
+             config_.head_dim(), dtype_);
   return cache;
 }
 
@@ -185,13 +228,13 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
                                                    std::to_string(c.dim) + "], got " +
                                                    shape_str(args.embeddings));
     }
-    x = args.embeddings.to(at::kFloat);
+    x = args.embeddings.to(dtype_);
   } else if (args.tokens.defined()) {
     if (args.tokens.dim() != 2) {
       throw Error(ErrorCode::kInvalidArgument,
                   "token ids must have shape [batch, seq], got " + shape_str(args.tokens));
     }
-    x = embed(args.tokens);
+    x = embed(args.tokens).to(dtype_);
   } else {
     throw Error(ErrorCode::kInvalidArgument, "forward() needs tokens or embeddings");
   }
@@ -248,14 +291,19 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   }
 
   // Sliding-window attention: the window only matters when a key can be `window` or more
-  // tokens behind a query, i.e. when more than `window` positions are visible.
-  const int64_t window = c.sliding_window;
-  const bool windowed = window > 0 && S > window;
+  // tokens behind a query, i.e. when more than `window` positions are visible. Layers may
+  // differ (Qwen2 windows only some): one bias for the windowed layers, one for the others.
+  auto layer_windowed = [&](int64_t l) {
+    const int64_t w = c.window_of(l);
+    return w > 0 && S > w;
+  };
+  bool any_windowed = false, any_full = false;
+  for (int64_t l = 0; l < c.n_layers; ++l) (layer_windowed(l) ? any_windowed : any_full) = true;
 
-  // Additive attention bias [B or 1, 1, 1, T, S]: causal, within the sliding window, no padding
-  // keys, always self.
-  at::Tensor bias;
-  if (T > 1 || padded || windowed) {
+  // Additive attention bias [B or 1, 1, 1, T, S]: causal, within the sliding window when
+  // `windowed`, no padding keys, always self.
+  auto make_bias = [&](bool windowed) {
+    const int64_t window = c.sliding_window;
     at::Tensor q_idx = at::arange(past, S, at::kLong).unsqueeze(1);  // [T, 1]
     at::Tensor k_idx = at::arange(S, at::kLong).unsqueeze(0);        // [1, S]
     at::Tensor allowed = (k_idx <= q_idx).unsqueeze(0);              // [1, T, S]
@@ -276,26 +324,35 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
       allowed =
           allowed.logical_and(keys_real.unsqueeze(1)).logical_or((k_idx == q_idx).unsqueeze(0));
     }
-    bias = at::zeros(allowed.sizes(), at::kFloat)
-               .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
-               .view({allowed.size(0), 1, 1, T, S});
-  }
+    return at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype_))
+        .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+        .view({allowed.size(0), 1, 1, T, S});
+  };
+  at::Tensor full_bias, window_bias;
+  if (any_full && (T > 1 || padded)) full_bias = make_bias(false);
+  if (any_windowed) window_bias = make_bias(true);
 
   const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   Activations* cap = args.capture;
   const bool cap_att = cap && args.capture_options.attention;
   const bool cap_res = cap && args.capture_options.residual;
+  const bool low = dtype_ != at::kFloat;  // low-precision compute: activations out as float32
+  auto out_f32 = [&](const at::Tensor& t) { return low ? t.to(at::kFloat) : t; };
   if (cap) {
     cap->attention.clear();
     cap->residual.clear();
-    if (cap_res) cap->embeddings = x;
+    if (cap_res) cap->embeddings = out_f32(x);
   }
   if (cache) cache->reserve(T);
 
   auto rotate = [&](const at::Tensor& t,
                     int64_t heads) {  // [B, T, heads * hd] -> [B, T, heads, hd]
     if (!rope.defined()) return t.reshape({B, T, heads, hd});
+    if (low) {  // rotated in float, rounded once
+      at::Tensor z = at::view_as_complex(t.to(at::kFloat).reshape({B, T, heads, hd / 2, 2}));
+      return at::view_as_real(z * rope).reshape({B, T, heads, hd}).to(dtype_);
+    }
     at::Tensor z = at::view_as_complex(t.reshape({B, T, heads, hd / 2, 2}));
     return at::view_as_real(z * rope).reshape({B, T, heads, hd});
   };
@@ -318,9 +375,10 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
       v = cache->values(l).narrow(2, 0, S);
     }
     at::Tensor scores = at::matmul(q, k.transpose(2, 3)).mul_(scale);  // [B, KV, G*T, S]
+    const at::Tensor& bias = layer_windowed(l) ? window_bias : full_bias;
     if (bias.defined()) scores.view({B, KV, G, T, S}).add_(bias);
-    at::Tensor att = at::softmax(scores, -1);
-    if (cap_att) cap->attention.push_back(att.view({B, H, T, S}));
+    at::Tensor att = low ? at::softmax(scores, -1, at::kFloat).to(dtype_) : at::softmax(scores, -1);
+    if (cap_att) cap->attention.push_back(out_f32(att.view({B, H, T, S})));
     at::Tensor o = at::matmul(att, v)  // [B, KV, G*T, hd]
                        .view({B, KV, G, T, hd})
                        .permute({0, 3, 1, 2, 4})
@@ -338,7 +396,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
       f = at::relu(f);
     }
     x = x + at::linear(f, L.w2, L.b2);
-    if (cap_res) cap->residual.push_back(x);
+    if (cap_res) cap->residual.push_back(out_f32(x));
   }
 
   if (cache) {
@@ -353,8 +411,8 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     x = x.index_select(1, args.output_positions.to(at::kLong));
   }
   at::Tensor normed = norm(x, weights_.final_norm, weights_.final_norm_bias);
-  if (cap) cap->final_norm = normed;
-  return at::linear(normed, weights_.output);
+  if (cap) cap->final_norm = out_f32(normed);
+  return out_f32(at::linear(normed, weights_.output));
 }
 
 }  // namespace candor

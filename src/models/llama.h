@@ -59,6 +59,13 @@ class LlamaModel : public Model {
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
 
   const LlamaWeights& weights() const { return weights_; }
+  // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
+  // residual stream, projections, attention scores and KV cache in `type`; norms, rotary
+  // embeddings and softmax upcast to float and rounded back. Inputs (embeddings) and outputs
+  // (logits, embed(), unembed(), captured activations) stay float32. Tied output and embedding
+  // matrices stay one tensor.
+  void set_compute_dtype(at::ScalarType type);
+  at::ScalarType compute_dtype() const { return dtype_; }
 
  private:
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
@@ -67,6 +74,7 @@ class LlamaModel : public Model {
   LlamaWeights weights_;
   std::shared_ptr<Tokenizer> tokenizer_;
   at::Tensor rope_;  // [max_seq_len, head_dim / 2] complex64: e^{i * pos * theta^(-2j/hd)}
+  at::ScalarType dtype_ = at::kFloat;  // compute dtype (ModelConfig::compute_dtype)
 };
 
 // Checks the hyper-parameters; throws Error(kInvalidArgument) naming `source` and the field.

@@ -7,6 +7,7 @@
 
 #include "candor/error.h"
 #include "candor/model.h"
+#include "models/compute_dtype.h"
 #include "models/formats/gguf.h"
 #include "models/formats/hf.h"
 #include "models/llama.h"
@@ -127,15 +128,25 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
                 "--model takes a llama2.c .bin checkpoint, a Hugging Face folder, a .safetensors "
                 "or a .gguf file");
   }
-  if (looks_like_hf_model(path)) return load_hf_model(path, options);
-  if (p.extension() == ".gguf") return load_gguf_model(path, options);
-  fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
-  auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
-  std::string tok_path;
-  std::shared_ptr<Tokenizer> tok =
-      find_tokenizer(checkpoint, config, options.tokenizer_path, &tok_path);
-  config.tokenizer_files = {tok_path};
-  return std::make_unique<LlamaModel>(config, std::move(weights), std::move(tok));
+  // The compute dtype is checked before anything is read (f16 fails fast).
+  const at::ScalarType dtype = parse_compute_dtype(options.compute_dtype);
+  check_compute_dtype(dtype);
+  std::unique_ptr<Model> model;
+  if (looks_like_hf_model(path)) {
+    model = load_hf_model(path, options);
+  } else if (p.extension() == ".gguf") {
+    model = load_gguf_model(path, options);
+  } else {
+    fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
+    auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
+    std::string tok_path;
+    std::shared_ptr<Tokenizer> tok =
+        find_tokenizer(checkpoint, config, options.tokenizer_path, &tok_path);
+    config.tokenizer_files = {tok_path};
+    model = std::make_unique<LlamaModel>(config, std::move(weights), std::move(tok));
+  }
+  if (dtype != at::kFloat) set_compute_dtype(*model, dtype);
+  return model;
 }
 
 std::unique_ptr<Model> make_random_llama(const ModelConfig& config, uint64_t seed,

@@ -5,7 +5,9 @@
 
 namespace candor {
 
-inline std::string html_escape(const std::string& s) {
+// With mark_newlines, a newline becomes a visible return arrow (for token heat maps, where a
+// newline token would otherwise be invisible).
+inline std::string html_escape(const std::string& s, bool mark_newlines = false) {
   std::string o;
   o.reserve(s.size());
   for (char c : s) {
@@ -24,6 +26,13 @@ inline std::string html_escape(const std::string& s) {
         break;
       case '\'':
         o += "&#39;";
+        break;
+      case '\n':
+        if (mark_newlines) {
+          o += "&#x21B5;";
+          break;
+        }
+        o += c;
         break;
       default:
         o += c;

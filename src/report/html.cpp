@@ -5,35 +5,12 @@
 #include <sstream>
 
 #include "candor/report.h"
+#include "report/escape.h"
 
 namespace candor {
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        o += "&amp;";
-        break;
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      case '\n':
-        o += "&#x21B5;";
-        break;
-      default:
-        o += c;
-    }
-  }
-  return o;
-}
+std::string esc(const std::string& s) { return html_escape(s, true); }
 
 std::string fmt(double v, int prec = 4) {
   char buf[64];

@@ -18,6 +18,7 @@
 #include "candor/error.h"
 #include "candor/tokenizer.h"
 #include "tokenizers/hf_unicode.h"
+#include "tokenizers/pair_merge.h"
 #include "tokenizers/tokenizer_internal.h"
 
 namespace candor {
@@ -822,23 +823,7 @@ class HfTokenizer final : public Tokenizer {
       heap.push(Candidate{it->second.priority, left, right, symbols[left].id, symbols[right].id,
                           it->second.merged});
     };
-    for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
-    while (!heap.empty()) {
-      const Candidate best = heap.top();
-      heap.pop();
-      Symbol& left = symbols[best.left];
-      Symbol& right = symbols[best.right];
-      if (left.id != best.left_id || left.next != best.right || right.id != best.right_id) {
-        continue;
-      }
-      left.id = best.merged;
-      left.next = right.next;
-      if (right.next >= 0) symbols[right.next].prev = best.left;
-      right.id = -1;
-      consider(left.prev);
-      consider(best.left);
-    }
-    for (int i = 0; i >= 0; i = symbols[i].next) ids->push_back(symbols[i].id);
+    run_pair_merges(symbols, heap, consider, ids);
   }
 
   Spec s_;

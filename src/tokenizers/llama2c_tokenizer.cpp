@@ -10,6 +10,7 @@
 
 #include "candor/error.h"
 #include "candor/tokenizer.h"
+#include "tokenizers/pair_merge.h"
 #include "tokenizers/tokenizer_internal.h"
 
 namespace candor {
@@ -182,26 +183,7 @@ class Llama2cTokenizer final : public Tokenizer {
       if (!(score > kMinMergeScore)) return;  // also rejects NaN, as run.c's comparison does
       heap.push(Candidate{score, left, right, symbols[left].id, symbols[right].id, it->second});
     };
-    for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
-
-    while (!heap.empty()) {
-      const Candidate best = heap.top();
-      heap.pop();
-      Symbol& left = symbols[best.left];
-      Symbol& right = symbols[best.right];
-      // Skip candidates made stale by earlier merges (a merged symbol only grows, so its id
-      // never returns to an earlier value).
-      if (left.id != best.left_id || left.next != best.right || right.id != best.right_id) {
-        continue;
-      }
-      left.id = best.merged;
-      left.next = right.next;
-      if (right.next >= 0) symbols[right.next].prev = best.left;
-      right.id = -1;
-      consider(left.prev);
-      consider(best.left);
-    }
-    for (int i = 0; i >= 0; i = symbols[i].next) ids->push_back(symbols[i].id);
+    run_pair_merges(symbols, heap, consider, ids);
   }
 
   void check_id(TokenId token) const {

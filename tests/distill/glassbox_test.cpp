@@ -14,15 +14,7 @@
 namespace candor::distill {
 namespace {
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using candor::testing::error_of;
 
 // A table whose teacher label is a known function of two features plus an irrelevant one.
 data::Table synthetic(size_t n, uint64_t seed) {

@@ -19,15 +19,7 @@
 namespace candor::train {
 namespace {
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using candor::testing::error_of;
 
 // Sentences whose class is a known function of their words: "pos" when a positive word occurs
 // and no "not" comes before it, else "neg".

@@ -195,6 +195,30 @@ TEST(Decoys, ShapesAndHandValues) {
   EXPECT_THROW(load_lexicon(dir + "/missing.csv"), Error);
 }
 
+// For a span target the other_target decoy explains a span of random other tokens of the same
+// length: same features, different scores, reproducible from the seed.
+TEST(Decoys, OtherTargetOfASpan) {
+  ToyModel m(ToyModel::Kind::kBag, 32, 8, 15);
+  ExplainRequest r = logit_request();
+  r.target.span = {10, 4, 22};
+  auto loo = make_explainer("leave_one_out");
+  Attribution a = loo->explain(m, r);
+  ASSERT_EQ(a.n_steps(), 3);
+  DecoyOptions o;
+  o.other_target = loo.get();
+  auto decoys = make_decoys(m, r, a, o);
+  ASSERT_EQ(decoys.size(), 5u);
+  EXPECT_EQ(decoys[4].method, "other_target");
+  EXPECT_EQ(decoys[4].n_features(), a.n_features());
+  EXPECT_NE(decoys[4].total(), a.total());
+  EXPECT_EQ(make_decoys(m, r, a, o)[4].total(), decoys[4].total());
+  o.seed = 1;
+  EXPECT_NE(make_decoys(m, r, a, o)[4].total(), decoys[4].total());
+  // It can be graded with the span's attributions from one bank.
+  std::vector<Attribution> all = {a, decoys[4]};
+  EXPECT_EQ(evaluate_faithfulness(m, r, all).size(), 2u);
+}
+
 TEST(Decoys, RankingCountsWins) {
   std::vector<std::map<std::string, double>> v = {
       {{"ig", 3}, {"occ", 2}, {"random", 1}, {"last", 2.5}},

@@ -1,5 +1,6 @@
 // The evaluator on the real stories260K model: real methods against decoys over 50 prompts the
-// model generated, and the cascading parameter-randomisation test for gradient methods and
+// model generated (next-token target on mid-sentence prompts; the generated answer on prompts
+// that end a sentence), and the cascading parameter-randomisation test for gradient methods and
 // attention.
 #include <gtest/gtest.h>
 
@@ -94,11 +95,11 @@ TEST(Stories260K, RealMethodsBeatDecoysOnComprehensiveness) {
       // Found (50 distinct prompts, docs/evaluation.md): both methods beat random, inverted,
       // first and lexicon in 94-100%. The recency decoy "last" is a strong explanation of a
       // next-token log-prob on this model (integrated gradients itself ranks the last token
-      // first in 43 of 50 prompts; removing the last n tokens together destroys the local
-      // context): occlusion beats it in 78%, integrated gradients in 58%. The other-target
-      // decoy (occlusion of a random token) is beaten in 86-88%. The bounds below are what
-      // holds, a few prompts under the figures found; the issue's 90% holds for random,
-      // inverted, first and lexicon.
+      // first in 41 of 50 prompts; removing the last n tokens together destroys the local
+      // context): occlusion beats it in 78%, integrated gradients in 54% (58% and 43 of 50 on
+      // an earlier build). The other-target decoy (occlusion of a random token) is beaten in
+      // 86-88%. The bounds below are what holds, a few prompts under the figures found; the
+      // issue's 90% holds for random, inverted, first and lexicon.
       const std::string& dn = rank.decoys[d];
       double want = 0.90;
       if (dn == "last") want = rank.methods[mth] == "occlusion" ? 0.70 : 0.45;
@@ -113,6 +114,106 @@ TEST(Stories260K, RealMethodsBeatDecoysOnComprehensiveness) {
     // inverted 96%. The issue asks for 95%; asserted is what holds.
     if (rank.decoys[d] == "random" || rank.decoys[d] == "inverted")
       EXPECT_GE(rank.caught_rate[d], 0.92) << rank.decoys[d];
+  }
+}
+
+// `n` distinct prompts that end where a user's prompt ends: after a sentence (the last token
+// ends with . ! or ?, possibly followed by a quote, and the next token of the story starts a new
+// word). The model's own stories as above (90 tokens, temperature 1, seeds 0, 1, ...), each cut
+// after its last sentence end at most L = 12..60 tokens in (L varies with the seed), at least 8
+// tokens; repeats skipped. bench/decoy_study --prompts=sentence builds the same prompts.
+std::vector<std::vector<TokenId>> sentence_prompts(const Model& m, size_t n) {
+  const Tokenizer& tok = m.tokenizer();
+  auto ends_sentence = [](std::string p) {
+    while (!p.empty() && (p.back() == '"' || p.back() == '\'')) p.pop_back();
+    return !p.empty() && (p.back() == '.' || p.back() == '!' || p.back() == '?');
+  };
+  std::vector<std::vector<TokenId>> out;
+  for (uint64_t seed = 0; out.size() < n && seed < 20 * n; ++seed) {
+    GenerateOptions g;
+    g.max_new_tokens = 90;
+    g.temperature = 1.0f;
+    g.seed = seed;
+    GenerateResult gr = generate(m, tok.encode("Once upon a time", true, false), g);
+    std::vector<TokenId> ids = gr.prompt_ids;
+    ids.insert(ids.end(), gr.generated_ids.begin(), gr.generated_ids.end());
+    const size_t limit = 12 + (seed * 7) % 49;
+    size_t cut = 0;
+    for (size_t k = 8; k <= limit && k + 1 < ids.size(); ++k)
+      if (tok.piece(ids[k]).rfind(" ", 0) == 0 && ends_sentence(tok.piece(ids[k - 1]))) cut = k;
+    if (cut == 0) continue;
+    ids.resize(cut);
+    if (std::find(out.begin(), out.end(), ids) == out.end()) out.push_back(ids);
+  }
+  return out;
+}
+
+// The issue's criterion with the target a user explains after asking a question: the model's
+// whole answer. 50 prompts ending at a sentence boundary; the target is the summed log-prob of
+// the model's greedy continuation of k = 3..8 tokens (k = 3 + i % 6), attributions summed over
+// the span, comprehensiveness-AOPC on that same span target. Features are the prompt's tokens and
+// the answer's tokens but its last (the context of later steps), as the explainer makes them.
+// The issue's decoys; other_target explains a span of random other tokens.
+TEST(Stories260K, RealMethodsBeatEveryDecoyOnTheGeneratedAnswer) {
+  CANDOR_REQUIRE_SHARED(kModel);
+  CANDOR_REQUIRE_SHARED("lexicons/vader_lexicon.txt");
+  const Model& m = testing::stories260k();
+  Lexicon lex = load_lexicon(testing::shared_path("lexicons/vader_lexicon.txt"));
+  auto ig = make_explainer("integrated_gradients:n_steps=16");
+  auto occ = make_explainer("occlusion");
+  auto ps = sentence_prompts(m, 50);
+  ASSERT_EQ(ps.size(), 50u);
+  FaithfulnessOptions fo;
+  fo.curves = fo.infidelity = fo.loo = false;
+  std::vector<std::map<std::string, double>> values;
+  std::vector<std::string> decoy_names;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    ExplainRequest r;
+    r.input_ids = ps[i];
+    GenerateOptions g;  // greedy
+    g.max_new_tokens = 3 + static_cast<int64_t>(i % 6);
+    r.target.span = generate(m, ps[i], g).generated_ids;
+    ASSERT_FALSE(r.target.span.empty()) << i;  // (a stop token ends an answer early)
+    std::vector<Attribution> all = {ig->explain(m, r), occ->explain(m, r)};
+    DecoyOptions d;
+    d.seed = i;
+    d.lexicon = &lex;
+    d.other_target = occ.get();
+    decoy_names.clear();
+    for (Attribution& dec : make_decoys(m, r, all[0], d)) {
+      decoy_names.push_back(dec.method);
+      all.push_back(std::move(dec));
+    }
+    ASSERT_EQ(decoy_names.size(), 6u);  // random, inverted, first, last, other_target, lexicon
+    std::vector<Faithfulness> f = evaluate_faithfulness(m, r, all, fo);
+    std::map<std::string, double> v;
+    v["integrated_gradients"] = f[0].comprehensiveness_aopc;
+    v["occlusion"] = f[1].comprehensiveness_aopc;
+    for (size_t j = 2; j < all.size(); ++j) v[all[j].method] = f[j].comprehensiveness_aopc;
+    values.push_back(v);
+  }
+  DecoyRanking rank =
+      rank_against_decoys(values, {"integrated_gradients", "occlusion"}, decoy_names);
+  // Found (docs/evaluation.md): every decoy beaten by both methods in 96-100% of the prompts
+  // (integrated gradients vs last 96%, the rest 100%); random and inverted caught in 100%; on
+  // 50 other prompts (seeds 1000+) 98-100%. The scope is narrow: the same target on
+  // mid-sentence prompts, with word features, or with 3-token answers only gives integrated
+  // gradients 86-90% vs last, and the next-token target fails on every prompt set (test above).
+  // A stricter decoy outside the issue's list, the occlusion explanation of another sampled
+  // answer, is beaten by integrated gradients in only 70-86%.
+  for (size_t mth = 0; mth < rank.methods.size(); ++mth) {
+    for (size_t d = 0; d < rank.decoys.size(); ++d) {
+      std::cout << "  " << rank.methods[mth] << " beats " << rank.decoys[d] << " in "
+                << rank.win_rate[mth][d] * 100 << "% of " << rank.n_examples << " prompts (ties "
+                << rank.tie_rate[mth][d] * 100 << "%)\n";
+      EXPECT_GE(rank.win_rate[mth][d], 0.90) << rank.methods[mth] << " vs " << rank.decoys[d];
+    }
+  }
+  for (size_t d = 0; d < rank.decoys.size(); ++d) {
+    std::cout << "  decoy " << rank.decoys[d] << " caught in " << rank.caught_rate[d] * 100
+              << "%\n";
+    if (rank.decoys[d] == "random" || rank.decoys[d] == "inverted")
+      EXPECT_GE(rank.caught_rate[d], 0.95) << rank.decoys[d];
   }
 }
 

@@ -76,8 +76,8 @@ TEST_P(ReferenceLogits, MatchWithinStatedTolerance) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceLogits,
                          ::testing::Values("llama", "llama_f16", "llama_bf16", "llama_sharded",
                                            "llama3_scaled", "mistral_linear", "mistral_window",
-                                           "qwen2", "gpt2", "gpt2_f16", "bert", "bert_bf16",
-                                           "roberta", "distilbert"),
+                                           "qwen2", "qwen2_window", "gpt2", "gpt2_f16", "bert",
+                                           "bert_bf16", "roberta", "distilbert"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST(HfModels, ConfigFieldsAreRead) {
@@ -228,6 +228,96 @@ TEST(HfModels, SlidingWindowHoldsInBatchesAndTheKvCache) {
   EXPECT_LE((fl.narrow(0, 0, 3) - ref.narrow(0, 0, 3)).abs().max().item<double>(), 1e-4);
 }
 
+// Qwen2 windows only some layers (qwen2_window: use_sliding_window, window 4, max_window_layers 1
+// of 3 layers, 12 reference tokens). The reference holds in a full pass, step by step through the
+// KV cache and with left padding; windowing no layer or every layer gives other logits, so the
+// per-layer rule is what the reference checks; layer_types says the same thing another way.
+TEST(HfModels, Qwen2SlidingWindowAppliesPerLayer) {
+  const Reference r = read_reference("qwen2_window");
+  auto model = load_model(fixture("qwen2_window"));
+  const ModelConfig& c = model->config();
+  EXPECT_EQ(c.sliding_window, 4);
+  EXPECT_EQ(c.windowed_layers, (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(c.window_of(0), 0);
+  EXPECT_EQ(c.window_of(2), 4);
+  EXPECT_EQ(c.max_seq_len, 64);  // the window no longer caps the context
+  const int64_t T = static_cast<int64_t>(r.ids.size());
+  ASSERT_EQ(T, 12);
+  at::Tensor ref = r.logits.to(at::kFloat);  // [T, V]
+  at::NoGradGuard g;
+  EXPECT_LE(max_error(*model, r), 1e-4);
+
+  KVCache cache = model->new_cache(1);
+  for (int64_t i = 0; i < T; ++i) {
+    ForwardArgs a;
+    a.tokens = at::tensor(std::vector<int64_t>{r.ids[i]}, at::kLong).view({1, 1});
+    a.cache = &cache;
+    at::Tensor row = model->forward(a)[0][0];
+    EXPECT_LE((row - ref[i]).abs().max().item<double>(), 1e-4) << "position " << i;
+  }
+  // Row 0 left-padded by 3, row 1 padded by 3 at the end.
+  std::vector<int64_t> toks(2 * (T + 3), 0), mask(2 * (T + 3), 0);
+  for (int64_t i = 0; i < T; ++i) {
+    toks[3 + i] = toks[T + 3 + i] = r.ids[i];
+    mask[3 + i] = mask[T + 3 + i] = 1;
+  }
+  at::Tensor out = model->forward_tokens(at::tensor(toks, at::kLong).view({2, T + 3}),
+                                         at::tensor(mask, at::kLong).view({2, T + 3}));
+  EXPECT_LE((out[0].narrow(0, 3, T) - ref).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((out[1].narrow(0, 0, T) - ref).abs().max().item<double>(), 1e-4);
+
+  std::string dir = testing::temp_dir() + "/qwen2_window_variants";
+  std::filesystem::copy(fixture("qwen2_window"), dir, std::filesystem::copy_options::recursive);
+  auto variant = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j;
+    {
+      std::ifstream f(fixture("qwen2_window") + "/config.json");
+      j = nlohmann::json::parse(f);
+    }
+    edit(j);
+    std::ofstream(dir + "/config.json") << j.dump();
+    return load_model(dir);
+  };
+  auto all = variant([](nlohmann::json& j) { j["max_window_layers"] = 0; });
+  EXPECT_TRUE(all->config().windowed_layers.empty());
+  EXPECT_EQ(all->config().window_of(0), 4);
+  EXPECT_GT(max_error(*all, r), 0.1);
+  auto none = variant([](nlohmann::json& j) { j["max_window_layers"] = 3; });
+  EXPECT_EQ(none->config().sliding_window, 0);
+  EXPECT_GT(max_error(*none, r), 0.1);
+  auto off = variant([](nlohmann::json& j) { j["use_sliding_window"] = false; });
+  EXPECT_EQ(off->config().sliding_window, 0);
+  EXPECT_GT(max_error(*off, r), 0.1);
+  auto types = variant([](nlohmann::json& j) {
+    j.erase("max_window_layers");
+    j["layer_types"] = {"full_attention", "sliding_attention", "sliding_attention"};
+  });
+  EXPECT_EQ(types->config().windowed_layers, (std::vector<bool>{false, true, true}));
+  EXPECT_LE(max_error(*types, r), 1e-4);
+  // A pattern that is not a suffix of the layers round-trips through convert as layer_types.
+  auto mixed = variant([](nlohmann::json& j) {
+    j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};
+  });
+  EXPECT_GT(max_error(*mixed, r), 0.1);
+  save_hf_folder(*mixed, dir + "_out");
+  auto back = load_model(dir + "_out");
+  EXPECT_EQ(back->config().windowed_layers, (std::vector<bool>{true, false, true}));
+  at::Tensor ids = at::tensor(r.ids, at::kLong).unsqueeze(0);
+  EXPECT_LE((back->forward_tokens(ids) - mixed->forward_tokens(ids)).abs().max().item<double>(),
+            1e-6);
+  try {
+    variant([](nlohmann::json& j) {
+      j["layer_types"] = {"full_attention", "chunked_attention", "sliding_attention"};
+    });
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("layer_types[1] 'chunked_attention'"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HfModelErrors, GgufRefusesASlidingWindow) {
   auto model = load_model(fixture("mistral_window"));
   try {
@@ -252,7 +342,7 @@ TEST(HfModels, EncodersRefuseACache) {
 // Every fixture written back as a folder (and as F16) loads and computes the same logits.
 TEST(HfModels, SaveFolderRoundTripsEveryArchitecture) {
   for (const char* name : {"llama", "llama3_scaled", "mistral_linear", "mistral_window", "qwen2",
-                           "gpt2", "bert", "roberta", "distilbert"}) {
+                           "qwen2_window", "gpt2", "bert", "roberta", "distilbert"}) {
     auto model = load_model(fixture(name));
     std::string dir = testing::temp_dir() + "/" + name;
     save_hf_folder(*model, dir);

@@ -37,9 +37,12 @@ inline UsageError usage_error(const std::string& message, const std::string& hin
 
 // Usage errors for a prompt that is not UTF-8 or a negative --threads.
 void check_prompt_and_threads(const std::string& prompt, int threads);
-// Sets the thread count and loads the model (tokenizer "" = found beside it).
+// Sets the thread count and loads the model (tokenizer "" = found beside it) to compute in
+// `dtype` (LoadOptions::compute_dtype).
 std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
-                                      int threads);
+                                      int threads, const std::string& dtype = "f32");
+// Adds --dtype f32|bf16|f16 (the compute dtype) to a subcommand.
+void add_dtype_option(CLI::App& app, std::string* dtype);
 
 // The prompt's token ids: with `chat`, the prompt is the user's message (after `system`'s, when
 // given) in the model's chat template (Tokenizer::apply_chat_template), otherwise plain text with

@@ -16,11 +16,19 @@ void check_prompt_and_threads(const std::string& prompt, int threads) {
 }
 
 std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
-                                      int threads) {
+                                      int threads, const std::string& dtype) {
   set_num_threads(threads);
   LoadOptions lo;
   lo.tokenizer_path = tokenizer;
+  lo.compute_dtype = dtype;
   return load_model(model, lo);
+}
+
+void add_dtype_option(CLI::App& app, std::string* dtype) {
+  app.add_option("--dtype", *dtype,
+                 "Compute dtype: f32 (default) or bf16 (weights kept in bfloat16: half the "
+                 "memory, logits within a few percent); f16 has no CPU kernels in libtorch")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
 }
 
 std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,

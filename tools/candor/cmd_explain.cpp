@@ -63,7 +63,8 @@ void write_file(const std::string& path, const std::string& content) {
 Runner add_explain(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, prompt, target, contrast,
-        granularity = "token", function = "logprob", baseline = "unk", json_path, html_path;
+        dtype = "f32", granularity = "token", function = "logprob", baseline = "unk", json_path,
+        html_path;
     int64_t generate_n = 0;
     std::vector<std::string> methods;
     int threads = 0;
@@ -98,6 +99,7 @@ Runner add_explain(CLI::App& app) {
   app.add_option("--json", o->json_path, "Write the attributions as JSON to this file");
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  add_dtype_option(app, &o->dtype);
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
   app.add_flag("--evaluate", o->evaluate,
                "Attach a quality block to each attribution: comprehensiveness, sufficiency, "
@@ -129,7 +131,7 @@ Runner add_explain(CLI::App& app) {
     if (o->generate_n < 0)
       throw usage_error("--generate must be at least 1, got " + std::to_string(o->generate_n));
     check_prompt_and_threads(o->prompt, o->threads);
-    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
+    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads, o->dtype);
     const Tokenizer& tok = model->tokenizer();
 
     req.input_ids = encode_prompt(tok, o->prompt, o->chat, o->system);

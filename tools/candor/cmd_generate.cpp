@@ -14,7 +14,7 @@ namespace candor::cli {
 
 Runner add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, prompt;
+    std::string model, tokenizer, prompt, dtype = "f32";
     GenerateOptions gen;
     int threads = 0;
     bool json = false;
@@ -35,6 +35,7 @@ Runner add_generate(CLI::App& app) {
   app.add_option("--top-p", o->gen.top_p, "Nucleus sampling mass in (0, 1] (default 1 = off)");
   app.add_option("--seed,-s", o->gen.seed, "Random seed for sampling (default 0)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  add_dtype_option(app, &o->dtype);
   app.add_flag("--json", o->json, "Print one JSON object instead of streaming text");
   return [o]() {
     // Validate everything the user typed before loading anything.
@@ -44,7 +45,7 @@ Runner add_generate(CLI::App& app) {
       throw usage_error(e.what(), "see candor generate --help");
     }
     check_prompt_and_threads(o->prompt, o->threads);
-    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
+    std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads, o->dtype);
 
     GenerateOptions gen = o->gen;
     if (!o->json) {

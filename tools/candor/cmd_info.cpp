@@ -19,7 +19,7 @@ std::string join(const std::vector<std::string>& v) {
 
 Runner add_info(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer;
+    std::string model, tokenizer, dtype = "f32";
     int threads = 0;
     bool json = false;
   };
@@ -29,6 +29,7 @@ Runner add_info(CLI::App& app) {
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
+  add_dtype_option(app, &o->dtype);
   app.add_flag("--json", o->json, "Print JSON");
   return [o]() {
     if (o->threads < 0)
@@ -36,14 +37,27 @@ Runner add_info(CLI::App& app) {
     set_num_threads(o->threads);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
+    lo.compute_dtype = o->dtype;
     std::unique_ptr<Model> model = load_model(o->model, lo);
     const ModelConfig& c = model->config();
+    std::vector<std::string> windowed;  // layers that use the sliding window
+    std::vector<int64_t> windowed_ids;
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      if (c.window_of(l) == 0) continue;
+      windowed.push_back(std::to_string(l));
+      windowed_ids.push_back(l);
+    }
+    int64_t weight_bytes = 0;  // as held in memory (tied matrices counted once)
+    for (const auto& [name, t] : model->named_parameters())
+      weight_bytes += t.numel() * static_cast<int64_t>(t.element_size());
     BlasInfo blas = blas_info();
     nlohmann::ordered_json j = {
         {"model", o->model},
         {"architecture", c.architecture},
         {"format", c.source_format},
         {"dtype", c.dtype},
+        {"compute_dtype", c.compute_dtype},
+        {"weight_bytes", weight_bytes},
         {"parameters", model->n_params()},
         {"dim", c.dim},
         {"hidden_dim", c.hidden_dim},
@@ -53,6 +67,7 @@ Runner add_info(CLI::App& app) {
         {"vocab_size", c.vocab_size},
         {"context_length", c.max_seq_len},
         {"sliding_window", c.sliding_window},
+        {"windowed_layers", windowed_ids},
         {"tied_embeddings", c.tied_embeddings},
         {"kind", c.is_causal() ? "causal_lm" : "classifier"},
         {"labels", c.labels},
@@ -70,14 +85,17 @@ Runner add_info(CLI::App& app) {
       std::cout << "model          " << o->model << "\n"
                 << "architecture   " << c.architecture << " (" << c.source_format << ")\n"
                 << "parameters     " << model->n_params() << "\n"
-                << "dtype          " << c.dtype << "\n"
+                << "dtype          " << c.dtype << " stored, computed in " << c.compute_dtype
+                << " (" << weight_bytes << " bytes of weights)\n"
                 << "layers         " << c.n_layers << "  dim " << c.dim << "  hidden "
                 << c.hidden_dim << "  heads " << c.n_heads << "  kv heads " << c.n_kv_heads << "\n"
                 << "vocabulary     " << c.vocab_size << " (" << model->tokenizer().kind()
                 << " tokenizer)\n"
                 << "context        " << c.max_seq_len << " tokens"
                 << (c.sliding_window > 0
-                        ? ", sliding-window attention over " + std::to_string(c.sliding_window)
+                        ? ", sliding-window attention over " + std::to_string(c.sliding_window) +
+                              (c.windowed_layers.empty() ? std::string()
+                                                         : " in layers " + join(windowed))
                         : std::string())
                 << "\n"
                 << (c.is_causal() ? std::string("output matrix  ") +

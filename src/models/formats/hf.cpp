@@ -133,10 +133,36 @@ std::unique_ptr<Model> build_llama(const Cfg& c, const std::string& family, cons
     // Sliding-window attention (null: full attention; absent: transformers' default, 4096).
     m.sliding_window = c.j.contains("sliding_window") ? c.integer("sliding_window", 0) : 4096;
     if (m.sliding_window < 0) throw c.bad("sliding_window", "is negative");
-  } else if (c.has("sliding_window") && c.boolean("use_sliding_window", false)) {
-    // Qwen2 windows only the layers from max_window_layers on, which candor does not implement;
-    // within the window sliding attention equals full attention: refuse longer inputs.
-    m.max_seq_len = std::min(m.max_seq_len, c.integer("sliding_window"));
+  } else if (family == "qwen2" && c.boolean("use_sliding_window", false)) {
+    // Qwen2 (transformers' Qwen2Config): the window (default 4096; null: none) applies only when
+    // use_sliding_window is true, and only to the layers `layer_types` marks
+    // "sliding_attention", or without layer_types to the layers from max_window_layers
+    // (default 28) on.
+    m.sliding_window = c.j.contains("sliding_window") ? c.integer("sliding_window", 0) : 4096;
+    if (m.sliding_window < 0) throw c.bad("sliding_window", "is negative");
+    std::vector<bool> windowed(static_cast<size_t>(std::max<int64_t>(m.n_layers, 0)));
+    if (c.has("layer_types")) {
+      const json& lt = c.j["layer_types"];
+      if (!lt.is_array() || static_cast<int64_t>(lt.size()) != m.n_layers)
+        throw c.bad("layer_types", "is not a list of num_hidden_layers (" +
+                                       std::to_string(m.n_layers) + ") entries");
+      for (size_t l = 0; l < windowed.size(); ++l) {
+        const std::string t = lt[l].is_string() ? lt[l].get<std::string>() : lt[l].dump();
+        if (t != "sliding_attention" && t != "full_attention")
+          throw c.unsupported("layer_types[" + std::to_string(l) + "] '" + t +
+                              "' (candor reads sliding_attention and full_attention)");
+        windowed[l] = t == "sliding_attention";
+      }
+    } else {
+      const int64_t first = c.integer("max_window_layers", 28);
+      for (size_t l = 0; l < windowed.size(); ++l) windowed[l] = static_cast<int64_t>(l) >= first;
+    }
+    const auto n_windowed = std::count(windowed.begin(), windowed.end(), true);
+    if (m.sliding_window == 0 || n_windowed == 0) {
+      m.sliding_window = 0;  // no layer is windowed: full attention everywhere
+    } else if (n_windowed < m.n_layers) {
+      m.windowed_layers = windowed;
+    }
   }
   if (c.has("rope_scaling")) {
     const json& rs = c.j["rope_scaling"];
@@ -651,6 +677,21 @@ nlohmann::ordered_json hf_config_json(const Model& model) {
     if (family == "llama" && m.attention_bias) j["attention_bias"] = true;
     if (family == "mistral") {
       j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
+    } else if (family == "qwen2") {
+      // Windowed layers as max_window_layers when they are the last ones, else as layer_types.
+      j["use_sliding_window"] = m.sliding_window > 0;
+      j["sliding_window"] = m.sliding_window > 0 ? json(m.sliding_window) : json(nullptr);
+      int64_t first = m.n_layers;
+      while (first > 0 && m.window_of(first - 1) > 0) --first;
+      j["max_window_layers"] = first;
+      bool suffix = true;
+      for (int64_t l = 0; l < first; ++l) suffix = suffix && m.window_of(l) == 0;
+      if (!suffix) {
+        json types = json::array();
+        for (int64_t l = 0; l < m.n_layers; ++l)
+          types.push_back(m.window_of(l) > 0 ? "sliding_attention" : "full_attention");
+        j["layer_types"] = types;
+      }
     }
     if (m.rope_scaling == "linear") {
       j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", m.rope_scaling_factor}};
