@@ -4,7 +4,7 @@
 
 // Run: bench_explain [--models=stories260K,llama768] [--lengths=32,128] [--methods=a,b]
 //   [--set=method:key=value,...]... [--no-targets] [--targets-only] [--targets=abc]
-//   [--memory-tokens=N (target c, default 32)] [--reps=N]
+//   [--memory-tokens=N (target c, default 32)] [--ig-tokens=N (target b, default 128)] [--reps=N]
 // Environment: CANDOR_SHARED (the shared folder), CANDOR_BENCH_THREADS (intra-op threads).
 #include <ATen/ATen.h>
 #include <sys/stat.h>
@@ -176,6 +176,7 @@ struct Settings {
   bool targets = true;
   std::string which_targets = "abc";  // subset of the targets to run
   int64_t memory_tokens = 32;
+  int64_t ig_tokens = kTargetTokens;  // target (b)
   int reps = 3;  // at most this many runs of a method (fewer when a run takes > 2 s)
 };
 
@@ -324,9 +325,9 @@ void target_leave_one_out(const std::vector<Row>& rows, const BenchModel& large,
 
 // Target (b): integrated gradients with n_steps=50 takes at most 1.15 * 50 single-input
 // forward+backward passes.
-void target_integrated_gradients_time(const BenchModel& large) {
+void target_integrated_gradients_time(const BenchModel& large, int64_t n_tokens) {
   const int64_t n_steps = 50;
-  const std::vector<TokenId> ids = make_prompt(*large.model, true, kTargetTokens);
+  const std::vector<TokenId> ids = make_prompt(*large.model, true, n_tokens);
   const at::Tensor tokens = ids_tensor(ids);
   ExplainRequest req;
   req.input_ids = ids;
@@ -360,7 +361,7 @@ void target_integrated_gradients_time(const BenchModel& large) {
       "    diagnostic: a batched forward+backward of 16 points takes %.0f ms = %.1f ms per point "
       "(%.2fx a single one)\n",
       static_cast<long long>(n_steps), a.options["internal_batch_size"].c_str(), large.name.c_str(),
-      static_cast<long long>(kTargetTokens), ig_s * 1e3, ig_times.size(), fb_s * 1e3, fb.size(),
+      static_cast<long long>(n_tokens), ig_s * 1e3, ig_times.size(), fb_s * 1e3, fb.size(),
       median(fwd) * 1e3, ig_s / fb_s, ig_s / median(fwd), a.forward_passes,
       static_cast<long long>(n_steps), 1.15 * n_steps, limit * 1e3, verdict(ig_s <= limit),
       100.0 * ig_s / limit, median(fb16) * 1e3, median(fb16) * 1e3 / 16, median(fb16) / 16 / fb_s);
@@ -448,7 +449,7 @@ int usage(const std::string& bad) {
                "error: unknown argument '%s'\n"
                "hint: bench_explain [--models=stories260K,llama768] [--lengths=32,128] "
                "[--methods=a,b] [--set=method:key=value,...] [--no-targets] [--targets-only] "
-               "[--targets=abc] [--memory-tokens=N] [--reps=N]\n",
+               "[--targets=abc] [--memory-tokens=N] [--ig-tokens=N] [--reps=N]\n",
                bad.c_str());
   return 2;
 }
@@ -475,6 +476,8 @@ int run(int argc, char** argv) {
       s.targets = false;
     } else if (arg == "--targets-only") {
       s.table = false;
+    } else if (starts_with(arg, "--ig-tokens=", &v)) {
+      s.ig_tokens = std::atoll(v.c_str());
     } else if (starts_with(arg, "--memory-tokens=", &v)) {
       s.memory_tokens = std::atoll(v.c_str());
     } else if (starts_with(arg, "--reps=", &v)) {
@@ -539,7 +542,7 @@ int run(int argc, char** argv) {
     std::printf("\n## Targets (llama768)\n");
     const auto wanted = [&](char c) { return s.which_targets.find(c) != std::string::npos; };
     if (wanted('a')) target_leave_one_out(rows, *large, s);
-    if (wanted('b')) target_integrated_gradients_time(*large);
+    if (wanted('b')) target_integrated_gradients_time(*large, s.ig_tokens);
     if (wanted('c')) target_integrated_gradients_memory(s);
   }
   std::printf("\nload average at the end: %s; total %.0f s\n", load_average().c_str(),

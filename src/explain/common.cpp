@@ -197,10 +197,13 @@ ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings) 
   return out;
 }
 
-at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step) {
+at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step,
+                              at::Tensor* values) {
   at::AutoGradMode enable(true);
   at::Tensor emb = embeddings.detach().requires_grad_(true);
-  p.values(emb).select(1, step).sum().backward();
+  at::Tensor v = p.values(emb);  // [B, n_steps]
+  v.select(1, step).sum().backward();
+  if (values) *values = v.detach();
   return emb.grad();
 }
 

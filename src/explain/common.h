@@ -63,8 +63,9 @@ struct ValuesAndGrads {
 };
 ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings);
 // The gradient of step `step`'s values (summed over the batch) w.r.t. embeddings [B, T, D]
-// (one forward, one backward).
-at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step);
+// (one forward, one backward); `values`, when given, receives the forward's values [B, n_steps].
+at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step,
+                              at::Tensor* values = nullptr);
 
 // Scores many binary feature masks: keep [N, n_features] (1 keep, 0 remove) -> values
 // [N, n_steps]. Rows are sorted by their first removed position and run in chunks of

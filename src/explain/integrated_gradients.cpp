@@ -2,6 +2,7 @@
 // baseline embeddings to the input embeddings, in chunks of points so memory stays bounded.
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "candor/error.h"
 #include "explain/common.h"
@@ -53,6 +54,55 @@ Quadrature gauss_legendre(int64_t n) {
 }
 
 }  // namespace
+
+Quadrature gauss_lobatto(int64_t n) {
+  if (n < 2) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "a Gauss-Lobatto rule needs at least 2 points, got " + std::to_string(n));
+  }
+  const double pi = std::acos(-1.0);
+  const int64_t k = n - 1;  // interior nodes: the roots of P_k'
+  // P_k(x) and P_k'(x) by the three-term recurrence.
+  auto legendre = [k](double x, double* dp) {
+    double p_prev = 1.0, p = x;
+    for (int64_t j = 1; j < k; ++j) {
+      double next = ((2.0 * j + 1.0) * x * p - j * p_prev) / (j + 1.0);
+      p_prev = p;
+      p = next;
+    }
+    if (k == 0) p = 1.0;
+    *dp = k == 0 ? 0.0 : static_cast<double>(k) * (x * p - p_prev) / (x * x - 1.0);
+    return p;
+  };
+  Quadrature q;
+  q.alphas.assign(n, 0.0);
+  q.weights.assign(n, 0.0);
+  const double end_weight = 2.0 / (static_cast<double>(n) * static_cast<double>(k));
+  q.alphas[0] = 0.0;
+  q.alphas[n - 1] = 1.0;
+  q.weights[0] = q.weights[n - 1] = end_weight / 2.0;
+  for (int64_t i = 1; i <= (n - 2 + 1) / 2; ++i) {
+    // Newton on P_k' from the Chebyshev-Gauss-Lobatto guess; P_k'' from Legendre's equation.
+    double x = std::cos(pi * static_cast<double>(i) / static_cast<double>(k));
+    for (int iter = 0; iter < 100; ++iter) {
+      double dp = 0;
+      const double p = legendre(x, &dp);
+      const double d2p = (2.0 * x * dp - static_cast<double>(k * (k + 1)) * p) / (1.0 - x * x);
+      const double step = dp / d2p;
+      x -= step;
+      if (std::abs(step) < 1e-16) break;
+    }
+    double dp = 0;
+    const double p = legendre(x, &dp);
+    const double w = end_weight / (p * p);
+    q.alphas[i] = (1.0 - x) / 2.0;  // x > 0, descending in i
+    q.weights[i] = w / 2.0;
+    q.alphas[n - 1 - i] = (1.0 + x) / 2.0;
+    q.weights[n - 1 - i] = w / 2.0;
+  }
+  if (n % 2 == 1) q.alphas[n / 2] = 0.5;  // exactly the centre, so a bisection reuses it
+  return q;
+}
 
 Quadrature make_quadrature(const std::string& method, int64_t n) {
   if (n < 1) {
@@ -125,25 +175,53 @@ namespace {
 // Accuracy note: on a trained model the target bends sharply along the path (on stories260K the
 // slope of a span step can swing by ~80 nats per unit alpha within ~0.005), where one global
 // Gauss-Legendre rule, whose points are ~0.025 apart mid-interval at 64 points, misses by up
-// to a few percent. The default rule is therefore composite and checks itself: the integral of
-// df/dalpha over a panel [a, b] must equal f(b) - f(a), which forward passes give exactly, so
-// every panel's error is known. The points are spent as follows: `probes` + 1 forward passes
-// sample f; half of the n_steps points go to panels of `per_panel` Gauss-Legendre points placed
-// so each holds an equal share of f's variation; the other half split, one at a time, the
-// panel whose check fails worst (its points are discarded and counted). `tol` > 0 stops early
-// once the panels' errors add up to less than tol |f(x) - f(baseline)|; max_steps > n_steps
-// lets the splitting go on until then.
+// to a few percent. Every composite rule here checks itself: sum_i (x_i - x'_i) g_i(alpha) is
+// exactly df/dalpha, so the integral over a panel [a, b] must equal f(b) - f(a), and a panel's
+// error is known as soon as f is known at its edges.
+//
+// rule=adaptive (the default): panels of `per_panel` + 1 Gauss-Lobatto points (the Gauss-
+// Legendre family member that includes both edges; the default per_panel=2 is the 3-point rule,
+// Simpson's), neighbours sharing their edge point. Every point is a gradient point and its
+// forward pass gives f there as well, so no pass is spent on f alone. The path starts as equal
+// panels holding about `initial` of the points (at least kFirstPanels panels, so the first round
+// fills a chunk of 16 points at any n_steps >= 17); then, round by round, the panels that need it
+// most are bisected: need = max(the panel's exact check miss, kKappa x the largest exact
+// trapezoid miss between its neighbouring points, which flags a panel whose misses cancel by
+// luck). With an odd number of Lobatto points the edges and the centre of a split panel are
+// reused, so with 3 points a split costs 2 new points and nothing is thrown away. On stories260K
+// the integrand is not resolved at 64 points (several dips of width ~0.005), and there the many
+// cheap splits of the 3-point rule beat fewer panels of a higher order (measured in
+// bench/bench_ig_completeness.cpp; docs/integrated-gradients.md). tol > 0 stops early once the
+// panels' errors add up to less than tol |f(x) - f(baseline)|, and max_steps > n_steps lets the
+// splitting go on until then. Memory: at most max(64, 4 internal_batch_size) points' gradients
+// are held at a time; beyond that the live panels that need it least are frozen (added to the
+// sum, no longer split).
+//
+// rule=probed (the rule before): `probes` + 1 forward passes sample f, panels of `per_panel`
+// Gauss-Legendre points are placed so each holds an equal share of f's variation, and the rest
+// of the points split the worst panels (the split panel's points are discarded and counted).
+// rule=plain (or probes=0): one n_steps-point Gauss-Legendre rule.
 class IntegratedGradients : public Explainer {
  public:
   explicit IntegratedGradients(Options o) : o_(std::move(o)) {
     n_points_ = o_.get_int("n_steps", 1, 1 << 20);
-    rule_ = o_.get("method");
+    method_ = o_.get("method");
+    rule_ = o_.get("rule");
     batch_ = o_.get_int("internal_batch_size", 1, 1 << 20);
     probes_ = o_.get_int("probes", 0, 1 << 16);
-    per_panel_ = o_.get_int("per_panel", 1, 64);
+    per_panel_ = o_.get("per_panel") == "auto" ? -1 : o_.get_int("per_panel", 1, 64);
     per_step_ = o_.get_bool("per_step");
     tol_ = o_.get_double("tol", 0, 1);
-    initial_ = o_.get_double("initial", 0, 1);
+    if (rule_ != "adaptive" && rule_ != "probed" && rule_ != "plain") {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "option rule of method 'integrated_gradients' must be adaptive, probed or "
+                  "plain, got '" +
+                      rule_ + "'");
+    }
+    if (probes_ == 0) rule_ = "plain";  // probes=0 meant one plain rule before rule= existed
+    if (per_panel_ < 0) per_panel_ = rule_ == "probed" ? 4 : 2;
+    initial_ = o_.get("initial") == "auto" ? (rule_ == "probed" ? 0.75 : 0.25)
+                                           : o_.get_double("initial", 0, 1);
     max_points_ =
         o_.get("max_steps") == "n_steps" ? n_points_ : o_.get_int("max_steps", 1, 1 << 20);
     if (max_points_ < n_points_) {
@@ -151,7 +229,9 @@ class IntegratedGradients : public Explainer {
                   "option max_steps of method 'integrated_gradients' must be >= n_steps (" +
                       std::to_string(n_points_) + "), got " + std::to_string(max_points_));
     }
-    make_quadrature(rule_, n_points_);  // validates the method (and n_steps for it)
+    make_quadrature(method_, n_points_);  // validates the method (and n_steps for it)
+    // A composite rule needs room for one panel; fewer points give one plain rule.
+    if (method_ != "gausslegendre" || n_points_ < per_panel_ + 1) rule_ = "plain";
   }
   std::string name() const override { return "integrated_gradients"; }
   std::map<std::string, std::string> options() const override { return o_.values(); }
@@ -164,9 +244,10 @@ class IntegratedGradients : public Explainer {
     at::Tensor acc = at::zeros({S, run.T, run.D}, at::kDouble);  // sum of weighted gradients
     nlohmann::json panels_json = nlohmann::json::array();
     std::vector<double> panel_error;
-    if (rule_ == "gausslegendre" && probes_ > 0) {
+    if (rule_ != "plain") {
       // One rule per step (per_step), or one for all steps sharing each point's forward pass.
-      std::vector<std::vector<double>> probe_values = run.probe();  // [S][probes + 1]
+      std::vector<std::vector<double>> probe_values;
+      if (rule_ == "probed") probe_values = run.probe();  // [S][probes + 1]
       const bool separate = per_step_ && S > 1;
       for (int64_t r = 0; r < (separate ? S : 1); ++r) {
         std::vector<int64_t> steps;
@@ -174,15 +255,16 @@ class IntegratedGradients : public Explainer {
         for (int64_t s = 0; s < S; ++s) {
           if (separate && s != r) continue;
           steps.push_back(s);
-          for (int64_t i = 0; i <= probes_; ++i) column[i] += probe_values[s][i];
+          if (rule_ == "probed")
+            for (int64_t i = 0; i <= probes_; ++i) column[i] += probe_values[s][i];
         }
-        Adaptive a = run.adaptive(steps, column);
+        Adaptive a = rule_ == "probed" ? run.adaptive(steps, column) : run.lobatto(steps);
         for (size_t k = 0; k < steps.size(); ++k) acc[steps[k]] += a.acc[k];
         panels_json.push_back(a.edges);
         panel_error.push_back(a.error);
       }
     } else {
-      Quadrature q = make_quadrature(rule_, n_points_);
+      Quadrature q = make_quadrature(method_, n_points_);
       std::vector<int64_t> all(S);
       for (int64_t s = 0; s < S; ++s) all[s] = s;
       acc +=
@@ -199,7 +281,9 @@ class IntegratedGradients : public Explainer {
     }
     out.extra = {{"max_batch", run.max_batch},
                  {"n_chunks", run.n_chunks},
-                 {"gradient_points", run.gradient_points}};
+                 {"gradient_points", run.gradient_points},
+                 {"rule", rule_}};
+    if (rule_ == "adaptive") out.extra["max_held_points"] = run.max_held;
     if (!panels_json.empty()) {
       out.extra["panels"] = panels_json;
       out.extra["panel_error"] = panel_error;
@@ -223,6 +307,7 @@ class IntegratedGradients : public Explainer {
     at::Tensor base, diff;  // [1, T, D] double
     double positions = 0;
     int64_t max_batch = 0, n_chunks = 0, gradient_points = 0, budget_points = 0, done_points = 0;
+    int64_t max_held = 0;  // rule=adaptive: most points' gradients held at once
 
     Run(const IntegratedGradients& owner, Problem problem, const ExplainContext& c)
         : ig(owner), p(std::move(problem)), context(c) {
@@ -232,9 +317,7 @@ class IntegratedGradients : public Explainer {
       base = p.baseline_embeddings.to(at::kDouble);
       diff = p.embeddings.to(at::kDouble) - base;
       const bool separate = ig.per_step_ && S > 1;
-      budget_points =
-          (ig.rule_ == "gausslegendre" && ig.probes_ > 0 ? ig.max_points_ : ig.n_points_) *
-          (separate ? S : 1);
+      budget_points = (ig.rule_ != "plain" ? ig.max_points_ : ig.n_points_) * (separate ? S : 1);
     }
 
     at::Tensor points(const std::vector<double>& alphas) const {
@@ -266,36 +349,31 @@ class IntegratedGradients : public Explainer {
       return values_at(alphas);
     }
 
-    // sum_i w_i grad f_s(alpha_i) for the steps `steps`, per group of points (group[i] in
-    // [0, G)): [G, steps, T, D] double. All points run together in chunks of
-    // internal_batch_size.
-    at::Tensor integrate(const std::vector<int64_t>& steps, const std::vector<double>& alphas,
-                         const std::vector<double>& weights, const std::vector<int64_t>& group,
-                         int64_t G) {
+    // Gradient points: `alphas` in chunks of internal_batch_size, each chunk one forward and
+    // the backward passes of the steps `steps`; use(from, B, values [B, S] double, grads) gets
+    // grads[k] [B, T, D], the gradient of step steps[k].
+    template <class Use>
+    void evaluate(const std::vector<int64_t>& steps, const std::vector<double>& alphas, Use&& use) {
       const int64_t R = static_cast<int64_t>(steps.size());
-      at::Tensor acc = at::zeros({G, R, T, D}, at::kDouble);
       const int64_t n = static_cast<int64_t>(alphas.size());
       for (int64_t from = 0; from < n; from += ig.batch_) {
         const int64_t B = std::min(ig.batch_, n - from);
         std::vector<double> a(alphas.begin() + from, alphas.begin() + from + B);
-        std::vector<double> w(weights.begin() + from, weights.begin() + from + B);
-        at::Tensor weight = at::tensor(w, at::kDouble).view({B, 1, 1});
-        at::Tensor index = at::tensor(
-            std::vector<int64_t>(group.begin() + from, group.begin() + from + B), at::kLong);
-        at::Tensor pts = points(a);                          // [B, T, D]
-        auto add = [&](int64_t k, const at::Tensor& grad) {  // grad [B, T, D]
-          acc.select(1, k).index_add_(0, index, grad.to(at::kDouble) * weight);
-        };
+        at::Tensor pts = points(a);  // [B, T, D]
+        at::Tensor values;
+        std::vector<at::Tensor> grads;
         if (R == 1 && S > 1) {
           // One step: one forward and one backward.
-          add(0, value_grad_of_step(p, pts, steps[0]));
+          grads.push_back(value_grad_of_step(p, pts, steps[0], &values));
           positions += static_cast<double>(B * T) * 3;
         } else {
           ValuesAndGrads vg = values_and_grads(p, pts);
-          for (int64_t k = 0; k < R; ++k) add(k, vg.grads[steps[k]]);
+          values = vg.values;
+          for (int64_t k = 0; k < R; ++k) grads.push_back(vg.grads[steps[k]]);
           // One forward of B rows and one backward (about two forwards) per step.
           positions += static_cast<double>(B * T) * (1 + 2 * S);
         }
+        use(from, B, values.to(at::kDouble), grads);
         max_batch = std::max(max_batch, B);
         ++n_chunks;
         gradient_points += B;
@@ -303,8 +381,206 @@ class IntegratedGradients : public Explainer {
         report_progress(&context, static_cast<double>(done_points) /
                                       static_cast<double>(std::max<int64_t>(1, budget_points)));
       }
+    }
+
+    // sum_i w_i grad f_s(alpha_i) for the steps `steps`, per group of points (group[i] in
+    // [0, G)): [G, steps, T, D] double.
+    at::Tensor integrate(const std::vector<int64_t>& steps, const std::vector<double>& alphas,
+                         const std::vector<double>& weights, const std::vector<int64_t>& group,
+                         int64_t G) {
+      const int64_t R = static_cast<int64_t>(steps.size());
+      at::Tensor acc = at::zeros({G, R, T, D}, at::kDouble);
+      evaluate(steps, alphas,
+               [&](int64_t from, int64_t B, const at::Tensor&, const std::vector<at::Tensor>& g) {
+                 std::vector<double> w(weights.begin() + from, weights.begin() + from + B);
+                 at::Tensor weight = at::tensor(w, at::kDouble).view({B, 1, 1});
+                 at::Tensor index = at::tensor(
+                     std::vector<int64_t>(group.begin() + from, group.begin() + from + B),
+                     at::kLong);
+                 for (int64_t k = 0; k < R; ++k)
+                   acc.select(1, k).index_add_(0, index, g[k].to(at::kDouble) * weight);
+               });
       return acc;
     }
+
+    // --- rule=adaptive: bisected Gauss-Lobatto panels sharing their edge points ---------------
+
+    struct Node {
+      at::Tensor grad;            // [R, T, D] float: the steps' gradients at this point
+      std::vector<double> f;      // [R] target values
+      std::vector<double> slope;  // [R] df/dalpha = <grad, x - x'>
+      int refs = 0;               // live panels using this point
+    };
+    struct LobattoPanel {
+      double a, b;
+      double error = 0;  // worst relative check miss over the steps
+      double need = 0;   // what orders the splits: error, or kKappa x the worst trapezoid miss
+    };
+
+    Adaptive lobatto(const std::vector<int64_t>& steps) {
+      const int64_t R = static_cast<int64_t>(steps.size());
+      const int64_t pp = ig.per_panel_;
+      const Quadrature L = gauss_lobatto(pp + 1);
+      const int64_t keep = std::max<int64_t>({64, 4 * ig.batch_, 2 * pp + 1});
+      std::map<double, Node> nodes;
+      auto nodes_of = [&](double a, double b) {
+        std::vector<double> v;
+        for (double t : L.alphas) v.push_back(t == 0.0 ? a : t == 1.0 ? b : a + (b - a) * t);
+        return v;
+      };
+      int64_t used = 0;
+      auto run_points = [&](std::vector<double> alphas) {
+        std::sort(alphas.begin(), alphas.end());
+        evaluate(steps, alphas,
+                 [&](int64_t from, int64_t B, const at::Tensor& values,
+                     const std::vector<at::Tensor>& g) {
+                   std::vector<at::Tensor> slopes;  // [R] x [B]
+                   for (int64_t k = 0; k < R; ++k)
+                     slopes.push_back((g[k].to(at::kDouble) * diff).sum({1, 2}));
+                   for (int64_t i = 0; i < B; ++i) {
+                     Node node;
+                     std::vector<at::Tensor> rows;
+                     for (int64_t k = 0; k < R; ++k) {
+                       rows.push_back(g[k][i]);
+                       node.f.push_back(values[i][steps[k]].item<double>());
+                       node.slope.push_back(slopes[k][i].item<double>());
+                     }
+                     node.grad = at::stack(rows).contiguous();
+                     nodes[alphas[from + i]] = std::move(node);
+                   }
+                   max_held = std::max(max_held, static_cast<int64_t>(nodes.size()));
+                 });
+        used += static_cast<int64_t>(alphas.size());
+      };
+      // The first panels: equal, about `initial` of the points but at least kFirstPanels,
+      // within the budget and the memory bound.
+      const int64_t most = std::min<int64_t>(ig.n_points_, keep);
+      int64_t n0 = static_cast<int64_t>(ig.initial_ * static_cast<double>(ig.n_points_) / pp);
+      n0 = std::max<int64_t>(1, std::min(std::max(n0, kFirstPanels), (most - 1) / pp));
+      std::vector<double> first;
+      for (int64_t k = 0; k <= n0 * pp; ++k) {
+        const int64_t panel = std::min(k / pp, n0 - 1);
+        const double a = static_cast<double>(panel) / static_cast<double>(n0);
+        const double b = static_cast<double>(panel + 1) / static_cast<double>(n0);
+        first.push_back(nodes_of(a, b)[k - panel * pp]);
+      }
+      run_points(first);
+      std::vector<double> scale;
+      for (int64_t k = 0; k < R; ++k)
+        scale.push_back(std::max(std::abs(nodes.at(1.0).f[k] - nodes.at(0.0).f[k]), 1e-6));
+
+      std::vector<LobattoPanel> live, frozen;
+      at::Tensor frozen_acc = at::zeros({R, T, D}, at::kDouble);
+      double frozen_error = 0;
+      auto open = [&](double a, double b) {
+        LobattoPanel pan{a, b, 0, 0};
+        const std::vector<double> v = nodes_of(a, b);
+        double trapezoid = 0;
+        for (int64_t k = 0; k < R; ++k) {
+          double est = 0;
+          for (size_t j = 0; j < v.size(); ++j) {
+            const Node& x = nodes.at(v[j]);
+            est += (b - a) * L.weights[j] * x.slope[k];
+            if (j + 1 < v.size()) {
+              // The trapezoid rule's exact miss between neighbouring points: large where the
+              // slope bends within the panel even when the panel's own misses cancel.
+              const Node& y = nodes.at(v[j + 1]);
+              const double t =
+                  0.5 * (v[j + 1] - v[j]) * (x.slope[k] + y.slope[k]) - (y.f[k] - x.f[k]);
+              trapezoid = std::max(trapezoid, std::abs(t) / scale[k]);
+            }
+          }
+          const double miss = est - (nodes.at(b).f[k] - nodes.at(a).f[k]);
+          pan.error = std::max(pan.error, std::abs(miss) / scale[k]);
+        }
+        pan.need = std::max(pan.error, kKappa * trapezoid);
+        for (double x : v) ++nodes.at(x).refs;
+        live.push_back(pan);
+      };
+      // Adds the panel's weighted gradients to `to` ([R, T, D] double); release: drop its refs.
+      auto sum_panel = [&](const LobattoPanel& pan, at::Tensor& to, bool release) {
+        const std::vector<double> v = nodes_of(pan.a, pan.b);
+        for (size_t j = 0; j < v.size(); ++j) {
+          auto it = nodes.find(v[j]);
+          if (to.defined()) to += (pan.b - pan.a) * L.weights[j] * it->second.grad.to(at::kDouble);
+          if (release && --it->second.refs == 0) nodes.erase(it);
+        }
+      };
+      for (int64_t k = 0; k < n0; ++k) {
+        open(static_cast<double>(k) / static_cast<double>(n0),
+             static_cast<double>(k + 1) / static_cast<double>(n0));
+      }
+      const int64_t limit = ig.tol_ > 0 ? ig.max_points_ : ig.n_points_;
+      for (;;) {
+        double total = 0;
+        for (const LobattoPanel& pan : live) total += pan.error;
+        for (const LobattoPanel& pan : frozen) total += pan.error;
+        if (ig.tol_ > 0 && total <= ig.tol_) break;
+        std::sort(live.begin(), live.end(),
+                  [](const LobattoPanel& x, const LobattoPanel& y) { return x.need > y.need; });
+        // This round: the worst panels, while their need is within kRound of the worst's.
+        std::vector<double> fresh;
+        size_t chosen = 0;
+        for (; chosen < live.size(); ++chosen) {
+          const LobattoPanel& pan = live[chosen];
+          if (chosen > 0 && pan.need < kRound * live[0].need) break;
+          const double c = pan.a + (pan.b - pan.a) * 0.5;
+          std::vector<double> add;
+          for (double x : nodes_of(pan.a, c)) add.push_back(x);
+          for (double x : nodes_of(c, pan.b)) add.push_back(x);
+          std::vector<double> extra;
+          for (double x : add) {
+            if (!nodes.count(x) && std::find(fresh.begin(), fresh.end(), x) == fresh.end() &&
+                std::find(extra.begin(), extra.end(), x) == extra.end())
+              extra.push_back(x);
+          }
+          if (used + static_cast<int64_t>(fresh.size() + extra.size()) > limit) break;
+          // A round adds at most a quarter of the held points (one split always fits).
+          if (chosen > 0 && static_cast<int64_t>(fresh.size() + extra.size()) > keep / 4) break;
+          fresh.insert(fresh.end(), extra.begin(), extra.end());
+        }
+        if (chosen == 0) break;
+        // Bound the gradients held: freeze the live panels that need it least and are not split
+        // now. With tol > 0 only while the frozen panels' errors stay below tol / 2 (so the
+        // tolerance stays reachable; beyond that more gradients are held).
+        while (static_cast<int64_t>(nodes.size() + fresh.size()) > keep && live.size() > chosen) {
+          if (ig.tol_ > 0 && frozen_error + live.back().error > 0.5 * ig.tol_) break;
+          frozen_error += live.back().error;
+          LobattoPanel pan = live.back();
+          live.pop_back();
+          sum_panel(pan, frozen_acc, true);
+          frozen.push_back(pan);
+        }
+        run_points(fresh);
+        std::vector<LobattoPanel> split(live.begin(), live.begin() + chosen);
+        live.erase(live.begin(), live.begin() + chosen);
+        for (const LobattoPanel& pan : split) {
+          const double c = pan.a + (pan.b - pan.a) * 0.5;
+          open(pan.a, c);
+          open(c, pan.b);
+          at::Tensor none;
+          sum_panel(pan, none, true);
+        }
+      }
+      Adaptive out;
+      std::vector<LobattoPanel> all = frozen;
+      at::Tensor total = frozen_acc;
+      for (const LobattoPanel& pan : live) {
+        sum_panel(pan, total, false);
+        all.push_back(pan);
+      }
+      std::sort(all.begin(), all.end(),
+                [](const LobattoPanel& x, const LobattoPanel& y) { return x.a < y.a; });
+      for (int64_t k = 0; k < R; ++k) out.acc.push_back(total[k]);
+      out.edges.push_back(0.0);
+      for (const LobattoPanel& pan : all) {
+        out.edges.push_back(pan.b);
+        out.error += pan.error;
+      }
+      return out;
+    }
+
+    // --- rule=probed ----------------------------------------------------------------------------
 
     struct Panel {
       double a, b;
@@ -407,8 +683,16 @@ class IntegratedGradients : public Explainer {
 
   int64_t panel_points() const { return std::min(per_panel_, n_points_); }
 
+  // A round of rule=adaptive splits every panel whose error is at least kRound times the worst.
+  static constexpr double kRound = 0.5;
+  // rule=adaptive splits by max(error, kKappa x the largest trapezoid miss in the panel).
+  static constexpr double kKappa = 0.1;
+  // rule=adaptive starts with at least this many panels (17 points with 3-point panels).
+  static constexpr int64_t kFirstPanels = 8;
+
   Options o_;
   int64_t n_points_ = 0;
+  std::string method_;
   std::string rule_;
   int64_t batch_ = 0;
   int64_t probes_ = 0;

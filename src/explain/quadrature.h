@@ -1,5 +1,5 @@
-// Integration rules on [0, 1] for path methods (integrated gradients): Gauss-Legendre and the
-// Riemann sums. Internal header; defined in integrated_gradients.cpp.
+// Integration rules on [0, 1] for path methods (integrated gradients): Gauss-Legendre,
+// Gauss-Lobatto and the Riemann sums. Internal header; defined in integrated_gradients.cpp.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,10 @@ struct Quadrature {
 // "riemann_right", "riemann_middle", "riemann_trapezoid" (n >= 2). Throws Error(kInvalidArgument)
 // naming the option `method` (or `n_steps`) of integrated_gradients for bad values.
 Quadrature make_quadrature(const std::string& method, int64_t n);
+
+// The n-point Gauss-Lobatto rule on [0, 1] (n >= 2): both edges and the n - 2 roots of
+// P_{n-1}', exact for polynomials of degree < 2n - 2; for odd n the centre is exactly 0.5.
+Quadrature gauss_lobatto(int64_t n);
 
 // Panel edges 0 = e_0 < ... < e_panels = 1 placed by equidistribution: from the target sampled
 // at ascending `alphas` [M] (0 to 1) with `values` [M], the density beta + (1 - beta) |df| /

@@ -29,18 +29,21 @@ const std::vector<Entry>& registry() {
       {"integrated_gradients",
        "gradient integrated along the straight path from the baseline to the input embeddings "
        "(method: gausslegendre or riemann_left/right/middle/trapezoid), times input - baseline; "
-       "gausslegendre with probes > 0 is composite and self-checking: `probes` + 1 forward "
-       "passes place panels of `per_panel` points where the target changes, and the rest of the "
-       "n_steps points split the panels whose integral misses f(b) - f(a) most (tol > 0: stop "
-       "once the panels' errors sum below tol; max_steps: allow more points until then); "
-       "per_step: a rule per step of a span (probes=0: one plain Gauss-Legendre rule)",
+       "gausslegendre is composite and self-checking (a panel's integral must equal f(b) - "
+       "f(a)): rule=adaptive bisects the panels of per_panel + 1 Gauss-Lobatto points that miss "
+       "most, every point a gradient point (about `initial` of n_steps start as equal panels); "
+       "rule=probed places panels of per_panel Gauss-Legendre points from `probes` + 1 forward "
+       "passes; rule=plain (or probes=0) is one n_steps-point Gauss-Legendre rule; tol > 0: "
+       "stop once the panels' errors sum below tol, max_steps: allow more points until then; "
+       "per_step: a rule per step of a span",
        {{"n_steps", "64"},
         {"method", "gausslegendre"},
+        {"rule", "adaptive"},
         {"probes", "32"},
-        {"per_panel", "4"},
+        {"per_panel", "auto"},
         {"per_step", "true"},
         {"tol", "0"},
-        {"initial", "0.75"},
+        {"initial", "auto"},
         {"max_steps", "n_steps"},
         {"internal_batch_size", "16"}},
        explain::make_integrated_gradients},

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <iterator>
 #include <numeric>
 
 #include "candor/error.h"
@@ -99,6 +100,35 @@ TEST(Quadrature, GaussLegendreIsExactForPolynomialsBelowDegree2n) {
       EXPECT_NEAR(integral, 1.0 / (k + 1), 1e-13) << "n=" << n << " k=" << k;
     }
   }
+}
+
+TEST(Quadrature, GaussLobattoIncludesTheEdgesAndIsExactBelowDegree2nMinus2) {
+  for (int64_t n : {2, 3, 4, 5, 6, 9}) {
+    explain::Quadrature q = explain::gauss_lobatto(n);
+    ASSERT_EQ(static_cast<int64_t>(q.alphas.size()), n);
+    EXPECT_EQ(q.alphas.front(), 0.0);
+    EXPECT_EQ(q.alphas.back(), 1.0);
+    for (int64_t i = 1; i < n; ++i) EXPECT_GT(q.alphas[i], q.alphas[i - 1]);
+    for (double w : q.weights) EXPECT_GT(w, 0.0);
+    if (n % 2 == 1) EXPECT_EQ(q.alphas[n / 2], 0.5);  // bisection reuses the centre
+    for (int64_t k = 0; k < 2 * n - 2; ++k) {
+      double integral = 0;
+      for (int64_t i = 0; i < n; ++i) integral += q.weights[i] * std::pow(q.alphas[i], k);
+      EXPECT_NEAR(integral, 1.0 / (k + 1), 1e-13) << "n=" << n << " k=" << k;
+    }
+    // One degree more is not integrated exactly (for n >= 3: the rule is not Gauss-Legendre).
+    double integral = 0;
+    for (int64_t i = 0; i < n; ++i) integral += q.weights[i] * std::pow(q.alphas[i], 2 * n - 2);
+    EXPECT_GT(std::abs(integral - 1.0 / (2 * n - 1)), 1e-12) << "n=" << n;
+  }
+  // Simpson's rule, and the 5-point rule's known nodes and weights.
+  explain::Quadrature s = explain::gauss_lobatto(3);
+  EXPECT_NEAR(s.weights[0], 1.0 / 6, 1e-15);
+  EXPECT_NEAR(s.weights[1], 4.0 / 6, 1e-15);
+  explain::Quadrature l5 = explain::gauss_lobatto(5);
+  EXPECT_NEAR(l5.alphas[1], (1 - std::sqrt(3.0 / 7)) / 2, 1e-15);
+  EXPECT_NEAR(l5.weights[1], 49.0 / 180, 1e-15);
+  EXPECT_NEAR(l5.weights[2], 32.0 / 90, 1e-15);
 }
 
 // A logistic step of scale 0.004 at 0.6: equidistributed panels crowd around it, and composite
@@ -216,17 +246,18 @@ TEST(IntegratedGradients, CompletenessWithGaussLegendre64) {
 // On trained stories260K the target bends sharply along the path from the unk baseline (the
 // slope of a step can swing by ~80 per unit alpha within ~0.005, at different places for every
 // step of a span), so one plain 64-point Gauss-Legendre rule misses by up to 8e-3 relative on
-// these prompts. The default composite, self-checking rule (panels placed from 33 probe passes,
-// then the worst panels split, 64 points per step in all) meets the 1e-3 bound on them.
+// these prompts. The default adaptive rule (bisected 3-point Gauss-Lobatto panels, at most 64
+// gradient points per step) meets the 1e-3 bound on them.
 TEST(IntegratedGradients, CompletenessOnStories260K) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   double unk64 = completeness("integrated_gradients", stories(), Baseline::Kind::kUnk, true);
   double plain64 =
-      completeness("integrated_gradients:probes=0", stories(), Baseline::Kind::kUnk, false);
+      completeness("integrated_gradients:rule=plain", stories(), Baseline::Kind::kUnk, false);
   double zero64 = completeness("integrated_gradients", stories(), Baseline::Kind::kZero, false);
   std::cout << "[ figures  ] stories260K max |delta| / |f(x) - f(b)|, n_steps=64: unk baseline "
             << unk64 << " (plain Gauss-Legendre: " << plain64 << "), zero baseline " << zero64
             << "\n";
+  EXPECT_LT(unk64, plain64);
   // The zero baseline converges with more points (one prompt, to keep the test short).
   ExplainRequest r;
   r.input_ids = encode(kPrompts[0]);
@@ -238,37 +269,75 @@ TEST(IntegratedGradients, CompletenessOnStories260K) {
             << "' + 4-token span: " << zero1024 << "\n";
 }
 
-// More prompts with longer spans. With 64 points per step the composite rule is far better
-// than one plain rule but does not meet 1e-3 everywhere (figures printed, not asserted: on
-// other prompts it reaches ~5e-3); with a tolerance the panels are split until their own
-// checks, which bound the completeness error, pass.
+// The bound on a broader set: longer prompts with 4-6-token spans, next-token and contrast
+// targets, among them the prompts where the rule before (33 probe passes placing Gauss-Legendre
+// panels) missed it (up to 1.6e-2). One prompt of bench_ig_completeness's 42 targets is still
+// out of reach at 64 points per step ('Anna liked to draw pictures of', 4th step of its
+// 5-token span: 2.1e-3 relative; it needs ~90 points): its figure is printed and bounded
+// loosely. With a tolerance the panels are split until their own checks, which bound the
+// completeness error, pass.
 TEST(IntegratedGradients, CompletenessOnMorePrompts) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
-  const char* prompts[] = {"Tom had a red ball. He liked to throw it to his friend",
-                           "The sun was hot, so the children went to the",
-                           "She was sad because her toy was broken. Her mom said",
-                           "The boy ran to his mom and said",
-                           "Max and Mia played with the blocks. Then"};
-  double worst64 = 0, plain64 = 0, worst_tol = 0;
-  int64_t most_points = 0;
-  for (const char* text : prompts) {
+  struct Case {
+    const char* text;
+    int span;  // 0: the next token; -1: a contrast of the two most likely next tokens
+  };
+  const Case cases[] = {{"Tom had a red ball. He liked to throw it to his friend", 6},
+                        {"The sun was hot, so the children went to the", 6},
+                        {"She was sad because her toy was broken. Her mom said", 6},
+                        {"Max and Mia played with the blocks. Then", 6},
+                        {"One day, a cat and a bird", 5},
+                        {"Mom made a big cake for", 6},
+                        {"Mom made a big cake for", -1},
+                        {"The cat was hungry, so it", -1},
+                        {"The teddy bear was soft and", 6},
+                        {"The bird flew high in the sky and", 0}};
+  auto request = [&](const char* text, int span) {
     ExplainRequest r;
     r.input_ids = encode(text);
     r.baseline.kind = Baseline::Kind::kUnk;
-    r.target.span = greedy(r.input_ids, 6);
-    worst64 = std::max(worst64, expect_complete(run("integrated_gradients", r), text, false));
-    plain64 =
-        std::max(plain64, expect_complete(run("integrated_gradients:probes=0", r), text, false));
-    Attribution a = run("integrated_gradients:tol=1e-4,max_steps=1024,internal_batch_size=32", r);
+    if (span > 0) r.target.span = greedy(r.input_ids, span);
+    if (span < 0) {
+      r.target.function = TargetFunction::kContrast;
+      std::tie(r.target.token, r.target.contrast_token) = top_two(r.input_ids);
+    }
+    return r;
+  };
+  double worst64 = 0, plain64 = 0;
+  int64_t steps = 0, points = 0;
+  for (const Case& c : cases) {
+    ExplainRequest r = request(c.text, c.span);
+    Attribution a = run("integrated_gradients", r);
+    worst64 = std::max(worst64, expect_complete(a, c.text, true));
+    steps += a.n_steps();
+    points += a.extra["gradient_points"].get<int64_t>();
+    EXPECT_LE(a.extra["gradient_points"].get<int64_t>(), 64 * a.n_steps());
+    plain64 = std::max(plain64,
+                       expect_complete(run("integrated_gradients:rule=plain", r), c.text, false));
+  }
+  Attribution anna = run("integrated_gradients", request("Anna liked to draw pictures of", 5));
+  const double out_of_reach = expect_complete(anna, "Anna", false);
+  std::cout << "[ figures  ] stories260K, " << std::size(cases) << " more targets (" << steps
+            << " steps), max relative |delta| at n_steps=64: " << worst64 << " ("
+            << static_cast<double>(points) / static_cast<double>(steps)
+            << " gradient points per step; plain Gauss-Legendre " << plain64
+            << "); out of reach: 'Anna liked to draw pictures of' + 5 tokens " << out_of_reach
+            << "\n";
+  EXPECT_LT(out_of_reach, 3e-3);
+  EXPECT_LT(worst64, plain64);
+
+  double worst_tol = 0;
+  int64_t most_points = 0;
+  for (const char* text : {"Anna liked to draw pictures of"}) {
+    ExplainRequest r = request(text, 5);
+    Attribution a =
+        run("integrated_gradients:tol=1e-4,per_panel=4,max_steps=1024,internal_batch_size=32", r);
     worst_tol = std::max(worst_tol, expect_complete(a, text, true));
-    most_points = std::max<int64_t>(most_points, a.extra["gradient_points"].get<int64_t>() / 6);
+    most_points = std::max<int64_t>(most_points, a.extra["gradient_points"].get<int64_t>() / 5);
     for (double e : a.extra["panel_error"]) EXPECT_LE(e, 1e-4) << text;
   }
-  std::cout << "[ figures  ] stories260K, 5 more prompts + 6-token spans, max relative |delta|: "
-               "n_steps=64 "
-            << worst64 << " (plain Gauss-Legendre " << plain64 << "), tol=1e-4 " << worst_tol
-            << " with at most " << most_points << " points per step\n";
-  EXPECT_LT(worst64, plain64);
+  std::cout << "[ figures  ] tol=1e-4: max relative |delta| " << worst_tol << " with at most "
+            << most_points << " points per step\n";
   EXPECT_LT(worst_tol, 1e-4 + 1e-5);
 }
 
@@ -326,22 +395,42 @@ TEST(IntegratedGradients, ChunksBoundTheBatchAndDoNotChangeTheResult) {
   EXPECT_EQ(big.extra["n_chunks"], 64);
   EXPECT_EQ(calls, 64);
   EXPECT_DOUBLE_EQ(big.forward_passes, 512.0 * (1 + 2 * 2));
-  // The default composite rule: a rule per step, n_steps gradient points each, chunks of 8.
+  // The default adaptive rule: a rule per step, at most n_steps gradient points each (3-point
+  // panels: 2 per split, so 63 of 64), chunks of 8.
   Attribution adaptive = run("integrated_gradients:n_steps=64,internal_batch_size=8", r);
   EXPECT_EQ(adaptive.extra["max_batch"], 8);
-  EXPECT_EQ(adaptive.extra["gradient_points"], 2 * 64);
+  EXPECT_EQ(adaptive.extra["gradient_points"], 2 * 63);
   EXPECT_EQ(adaptive.extra["panels"].size(), 2u);
+  EXPECT_EQ(adaptive.extra["rule"], "adaptive");
 
   Attribution one = run("integrated_gradients:n_steps=20,internal_batch_size=1", r);
   Attribution all = run("integrated_gradients:n_steps=20,internal_batch_size=64", r);
   EXPECT_EQ(one.extra["max_batch"], 1);
-  EXPECT_EQ(one.extra["gradient_points"], 2 * 20);
-  EXPECT_EQ(one.extra["n_chunks"], 2 * 20);
-  EXPECT_EQ(all.extra["max_batch"], 12);  // the first 3 panels of 4 points, then splits of 8
-  EXPECT_EQ(all.extra["gradient_points"], 2 * 20);
+  EXPECT_EQ(one.extra["gradient_points"], 2 * 19);
+  EXPECT_EQ(one.extra["n_chunks"], 2 * 19);
+  EXPECT_EQ(all.extra["max_batch"], 17);  // the first 8 panels of 3 points, then a split
+  EXPECT_EQ(all.extra["gradient_points"], 2 * 19);
   ASSERT_EQ(one.scores.size(), all.scores.size());
   for (size_t i = 0; i < one.scores.size(); ++i) {
     EXPECT_NEAR(one.scores[i], all.scores[i], 1e-4 + 1e-4 * std::abs(all.scores[i]));
+  }
+}
+
+// The adaptive rule holds at most max(64, 4 internal_batch_size) points' gradients; with more
+// points the panels that need it least are frozen, and the result stays complete.
+TEST(IntegratedGradients, AdaptiveRuleHoldsABoundedNumberOfGradients) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  ExplainRequest r;
+  r.input_ids = encode(kPrompts[2]);
+  Attribution small = run("integrated_gradients:n_steps=300,internal_batch_size=4", r);
+  Attribution large = run("integrated_gradients:n_steps=300,internal_batch_size=100", r);
+  EXPECT_LE(small.extra["max_held_points"], 64);
+  EXPECT_GE(small.extra["max_held_points"], 60);
+  EXPECT_GT(large.extra["max_held_points"], 64);
+  EXPECT_LE(large.extra["max_held_points"], 299);
+  for (const Attribution* a : {&small, &large}) {
+    EXPECT_EQ((*a).extra["gradient_points"], 299);
+    expect_complete(*a, "300 points", true);
   }
 }
 
@@ -424,6 +513,8 @@ TEST(GradientMethods, BadOptionsNameTheOption) {
   expect_error_naming("integrated_gradients:n_steps=0", "n_steps");
   expect_error_naming("integrated_gradients:n_steps=many", "n_steps");
   expect_error_naming("integrated_gradients:method=simpson", "method");
+  expect_error_naming("integrated_gradients:rule=fancy", "rule");
+  expect_error_naming("integrated_gradients:per_panel=0", "per_panel");
   expect_error_naming("integrated_gradients:method=riemann_trapezoid,n_steps=1", "n_steps");
   expect_error_naming("integrated_gradients:internal_batch_size=0", "internal_batch_size");
   expect_error_naming("integrated_gradients:steps=3", "steps");
