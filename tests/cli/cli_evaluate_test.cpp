@@ -148,6 +148,29 @@ TEST(CliEvaluate, ResumedRunGivesTheSameTable) {
   EXPECT_THAT(out, HasSubstr("other settings"));
 }
 
+// --generate N explains the model's greedy answer of N tokens (a span target): a different
+// quantity from the next token, graded with the same metrics and decoys; the setting is part of
+// what a resumed run must match.
+TEST(CliEvaluate, GeneratedAnswerTarget) {
+  CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  std::string dir = testing::temp_dir(), out;
+  std::string data = write_jsonl(dir);
+  ASSERT_EQ(candor(eval_args(data, dir + "/next") + " --limit 3", &out), 0) << out;
+  ASSERT_EQ(candor(eval_args(data, dir + "/answer") + " --limit 3 --generate 4", &out), 0) << out;
+  auto next = nlohmann::json::parse(slurp(dir + "/next/table.json"));
+  auto answer = nlohmann::json::parse(slurp(dir + "/answer/table.json"));
+  EXPECT_EQ(answer["n_examples"], 3);
+  EXPECT_THAT(slurp(dir + "/answer/table.md"), HasSubstr("| decoy:other_target |"));
+  const double c_next = next["table"]["occlusion"]["comprehensiveness"]["mean"].get<double>();
+  const double c_answer = answer["table"]["occlusion"]["comprehensiveness"]["mean"].get<double>();
+  // The answer's summed log-prob falls by more than one token's when its context is removed.
+  EXPECT_GT(c_answer, c_next);
+  EXPECT_EQ(candor(eval_args(data, dir + "/answer") + " --limit 3 --generate 5", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("other settings"));
+  EXPECT_EQ(candor(eval_args(data, dir + "/x") + " --generate -1", &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("--generate must be 0 or more"));
+}
+
 TEST(CliEvaluate, BadDataIsReportedWithLineNumbers) {
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   std::string dir = testing::temp_dir(), out;

@@ -22,6 +22,7 @@
 #include "candor/data.h"
 #include "candor/evaluate.h"
 #include "candor/explain.h"
+#include "candor/generate.h"
 #include "candor/model.h"
 #include "cli.h"
 
@@ -66,7 +67,8 @@ Runner add_evaluate(CLI::App& app) {
     std::string model, tokenizer, data, out, text_column = "text", removal = "baseline",
                                              baseline = "unk", on_error = "fail";
     std::vector<std::string> methods, metrics;
-    int64_t limit = -1, max_tokens = 64, bootstrap = 1000, curve_points = 0, sens_samples = 4;
+    int64_t limit = -1, max_tokens = 64, bootstrap = 1000, curve_points = 0, sens_samples = 4,
+            generate = 0;
     uint64_t seed = 0;
     int threads = 0;
     bool no_progress = false;
@@ -90,6 +92,9 @@ Runner add_evaluate(CLI::App& app) {
   app.add_option("--removal", o->removal, "baseline (replace) | delete (default baseline)");
   app.add_option("--baseline", o->baseline, "unk | pad | zero | token id (default unk)");
   app.add_option("--max-tokens", o->max_tokens, "Keep the first N tokens of each text (64)");
+  app.add_option("--generate", o->generate,
+                 "Explain the model's greedy answer of N tokens to each text (the summed log-prob "
+                 "of the span) instead of its next token (0, the default)");
   app.add_option("--curve-points", o->curve_points,
                  "Points of the deletion/insertion curves (0: every feature count)");
   app.add_option("--sensitivity-samples", o->sens_samples, "Perturbations per example (4)");
@@ -136,6 +141,7 @@ Runner add_evaluate(CLI::App& app) {
       throw usage_error(e.what(), e.hint());
     }
     if (o->max_tokens < 2) throw usage_error("--max-tokens must be at least 2");
+    if (o->generate < 0) throw usage_error("--generate must be 0 or more");
     if (o->bootstrap < 0) throw usage_error("--bootstrap must be >= 0");
     if (o->curve_points < 0) throw usage_error("--curve-points must be >= 0");
     if (o->sens_samples < 1) throw usage_error("--sensitivity-samples must be >= 1");
@@ -203,6 +209,7 @@ Runner add_evaluate(CLI::App& app) {
     config["removal"] = o->removal;
     config["baseline"] = o->baseline;
     config["max_tokens"] = o->max_tokens;
+    if (o->generate > 0) config["generate"] = o->generate;
     config["curve_points"] = o->curve_points;
     config["sensitivity_samples"] = o->sens_samples;
     config["seed"] = o->seed;
@@ -306,6 +313,15 @@ Runner add_evaluate(CLI::App& app) {
       if (req.input_ids.size() < 2) {
         bad_row(row.line, "the text encodes to no tokens");
         continue;
+      }
+      if (o->generate > 0) {
+        GenerateOptions g;  // greedy
+        g.max_new_tokens = o->generate;
+        req.target.span = candor::generate(*model, req.input_ids, g).generated_ids;
+        if (req.target.span.empty()) {
+          bad_row(row.line, "the model's answer ends before its first token (a stop token)");
+          continue;
+        }
       }
       std::map<std::string, MethodRecord> recs;
       try {
