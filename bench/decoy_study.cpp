@@ -109,18 +109,6 @@ std::vector<std::vector<TokenId>> make_prompts(const Model& m, const Config& c) 
   return out;
 }
 
-Attribution with_total(const Attribution& a, const std::string& name,
-                       const std::vector<double>& total) {
-  Attribution d = a;
-  d.method = name;
-  d.options.clear();
-  d.extra = nlohmann::json();
-  d.convergence_delta.clear();
-  std::fill(d.scores.begin(), d.scores.end(), 0.0);
-  for (size_t f = 0; f < total.size(); ++f) d.scores[f] = total[f];
-  return d;
-}
-
 std::vector<double> parse_list(const std::string& s) {
   std::vector<double> v;
   std::stringstream ss(s);
@@ -248,7 +236,7 @@ int run(int argc, char** argv) {
       for (int64_t f = 0; f < F; ++f)
         lv[f] = static_cast<double>(f + 1) +
                 (all[0].features[f].begin < all[0].n_input_tokens ? static_cast<double>(F) : 0.0);
-      decoys.push_back(with_total(all[0], "last_input", lv));
+      decoys.push_back(decoy_with_scores(all[0], "last_input", lv));
       // other_answer: may share a prefix with the greedy answer; other_answer_first: its first
       // token differs from the greedy one's.
       bool got_any = false, got_first = false;
@@ -265,10 +253,10 @@ int run(int argc, char** argv) {
         ExplainRequest o2 = r;
         o2.target.span = gr.generated_ids;
         std::vector<double> tot = occ->explain(m, o2).total();
-        if (!got_any) decoys.push_back(with_total(all[0], "other_answer", tot));
+        if (!got_any) decoys.push_back(decoy_with_scores(all[0], "other_answer", tot));
         got_any = true;
         if (first_differs && !got_first) {
-          decoys.push_back(with_total(all[0], "other_answer_first", tot));
+          decoys.push_back(decoy_with_scores(all[0], "other_answer_first", tot));
           got_first = true;
         }
       }
@@ -284,7 +272,7 @@ int run(int argc, char** argv) {
         if (gr.generated_ids.empty() || gr.generated_ids[0] == all[0].step_tokens[0]) continue;
         ExplainRequest o2 = r;
         o2.target.token = gr.generated_ids[0];
-        decoys.push_back(with_total(all[0], "other_plausible", occ->explain(m, o2).total()));
+        decoys.push_back(decoy_with_scores(all[0], "other_plausible", occ->explain(m, o2).total()));
         break;
       }
     }

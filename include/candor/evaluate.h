@@ -193,6 +193,11 @@ struct Lexicon {
 };
 Lexicon load_lexicon(const std::string& path);
 
+// An attribution of `shape`'s request and features, named `name`, whose scores summed over the
+// steps are `total` (all in the first step): how a decoy is made from any per-feature scores.
+Attribution decoy_with_scores(const Attribution& shape, const std::string& name,
+                              const std::vector<double>& total);
+
 struct DecoyOptions {
   uint64_t seed = 0;
   const Lexicon* lexicon = nullptr;         // null: no lexicon decoy

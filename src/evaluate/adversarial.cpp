@@ -34,9 +34,18 @@ std::string unquote(std::string s) {
   return s;
 }
 
-// An attribution of `a`'s shape whose summed scores are `total` (all in the first step).
-Attribution with_total(const Attribution& a, const std::string& name,
-                       const std::vector<double>& total) {
+// Top token and its probability at the last explained position.
+std::pair<TokenId, double> top_of(const Model& model, const std::vector<TokenId>& ids) {
+  at::NoGradGuard ng;
+  at::Tensor p = at::softmax(model.logits(ids)[-1], -1);
+  int64_t t = p.argmax().item<int64_t>();
+  return {static_cast<TokenId>(t), p[t].item<double>()};
+}
+
+}  // namespace
+
+Attribution decoy_with_scores(const Attribution& a, const std::string& name,
+                              const std::vector<double>& total) {
   Attribution d = a;
   d.method = name;
   d.options.clear();
@@ -48,16 +57,6 @@ Attribution with_total(const Attribution& a, const std::string& name,
   for (size_t f = 0; f < total.size(); ++f) d.scores[f] = total[f];
   return d;
 }
-
-// Top token and its probability at the last explained position.
-std::pair<TokenId, double> top_of(const Model& model, const std::vector<TokenId>& ids) {
-  at::NoGradGuard ng;
-  at::Tensor p = at::softmax(model.logits(ids)[-1], -1);
-  int64_t t = p.argmax().item<int64_t>();
-  return {static_cast<TokenId>(t), p[t].item<double>()};
-}
-
-}  // namespace
 
 Lexicon load_lexicon(const std::string& path) {
   std::ifstream in(path);
@@ -116,13 +115,13 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
   std::uniform_real_distribution<double> u(0.0, 1.0);
   std::vector<double> v(F);
   for (auto& x : v) x = u(rng);
-  out.push_back(with_total(a, "random", v));
+  out.push_back(decoy_with_scores(a, "random", v));
   for (int64_t f = 0; f < F; ++f) v[f] = -phi[f];
-  out.push_back(with_total(a, "inverted", v));
+  out.push_back(decoy_with_scores(a, "inverted", v));
   for (int64_t f = 0; f < F; ++f) v[f] = static_cast<double>(F - f);
-  out.push_back(with_total(a, "first", v));
+  out.push_back(decoy_with_scores(a, "first", v));
   for (int64_t f = 0; f < F; ++f) v[f] = static_cast<double>(f + 1);
-  out.push_back(with_total(a, "last", v));
+  out.push_back(decoy_with_scores(a, "last", v));
   const bool tokens_known = !a.step_tokens.empty() && a.step_tokens[0] >= 0;
   if (options.other_target && tokens_known && request.target.span.empty() &&
       a.step_tokens.size() == 1) {
@@ -130,7 +129,7 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
     // The other token: the random-logit test's draw (same seed, same token).
     r.target.token = evaluate::random_other_token(model, a.step_tokens[0], options.seed);
     Attribution b = options.other_target->explain(model, r);
-    out.push_back(with_total(a, "other_target", b.total()));
+    out.push_back(decoy_with_scores(a, "other_target", b.total()));
   } else if (options.other_target && tokens_known &&
              request.target.span.size() == a.step_tokens.size()) {
     // A span: the explanation of a span of the same length whose every token is a random
@@ -141,7 +140,7 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
       r.target.span[s] =
           evaluate::random_other_token(model, request.target.span[s], options.seed * 131 + s);
     Attribution b = options.other_target->explain(model, r);
-    out.push_back(with_total(a, "other_target", b.total()));
+    out.push_back(decoy_with_scores(a, "other_target", b.total()));
   }
   if (options.lexicon) {
     for (int64_t f = 0; f < F; ++f) {
@@ -150,7 +149,7 @@ std::vector<Attribution> make_decoys(const Model& model, const ExplainRequest& r
       auto it = options.lexicon->valence.find(lower_word(text));
       v[f] = it == options.lexicon->valence.end() ? 0.0 : std::fabs(it->second);
     }
-    out.push_back(with_total(a, "lexicon", v));
+    out.push_back(decoy_with_scores(a, "lexicon", v));
   }
   return out;
 }
