@@ -6,7 +6,12 @@
 #include <unistd.h>
 
 #include <array>
-#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
 #include <cstdio>
 #include <cstdlib>
 
@@ -29,12 +34,41 @@ const Model& stories260k() {
   return *m;
 }
 
+namespace {
+// Every directory temp_dir() made, removed when the test process ends (set
+// CANDOR_KEEP_TEST_DIRS=1 to keep them for a look after a failure).
+struct TempDirs {
+  std::mutex mu;
+  std::vector<std::string> made;
+  ~TempDirs() {
+    if (std::getenv("CANDOR_KEEP_TEST_DIRS") != nullptr) return;
+    for (const auto& d : made) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+};
+TempDirs& temp_dirs() {
+  static TempDirs dirs;
+  return dirs;
+}
+}  // namespace
+
 std::string temp_dir() {
-  static std::atomic<int> counter{0};
-  std::string base =
-      "/tmp/candor-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  ::mkdir(base.c_str(), 0700);
-  return base;
+  // mkdtemp gives a fresh, empty directory every time. A name built from the pid alone was
+  // reused when a fresh CI container recycled the pid of an earlier test process, and the test
+  // then read that process's leftover files.
+  std::string tmpl = "/tmp/candor-test-" + std::to_string(::getpid()) + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) {
+    throw std::runtime_error("cannot create a temporary directory under /tmp: " +
+                             std::string(std::strerror(errno)));
+  }
+  std::string dir(buf.data());
+  std::lock_guard<std::mutex> lock(temp_dirs().mu);
+  temp_dirs().made.push_back(dir);
+  return dir;
 }
 
 int run_command(const std::string& command, std::string* out) {
