@@ -5,7 +5,8 @@
 // gradient points spent per step. Unk baseline, log-probability targets (contrasts: a difference
 // of log-probabilities), one thread.
 //
-// Run: bench_ig_completeness [--spec=integrated_gradients:...]... [--verbose]
+// Run: bench_ig_completeness [--spec=integrated_gradients:...]... [--set=main|held-out|both]
+//                             [--verbose]
 //   default specs: the default rule, the probe-placed composite rule of before (rule=probed) and
 //   one plain 64-point Gauss-Legendre rule (rule=plain).
 // Environment: CANDOR_SHARED (the shared folder).
@@ -36,6 +37,8 @@ struct Case {
 // The fixed set: the completeness test's three prompts with all three targets, the five longer
 // prompts of its second test with 6-token spans, and 16 more prompts (12 written, 4 sampled from
 // the model with fixed seeds) with next-token, contrast and 4-6-token span targets.
+std::vector<Case> cases_of(const std::vector<const char*>& more);
+
 std::vector<Case> cases() {
   std::vector<Case> c;
   for (const char* p : {"Once upon a time", "The little dog was happy because",
@@ -50,22 +53,33 @@ std::vector<Case> cases() {
         "She was sad because her toy was broken. Her mom said", "The boy ran to his mom and said",
         "Max and Mia played with the blocks. Then"})
     c.push_back({p, Kind::kSpan, 6});
-  const char* more[] = {"One day, a cat and a bird",
-                        "Sue found a shiny stone in the garden. She",
-                        "The old man sat on the bench and",
-                        "It was a rainy day. Tim wanted to",
-                        "Anna liked to draw pictures of",
-                        "The bird flew high in the sky and",
-                        "Mom made a big cake for",
-                        "The cat was hungry, so it",
-                        "Sam and his dad went fishing. They",
-                        "There was a little girl named",
-                        "The teddy bear was soft and",
-                        "Ben",
-                        "seed:1",
-                        "seed:2",
-                        "seed:3",
-                        "seed:4"};
+  std::vector<Case> m =
+      cases_of({"One day, a cat and a bird", "Sue found a shiny stone in the garden. She",
+                "The old man sat on the bench and", "It was a rainy day. Tim wanted to",
+                "Anna liked to draw pictures of", "The bird flew high in the sky and",
+                "Mom made a big cake for", "The cat was hungry, so it",
+                "Sam and his dad went fishing. They", "There was a little girl named",
+                "The teddy bear was soft and", "Ben", "seed:1", "seed:2", "seed:3", "seed:4"});
+  c.insert(c.end(), m.begin(), m.end());
+  return c;
+}
+
+// A second set, written after the rule's constants were chosen on the first (a check that they
+// were not fitted to it): 16 other prompts (12 written, 4 sampled with seeds 5-8) with the
+// same mix of targets.
+std::vector<Case> held_out_cases() {
+  return cases_of(
+      {"The frog jumped into the pond and", "Jack had a big box of toys. He gave one to",
+       "Grandma baked cookies, and the kids", "A little fish swam in the blue sea. It",
+       "The girl put on her red hat and", "Bob was tired after school, so he",
+       "The dog barked at the", "Lucy and her brother built a sandcastle. Then a wave",
+       "The moon was big and bright. Tim looked up and", "Kitty found a ball of yarn under the",
+       "The farmer had many cows. One day", "Amy wanted a new doll, but her mom said", "seed:5",
+       "seed:6", "seed:7", "seed:8"});
+}
+
+std::vector<Case> cases_of(const std::vector<const char*>& more) {
+  std::vector<Case> c;
   int i = 0;
   for (const char* p : more) {
     switch (i % 4) {
@@ -146,16 +160,20 @@ double median(std::vector<double> v) {
 int run(int argc, char** argv) {
   std::vector<std::string> specs;
   bool verbose = false;
+  std::string set = "main";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--spec=", 0) == 0) {
       specs.push_back(a.substr(7));
+    } else if (a.rfind("--set=", 0) == 0 &&
+               (a.substr(6) == "main" || a.substr(6) == "held-out" || a.substr(6) == "both")) {
+      set = a.substr(6);
     } else if (a == "--verbose") {
       verbose = true;
     } else {
       std::fprintf(stderr,
                    "error: unknown argument '%s'\nhint: bench_ig_completeness "
-                   "[--spec=integrated_gradients:...]... [--verbose]\n",
+                   "[--spec=integrated_gradients:...]... [--set=main|held-out|both] [--verbose]\n",
                    a.c_str());
       return 2;
     }
@@ -166,7 +184,12 @@ int run(int argc, char** argv) {
   }
   const std::string dir = bench::shared_dir() + "/models/stories260K";
   std::unique_ptr<Model> model = load_model(dir);
-  const std::vector<Case> all = cases();
+  std::vector<Case> all;
+  if (set != "held-out") all = cases();
+  if (set != "main") {
+    const std::vector<Case> h = held_out_cases();
+    all.insert(all.end(), h.begin(), h.end());
+  }
   std::vector<ExplainRequest> requests;
   for (const Case& c : all) {
     requests.push_back(request(*model, c));
@@ -179,9 +202,9 @@ int run(int argc, char** argv) {
   for (const ExplainRequest& r : requests)
     n_steps += r.target.span.empty() ? 1 : static_cast<int64_t>(r.target.span.size());
   std::printf(
-      "# integrated gradients completeness on stories260K\n\n%zu targets (%lld steps), "
+      "# integrated gradients completeness on stories260K\n\n%s set: %zu targets (%lld steps), "
       "unk baseline, threads %d\n\n",
-      all.size(), static_cast<long long>(n_steps), num_threads());
+      set.c_str(), all.size(), static_cast<long long>(n_steps), num_threads());
   std::printf(
       "| rule | max rel. error | median | steps over 1e-3·|Δ| + 1e-4 | worst target | "
       "gradient points per step | seconds |\n|---|---:|---:|---:|---|---:|---:|\n");
@@ -201,14 +224,27 @@ int run(int argc, char** argv) {
         const double r = std::abs(delta) / std::max(std::abs(gap), 1e-12);
         rel.push_back(r);
         case_worst = std::max(case_worst, r);
-        if (std::abs(delta) > 1e-3 * std::abs(gap) + 1e-4) ++over;
+        if (std::abs(delta) > 1e-3 * std::abs(gap) + 1e-4) {
+          ++over;
+          if (verbose) {
+            std::fprintf(stderr, "  over: %s step %lld: %.2e relative, |f(x) - f(x')| = %.3g\n",
+                         label(all[k]).c_str(), static_cast<long long>(s), r, std::abs(gap));
+          }
+        }
         if (r > worst) {
           worst = r;
           worst_case = label(all[k]) + " step " + std::to_string(s);
         }
       }
       steps += static_cast<double>(a.n_steps());
-      if (a.extra.contains("gradient_points")) points += a.extra["gradient_points"].get<double>();
+      // Gradient points per step: a rule's points (the first points of a span's rules are
+      // evaluated once, with a backward per step, and count for every rule).
+      if (a.extra.contains("rule_points")) {
+        for (int64_t p : a.extra["rule_points"].get<std::vector<int64_t>>())
+          points += static_cast<double>(p);
+      } else if (a.extra.contains("gradient_points")) {
+        points += a.extra["gradient_points"].get<double>();
+      }
       if (verbose) {
         std::fprintf(stderr, "  %-70s %.2e%s\n", label(all[k]).c_str(), case_worst,
                      case_worst > 1e-3 ? "  over" : "");

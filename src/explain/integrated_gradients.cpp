@@ -244,24 +244,35 @@ class IntegratedGradients : public Explainer {
     at::Tensor acc = at::zeros({S, run.T, run.D}, at::kDouble);  // sum of weighted gradients
     nlohmann::json panels_json = nlohmann::json::array();
     std::vector<double> panel_error;
+    std::vector<int64_t> rule_points;
     if (rule_ != "plain") {
       // One rule per step (per_step), or one for all steps sharing each point's forward pass.
       std::vector<std::vector<double>> probe_values;
       if (rule_ == "probed") probe_values = run.probe();  // [S][probes + 1]
       const bool separate = per_step_ && S > 1;
+      std::vector<std::vector<int64_t>> groups;
       for (int64_t r = 0; r < (separate ? S : 1); ++r) {
         std::vector<int64_t> steps;
-        std::vector<double> column(probes_ + 1, 0.0);
-        for (int64_t s = 0; s < S; ++s) {
-          if (separate && s != r) continue;
-          steps.push_back(s);
-          if (rule_ == "probed")
+        for (int64_t s = 0; s < S; ++s)
+          if (!separate || s == r) steps.push_back(s);
+        groups.push_back(steps);
+      }
+      std::vector<Adaptive> rules;
+      if (rule_ == "adaptive") {
+        rules = run.lobatto(groups);
+      } else {
+        for (const std::vector<int64_t>& steps : groups) {
+          std::vector<double> column(probes_ + 1, 0.0);
+          for (int64_t s : steps)
             for (int64_t i = 0; i <= probes_; ++i) column[i] += probe_values[s][i];
+          rules.push_back(run.adaptive(steps, column));
         }
-        Adaptive a = rule_ == "probed" ? run.adaptive(steps, column) : run.lobatto(steps);
-        for (size_t k = 0; k < steps.size(); ++k) acc[steps[k]] += a.acc[k];
-        panels_json.push_back(a.edges);
-        panel_error.push_back(a.error);
+      }
+      for (size_t r = 0; r < groups.size(); ++r) {
+        for (size_t k = 0; k < groups[r].size(); ++k) acc[groups[r][k]] += rules[r].acc[k];
+        panels_json.push_back(rules[r].edges);
+        panel_error.push_back(rules[r].error);
+        rule_points.push_back(rules[r].points);
       }
     } else {
       Quadrature q = make_quadrature(method_, n_points_);
@@ -283,7 +294,10 @@ class IntegratedGradients : public Explainer {
                  {"n_chunks", run.n_chunks},
                  {"gradient_points", run.gradient_points},
                  {"rule", rule_}};
-    if (rule_ == "adaptive") out.extra["max_held_points"] = run.max_held;
+    if (rule_ == "adaptive") {
+      out.extra["max_held_points"] = run.max_held;
+      out.extra["rule_points"] = rule_points;
+    }
     if (!panels_json.empty()) {
       out.extra["panels"] = panels_json;
       out.extra["panel_error"] = panel_error;
@@ -295,7 +309,8 @@ class IntegratedGradients : public Explainer {
   struct Adaptive {
     std::vector<at::Tensor> acc;  // per step of the rule: [T, D]
     std::vector<double> edges;
-    double error = 0;  // sum over panels of the worst relative check error of its steps
+    double error = 0;    // sum over panels of the worst relative check error of its steps
+    int64_t points = 0;  // gradient points the rule used (rule=adaptive)
   };
 
   // The state of one explanation: the path, the counters, and the ways to spend points on it.
@@ -406,55 +421,88 @@ class IntegratedGradients : public Explainer {
     // --- rule=adaptive: bisected Gauss-Lobatto panels sharing their edge points ---------------
 
     struct Node {
-      at::Tensor grad;            // [R, T, D] float: the steps' gradients at this point
+      at::Tensor grad;            // [R, T, D] float: the rule's steps' gradients at this point
       std::vector<double> f;      // [R] target values
       std::vector<double> slope;  // [R] df/dalpha = <grad, x - x'>
       int refs = 0;               // live panels using this point
     };
     struct LobattoPanel {
-      double a, b;
-      double error = 0;  // worst relative check miss over the steps
-      double need = 0;   // what orders the splits: error, or kKappa x the worst trapezoid miss
+      size_t rule = 0;  // which rule (of lobatto()'s list) the panel belongs to
+      double a = 0, b = 1;
+      double error = 0;  // worst relative check miss over the rule's steps
+      double need = 0;   // what orders the splits, comparable across rules (see open())
+    };
+    struct LobattoRule {
+      std::vector<int64_t> steps;    // [R]
+      std::map<double, Node> nodes;  // the points live panels use
+      std::vector<double> scale;     // [R] |f(x) - f(x')| (>= 1e-6): errors are relative to it
+      std::vector<double> norm;      // [R] |f(x) - f(x')| + kAtol / kRtol: splits compare by it
+      std::vector<LobattoPanel> frozen;
+      at::Tensor frozen_acc;  // [R, T, D] double
+      double frozen_error = 0;
+      int64_t spent = 0;  // points evaluated for the rule
     };
 
-    Adaptive lobatto(const std::vector<int64_t>& steps) {
-      const int64_t R = static_cast<int64_t>(steps.size());
+    // Runs one adaptive rule per entry of `rules` (each a list of steps sharing the rule's
+    // points); the rules draw on one budget of n_steps points each and the splits go, round by
+    // round, to the panels that need them most over all rules, so a span step whose target
+    // bends sharply gets points an easy step of the same span does not need. The memory bound
+    // (gradients held) is per rule on average, as before.
+    std::vector<Adaptive> lobatto(const std::vector<std::vector<int64_t>>& groups) {
       const int64_t pp = ig.per_panel_;
       const Quadrature L = gauss_lobatto(pp + 1);
-      const int64_t keep = std::max<int64_t>({64, 4 * ig.batch_, 2 * pp + 1});
-      std::map<double, Node> nodes;
+      const int64_t n_rules = static_cast<int64_t>(groups.size());
+      const int64_t keep_one = std::max<int64_t>({64, 4 * ig.batch_, 2 * pp + 1});
+      const int64_t keep = keep_one * n_rules;
+      std::vector<LobattoRule> rules(groups.size());
+      for (size_t r = 0; r < groups.size(); ++r) rules[r].steps = groups[r];
       auto nodes_of = [&](double a, double b) {
         std::vector<double> v;
         for (double t : L.alphas) v.push_back(t == 0.0 ? a : t == 1.0 ? b : a + (b - a) * t);
         return v;
       };
+      auto held = [&] {
+        int64_t n = 0;
+        for (const LobattoRule& rule : rules) n += static_cast<int64_t>(rule.nodes.size());
+        return n;
+      };
       int64_t used = 0;
-      auto run_points = [&](std::vector<double> alphas) {
+      // Evaluates `alphas` for the rules `which` together (one forward, a backward per step).
+      auto run_points = [&](const std::vector<size_t>& which, std::vector<double> alphas) {
         std::sort(alphas.begin(), alphas.end());
+        std::vector<int64_t> steps;
+        for (size_t r : which)
+          steps.insert(steps.end(), rules[r].steps.begin(), rules[r].steps.end());
         evaluate(steps, alphas,
                  [&](int64_t from, int64_t B, const at::Tensor& values,
                      const std::vector<at::Tensor>& g) {
-                   std::vector<at::Tensor> slopes;  // [R] x [B]
-                   for (int64_t k = 0; k < R; ++k)
-                     slopes.push_back((g[k].to(at::kDouble) * diff).sum({1, 2}));
-                   for (int64_t i = 0; i < B; ++i) {
-                     Node node;
-                     std::vector<at::Tensor> rows;
-                     for (int64_t k = 0; k < R; ++k) {
-                       rows.push_back(g[k][i]);
-                       node.f.push_back(values[i][steps[k]].item<double>());
-                       node.slope.push_back(slopes[k][i].item<double>());
+                   std::vector<at::Tensor> slopes;  // [steps] x [B]
+                   for (const at::Tensor& gk : g)
+                     slopes.push_back((gk.to(at::kDouble) * diff).sum({1, 2}));
+                   size_t k0 = 0;
+                   for (size_t r : which) {
+                     const size_t R = rules[r].steps.size();
+                     for (int64_t i = 0; i < B; ++i) {
+                       Node node;
+                       std::vector<at::Tensor> rows;
+                       for (size_t k = k0; k < k0 + R; ++k) {
+                         rows.push_back(g[k][i]);
+                         node.f.push_back(values[i][steps[k]].item<double>());
+                         node.slope.push_back(slopes[k][i].item<double>());
+                       }
+                       node.grad = at::stack(rows).contiguous();
+                       rules[r].nodes[alphas[from + i]] = std::move(node);
                      }
-                     node.grad = at::stack(rows).contiguous();
-                     nodes[alphas[from + i]] = std::move(node);
+                     k0 += R;
                    }
-                   max_held = std::max(max_held, static_cast<int64_t>(nodes.size()));
+                   max_held = std::max(max_held, held());
                  });
-        used += static_cast<int64_t>(alphas.size());
+        used += static_cast<int64_t>(alphas.size() * which.size());
+        for (size_t r : which) rules[r].spent += static_cast<int64_t>(alphas.size());
       };
       // The first panels: equal, about `initial` of the points but at least kFirstPanels,
-      // within the budget and the memory bound.
-      const int64_t most = std::min<int64_t>(ig.n_points_, keep);
+      // within the budget and the memory bound; the same points for every rule.
+      const int64_t most = std::min<int64_t>(ig.n_points_, keep_one);
       int64_t n0 = static_cast<int64_t>(ig.initial_ * static_cast<double>(ig.n_points_) / pp);
       n0 = std::max<int64_t>(1, std::min(std::max(n0, kFirstPanels), (most - 1) / pp));
       std::vector<double> first;
@@ -464,118 +512,161 @@ class IntegratedGradients : public Explainer {
         const double b = static_cast<double>(panel + 1) / static_cast<double>(n0);
         first.push_back(nodes_of(a, b)[k - panel * pp]);
       }
-      run_points(first);
-      std::vector<double> scale;
-      for (int64_t k = 0; k < R; ++k)
-        scale.push_back(std::max(std::abs(nodes.at(1.0).f[k] - nodes.at(0.0).f[k]), 1e-6));
+      std::vector<size_t> every(rules.size());
+      for (size_t r = 0; r < rules.size(); ++r) every[r] = r;
+      run_points(every, first);
+      for (LobattoRule& rule : rules) {
+        for (size_t k = 0; k < rule.steps.size(); ++k) {
+          const double gap = std::abs(rule.nodes.at(1.0).f[k] - rule.nodes.at(0.0).f[k]);
+          rule.scale.push_back(std::max(gap, 1e-6));
+          rule.norm.push_back(gap + kAtol / kRtol);
+        }
+        rule.frozen_acc = at::zeros({static_cast<int64_t>(rule.steps.size()), T, D}, at::kDouble);
+      }
 
-      std::vector<LobattoPanel> live, frozen;
-      at::Tensor frozen_acc = at::zeros({R, T, D}, at::kDouble);
-      double frozen_error = 0;
-      auto open = [&](double a, double b) {
-        LobattoPanel pan{a, b, 0, 0};
+      std::vector<LobattoPanel> live;
+      auto open = [&](size_t r, double a, double b) {
+        LobattoRule& rule = rules[r];
+        LobattoPanel pan;
+        pan.rule = r;
+        pan.a = a;
+        pan.b = b;
         const std::vector<double> v = nodes_of(a, b);
-        double trapezoid = 0;
-        for (int64_t k = 0; k < R; ++k) {
-          double est = 0;
+        for (size_t k = 0; k < rule.steps.size(); ++k) {
+          double est = 0, trapezoid = 0;
           for (size_t j = 0; j < v.size(); ++j) {
-            const Node& x = nodes.at(v[j]);
+            const Node& x = rule.nodes.at(v[j]);
             est += (b - a) * L.weights[j] * x.slope[k];
             if (j + 1 < v.size()) {
               // The trapezoid rule's exact miss between neighbouring points: large where the
               // slope bends within the panel even when the panel's own misses cancel.
-              const Node& y = nodes.at(v[j + 1]);
+              const Node& y = rule.nodes.at(v[j + 1]);
               const double t =
                   0.5 * (v[j + 1] - v[j]) * (x.slope[k] + y.slope[k]) - (y.f[k] - x.f[k]);
-              trapezoid = std::max(trapezoid, std::abs(t) / scale[k]);
+              trapezoid = std::max(trapezoid, std::abs(t));
             }
           }
-          const double miss = est - (nodes.at(b).f[k] - nodes.at(a).f[k]);
-          pan.error = std::max(pan.error, std::abs(miss) / scale[k]);
+          const double miss = std::abs(est - (rule.nodes.at(b).f[k] - rule.nodes.at(a).f[k]));
+          pan.error = std::max(pan.error, miss / rule.scale[k]);
+          // Relative to |f(x) - f(x')| + kAtol / kRtol: steps with a tiny difference compete
+          // for points by an absolute miss, like an atol + rtol tolerance.
+          pan.need = std::max(pan.need, std::max(miss, kKappa * trapezoid) / rule.norm[k]);
         }
-        pan.need = std::max(pan.error, kKappa * trapezoid);
-        for (double x : v) ++nodes.at(x).refs;
+        // Narrower panels are not split: their points would be the same path point once the
+        // embeddings are rounded to float, and their checks are float noise.
+        if (b - a < kMinWidth) pan.need = 0;
+        for (double x : v) ++rule.nodes.at(x).refs;
         live.push_back(pan);
       };
       // Adds the panel's weighted gradients to `to` ([R, T, D] double); release: drop its refs.
       auto sum_panel = [&](const LobattoPanel& pan, at::Tensor& to, bool release) {
+        LobattoRule& rule = rules[pan.rule];
         const std::vector<double> v = nodes_of(pan.a, pan.b);
         for (size_t j = 0; j < v.size(); ++j) {
-          auto it = nodes.find(v[j]);
+          auto it = rule.nodes.find(v[j]);
           if (to.defined()) to += (pan.b - pan.a) * L.weights[j] * it->second.grad.to(at::kDouble);
-          if (release && --it->second.refs == 0) nodes.erase(it);
+          if (release && --it->second.refs == 0) rule.nodes.erase(it);
         }
       };
-      for (int64_t k = 0; k < n0; ++k) {
-        open(static_cast<double>(k) / static_cast<double>(n0),
-             static_cast<double>(k + 1) / static_cast<double>(n0));
+      for (size_t r = 0; r < rules.size(); ++r) {
+        for (int64_t k = 0; k < n0; ++k) {
+          open(r, static_cast<double>(k) / static_cast<double>(n0),
+               static_cast<double>(k + 1) / static_cast<double>(n0));
+        }
       }
-      const int64_t limit = ig.tol_ > 0 ? ig.max_points_ : ig.n_points_;
+      const int64_t limit = (ig.tol_ > 0 ? ig.max_points_ : ig.n_points_) * n_rules;
       for (;;) {
-        double total = 0;
-        for (const LobattoPanel& pan : live) total += pan.error;
-        for (const LobattoPanel& pan : frozen) total += pan.error;
-        if (ig.tol_ > 0 && total <= ig.tol_) break;
-        std::sort(live.begin(), live.end(),
-                  [](const LobattoPanel& x, const LobattoPanel& y) { return x.need > y.need; });
+        // With tol > 0 a rule whose panels' errors add up to at most tol is done.
+        std::vector<bool> done(rules.size(), false);
+        if (ig.tol_ > 0) {
+          std::vector<double> total(rules.size(), 0.0);
+          for (const LobattoPanel& pan : live) total[pan.rule] += pan.error;
+          bool all_done = true;
+          for (size_t r = 0; r < rules.size(); ++r) {
+            done[r] = total[r] + rules[r].frozen_error <= ig.tol_;
+            all_done = all_done && done[r];
+          }
+          if (all_done) break;
+        }
+        std::stable_sort(live.begin(), live.end(),
+                         [&](const LobattoPanel& x, const LobattoPanel& y) {
+                           if (done[x.rule] != done[y.rule]) return !done[x.rule];
+                           return x.need > y.need;
+                         });
         // This round: the worst panels, while their need is within kRound of the worst's.
-        std::vector<double> fresh;
+        std::vector<std::vector<double>> fresh(rules.size());
+        int64_t n_fresh = 0;
         size_t chosen = 0;
         for (; chosen < live.size(); ++chosen) {
           const LobattoPanel& pan = live[chosen];
-          if (chosen > 0 && pan.need < kRound * live[0].need) break;
+          if (done[pan.rule]) break;
+          if (pan.need <= 0 || (chosen > 0 && pan.need < kRound * live[0].need)) break;
           const double c = pan.a + (pan.b - pan.a) * 0.5;
           std::vector<double> add;
           for (double x : nodes_of(pan.a, c)) add.push_back(x);
           for (double x : nodes_of(c, pan.b)) add.push_back(x);
+          std::vector<double>& mine = fresh[pan.rule];
           std::vector<double> extra;
           for (double x : add) {
-            if (!nodes.count(x) && std::find(fresh.begin(), fresh.end(), x) == fresh.end() &&
+            if (!rules[pan.rule].nodes.count(x) &&
+                std::find(mine.begin(), mine.end(), x) == mine.end() &&
                 std::find(extra.begin(), extra.end(), x) == extra.end())
               extra.push_back(x);
           }
-          if (used + static_cast<int64_t>(fresh.size() + extra.size()) > limit) break;
+          const int64_t n_extra = static_cast<int64_t>(extra.size());
+          if (used + n_fresh + n_extra > limit) break;
           // A round adds at most a quarter of the held points (one split always fits).
-          if (chosen > 0 && static_cast<int64_t>(fresh.size() + extra.size()) > keep / 4) break;
-          fresh.insert(fresh.end(), extra.begin(), extra.end());
+          if (chosen > 0 && n_fresh + n_extra > keep / 4) break;
+          mine.insert(mine.end(), extra.begin(), extra.end());
+          n_fresh += n_extra;
         }
-        if (chosen == 0) break;
+        if (chosen == 0 || n_fresh == 0) break;
         // Bound the gradients held: freeze the live panels that need it least and are not split
-        // now. With tol > 0 only while the frozen panels' errors stay below tol / 2 (so the
-        // tolerance stays reachable; beyond that more gradients are held).
-        while (static_cast<int64_t>(nodes.size() + fresh.size()) > keep && live.size() > chosen) {
-          if (ig.tol_ > 0 && frozen_error + live.back().error > 0.5 * ig.tol_) break;
-          frozen_error += live.back().error;
+        // now. With tol > 0 only while the rule's frozen panels' errors stay below tol / 2 (so
+        // the tolerance stays reachable; beyond that more gradients are held).
+        while (held() + n_fresh > keep && live.size() > chosen) {
           LobattoPanel pan = live.back();
+          LobattoRule& rule = rules[pan.rule];
+          if (ig.tol_ > 0 && rule.frozen_error + pan.error > 0.5 * ig.tol_) break;
+          rule.frozen_error += pan.error;
           live.pop_back();
-          sum_panel(pan, frozen_acc, true);
-          frozen.push_back(pan);
+          sum_panel(pan, rule.frozen_acc, true);
+          rule.frozen.push_back(pan);
         }
-        run_points(fresh);
+        for (size_t r = 0; r < rules.size(); ++r)
+          if (!fresh[r].empty()) run_points({r}, fresh[r]);
         std::vector<LobattoPanel> split(live.begin(), live.begin() + chosen);
         live.erase(live.begin(), live.begin() + chosen);
         for (const LobattoPanel& pan : split) {
           const double c = pan.a + (pan.b - pan.a) * 0.5;
-          open(pan.a, c);
-          open(c, pan.b);
+          open(pan.rule, pan.a, c);
+          open(pan.rule, c, pan.b);
           at::Tensor none;
           sum_panel(pan, none, true);
         }
       }
-      Adaptive out;
-      std::vector<LobattoPanel> all = frozen;
-      at::Tensor total = frozen_acc;
-      for (const LobattoPanel& pan : live) {
-        sum_panel(pan, total, false);
-        all.push_back(pan);
+      std::vector<Adaptive> out(rules.size());
+      std::vector<std::vector<LobattoPanel>> all(rules.size());
+      std::vector<at::Tensor> total(rules.size());
+      for (size_t r = 0; r < rules.size(); ++r) {
+        all[r] = rules[r].frozen;
+        total[r] = rules[r].frozen_acc;
       }
-      std::sort(all.begin(), all.end(),
-                [](const LobattoPanel& x, const LobattoPanel& y) { return x.a < y.a; });
-      for (int64_t k = 0; k < R; ++k) out.acc.push_back(total[k]);
-      out.edges.push_back(0.0);
-      for (const LobattoPanel& pan : all) {
-        out.edges.push_back(pan.b);
-        out.error += pan.error;
+      for (const LobattoPanel& pan : live) {
+        sum_panel(pan, total[pan.rule], false);
+        all[pan.rule].push_back(pan);
+      }
+      for (size_t r = 0; r < rules.size(); ++r) {
+        std::sort(all[r].begin(), all[r].end(),
+                  [](const LobattoPanel& x, const LobattoPanel& y) { return x.a < y.a; });
+        for (size_t k = 0; k < rules[r].steps.size(); ++k)
+          out[r].acc.push_back(total[r][static_cast<int64_t>(k)]);
+        out[r].points = rules[r].spent;
+        out[r].edges.push_back(0.0);
+        for (const LobattoPanel& pan : all[r]) {
+          out[r].edges.push_back(pan.b);
+          out[r].error += pan.error;
+        }
       }
       return out;
     }
@@ -687,6 +778,13 @@ class IntegratedGradients : public Explainer {
   static constexpr double kRound = 0.5;
   // rule=adaptive splits by max(error, kKappa x the largest trapezoid miss in the panel).
   static constexpr double kKappa = 0.1;
+  // rule=adaptive compares panels of different steps by their miss relative to
+  // |f(x) - f(baseline)| + kAtol / kRtol (the shape of a tolerance kAtol + kRtol |f(x) - f(x')|,
+  // as in the completeness bound 1e-4 + 1e-3 |f(x) - f(x')|).
+  static constexpr double kAtol = 1e-4;
+  // rule=adaptive does not split panels narrower than this (in alpha).
+  static constexpr double kMinWidth = 1e-6;
+  static constexpr double kRtol = 1e-3;
   // rule=adaptive starts with at least this many panels (17 points with 3-point panels).
   static constexpr int64_t kFirstPanels = 8;
 
