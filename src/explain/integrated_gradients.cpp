@@ -187,15 +187,19 @@ namespace {
 // fills a chunk of 16 points at any n_steps >= 17); then, round by round, the panels that need it
 // most are bisected: need = max(the panel's exact check miss, kKappa x the largest exact
 // trapezoid miss between its neighbouring points, which flags a panel whose misses cancel by
-// luck). With an odd number of Lobatto points the edges and the centre of a split panel are
-// reused, so with 3 points a split costs 2 new points and nothing is thrown away. On stories260K
-// the integrand is not resolved at 64 points (several dips of width ~0.005), and there the many
-// cheap splits of the 3-point rule beat fewer panels of a higher order (measured in
-// bench/bench_ig_completeness.cpp; docs/integrated-gradients.md). tol > 0 stops early once the
-// panels' errors add up to less than tol |f(x) - f(baseline)|, and max_steps > n_steps lets the
-// splitting go on until then. Memory: at most max(64, 4 internal_batch_size) points' gradients
-// are held at a time; beyond that the live panels that need it least are frozen (added to the
-// sum, no longer split).
+// luck), relative to |f(x) - f(baseline)| + 0.1. The rules of a span's steps (per_step) share
+// one budget of S x n_steps points and each round splits the neediest panels over all of them,
+// so a step whose target bends sharply gets points an easy step does not need (on a benchmark
+// of 200 steps: 4 over the completeness bound at 64 points instead of 6; with tol=1e-3 none,
+// at 62.8 points per step on average). With an odd number of Lobatto points the edges and the
+// centre of a split panel are reused, so with 3 points a split costs 2 new points and nothing is
+// thrown away. On stories260K the integrand is not resolved at 64 points (several dips of width
+// ~0.005), and there the many cheap splits of the 3-point rule beat fewer panels of a higher order
+// (measured in bench/bench_ig_completeness.cpp; docs/integrated-gradients.md). tol > 0 stops early
+// once the panels' errors add up to less than tol |f(x) - f(baseline)|, and max_steps > n_steps
+// lets the splitting go on until then. Memory: at most max(64, 4 internal_batch_size) points'
+// gradients per rule are held at a time (one step's gradient each); beyond that the live panels
+// that need it least are frozen (added to the sum, no longer split).
 //
 // rule=probed (the rule before): `probes` + 1 forward passes sample f, panels of `per_panel`
 // Gauss-Legendre points are placed so each holds an equal share of f's variation, and the rest
