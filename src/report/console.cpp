@@ -61,6 +61,22 @@ std::string render_console(const Attribution& a, bool color, int top) {
                   a.features[idx[i]].label.c_str());
     o << buf;
   }
+  if (!a.convergence_delta.empty()) {
+    // Path methods: how far the scores of the worst step are from adding up to the target's
+    // change, absolute and relative to that change.
+    size_t worst = 0;
+    for (size_t s = 1; s < a.convergence_delta.size(); ++s)
+      if (std::fabs(a.convergence_delta[s]) > std::fabs(a.convergence_delta[worst])) worst = s;
+    const double gap = std::fabs(a.target_values[worst] - a.baseline_values[worst]);
+    char line[200];
+    std::snprintf(line, sizeof(line),
+                  "  completeness: |sum of scores - (f(x) - f(baseline))| = %.3g (%.2g of "
+                  "|f(x) - f(baseline)|)%s\n",
+                  std::fabs(a.convergence_delta[worst]),
+                  gap > 0 ? std::fabs(a.convergence_delta[worst]) / gap : 0.0,
+                  a.convergence_delta.size() > 1 ? ", worst step" : "");
+    o << line;
+  }
   char buf[160];
   std::snprintf(buf, sizeof(buf), "  (%.1f ms, %.1f forward-pass equivalents)\n", a.elapsed_ms,
                 a.forward_passes);

@@ -167,6 +167,9 @@ TEST(CliExplain, SpanWithSeveralMethodsWritesJsonAndHtml) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("== integrated_gradients"));
   EXPECT_THAT(r.out, HasSubstr("== occlusion"));
+  // Integrated gradients shows how far its scores are from adding up (occlusion has no line).
+  EXPECT_THAT(r.out, HasSubstr("completeness: |sum of scores - (f(x) - f(baseline))| = "));
+  EXPECT_EQ(r.out.find("completeness:"), r.out.rfind("completeness:"));
   std::string json = read_file(dir + "/e.json");
   EXPECT_THAT(json, HasSubstr("\"attributions\""));
   EXPECT_THAT(json, HasSubstr("\"convergence_delta\""));
