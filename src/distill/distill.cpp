@@ -11,7 +11,8 @@
 
 #include "candor/distill.h"
 #include "candor/error.h"
-#include "report/escape.h"
+#include "report/html_page.h"  // moves into src/report with the pages (architecture issue)
+using candor::report::html_escape;
 
 namespace candor::distill {
 

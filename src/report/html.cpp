@@ -5,36 +5,14 @@
 #include <sstream>
 
 #include "candor/report.h"
-#include "report/escape.h"
+#include "report/html_page.h"
 
 namespace candor {
 namespace {
 
-std::string esc(const std::string& s) { return html_escape(s, true); }
-
-std::string fmt(double v, int prec = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*g", prec, v);
-  return buf;
-}
-
-// Diverging colour: red for positive, blue for negative, white at zero; |v| / scale in [0, 1].
-std::string colour(double v, double scale) {
-  double t = scale > 0 ? std::min(1.0, std::fabs(v) / scale) : 0.0;
-  int r, g, b;
-  if (v >= 0) {
-    r = 255;
-    g = static_cast<int>(255 - t * (255 - 60));
-    b = static_cast<int>(255 - t * (255 - 50));
-  } else {
-    r = static_cast<int>(255 - t * (255 - 40));
-    g = static_cast<int>(255 - t * (255 - 110));
-    b = 255;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "#%02x%02x%02x", r, g, b);
-  return buf;
-}
+std::string esc(const std::string& s) { return report::html_escape(s, true); }
+std::string fmt(double v, int prec = 4) { return report::fmt_num(v, prec); }
+std::string colour(double v, double scale) { return report::diverging_colour(v, scale); }
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
@@ -42,22 +20,7 @@ double max_abs(const std::vector<double>& v) {
   return m;
 }
 
-const char* kStyle = R"CSS(
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-.meta{color:#555;font-size:.9em}.meta td{padding:0 1em 0 0}
-.text{line-height:2.1em;font-size:1.05em}
-.tok{padding:2px 1px;border-radius:3px;white-space:pre-wrap;cursor:default}
-.tok.gen{outline:1px dashed #999}
-.tok.off{color:#999}
-table.grid{border-collapse:collapse;font-size:.8em}
-table.grid td,table.grid th{border:1px solid #eee;padding:2px 4px;text-align:center;white-space:pre}
-table.grid th{background:#fafafa;font-weight:600}
-.legend{display:inline-block;width:220px;height:12px;background:linear-gradient(90deg,#2870ff,#fff,#ff3c32);vertical-align:middle;margin:0 .5em}
-.small{font-size:.8em;color:#666}
-.methods{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
-.card{border:1px solid #e3e3e3;border-radius:6px;padding:.6em 1em}
-)CSS";
+
 
 // The text of the sequence with each token coloured by the score of its feature.
 void heat_text(std::ostringstream& o, const Attribution& a,
@@ -264,8 +227,7 @@ void quality_table(std::ostringstream& o, const std::vector<Attribution>& as) {
 
 std::string render_html(const std::vector<Attribution>& as, const ReportContext& c) {
   std::ostringstream o;
-  o << "<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>" << esc(c.title)
-    << "</title><style>" << kStyle << "</style></head><body><h1>" << esc(c.title) << "</h1>";
+  o << report::page_begin(c.title);
   o << "<table class=meta>";
   if (!c.model.empty()) o << "<tr><td>model</td><td>" << esc(c.model) << "</td></tr>";
   o << "<tr><td>prompt</td><td>" << esc(c.prompt) << "</td></tr>";
@@ -283,7 +245,7 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
   quality_table(o, as);
   for (const auto& a : as) lens_grid(o, a);
   for (const auto& a : as) attention_maps(o, a);
-  o << "<p class=small>made by candor</p></body></html>\n";
+  o << "<p class=small>made by candor</p>" << report::page_end();
   return o.str();
 }
 

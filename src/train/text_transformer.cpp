@@ -24,7 +24,8 @@
 
 #include "candor/error.h"
 #include "models/encoder.h"
-#include "report/escape.h"
+#include "report/html_page.h"  // moves into src/report with the pages (architecture issue)
+using candor::report::html_escape;
 #include "tokenizers/hf_unicode.h"
 
 #include "train/init.h"
