@@ -62,7 +62,7 @@ struct Include {
 };
 
 std::vector<Include> includes_of(const fs::path& file) {
-  static const std::regex re(R"(^\s*#\s*include\s*"([^"]+)")");
+  static const std::regex re(R"re(^\s*#\s*include\s*"([^"]+)")re");
   std::ifstream in(file);
   std::vector<Include> out;
   std::string line;
