@@ -257,6 +257,9 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
 // n_candidates, n_rounds, top_k, success_below, max_prob_change, and neighbours (substitution) or
 // radius (noise). Throws Error(kInvalidArgument) naming the bad part and listing the options.
 AttackOptions parse_attack(const std::string& spec);
+// The declared options of an attack in `space` (defaults: AttackOptions'), e.g. for
+// options_to_json.
+OptionSpecs attack_option_specs(PerturbationSpace space);
 // "substitution" or "noise".
 const char* attack_space_name(const AttackOptions& options);
 // The settings as JSON (space and every option).

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "candor/error.h"
-#include "core/options.h"
+#include "candor/options.h"
 #include "evaluate/internal.h"
 
 namespace candor {
@@ -262,6 +262,30 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
   return out;
 }
 
+OptionSpecs attack_option_specs(PerturbationSpace space) {
+  // The defaults are AttackOptions' own, so they are written once.
+  const AttackOptions d;
+  OptionSpecs specs = {
+      OptionSpec::integer("n_candidates", d.n_candidates, 1, 100000,
+                          "candidate changes tried per round"),
+      OptionSpec::integer("n_rounds", d.n_rounds, 1, 1000,
+                          "greedy rounds (substitution: one more substitution per round)"),
+      OptionSpec::integer("top_k", d.top_k, 1, 100000,
+                          "the explanation's top-k features whose intersection is attacked"),
+      OptionSpec::real("success_below", d.success_below, 0.0, 1.0,
+                       "the attack succeeds when the top-k intersection drops below this"),
+      OptionSpec::real("max_prob_change", d.max_prob_change, 0.0, 1.0,
+                       "largest change of the top token's probability a change may make")};
+  if (space == PerturbationSpace::kToken) {
+    specs.push_back(OptionSpec::integer("neighbours", d.neighbours, 1, 100000,
+                                        "nearest-neighbour tokens tried per position"));
+  } else {
+    specs.push_back(OptionSpec::real("radius", d.radius, 0.0, 1e6,
+                                     "embedding noise radius (x the std of the embedding matrix)"));
+  }
+  return specs;
+}
+
 AttackOptions parse_attack(const std::string& spec) {
   auto [name, given] = parse_spec(spec);
   AttackOptions o;
@@ -274,30 +298,16 @@ AttackOptions parse_attack(const std::string& spec) {
                 "attacks are substitution (nearest-neighbour token substitutions) and noise "
                 "(embedding noise within a radius), e.g. substitution:n_rounds=2,top_k=3");
   }
-  auto num = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%g", v);
-    return std::string(buf);
-  };
-  std::map<std::string, std::string> defaults = {{"n_candidates", std::to_string(o.n_candidates)},
-                                                 {"n_rounds", std::to_string(o.n_rounds)},
-                                                 {"top_k", std::to_string(o.top_k)},
-                                                 {"success_below", num(o.success_below)},
-                                                 {"max_prob_change", num(o.max_prob_change)}};
+  Options opt("attack", attack_space_name(o), attack_option_specs(o.space), given);
+  o.n_candidates = opt.get_int("n_candidates");
+  o.n_rounds = opt.get_int("n_rounds");
+  o.top_k = opt.get_int("top_k");
+  o.success_below = opt.get_double("success_below");
+  o.max_prob_change = opt.get_double("max_prob_change");
   if (o.space == PerturbationSpace::kToken)
-    defaults["neighbours"] = std::to_string(o.neighbours);
+    o.neighbours = opt.get_int("neighbours");
   else
-    defaults["radius"] = num(o.radius);
-  Options opt(std::string("attack ") + attack_space_name(o), defaults, given);
-  o.n_candidates = opt.get_int("n_candidates", 1, 100000);
-  o.n_rounds = opt.get_int("n_rounds", 1, 1000);
-  o.top_k = opt.get_int("top_k", 1, 100000);
-  o.success_below = opt.get_double("success_below", 0.0, 1.0);
-  o.max_prob_change = opt.get_double("max_prob_change", 0.0, 1.0);
-  if (o.space == PerturbationSpace::kToken)
-    o.neighbours = opt.get_int("neighbours", 1, 100000);
-  else
-    o.radius = opt.get_double("radius", 0.0, 1e6);
+    o.radius = opt.get_double("radius");
   return o;
 }
 

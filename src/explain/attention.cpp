@@ -29,12 +29,7 @@ nlohmann::json rows_json(const at::Tensor& m) {  // [R, K] double -> [[...], ...
 class AttentionExplainer : public Explainer {
  public:
   explicit AttentionExplainer(Options o) : o_(std::move(o)) {
-    mode_ = o_.get("mode");
-    if (mode_ != "last" && mode_ != "mean" && mode_ != "rollout") {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          "option mode of method 'attention' must be last, mean or rollout, got '" + mode_ + "'");
-    }
+    mode_ = o_.get("mode");  // last, mean or rollout
   }
   std::string name() const override { return "attention"; }
   std::map<std::string, std::string> options() const override { return o_.values(); }

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "candor/explain.h"
-#include "core/options.h"
+#include "candor/options.h"
 
 namespace candor::explain {
 

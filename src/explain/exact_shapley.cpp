@@ -15,8 +15,8 @@ constexpr int64_t kHardLimit = 20;  // 2^20 coalitions: beyond this, sampling is
 class ExactShapleyExplainer : public Explainer {
  public:
   explicit ExactShapleyExplainer(Options o) : o_(std::move(o)) {
-    max_features_ = o_.get_int("max_features", 1, kHardLimit);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+    max_features_ = o_.get_int("max_features");  // <= kHardLimit (the declared bound)
+    batch_ = o_.get_int("internal_batch_size");
   }
   std::string name() const override { return "exact_shapley"; }
   std::map<std::string, std::string> options() const override { return o_.values(); }

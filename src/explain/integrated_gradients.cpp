@@ -208,26 +208,20 @@ namespace {
 class IntegratedGradients : public Explainer {
  public:
   explicit IntegratedGradients(Options o) : o_(std::move(o)) {
-    n_points_ = o_.get_int("n_steps", 1, 1 << 20);
+    // Types, bounds and choices are checked against the declarations (registry.cpp).
+    n_points_ = o_.get_int("n_steps");
     method_ = o_.get("method");
-    rule_ = o_.get("rule");
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 20);
-    probes_ = o_.get_int("probes", 0, 1 << 16);
-    per_panel_ = o_.get("per_panel") == "auto" ? -1 : o_.get_int("per_panel", 1, 64);
+    rule_ = o_.get("rule");  // adaptive, probed or plain
+    batch_ = o_.get_int("internal_batch_size");
+    probes_ = o_.get_int("probes");
+    per_panel_ = o_.is("per_panel", "auto") ? -1 : o_.get_int("per_panel");
     per_step_ = o_.get_bool("per_step");
-    tol_ = o_.get_double("tol", 0, 1);
-    if (rule_ != "adaptive" && rule_ != "probed" && rule_ != "plain") {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "option rule of method 'integrated_gradients' must be adaptive, probed or "
-                  "plain, got '" +
-                      rule_ + "'");
-    }
+    tol_ = o_.get_double("tol");
     if (probes_ == 0) rule_ = "plain";  // probes=0 meant one plain rule before rule= existed
     if (per_panel_ < 0) per_panel_ = rule_ == "probed" ? 4 : 2;
-    initial_ = o_.get("initial") == "auto" ? (rule_ == "probed" ? 0.75 : 0.25)
-                                           : o_.get_double("initial", 0, 1);
-    max_points_ =
-        o_.get("max_steps") == "n_steps" ? n_points_ : o_.get_int("max_steps", 1, 1 << 20);
+    initial_ = o_.is("initial", "auto") ? (rule_ == "probed" ? 0.75 : 0.25)
+                                        : o_.get_double("initial");
+    max_points_ = o_.is("max_steps", "n_steps") ? n_points_ : o_.get_int("max_steps");
     if (max_points_ < n_points_) {
       throw Error(ErrorCode::kInvalidArgument,
                   "option max_steps of method 'integrated_gradients' must be >= n_steps (" +

@@ -115,9 +115,9 @@ Design make_design(int64_t F, int64_t n_samples, bool paired, uint64_t seed) {
 class KernelShapExplainer : public Explainer {
  public:
   explicit KernelShapExplainer(Options o) : o_(std::move(o)) {
-    n_samples_ = o_.get_int("n_samples", 1, 1 << 24);
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+    n_samples_ = o_.get_int("n_samples");
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
     paired_ = o_.get_bool("paired");
   }
   std::string name() const override { return "kernel_shap"; }

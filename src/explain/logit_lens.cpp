@@ -9,7 +9,7 @@ namespace {
 
 class LogitLens : public Explainer {
  public:
-  explicit LogitLens(Options o) : o_(std::move(o)) { top_k_ = o_.get_int("top_k", 1, 1 << 20); }
+  explicit LogitLens(Options o) : o_(std::move(o)) { top_k_ = o_.get_int("top_k"); }
   std::string name() const override { return "logit_lens"; }
   std::map<std::string, std::string> options() const override { return o_.values(); }
 

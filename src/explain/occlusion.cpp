@@ -9,10 +9,11 @@ namespace {
 class OcclusionExplainer : public Explainer {
  public:
   explicit OcclusionExplainer(Options o) : o_(std::move(o)) {
-    name_ = o_.method();
-    window_ = o_.values().count("window") ? o_.get_int("window", 1, 1 << 20) : 1;
-    stride_ = o_.values().count("stride") ? o_.get_int("stride", 1, 1 << 20) : 1;
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+    name_ = o_.name();
+    // leave_one_out is occlusion with window 1 and stride 1.
+    window_ = name_ == "occlusion" ? o_.get_int("window") : 1;
+    stride_ = name_ == "occlusion" ? o_.get_int("stride") : 1;
+    batch_ = o_.get_int("internal_batch_size");
   }
   std::string name() const override { return name_; }
   std::map<std::string, std::string> options() const override { return o_.values(); }

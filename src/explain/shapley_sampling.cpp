@@ -11,10 +11,10 @@ namespace {
 class ShapleySamplingExplainer : public Explainer {
  public:
   explicit ShapleySamplingExplainer(Options o) : o_(std::move(o)) {
-    n_permutations_ = o_.get_int("n_permutations", 1, 1 << 20);
+    n_permutations_ = o_.get_int("n_permutations");
     antithetic_ = o_.get_bool("antithetic");
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
   }
   std::string name() const override { return "shapley_sampling"; }
   std::map<std::string, std::string> options() const override { return o_.values(); }

@@ -25,16 +25,11 @@ namespace {
 class NoiseExplainer : public Explainer {
  public:
   NoiseExplainer(std::string name, Options o) : name_(std::move(name)), o_(std::move(o)) {
-    n_samples_ = o_.get_int("n_samples", 1, 1 << 20);
-    stdev_ = o_.get_double("stdev", 0.0, 1e6);
-    base_ = o_.get("base");
-    if (base_ != "saliency" && base_ != "input_x_gradient") {
-      throw Error(ErrorCode::kInvalidArgument, "option base of method '" + name_ +
-                                                   "' must be saliency or input_x_gradient, got '" +
-                                                   base_ + "'");
-    }
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 20);
+    n_samples_ = o_.get_int("n_samples");
+    stdev_ = o_.get_double("stdev");
+    base_ = o_.get("base");  // saliency or input_x_gradient
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
   }
   std::string name() const override { return name_; }
   std::map<std::string, std::string> options() const override { return o_.values(); }
