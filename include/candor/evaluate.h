@@ -165,8 +165,9 @@ struct SanityOptions {
 };
 
 // Model-parameter randomisation test (Adebayo et al. 2018). Parameters are re-drawn (matrices
-// from N(0, std of the original), 1-D norm weights from N(mean, std)) in place and restored before
-// returning, also on errors: nothing else may use `model` meanwhile.
+// from N(0, std of the original), 1-D norm weights from N(mean, std)) in a copy of the model
+// (Model::clone): `model` is never changed, so others may use it meanwhile. Models that cannot
+// be copied throw Error(kUnsupported).
 std::vector<RandomisationStep> randomisation_test(const Model& model, const ExplainRequest& request,
                                                   const Explainer& explainer,
                                                   const Attribution& attribution,
