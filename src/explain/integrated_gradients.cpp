@@ -44,9 +44,9 @@ namespace {
 // Gauss-Legendre points are placed so each holds an equal share of f's variation, and the rest
 // of the points split the worst panels (the split panel's points are discarded and counted).
 // rule=plain (or probes=0): one n_steps-point Gauss-Legendre rule.
-class IntegratedGradients : public Explainer {
+class IntegratedGradients : public Method {
  public:
-  explicit IntegratedGradients(Options o) : o_(std::move(o)) {
+  explicit IntegratedGradients(Options o) : Method(std::move(o)) {
     // Types, bounds and choices are checked against the declarations (registry.cpp).
     n_points_ = o_.get_int("n_steps");
     method_ = o_.get("method");
@@ -58,8 +58,8 @@ class IntegratedGradients : public Explainer {
     tol_ = o_.get_double("tol");
     if (probes_ == 0) rule_ = "plain";  // probes=0 meant one plain rule before rule= existed
     if (per_panel_ < 0) per_panel_ = rule_ == "probed" ? 4 : 2;
-    initial_ = o_.is("initial", "auto") ? (rule_ == "probed" ? 0.75 : 0.25)
-                                        : o_.get_double("initial");
+    initial_ =
+        o_.is("initial", "auto") ? (rule_ == "probed" ? 0.75 : 0.25) : o_.get_double("initial");
     max_points_ = o_.is("max_steps", "n_steps") ? n_points_ : o_.get_int("max_steps");
     if (max_points_ < n_points_) {
       throw Error(ErrorCode::kInvalidArgument,
@@ -70,8 +70,6 @@ class IntegratedGradients : public Explainer {
     // A composite rule needs room for one panel; fewer points give one plain rule.
     if (method_ != "gausslegendre" || n_points_ < per_panel_ + 1) rule_ = "plain";
   }
-  std::string name() const override { return "integrated_gradients"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -625,7 +623,6 @@ class IntegratedGradients : public Explainer {
   // rule=adaptive starts with at least this many panels (17 points with 3-point panels).
   static constexpr int64_t kFirstPanels = 8;
 
-  Options o_;
   int64_t n_points_ = 0;
   std::string method_;
   std::string rule_;

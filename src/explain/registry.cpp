@@ -42,11 +42,11 @@ const std::vector<Entry>& registry() {
       {"saliency",
        "norm of the target's gradient w.r.t. each token embedding",
        {S::choice("norm", "l2", {"l2", "l1", "max"}, "norm of the gradient over the embedding")},
-       explain::make_saliency},
+       explain::make_gradient},
       {"input_x_gradient",
        "embedding times gradient, summed over the embedding",
        {},
-       explain::make_input_x_gradient},
+       explain::make_gradient},
       {"integrated_gradients",
        "gradient integrated along the straight path from the baseline to the input embeddings "
        "(method: gausslegendre or riemann_left/right/middle/trapezoid), times input - baseline; "
@@ -68,8 +68,7 @@ const std::vector<Entry>& registry() {
                   "probe-placed Gauss-Legendre panels, or one rule"),
         S::integer("probes", 32, 0, 1 << 16,
                    "forward passes + 1 that place rule=probed's panels (0: rule=plain)"),
-        S::integer("per_panel", 0, 1, 64,
-                   "points per panel (auto: 2 for adaptive, 4 for probed)")
+        S::integer("per_panel", 0, 1, 64, "points per panel (auto: 2 for adaptive, 4 for probed)")
             .or_word("auto", true),
         S::boolean("per_step", true, "a rule per step of a span, sharing one budget"),
         S::real("tol", 0, 0, 1,
@@ -86,12 +85,9 @@ const std::vector<Entry>& registry() {
       {"smoothgrad",
        "mean over n_samples noisy copies of the input (noise std = stdev x the std of the "
        "feature embeddings) of the base gradient score (saliency or input_x_gradient)",
-       noise_options(),
-       explain::make_smoothgrad},
-      {"vargrad",
-       "variance over noisy copies of the input of the base gradient score per token",
-       noise_options(),
-       explain::make_vargrad},
+       noise_options(), explain::make_noise},
+      {"vargrad", "variance over noisy copies of the input of the base gradient score per token",
+       noise_options(), explain::make_noise},
       // --- internals -------------------------------------------------------------------------
       {"attention",
        "head-averaged attention from the explained position to each token (mode: last layer, "
@@ -126,8 +122,7 @@ const std::vector<Entry>& registry() {
        "Shapley values as a Shapley-kernel weighted linear fit to n_samples coalitions "
        "(sizes enumerated while the budget covers them, the rest sampled; all when "
        "2^F - 2 <= n_samples), efficiency exact",
-       {S::integer("n_samples", 512, 1, 1 << 24, "coalitions fitted"), seed(),
-        batch(32, 1 << 16),
+       {S::integer("n_samples", 512, 1, 1 << 24, "coalitions fitted"), seed(), batch(32, 1 << 16),
         S::boolean("paired", true, "sample each coalition with its complement")},
        explain::make_kernel_shap},
       {"lime",
