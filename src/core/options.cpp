@@ -58,7 +58,8 @@ int parse_bool(const std::string& v) {  // 1 true, 0 false, -1 neither
 
 std::string list_with_defaults(const OptionSpecs& specs) {
   std::string out;
-  for (const OptionSpec& s : specs) out += (out.empty() ? "" : ", ") + s.name + "=" + s.default_value;
+  for (const OptionSpec& s : specs)
+    out += (out.empty() ? "" : ", ") + s.name + "=" + s.default_value;
   return out.empty() ? "(none)" : out;
 }
 
@@ -91,11 +92,16 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 const char* option_type_name(OptionType type) {
   switch (type) {
-    case OptionType::kInt: return "int";
-    case OptionType::kDouble: return "double";
-    case OptionType::kBool: return "bool";
-    case OptionType::kString: return "string";
-    case OptionType::kEnum: return "enum";
+    case OptionType::kInt:
+      return "int";
+    case OptionType::kDouble:
+      return "double";
+    case OptionType::kBool:
+      return "bool";
+    case OptionType::kString:
+      return "string";
+    case OptionType::kEnum:
+      return "enum";
   }
   return "?";
 }
@@ -151,9 +157,8 @@ OptionSpec OptionSpec::choice(std::string name, std::string def, std::vector<std
   s.description = std::move(description);
   s.choices = std::move(choices);
   if (std::find(s.choices.begin(), s.choices.end(), s.default_value) == s.choices.end()) {
-    throw Error(ErrorCode::kInternal,
-                "option " + s.name + " declares default '" + s.default_value +
-                    "' outside its choices");
+    throw Error(ErrorCode::kInternal, "option " + s.name + " declares default '" + s.default_value +
+                                          "' outside its choices");
   }
   return s;
 }
@@ -172,11 +177,18 @@ OptionSpec& OptionSpec::above() {
 std::string OptionSpec::expects() const {
   std::string out;
   switch (type) {
-    case OptionType::kBool: return "true or false";
-    case OptionType::kString: return "a string";
-    case OptionType::kEnum: return "one of " + join(choices, ", ", " or ");
-    case OptionType::kInt: out = "an integer"; break;
-    case OptionType::kDouble: out = "a number"; break;
+    case OptionType::kBool:
+      return "true or false";
+    case OptionType::kString:
+      return "a string";
+    case OptionType::kEnum:
+      return "one of " + join(choices, ", ", " or ");
+    case OptionType::kInt:
+      out = "an integer";
+      break;
+    case OptionType::kDouble:
+      out = "a number";
+      break;
   }
   const bool lo = std::isfinite(min), hi = std::isfinite(max);
   if (lo && hi && !min_exclusive) {
@@ -192,8 +204,12 @@ std::string OptionSpec::expects() const {
 void OptionSpec::check(const std::string& owner, const std::string& value) const {
   bool ok = false;
   switch (type) {
-    case OptionType::kString: ok = true; break;
-    case OptionType::kBool: ok = parse_bool(value) >= 0; break;
+    case OptionType::kString:
+      ok = true;
+      break;
+    case OptionType::kBool:
+      ok = parse_bool(value) >= 0;
+      break;
     case OptionType::kEnum:
       ok = std::find(choices.begin(), choices.end(), value) != choices.end();
       break;
@@ -216,11 +232,10 @@ void OptionSpec::check(const std::string& owner, const std::string& value) const
     }
   }
   if (!ok) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "option " + name + " of " + owner + " must be " + expects() + ", got '" + value +
-                    "'",
-                name + " (" + option_type_name(type) + ", default " + default_value +
-                    "): " + description);
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "option " + name + " of " + owner + " must be " + expects() + ", got '" + value + "'",
+        name + " (" + option_type_name(type) + ", default " + default_value + "): " + description);
   }
 }
 
@@ -342,9 +357,7 @@ std::string Options::get(const std::string& key) const {
   return it->second;
 }
 
-bool Options::is(const std::string& key, const std::string& word) const {
-  return get(key) == word;
-}
+bool Options::is(const std::string& key, const std::string& word) const { return get(key) == word; }
 
 std::map<std::string, std::string> option_defaults(const OptionSpecs& specs) {
   std::map<std::string, std::string> out;

@@ -73,8 +73,7 @@ TEST(Options, BadValuesNameTheOptionAndItsTypeOrBounds) {
               HasSubstr("option n_steps of method 'demo' must be an integer in [1, 1048576], "
                         "got '0'"));
   EXPECT_THAT(error_of({{"n_steps", "2.5"}}).what(), HasSubstr("an integer"));
-  EXPECT_THAT(error_of({{"per_panel", "many"}}).what(),
-              HasSubstr("an integer in [1, 64] or auto"));
+  EXPECT_THAT(error_of({{"per_panel", "many"}}).what(), HasSubstr("an integer in [1, 64] or auto"));
   EXPECT_THAT(error_of({{"width", "0"}}).what(), HasSubstr("a number > 0 and <= 1e+06"));
   EXPECT_THAT(error_of({{"width", "nan"}}).what(), HasSubstr("width"));
   EXPECT_THAT(error_of({{"paired", "maybe"}}).what(), HasSubstr("true or false"));

@@ -90,8 +90,8 @@ TEST(ReadmeMethodTable, DeclarationsAreCompleteAndDefaultsValid) {
     for (const OptionSpec& s : e.options) {
       EXPECT_FALSE(s.description.empty()) << e.name << "." << s.name;
       EXPECT_EQ(e.defaults.at(s.name), s.default_value);
-      EXPECT_NO_THROW(s.check("method '" + e.name + "'", s.default_value)) << e.name << "."
-                                                                            << s.name;
+      EXPECT_NO_THROW(s.check("method '" + e.name + "'", s.default_value))
+          << e.name << "." << s.name;
     }
     // The defaults build the method, and so does each default given explicitly.
     std::string spec = e.name;
