@@ -91,28 +91,27 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 const char* option_type_name(OptionType type) {
-  switch (type) {
-    case OptionType::kInt:
-      return "int";
-    case OptionType::kDouble:
-      return "double";
-    case OptionType::kBool:
-      return "bool";
-    case OptionType::kString:
-      return "string";
-    case OptionType::kEnum:
-      return "enum";
-  }
-  return "?";
+  static const char* const kNames[] = {"int", "double", "bool", "string", "enum"};  // enum order
+  return kNames[static_cast<int>(type)];
 }
+
+namespace {
+
+OptionSpec declare(std::string name, OptionType type, std::string def, std::string description) {
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = type;
+  s.default_value = std::move(def);
+  s.description = std::move(description);
+  return s;
+}
+
+}  // namespace
 
 OptionSpec OptionSpec::integer(std::string name, int64_t def, int64_t min, int64_t max,
                                std::string description) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.type = OptionType::kInt;
-  s.default_value = std::to_string(def);
-  s.description = std::move(description);
+  OptionSpec s =
+      declare(std::move(name), OptionType::kInt, std::to_string(def), std::move(description));
   s.min = min == INT64_MIN ? -std::numeric_limits<double>::infinity() : static_cast<double>(min);
   s.max = max == INT64_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(max);
   return s;
@@ -120,41 +119,26 @@ OptionSpec OptionSpec::integer(std::string name, int64_t def, int64_t min, int64
 
 OptionSpec OptionSpec::real(std::string name, double def, double min, double max,
                             std::string description) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.type = OptionType::kDouble;
-  s.default_value = number_text(def);
-  s.description = std::move(description);
+  OptionSpec s =
+      declare(std::move(name), OptionType::kDouble, number_text(def), std::move(description));
   s.min = min;
   s.max = max;
   return s;
 }
 
 OptionSpec OptionSpec::boolean(std::string name, bool def, std::string description) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.type = OptionType::kBool;
-  s.default_value = def ? "true" : "false";
-  s.description = std::move(description);
-  return s;
+  return declare(std::move(name), OptionType::kBool, def ? "true" : "false",
+                 std::move(description));
 }
 
 OptionSpec OptionSpec::text(std::string name, std::string def, std::string description) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.type = OptionType::kString;
-  s.default_value = std::move(def);
-  s.description = std::move(description);
-  return s;
+  return declare(std::move(name), OptionType::kString, std::move(def), std::move(description));
 }
 
 OptionSpec OptionSpec::choice(std::string name, std::string def, std::vector<std::string> choices,
                               std::string description) {
-  OptionSpec s;
-  s.name = std::move(name);
-  s.type = OptionType::kEnum;
-  s.default_value = std::move(def);
-  s.description = std::move(description);
+  OptionSpec s =
+      declare(std::move(name), OptionType::kEnum, std::move(def), std::move(description));
   s.choices = std::move(choices);
   if (std::find(s.choices.begin(), s.choices.end(), s.default_value) == s.choices.end()) {
     throw Error(ErrorCode::kInternal, "option " + s.name + " declares default '" + s.default_value +
@@ -175,21 +159,10 @@ OptionSpec& OptionSpec::above() {
 }
 
 std::string OptionSpec::expects() const {
-  std::string out;
-  switch (type) {
-    case OptionType::kBool:
-      return "true or false";
-    case OptionType::kString:
-      return "a string";
-    case OptionType::kEnum:
-      return "one of " + join(choices, ", ", " or ");
-    case OptionType::kInt:
-      out = "an integer";
-      break;
-    case OptionType::kDouble:
-      out = "a number";
-      break;
-  }
+  if (type == OptionType::kBool) return "true or false";
+  if (type == OptionType::kString) return "a string";
+  if (type == OptionType::kEnum) return "one of " + join(choices, ", ", " or ");
+  std::string out = type == OptionType::kInt ? "an integer" : "a number";
   const bool lo = std::isfinite(min), hi = std::isfinite(max);
   if (lo && hi && !min_exclusive) {
     out += " in [" + bound_text(*this, min) + ", " + bound_text(*this, max) + "]";
@@ -202,34 +175,21 @@ std::string OptionSpec::expects() const {
 }
 
 void OptionSpec::check(const std::string& owner, const std::string& value) const {
-  bool ok = false;
-  switch (type) {
-    case OptionType::kString:
-      ok = true;
-      break;
-    case OptionType::kBool:
-      ok = parse_bool(value) >= 0;
-      break;
-    case OptionType::kEnum:
-      ok = std::find(choices.begin(), choices.end(), value) != choices.end();
-      break;
-    case OptionType::kInt:
-    case OptionType::kDouble: {
-      if (std::find(choices.begin(), choices.end(), value) != choices.end()) {
-        ok = true;
-        break;
-      }
-      double x = 0;
-      int64_t i = 0;
-      if (type == OptionType::kInt) {
-        ok = parse_int(value, &i);
-        x = static_cast<double>(i);
-      } else {
-        ok = parse_double(value, &x);
-      }
-      ok = ok && (min_exclusive ? x > min : x >= min) && x <= max;
-      break;
+  // kEnum: one of the choices; kInt / kDouble: one of the words, or a number within the bounds.
+  const bool listed = std::find(choices.begin(), choices.end(), value) != choices.end();
+  bool ok = listed || type == OptionType::kString;
+  if (type == OptionType::kBool) {
+    ok = parse_bool(value) >= 0;
+  } else if (!ok && (type == OptionType::kInt || type == OptionType::kDouble)) {
+    double x = 0;
+    int64_t i = 0;
+    if (type == OptionType::kInt) {
+      ok = parse_int(value, &i);
+      x = static_cast<double>(i);
+    } else {
+      ok = parse_double(value, &x);
     }
+    ok = ok && (min_exclusive ? x > min : x >= min) && x <= max;
   }
   if (!ok) {
     throw Error(
