@@ -1,7 +1,10 @@
-// Human-readable views of attributions: a console view and a self-contained HTML report (no
+// Human-readable views: of attributions, a console view and a self-contained HTML report (no
 // network needed to open it): heat maps, step x feature matrices, methods side by side, the
-// logit-lens grid and attention maps.
+// logit-lens grid and attention maps; of evaluations, the benchmark table as Markdown and HTML,
+// rendered from its JSON.
 #pragma once
+
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
@@ -24,5 +27,11 @@ std::string render_html(const std::vector<Attribution>& attributions, const Repo
 // A console view: the text coloured by score (ANSI colours when `color`), then the strongest
 // features with their scores.
 std::string render_console(const Attribution& attribution, bool color, int top = 8);
+
+// The summary of `candor evaluate` (summarize_benchmark, with summarize_attacks' block under
+// "attacks") as a Markdown table and as a self-contained HTML page (curves as inline SVG); an
+// "attacks" block adds its table and the changes found per example.
+std::string render_benchmark_markdown(const nlohmann::json& summary);
+std::string render_benchmark_html(const nlohmann::json& summary);
 
 }  // namespace candor
