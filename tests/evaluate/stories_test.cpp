@@ -101,7 +101,7 @@ TEST(Stories260K, RealMethodsBeatDecoysOnComprehensiveness) {
       std::cout << "  " << rank.methods[mth] << " beats " << rank.decoys[d] << " in "
                 << rank.win_rate[mth][d] * 100 << "% of " << rank.n_examples << " prompts (ties "
                 << rank.tie_rate[mth][d] * 100 << "%)\n";
-      // Found (50 distinct prompts, docs/evaluation.md): both methods beat random, inverted,
+      // Found (50 distinct prompts, docs/results/evaluation.md): both methods beat random, inverted,
       // first and lexicon in 94-100%. The recency decoy "last" is a strong explanation of a
       // next-token log-prob on this model (integrated gradients itself ranks the last token
       // first in 41 of 50 prompts; removing the last n tokens together destroys the local
@@ -187,7 +187,7 @@ TEST(Stories260K, RealMethodsBeatEveryDecoyOnTheGeneratedAnswer) {
   }
   DecoyRanking rank =
       rank_against_decoys(values, {"integrated_gradients", "occlusion"}, decoy_names);
-  // Found (docs/evaluation.md): every decoy beaten by both methods in 96-100% of the prompts
+  // Found (docs/results/evaluation.md): every decoy beaten by both methods in 96-100% of the prompts
   // (integrated gradients vs last 96%, the rest 100%); random and inverted caught in 100%; on
   // 50 other prompts (seeds 1000+) 98-100%. The scope is narrow: the same target on
   // mid-sentence prompts, with word features, or with 3-token answers only gives integrated
@@ -278,7 +278,7 @@ TEST(Stories260K, CascadingRandomisationLowersSimilarityForGradientMethods) {
     double first = (s[0] + s[1] + s[2]) / 3, last = (s[4] + s[5] + s[6]) / 3;
     EXPECT_LT(last, first) << spec;
   }
-  // Attention: recorded, not asserted to fall (see the printed figures and docs/evaluation.md).
+  // Attention: recorded, not asserted to fall (see the printed figures and docs/results/evaluation.md).
   cascade(m, "attention", ps);
   EXPECT_TRUE(at::equal(m.named_parameters()[1].second, before));  // restored
 }
