@@ -104,11 +104,12 @@ TEST(ExplainJob, TargetsAndContrastsFromText) {
   o.model = borrowed();
   o.prompt = "Once upon a";
   const Tokenizer& tok = builtin_lm().tokenizer();
-  o.target = "the";  // found as the piece " the"
+  // A token given as its piece (the byte-level vocabulary's pieces spell a space as U+0120).
+  const TokenId upon = tok.encode(" upon", false, false).at(0);
+  o.target = tok.piece(upon);
   jobs::ExplainSetup s = jobs::build_explain_request(builtin_lm(), o);
-  ASSERT_GE(s.request.target.token, 0);
-  EXPECT_EQ(tok.piece(s.request.target.token), " the");
-  EXPECT_EQ(s.target_description, "logprob of ' the'");
+  EXPECT_EQ(s.request.target.token, upon);
+  EXPECT_EQ(s.target_description, "logprob of '" + tok.piece(upon) + "'");
   EXPECT_EQ(s.request.input_ids, tok.encode("Once upon a", true, false));
 
   o.target = "#300";
