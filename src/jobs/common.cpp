@@ -1,5 +1,6 @@
 // What the jobs share: the model of a request, the prompt as token ids, checks of the inputs.
 #include "candor/jobs_common.h"
+#include "jobs/internal.h"
 
 namespace candor::jobs {
 
@@ -20,6 +21,18 @@ std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string
   messages.push_back({"user", prompt});
   // The template writes BOS itself where the format has one.
   return tokenizer.encode(tokenizer.apply_chat_template(messages, true), false, false);
+}
+
+std::vector<std::unique_ptr<Explainer>> make_explainers(const std::vector<std::string>& specs) {
+  std::vector<std::unique_ptr<Explainer>> explainers;
+  for (const auto& m : specs) {
+    try {
+      explainers.push_back(make_explainer(m));
+    } catch (const Error& e) {
+      throw RequestError(std::string("--method ") + e.what(), e.hint());
+    }
+  }
+  return explainers;
 }
 
 void check_threads(int threads) {

@@ -12,6 +12,7 @@
 #include "candor/generate.h"
 #include "candor/jobs_evaluate.h"
 #include "candor/runtime.h"
+#include "jobs/internal.h"
 
 namespace candor::jobs {
 namespace {
@@ -56,14 +57,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   // --- every option is checked before anything is read --------------------------------------
   std::vector<std::string> names = options.methods;
   if (names.empty()) names = {"integrated_gradients", "occlusion"};
-  std::vector<std::unique_ptr<Explainer>> explainers;
-  for (const auto& m : names) {
-    try {
-      explainers.push_back(make_explainer(m));
-    } catch (const Error& e) {
-      throw RequestError(std::string("--method ") + e.what(), e.hint());
-    }
-  }
+  std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(names);
   std::set<std::string> uniq(names.begin(), names.end());
   if (uniq.size() != names.size()) throw RequestError("--method lists a method twice");
   std::vector<std::string> metrics;

@@ -6,6 +6,7 @@
 #include "candor/generate.h"
 #include "candor/jobs_explain.h"
 #include "candor/runtime.h"
+#include "jobs/internal.h"
 
 namespace candor::jobs {
 namespace {
@@ -31,20 +32,6 @@ Settings parse_settings(const ExplainOptions& options) {
   if (options.generate < 0)
     throw RequestError("--generate must be at least 1, got " + std::to_string(options.generate));
   return s;
-}
-
-std::vector<std::unique_ptr<Explainer>> make_explainers(const ExplainOptions& options) {
-  std::vector<std::string> specs = options.methods;
-  if (specs.empty()) specs = {"input_x_gradient"};
-  std::vector<std::unique_ptr<Explainer>> explainers;
-  for (const auto& m : specs) {
-    try {
-      explainers.push_back(make_explainer(m));
-    } catch (const Error& e) {
-      throw RequestError(std::string("--method ") + e.what(), e.hint());
-    }
-  }
-  return explainers;
 }
 
 // A token given as text: "#123" is an id; otherwise text that must be one token (as it would
@@ -135,7 +122,9 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
 
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events) {
   // Everything given is checked before the model is loaded.
-  std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(options);
+  std::vector<std::string> specs = options.methods;
+  if (specs.empty()) specs = {"input_x_gradient"};
+  std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(specs);
   const Settings settings = parse_settings(options);
   check_threads(options.threads);
   check_prompt(options.prompt);
