@@ -40,8 +40,8 @@ const Model& resolve_model(const ModelSource& source, std::unique_ptr<Model>* ow
 // The prompt's token ids: with `chat`, the prompt is the user's message (after `system`'s, when
 // given) in the model's chat template (Tokenizer::apply_chat_template), otherwise plain text with
 // BOS first. Throws Error (not RequestError) for a tokenizer without a chat template.
-std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt,
-                                   bool chat, const std::string& system);
+std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt, bool chat,
+                                   const std::string& system);
 
 // RequestError for a negative thread count ("--threads must be >= 0, got -1").
 void check_threads(int threads);

@@ -111,11 +111,11 @@ struct EvaluateEvents {
 };
 
 struct EvaluateResult {
-  nlohmann::json summary;     // the table (table.json of FileRecordStore)
-  bool complete = true;       // false: stopped by events.stop
-  size_t n_skipped = 0;       // rows left out (listed in summary["skipped"])
-  int64_t n_computed = 0;     // examples computed in this run
-  int64_t n_resumed = 0;      // examples the store already held
+  nlohmann::json summary;  // the table (table.json of FileRecordStore)
+  bool complete = true;    // false: stopped by events.stop
+  size_t n_skipped = 0;    // rows left out (listed in summary["skipped"])
+  int64_t n_computed = 0;  // examples computed in this run
+  int64_t n_resumed = 0;   // examples the store already held
 };
 
 // Runs the job: checks every option before reading anything (RequestError), reads the data

@@ -19,11 +19,11 @@ namespace candor::jobs {
 
 struct ExplainOptions {
   ModelSource model;
-  std::string prompt;   // the input text (UTF-8)
-  bool chat = false;    // wrap the prompt as a user message in the model's chat template
-  std::string system;   // system message when `chat`
-  std::vector<std::string> methods;  // specs NAME[:key=value,...]; empty: {"input_x_gradient"}
-  std::string granularity = "token";       // token | word | sentence
+  std::string prompt;  // the input text (UTF-8)
+  bool chat = false;   // wrap the prompt as a user message in the model's chat template
+  std::string system;  // system message when `chat`
+  std::vector<std::string> methods;   // specs NAME[:key=value,...]; empty: {"input_x_gradient"}
+  std::string granularity = "token";  // token | word | sentence
   std::string target_function = "logprob";  // logprob | prob | logit | entropy
   std::string baseline = "unk";             // unk | pad | zero | a token id
   // What is explained (at most one of the three): the next token `target` (text that is one

@@ -15,11 +15,11 @@ namespace candor::jobs {
 
 struct GenerateJobOptions {
   ModelSource model;
-  std::string prompt;  // "" starts from BOS
-  bool chat = false;   // wrap the prompt in the model's chat template
-  std::string system;  // system message when `chat`
+  std::string prompt;          // "" starts from BOS
+  bool chat = false;           // wrap the prompt in the model's chat template
+  std::string system;          // system message when `chat`
   GenerateOptions generation;  // max_new_tokens, sampling, seed; on_token streams
-  int threads = 0;  // intra-op threads while the job runs (ThreadScope); 0: one per core
+  int threads = 0;             // intra-op threads while the job runs (ThreadScope); 0: one per core
 };
 
 struct GenerateEvents {

@@ -13,8 +13,8 @@ const Model& resolve_model(const ModelSource& source, std::unique_ptr<Model>* ow
   return **owned;
 }
 
-std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt,
-                                   bool chat, const std::string& system) {
+std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt, bool chat,
+                                   const std::string& system) {
   if (!chat) return tokenizer.encode(prompt, true, false);
   std::vector<ChatMessage> messages;
   if (!system.empty()) messages.push_back({"system", system});

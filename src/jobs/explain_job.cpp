@@ -110,8 +110,8 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
                                target_name(req.target.contrast_token) + "')";
   } else if (!options.target.empty()) {
     req.target.token = parse_target(options.target, "--target");
-    setup.target_description = std::string(target_function_name(req.target.function)) +
-                               " of '" + target_name(req.target.token) + "'";
+    setup.target_description = std::string(target_function_name(req.target.function)) + " of '" +
+                               target_name(req.target.token) + "'";
   } else {
     setup.target_description =
         std::string(target_function_name(req.target.function)) +

@@ -46,9 +46,7 @@ GenerateJobResult run_generate(const GenerateJobOptions& options, const Generate
         {"top_p", gen.top_p},
         {"seed", gen.seed}}},
       {"timing",
-       {{"prefill_ms", r.prefill_ms},
-        {"decode_ms", r.decode_ms},
-        {"decode_tokens_per_s", tok_s}}},
+       {{"prefill_ms", r.prefill_ms}, {"decode_ms", r.decode_ms}, {"decode_tokens_per_s", tok_s}}},
   };
   return out;
 }

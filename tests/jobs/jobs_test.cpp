@@ -148,9 +148,9 @@ TEST(ExplainJob, GeneratedSpan) {
   GenerateResult gr = generate(builtin_lm(), s.request.input_ids, g);
   EXPECT_EQ(s.request.target.span, gr.generated_ids);
   EXPECT_EQ(s.generated_text, gr.text);
-  EXPECT_EQ(s.target_description, "logprob of each of the " +
-                                      std::to_string(gr.generated_ids.size()) +
-                                      " generated tokens");
+  EXPECT_EQ(
+      s.target_description,
+      "logprob of each of the " + std::to_string(gr.generated_ids.size()) + " generated tokens");
 }
 
 TEST(ExplainJob, BadOptionsAreRequestErrorsBeforeTheModelLoads) {
@@ -423,7 +423,7 @@ TEST(EvaluateJob, BadOptionsAreRequestErrors) {
   EXPECT_EQ(thrown([&] { jobs::run_evaluate(o, store); }), "request");
   o.metrics.clear();
   EXPECT_EQ(thrown([&] { jobs::run_evaluate(o, store); }), "error");  // the missing data
-  EXPECT_TRUE(store.config.is_null());  // never opened
+  EXPECT_TRUE(store.config.is_null());                                // never opened
 }
 
 TEST(EvaluateJob, FileRecordStoreWritesAndResumes) {

@@ -34,8 +34,7 @@ Runner add_evaluate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   jobs::EvaluateOptions& j = o->job;
-  app.add_option("--model,-m", j.model.path, "Checkpoint file, or a folder holding it")
-      ->required();
+  app.add_option("--model,-m", j.model.path, "Checkpoint file, or a folder holding it")->required();
   app.add_option("--tokenizer", j.model.tokenizer,
                  "Tokenizer file (default: found beside the model)");
   app.add_option("--data", j.data, "Texts: .jsonl (one object a line) or .csv with a header")

@@ -46,8 +46,8 @@ Runner add_explain(CLI::App& app) {
                  "Tokenizer file (default: found beside the model)");
   app.add_option("--prompt,-p", j.prompt, "The input text")->required();
   add_chat_options(app, &j.chat, &j.system);
-  auto* g = app.add_option("--generate", j.generate,
-                           "Generate N tokens greedily and explain the span");
+  auto* g =
+      app.add_option("--generate", j.generate, "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", j.target,
                            "Explain this next token (text or #id), or for a classifier this class "
                            "(label or index); default: the prediction");
@@ -84,9 +84,8 @@ Runner add_explain(CLI::App& app) {
         if (pct != last && (tty || pct == 100)) {
           last = pct;
           int bars = pct / 5;
-          std::cerr << "\r" << name << " [" << std::string(bars, '#')
-                    << std::string(20 - bars, '.') << "] " << pct << "%"
-                    << (pct == 100 ? "\n" : "") << std::flush;
+          std::cerr << "\r" << name << " [" << std::string(bars, '#') << std::string(20 - bars, '.')
+                    << "] " << pct << "%" << (pct == 100 ? "\n" : "") << std::flush;
         }
       }
       return !g_interrupted.load();
