@@ -13,6 +13,7 @@
 
 #include "candor/generate.h"
 #include "candor/jobs.h"
+#include "candor/report.h"  // render_benchmark_markdown, wherever it is declared
 #include "candor/runtime.h"
 #include "test_util.h"
 

@@ -16,6 +16,7 @@
 
 #include "candor/evaluate.h"
 #include "candor/jobs_evaluate.h"
+#include "candor/report.h"  // render_benchmark_markdown, wherever it is declared
 #include "cli.h"
 
 namespace candor::cli {
