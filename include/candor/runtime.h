@@ -1,4 +1,5 @@
-// Process-wide runtime settings: BLAS kernel selection, thread counts, and what is active.
+// Runtime settings: BLAS kernel selection, thread counts (process-wide, or per job with
+// ThreadScope), and what is active.
 #pragma once
 
 #include <string>
@@ -31,5 +32,22 @@ BlasInfo blas_info();
 // Sets intra-op threads of libtorch and OpenBLAS together (n <= 0: one per core).
 void set_num_threads(int n);
 int num_threads();
+
+// The intra-op thread count of one job (a CLI command, a service request), restored when the
+// scope ends: sets libtorch's and OpenBLAS's counts to n (n <= 0: one per core) and puts back
+// the counts it found. libtorch's count (OpenMP) belongs to the calling thread, so concurrent
+// requests on different threads each compute with their own; OpenBLAS's is process-wide (the
+// last scope to start sets it; each restores what it found when it ends). Not copyable.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int n);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int previous_torch_;
+  int previous_blas_;  // 0: no OpenBLAS
+};
 
 }  // namespace candor

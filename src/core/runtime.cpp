@@ -97,4 +97,16 @@ void set_num_threads(int n) {
 
 int num_threads() { return at::get_num_threads(); }
 
+ThreadScope::ThreadScope(int n) : previous_torch_(at::get_num_threads()), previous_blas_(0) {
+  if (auto get = blas_symbol<int (*)()>("openblas_get_num_threads")) previous_blas_ = get();
+  set_num_threads(n);
+}
+
+ThreadScope::~ThreadScope() {
+  at::set_num_threads(previous_torch_);
+  if (previous_blas_ > 0) {
+    if (auto set = blas_symbol<void (*)(int)>("openblas_set_num_threads")) set(previous_blas_);
+  }
+}
+
 }  // namespace candor

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "candor/error.h"
+#include "candor/jobs_common.h"
 #include "candor/model.h"
 #include "candor/tokenizer.h"
 
@@ -25,11 +26,11 @@ Runner add_train(CLI::App& app);
 Runner add_evaluate(CLI::App& app);
 Runner add_convert(CLI::App& app);
 
-// An invalid command-line value: reported with exit code 2.
-class UsageError : public Error {
+// An invalid command-line value: reported with exit code 2, as every jobs::RequestError is.
+class UsageError : public jobs::RequestError {
  public:
   UsageError(const std::string& message, const std::string& hint)
-      : Error(ErrorCode::kInvalidArgument, message, hint) {}
+      : jobs::RequestError(message, hint) {}
 };
 inline UsageError usage_error(const std::string& message, const std::string& hint = {}) {
   return UsageError(message, hint.empty() ? "see candor --help" : hint);
@@ -44,11 +45,6 @@ std::unique_ptr<Model> load_cli_model(const std::string& model, const std::strin
 // Adds --dtype f32|bf16|f16 (the compute dtype) to a subcommand.
 void add_dtype_option(CLI::App& app, std::string* dtype);
 
-// The prompt's token ids: with `chat`, the prompt is the user's message (after `system`'s, when
-// given) in the model's chat template (Tokenizer::apply_chat_template), otherwise plain text with
-// BOS first. Runtime errors (a tokenizer without a chat template) are candor::Error.
-std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
-                                   const std::string& system);
 // Adds --chat and --system to a subcommand.
 void add_chat_options(CLI::App& app, bool* chat, std::string* system);
 

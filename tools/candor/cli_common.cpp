@@ -6,13 +6,8 @@
 namespace candor::cli {
 
 void check_prompt_and_threads(const std::string& prompt, int threads) {
-  if (threads < 0) throw usage_error("--threads must be >= 0, got " + std::to_string(threads));
-  size_t bad = 0;
-  if (!is_valid_utf8(prompt, &bad)) {
-    throw usage_error(
-        "--prompt is not valid UTF-8 (bad byte sequence at offset " + std::to_string(bad) + ")",
-        "pass the prompt as UTF-8 text");
-  }
+  jobs::check_threads(threads);
+  jobs::check_prompt(prompt);
 }
 
 std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
@@ -29,16 +24,6 @@ void add_dtype_option(CLI::App& app, std::string* dtype) {
                  "Compute dtype: f32 (default) or bf16 (weights kept in bfloat16: half the "
                  "memory, logits within a few percent); f16 has no CPU kernels in libtorch")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
-}
-
-std::vector<TokenId> encode_prompt(const Tokenizer& tok, const std::string& prompt, bool chat,
-                                   const std::string& system) {
-  if (!chat) return tok.encode(prompt, true, false);
-  std::vector<ChatMessage> messages;
-  if (!system.empty()) messages.push_back({"system", system});
-  messages.push_back({"user", prompt});
-  // The template writes BOS itself where the format has one.
-  return tok.encode(tok.apply_chat_template(messages, true), false, false);
 }
 
 void add_chat_options(CLI::App& app, bool* chat, std::string* system) {

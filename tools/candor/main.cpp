@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return run();
     }
     return candor::cli::kExitUsage;
-  } catch (const candor::cli::UsageError& e) {
-    return report(e.what(), e.hint(), candor::cli::kExitUsage);
+  } catch (const candor::jobs::RequestError& e) {  // cli::UsageError among them
+    return report(e.what(), e.hint().empty() ? "see candor --help" : e.hint(),
+                  candor::cli::kExitUsage);
   } catch (const candor::Error& e) {
     if (e.code() == candor::ErrorCode::kCancelled) {
       std::cerr << "\ncancelled\n";

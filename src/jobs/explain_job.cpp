@@ -1,0 +1,201 @@
+// The explain job: the request built from text (targets, contrasts, generated spans, their
+// descriptions), the methods run in order, consensus and quality block, and the JSON envelope.
+#include <memory>
+
+#include "candor/evaluate.h"
+#include "candor/generate.h"
+#include "candor/jobs_explain.h"
+#include "candor/runtime.h"
+#include "jobs/internal.h"
+
+namespace candor::jobs {
+namespace {
+
+// The settings of `options` that need no model, checked in the order the CLI reports them;
+// throws RequestError.
+struct Settings {
+  Granularity granularity = Granularity::kToken;
+  TargetFunction function = TargetFunction::kLogProb;
+  Baseline baseline;
+  Removal removal = Removal::kBaseline;
+};
+Settings parse_settings(const ExplainOptions& options) {
+  Settings s;
+  try {
+    s.granularity = parse_granularity(options.granularity);
+    s.function = parse_target_function(options.target_function);
+    s.baseline = parse_baseline(options.baseline);
+    s.removal = parse_removal(options.removal);
+  } catch (const Error& e) {
+    throw RequestError(e.what(), e.hint());
+  }
+  if (options.generate < 0)
+    throw RequestError("--generate must be at least 1, got " + std::to_string(options.generate));
+  return s;
+}
+
+// A token given as text: "#123" is an id; otherwise text that must be one token (as it would
+// appear after a space, e.g. "girl" -> " girl", or exactly as a piece).
+TokenId parse_token(const Tokenizer& tok, const std::string& text, const std::string& option) {
+  if (text.size() > 1 && text[0] == '#') {
+    try {
+      TokenId id = std::stoi(text.substr(1));
+      if (id >= 0 && id < tok.vocab_size()) return id;
+    } catch (const std::exception&) {
+    }
+    throw RequestError(option + " '" + text + "' is not a token id of this vocabulary (0.." +
+                       std::to_string(tok.vocab_size() - 1) + ")");
+  }
+  for (TokenId i = 0; i < tok.vocab_size(); ++i) {
+    if (tok.piece(i) == text) return i;
+  }
+  for (TokenId i = 0; i < tok.vocab_size(); ++i) {
+    if (tok.piece(i) == " " + text) return i;
+  }
+  std::vector<TokenId> ids = tok.encode(text, false, false);
+  throw RequestError(option + " '" + text +
+                         "' is not a single token of this vocabulary (it encodes to " +
+                         std::to_string(ids.size()) + " tokens)",
+                     "give a single token (with or without its leading space) or an id as #N");
+}
+
+}  // namespace
+
+ExplainSetup build_explain_request(const Model& model, const ExplainOptions& options) {
+  const Settings settings = parse_settings(options);
+  ExplainSetup setup;
+  ExplainRequest& req = setup.request;
+  req.granularity = settings.granularity;
+  req.target.function = settings.function;
+  req.baseline = settings.baseline;
+  const Tokenizer& tok = model.tokenizer();
+  req.input_ids = encode_prompt(tok, options.prompt, options.chat, options.system);
+
+  const bool classifier = model.config().kind == ModelKind::kClassifier;
+  auto parse_target = [&](const std::string& text, const std::string& option) {
+    if (!classifier) return parse_token(tok, text, option);
+    try {
+      return parse_class(model, text);
+    } catch (const Error& e) {
+      throw RequestError(option + ": " + e.what(), e.hint());
+    }
+  };
+  auto target_name = [&](TokenId id) {
+    return classifier ? model.config().labels[id] : tok.piece(id);
+  };
+  if (classifier && options.generate > 0)
+    throw RequestError(
+        "--generate needs a language model; '" + options.model.path + "' is a classifier",
+        "explain a class with --target LABEL");
+  if (options.generate > 0) {
+    GenerateOptions go;  // greedy
+    go.max_new_tokens = options.generate;
+    GenerateResult gr = generate(model, req.input_ids, go);
+    if (gr.generated_ids.empty())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "the model generated nothing to explain (it stopped at once)");
+    req.target.span = gr.generated_ids;
+    setup.generated_text = gr.text;
+    setup.target_description = std::string(target_function_name(req.target.function)) +
+                               " of each of the " + std::to_string(gr.generated_ids.size()) +
+                               " generated tokens";
+  } else if (!options.contrast.empty()) {
+    size_t comma = options.contrast.find(',');
+    if (comma == std::string::npos)
+      throw RequestError("--contrast takes A,B (two tokens), got '" + options.contrast + "'");
+    req.target.function = TargetFunction::kContrast;
+    req.target.token = parse_target(options.contrast.substr(0, comma), "--contrast");
+    req.target.contrast_token = parse_target(options.contrast.substr(comma + 1), "--contrast");
+    setup.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
+                               target_name(req.target.contrast_token) + "')";
+  } else if (!options.target.empty()) {
+    req.target.token = parse_target(options.target, "--target");
+    setup.target_description = std::string(target_function_name(req.target.function)) + " of '" +
+                               target_name(req.target.token) + "'";
+  } else {
+    setup.target_description =
+        std::string(target_function_name(req.target.function)) +
+        (classifier ? " of the predicted class" : " of the predicted next token");
+  }
+  return setup;
+}
+
+ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events) {
+  // Everything given is checked before the model is loaded.
+  std::vector<std::string> specs = options.methods;
+  if (specs.empty()) specs = {"input_x_gradient"};
+  std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(specs);
+  const Settings settings = parse_settings(options);
+  check_threads(options.threads);
+  check_prompt(options.prompt);
+
+  ThreadScope threads(options.threads);
+  std::unique_ptr<Model> owned;
+  const Model& model = resolve_model(options.model, &owned);
+  ExplainSetup setup = build_explain_request(model, options);
+  const ExplainRequest& req = setup.request;
+
+  ExplainResult result;
+  result.context.model = options.model.path;
+  result.context.prompt = options.prompt;
+  result.context.generated_text = setup.generated_text;
+  result.context.target_description = setup.target_description;
+
+  if (events.started) events.started();
+  std::vector<Attribution>& results = result.attributions;
+  for (auto& ex : explainers) {
+    ExplainContext ctx;
+    const std::string name = ex->name();
+    ctx.progress = [&events, name](double f) {
+      return events.progress ? events.progress(name, f) : true;
+    };
+    results.push_back(ex->explain(model, req, ctx));
+    if (events.method_done) events.method_done(name);
+  }
+  if (options.consensus) {
+    size_t scored = 0;
+    for (const auto& a : results) scored += a.scores.empty() ? 0 : 1;
+    if (scored < 2)
+      throw RequestError("--consensus needs at least two methods that give scores",
+                         "add another --method");
+    results.push_back(consensus(results));
+  }
+  if (options.evaluate) {
+    if (events.evaluating) events.evaluating();
+    QualityOptions qo;
+    qo.faithfulness.removal = settings.removal;
+    std::vector<const Explainer*> ptrs;
+    for (auto& ex : explainers) ptrs.push_back(ex.get());
+    attach_quality(model, req, ptrs, results, qo);
+  }
+  result.envelope = explain_envelope(result.context, results);
+  return result;
+}
+
+nlohmann::ordered_json explain_envelope(const ReportContext& context,
+                                        const std::vector<Attribution>& attributions) {
+  nlohmann::ordered_json j;
+  j["model"] = context.model;
+  j["prompt"] = context.prompt;
+  j["generated_text"] = context.generated_text;
+  j["target"] = context.target_description;
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& a : attributions) {
+    nlohmann::json aj = attribution_to_json(a);
+    // The quality block sits beside the scores, not among the method's extras.
+    if (aj.contains("extra") && aj["extra"].is_object() && aj["extra"].contains("quality")) {
+      aj["quality"] = aj["extra"]["quality"];
+      aj["extra"].erase("quality");
+      if (aj["extra"].empty()) aj.erase("extra");
+    }
+    arr.push_back(aj);
+  }
+  j["attributions"] = arr;
+  return j;
+}
+
+std::string envelope_text(const nlohmann::ordered_json& envelope) {
+  return envelope.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace candor::jobs
