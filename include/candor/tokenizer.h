@@ -95,6 +95,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 // Error(kUnsupported) for a model or component type candor lacks; messages name the file.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& folder_or_file);
 
+// The same tokenizer from the texts of tokenizer.json and (optionally, "" for none)
+// tokenizer_config.json held in memory, e.g. a vocabulary candor has just learnt: nothing is
+// written to disk. `source` names the tokenizer in error messages. Throws as load_hf_tokenizer.
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& tokenizer_json,
+                                             const std::string& tokenizer_config_json = "",
+                                             const std::string& source = "(tokenizer in memory)");
+
 // A tokenizer from a vocabulary stored elsewhere (the tokenizer.ggml.* metadata of a GGUF file).
 struct VocabTokenizerSpec {
   // "llama": SentencePiece BPE (merge the adjacent pair whose joined piece has the highest score,

@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/generate.h"
+#include "candor/tokenizer_trainers.h"
 #include "candor/train.h"
 
 namespace candor::distill {
@@ -28,44 +30,6 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * (1.0 / 9007199254740992.0); }
-
-// Samples a token from one row of logits.
-TokenId sample_token(const float* logits, int64_t V, float temperature, int64_t top_k, float top_p,
-                     std::mt19937_64& rng) {
-  std::vector<std::pair<double, TokenId>> p(V);
-  double mx = -1e300;
-  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(logits[i]) / temperature);
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    p[i] = {std::exp(double(logits[i]) / temperature - mx), static_cast<TokenId>(i)};
-    sum += p[i].first;
-  }
-  size_t keep = p.size();
-  if (top_k > 0 || top_p < 1.0f) {
-    std::stable_sort(p.begin(), p.end(),
-                     [](const auto& a, const auto& b) { return a.first > b.first; });
-    if (top_k > 0) keep = std::min<size_t>(keep, static_cast<size_t>(top_k));
-    if (top_p < 1.0f) {
-      double acc = 0;
-      size_t k = 0;
-      while (k < keep) {
-        acc += p[k++].first / sum;
-        if (acc >= top_p) break;
-      }
-      keep = k;
-    }
-    sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += p[i].first;
-  }
-  double r = uniform01(rng) * sum;
-  for (size_t i = 0; i < keep; ++i) {
-    r -= p[i].first;
-    if (r <= 0) return p[i].second;
-  }
-  return p[keep - 1].second;
 }
 
 bool is_word_byte(unsigned char c) { return std::isalnum(c) || c >= 0x80; }
@@ -308,54 +272,28 @@ std::vector<std::string> sample_teacher_texts(const Model& teacher, const Sample
   const int64_t max_new = std::min(o.max_new_tokens, teacher.config().max_seq_len - P);
   if (max_new < 1)
     throw Error(ErrorCode::kInvalidArgument, "the prompt fills the teacher's context");
-  const std::vector<TokenId> stop = stop_ids(tok);
-  const int64_t V = teacher.config().vocab_size;
-  std::vector<std::string> out(o.n);
+  GenerateOptions g;
+  g.max_new_tokens = max_new;
+  g.temperature = o.temperature;
+  g.top_k = o.top_k;
+  g.top_p = o.top_p;
+  g.stop_tokens = stop_ids(tok);
+  std::vector<std::vector<TokenId>> prompts(static_cast<size_t>(o.n), prompt);
+  std::vector<uint64_t> seeds(static_cast<size_t>(o.n));
+  for (int64_t i = 0; i < o.n; ++i)
+    seeds[i] = splitmix(splitmix(o.seed) ^ static_cast<uint64_t>(o.first_index + i));
+  std::vector<GenerateResult> gen;
+  try {
+    gen = generate_batch(teacher, prompts, seeds, g, o.batch, o.progress);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kCancelled) throw;
+    throw Error(ErrorCode::kCancelled, "teacher sampling cancelled");
+  }
+  std::vector<std::string> out(static_cast<size_t>(o.n));
   if (complete) complete->assign(o.n, false);
-  at::NoGradGuard ng;
-  for (int64_t start = 0; start < o.n; start += o.batch) {
-    const int64_t B = std::min(o.batch, o.n - start);
-    std::vector<std::mt19937_64> rng;
-    for (int64_t r = 0; r < B; ++r)
-      rng.emplace_back(
-          splitmix(splitmix(o.seed) ^ static_cast<uint64_t>(o.first_index + start + r)));
-    std::vector<int64_t> rows(B);  // active rows of this batch, in cache order
-    std::iota(rows.begin(), rows.end(), 0);
-    std::vector<TokenId> prev(B, prompt.back());
-    KVCache cache = teacher.new_cache(B, P + max_new);
-    std::vector<int64_t> flat;
-    for (int64_t r = 0; r < B; ++r) flat.insert(flat.end(), prompt.begin(), prompt.end());
-    ForwardArgs a;
-    a.tokens = at::tensor(flat, at::kLong).view({B, P});
-    a.cache = &cache;
-    a.last_only = true;
-    for (int64_t step = 0; step < max_new && !rows.empty(); ++step) {
-      at::Tensor logits = teacher.forward(a).reshape({-1, V}).contiguous();  // [rows, V]
-      const float* lg = logits.data_ptr<float>();
-      std::vector<int64_t> keep, next;
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const int64_t r = rows[i];
-        const TokenId t = sample_token(lg + i * V, V, o.temperature, o.top_k, o.top_p, rng[r]);
-        if (contains(stop, t)) {
-          if (complete) (*complete)[start + r] = true;
-          continue;
-        }
-        out[start + r] += tok.decode_piece(prev[r], t);
-        prev[r] = t;
-        keep.push_back(static_cast<int64_t>(i));
-        next.push_back(t);
-      }
-      if (keep.size() < rows.size()) {
-        std::vector<int64_t> still;
-        for (int64_t i : keep) still.push_back(rows[i]);
-        rows = still;
-        if (!rows.empty()) cache = cache.select_rows(keep);
-      }
-      if (rows.empty()) break;
-      a.tokens = at::tensor(next, at::kLong).view({static_cast<int64_t>(rows.size()), 1});
-    }
-    if (o.progress && !o.progress(start + B, o.n))
-      throw Error(ErrorCode::kCancelled, "teacher sampling cancelled");
+  for (int64_t i = 0; i < o.n; ++i) {
+    out[i] = std::move(gen[i].text);
+    if (complete) (*complete)[i] = gen[i].stop_reason == "stop_token";
   }
   return out;
 }
@@ -580,10 +518,11 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
     tok = reload_tokenizer(*teacher);
     tok_files = teacher->config().tokenizer_files;
   } else {
-    BpeTrainOptions bo;
+    train::BpeTrainOptions bo;
     bo.vocab_size = so.vocab_size;
-    const std::string path = train_bpe_tokenizer(train_texts, bo, o.out_dir);
-    tok = std::shared_ptr<Tokenizer>(load_hf_tokenizer(o.out_dir));
+    const train::BpeTokenizerFiles files = train::learn_bpe_tokenizer(train_texts, bo);
+    const std::string path = train::write_bpe_tokenizer(files, o.out_dir);  // the model's files
+    tok = make_hf_tokenizer(files.tokenizer_json, files.tokenizer_config_json, path);
     tok_files = {path, (fs::path(o.out_dir) / "tokenizer_config.json").string()};
   }
   const bool shared = teacher && same_vocabulary(teacher->tokenizer(), *tok);

@@ -9,6 +9,7 @@
 #include "candor/data.h"
 #include "candor/distill.h"
 #include "candor/error.h"
+#include "candor/report.h"
 #include "test_util.h"
 
 namespace candor::distill {
@@ -93,7 +94,7 @@ TEST(Students, RecoverAKnownRuleFromTeacherLabels) {
     EXPECT_EQ(r.test_fidelity.slices.size(), 3u);
     nlohmann::json j = r.to_json();
     EXPECT_EQ(j["student"]["kind"], std::string(spec).substr(0, std::string(spec).find(':')));
-    std::string html = r.to_html("t");
+    std::string html = render_distill_html(j, "t");
     EXPECT_NE(html.find("Fidelity"), std::string::npos);
     if (std::string(spec) == "gam") {
       // The irrelevant column matters least; shape functions are drawn as SVG.

@@ -14,6 +14,7 @@
 #include "candor/error.h"
 #include "candor/runtime.h"
 #include "candor/text_transformer.h"
+#include "candor/tokenizer_trainers.h"
 #include "test_util.h"
 
 namespace candor::train {
