@@ -127,6 +127,12 @@ struct VocabTokenizerSpec {
 // model.
 std::unique_ptr<Tokenizer> make_tokenizer_from_vocab(const VocabTokenizerSpec& spec);
 
+// The words of `text` as BERT's tokenizer sees them before WordPiece (BertNormalizer with lower
+// case and accents stripped, then BertPreTokenizer): control characters dropped, CJK ideographs
+// split off, words split at whitespace, every punctuation character a word of its own. Empty for
+// text that is not valid UTF-8. For vocabulary trainers (train/tokenizers).
+std::vector<std::string> bert_words(const std::string& text);
+
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
 // On failure, `*bad_offset` (when given) receives the byte offset of the first bad sequence.
 bool is_valid_utf8(std::string_view text, size_t* bad_offset = nullptr);

@@ -19,9 +19,9 @@ namespace {
 // residuals; then the pairs with the largest gain of a joint step on coarse bins are boosted
 // the same way. The logit is intercept + sum of shapes + sum of pair tables.
 
-class GamStudent : public Student {
+class GamStudent : public GlassBoxStudent {
  public:
-  explicit GamStudent(StudentOptions o) : o_(std::move(o)) {}
+  explicit GamStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
   std::string kind() const override { return "gam"; }
 
   void fit(const Featurizer& fz, const Bins& bins, const Probs& target) override {
@@ -204,9 +204,6 @@ class GamStudent : public Student {
     return o;
   }
 
-  StudentOptions o_;
-  std::vector<Feature> features_;
-  size_t k_ = 0;
   std::vector<Model> models_;
 };
 

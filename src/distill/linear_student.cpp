@@ -15,9 +15,9 @@ namespace {
 // Sparse logistic regression over one-hot bins, by cyclic coordinate descent with exact
 // per-coordinate Newton steps and soft thresholding (glmnet-style), one problem per class.
 
-class LinearStudent : public Student {
+class LinearStudent : public GlassBoxStudent {
  public:
-  explicit LinearStudent(StudentOptions o) : o_(std::move(o)) {}
+  explicit LinearStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
   std::string kind() const override { return "linear"; }
 
   bool fits_sparse() const override { return true; }
@@ -196,9 +196,6 @@ class LinearStudent : public Student {
     }
     return s;
   }
-  StudentOptions o_;
-  std::vector<Feature> features_;
-  size_t k_ = 0;
   std::vector<size_t> offsets_;
   std::vector<std::vector<double>> weights_;
   std::vector<double> intercept_;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "candor/distill.h"
@@ -19,6 +20,18 @@ inline double sigmoid(double m) { return 1.0 / (1.0 + std::exp(-m)); }
 std::vector<std::vector<double>> ovr_targets(const Probs& t, size_t* n_classes);
 // Class probabilities [row][class] from one-vs-rest margins [problem][row].
 Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_t n);
+
+// What every glass-box student (linear, tree, GAM) keeps: its options, the featurizer's
+// features it was fitted on and the number of classes.
+class GlassBoxStudent : public Student {
+ public:
+  explicit GlassBoxStudent(StudentOptions o) : o_(std::move(o)) {}
+
+ protected:
+  StudentOptions o_;
+  std::vector<Feature> features_;
+  size_t k_ = 0;
+};
 
 std::unique_ptr<Student> make_linear_student(const StudentOptions& o);
 std::unique_ptr<Student> make_tree_student(const StudentOptions& o);

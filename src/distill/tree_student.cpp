@@ -24,9 +24,9 @@ std::string num(double v, int prec = 4) {
 // A shallow decision tree (CART, Gini impurity on soft class counts). Numeric and n-gram
 // features split as "bin <= k" (missing is the last bin), categorical ones as "bin == k".
 
-class TreeStudent : public Student {
+class TreeStudent : public GlassBoxStudent {
  public:
-  explicit TreeStudent(StudentOptions o) : o_(std::move(o)) {}
+  explicit TreeStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
   std::string kind() const override { return "tree"; }
 
   void fit(const Featurizer& fz, const Bins& bins, const Probs& target) override {
@@ -186,9 +186,6 @@ class TreeStudent : public Student {
     return id;
   }
 
-  StudentOptions o_;
-  std::vector<Feature> features_;
-  size_t k_ = 0;
   std::vector<Node> nodes_;
 };
 
