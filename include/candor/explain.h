@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "candor/model.h"
+#include "candor/options.h"
 
 namespace candor {
 
@@ -145,6 +146,7 @@ struct ExplainerInfo {
   std::string name;
   std::string description;
   std::map<std::string, std::string> defaults;  // option -> default value
+  OptionSpecs options;                          // the declarations, in declaration order
 };
 
 // Builds an explainer from "name" or "name:key=value,key=value". Throws Error(kInvalidArgument)
@@ -152,6 +154,9 @@ struct ExplainerInfo {
 std::unique_ptr<Explainer> make_explainer(const std::string& spec);
 // Every registered method, in registry order.
 std::vector<ExplainerInfo> list_explainers();
+// Every registered method as JSON, in registry order: [{"name", "description", "options":
+// options_to_json(...)}] (`candor methods --json`).
+nlohmann::json explainers_to_json();
 
 // The class index of a classifier's label: its name in id2label ("POSITIVE") or an index ("1",
 // "#1"). Throws Error(kInvalidArgument) listing the labels, or when `model` is no classifier.

@@ -187,6 +187,12 @@ class Model {
   // All parameters by name (for randomisation tests, conversion and statistics).
   virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
 
+  // An independent copy: the same configuration, tokenizer (shared, read-only) and computation,
+  // with its own parameter tensors (tied ones stay tied), so that changing the copy's parameters
+  // (the randomisation sanity check) leaves this model untouched. Models that cannot be copied
+  // throw Error(kUnsupported) (the default).
+  virtual std::unique_ptr<Model> clone() const;
+
   // --- conveniences over forward() ------------------------------------------------------
   // Logits [seq, vocab] of one sequence.
   at::Tensor logits(const std::vector<TokenId>& ids) const;

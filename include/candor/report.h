@@ -1,9 +1,10 @@
-// Human-readable views of attributions: a console view and a self-contained HTML report (no
+// Human-readable views: of attributions, a console view and a self-contained HTML report (no
 // network needed to open it): heat maps, step x feature matrices, methods side by side, the
-// logit-lens grid and attention maps; and the pages of other results, rendered from their JSON.
+// logit-lens grid and attention maps; of evaluations, the benchmark table as Markdown and HTML,
+// and of distillations, the report page, both rendered from their JSON.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
@@ -32,5 +33,11 @@ std::string render_console(const Attribution& attribution, bool color, int top =
 // records skipped while reading, and the student's global explanation (linear weights, tree
 // rules, GAM shape functions and interactions as SVG, the transformer's settings).
 std::string render_distill_html(const nlohmann::json& report, const std::string& title);
+
+// The summary of `candor evaluate` (summarize_benchmark, with summarize_attacks' block under
+// "attacks") as a Markdown table and as a self-contained HTML page (curves as inline SVG); an
+// "attacks" block adds its table and the changes found per example.
+std::string render_benchmark_markdown(const nlohmann::json& summary);
+std::string render_benchmark_html(const nlohmann::json& summary);
 
 }  // namespace candor

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 
 #include "candor/error.h"
 #include "evaluate/internal.h"
@@ -33,7 +34,7 @@ std::vector<std::pair<std::string, std::vector<at::Tensor>>> groups_top_down(con
   return g;
 }
 
-// Restores saved parameter values when it goes out of scope.
+// Puts saved parameter values back on restore().
 class Restorer {
  public:
   void save(const at::Tensor& t) {
@@ -44,12 +45,6 @@ class Restorer {
   void restore() {
     at::NoGradGuard ng;
     for (auto& [p, v] : saved_) p.detach().copy_(v);
-  }
-  ~Restorer() {
-    try {
-      restore();
-    } catch (...) {
-    }
   }
 
  private:
@@ -86,15 +81,19 @@ std::vector<RandomisationStep> randomisation_test(const Model& model, const Expl
   const ExplainRequest r = evaluate::pinned_request(request, attribution);
   const std::vector<double> phi = attribution.total();
   evaluate::Rng rng(options.seed * 0x9E3779B97F4A7C15ULL + 101);
-  auto groups = groups_top_down(model);
-  Restorer restorer;
-  for (auto& [name, ts] : groups)
-    for (auto& t : ts) restorer.save(t);
+  // The parameters are re-drawn in a copy; `model` itself is never changed.
+  std::unique_ptr<Model> copy = model.clone();
+  auto groups = groups_top_down(*copy);
+  Restorer restorer;  // one layer at a time: the copy's parameters are put back between steps
+  if (!options.cascading) {
+    for (auto& [name, ts] : groups)
+      for (auto& t : ts) restorer.save(t);
+  }
   std::vector<RandomisationStep> out;
   for (auto& [name, ts] : groups) {
     if (!options.cascading) restorer.restore();
     for (auto& t : ts) redraw(t, rng);
-    Attribution b = explainer.explain(model, r);
+    Attribution b = explainer.explain(*copy, r);
     const std::vector<double> phi2 = b.total();
     RandomisationStep s;
     s.randomised = name;  // cascading: this group and every one before it
@@ -103,7 +102,6 @@ std::vector<RandomisationStep> randomisation_test(const Model& model, const Expl
     s.topk_intersection = topk_intersection(phi, phi2, std::max<int64_t>(1, options.top_k));
     out.push_back(s);
   }
-  restorer.restore();
   return out;
 }
 

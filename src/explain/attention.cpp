@@ -26,18 +26,11 @@ nlohmann::json rows_json(const at::Tensor& m) {  // [R, K] double -> [[...], ...
   return out;
 }
 
-class AttentionExplainer : public Explainer {
+class AttentionExplainer : public Method {
  public:
-  explicit AttentionExplainer(Options o) : o_(std::move(o)) {
-    mode_ = o_.get("mode");
-    if (mode_ != "last" && mode_ != "mean" && mode_ != "rollout") {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          "option mode of method 'attention' must be last, mean or rollout, got '" + mode_ + "'");
-    }
+  explicit AttentionExplainer(Options o) : Method(std::move(o)) {
+    mode_ = o_.get("mode");  // last, mean or rollout
   }
-  std::string name() const override { return "attention"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -102,7 +95,6 @@ class AttentionExplainer : public Explainer {
   }
 
  private:
-  Options o_;
   std::string mode_;
 };
 

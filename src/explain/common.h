@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "candor/explain.h"
-#include "core/options.h"
+#include "candor/options.h"
 
 namespace candor::explain {
 
@@ -104,13 +104,24 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
 // f(x) and f(baseline input) per step (two no-grad forwards).
 std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p);
 
-// The method factories, each defined in the method's own file.
-std::unique_ptr<Explainer> make_saliency(const Options& o);
-std::unique_ptr<Explainer> make_input_x_gradient(const Options& o);
+// The base of every method: its name and its options are those of the Options it is built
+// from (made by the registry from the method's declarations, so already checked).
+class Method : public Explainer {
+ public:
+  explicit Method(Options o) : o_(std::move(o)) {}
+  std::string name() const override { return o_.name(); }
+  std::map<std::string, std::string> options() const override { return o_.values(); }
+
+ protected:
+  Options o_;
+};
+
+// The method factories, each defined in the method's own file; methods that share a file share
+// a factory and tell themselves apart by Options::name().
+std::unique_ptr<Explainer> make_gradient(const Options& o);  // saliency, input_x_gradient
 std::unique_ptr<Explainer> make_integrated_gradients(const Options& o);
-std::unique_ptr<Explainer> make_smoothgrad(const Options& o);
-std::unique_ptr<Explainer> make_vargrad(const Options& o);
-std::unique_ptr<Explainer> make_occlusion(const Options& o);
+std::unique_ptr<Explainer> make_noise(const Options& o);      // smoothgrad, vargrad
+std::unique_ptr<Explainer> make_occlusion(const Options& o);  // occlusion, leave_one_out
 std::unique_ptr<Explainer> make_shapley_sampling(const Options& o);
 std::unique_ptr<Explainer> make_kernel_shap(const Options& o);
 std::unique_ptr<Explainer> make_lime(const Options& o);

@@ -12,14 +12,12 @@ namespace {
 
 constexpr int64_t kHardLimit = 20;  // 2^20 coalitions: beyond this, sampling is the only way
 
-class ExactShapleyExplainer : public Explainer {
+class ExactShapleyExplainer : public Method {
  public:
-  explicit ExactShapleyExplainer(Options o) : o_(std::move(o)) {
-    max_features_ = o_.get_int("max_features", 1, kHardLimit);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+  explicit ExactShapleyExplainer(Options o) : Method(std::move(o)) {
+    max_features_ = o_.get_int("max_features");  // <= kHardLimit (the declared bound)
+    batch_ = o_.get_int("internal_batch_size");
   }
-  std::string name() const override { return "exact_shapley"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -80,7 +78,6 @@ class ExactShapleyExplainer : public Explainer {
   }
 
  private:
-  Options o_;
   int64_t max_features_ = 12, batch_ = 64;
 };
 

@@ -6,19 +6,13 @@
 namespace candor::explain {
 namespace {
 
-class GradientExplainer : public Explainer {
+class GradientExplainer : public Method {
  public:
-  GradientExplainer(std::string name, Options o) : name_(std::move(name)), o_(std::move(o)) {
-    if (name_ == "saliency") {
-      norm_ = o_.get("norm");
-      if (norm_ != "l2" && norm_ != "l1" && norm_ != "max") {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "option norm of method 'saliency' must be l2, l1 or max, got '" + norm_ + "'");
-      }
+  explicit GradientExplainer(Options o) : Method(std::move(o)) {
+    if (name() == "saliency") {
+      norm_ = o_.get("norm");  // l2, l1 or max (checked against the declaration)
     }
   }
-  std::string name() const override { return name_; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -28,7 +22,7 @@ class GradientExplainer : public Explainer {
     std::vector<at::Tensor> rows;
     for (const at::Tensor& g : vg.grads) {  // [1, T, D]
       at::Tensor per_token;
-      if (name_ == "input_x_gradient") {
+      if (name() == "input_x_gradient") {
         per_token = (g * p.embeddings).sum(-1);
       } else if (norm_ == "l2") {
         per_token = g.norm(2, -1);
@@ -43,22 +37,17 @@ class GradientExplainer : public Explainer {
     report_progress(&context, 1.0);
     // One forward and one backward per step (a backward costs about two forwards).
     double positions = static_cast<double>(p.length()) * (1 + 2 * p.n_steps());
-    return finish(p, name_, o_, p.to_features(token_scores)[0], start, positions);
+    return finish(p, name(), o_, p.to_features(token_scores)[0], start, positions);
   }
 
  private:
-  std::string name_;
-  Options o_;
   std::string norm_;
 };
 
 }  // namespace
 
-std::unique_ptr<Explainer> make_saliency(const Options& o) {
-  return std::make_unique<GradientExplainer>("saliency", o);
-}
-std::unique_ptr<Explainer> make_input_x_gradient(const Options& o) {
-  return std::make_unique<GradientExplainer>("input_x_gradient", o);
+std::unique_ptr<Explainer> make_gradient(const Options& o) {
+  return std::make_unique<GradientExplainer>(o);
 }
 
 }  // namespace candor::explain

@@ -112,16 +112,14 @@ Design make_design(int64_t F, int64_t n_samples, bool paired, uint64_t seed) {
   return d;
 }
 
-class KernelShapExplainer : public Explainer {
+class KernelShapExplainer : public Method {
  public:
-  explicit KernelShapExplainer(Options o) : o_(std::move(o)) {
-    n_samples_ = o_.get_int("n_samples", 1, 1 << 24);
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+  explicit KernelShapExplainer(Options o) : Method(std::move(o)) {
+    n_samples_ = o_.get_int("n_samples");
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
     paired_ = o_.get_bool("paired");
   }
-  std::string name() const override { return "kernel_shap"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -190,7 +188,6 @@ class KernelShapExplainer : public Explainer {
   }
 
  private:
-  Options o_;
   int64_t n_samples_ = 512, seed_ = 0, batch_ = 32;
   bool paired_ = true;
 };

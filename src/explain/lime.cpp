@@ -10,22 +10,15 @@
 namespace candor::explain {
 namespace {
 
-class LimeExplainer : public Explainer {
+class LimeExplainer : public Method {
  public:
-  explicit LimeExplainer(Options o) : o_(std::move(o)) {
-    n_samples_ = o_.get_int("n_samples", 1, 1 << 24);
-    width_ = o_.get_double("kernel_width", 0, 1e6);
-    if (width_ <= 0) {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          "option kernel_width of method 'lime' must be > 0, got '" + o_.get("kernel_width") + "'");
-    }
-    seed_ = o_.get_int("seed", 0);
-    alpha_ = o_.get_double("alpha", 0, 1e12);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+  explicit LimeExplainer(Options o) : Method(std::move(o)) {
+    n_samples_ = o_.get_int("n_samples");
+    width_ = o_.get_double("kernel_width");  // > 0
+    seed_ = o_.get_int("seed");
+    alpha_ = o_.get_double("alpha");
+    batch_ = o_.get_int("internal_batch_size");
   }
-  std::string name() const override { return "lime"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -86,7 +79,6 @@ class LimeExplainer : public Explainer {
   }
 
  private:
-  Options o_;
   int64_t n_samples_ = 512, seed_ = 0, batch_ = 32;
   double width_ = 0.25, alpha_ = 0.01;
 };

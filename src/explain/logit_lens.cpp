@@ -7,11 +7,9 @@
 namespace candor::explain {
 namespace {
 
-class LogitLens : public Explainer {
+class LogitLens : public Method {
  public:
-  explicit LogitLens(Options o) : o_(std::move(o)) { top_k_ = o_.get_int("top_k", 1, 1 << 20); }
-  std::string name() const override { return "logit_lens"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
+  explicit LogitLens(Options o) : Method(std::move(o)) { top_k_ = o_.get_int("top_k"); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -80,7 +78,6 @@ class LogitLens : public Explainer {
   }
 
  private:
-  Options o_;
   int64_t top_k_ = 0;
 };
 

@@ -6,16 +6,14 @@
 namespace candor::explain {
 namespace {
 
-class OcclusionExplainer : public Explainer {
+class OcclusionExplainer : public Method {
  public:
-  explicit OcclusionExplainer(Options o) : o_(std::move(o)) {
-    name_ = o_.method();
-    window_ = o_.values().count("window") ? o_.get_int("window", 1, 1 << 20) : 1;
-    stride_ = o_.values().count("stride") ? o_.get_int("stride", 1, 1 << 20) : 1;
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+  explicit OcclusionExplainer(Options o) : Method(std::move(o)) {
+    // leave_one_out is occlusion with window 1 and stride 1.
+    window_ = name() == "occlusion" ? o_.get_int("window") : 1;
+    stride_ = name() == "occlusion" ? o_.get_int("stride") : 1;
+    batch_ = o_.get_int("internal_batch_size");
   }
-  std::string name() const override { return name_; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -34,12 +32,10 @@ class OcclusionExplainer : public Explainer {
     at::Tensor covered = 1.0f - keep;                            // [W, F]
     at::Tensor sums = at::matmul(drop.t(), covered);             // [S, F]
     at::Tensor counts = covered.sum(0).clamp_min(1.0f);          // [F]
-    return finish(p, name_, o_, sums / counts, start, static_cast<double>(scorer.positions_run()));
+    return finish(p, name(), o_, sums / counts, start, static_cast<double>(scorer.positions_run()));
   }
 
  private:
-  Options o_;
-  std::string name_;
   int64_t window_ = 1, stride_ = 1, batch_ = 32;
 };
 

@@ -1,5 +1,5 @@
 // Integration rules on [0, 1] for path methods (integrated gradients): Gauss-Legendre,
-// Gauss-Lobatto and the Riemann sums. Internal header; defined in integrated_gradients.cpp.
+// Gauss-Lobatto and the Riemann sums. Internal header; defined in ig_quadrature.cpp.
 #pragma once
 
 #include <cstdint>

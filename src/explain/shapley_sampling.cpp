@@ -8,16 +8,14 @@
 namespace candor::explain {
 namespace {
 
-class ShapleySamplingExplainer : public Explainer {
+class ShapleySamplingExplainer : public Method {
  public:
-  explicit ShapleySamplingExplainer(Options o) : o_(std::move(o)) {
-    n_permutations_ = o_.get_int("n_permutations", 1, 1 << 20);
+  explicit ShapleySamplingExplainer(Options o) : Method(std::move(o)) {
+    n_permutations_ = o_.get_int("n_permutations");
     antithetic_ = o_.get_bool("antithetic");
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 16);
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
   }
-  std::string name() const override { return "shapley_sampling"; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -75,7 +73,6 @@ class ShapleySamplingExplainer : public Explainer {
   }
 
  private:
-  Options o_;
   int64_t n_permutations_ = 25, seed_ = 0, batch_ = 32;
   bool antithetic_ = true;
 };

@@ -22,22 +22,15 @@ namespace {
 // With stdev = 0 smoothgrad equals its base method and vargrad is 0. Each sample's noise is
 // drawn in turn from one generator seeded with `seed`, so results do not depend on
 // internal_batch_size.
-class NoiseExplainer : public Explainer {
+class NoiseExplainer : public Method {
  public:
-  NoiseExplainer(std::string name, Options o) : name_(std::move(name)), o_(std::move(o)) {
-    n_samples_ = o_.get_int("n_samples", 1, 1 << 20);
-    stdev_ = o_.get_double("stdev", 0.0, 1e6);
-    base_ = o_.get("base");
-    if (base_ != "saliency" && base_ != "input_x_gradient") {
-      throw Error(ErrorCode::kInvalidArgument, "option base of method '" + name_ +
-                                                   "' must be saliency or input_x_gradient, got '" +
-                                                   base_ + "'");
-    }
-    seed_ = o_.get_int("seed", 0);
-    batch_ = o_.get_int("internal_batch_size", 1, 1 << 20);
+  explicit NoiseExplainer(Options o) : Method(std::move(o)) {
+    n_samples_ = o_.get_int("n_samples");
+    stdev_ = o_.get_double("stdev");
+    base_ = o_.get("base");  // saliency or input_x_gradient
+    seed_ = o_.get_int("seed");
+    batch_ = o_.get_int("internal_batch_size");
   }
-  std::string name() const override { return name_; }
-  std::map<std::string, std::string> options() const override { return o_.values(); }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
@@ -77,17 +70,15 @@ class NoiseExplainer : public Explainer {
     }
     const double n = static_cast<double>(n_samples_);
     at::Tensor mean_centred = sum / n;
-    at::Tensor token_scores = name_ == "smoothgrad"
+    at::Tensor token_scores = name() == "smoothgrad"
                                   ? shift + mean_centred
                                   : (sum_sq / n - mean_centred * mean_centred).clamp_min(0.0);
-    Attribution out = finish(p, name_, o_, p.to_features(token_scores), start, positions);
+    Attribution out = finish(p, name(), o_, p.to_features(token_scores), start, positions);
     out.extra = {{"noise_std", sigma}, {"max_batch", max_batch}};
     return out;
   }
 
  private:
-  std::string name_;
-  Options o_;
   int64_t n_samples_ = 0;
   double stdev_ = 0;
   std::string base_;
@@ -97,11 +88,8 @@ class NoiseExplainer : public Explainer {
 
 }  // namespace
 
-std::unique_ptr<Explainer> make_smoothgrad(const Options& o) {
-  return std::make_unique<NoiseExplainer>("smoothgrad", o);
-}
-std::unique_ptr<Explainer> make_vargrad(const Options& o) {
-  return std::make_unique<NoiseExplainer>("vargrad", o);
+std::unique_ptr<Explainer> make_noise(const Options& o) {
+  return std::make_unique<NoiseExplainer>(o);
 }
 
 }  // namespace candor::explain

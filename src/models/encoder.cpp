@@ -224,4 +224,21 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
   return logits.unsqueeze(1).expand({B, P, logits.size(1)}).contiguous();
 }
 
+std::unique_ptr<Model> EncoderClassifier::clone() const {
+  auto copy = std::make_unique<EncoderClassifier>(*this);  // shares the tensors, then owns copies
+  EncoderWeights& w = copy->weights_;
+  auto own = [](at::Tensor& t) {
+    if (t.defined()) t = t.detach().clone();
+  };
+  for (at::Tensor* t : {&w.tok_embeddings, &w.pos_embeddings, &w.type_embeddings, &w.emb_norm,
+                        &w.emb_norm_bias, &w.pool_w, &w.pool_b, &w.cls_w, &w.cls_b})
+    own(*t);
+  for (EncoderLayerWeights& L : w.layers) {
+    for (at::Tensor* t : {&L.wqkv, &L.bqkv, &L.wo, &L.bo, &L.attn_norm, &L.attn_norm_bias, &L.w1,
+                          &L.b1, &L.w2, &L.b2, &L.ffn_norm, &L.ffn_norm_bias})
+      own(*t);
+  }
+  return copy;
+}
+
 }  // namespace candor

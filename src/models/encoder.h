@@ -56,6 +56,7 @@ class EncoderClassifier : public Model {
   at::Tensor unembed(const at::Tensor& hidden, bool apply_norm) const override;
   KVCache new_cache(int64_t batch, int64_t capacity) const override;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  std::unique_ptr<Model> clone() const override;
 
   const EncoderWeights& weights() const { return weights_; }
   const EncoderSettings& settings() const { return settings_; }

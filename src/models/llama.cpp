@@ -180,6 +180,29 @@ std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() c
   return out;
 }
 
+std::unique_ptr<Model> LlamaModel::clone() const {
+  auto copy = std::make_unique<LlamaModel>(*this);  // shares the tensors, then owns copies
+  LlamaWeights& w = copy->weights_;
+  auto own = [](at::Tensor& t) {
+    if (t.defined()) t = t.detach().clone();
+  };
+  const bool tied = weights_.output.defined() && weights_.output.is_same(weights_.tok_embeddings);
+  own(w.tok_embeddings);
+  own(w.pos_embeddings);
+  for (LlamaLayerWeights& L : w.layers) {
+    for (at::Tensor* t : {&L.attn_norm, &L.wqkv, &L.wo, &L.ffn_norm, &L.w13, &L.w2,
+                          &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm_bias, &L.b13, &L.b2})
+      own(*t);
+  }
+  own(w.final_norm);
+  own(w.final_norm_bias);
+  if (tied)
+    w.output = w.tok_embeddings;  // one tensor, as in the original
+  else
+    own(w.output);
+  return copy;
+}
+
 at::Tensor LlamaModel::norm(const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias) const {
   if (x.scalar_type() != at::kFloat) {  // low-precision compute: normalise in float

@@ -57,6 +57,7 @@ class LlamaModel : public Model {
   at::Tensor unembed(const at::Tensor& hidden, bool apply_norm) const override;
   KVCache new_cache(int64_t batch, int64_t capacity) const override;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  std::unique_ptr<Model> clone() const override;
 
   const LlamaWeights& weights() const { return weights_; }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the

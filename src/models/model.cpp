@@ -13,6 +13,13 @@
 #include "models/llama.h"
 
 namespace candor {
+
+std::unique_ptr<Model> Model::clone() const {
+  throw Error(ErrorCode::kUnsupported,
+              "this model (" + config().architecture + ") cannot be copied",
+              "the Llama-family and encoder models can; wrap others before randomising them");
+}
+
 namespace fs = std::filesystem;
 
 at::Tensor Model::logits(const std::vector<TokenId>& ids) const {

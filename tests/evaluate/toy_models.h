@@ -105,6 +105,13 @@ class ToyModel : public Model {
     return at::matmul(h, U_.t());
   }
 
+  std::unique_ptr<Model> clone() const override {
+    auto copy = std::make_unique<ToyModel>(*this);
+    copy->E_ = E_.clone();
+    copy->U_ = U_.clone();
+    return copy;
+  }
+
   // Hand-computed helpers: u_y . e_token, and u_y . (sum of embeddings of ids).
   double dot(TokenId y, TokenId token) const { return (U_[y] * E_[token]).sum().item<double>(); }
   const at::Tensor& E() const { return E_; }

@@ -77,6 +77,79 @@ std::vector<std::string> registered() {
 INSTANTIATE_TEST_SUITE_P(Registry, EveryMethod, ::testing::ValuesIn(registered()),
                          [](const auto& info) { return info.param; });
 
+// The same table on candor's built-in LM (models/builtin/lm, committed in the repository), so
+// every registered method runs on a real checkpoint even where ../shared is absent.
+const Model& builtin_lm() {
+  static const std::unique_ptr<Model> m =
+      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
+  return *m;
+}
+
+class EveryMethodOnTheBuiltinLm : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryMethodOnTheBuiltinLm, OneFiniteScorePerFeatureAndStepAndDeterministic) {
+  const Model& m = builtin_lm();
+  ExplainerInfo info;
+  for (const auto& e : list_explainers())
+    if (e.name == GetParam()) info = e;
+  auto ex = make_explainer(light_spec(info.name, info.defaults));
+  EXPECT_EQ(ex->name(), info.name);
+  EXPECT_EQ(ex->options().size(), info.options.size()) << "every declared option is reported";
+  const std::string spec = light_spec(info.name, info.defaults);
+  for (const auto& [k, v] : info.defaults) {
+    if (spec.find(k + "=") == std::string::npos)
+      EXPECT_EQ(ex->options().at(k), v) << k << " is not given, so it keeps its default";
+  }
+  for (bool span : {false, true}) {
+    ExplainRequest req;
+    req.input_ids = m.tokenizer().encode("Lily and Ben went to the park", true, false);
+    req.granularity = Granularity::kWord;
+    if (span) req.target.span = {m.tokenizer().encode("They played", false, false)};
+    Attribution a = ex->explain(m, req);
+    Attribution b = ex->explain(m, req);
+    const auto features = make_features(m, req);
+    ASSERT_EQ(a.n_features(), static_cast<int64_t>(features.size()));
+    EXPECT_EQ(a.n_steps(), span ? static_cast<int64_t>(req.target.span.size()) : 1);
+    EXPECT_EQ(a.method, info.name);
+    EXPECT_EQ(a.options, ex->options());
+    if (!a.scores.empty()) {
+      ASSERT_EQ(static_cast<int64_t>(a.scores.size()), a.n_steps() * a.n_features());
+      for (double v : a.scores) EXPECT_TRUE(std::isfinite(v));
+    }
+    EXPECT_EQ(a.scores, b.scores) << "same seed, same request: same scores";
+    ASSERT_EQ(a.target_values.size(), static_cast<size_t>(a.n_steps()));
+    for (double v : a.target_values) EXPECT_TRUE(std::isfinite(v));
+    EXPECT_GT(a.forward_passes, 0.0);
+    nlohmann::json j = attribution_to_json(a);
+    EXPECT_EQ(j["steps"].size(), static_cast<size_t>(a.n_steps()));
+    EXPECT_EQ(j["features"].size(), static_cast<size_t>(a.n_features()));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, EveryMethodOnTheBuiltinLm, ::testing::ValuesIn(registered()),
+                         [](const auto& info) { return info.param; });
+
+TEST(ModelClone, TheCopyComputesTheSameAndOwnsItsParameters) {
+  const Model& m = builtin_lm();
+  std::unique_ptr<Model> copy = m.clone();
+  const std::vector<TokenId> ids = m.tokenizer().encode("Lily went to the", true, false);
+  EXPECT_TRUE(at::equal(copy->logits(ids), m.logits(ids)));
+  auto a = m.named_parameters(), b = copy->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
+    EXPECT_NE(a[i].second.data_ptr(), b[i].second.data_ptr()) << a[i].first << " is shared";
+  }
+  at::Tensor before = a[0].second.clone();
+  {
+    at::NoGradGuard g;
+    b[0].second.zero_();
+  }
+  EXPECT_TRUE(at::equal(a[0].second, before)) << "changing the copy leaves the original";
+  EXPECT_FALSE(at::equal(copy->logits(ids), m.logits(ids)));
+}
+
 TEST(ExplainGradients, MatchCentralFiniteDifferencesOnATinyModel) {
   ModelConfig c;
   c.dim = 16;

@@ -24,6 +24,7 @@
 #include "candor/explain.h"
 #include "candor/generate.h"
 #include "candor/model.h"
+#include "candor/report.h"
 #include "cli.h"
 
 namespace candor::cli {
