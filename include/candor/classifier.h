@@ -83,7 +83,8 @@ std::vector<std::vector<int32_t>> encode_for_classifier(const Tokenizer& tokeniz
                                                         int64_t max_len);
 // Pads token lists into tokens [B, T] (long, padding id 0) and mask [B, T] (bool, true on real
 // tokens).
-std::pair<at::Tensor, at::Tensor> pad_token_rows(const std::vector<const std::vector<int32_t>*>& rows);
+std::pair<at::Tensor, at::Tensor> pad_token_rows(
+    const std::vector<const std::vector<int32_t>*>& rows);
 // Class logits [B, C] of padded tokens and mask [B, T].
 using ClassLogitsFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& mask)>;
 // Softmax probabilities [n][n_classes] of encoded texts, run in batches of 64 texts of similar

@@ -18,6 +18,7 @@
 #include "candor/classifier.h"
 #include "candor/data.h"
 #include "candor/model.h"
+#include "candor/options.h"
 
 namespace candor::train {
 struct TrainOptions;
@@ -178,9 +179,13 @@ struct StudentOptions {
   double learning_rate = 0.05;
   uint64_t seed = 0;
 };
+// The declared options of a student kind (linear, tree, gam, transformer, lm: name, type, default
+// from StudentOptions / TransformerOptions / LmStudentOptions, bounds, description), for parsing
+// and for listing. Throws Error(kInvalidArgument) for an unknown kind.
+OptionSpecs student_options(const std::string& kind);
 // Parses "linear", "tree:max_depth=5", "gam:rounds=500,interactions=5",
-// "transformer:dim=64,epochs=10" (key=value pairs after a colon; the transformer's keys are listed
-// in text_transformer.h). Throws Error(kInvalidArgument) for unknown kinds and keys.
+// "transformer:dim=64,epochs=10" (key=value pairs after a colon) against student_options(kind).
+// Throws Error(kInvalidArgument) for unknown kinds, unknown keys and bad values.
 StudentOptions parse_student(const std::string& spec);
 
 class Student {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "candor/model.h"
+#include "candor/options.h"
 #include "candor/tokenizer.h"
 
 namespace candor::distill {
@@ -36,9 +37,10 @@ struct SampleOptions {
 };
 
 // Seeded samples of a causal LM drawn by generate_batch (generate's sampling rule; text i
-// depends only on the seed and its index, not on the batch), without the prompt. `complete` (optional) receives whether each text ended with a stop
-// token (BOS or EOS) rather than at max_new_tokens. Throws Error(kInvalidArgument) when the
-// model is not a causal LM or an option is out of range.
+// depends only on the seed and its index, not on the batch), without the prompt. `complete`
+// (optional) receives whether each text ended with a stop token (BOS or EOS) rather than at
+// max_new_tokens. Throws Error(kInvalidArgument) when the model is not a causal LM or an option is
+// out of range.
 std::vector<std::string> sample_teacher_texts(const Model& teacher, const SampleOptions& o,
                                               std::vector<bool>* complete = nullptr);
 
@@ -73,11 +75,13 @@ struct LmStudentOptions {
   int64_t eval_boundaries = 400;  // word boundaries for the next-word agreement
 };
 
-// Parses "lm" or "lm:dim=96,layers=4,vocab=768,samples=4000,..." (keys: dim, layers, heads,
-// kv_heads, hidden, context, tokenizer, vocab, mode, alpha, kd_temperature, samples,
-// sample_tokens, temperature, top_k, top_p, held_out, epochs, batch, lr, weight_decay, warmup,
-// clip, dtype, eval_boundaries). Throws Error(kInvalidArgument) naming an unknown key or a bad
-// value.
+// The declared options of "lm[:key=value,...]" (dim, layers, heads, kv_heads, hidden, context,
+// tokenizer, vocab, mode, alpha, kd_temperature, samples, sample_tokens, temperature, top_k,
+// top_p, held_out, epochs, batch, lr, weight_decay, warmup, clip, dtype, eval_boundaries), with
+// LmStudentOptions' defaults.
+OptionSpecs lm_student_options();
+// Parses "lm" or "lm:dim=96,layers=4,vocab=768,samples=4000,..." against lm_student_options().
+// Throws Error(kInvalidArgument) naming an unknown key or a bad value.
 LmStudentOptions parse_lm_student(const std::string& spec);
 
 // Held-out figures of a student (and its teacher, when there is one) on texts none of them saw

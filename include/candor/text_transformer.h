@@ -16,6 +16,7 @@
 
 #include "candor/classifier.h"
 #include "candor/model.h"
+#include "candor/options.h"
 #include "candor/train.h"
 
 namespace candor::train {
@@ -29,11 +30,16 @@ struct TransformerOptions {
   double dropout = 0.1;      // on embeddings, attention, block outputs and the pooled state
 };
 
-// Parses "transformer[:key=value,...]". Keys: dim, layers, heads, hidden, max_len, vocab,
-// temperature, alpha, dropout (TransformerOptions) and epochs, batch, lr, weight_decay, warmup,
-// clip (TrainOptions: first set to the transformer's defaults, epochs 10, batch 32, lr 1e-3,
-// warm-up 0.1; its other fields, e.g. seed and checkpoint, are kept). Throws
-// Error(kInvalidArgument) for another kind, an unknown key or a value out of range.
+// The declared options of "transformer[:key=value,...]": dim, layers, heads, hidden, max_len,
+// vocab, temperature, alpha, dropout (TransformerOptions; defaults from its fields) and epochs,
+// batch, lr, weight_decay, warmup, clip (TrainOptions; the transformer's schedule: epochs 10,
+// batch 32, lr 1e-3, warm-up 0.1).
+OptionSpecs transformer_options();
+// Parses "transformer[:key=value,...]" against transformer_options(): the given TransformerOptions
+// fields are set (the others keep the caller's values), the schedule (epochs, batch, lr, warm-up)
+// is set to the given values or the transformer's defaults, weight_decay and clip only when given
+// (other TrainOptions fields, e.g. seed and checkpoint, are kept). Throws Error(kInvalidArgument)
+// for another kind, an unknown key, a value out of range, or dim not a multiple of heads.
 void parse_transformer_spec(const std::string& spec, TransformerOptions* t, TrainOptions* o);
 
 // Its WordPiece vocabulary: build_wordpiece_vocab (candor/tokenizer_trainers.h).
@@ -44,12 +50,10 @@ class TransformerClassifier : public TextClassifier {
   // Loss per batch: alpha * T^2 * KL(softmax(log target / T) || softmax(logits / T)) +
   // (1 - alpha) * cross-entropy(logits, hard). Throws Error(kInvalidArgument) for empty or
   // mismatched inputs, fewer than two classes or bad options.
-  static std::unique_ptr<TransformerClassifier> train(const std::vector<std::string>& texts,
-                                                      const std::vector<std::vector<double>>& target,
-                                                      const std::vector<int>& hard,
-                                                      const std::vector<std::string>& classes,
-                                                      const TransformerOptions& t,
-                                                      const TrainOptions& o);
+  static std::unique_ptr<TransformerClassifier> train(
+      const std::vector<std::string>& texts, const std::vector<std::vector<double>>& target,
+      const std::vector<int>& hard, const std::vector<std::string>& classes,
+      const TransformerOptions& t, const TrainOptions& o);
 
   std::string kind() const override { return "transformer"; }
   const std::vector<std::string>& labels() const override;

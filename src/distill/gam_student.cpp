@@ -21,8 +21,7 @@ namespace {
 
 class GamStudent : public GlassBoxStudent {
  public:
-  explicit GamStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
-  std::string kind() const override { return "gam"; }
+  using GlassBoxStudent::GlassBoxStudent;
 
   void fit(const Featurizer& fz, const Bins& bins, const Probs& target) override {
     features_ = fz.features();

@@ -17,8 +17,7 @@ namespace {
 
 class LinearStudent : public GlassBoxStudent {
  public:
-  explicit LinearStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
-  std::string kind() const override { return "linear"; }
+  using GlassBoxStudent::GlassBoxStudent;
 
   bool fits_sparse() const override { return true; }
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -18,6 +19,7 @@
 #include "candor/generate.h"
 #include "candor/tokenizer_trainers.h"
 #include "candor/train.h"
+#include "train/bound_options.h"
 
 namespace candor::distill {
 
@@ -143,104 +145,92 @@ std::shared_ptr<Tokenizer> reload_tokenizer(const Model& teacher) {
 
 // --- options -----------------------------------------------------------------------------------
 
+namespace {
+
+// The options of the lm student, each bound to its field of LmStudentOptions.
+const std::vector<train::BoundOption<LmStudentOptions>>& lm_fields() {
+  static const std::vector<train::BoundOption<LmStudentOptions>> fields = [] {
+    const LmStudentOptions d;  // the defaults, written once there
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    constexpr int64_t kMany = 1000000000;
+    auto bind = [](OptionSpec spec, auto field) {
+      return train::bind_option(std::move(spec), field);
+    };
+    return std::vector<train::BoundOption<LmStudentOptions>>{
+        bind(OptionSpec::integer("dim", d.dim, 2, kMany, "model width"), &LmStudentOptions::dim),
+        bind(OptionSpec::integer("layers", d.n_layers, 1, kMany, "transformer blocks"),
+             &LmStudentOptions::n_layers),
+        bind(OptionSpec::integer("heads", d.n_heads, 1, kMany, "attention heads"),
+             &LmStudentOptions::n_heads),
+        bind(
+            OptionSpec::integer("kv_heads", d.n_kv_heads, 0, kMany, "key/value heads (0: = heads)"),
+            &LmStudentOptions::n_kv_heads),
+        bind(OptionSpec::integer("hidden", d.hidden_dim, 0, kMany,
+                                 "feed-forward width (0: 8/3 dim)"),
+             &LmStudentOptions::hidden_dim),
+        bind(OptionSpec::integer("context", d.context, 8, kMany, "training and model context"),
+             &LmStudentOptions::context),
+        bind(OptionSpec::choice("tokenizer", d.tokenizer, {"bpe", "teacher"},
+                                "a byte-level BPE learnt on the texts, or the teacher's"),
+             &LmStudentOptions::tokenizer),
+        bind(OptionSpec::integer("vocab", d.vocab_size, 259, std::numeric_limits<int32_t>::max(),
+                                 "BPE vocabulary size"),
+             &LmStudentOptions::vocab_size),
+        bind(OptionSpec::choice("mode", d.mode, {"auto", "token", "sequence"},
+                                "KD on the teacher's distributions, or on texts"),
+             &LmStudentOptions::mode),
+        bind(OptionSpec::real("alpha", d.alpha, 0, 1, "token mode: weight of the KD term"),
+             &LmStudentOptions::alpha),
+        bind(OptionSpec::real("kd_temperature", d.kd_temperature, 0, kInf,
+                              "token mode: temperature T")
+                 .above(),
+             &LmStudentOptions::kd_temperature),
+        bind(OptionSpec::integer("samples", d.samples, 1, kMany, "teacher generations to train on"),
+             &LmStudentOptions::samples),
+        bind(OptionSpec::integer("sample_tokens", d.sample_tokens, 1, kMany,
+                                 "tokens per generation"),
+             &LmStudentOptions::sample_tokens),
+        bind(
+            OptionSpec::real("temperature", d.temperature, 0, kInf, "sampling temperature").above(),
+            &LmStudentOptions::temperature),
+        bind(OptionSpec::integer("top_k", d.top_k, 0, kMany, "sampling top-k (0: none)"),
+             &LmStudentOptions::top_k),
+        bind(OptionSpec::real("top_p", d.top_p, 0, 1, "sampling top-p (1: none)").above(),
+             &LmStudentOptions::top_p),
+        bind(OptionSpec::integer("held_out", d.held_out, 1, kMany, "texts kept for the figures"),
+             &LmStudentOptions::held_out),
+        bind(OptionSpec::integer("epochs", d.epochs, 1, kMany, "epochs"),
+             &LmStudentOptions::epochs),
+        bind(OptionSpec::integer("batch", d.batch, 1, kMany, "batch size"),
+             &LmStudentOptions::batch),
+        bind(OptionSpec::real("lr", d.lr, 0, kInf, "peak learning rate").above(),
+             &LmStudentOptions::lr),
+        bind(OptionSpec::real("weight_decay", d.weight_decay, -kInf, kInf, "AdamW weight decay"),
+             &LmStudentOptions::weight_decay),
+        bind(OptionSpec::real("warmup", d.warmup, -kInf, kInf, "share of the steps warming up"),
+             &LmStudentOptions::warmup),
+        bind(OptionSpec::real("clip", d.clip, -kInf, kInf, "gradient-norm clip (<= 0: none)"),
+             &LmStudentOptions::clip),
+        bind(OptionSpec::choice("dtype", d.dtype, {"f32", "f16", "bf16"}, "of model.safetensors"),
+             &LmStudentOptions::dtype),
+        bind(OptionSpec::integer("eval_boundaries", d.eval_boundaries, 0, kMany,
+                                 "word boundaries for the next-word agreement"),
+             &LmStudentOptions::eval_boundaries)};
+  }();
+  return fields;
+}
+
+}  // namespace
+
+OptionSpecs lm_student_options() { return train::declarations(lm_fields()); }
+
 LmStudentOptions parse_lm_student(const std::string& spec) {
-  LmStudentOptions o;
-  const size_t colon = spec.find(':');
-  if (spec.substr(0, colon) != "lm")
+  const auto [kind, given] = parse_spec(spec);
+  if (kind != "lm")
     throw Error(ErrorCode::kInvalidArgument, "'" + spec + "' is not an lm student",
                 "use lm or lm:key=value,...");
-  if (colon == std::string::npos) return o;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string kv;
-  while (std::getline(ss, kv, ',')) {
-    if (kv.empty()) continue;
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos) throw bad_option(kv, "", "expected key=value");
-    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-    auto num = [&]() {
-      try {
-        size_t used = 0;
-        double d = std::stod(v, &used);
-        if (used != v.size() || !std::isfinite(d)) throw std::invalid_argument(v);
-        return d;
-      } catch (const std::exception&) {
-        throw bad_option(k, v, "not a number");
-      }
-    };
-    auto integer = [&](int64_t lo) {
-      double d = num();
-      if (d != std::floor(d) || d < double(lo))
-        throw bad_option(k, v, "expected an integer >= " + std::to_string(lo));
-      return static_cast<int64_t>(d);
-    };
-    auto positive = [&]() {
-      double d = num();
-      if (!(d > 0)) throw bad_option(k, v, "must be > 0");
-      return d;
-    };
-    if (k == "dim")
-      o.dim = integer(2);
-    else if (k == "layers")
-      o.n_layers = integer(1);
-    else if (k == "heads")
-      o.n_heads = integer(1);
-    else if (k == "kv_heads")
-      o.n_kv_heads = integer(0);
-    else if (k == "hidden")
-      o.hidden_dim = integer(0);
-    else if (k == "context")
-      o.context = integer(8);
-    else if (k == "tokenizer") {
-      if (v != "bpe" && v != "teacher") throw bad_option(k, v, "use bpe or teacher");
-      o.tokenizer = v;
-    } else if (k == "vocab")
-      o.vocab_size = static_cast<int32_t>(integer(259));
-    else if (k == "mode") {
-      if (v != "auto" && v != "token" && v != "sequence")
-        throw bad_option(k, v, "use auto, token or sequence");
-      o.mode = v;
-    } else if (k == "alpha") {
-      o.alpha = num();
-      if (o.alpha < 0 || o.alpha > 1) throw bad_option(k, v, "must be in [0, 1]");
-    } else if (k == "kd_temperature")
-      o.kd_temperature = positive();
-    else if (k == "samples")
-      o.samples = integer(1);
-    else if (k == "sample_tokens")
-      o.sample_tokens = integer(1);
-    else if (k == "temperature")
-      o.temperature = static_cast<float>(positive());
-    else if (k == "top_k")
-      o.top_k = integer(0);
-    else if (k == "top_p") {
-      o.top_p = static_cast<float>(num());
-      if (!(o.top_p > 0 && o.top_p <= 1)) throw bad_option(k, v, "must be in (0, 1]");
-    } else if (k == "held_out")
-      o.held_out = integer(1);
-    else if (k == "epochs")
-      o.epochs = static_cast<int>(integer(1));
-    else if (k == "batch")
-      o.batch = integer(1);
-    else if (k == "lr")
-      o.lr = positive();
-    else if (k == "weight_decay")
-      o.weight_decay = num();
-    else if (k == "warmup")
-      o.warmup = num();
-    else if (k == "clip")
-      o.clip = num();
-    else if (k == "dtype") {
-      if (v != "f32" && v != "f16" && v != "bf16") throw bad_option(k, v, "use f32, f16 or bf16");
-      o.dtype = v;
-    } else if (k == "eval_boundaries")
-      o.eval_boundaries = integer(0);
-    else
-      throw Error(ErrorCode::kInvalidArgument, "--student lm: unknown option '" + k + "'",
-                  "options: dim, layers, heads, kv_heads, hidden, context, tokenizer, vocab, "
-                  "mode, alpha, kd_temperature, samples, sample_tokens, temperature, top_k, "
-                  "top_p, held_out, epochs, batch, lr, weight_decay, warmup, clip, dtype, "
-                  "eval_boundaries");
-  }
+  LmStudentOptions o;
+  train::apply_options(lm_fields(), Options("student", kind, lm_student_options(), given), &o);
   if (o.dim % o.n_heads != 0)
     throw bad_option("heads", std::to_string(o.n_heads), "dim must be a multiple of heads");
   if ((o.dim / o.n_heads) % 2 != 0)

@@ -35,8 +35,7 @@ at::Tensor MlpClassifier::logits(const std::vector<std::vector<uint16_t>>& bins,
   return h;  // [B, classes]
 }
 
-Probs MlpClassifier::predict(const data::Table& table,
-                                      const std::vector<size_t>& rows) const {
+Probs MlpClassifier::predict(const data::Table& table, const std::vector<size_t>& rows) const {
   at::NoGradGuard ng;
   auto bins = featurizer_.transform(table, rows);
   std::vector<int64_t> idx(rows.size());

@@ -1,10 +1,14 @@
-// The students' common ground: the spec parser ("linear", "tree:max_depth=5", ...), the factory,
+// The students' common ground: their declared options and the spec parser ("linear",
+// "tree:max_depth=5", ... through candor/options.h), the factory,
 // the default methods of Student and the one-vs-rest reduction.
-#include <sstream>
+#include <limits>
+#include <map>
 
 #include "candor/error.h"
+#include "candor/lm_student.h"
 #include "candor/text_transformer.h"
 #include "distill/students.h"
+#include "train/bound_options.h"
 
 namespace candor::distill {
 
@@ -38,60 +42,78 @@ Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_
   return p;
 }
 
+namespace {
+
+using Bound = std::vector<train::BoundOption<StudentOptions>>;
+
+// The options of the glass-box students, each bound to its field of StudentOptions; nullptr for
+// another kind.
+const Bound* glassbox_fields(const std::string& kind) {
+  static const std::map<std::string, Bound> fields = [] {
+    const StudentOptions d;  // the defaults, written once there
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    constexpr int64_t kMany = 1000000000;
+    auto bind = [](OptionSpec spec, auto field) {
+      return train::bind_option(std::move(spec), field);
+    };
+    std::map<std::string, Bound> f;
+    f["linear"] = {
+        bind(OptionSpec::real("lambda", d.lambda, 0, kInf, "penalty strength (scaled by 1/rows)"),
+             &StudentOptions::lambda),
+        bind(OptionSpec::real("l1_ratio", d.l1_ratio, 0, 1, "L1 share of the penalty (1: lasso)"),
+             &StudentOptions::l1_ratio),
+        bind(OptionSpec::integer("max_iter", d.max_iter, 1, kMany, "coordinate-descent sweeps"),
+             &StudentOptions::max_iter)};
+    f["tree"] = {
+        bind(OptionSpec::integer("max_depth", d.max_depth, 0, kMany, "depth of the tree"),
+             &StudentOptions::max_depth),
+        bind(OptionSpec::integer("min_leaf", d.min_leaf, 1, kMany, "training rows per leaf"),
+             &StudentOptions::min_leaf)};
+    f["gam"] = {
+        bind(OptionSpec::integer("rounds", d.rounds, 0, kMany, "boosting rounds"),
+             &StudentOptions::rounds),
+        bind(OptionSpec::integer("interactions", d.interactions, 0, kMany,
+                                 "pairwise interactions fitted"),
+             &StudentOptions::interactions),
+        bind(OptionSpec::real("learning_rate", d.learning_rate, 0, kInf, "boosting step size")
+                 .above(),
+             &StudentOptions::learning_rate)};
+    return f;
+  }();
+  auto it = fields.find(kind);
+  return it == fields.end() ? nullptr : &it->second;
+}
+
+Error unknown_student(const std::string& kind) {
+  return Error(ErrorCode::kInvalidArgument, "unknown student '" + kind + "'",
+               "use linear, tree, gam, transformer or lm");
+}
+
+}  // namespace
+
+OptionSpecs student_options(const std::string& kind) {
+  if (kind == "transformer") return train::transformer_options();
+  if (kind == "lm") return lm_student_options();
+  const Bound* f = glassbox_fields(kind);
+  if (!f) throw unknown_student(kind);
+  return train::declarations(*f);
+}
+
 StudentOptions parse_student(const std::string& spec) {
   StudentOptions o;
-  size_t colon = spec.find(':');
-  o.kind = spec.substr(0, colon);
+  const auto [kind, given] = parse_spec(spec);
+  o.kind = kind;
   o.spec = spec;
-  if (o.kind == "gam") o.lambda = 0;
   if (o.kind == "transformer") {
     train::TransformerOptions t;
     train::TrainOptions to;
     train::parse_transformer_spec(spec, &t, &to);  // throws for bad options
     return o;
   }
-  if (o.kind != "linear" && o.kind != "tree" && o.kind != "gam")
-    throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
-                "use linear, tree, gam or transformer");
-  if (colon == std::string::npos) return o;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string kv;
-  while (std::getline(ss, kv, ',')) {
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "student option '" + kv + "' in '" + spec + "' is not key=value");
-    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-    try {
-      if (k == "lambda")
-        o.lambda = std::stod(v);
-      else if (k == "l1_ratio")
-        o.l1_ratio = std::stod(v);
-      else if (k == "max_iter")
-        o.max_iter = std::stoi(v);
-      else if (k == "max_depth")
-        o.max_depth = std::stoi(v);
-      else if (k == "min_leaf")
-        o.min_leaf = std::stoi(v);
-      else if (k == "rounds")
-        o.rounds = std::stoi(v);
-      else if (k == "interactions")
-        o.interactions = std::stoi(v);
-      else if (k == "learning_rate")
-        o.learning_rate = std::stod(v);
-      else
-        throw Error(ErrorCode::kInvalidArgument,
-                    "unknown option '" + k + "' for student '" + o.kind + "'",
-                    "linear: lambda, l1_ratio, max_iter; tree: max_depth, min_leaf; gam: rounds, "
-                    "interactions, learning_rate");
-    } catch (const std::logic_error&) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "student option '" + k + "' has a bad value '" + v + "'");
-    }
-  }
-  if (o.lambda < 0 || o.l1_ratio < 0 || o.l1_ratio > 1 || o.max_depth < 0 || o.min_leaf < 1 ||
-      o.rounds < 0 || o.learning_rate <= 0 || o.max_iter < 1)
-    throw Error(ErrorCode::kInvalidArgument, "student options out of range in '" + spec + "'");
+  const Bound* f = glassbox_fields(o.kind);
+  if (!f) throw unknown_student(o.kind);
+  if (o.kind == "gam") o.lambda = 0;
+  train::apply_options(*f, Options("student", o.kind, train::declarations(*f), given), &o);
   return o;
 }
 

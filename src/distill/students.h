@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -21,11 +22,12 @@ std::vector<std::vector<double>> ovr_targets(const Probs& t, size_t* n_classes);
 // Class probabilities [row][class] from one-vs-rest margins [problem][row].
 Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_t n);
 
-// What every glass-box student (linear, tree, GAM) keeps: its options, the featurizer's
-// features it was fitted on and the number of classes.
+// What every glass-box student (linear, tree, GAM) keeps: its options (their kind is its kind),
+// the featurizer's features it was fitted on and the number of classes.
 class GlassBoxStudent : public Student {
  public:
   explicit GlassBoxStudent(StudentOptions o) : o_(std::move(o)) {}
+  std::string kind() const override { return o_.kind; }  // "linear", "tree" or "gam"
 
  protected:
   StudentOptions o_;

@@ -20,8 +20,7 @@ class TransformerStudent : public Student {
   }
   std::string kind() const override { return "transformer"; }
   bool reads_text() const override { return true; }
-  void fit(const Featurizer&, const std::vector<std::vector<uint16_t>>&,
-           const Probs&) override {
+  void fit(const Featurizer&, const std::vector<std::vector<uint16_t>>&, const Probs&) override {
     throw Error(ErrorCode::kInternal, "the transformer student reads texts (fit_text)");
   }
   Probs predict(const std::vector<std::vector<uint16_t>>&) const override {

@@ -26,8 +26,7 @@ std::string num(double v, int prec = 4) {
 
 class TreeStudent : public GlassBoxStudent {
  public:
-  explicit TreeStudent(StudentOptions o) : GlassBoxStudent(std::move(o)) {}
-  std::string kind() const override { return "tree"; }
+  using GlassBoxStudent::GlassBoxStudent;
 
   void fit(const Featurizer& fz, const Bins& bins, const Probs& target) override {
     features_ = fz.features();

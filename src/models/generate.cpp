@@ -170,10 +170,11 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
   return r;
 }
 
-std::vector<GenerateResult> generate_batch(
-    const Model& model, const std::vector<std::vector<TokenId>>& prompt_ids,
-    const std::vector<uint64_t>& seeds, const GenerateOptions& options, int64_t batch,
-    const std::function<bool(int64_t, int64_t)>& progress) {
+std::vector<GenerateResult> generate_batch(const Model& model,
+                                           const std::vector<std::vector<TokenId>>& prompt_ids,
+                                           const std::vector<uint64_t>& seeds,
+                                           const GenerateOptions& options, int64_t batch,
+                                           const std::function<bool(int64_t, int64_t)>& progress) {
   validate_generate_options(options);
   if (!seeds.empty() && seeds.size() != prompt_ids.size())
     throw Error(ErrorCode::kInvalidArgument,

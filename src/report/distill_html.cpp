@@ -93,14 +93,14 @@ std::string shape_svg(const std::vector<std::string>& bins, const std::vector<do
     double y = hgt >= 0 ? mid - hgt : mid;
     s << "<rect x='" << fmt_num(pad + b * bw + 0.5) << "' y='" << fmt_num(y) << "' width='"
       << fmt_num(std::max(1.0, bw - 1)) << "' height='" << fmt_num(std::fabs(hgt) + 0.5)
-      << "' fill='" << (v[b] >= 0 ? "#2a7" : "#c33") << "'><title>" << html_escape(bins[b])
-      << ": " << fmt_num(v[b]) << "</title></rect>";
+      << "' fill='" << (v[b] >= 0 ? "#2a7" : "#c33") << "'><title>" << html_escape(bins[b]) << ": "
+      << fmt_num(v[b]) << "</title></rect>";
   }
   s << "<text x='" << pad << "' y='12' font-size='10'>+" << fmt_num(mx, 3) << "</text>";
   s << "<text x='" << pad << "' y='" << H - 4 << "' font-size='10'>-" << fmt_num(mx, 3)
     << "</text>";
-  s << "<text x='" << pad << "' y='" << H + 14 << "' font-size='9'>"
-    << html_escape(bins.front()) << "</text>";
+  s << "<text x='" << pad << "' y='" << H + 14 << "' font-size='9'>" << html_escape(bins.front())
+    << "</text>";
   s << "<text x='" << W - pad << "' y='" << H + 26 << "' font-size='9' text-anchor='end'>"
     << html_escape(bins.back()) << "</text></svg>";
   return s.str();
@@ -112,8 +112,8 @@ std::string pair_svg(int n1, int n2, const std::vector<double>& table) {
   double mx = 1e-9;
   for (double x : table) mx = std::max(mx, std::fabs(x));
   std::ostringstream s;
-  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << n2 * cell << "' height='"
-    << n1 * cell << "'>";
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << n2 * cell << "' height='" << n1 * cell
+    << "'>";
   for (int a = 0; a < n1; ++a)
     for (int b = 0; b < n2; ++b) {
       double v = table[a * n2 + b] / mx;
@@ -195,13 +195,12 @@ std::string render_distill_html(const nlohmann::json& report, const std::string&
        "<th>mean KL(teacher||student)</th><th>teacher accuracy</th><th>student "
        "accuracy</th></tr>\n";
   const json& fidelity = report["fidelity"];
-  for (auto [name, key] : {std::pair<const char*, const char*>{"held-out", "test"},
-                           {"training", "train"}}) {
+  for (auto [name, key] :
+       {std::pair<const char*, const char*>{"held-out", "test"}, {"training", "train"}}) {
     const json& f = fidelity[key];
     h << "<tr><td>" << name << "</td><td>" << f["rows"].get<uint64_t>() << "</td><td>"
       << pct(f, "agreement") << "</td><td>" << fmt_num(f["kl"].get<double>(), 6) << "</td><td>"
-      << pct(f, "teacher_accuracy") << "</td><td>" << pct(f, "student_accuracy")
-      << "</td></tr>\n";
+      << pct(f, "teacher_accuracy") << "</td><td>" << pct(f, "student_accuracy") << "</td></tr>\n";
   }
   h << "</table>\n";
   const json& test = fidelity["test"];
@@ -211,10 +210,9 @@ std::string render_distill_html(const nlohmann::json& report, const std::string&
          "<th>rows</th><th>agreement</th></tr>\n";
     for (const json& s : test["slices"])
       h << "<tr><td>" << html_escape(s["column"].get<std::string>()) << "</td><td>"
-        << html_escape(s["value"].get<std::string>()) << "</td><td>"
-        << s["rows"].get<uint64_t>() << "</td><td"
-        << (s["agreement"].get<double>() < overall - 0.05 ? " class='warn'" : "") << ">"
-        << pct(s, "agreement") << "</td></tr>\n";
+        << html_escape(s["value"].get<std::string>()) << "</td><td>" << s["rows"].get<uint64_t>()
+        << "</td><td" << (s["agreement"].get<double>() < overall - 0.05 ? " class='warn'" : "")
+        << ">" << pct(s, "agreement") << "</td></tr>\n";
     h << "</table>\n";
   }
   const json& skipped = report["skipped_records"];

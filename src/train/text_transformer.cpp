@@ -17,6 +17,7 @@
 #include "candor/error.h"
 #include "candor/tokenizer_trainers.h"
 #include "models/encoder.h"
+#include "train/bound_options.h"
 #include "train/init.h"
 
 namespace candor::train {
@@ -24,17 +25,6 @@ namespace candor::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-double parse_number(const std::string& key, const std::string& value, const std::string& spec) {
-  try {
-    size_t used = 0;
-    double v = std::stod(value, &used);
-    if (used == value.size() && std::isfinite(v)) return v;
-  } catch (...) {
-  }
-  throw Error(ErrorCode::kInvalidArgument,
-              "student option '" + key + "' in '" + spec + "' is not a number: '" + value + "'");
-}
 
 // The training-time forward pass of the encoder (the same arithmetic as EncoderClassifier's,
 // plus dropout when `gen` is given). tokens, mask: [B, T]. Returns the class logits [B, C].
@@ -79,86 +69,84 @@ int argmax(const std::vector<double>& p) {
   return static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
 }
 
-
 }  // namespace
 
 // ---- options -----------------------------------------------------------------------------------
 
+namespace {
+
+// The options of "transformer[:...]": the model's (TransformerOptions; a field the caller set
+// stays unless given) and the training schedule's (TrainOptions; epochs, batch, lr and warm-up
+// are the transformer's, small batches and a gentler peak rate than the MLP's; weight decay and
+// clipping stay unless given).
+struct TransformerFields {
+  std::vector<BoundOption<TransformerOptions>> model;
+  std::vector<BoundOption<TrainOptions>> training;
+};
+
+const TransformerFields& transformer_fields() {
+  static const TransformerFields fields = [] {
+    const TransformerOptions t;  // the model's defaults, written once there
+    const TrainOptions o;        // the training loop's
+    constexpr int64_t kMany = 100000000;
+    auto if_given = [](OptionSpec spec, auto field) {
+      return bind_option(std::move(spec), field, true);
+    };
+    auto always = [](OptionSpec spec, auto field) { return bind_option(std::move(spec), field); };
+    TransformerFields f;
+    f.model = {
+        if_given(OptionSpec::integer("dim", t.dim, 1, kMany, "model width (a multiple of heads)"),
+                 &TransformerOptions::dim),
+        if_given(OptionSpec::integer("layers", t.layers, 1, kMany, "encoder blocks"),
+                 &TransformerOptions::layers),
+        if_given(OptionSpec::integer("heads", t.heads, 1, kMany, "attention heads"),
+                 &TransformerOptions::heads),
+        if_given(OptionSpec::integer("hidden", t.hidden, 1, kMany, "feed-forward width"),
+                 &TransformerOptions::hidden),
+        if_given(OptionSpec::integer("max_len", t.max_len, 2, kMany, "tokens per text with [CLS]"),
+                 &TransformerOptions::max_len),
+        if_given(
+            OptionSpec::integer("vocab", t.vocab, 1, kMany, "WordPiece vocabulary size (at most)"),
+            &TransformerOptions::vocab),
+        if_given(OptionSpec::real("temperature", t.temperature, 1e-3, 1e3, "KD temperature T"),
+                 &TransformerOptions::temperature),
+        if_given(
+            OptionSpec::real("alpha", t.alpha, 0, 1, "weight of the KD term (1 - alpha: labels)"),
+            &TransformerOptions::alpha),
+        if_given(OptionSpec::real("dropout", t.dropout, 0, 0.9, "dropout rate"),
+                 &TransformerOptions::dropout)};
+    f.training = {
+        always(OptionSpec::integer("epochs", 10, 1, kMany, "epochs"), &TrainOptions::epochs),
+        always(OptionSpec::integer("batch", 32, 1, kMany, "batch size"), &TrainOptions::batch_size),
+        always(OptionSpec::real("lr", 1e-3, 1e-9, 10, "peak learning rate"),
+               &TrainOptions::learning_rate),
+        if_given(OptionSpec::real("weight_decay", o.weight_decay, 0, 10, "AdamW weight decay"),
+                 &TrainOptions::weight_decay),
+        always(OptionSpec::real("warmup", 0.1, 0, 1, "share of the steps warming up"),
+               &TrainOptions::warmup_fraction),
+        if_given(OptionSpec::real("clip", o.clip_norm, 0, 1e6, "gradient-norm clip (0: none)"),
+                 &TrainOptions::clip_norm)};
+    return f;
+  }();
+  return fields;
+}
+
+}  // namespace
+
+OptionSpecs transformer_options() {
+  OptionSpecs specs = declarations(transformer_fields().model);
+  for (OptionSpec& s : declarations(transformer_fields().training)) specs.push_back(std::move(s));
+  return specs;
+}
+
 void parse_transformer_spec(const std::string& spec, TransformerOptions* t, TrainOptions* o) {
-  const size_t colon = spec.find(':');
-  const std::string kind = spec.substr(0, colon);
+  const auto [kind, given] = parse_spec(spec);
   if (kind != "transformer")
     throw Error(ErrorCode::kInvalidArgument, "'" + spec + "' is not a transformer student",
                 "write transformer[:key=value,...]");
-  // Training defaults of the transformer (small batches, a gentler peak rate than the MLP's).
-  o->epochs = 10;
-  o->batch_size = 32;
-  o->learning_rate = 1e-3;
-  o->warmup_fraction = 0.1;
-  if (colon == std::string::npos) return;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string kv;
-  while (std::getline(ss, kv, ',')) {
-    if (kv.empty()) continue;
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "student option '" + kv + "' in '" + spec + "' is not key=value");
-    const std::string k = kv.substr(0, eq);
-    const double v = parse_number(k, kv.substr(eq + 1), spec);
-    auto positive_int = [&](int64_t* field) {
-      if (v < 1 || v != std::floor(v) || v > 1e8)
-        throw Error(ErrorCode::kInvalidArgument, "student option '" + k +
-                                                     "' must be a positive whole number (got " +
-                                                     kv.substr(eq + 1) + ")");
-      *field = static_cast<int64_t>(v);
-    };
-    auto in_range = [&](double* field, double lo, double hi) {
-      if (!(v >= lo && v <= hi))
-        throw Error(ErrorCode::kInvalidArgument, "student option '" + k + "' must be in [" +
-                                                     std::to_string(lo) + ", " +
-                                                     std::to_string(hi) + "]");
-      *field = v;
-    };
-    int64_t epochs = o->epochs;
-    if (k == "dim") {
-      positive_int(&t->dim);
-    } else if (k == "layers") {
-      positive_int(&t->layers);
-    } else if (k == "heads") {
-      positive_int(&t->heads);
-    } else if (k == "hidden") {
-      positive_int(&t->hidden);
-    } else if (k == "max_len") {
-      positive_int(&t->max_len);
-    } else if (k == "vocab") {
-      positive_int(&t->vocab);
-    } else if (k == "temperature") {
-      in_range(&t->temperature, 1e-3, 1e3);
-    } else if (k == "alpha") {
-      in_range(&t->alpha, 0, 1);
-    } else if (k == "dropout") {
-      in_range(&t->dropout, 0, 0.9);
-    } else if (k == "epochs") {
-      positive_int(&epochs);
-      o->epochs = static_cast<int>(epochs);
-    } else if (k == "batch") {
-      positive_int(&o->batch_size);
-    } else if (k == "lr") {
-      in_range(&o->learning_rate, 1e-9, 10);
-    } else if (k == "weight_decay") {
-      in_range(&o->weight_decay, 0, 10);
-    } else if (k == "warmup") {
-      in_range(&o->warmup_fraction, 0, 1);
-    } else if (k == "clip") {
-      in_range(&o->clip_norm, 0, 1e6);
-    } else {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "unknown option '" + k + "' for the transformer student",
-                  "options: dim, layers, heads, hidden, max_len, vocab, temperature, alpha, "
-                  "dropout, epochs, batch, lr, weight_decay, warmup, clip");
-    }
-  }
+  const Options opts("student", kind, transformer_options(), given);
+  apply_options(transformer_fields().model, opts, t);
+  apply_options(transformer_fields().training, opts, o);
   if (t->dim % t->heads != 0)
     throw Error(ErrorCode::kInvalidArgument, "transformer student: dim " + std::to_string(t->dim) +
                                                  " is not a multiple of heads " +
@@ -218,7 +206,8 @@ std::unique_ptr<TransformerClassifier> TransformerClassifier::train(
   m->options_ = t;
   m->vocab_ = build_wordpiece_vocab(texts, t.vocab);
   m->tokenizer_json_ = wordpiece_tokenizer_json(m->vocab_);
-  std::shared_ptr<Tokenizer> tok = make_hf_tokenizer(m->tokenizer_json_, "", "WordPiece vocabulary");
+  std::shared_ptr<Tokenizer> tok =
+      make_hf_tokenizer(m->tokenizer_json_, "", "WordPiece vocabulary");
   const auto ids = encode_for_classifier(*tok, texts, t.max_len);
 
   ModelConfig c;
@@ -311,9 +300,9 @@ std::unique_ptr<TransformerClassifier> TransformerClassifier::train(
     std::vector<std::vector<int32_t>> pid;
     for (size_t i : probe) pid.push_back(ids[i]);
     Net eval{c, w, 0.0};
-    std::vector<std::vector<double>> p = class_probabilities(pid, C, [&](const at::Tensor& a, const at::Tensor& b) {
-      return eval.logits(a, b, nullptr);
-    });
+    std::vector<std::vector<double>> p = class_probabilities(
+        pid, C,
+        [&](const at::Tensor& a, const at::Tensor& b) { return eval.logits(a, b, nullptr); });
     size_t ok = 0;
     for (size_t j = 0; j < probe.size(); ++j) ok += argmax(p[j]) == argmax(target[probe[j]]);
     return double(ok) / double(probe.size());

@@ -155,8 +155,9 @@ TEST(BadData, ClearErrors) {
   EXPECT_NE(e.find("label column 'label' has 1 class"), std::string::npos) << e;
   EXPECT_NE(error_of([] { parse_student("forest"); }).find("unknown student 'forest'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_student("tree:depth=3"); }).find("unknown option 'depth'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_student("tree:depth=3"); }).find("student 'tree' has no option 'depth'"),
+      std::string::npos);
 }
 
 TEST(FastTextTeacher, SparseLinearStudentAgreesOnHeldOutSentences) {

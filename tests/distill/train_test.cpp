@@ -98,7 +98,8 @@ TEST(Train, ScheduleAndErrors) {
   TrainOptions bad;
   bad.checkpoint = ckpt;
   bad.resume = true;
-  EXPECT_THROW(distill::MlpClassifier::train(t, all_rows(t), "label", distill::MlpOptions(), bad), Error);
+  EXPECT_THROW(distill::MlpClassifier::train(t, all_rows(t), "label", distill::MlpOptions(), bad),
+               Error);
 }
 
 TEST(Adult, GamStudentImitatesMlpTeacher) {

@@ -42,7 +42,8 @@ TEST(GenerateBatch, OneRowPerBatchEqualsGenerateForEachSeed) {
     EXPECT_EQ(batch[i].stop_reason, g.stop_reason) << i;
     EXPECT_EQ(batch[i].prompt_text, g.prompt_text) << i;
     ASSERT_EQ(batch[i].logprobs.size(), g.logprobs.size());
-    for (size_t k = 0; k < g.logprobs.size(); ++k) EXPECT_FLOAT_EQ(batch[i].logprobs[k], g.logprobs[k]);
+    for (size_t k = 0; k < g.logprobs.size(); ++k)
+      EXPECT_FLOAT_EQ(batch[i].logprobs[k], g.logprobs[k]);
   }
   EXPECT_NE(batch[0].text, batch[2].text);  // same prompt, other seed
 }
