@@ -80,6 +80,41 @@ std::pair<TokenId, float> pick(const float* logits, int64_t n, const GenerateOpt
   return {static_cast<TokenId>(idx.back()), logprob(idx.back())};
 }
 
+// One decoding step of one sequence: picks its next token from a row of logits. At a stop token
+// sets stop_reason "stop_token" and returns false; otherwise appends the token, its
+// log-probability and its bytes (also into *piece) to `r`, makes it *prev and returns true.
+bool take_token(const float* logits, int64_t n, const GenerateOptions& o, Rng& rng,
+                const std::vector<TokenId>& stops, const Tokenizer& tok, TokenId* prev,
+                GenerateResult* r, std::string* piece) {
+  auto [next, lp] = pick(logits, n, o, rng);
+  if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
+    r->stop_reason = "stop_token";
+    return false;
+  }
+  r->generated_ids.push_back(next);
+  r->logprobs.push_back(lp);
+  *piece = tok.decode_piece(*prev, next);
+  r->text += *piece;
+  *prev = next;
+  return true;
+}
+
+// Throws Error(kInvalidArgument) for an empty prompt, Error(kResourceExhausted) for one longer
+// than the model's context.
+void check_prompt(const std::vector<TokenId>& prompt_ids, const ModelConfig& c) {
+  if (prompt_ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
+                "start the prompt with BOS");
+  }
+  if (static_cast<int64_t>(prompt_ids.size()) > c.max_seq_len) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "the prompt is " + std::to_string(prompt_ids.size()) +
+                    " tokens long, more than the model's context of " +
+                    std::to_string(c.max_seq_len) + " tokens",
+                "shorten the prompt");
+  }
+}
+
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -107,17 +142,7 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
                         const GenerateOptions& options) {
   validate_generate_options(options);
   const ModelConfig& c = model.config();
-  if (prompt_ids.empty()) {
-    throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
-                "start the prompt with BOS");
-  }
-  if (static_cast<int64_t>(prompt_ids.size()) > c.max_seq_len) {
-    throw Error(ErrorCode::kResourceExhausted,
-                "the prompt is " + std::to_string(prompt_ids.size()) +
-                    " tokens long, more than the model's context of " +
-                    std::to_string(c.max_seq_len) + " tokens",
-                "shorten the prompt");
-  }
+  check_prompt(prompt_ids, c);
   const Tokenizer& tok = model.tokenizer();
   std::vector<TokenId> stops = options.stop_tokens;
   if (stops.empty()) stops = {tok.bos_id(), tok.eos_id()};
@@ -144,16 +169,11 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
   TokenId prev = prompt_ids.back();
   r.stop_reason = "max_new_tokens";
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    auto [next, lp] = pick(logits.data_ptr<float>(), c.vocab_size, options, rng);
-    if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
-      r.stop_reason = "stop_token";
+    std::string piece;
+    if (!take_token(logits.data_ptr<float>(), c.vocab_size, options, rng, stops, tok, &prev, &r,
+                    &piece))
       break;
-    }
-    r.generated_ids.push_back(next);
-    r.logprobs.push_back(lp);
-    std::string piece = tok.decode_piece(prev, next);
-    r.text += piece;
-    prev = next;
+    const TokenId next = prev;
     if (options.on_token && !options.on_token(next, piece)) {
       r.stop_reason = "callback";
       break;
@@ -186,17 +206,8 @@ std::vector<GenerateResult> generate_batch(const Model& model,
                 "the batch size must be at least 1, got " + std::to_string(batch));
   const ModelConfig& c = model.config();
   const Tokenizer& tok = model.tokenizer();
-  for (const auto& p : prompt_ids) {
-    if (p.empty())
-      throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
-                  "start the prompt with BOS");
-    if (static_cast<int64_t>(p.size()) > c.max_seq_len)
-      throw Error(ErrorCode::kResourceExhausted,
-                  "the prompt is " + std::to_string(p.size()) +
-                      " tokens long, more than the model's context of " +
-                      std::to_string(c.max_seq_len) + " tokens",
-                  "shorten the prompt");
-  }
+  for (const auto& p : prompt_ids) check_prompt(p, c);
+
   std::vector<TokenId> stops = options.stop_tokens;
   if (stops.empty()) stops = {tok.bos_id(), tok.eos_id()};
   const int64_t V = c.vocab_size;
@@ -253,15 +264,11 @@ std::vector<GenerateResult> generate_batch(const Model& model,
         std::vector<int64_t> keep, next;
         for (size_t k = 0; k < rows.size(); ++k) {
           GenerateResult& g = out[rows[k]];
-          auto [t, lp] = pick(lg + static_cast<int64_t>(k) * V, V, options, rng[slot[k]]);
-          if (std::find(stops.begin(), stops.end(), t) != stops.end()) {
-            g.stop_reason = "stop_token";
+          std::string piece;
+          TokenId& t = prev[slot[k]];
+          if (!take_token(lg + static_cast<int64_t>(k) * V, V, options, rng[slot[k]], stops, tok,
+                          &t, &g, &piece))
             continue;
-          }
-          g.generated_ids.push_back(t);
-          g.logprobs.push_back(lp);
-          g.text += tok.decode_piece(prev[slot[k]], t);
-          prev[slot[k]] = t;
           keep.push_back(static_cast<int64_t>(k));
           next.push_back(t);
         }
