@@ -4,10 +4,16 @@
 // template and verbaliser tokens).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "candor/model.h"
 
 namespace candor {
 
@@ -60,5 +66,31 @@ class TextClassifier {
 // for a file that is not a fastText model or is truncated, Error(kUnsupported) for
 // unsupervised (cbow / skipgram) models.
 std::unique_ptr<TextClassifier> load_fasttext(const std::string& path);
+
+// --- sequence classifiers (models candor loads) -------------------------------------------------
+
+// A text classifier over a sequence-classification model candor loads (BERT, RoBERTa,
+// DistilBERT; e.g. a saved transformer student): the text is encoded with the tokenizer's
+// leading special tokens and cut to the model's context. Throws Error(kInvalidArgument) for a
+// causal LM.
+std::unique_ptr<TextClassifier> model_text_classifier(std::shared_ptr<const Model> model);
+
+// The pieces of that classifier, for models that run their own forward pass (the transformer
+// classifier candor trains). Token ids of `texts` with the tokenizer's leading special tokens
+// ([CLS]), cut to `max_len`; an empty encoding becomes [CLS] (id 2) alone.
+std::vector<std::vector<int32_t>> encode_for_classifier(const Tokenizer& tokenizer,
+                                                        const std::vector<std::string>& texts,
+                                                        int64_t max_len);
+// Pads token lists into tokens [B, T] (long, padding id 0) and mask [B, T] (bool, true on real
+// tokens).
+std::pair<at::Tensor, at::Tensor> pad_token_rows(
+    const std::vector<const std::vector<int32_t>*>& rows);
+// Class logits [B, C] of padded tokens and mask [B, T].
+using ClassLogitsFn = std::function<at::Tensor(const at::Tensor& tokens, const at::Tensor& mask)>;
+// Softmax probabilities [n][n_classes] of encoded texts, run in batches of 64 texts of similar
+// length, without gradients.
+std::vector<std::vector<double>> class_probabilities(const std::vector<std::vector<int32_t>>& ids,
+                                                     int64_t n_classes,
+                                                     const ClassLogitsFn& logits);
 
 }  // namespace candor

@@ -2,7 +2,8 @@
 // column) labels a table; a glass-box student (sparse logistic regression, a shallow decision
 // tree, a GAM in the explainable-boosting style) is fitted to the teacher's probabilities; a
 // fidelity report measures on held-out rows how far the student can stand in for the teacher
-// and shows the student's global explanation (HTML + JSON).
+// and shows the student's global explanation (JSON; src/report renders it as HTML). Part of
+// candor_train: it uses the training loop (train.h), never the reverse.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -17,6 +18,12 @@
 #include "candor/classifier.h"
 #include "candor/data.h"
 #include "candor/model.h"
+#include "candor/options.h"
+
+namespace candor::train {
+struct TrainOptions;
+class TransformerClassifier;
+}  // namespace candor::train
 
 namespace candor::distill {
 
@@ -55,6 +62,8 @@ std::string fill_template(const std::string& prompt_template, const data::Table&
 // its probabilities instead. Classes are the column's distinct values (sorted) unless given.
 std::unique_ptr<Teacher> column_teacher(const data::Table& table, const std::string& column,
                                         std::vector<std::string> classes = {});
+
+// (MlpClassifier, a teacher candor trains on the true labels, follows the featurizer below.)
 
 // --- features ------------------------------------------------------------------------------------
 
@@ -118,6 +127,42 @@ class Featurizer {
   std::vector<std::pair<std::string, size_t>> ngram_index_;  // n-gram -> feature index
 };
 
+// A multi-layer perceptron over the featurizer's bins (one embedding per feature bin, summed:
+// a first layer over one-hot inputs), ReLU hidden layers, softmax output, trained with
+// train::train_loop: a teacher for tables.
+struct MlpOptions {
+  std::vector<int64_t> hidden = {64, 32};
+  FeatureOptions features;
+};
+
+class MlpClassifier : public Teacher {
+ public:
+  MlpClassifier() = default;
+  std::string describe() const override;
+  const std::vector<std::string>& classes() const override { return classes_; }
+  Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
+  // All parameters in a fixed order (for tests of reproducibility).
+  const std::vector<at::Tensor>& parameters() const { return params_; }
+
+  // Trains on rows `rows` of `table` with the true labels in `label_column`. Throws
+  // Error(kInvalidArgument) naming the column when it has fewer than two classes or missing
+  // labels.
+  static std::unique_ptr<MlpClassifier> train(const data::Table& table,
+                                              const std::vector<size_t>& rows,
+                                              const std::string& label_column,
+                                              const MlpOptions& mlp,
+                                              const train::TrainOptions& options);
+
+ private:
+  at::Tensor logits(const std::vector<std::vector<uint16_t>>& bins,
+                    const std::vector<int64_t>& idx) const;  // [batch, classes]
+  std::vector<std::string> classes_;
+  Featurizer featurizer_;
+  std::vector<int64_t> offsets_;  // first one-hot index of each feature
+  std::vector<at::Tensor> params_;
+  int64_t n_layers_ = 0;
+};
+
 // --- students
 // --------------------------------------------------------------------------------------
 
@@ -134,9 +179,13 @@ struct StudentOptions {
   double learning_rate = 0.05;
   uint64_t seed = 0;
 };
+// The declared options of a student kind (linear, tree, gam, transformer, lm: name, type, default
+// from StudentOptions / TransformerOptions / LmStudentOptions, bounds, description), for parsing
+// and for listing. Throws Error(kInvalidArgument) for an unknown kind.
+OptionSpecs student_options(const std::string& kind);
 // Parses "linear", "tree:max_depth=5", "gam:rounds=500,interactions=5",
-// "transformer:dim=64,epochs=10" (key=value pairs after a colon; the transformer's keys are listed
-// in text_transformer.h). Throws Error(kInvalidArgument) for unknown kinds and keys.
+// "transformer:dim=64,epochs=10" (key=value pairs after a colon) against student_options(kind).
+// Throws Error(kInvalidArgument) for unknown kinds, unknown keys and bad values.
 StudentOptions parse_student(const std::string& spec);
 
 class Student {
@@ -152,10 +201,9 @@ class Student {
   virtual bool fits_sparse() const { return false; }
   virtual void fit_sparse(const Featurizer& f, const SparseRows& rows, const Probs& target);
   virtual Probs predict_sparse(const SparseRows& rows) const;
-  // The global explanation: weights / rules / shape functions (JSON).
+  // The global explanation: weights / rules / shape functions (JSON). Rendered as HTML from the
+  // report JSON by render_distill_html (candor/report.h).
   virtual nlohmann::json explain() const = 0;
-  // The global explanation as HTML (tables, SVG plots).
-  virtual std::string explain_html() const = 0;
   // Students that read one text column themselves (the transformer) return true and implement
   // fit_text / predict_text; the pipeline then fits no featurizer. `labels`: the true class per
   // row (-1: unknown); `classes`: the teacher's class names.
@@ -165,6 +213,14 @@ class Student {
   virtual Probs predict_text(const std::vector<std::string>& texts) const;
 };
 std::unique_ptr<Student> make_student(const StudentOptions& options);
+
+// The transformer as a distillation student (`--student transformer[:opts]`, the classifier of
+// text_transformer.h): it reads the one text column itself (DistillOptions::features.columns).
+// `o` carries the training settings (seed, progress, checkpoint).
+std::unique_ptr<Student> make_transformer_student(const std::string& spec,
+                                                  const train::TrainOptions& o);
+// The trained classifier of a student made by make_transformer_student (nullptr for others).
+const train::TransformerClassifier* transformer_of(const Student& student);
 
 // --- fidelity
 // --------------------------------------------------------------------------------------
@@ -214,15 +270,14 @@ struct DistillResult {
   Fidelity train_fidelity, test_fidelity;
   std::vector<data::SkippedRecord> skipped;
   double fit_seconds = 0;
-  nlohmann::json to_json() const;
-  std::string to_html(const std::string& title) const;
+  nlohmann::json to_json() const;  // report.json; render_distill_html (report.h) renders it
 };
 
 // Splits the table, labels it with the teacher, fits the student on the training rows and
 // measures fidelity on the test rows. Throws Error(kInvalidArgument) when the teacher's
 // classes do not match the label column's, or the teacher labels everything one class.
 DistillResult distill(const data::Table& table, const Teacher& teacher, const DistillOptions& o);
-// Writes report.json and report.html into `dir` (created).
+// Writes report.json and report.html (render_distill_html of that JSON) into `dir` (created).
 void write_report(const DistillResult& r, const std::string& dir, const std::string& title);
 
 }  // namespace candor::distill

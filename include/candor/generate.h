@@ -48,4 +48,18 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
 GenerateResult generate(const Model& model, std::string_view prompt,
                         const GenerateOptions& options);
 
+// Continues several prompts in batches over the KV cache: result i is sampled with the rule of
+// generate() (the same pick of each next token, stop tokens and context limit) from its own
+// random stream, seeded with seeds[i] (empty `seeds`: options.seed for every prompt), so it
+// depends on its prompt and seed only, not on the other rows or the batch size. Prompts of the
+// same length are decoded together, at most `batch` rows at a time (rows that stop leave the
+// batch). The logits come from a batched forward pass, which may differ from a one-row pass in
+// the last bits. options.on_token is not called; `progress` (optional) is called after each
+// batch with the prompts done and their total, and false cancels (Error kCancelled). Throws as
+// generate(), and Error(kInvalidArgument) when seeds and prompts differ in number.
+std::vector<GenerateResult> generate_batch(
+    const Model& model, const std::vector<std::vector<TokenId>>& prompt_ids,
+    const std::vector<uint64_t>& seeds, const GenerateOptions& options, int64_t batch = 64,
+    const std::function<bool(int64_t done, int64_t total)>& progress = nullptr);
+
 }  // namespace candor

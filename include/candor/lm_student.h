@@ -2,9 +2,9 @@
 // and every explainer work on it unchanged) trained with train::train_loop, either from a teacher
 // LM (token-level knowledge distillation on a corpus: KL between temperature-softened teacher and
 // student next-token distributions, T^2-scaled, mixed with next-token cross-entropy; or
-// sequence-level distillation on seeded teacher generations) or from text alone. A byte-level BPE
-// trainer gives a student its own tokenizer (a Hugging Face tokenizer.json that load_hf_tokenizer
-// reads). Tensors are ATen (<ATen/core/Tensor.h>); no torch/torch.h.
+// sequence-level distillation on seeded teacher generations, sampled by generate_batch) or from
+// text alone. The byte-level BPE trainer of tokenizer_trainers.h gives a student its own
+// tokenizer. Tensors are ATen (<ATen/core/Tensor.h>); no torch/torch.h. Part of candor_train.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -16,29 +16,10 @@
 #include <vector>
 
 #include "candor/model.h"
+#include "candor/options.h"
 #include "candor/tokenizer.h"
 
 namespace candor::distill {
-
-// --- byte-level BPE ----------------------------------------------------------------------------
-
-struct BpeTrainOptions {
-  int32_t vocab_size = 1024;  // <unk>, <s>, </s>, the 256 bytes, then merges up to this size
-  int64_t min_frequency = 2;  // a pair seen fewer times is never merged
-};
-
-// Splits text the way the GPT-2 byte-level pre-tokenizer does for ASCII text (contractions, an
-// optional space before a run of letters, digits or other symbols, whitespace runs); bytes >= 0x80
-// count as letters.
-std::vector<std::string> bpe_pretokenize(const std::string& text);
-
-// Learns byte-level BPE merges from `texts` (the most frequent adjacent pair first, ties broken by
-// the smaller ids) and writes `dir`/tokenizer.json (ByteLevel pre-tokenizer and decoder, BPE model,
-// <s> added first by the post-processor) and `dir`/tokenizer_config.json (bos <s>, eos </s>, unk
-// <unk>). Returns the path of tokenizer.json. Deterministic: the same texts give the same file.
-// Throws Error(kInvalidArgument) when `texts` holds no text or vocab_size < 259.
-std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& o,
-                                const std::string& dir);
 
 // --- teacher generations -----------------------------------------------------------------------
 
@@ -55,10 +36,11 @@ struct SampleOptions {
   std::function<bool(int64_t done, int64_t total)> progress;  // false cancels
 };
 
-// Seeded samples of a causal LM (text i depends only on the seed and its index, not on the
-// batch), without the prompt. `complete` (optional) receives whether each text ended with a stop
-// token (BOS or EOS) rather than at max_new_tokens. Throws Error(kInvalidArgument) when the
-// model is not a causal LM or an option is out of range.
+// Seeded samples of a causal LM drawn by generate_batch (generate's sampling rule; text i
+// depends only on the seed and its index, not on the batch), without the prompt. `complete`
+// (optional) receives whether each text ended with a stop token (BOS or EOS) rather than at
+// max_new_tokens. Throws Error(kInvalidArgument) when the model is not a causal LM or an option is
+// out of range.
 std::vector<std::string> sample_teacher_texts(const Model& teacher, const SampleOptions& o,
                                               std::vector<bool>* complete = nullptr);
 
@@ -93,11 +75,13 @@ struct LmStudentOptions {
   int64_t eval_boundaries = 400;  // word boundaries for the next-word agreement
 };
 
-// Parses "lm" or "lm:dim=96,layers=4,vocab=768,samples=4000,..." (keys: dim, layers, heads,
-// kv_heads, hidden, context, tokenizer, vocab, mode, alpha, kd_temperature, samples,
-// sample_tokens, temperature, top_k, top_p, held_out, epochs, batch, lr, weight_decay, warmup,
-// clip, dtype, eval_boundaries). Throws Error(kInvalidArgument) naming an unknown key or a bad
-// value.
+// The declared options of "lm[:key=value,...]" (dim, layers, heads, kv_heads, hidden, context,
+// tokenizer, vocab, mode, alpha, kd_temperature, samples, sample_tokens, temperature, top_k,
+// top_p, held_out, epochs, batch, lr, weight_decay, warmup, clip, dtype, eval_boundaries), with
+// LmStudentOptions' defaults.
+OptionSpecs lm_student_options();
+// Parses "lm" or "lm:dim=96,layers=4,vocab=768,samples=4000,..." against lm_student_options().
+// Throws Error(kInvalidArgument) naming an unknown key or a bad value.
 LmStudentOptions parse_lm_student(const std::string& spec);
 
 // Held-out figures of a student (and its teacher, when there is one) on texts none of them saw

@@ -1,7 +1,7 @@
 // Human-readable views: of attributions, a console view and a self-contained HTML report (no
 // network needed to open it): heat maps, step x feature matrices, methods side by side, the
 // logit-lens grid and attention maps; of evaluations, the benchmark table as Markdown and HTML,
-// rendered from its JSON.
+// and of distillations, the report page, both rendered from their JSON.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -27,6 +27,12 @@ std::string render_html(const std::vector<Attribution>& attributions, const Repo
 // A console view: the text coloured by score (ANSI colours when `color`), then the strongest
 // features with their scores.
 std::string render_console(const Attribution& attribution, bool color, int top = 8);
+
+// The distillation report page (report.html of `candor distill`), rendered from its report.json
+// (distill::DistillResult::to_json): classes, fidelity held-out and in training (per slice),
+// records skipped while reading, and the student's global explanation (linear weights, tree
+// rules, GAM shape functions and interactions as SVG, the transformer's settings).
+std::string render_distill_html(const nlohmann::json& report, const std::string& title);
 
 // The summary of `candor evaluate` (summarize_benchmark, with summarize_attacks' block under
 // "attacks") as a Markdown table and as a self-contained HTML page (curves as inline SVG); an

@@ -4,7 +4,7 @@
 // knowledge distillation (T^2-scaled KL between temperature-softened teacher and student
 // distributions, mixed with hard-label cross-entropy) or on labels alone. It is saved as a
 // Hugging Face BERT folder (config.json, model.safetensors, tokenizer.json) that load_model reads
-// back as an EncoderClassifier, so every explainer can explain it.
+// back as an EncoderClassifier, so every explainer can explain it. Part of candor_train.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "candor/classifier.h"
-#include "candor/distill.h"
 #include "candor/model.h"
+#include "candor/options.h"
 #include "candor/train.h"
 
 namespace candor::train {
@@ -30,23 +30,19 @@ struct TransformerOptions {
   double dropout = 0.1;      // on embeddings, attention, block outputs and the pooled state
 };
 
-// Parses "transformer[:key=value,...]". Keys: dim, layers, heads, hidden, max_len, vocab,
-// temperature, alpha, dropout (TransformerOptions) and epochs, batch, lr, weight_decay, warmup,
-// clip (TrainOptions: first set to the transformer's defaults, epochs 10, batch 32, lr 1e-3,
-// warm-up 0.1; its other fields, e.g. seed and checkpoint, are kept). Throws
-// Error(kInvalidArgument) for another kind, an unknown key or a value out of range.
+// The declared options of "transformer[:key=value,...]": dim, layers, heads, hidden, max_len,
+// vocab, temperature, alpha, dropout (TransformerOptions; defaults from its fields) and epochs,
+// batch, lr, weight_decay, warmup, clip (TrainOptions; the transformer's schedule: epochs 10,
+// batch 32, lr 1e-3, warm-up 0.1).
+OptionSpecs transformer_options();
+// Parses "transformer[:key=value,...]" against transformer_options(): the given TransformerOptions
+// fields are set (the others keep the caller's values), the schedule (epochs, batch, lr, warm-up)
+// is set to the given values or the transformer's defaults, weight_decay and clip only when given
+// (other TrainOptions fields, e.g. seed and checkpoint, are kept). Throws Error(kInvalidArgument)
+// for another kind, an unknown key, a value out of range, or dim not a multiple of heads.
 void parse_transformer_spec(const std::string& spec, TransformerOptions* t, TrainOptions* o);
 
-// A WordPiece vocabulary learnt from `texts` by BPE-style merges (the way Hugging Face's
-// WordPiece trainer does it): BERT normalisation (lower case, accents stripped) and
-// pre-tokenisation (whitespace and punctuation), then every character (word-initial, and
-// "##"-prefixed inside words), then the most frequent adjacent pairs merged until `size` pieces.
-// Starts with [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4). Deterministic.
-std::vector<std::string> build_wordpiece_vocab(const std::vector<std::string>& texts, int64_t size);
-// tokenizer.json (Hugging Face format: BertNormalizer, BertPreTokenizer, WordPiece, a template
-// that puts [CLS] first) for a vocabulary from build_wordpiece_vocab.
-std::string wordpiece_tokenizer_json(const std::vector<std::string>& vocab);
-
+// Its WordPiece vocabulary: build_wordpiece_vocab (candor/tokenizer_trainers.h).
 class TransformerClassifier : public TextClassifier {
  public:
   // Trains on `texts` with target probabilities `target` [n][classes] (a teacher's, or one-hot
@@ -54,12 +50,10 @@ class TransformerClassifier : public TextClassifier {
   // Loss per batch: alpha * T^2 * KL(softmax(log target / T) || softmax(logits / T)) +
   // (1 - alpha) * cross-entropy(logits, hard). Throws Error(kInvalidArgument) for empty or
   // mismatched inputs, fewer than two classes or bad options.
-  static std::unique_ptr<TransformerClassifier> train(const std::vector<std::string>& texts,
-                                                      const distill::Probs& target,
-                                                      const std::vector<int>& hard,
-                                                      const std::vector<std::string>& classes,
-                                                      const TransformerOptions& t,
-                                                      const TrainOptions& o);
+  static std::unique_ptr<TransformerClassifier> train(
+      const std::vector<std::string>& texts, const std::vector<std::vector<double>>& target,
+      const std::vector<int>& hard, const std::vector<std::string>& classes,
+      const TransformerOptions& t, const TrainOptions& o);
 
   std::string kind() const override { return "transformer"; }
   const std::vector<std::string>& labels() const override;
@@ -89,18 +83,7 @@ class TransformerClassifier : public TextClassifier {
   std::vector<double> epoch_losses_;
 };
 
-// A text classifier over a sequence-classification model candor loads (BERT, RoBERTa,
-// DistilBERT; e.g. a saved transformer student): the text is encoded with the tokenizer's
-// leading special tokens and cut to the model's context. Throws Error(kInvalidArgument) for a
-// causal LM.
-std::unique_ptr<TextClassifier> model_text_classifier(std::shared_ptr<const Model> model);
-
-// The transformer as a distillation student (`--student transformer[:opts]`): it reads the one
-// text column itself (DistillOptions::features.columns). `o` carries the training settings
-// (progress, checkpoint).
-std::unique_ptr<distill::Student> make_transformer_student(const std::string& spec,
-                                                           const TrainOptions& o);
-// The trained classifier of a student made by make_transformer_student (nullptr for others).
-const TransformerClassifier* transformer_of(const distill::Student& student);
+// As a distillation student: distill::make_transformer_student (candor/distill.h). A loaded
+// classifier folder: model_text_classifier (candor/classifier.h).
 
 }  // namespace candor::train

@@ -95,6 +95,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 // Error(kUnsupported) for a model or component type candor lacks; messages name the file.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& folder_or_file);
 
+// The same tokenizer from the texts of tokenizer.json and (optionally, "" for none)
+// tokenizer_config.json held in memory, e.g. a vocabulary candor has just learnt: nothing is
+// written to disk. `source` names the tokenizer in error messages. Throws as load_hf_tokenizer.
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& tokenizer_json,
+                                             const std::string& tokenizer_config_json = "",
+                                             const std::string& source = "(tokenizer in memory)");
+
 // A tokenizer from a vocabulary stored elsewhere (the tokenizer.ggml.* metadata of a GGUF file).
 struct VocabTokenizerSpec {
   // "llama": SentencePiece BPE (merge the adjacent pair whose joined piece has the highest score,
@@ -119,6 +126,12 @@ struct VocabTokenizerSpec {
 // match, a merge naming an unknown token, ids out of range) and Error(kUnsupported) for another
 // model.
 std::unique_ptr<Tokenizer> make_tokenizer_from_vocab(const VocabTokenizerSpec& spec);
+
+// The words of `text` as BERT's tokenizer sees them before WordPiece (BertNormalizer with lower
+// case and accents stripped, then BertPreTokenizer): control characters dropped, CJK ideographs
+// split off, words split at whitespace, every punctuation character a word of its own. Empty for
+// text that is not valid UTF-8. For vocabulary trainers (train/tokenizers).
+std::vector<std::string> bert_words(const std::string& text);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
 // On failure, `*bad_offset` (when given) receives the byte offset of the first bad sequence.

@@ -1,6 +1,7 @@
 // Training: a seeded loop (AdamW, linear warm-up then cosine decay, gradient clipping,
-// checkpoint and resume, progress) over ATen tensors, and a small MLP classifier for tables
-// that candor trains as a teacher. Tensors are ATen (<ATen/core/Tensor.h>); no torch/torch.h.
+// checkpoint and resume, progress) over ATen tensors. The models candor trains build on it (the
+// transformer classifier in text_transformer.h; distill.h's MLP teacher and students use it, never
+// the reverse). Tensors are ATen (<ATen/core/Tensor.h>); no torch/torch.h. Part of candor_train.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,9 +11,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "candor/data.h"
-#include "candor/distill.h"
 
 namespace candor::train {
 
@@ -48,39 +46,5 @@ double scheduled_lr(const TrainOptions& o, int64_t step, int64_t total);
 int64_t train_loop(std::vector<at::Tensor>& params, int64_t n_examples,
                    const std::function<at::Tensor(const std::vector<int64_t>& batch)>& loss,
                    const TrainOptions& options);
-
-// A multi-layer perceptron over the featurizer's bins (one embedding per feature bin, summed:
-// a first layer over one-hot inputs), ReLU hidden layers, softmax output.
-struct MlpOptions {
-  std::vector<int64_t> hidden = {64, 32};
-  distill::FeatureOptions features;
-};
-
-class MlpClassifier : public distill::Teacher {
- public:
-  MlpClassifier() = default;
-  std::string describe() const override;
-  const std::vector<std::string>& classes() const override { return classes_; }
-  distill::Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
-  // All parameters in a fixed order (for tests of reproducibility).
-  const std::vector<at::Tensor>& parameters() const { return params_; }
-
-  // Trains on rows `rows` of `table` with the true labels in `label_column`. Throws
-  // Error(kInvalidArgument) naming the column when it has fewer than two classes or missing
-  // labels.
-  static std::unique_ptr<MlpClassifier> train(const data::Table& table,
-                                              const std::vector<size_t>& rows,
-                                              const std::string& label_column,
-                                              const MlpOptions& mlp, const TrainOptions& options);
-
- private:
-  at::Tensor logits(const std::vector<std::vector<uint16_t>>& bins,
-                    const std::vector<int64_t>& idx) const;  // [batch, classes]
-  std::vector<std::string> classes_;
-  distill::Featurizer featurizer_;
-  std::vector<int64_t> offsets_;  // first one-hot index of each feature
-  std::vector<at::Tensor> params_;
-  int64_t n_layers_ = 0;
-};
 
 }  // namespace candor::train

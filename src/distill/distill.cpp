@@ -1,4 +1,5 @@
-// Teachers, fidelity and the distillation pipeline with its HTML / JSON report.
+// Teachers, fidelity and the distillation pipeline with its JSON report (rendered as HTML by
+// src/report).
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -7,12 +8,10 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "candor/distill.h"
 #include "candor/error.h"
-#include "report/html_page.h"  // moves into src/report with the pages (architecture issue)
-using candor::report::html_escape;
+#include "candor/report.h"
 
 namespace candor::distill {
 
@@ -119,15 +118,6 @@ int argmax(const std::vector<double>& p) {
   return b;
 }
 
-std::string pct(double v) {
-  if (v < 0) return "&ndash;";
-  std::ostringstream ss;
-  ss.setf(std::ios::fixed);
-  ss.precision(1);
-  ss << 100 * v << "%";
-  return ss.str();
-}
-
 nlohmann::json fidelity_json(const Fidelity& f) {
   nlohmann::json j = {{"rows", f.rows}, {"agreement", f.agreement}, {"kl", f.kl}};
   if (f.teacher_accuracy >= 0) j["teacher_accuracy"] = f.teacher_accuracy;
@@ -207,49 +197,6 @@ nlohmann::json DistillResult::to_json() const {
   for (const auto& s : skipped)
     j["skipped_records"].push_back({{"line", s.line}, {"reason", s.reason}});
   return j;
-}
-
-std::string DistillResult::to_html(const std::string& title) const {
-  std::ostringstream h;
-  h << "<!doctype html><html><head><meta charset='utf-8'><title>" << html_escape(title)
-    << "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-       "text-align:left}figure{display:inline-block;margin:6px}figcaption{font-size:12px}"
-       ".warn{color:#a40}</style></head><body>\n";
-  h << "<h1>" << html_escape(title) << "</h1>\n";
-  h << "<p>Classes: ";
-  for (size_t k = 0; k < classes.size(); ++k)
-    h << (k ? ", " : "") << "#" << k << " " << html_escape(classes[k]);
-  h << ". Student: " << (student ? student->kind() : "-") << ", fitted in " << fit_seconds
-    << " s.</p>\n";
-  h << "<h2>Fidelity</h2>\n<table><tr><th></th><th>rows</th><th>agreement with teacher</th>"
-       "<th>mean KL(teacher||student)</th><th>teacher accuracy</th><th>student "
-       "accuracy</th></tr>\n";
-  for (auto [name, f] : {std::pair<const char*, const Fidelity*>{"held-out", &test_fidelity},
-                         {"training", &train_fidelity}})
-    h << "<tr><td>" << name << "</td><td>" << f->rows << "</td><td>" << pct(f->agreement)
-      << "</td><td>" << f->kl << "</td><td>" << pct(f->teacher_accuracy) << "</td><td>"
-      << pct(f->student_accuracy) << "</td></tr>\n";
-  h << "</table>\n";
-  if (!test_fidelity.slices.empty()) {
-    h << "<h3>Held-out agreement per slice</h3>\n<table><tr><th>column</th><th>value</th>"
-         "<th>rows</th><th>agreement</th></tr>\n";
-    for (const auto& s : test_fidelity.slices)
-      h << "<tr><td>" << html_escape(s.column) << "</td><td>" << html_escape(s.value) << "</td><td>"
-        << s.rows << "</td><td"
-        << (s.agreement < test_fidelity.agreement - 0.05 ? " class='warn'" : "") << ">"
-        << pct(s.agreement) << "</td></tr>\n";
-    h << "</table>\n";
-  }
-  if (!skipped.empty()) {
-    h << "<h3 class='warn'>" << skipped.size() << " records skipped while reading</h3><ul>\n";
-    for (size_t i = 0; i < skipped.size() && i < 50; ++i)
-      h << "<li>line " << skipped[i].line << ": " << html_escape(skipped[i].reason) << "</li>\n";
-    h << "</ul>\n";
-  }
-  h << "<h2>The student's global explanation</h2>\n" << (student ? student->explain_html() : "");
-  h << "</body></html>\n";
-  return h.str();
 }
 
 DistillResult distill(const data::Table& table_in, const Teacher& teacher,
@@ -413,8 +360,9 @@ void write_report(const DistillResult& r, const std::string& dir, const std::str
   std::ofstream h(dir + "/report.html");
   if (!j || !h)
     throw Error(ErrorCode::kInvalidArgument, "cannot write the report into '" + dir + "'");
-  j << r.to_json().dump(2) << "\n";
-  h << r.to_html(title);
+  const nlohmann::json report = r.to_json();
+  j << report.dump(2) << "\n";
+  h << render_distill_html(report, title);
 }
 
 }  // namespace candor::distill

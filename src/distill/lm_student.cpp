@@ -9,13 +9,17 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/generate.h"
+#include "candor/tokenizer_trainers.h"
 #include "candor/train.h"
+#include "train/bound_options.h"
 
 namespace candor::distill {
 
@@ -28,44 +32,6 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * (1.0 / 9007199254740992.0); }
-
-// Samples a token from one row of logits.
-TokenId sample_token(const float* logits, int64_t V, float temperature, int64_t top_k, float top_p,
-                     std::mt19937_64& rng) {
-  std::vector<std::pair<double, TokenId>> p(V);
-  double mx = -1e300;
-  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, double(logits[i]) / temperature);
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    p[i] = {std::exp(double(logits[i]) / temperature - mx), static_cast<TokenId>(i)};
-    sum += p[i].first;
-  }
-  size_t keep = p.size();
-  if (top_k > 0 || top_p < 1.0f) {
-    std::stable_sort(p.begin(), p.end(),
-                     [](const auto& a, const auto& b) { return a.first > b.first; });
-    if (top_k > 0) keep = std::min<size_t>(keep, static_cast<size_t>(top_k));
-    if (top_p < 1.0f) {
-      double acc = 0;
-      size_t k = 0;
-      while (k < keep) {
-        acc += p[k++].first / sum;
-        if (acc >= top_p) break;
-      }
-      keep = k;
-    }
-    sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += p[i].first;
-  }
-  double r = uniform01(rng) * sum;
-  for (size_t i = 0; i < keep; ++i) {
-    r -= p[i].first;
-    if (r <= 0) return p[i].second;
-  }
-  return p[keep - 1].second;
 }
 
 bool is_word_byte(unsigned char c) { return std::isalnum(c) || c >= 0x80; }
@@ -179,104 +145,92 @@ std::shared_ptr<Tokenizer> reload_tokenizer(const Model& teacher) {
 
 // --- options -----------------------------------------------------------------------------------
 
+namespace {
+
+// The options of the lm student, each bound to its field of LmStudentOptions.
+const std::vector<train::BoundOption<LmStudentOptions>>& lm_fields() {
+  static const std::vector<train::BoundOption<LmStudentOptions>> fields = [] {
+    const LmStudentOptions d;  // the defaults, written once there
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    constexpr int64_t kMany = 1000000000;
+    auto bind = [](OptionSpec spec, auto field) {
+      return train::bind_option(std::move(spec), field);
+    };
+    return std::vector<train::BoundOption<LmStudentOptions>>{
+        bind(OptionSpec::integer("dim", d.dim, 2, kMany, "model width"), &LmStudentOptions::dim),
+        bind(OptionSpec::integer("layers", d.n_layers, 1, kMany, "transformer blocks"),
+             &LmStudentOptions::n_layers),
+        bind(OptionSpec::integer("heads", d.n_heads, 1, kMany, "attention heads"),
+             &LmStudentOptions::n_heads),
+        bind(
+            OptionSpec::integer("kv_heads", d.n_kv_heads, 0, kMany, "key/value heads (0: = heads)"),
+            &LmStudentOptions::n_kv_heads),
+        bind(OptionSpec::integer("hidden", d.hidden_dim, 0, kMany,
+                                 "feed-forward width (0: 8/3 dim)"),
+             &LmStudentOptions::hidden_dim),
+        bind(OptionSpec::integer("context", d.context, 8, kMany, "training and model context"),
+             &LmStudentOptions::context),
+        bind(OptionSpec::choice("tokenizer", d.tokenizer, {"bpe", "teacher"},
+                                "a byte-level BPE learnt on the texts, or the teacher's"),
+             &LmStudentOptions::tokenizer),
+        bind(OptionSpec::integer("vocab", d.vocab_size, 259, std::numeric_limits<int32_t>::max(),
+                                 "BPE vocabulary size"),
+             &LmStudentOptions::vocab_size),
+        bind(OptionSpec::choice("mode", d.mode, {"auto", "token", "sequence"},
+                                "KD on the teacher's distributions, or on texts"),
+             &LmStudentOptions::mode),
+        bind(OptionSpec::real("alpha", d.alpha, 0, 1, "token mode: weight of the KD term"),
+             &LmStudentOptions::alpha),
+        bind(OptionSpec::real("kd_temperature", d.kd_temperature, 0, kInf,
+                              "token mode: temperature T")
+                 .above(),
+             &LmStudentOptions::kd_temperature),
+        bind(OptionSpec::integer("samples", d.samples, 1, kMany, "teacher generations to train on"),
+             &LmStudentOptions::samples),
+        bind(OptionSpec::integer("sample_tokens", d.sample_tokens, 1, kMany,
+                                 "tokens per generation"),
+             &LmStudentOptions::sample_tokens),
+        bind(
+            OptionSpec::real("temperature", d.temperature, 0, kInf, "sampling temperature").above(),
+            &LmStudentOptions::temperature),
+        bind(OptionSpec::integer("top_k", d.top_k, 0, kMany, "sampling top-k (0: none)"),
+             &LmStudentOptions::top_k),
+        bind(OptionSpec::real("top_p", d.top_p, 0, 1, "sampling top-p (1: none)").above(),
+             &LmStudentOptions::top_p),
+        bind(OptionSpec::integer("held_out", d.held_out, 1, kMany, "texts kept for the figures"),
+             &LmStudentOptions::held_out),
+        bind(OptionSpec::integer("epochs", d.epochs, 1, kMany, "epochs"),
+             &LmStudentOptions::epochs),
+        bind(OptionSpec::integer("batch", d.batch, 1, kMany, "batch size"),
+             &LmStudentOptions::batch),
+        bind(OptionSpec::real("lr", d.lr, 0, kInf, "peak learning rate").above(),
+             &LmStudentOptions::lr),
+        bind(OptionSpec::real("weight_decay", d.weight_decay, -kInf, kInf, "AdamW weight decay"),
+             &LmStudentOptions::weight_decay),
+        bind(OptionSpec::real("warmup", d.warmup, -kInf, kInf, "share of the steps warming up"),
+             &LmStudentOptions::warmup),
+        bind(OptionSpec::real("clip", d.clip, -kInf, kInf, "gradient-norm clip (<= 0: none)"),
+             &LmStudentOptions::clip),
+        bind(OptionSpec::choice("dtype", d.dtype, {"f32", "f16", "bf16"}, "of model.safetensors"),
+             &LmStudentOptions::dtype),
+        bind(OptionSpec::integer("eval_boundaries", d.eval_boundaries, 0, kMany,
+                                 "word boundaries for the next-word agreement"),
+             &LmStudentOptions::eval_boundaries)};
+  }();
+  return fields;
+}
+
+}  // namespace
+
+OptionSpecs lm_student_options() { return train::declarations(lm_fields()); }
+
 LmStudentOptions parse_lm_student(const std::string& spec) {
-  LmStudentOptions o;
-  const size_t colon = spec.find(':');
-  if (spec.substr(0, colon) != "lm")
+  const auto [kind, given] = parse_spec(spec);
+  if (kind != "lm")
     throw Error(ErrorCode::kInvalidArgument, "'" + spec + "' is not an lm student",
                 "use lm or lm:key=value,...");
-  if (colon == std::string::npos) return o;
-  std::stringstream ss(spec.substr(colon + 1));
-  std::string kv;
-  while (std::getline(ss, kv, ',')) {
-    if (kv.empty()) continue;
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos) throw bad_option(kv, "", "expected key=value");
-    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
-    auto num = [&]() {
-      try {
-        size_t used = 0;
-        double d = std::stod(v, &used);
-        if (used != v.size() || !std::isfinite(d)) throw std::invalid_argument(v);
-        return d;
-      } catch (const std::exception&) {
-        throw bad_option(k, v, "not a number");
-      }
-    };
-    auto integer = [&](int64_t lo) {
-      double d = num();
-      if (d != std::floor(d) || d < double(lo))
-        throw bad_option(k, v, "expected an integer >= " + std::to_string(lo));
-      return static_cast<int64_t>(d);
-    };
-    auto positive = [&]() {
-      double d = num();
-      if (!(d > 0)) throw bad_option(k, v, "must be > 0");
-      return d;
-    };
-    if (k == "dim")
-      o.dim = integer(2);
-    else if (k == "layers")
-      o.n_layers = integer(1);
-    else if (k == "heads")
-      o.n_heads = integer(1);
-    else if (k == "kv_heads")
-      o.n_kv_heads = integer(0);
-    else if (k == "hidden")
-      o.hidden_dim = integer(0);
-    else if (k == "context")
-      o.context = integer(8);
-    else if (k == "tokenizer") {
-      if (v != "bpe" && v != "teacher") throw bad_option(k, v, "use bpe or teacher");
-      o.tokenizer = v;
-    } else if (k == "vocab")
-      o.vocab_size = static_cast<int32_t>(integer(259));
-    else if (k == "mode") {
-      if (v != "auto" && v != "token" && v != "sequence")
-        throw bad_option(k, v, "use auto, token or sequence");
-      o.mode = v;
-    } else if (k == "alpha") {
-      o.alpha = num();
-      if (o.alpha < 0 || o.alpha > 1) throw bad_option(k, v, "must be in [0, 1]");
-    } else if (k == "kd_temperature")
-      o.kd_temperature = positive();
-    else if (k == "samples")
-      o.samples = integer(1);
-    else if (k == "sample_tokens")
-      o.sample_tokens = integer(1);
-    else if (k == "temperature")
-      o.temperature = static_cast<float>(positive());
-    else if (k == "top_k")
-      o.top_k = integer(0);
-    else if (k == "top_p") {
-      o.top_p = static_cast<float>(num());
-      if (!(o.top_p > 0 && o.top_p <= 1)) throw bad_option(k, v, "must be in (0, 1]");
-    } else if (k == "held_out")
-      o.held_out = integer(1);
-    else if (k == "epochs")
-      o.epochs = static_cast<int>(integer(1));
-    else if (k == "batch")
-      o.batch = integer(1);
-    else if (k == "lr")
-      o.lr = positive();
-    else if (k == "weight_decay")
-      o.weight_decay = num();
-    else if (k == "warmup")
-      o.warmup = num();
-    else if (k == "clip")
-      o.clip = num();
-    else if (k == "dtype") {
-      if (v != "f32" && v != "f16" && v != "bf16") throw bad_option(k, v, "use f32, f16 or bf16");
-      o.dtype = v;
-    } else if (k == "eval_boundaries")
-      o.eval_boundaries = integer(0);
-    else
-      throw Error(ErrorCode::kInvalidArgument, "--student lm: unknown option '" + k + "'",
-                  "options: dim, layers, heads, kv_heads, hidden, context, tokenizer, vocab, "
-                  "mode, alpha, kd_temperature, samples, sample_tokens, temperature, top_k, "
-                  "top_p, held_out, epochs, batch, lr, weight_decay, warmup, clip, dtype, "
-                  "eval_boundaries");
-  }
+  LmStudentOptions o;
+  train::apply_options(lm_fields(), Options("student", kind, lm_student_options(), given), &o);
   if (o.dim % o.n_heads != 0)
     throw bad_option("heads", std::to_string(o.n_heads), "dim must be a multiple of heads");
   if ((o.dim / o.n_heads) % 2 != 0)
@@ -308,54 +262,28 @@ std::vector<std::string> sample_teacher_texts(const Model& teacher, const Sample
   const int64_t max_new = std::min(o.max_new_tokens, teacher.config().max_seq_len - P);
   if (max_new < 1)
     throw Error(ErrorCode::kInvalidArgument, "the prompt fills the teacher's context");
-  const std::vector<TokenId> stop = stop_ids(tok);
-  const int64_t V = teacher.config().vocab_size;
-  std::vector<std::string> out(o.n);
+  GenerateOptions g;
+  g.max_new_tokens = max_new;
+  g.temperature = o.temperature;
+  g.top_k = o.top_k;
+  g.top_p = o.top_p;
+  g.stop_tokens = stop_ids(tok);
+  std::vector<std::vector<TokenId>> prompts(static_cast<size_t>(o.n), prompt);
+  std::vector<uint64_t> seeds(static_cast<size_t>(o.n));
+  for (int64_t i = 0; i < o.n; ++i)
+    seeds[i] = splitmix(splitmix(o.seed) ^ static_cast<uint64_t>(o.first_index + i));
+  std::vector<GenerateResult> gen;
+  try {
+    gen = generate_batch(teacher, prompts, seeds, g, o.batch, o.progress);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kCancelled) throw;
+    throw Error(ErrorCode::kCancelled, "teacher sampling cancelled");
+  }
+  std::vector<std::string> out(static_cast<size_t>(o.n));
   if (complete) complete->assign(o.n, false);
-  at::NoGradGuard ng;
-  for (int64_t start = 0; start < o.n; start += o.batch) {
-    const int64_t B = std::min(o.batch, o.n - start);
-    std::vector<std::mt19937_64> rng;
-    for (int64_t r = 0; r < B; ++r)
-      rng.emplace_back(
-          splitmix(splitmix(o.seed) ^ static_cast<uint64_t>(o.first_index + start + r)));
-    std::vector<int64_t> rows(B);  // active rows of this batch, in cache order
-    std::iota(rows.begin(), rows.end(), 0);
-    std::vector<TokenId> prev(B, prompt.back());
-    KVCache cache = teacher.new_cache(B, P + max_new);
-    std::vector<int64_t> flat;
-    for (int64_t r = 0; r < B; ++r) flat.insert(flat.end(), prompt.begin(), prompt.end());
-    ForwardArgs a;
-    a.tokens = at::tensor(flat, at::kLong).view({B, P});
-    a.cache = &cache;
-    a.last_only = true;
-    for (int64_t step = 0; step < max_new && !rows.empty(); ++step) {
-      at::Tensor logits = teacher.forward(a).reshape({-1, V}).contiguous();  // [rows, V]
-      const float* lg = logits.data_ptr<float>();
-      std::vector<int64_t> keep, next;
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const int64_t r = rows[i];
-        const TokenId t = sample_token(lg + i * V, V, o.temperature, o.top_k, o.top_p, rng[r]);
-        if (contains(stop, t)) {
-          if (complete) (*complete)[start + r] = true;
-          continue;
-        }
-        out[start + r] += tok.decode_piece(prev[r], t);
-        prev[r] = t;
-        keep.push_back(static_cast<int64_t>(i));
-        next.push_back(t);
-      }
-      if (keep.size() < rows.size()) {
-        std::vector<int64_t> still;
-        for (int64_t i : keep) still.push_back(rows[i]);
-        rows = still;
-        if (!rows.empty()) cache = cache.select_rows(keep);
-      }
-      if (rows.empty()) break;
-      a.tokens = at::tensor(next, at::kLong).view({static_cast<int64_t>(rows.size()), 1});
-    }
-    if (o.progress && !o.progress(start + B, o.n))
-      throw Error(ErrorCode::kCancelled, "teacher sampling cancelled");
+  for (int64_t i = 0; i < o.n; ++i) {
+    out[i] = std::move(gen[i].text);
+    if (complete) (*complete)[i] = gen[i].stop_reason == "stop_token";
   }
   return out;
 }
@@ -580,10 +508,11 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
     tok = reload_tokenizer(*teacher);
     tok_files = teacher->config().tokenizer_files;
   } else {
-    BpeTrainOptions bo;
+    train::BpeTrainOptions bo;
     bo.vocab_size = so.vocab_size;
-    const std::string path = train_bpe_tokenizer(train_texts, bo, o.out_dir);
-    tok = std::shared_ptr<Tokenizer>(load_hf_tokenizer(o.out_dir));
+    const train::BpeTokenizerFiles files = train::learn_bpe_tokenizer(train_texts, bo);
+    const std::string path = train::write_bpe_tokenizer(files, o.out_dir);  // the model's files
+    tok = make_hf_tokenizer(files.tokenizer_json, files.tokenizer_config_json, path);
     tok_files = {path, (fs::path(o.out_dir) / "tokenizer_config.json").string()};
   }
   const bool shared = teacher && same_vocabulary(teacher->tokenizer(), *tok);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "candor/error.h"
@@ -79,6 +80,41 @@ std::pair<TokenId, float> pick(const float* logits, int64_t n, const GenerateOpt
   return {static_cast<TokenId>(idx.back()), logprob(idx.back())};
 }
 
+// One decoding step of one sequence: picks its next token from a row of logits. At a stop token
+// sets stop_reason "stop_token" and returns false; otherwise appends the token, its
+// log-probability and its bytes (also into *piece) to `r`, makes it *prev and returns true.
+bool take_token(const float* logits, int64_t n, const GenerateOptions& o, Rng& rng,
+                const std::vector<TokenId>& stops, const Tokenizer& tok, TokenId* prev,
+                GenerateResult* r, std::string* piece) {
+  auto [next, lp] = pick(logits, n, o, rng);
+  if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
+    r->stop_reason = "stop_token";
+    return false;
+  }
+  r->generated_ids.push_back(next);
+  r->logprobs.push_back(lp);
+  *piece = tok.decode_piece(*prev, next);
+  r->text += *piece;
+  *prev = next;
+  return true;
+}
+
+// Throws Error(kInvalidArgument) for an empty prompt, Error(kResourceExhausted) for one longer
+// than the model's context.
+void check_prompt(const std::vector<TokenId>& prompt_ids, const ModelConfig& c) {
+  if (prompt_ids.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
+                "start the prompt with BOS");
+  }
+  if (static_cast<int64_t>(prompt_ids.size()) > c.max_seq_len) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "the prompt is " + std::to_string(prompt_ids.size()) +
+                    " tokens long, more than the model's context of " +
+                    std::to_string(c.max_seq_len) + " tokens",
+                "shorten the prompt");
+  }
+}
+
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -106,17 +142,7 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
                         const GenerateOptions& options) {
   validate_generate_options(options);
   const ModelConfig& c = model.config();
-  if (prompt_ids.empty()) {
-    throw Error(ErrorCode::kInvalidArgument, "generate() needs at least one prompt token",
-                "start the prompt with BOS");
-  }
-  if (static_cast<int64_t>(prompt_ids.size()) > c.max_seq_len) {
-    throw Error(ErrorCode::kResourceExhausted,
-                "the prompt is " + std::to_string(prompt_ids.size()) +
-                    " tokens long, more than the model's context of " +
-                    std::to_string(c.max_seq_len) + " tokens",
-                "shorten the prompt");
-  }
+  check_prompt(prompt_ids, c);
   const Tokenizer& tok = model.tokenizer();
   std::vector<TokenId> stops = options.stop_tokens;
   if (stops.empty()) stops = {tok.bos_id(), tok.eos_id()};
@@ -143,16 +169,11 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
   TokenId prev = prompt_ids.back();
   r.stop_reason = "max_new_tokens";
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    auto [next, lp] = pick(logits.data_ptr<float>(), c.vocab_size, options, rng);
-    if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
-      r.stop_reason = "stop_token";
+    std::string piece;
+    if (!take_token(logits.data_ptr<float>(), c.vocab_size, options, rng, stops, tok, &prev, &r,
+                    &piece))
       break;
-    }
-    r.generated_ids.push_back(next);
-    r.logprobs.push_back(lp);
-    std::string piece = tok.decode_piece(prev, next);
-    r.text += piece;
-    prev = next;
+    const TokenId next = prev;
     if (options.on_token && !options.on_token(next, piece)) {
       r.stop_reason = "callback";
       break;
@@ -167,6 +188,121 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
   }
   r.decode_ms = ms_since(t1);
   return r;
+}
+
+std::vector<GenerateResult> generate_batch(const Model& model,
+                                           const std::vector<std::vector<TokenId>>& prompt_ids,
+                                           const std::vector<uint64_t>& seeds,
+                                           const GenerateOptions& options, int64_t batch,
+                                           const std::function<bool(int64_t, int64_t)>& progress) {
+  validate_generate_options(options);
+  if (!seeds.empty() && seeds.size() != prompt_ids.size())
+    throw Error(ErrorCode::kInvalidArgument,
+                "generate_batch got " + std::to_string(prompt_ids.size()) + " prompts and " +
+                    std::to_string(seeds.size()) + " seeds",
+                "give one seed per prompt, or none (options.seed for all)");
+  if (batch < 1)
+    throw Error(ErrorCode::kInvalidArgument,
+                "the batch size must be at least 1, got " + std::to_string(batch));
+  const ModelConfig& c = model.config();
+  const Tokenizer& tok = model.tokenizer();
+  for (const auto& p : prompt_ids) check_prompt(p, c);
+
+  std::vector<TokenId> stops = options.stop_tokens;
+  if (stops.empty()) stops = {tok.bos_id(), tok.eos_id()};
+  const int64_t V = c.vocab_size;
+  const int64_t n = static_cast<int64_t>(prompt_ids.size());
+
+  std::vector<GenerateResult> out(prompt_ids.size());
+  // Prompts of one length share batches (one prefill, one cache length), in order of first use.
+  std::vector<std::vector<int64_t>> groups;
+  {
+    std::map<size_t, size_t> group_of;
+    for (int64_t i = 0; i < n; ++i) {
+      auto [it, fresh] = group_of.emplace(prompt_ids[i].size(), groups.size());
+      if (fresh) groups.emplace_back();
+      groups[it->second].push_back(i);
+    }
+  }
+  at::NoGradGuard no_grad;
+  int64_t done = 0;
+  for (const std::vector<int64_t>& group : groups) {
+    const int64_t P = static_cast<int64_t>(prompt_ids[group[0]].size());
+    for (size_t start = 0; start < group.size(); start += static_cast<size_t>(batch)) {
+      const int64_t B = std::min<int64_t>(batch, static_cast<int64_t>(group.size() - start));
+      std::vector<int64_t> rows(B);  // prompt index of each cache row still decoding
+      std::vector<Rng> rng;
+      std::vector<TokenId> prev(B);
+      std::vector<int64_t> flat;
+      for (int64_t r = 0; r < B; ++r) {
+        const int64_t i = group[start + r];
+        rows[r] = i;
+        rng.emplace_back(seeds.empty() ? options.seed : seeds[i]);
+        const std::vector<TokenId>& p = prompt_ids[i];
+        prev[r] = p.back();
+        flat.insert(flat.end(), p.begin(), p.end());
+        GenerateResult& g = out[i];
+        g.prompt_ids = p;
+        g.prompt_text =
+            tok.decode(std::vector<TokenId>(p.begin() + (p[0] == tok.bos_id()), p.end()));
+        g.stop_reason = "max_new_tokens";
+      }
+      std::vector<size_t> slot(B);  // rng / prev slot of each cache row
+      std::iota(slot.begin(), slot.end(), 0);
+      KVCache cache =
+          model.new_cache(B, std::min<int64_t>(c.max_seq_len, P + options.max_new_tokens));
+      auto t0 = std::chrono::steady_clock::now();
+      ForwardArgs args;
+      args.tokens = at::tensor(flat, at::kLong).view({B, P});  // [B, P]
+      args.cache = &cache;
+      args.last_only = true;
+      at::Tensor logits = model.forward(args).reshape({-1, V}).contiguous();  // [rows, V]
+      const double prefill = ms_since(t0);
+      auto t1 = std::chrono::steady_clock::now();
+      for (int64_t step = 0; step < options.max_new_tokens && !rows.empty(); ++step) {
+        const float* lg = logits.data_ptr<float>();
+        std::vector<int64_t> keep, next;
+        for (size_t k = 0; k < rows.size(); ++k) {
+          GenerateResult& g = out[rows[k]];
+          std::string piece;
+          TokenId& t = prev[slot[k]];
+          if (!take_token(lg + static_cast<int64_t>(k) * V, V, options, rng[slot[k]], stops, tok,
+                          &t, &g, &piece))
+            continue;
+          keep.push_back(static_cast<int64_t>(k));
+          next.push_back(t);
+        }
+        if (step + 1 == options.max_new_tokens) break;
+        if (!keep.empty() && cache.length() >= c.max_seq_len) {
+          for (int64_t k : keep) out[rows[k]].stop_reason = "context";
+          break;
+        }
+        if (keep.size() < rows.size()) {
+          std::vector<int64_t> still_rows;
+          std::vector<size_t> still_slot;
+          for (int64_t k : keep) {
+            still_rows.push_back(rows[k]);
+            still_slot.push_back(slot[k]);
+          }
+          rows = std::move(still_rows);
+          slot = std::move(still_slot);
+          if (rows.empty()) break;
+          cache = cache.select_rows(keep);
+        }
+        args.tokens = at::tensor(next, at::kLong).view({static_cast<int64_t>(rows.size()), 1});
+        logits = model.forward(args).reshape({-1, V}).contiguous();  // [rows, V]
+      }
+      const double decode = ms_since(t1);
+      for (int64_t r = 0; r < B; ++r) {
+        out[group[start + r]].prefill_ms = prefill;
+        out[group[start + r]].decode_ms = decode;
+      }
+      done += B;
+      if (progress && !progress(done, n))
+        throw Error(ErrorCode::kCancelled, "generation cancelled");
+    }
+  }
+  return out;
 }
 
 GenerateResult generate(const Model& model, std::string_view prompt,

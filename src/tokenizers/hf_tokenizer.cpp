@@ -1300,8 +1300,7 @@ class JsonParser {
   std::unordered_map<std::string, TokenId> vocab_;
 };
 
-json read_json(const std::string& path, const char* what) {
-  const std::string data = read_tokenizer_file(path, what);
+json parse_json_text(const std::string& data, const std::string& path, const char* what) {
   try {
     return json::parse(data);
   } catch (const json::parse_error& e) {
@@ -1312,6 +1311,10 @@ json read_json(const std::string& path, const char* what) {
   }
 }
 
+json read_json(const std::string& path, const char* what) {
+  return parse_json_text(read_tokenizer_file(path, what), path, what);
+}
+
 // Runs `build` and turns JSON type errors (a field of the wrong type) into Error naming the file.
 template <typename Build>
 void guarded(const std::string& path, const std::function<std::string()>& section, Build build) {
@@ -1320,6 +1323,17 @@ void guarded(const std::string& path, const std::function<std::string()>& sectio
   } catch (const json::exception& e) {
     throw malformed(path, "in its " + section() + ": " + e.what());
   }
+}
+
+// A tokenizer from the parsed tokenizer.json `root` (and tokenizer_config.json, when given).
+std::unique_ptr<Tokenizer> tokenizer_from_root(const json& root, const json* config,
+                                               const std::string& source) {
+  Spec spec;
+  spec.source = source;
+  JsonParser parser(source, &spec);
+  guarded(
+      source, [&] { return parser.section(); }, [&] { parser.parse(root, config); });
+  return std::make_unique<HfTokenizer>(std::move(spec));
 }
 
 std::unique_ptr<Tokenizer> load_slow_files(const fs::path& dir, const json* config) {
@@ -1471,13 +1485,22 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& folder_or_file) 
     if (!fs::exists(file, ec)) return load_slow_files(dir, config_ptr);
   }
   const std::string source = file.string();
-  const json root = read_json(source, "tokenizer file");
-  Spec spec;
-  spec.source = source;
-  JsonParser parser(source, &spec);
-  guarded(
-      source, [&] { return parser.section(); }, [&] { parser.parse(root, config_ptr); });
-  return std::make_unique<HfTokenizer>(std::move(spec));
+  return tokenizer_from_root(read_json(source, "tokenizer file"), config_ptr, source);
+}
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& tokenizer_json,
+                                             const std::string& tokenizer_config_json,
+                                             const std::string& source) {
+  using namespace tokenizers;
+  json config;
+  const bool has_config = !tokenizer_config_json.empty();
+  if (has_config) config = parse_json_text(tokenizer_config_json, source, "tokenizer config");
+  if (has_config && !config.is_object()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "malformed tokenizer config of " + source + ": not a JSON object");
+  }
+  return tokenizer_from_root(parse_json_text(tokenizer_json, source, "tokenizer"),
+                             has_config ? &config : nullptr, source);
 }
 
 std::unique_ptr<Tokenizer> make_tokenizer_from_vocab(const VocabTokenizerSpec& v) {

@@ -9,6 +9,7 @@
 #include "candor/data.h"
 #include "candor/distill.h"
 #include "candor/error.h"
+#include "candor/report.h"
 #include "test_util.h"
 
 namespace candor::distill {
@@ -93,7 +94,7 @@ TEST(Students, RecoverAKnownRuleFromTeacherLabels) {
     EXPECT_EQ(r.test_fidelity.slices.size(), 3u);
     nlohmann::json j = r.to_json();
     EXPECT_EQ(j["student"]["kind"], std::string(spec).substr(0, std::string(spec).find(':')));
-    std::string html = r.to_html("t");
+    std::string html = render_distill_html(j, "t");
     EXPECT_NE(html.find("Fidelity"), std::string::npos);
     if (std::string(spec) == "gam") {
       // The irrelevant column matters least; shape functions are drawn as SVG.
@@ -154,8 +155,9 @@ TEST(BadData, ClearErrors) {
   EXPECT_NE(e.find("label column 'label' has 1 class"), std::string::npos) << e;
   EXPECT_NE(error_of([] { parse_student("forest"); }).find("unknown student 'forest'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_student("tree:depth=3"); }).find("unknown option 'depth'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_student("tree:depth=3"); }).find("student 'tree' has no option 'depth'"),
+      std::string::npos);
 }
 
 TEST(FastTextTeacher, SparseLinearStudentAgreesOnHeldOutSentences) {

@@ -14,10 +14,15 @@
 #include "candor/error.h"
 #include "candor/generate.h"
 #include "candor/lm_student.h"
+#include "candor/tokenizer_trainers.h"
 #include "test_util.h"
 
 namespace candor::distill {
 namespace {
+
+using train::bpe_pretokenize;
+using train::BpeTrainOptions;
+using train::train_bpe_tokenizer;
 
 const std::string kBuiltin = std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm";
 

@@ -14,6 +14,7 @@
 #include "candor/error.h"
 #include "candor/runtime.h"
 #include "candor/text_transformer.h"
+#include "candor/tokenizer_trainers.h"
 #include "test_util.h"
 
 namespace candor::train {
@@ -198,7 +199,7 @@ TEST(Transformer, BadInput) {
   TrainOptions o;
   EXPECT_NE(error_of([&] {
               parse_transformer_spec("transformer:depth=3", &t, &o);
-            }).find("unknown option 'depth'"),
+            }).find("has no option 'depth'"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               parse_transformer_spec("transformer:dim=30,heads=4", &t, &o);
@@ -206,14 +207,15 @@ TEST(Transformer, BadInput) {
             std::string::npos);
   EXPECT_NE(error_of([&] {
               parse_transformer_spec("transformer:alpha=2", &t, &o);
-            }).find("'alpha' must be in"),
+            }).find("option alpha of student 'transformer' must be a number in [0, 1]"),
             std::string::npos);
-  EXPECT_NE(
-      error_of([&] { parse_transformer_spec("transformer:lr=fast", &t, &o); }).find("not a number"),
-      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              parse_transformer_spec("transformer:lr=fast", &t, &o);
+            }).find("lr of student 'transformer' must be a number"),
+            std::string::npos);
   EXPECT_NE(error_of([&] {
               parse_transformer_spec("transformer:epochs=2.5", &t, &o);
-            }).find("positive whole number"),
+            }).find("option epochs of student 'transformer' must be an integer in [1, "),
             std::string::npos);
   TransformerOptions ok;
   parse_transformer_spec("transformer:dim=32,heads=2,epochs=3,alpha=0.7", &ok, &o);
@@ -240,7 +242,7 @@ TEST(Transformer, BadInput) {
             std::string::npos);
   EXPECT_NE(error_of([] {
               distill::parse_student("transformer:layers=0");
-            }).find("positive whole number"),
+            }).find("option layers of student 'transformer' must be an integer in [1, "),
             std::string::npos);
   // A causal LM is not a text classifier.
   CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin");

@@ -47,25 +47,25 @@ TEST(Train, SameSeedSameModelAndResumeEqualsUninterrupted) {
   o.batch_size = 64;
   o.learning_rate = 1e-2;
   o.seed = 3;
-  MlpOptions m;
+  distill::MlpOptions m;
   m.hidden = {16};
-  auto a = MlpClassifier::train(t, all_rows(t), "label", m, o);
-  auto b = MlpClassifier::train(t, all_rows(t), "label", m, o);
+  auto a = distill::MlpClassifier::train(t, all_rows(t), "label", m, o);
+  auto b = distill::MlpClassifier::train(t, all_rows(t), "label", m, o);
   EXPECT_TRUE(same(a->parameters(), b->parameters()));
   TrainOptions o2 = o;
   o2.seed = 4;
-  auto c = MlpClassifier::train(t, all_rows(t), "label", m, o2);
+  auto c = distill::MlpClassifier::train(t, all_rows(t), "label", m, o2);
   EXPECT_FALSE(same(a->parameters(), c->parameters()));
   // Interrupted after 13 of 200 steps, then resumed from the checkpoint.
   const std::string ckpt = testing::temp_dir() + "/run.ckpt";
   TrainOptions oi = o;
   oi.checkpoint = ckpt;
   oi.stop_after_steps = 13;
-  auto partial = MlpClassifier::train(t, all_rows(t), "label", m, oi);
+  auto partial = distill::MlpClassifier::train(t, all_rows(t), "label", m, oi);
   EXPECT_FALSE(same(a->parameters(), partial->parameters()));
   oi.stop_after_steps = -1;
   oi.resume = true;
-  auto resumed = MlpClassifier::train(t, all_rows(t), "label", m, oi);
+  auto resumed = distill::MlpClassifier::train(t, all_rows(t), "label", m, oi);
   EXPECT_TRUE(same(a->parameters(), resumed->parameters()));
   // It learnt the rule.
   auto p = a->predict(t, all_rows(t));
@@ -85,7 +85,7 @@ TEST(Train, ScheduleAndErrors) {
   EXPECT_LT(scheduled_lr(o, 99, 100), 0.001);
   data::Table one = data::parse_csv("x,label\n1,a\n2,a\n", "one.csv");
   try {
-    MlpClassifier::train(one, {0, 1}, "label", MlpOptions(), TrainOptions());
+    distill::MlpClassifier::train(one, {0, 1}, "label", distill::MlpOptions(), TrainOptions());
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("label column 'label' has 1 class ('a')"),
@@ -98,7 +98,8 @@ TEST(Train, ScheduleAndErrors) {
   TrainOptions bad;
   bad.checkpoint = ckpt;
   bad.resume = true;
-  EXPECT_THROW(MlpClassifier::train(t, all_rows(t), "label", MlpOptions(), bad), Error);
+  EXPECT_THROW(distill::MlpClassifier::train(t, all_rows(t), "label", distill::MlpOptions(), bad),
+               Error);
 }
 
 TEST(Adult, GamStudentImitatesMlpTeacher) {
@@ -110,9 +111,9 @@ TEST(Adult, GamStudentImitatesMlpTeacher) {
   o.epochs = 3;
   o.batch_size = 256;
   o.seed = 1;
-  MlpOptions m;
+  distill::MlpOptions m;
   m.hidden = {64, 32};
-  auto teacher = MlpClassifier::train(train, all_rows(train), "income", m, o);
+  auto teacher = distill::MlpClassifier::train(train, all_rows(train), "income", m, o);
   distill::DistillOptions d;
   d.student = distill::parse_student("gam");
   d.label_column = "income";

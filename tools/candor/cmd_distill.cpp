@@ -184,7 +184,7 @@ Runner add_distill(CLI::App& app) {
       d.transfer = &transfer;
     }
     std::unique_ptr<distill::Teacher> teacher;
-    std::unique_ptr<train::MlpClassifier> mlp;
+    std::unique_ptr<distill::MlpClassifier> mlp;
     if (!o->teacher_column.empty()) {
       teacher = distill::column_teacher(table, o->teacher_column);
       d.features.exclude.push_back(o->teacher_column);
@@ -193,12 +193,12 @@ Runner add_distill(CLI::App& app) {
     } else if (o->teacher == "mlp") {
       if (o->label.empty()) throw usage_error("--teacher mlp needs --label (what it learns)");
       data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
-      train::MlpOptions mo;
+      distill::MlpOptions mo;
       mo.features.exclude = o->exclude;
       train::TrainOptions to;
       to.seed = o->seed;
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
-      mlp = train::MlpClassifier::train(table, s.train, o->label, mo, to);
+      mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
     } else if (ends_with(o->teacher, ".ftz") ||
                ends_with(o->teacher, ".bin") && o->prompt.empty()) {
@@ -209,7 +209,7 @@ Runner add_distill(CLI::App& app) {
       // A sequence classifier candor loads (BERT / RoBERTa / DistilBERT folder, e.g. a saved
       // transformer student) reading the text column.
       std::shared_ptr<const Model> m = load_cli_model(o->teacher, o->tokenizer, o->threads);
-      teacher = distill::classifier_teacher(train::model_text_classifier(m), o->text_column,
+      teacher = distill::classifier_teacher(model_text_classifier(m), o->text_column,
                                             o->normalise);
       if (o->columns.empty()) d.features.columns = {o->text_column};
     } else {
@@ -329,7 +329,7 @@ Runner add_train(CLI::App& app) {
     data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
     print_skipped(table);
     data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
-    train::MlpOptions mo;
+    distill::MlpOptions mo;
     mo.hidden = o->hidden;
     mo.features.exclude = o->exclude;
     train::TrainOptions to;
@@ -350,7 +350,7 @@ Runner add_train(CLI::App& app) {
       }
       return true;
     };
-    auto mlp = train::MlpClassifier::train(table, s.train, o->label, mo, to);
+    auto mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
     std::cerr << "\n";
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto acc = [&](const std::vector<size_t>& rows) {

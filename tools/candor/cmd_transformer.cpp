@@ -57,13 +57,13 @@ std::function<std::unique_ptr<distill::Student>()> transformer_student_factory(
     o.checkpoint = out + "/student.ckpt";
     o.resume = resume;
     o.progress = progress_bar();
-    return train::make_transformer_student(spec, o);
+    return distill::make_transformer_student(spec, o);
   };
 }
 
 void save_transformer_student(const distill::DistillResult& r, const std::string& out) {
   if (!r.student) return;
-  const train::TransformerClassifier* tc = train::transformer_of(*r.student);
+  const train::TransformerClassifier* tc = distill::transformer_of(*r.student);
   if (!tc) return;
   tc->save(out + "/model");
   std::cout << "model     " << out << "/model (Hugging Face BERT folder; explain it with candor "

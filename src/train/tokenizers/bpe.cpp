@@ -1,5 +1,5 @@
-// A byte-level BPE trainer: learns merges from texts and writes a Hugging Face tokenizer.json
-// (GPT-2 style byte-level pieces) that load_hf_tokenizer reads.
+// A byte-level BPE trainer: learns merges from texts into a Hugging Face tokenizer.json (GPT-2
+// style byte-level pieces) held in memory, written beside a model when asked.
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -10,9 +10,9 @@
 #include <unordered_map>
 
 #include "candor/error.h"
-#include "candor/lm_student.h"
+#include "candor/tokenizer_trainers.h"
 
-namespace candor::distill {
+namespace candor::train {
 
 namespace {
 
@@ -87,8 +87,8 @@ std::vector<std::string> bpe_pretokenize(const std::string& text) {
   return out;
 }
 
-std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& o,
-                                const std::string& dir) {
+BpeTokenizerFiles learn_bpe_tokenizer(const std::vector<std::string>& texts,
+                                      const BpeTrainOptions& o) {
   constexpr int32_t kFirstByte = 3;  // <unk>, <s>, </s>
   if (o.vocab_size < kFirstByte + 256)
     throw Error(ErrorCode::kInvalidArgument,
@@ -191,15 +191,6 @@ std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const Bpe
                 {"byte_fallback", false},
                 {"vocab", vocab},
                 {"merges", merge_list}};
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string path = (fs::path(dir) / "tokenizer.json").string();
-  {
-    std::ofstream f(path);
-    f << j.dump(1) << "\n";
-    if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
-  }
   ojson cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"},
                {"bos_token", "<s>"},
                {"eos_token", "</s>"},
@@ -207,11 +198,29 @@ std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const Bpe
                {"add_bos_token", true},
                {"add_eos_token", false},
                {"model_max_length", 1024}};
+  return {j.dump(1) + "\n", cfg.dump(2) + "\n"};
+}
+
+std::string write_bpe_tokenizer(const BpeTokenizerFiles& files, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  {
+    std::ofstream f(path);
+    f << files.tokenizer_json;
+    if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
+  }
   const std::string cfg_path = (fs::path(dir) / "tokenizer_config.json").string();
   std::ofstream f(cfg_path);
-  f << cfg.dump(2) << "\n";
+  f << files.tokenizer_config_json;
   if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + cfg_path + "'");
   return path;
 }
 
-}  // namespace candor::distill
+std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& o,
+                                const std::string& dir) {
+  return write_bpe_tokenizer(learn_bpe_tokenizer(texts, o), dir);
+}
+
+}  // namespace candor::train

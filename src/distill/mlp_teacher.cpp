@@ -1,28 +1,18 @@
-// A small MLP classifier for tables, trained by candor (a teacher for distillation).
+// A small MLP classifier for tables, trained by candor with train::train_loop: a teacher for
+// distillation.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <set>
 
+#include "candor/distill.h"
 #include "candor/error.h"
 #include "candor/train.h"
-
 #include "train/init.h"
 
-namespace candor::train {
-
-// Seeded normal initialisation (std::mt19937_64 + Box-Muller: the same on every platform).
-at::Tensor init_normal(std::mt19937_64& rng, std::vector<int64_t> shape, double std) {
-  at::Tensor t = at::empty(shape, at::kFloat);
-  float* d = t.data_ptr<float>();
-  const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; i += 2) {
-    double u1 = (double(rng() >> 11) + 1.0) / 9007199254740993.0;
-    double u2 = double(rng() >> 11) / 9007199254740992.0;
-    double r = std::sqrt(-2.0 * std::log(u1));
-    d[i] = static_cast<float>(std * r * std::cos(2 * M_PI * u2));
-    if (i + 1 < n) d[i + 1] = static_cast<float>(std * r * std::sin(2 * M_PI * u2));
-  }
-  return t;
-}
+namespace candor::distill {
 
 std::string MlpClassifier::describe() const { return "MLP classifier trained by candor"; }
 
@@ -45,14 +35,13 @@ at::Tensor MlpClassifier::logits(const std::vector<std::vector<uint16_t>>& bins,
   return h;  // [B, classes]
 }
 
-distill::Probs MlpClassifier::predict(const data::Table& table,
-                                      const std::vector<size_t>& rows) const {
+Probs MlpClassifier::predict(const data::Table& table, const std::vector<size_t>& rows) const {
   at::NoGradGuard ng;
   auto bins = featurizer_.transform(table, rows);
   std::vector<int64_t> idx(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) idx[i] = static_cast<int64_t>(i);
   at::Tensor pr = at::softmax(logits(bins, idx), 1).to(at::kDouble).contiguous();
-  distill::Probs out(rows.size(), std::vector<double>(classes_.size()));
+  Probs out(rows.size(), std::vector<double>(classes_.size()));
   const double* d = pr.data_ptr<double>();
   for (size_t i = 0; i < rows.size(); ++i)
     for (size_t c = 0; c < classes_.size(); ++c) out[i][c] = d[i * classes_.size() + c];
@@ -62,7 +51,8 @@ distill::Probs MlpClassifier::predict(const data::Table& table,
 std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
                                                     const std::vector<size_t>& rows,
                                                     const std::string& label_column,
-                                                    const MlpOptions& mlp, const TrainOptions& o) {
+                                                    const MlpOptions& mlp,
+                                                    const train::TrainOptions& o) {
   auto m = std::make_unique<MlpClassifier>();
   const data::Column& lc = table.column(label_column);
   std::set<std::string> cls;
@@ -80,7 +70,7 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
                     (cls.size() == 1 ? " ('" + *cls.begin() + "')" : std::string("es")),
                 "a classifier needs at least two classes");
   m->classes_.assign(cls.begin(), cls.end());
-  distill::FeatureOptions fo = mlp.features;
+  FeatureOptions fo = mlp.features;
   fo.exclude.push_back(label_column);
   m->featurizer_.fit(table, rows, fo);
   auto bins = m->featurizer_.transform(table, rows);
@@ -95,11 +85,11 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
     throw Error(ErrorCode::kInvalidArgument, "the MLP needs at least one hidden layer");
   const int64_t C = static_cast<int64_t>(m->classes_.size());
   m->params_.push_back(
-      init_normal(rng, {n_onehot, widths[0]}, 1.0 / std::sqrt(double(m->offsets_.size()))));
+      train::init_normal(rng, {n_onehot, widths[0]}, 1.0 / std::sqrt(double(m->offsets_.size()))));
   m->params_.push_back(at::zeros({widths[0]}, at::kFloat));
   for (size_t l = 0; l < widths.size(); ++l) {
     int64_t in = widths[l], out = l + 1 < widths.size() ? widths[l + 1] : C;
-    m->params_.push_back(init_normal(rng, {out, in}, std::sqrt(2.0 / double(in))));
+    m->params_.push_back(train::init_normal(rng, {out, in}, std::sqrt(2.0 / double(in))));
     m->params_.push_back(at::zeros({out}, at::kFloat));
   }
   m->n_layers_ = static_cast<int64_t>(widths.size());
@@ -109,7 +99,7 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
         std::find(m->classes_.begin(), m->classes_.end(), lc.raw[rows[i]]) - m->classes_.begin();
   at::Tensor label_t = at::tensor(labels, at::kLong);
   MlpClassifier* self = m.get();
-  train_loop(
+  train::train_loop(
       m->params_, static_cast<int64_t>(rows.size()),
       [&](const std::vector<int64_t>& batch) {
         at::Tensor lg = self->logits(bins, batch);
@@ -120,4 +110,4 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
   return m;
 }
 
-}  // namespace candor::train
+}  // namespace candor::distill

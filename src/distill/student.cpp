@@ -1,0 +1,150 @@
+// The students' common ground: their declared options and the spec parser ("linear",
+// "tree:max_depth=5", ... through candor/options.h), the factory,
+// the default methods of Student and the one-vs-rest reduction.
+#include <limits>
+#include <map>
+
+#include "candor/error.h"
+#include "candor/lm_student.h"
+#include "candor/text_transformer.h"
+#include "distill/students.h"
+#include "train/bound_options.h"
+
+namespace candor::distill {
+
+// One-vs-rest targets: for two classes one problem (class 1), else one per class.
+std::vector<std::vector<double>> ovr_targets(const Probs& t, size_t* n_classes) {
+  *n_classes = t.empty() ? 0 : t[0].size();
+  const size_t k = *n_classes;
+  std::vector<std::vector<double>> y(k == 2 ? 1 : k, std::vector<double>(t.size()));
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (k == 2) {
+      y[0][i] = t[i][1];
+    } else {
+      for (size_t c = 0; c < k; ++c) y[c][i] = t[i][c];
+    }
+  }
+  return y;
+}
+
+Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_t n) {
+  Probs p(n, std::vector<double>(k, 0.0));
+  for (size_t i = 0; i < n; ++i) {
+    if (k == 2) {
+      double s = sigmoid(margins[0][i]);
+      p[i] = {1.0 - s, s};
+    } else {
+      double z = 0;
+      for (size_t c = 0; c < k; ++c) z += p[i][c] = sigmoid(margins[c][i]);
+      for (size_t c = 0; c < k; ++c) p[i][c] /= z;
+    }
+  }
+  return p;
+}
+
+namespace {
+
+using Bound = std::vector<train::BoundOption<StudentOptions>>;
+
+// The options of the glass-box students, each bound to its field of StudentOptions; nullptr for
+// another kind.
+const Bound* glassbox_fields(const std::string& kind) {
+  static const std::map<std::string, Bound> fields = [] {
+    const StudentOptions d;  // the defaults, written once there
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    constexpr int64_t kMany = 1000000000;
+    auto bind = [](OptionSpec spec, auto field) {
+      return train::bind_option(std::move(spec), field);
+    };
+    std::map<std::string, Bound> f;
+    f["linear"] = {
+        bind(OptionSpec::real("lambda", d.lambda, 0, kInf, "penalty strength (scaled by 1/rows)"),
+             &StudentOptions::lambda),
+        bind(OptionSpec::real("l1_ratio", d.l1_ratio, 0, 1, "L1 share of the penalty (1: lasso)"),
+             &StudentOptions::l1_ratio),
+        bind(OptionSpec::integer("max_iter", d.max_iter, 1, kMany, "coordinate-descent sweeps"),
+             &StudentOptions::max_iter)};
+    f["tree"] = {
+        bind(OptionSpec::integer("max_depth", d.max_depth, 0, kMany, "depth of the tree"),
+             &StudentOptions::max_depth),
+        bind(OptionSpec::integer("min_leaf", d.min_leaf, 1, kMany, "training rows per leaf"),
+             &StudentOptions::min_leaf)};
+    f["gam"] = {
+        bind(OptionSpec::integer("rounds", d.rounds, 0, kMany, "boosting rounds"),
+             &StudentOptions::rounds),
+        bind(OptionSpec::integer("interactions", d.interactions, 0, kMany,
+                                 "pairwise interactions fitted"),
+             &StudentOptions::interactions),
+        bind(OptionSpec::real("learning_rate", d.learning_rate, 0, kInf, "boosting step size")
+                 .above(),
+             &StudentOptions::learning_rate)};
+    return f;
+  }();
+  auto it = fields.find(kind);
+  return it == fields.end() ? nullptr : &it->second;
+}
+
+Error unknown_student(const std::string& kind) {
+  return Error(ErrorCode::kInvalidArgument, "unknown student '" + kind + "'",
+               "use linear, tree, gam, transformer or lm");
+}
+
+}  // namespace
+
+OptionSpecs student_options(const std::string& kind) {
+  if (kind == "transformer") return train::transformer_options();
+  if (kind == "lm") return lm_student_options();
+  const Bound* f = glassbox_fields(kind);
+  if (!f) throw unknown_student(kind);
+  return train::declarations(*f);
+}
+
+StudentOptions parse_student(const std::string& spec) {
+  StudentOptions o;
+  const auto [kind, given] = parse_spec(spec);
+  o.kind = kind;
+  o.spec = spec;
+  if (o.kind == "transformer") {
+    train::TransformerOptions t;
+    train::TrainOptions to;
+    train::parse_transformer_spec(spec, &t, &to);  // throws for bad options
+    return o;
+  }
+  const Bound* f = glassbox_fields(o.kind);
+  if (!f) throw unknown_student(o.kind);
+  if (o.kind == "gam") o.lambda = 0;
+  train::apply_options(*f, Options("student", o.kind, train::declarations(*f), given), &o);
+  return o;
+}
+
+std::unique_ptr<Student> make_student(const StudentOptions& o) {
+  if (o.kind == "linear") return make_linear_student(o);
+  if (o.kind == "tree") return make_tree_student(o);
+  if (o.kind == "gam") return make_gam_student(o);
+  if (o.kind == "transformer") {
+    train::TrainOptions to;
+    to.seed = o.seed;
+    return make_transformer_student(o.spec.empty() ? "transformer" : o.spec, to);
+  }
+  throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
+              "use linear, tree, gam or transformer");
+}
+
+void Student::fit_text(const std::vector<std::string>&, const Probs&, const std::vector<int>&,
+                       const std::vector<std::string>&) {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads features, not texts");
+}
+
+Probs Student::predict_text(const std::vector<std::string>&) const {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads features, not texts");
+}
+
+void Student::fit_sparse(const Featurizer&, const SparseRows&, const Probs&) {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads dense bins, not sparse rows");
+}
+
+Probs Student::predict_sparse(const SparseRows&) const {
+  throw Error(ErrorCode::kInternal, "the " + kind() + " student reads dense bins, not sparse rows");
+}
+
+}  // namespace candor::distill
