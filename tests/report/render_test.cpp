@@ -1,0 +1,153 @@
+// The report pages rendered directly (no CLI): the explanation page from the explain job on the
+// built-in LM, the evaluation page from the evaluate job's summary, and the distillation page from
+// a student's report JSON. Each page must be one self-contained document in the shared frame:
+// one stylesheet, no script or network reference, user text escaped, balanced SVG. The pages are
+// written under $CANDOR_TEST_ARTIFACTS (default: a temporary folder) for a person to open.
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <string>
+
+#include "candor/distill.h"
+#include "candor/jobs.h"
+#include "candor/report.h"
+#include "report/html_page.h"
+#include "test_util.h"
+
+namespace candor {
+namespace {
+
+const std::string kBuiltin = std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm";
+
+const Model& builtin_lm() {
+  static std::unique_ptr<Model> m = load_model(kBuiltin);
+  return *m;
+}
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
+  return n;
+}
+
+void save_artifact(const std::string& name, const std::string& html) {
+  const char* dir = std::getenv("CANDOR_TEST_ARTIFACTS");
+  const std::string d = dir ? dir : testing::temp_dir();
+  std::ofstream(d + "/" + name) << html;
+}
+
+// What every page of candor shares.
+void expect_page(const std::string& html, const std::string& title) {
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u) << "a page starts with its doctype";
+  EXPECT_EQ(count(html, "<style>"), 1u) << "one stylesheet";
+  EXPECT_NE(html.find(report::stylesheet()), std::string::npos) << "the shared stylesheet";
+  EXPECT_NE(html.find("<h1>" + report::html_escape(title) + "</h1>"), std::string::npos);
+  EXPECT_EQ(html.find("<script"), std::string::npos) << "no scripts";
+  EXPECT_EQ(std::regex_search(html, std::regex(R"re((src|href)\s*=\s*['"]?https?:)re")), false)
+      << "self-contained: nothing loaded from the network";
+  EXPECT_EQ(count(html, "<svg"), count(html, "</svg>")) << "balanced SVG";
+  EXPECT_EQ(count(html, "<table"), count(html, "</table>")) << "balanced tables";
+  EXPECT_NE(html.find("</body></html>"), std::string::npos);
+}
+
+TEST(HtmlPage, EscapesAndFormats) {
+  EXPECT_EQ(report::html_escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+  EXPECT_EQ(report::html_escape("a\nb"), "a\nb");
+  EXPECT_EQ(report::html_escape("a\nb", true), "a&#x21B5;b");
+  EXPECT_EQ(report::fmt_num(0.123456), "0.1235");
+  EXPECT_EQ(report::fmt_num(1234567.0, 3), "1.23e+06");
+  EXPECT_EQ(report::diverging_colour(0, 1), "#ffffff");
+  EXPECT_EQ(report::diverging_colour(1, 1), "#ff3c32");   // the legend's positive end
+  EXPECT_EQ(report::diverging_colour(-5, 1), "#2870ff");  // clamped to the negative end
+  EXPECT_EQ(report::diverging_colour(3, 0), "#ffffff");   // no scale: no colour
+}
+
+TEST(Reports, ExplanationPage) {
+  jobs::ExplainOptions o;
+  o.model.model = &builtin_lm();
+  o.model.path = "builtin <lm>";
+  o.prompt = "Tom & Lily <went> to the";
+  o.methods = {"occlusion", "integrated_gradients:n_steps=8"};
+  const jobs::ExplainResult r = jobs::run_explain(o);
+  ReportContext c = r.context;
+  c.title = "why <this> & that";
+  const std::string html = render_html(r.attributions, c);
+  save_artifact("explanation.html", html);
+  expect_page(html, c.title);
+  EXPECT_NE(html.find("occlusion"), std::string::npos);
+  EXPECT_NE(html.find("integrated_gradients"), std::string::npos);
+  EXPECT_NE(html.find("class=legend"), std::string::npos) << "the colour scale is drawn";
+  EXPECT_EQ(html.find("<went>"), std::string::npos) << "the prompt is escaped";
+  EXPECT_NE(html.find("&lt;"), std::string::npos);
+  EXPECT_EQ(html.find("builtin <lm>"), std::string::npos);
+}
+
+TEST(Reports, EvaluationPage) {
+  const std::string dir = testing::temp_dir();
+  {
+    std::ofstream f(dir + "/texts.jsonl");
+    for (const char* t : {"Once upon a time there was a girl.", "The dog ran to the <park>.",
+                          "Tom had a red ball."})
+      f << nlohmann::json{{"text", t}}.dump() << "\n";
+  }
+  jobs::EvaluateOptions o;
+  o.model.model = &builtin_lm();
+  o.model.path = "builtin-lm";
+  o.data = dir + "/texts.jsonl";
+  o.methods = {"occlusion", "input_x_gradient"};
+  o.metrics = {"comprehensiveness", "deletion"};
+  o.max_tokens = 10;
+  o.curve_points = 4;
+  o.bootstrap = 20;
+  o.decoys = true;
+  jobs::FileRecordStore store(dir + "/out");
+  const jobs::EvaluateResult r = jobs::run_evaluate(o, store);
+  const std::string html = render_benchmark_html(r.summary);
+  save_artifact("evaluation.html", html);
+  expect_page(html, "candor evaluate");
+  EXPECT_NE(html.find("occlusion"), std::string::npos);
+  EXPECT_NE(html.find("comprehensiveness"), std::string::npos);
+  EXPECT_GE(count(html, "<polyline"), 2u) << "a deletion curve per method";
+  // The page the store wrote is the same page.
+  std::ifstream written(dir + "/out/report.html");
+  std::stringstream ss;
+  ss << written.rdbuf();
+  EXPECT_EQ(ss.str(), html);
+  const std::string md = render_benchmark_markdown(r.summary);
+  EXPECT_NE(md.find("| occlusion"), std::string::npos) << md;
+}
+
+TEST(Reports, DistillationPageOfEachStudent) {
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(0, 100);
+  std::string csv = "age,colour,teacher\n";
+  const char* colours[] = {"red", "green", "<blue>"};
+  for (int i = 0; i < 400; ++i) {
+    const double age = u(rng);
+    const int c = static_cast<int>(rng() % 3);
+    csv += std::to_string(age) + "," + colours[c] + "," + ((age > 40 && c != 2) ? "yes" : "no") +
+           "\n";
+  }
+  const data::Table t = data::parse_csv(csv, "ages.csv");
+  auto teacher = distill::column_teacher(t, "teacher");
+  for (const char* spec : {"linear", "tree:max_depth=3", "gam"}) {
+    distill::DistillOptions o;
+    o.student = distill::parse_student(spec);
+    o.label_column = "teacher";
+    const distill::DistillResult d = distill::distill(t, *teacher, o);
+    const std::string title = std::string("student ") + spec;
+    const std::string html = render_distill_html(d.to_json(), title);
+    save_artifact(std::string("distill-") + std::string(spec).substr(0, 4) + ".html", html);
+    expect_page(html, title);
+    EXPECT_NE(html.find("yes"), std::string::npos) << spec << ": class names appear";
+    EXPECT_NE(html.find("age"), std::string::npos) << spec << ": feature names appear";
+    EXPECT_EQ(html.find("<blue>"), std::string::npos) << spec << ": category values escaped";
+  }
+}
+
+}  // namespace
+}  // namespace candor
