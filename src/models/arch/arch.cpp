@@ -23,6 +23,21 @@ const Architecture* find_architecture(const std::string& family) {
   return nullptr;
 }
 
+Architecture hf_architecture(const std::string& family, const std::string& hf_class, ModelKind kind,
+                             const TensorTable* tensors,
+                             ArchConfig (*from_hf)(const HfConfig&, const TensorSource&),
+                             void (*to_hf)(const Model&, nlohmann::ordered_json*)) {
+  Architecture a;
+  a.family = family;
+  a.hf_classes = {hf_class};
+  a.by_model_type = kind == ModelKind::kCausalLM;  // transformers' decoders may omit the class
+  a.kind = kind;
+  a.tensors = tensors;
+  a.from_hf = from_hf;
+  a.to_hf = to_hf;
+  return a;
+}
+
 // ---- config.json ----------------------------------------------------------------------------
 
 Error HfConfig::bad(const std::string& field, const std::string& problem) const {
@@ -68,17 +83,9 @@ Activation hf_activation(const HfConfig& c, const std::string& key, const std::s
 }
 
 std::string hf_activation_name(Activation a) {
-  switch (a) {
-    case Activation::kSwiGLU:
-      return "silu";
-    case Activation::kGeluTanh:
-      return "gelu_new";
-    case Activation::kGelu:
-      return "gelu";
-    case Activation::kRelu:
-      return "relu";
-  }
-  return "gelu";
+  // by Activation: kSwiGLU, kGeluTanh, kGelu, kRelu
+  static const char* const kNames[] = {"silu", "gelu_new", "gelu", "relu"};
+  return kNames[static_cast<int>(a)];
 }
 
 // ---- encoders -------------------------------------------------------------------------------

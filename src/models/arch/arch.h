@@ -21,6 +21,7 @@ namespace candor {
 
 class TensorSource;
 class GgufFile;
+struct Architecture;
 
 // A runtime weight, or a block of rows of a fused one (q/k/v of wqkv, gate/up of w13).
 enum class Slot {
@@ -126,12 +127,19 @@ ModelConfig gguf_hyperparameters(const GgufFile& g, const std::string& arch);
 // max_position_embeddings (less the position offset) and validates.
 ArchConfig encoder_from_hf_begin(const HfConfig& c, const std::string& family);
 void encoder_from_hf_end(const HfConfig& c, ArchConfig* a);
-// BERT's encoder tensors under `prefix` ("bert.", "roberta."), shared by bert.cpp and
-// roberta.cpp; the heads differ.
-TensorTable bert_encoder_tensors(const std::string& prefix);
-// BERT's config.json fields (bert.cpp), shared with RoBERTa: hidden_size, ..., type_vocab_size.
-void bert_from_hf(const HfConfig& c, ArchConfig* a);
+// BERT's tensors under `prefix` ("bert.", "roberta.") followed by the `head`'s (bert.cpp,
+// shared with roberta.cpp).
+TensorTable bert_tensors(const std::string& prefix, const TensorTable& head);
+// BERT's config.json (hidden_size, ..., type_vocab_size), shared with RoBERTa, whose positions
+// start after the padding id (`positions_after_padding`).
+ArchConfig bert_from_hf(const HfConfig& c, const std::string& family, bool positions_after_padding);
 void bert_to_hf(const Model& model, nlohmann::ordered_json* j);
+
+// An architecture read from config.json only (no GGUF mapping).
+Architecture hf_architecture(const std::string& family, const std::string& hf_class, ModelKind kind,
+                             const TensorTable* tensors,
+                             ArchConfig (*from_hf)(const HfConfig&, const TensorSource&),
+                             void (*to_hf)(const Model&, nlohmann::ordered_json*));
 // vocab_size, max_position_embeddings and id2label / label2id of an encoder's config.json.
 void encoder_to_hf_end(const Model& model, nlohmann::ordered_json* j);
 // The encoder settings of `model` (defaults when it is no EncoderClassifier).

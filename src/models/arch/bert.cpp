@@ -5,9 +5,9 @@
 
 namespace candor {
 
-TensorTable bert_encoder_tensors(const std::string& p) {
+TensorTable bert_tensors(const std::string& p, const TensorTable& head) {
   const std::string l = p + "encoder.layer.{l}.";
-  return {
+  TensorTable t = {
       {Slot::kTokEmbd, p + "embeddings.word_embeddings.weight", ""},
       {Slot::kPosEmbd, p + "embeddings.position_embeddings.weight", ""},
       {Slot::kTypeEmbd, p + "embeddings.token_type_embeddings.weight", ""},
@@ -30,10 +30,14 @@ TensorTable bert_encoder_tensors(const std::string& p) {
       {Slot::kFfnNorm, l + "output.LayerNorm.weight", ""},
       {Slot::kFfnNormBias, l + "output.LayerNorm.bias", ""},
   };
+  t.insert(t.end(), head.begin(), head.end());
+  return t;
 }
 
-void bert_from_hf(const HfConfig& c, ArchConfig* a) {
-  ModelConfig& m = a->model;
+ArchConfig bert_from_hf(const HfConfig& c, const std::string& family,
+                        bool positions_after_padding) {
+  ArchConfig a = encoder_from_hf_begin(c, family);
+  ModelConfig& m = a.model;
   m.dim = c.integer("hidden_size");
   m.n_layers = c.integer("num_hidden_layers");
   m.n_heads = c.integer("num_attention_heads");
@@ -42,7 +46,10 @@ void bert_from_hf(const HfConfig& c, ArchConfig* a) {
   m.norm_eps = static_cast<float>(c.number("layer_norm_eps", 1e-12));
   const std::string pe = c.string("position_embedding_type", "absolute");
   if (pe != "absolute") throw c.unsupported("position_embedding_type '" + pe + "'");
-  a->type_vocab = c.integer("type_vocab_size", 2);
+  a.type_vocab = c.integer("type_vocab_size", 2);
+  if (positions_after_padding) a.encoder.position_offset = c.integer("pad_token_id", 1) + 1;
+  encoder_from_hf_end(c, &a);
+  return a;
 }
 
 void bert_to_hf(const Model& model, nlohmann::ordered_json* out) {
@@ -66,37 +73,21 @@ void bert_to_hf(const Model& model, nlohmann::ordered_json* out) {
 
 namespace {
 
-const TensorTable kTensors = [] {
-  TensorTable t = bert_encoder_tensors("bert.");
-  t.insert(t.end(), {
-                        {Slot::kPoolW, "bert.pooler.dense.weight", ""},
-                        {Slot::kPoolB, "bert.pooler.dense.bias", ""},
-                        {Slot::kClsW, "classifier.weight", ""},
-                        {Slot::kClsB, "classifier.bias", ""},
-                    });
-  return t;
-}();
+const TensorTable kTensors = bert_tensors("bert.", {{Slot::kPoolW, "bert.pooler.dense.weight", ""},
+                                                    {Slot::kPoolB, "bert.pooler.dense.bias", ""},
+                                                    {Slot::kClsW, "classifier.weight", ""},
+                                                    {Slot::kClsB, "classifier.bias", ""}});
 
 ArchConfig from_hf(const HfConfig& c, const TensorSource&) {
-  ArchConfig a = encoder_from_hf_begin(c, "bert");
-  bert_from_hf(c, &a);
-  encoder_from_hf_end(c, &a);
-  return a;
+  return bert_from_hf(c, "bert", false);
 }
 
 }  // namespace
 
 const Architecture& bert_architecture() {
-  static const Architecture a = [] {
-    Architecture x;
-    x.family = "bert";
-    x.hf_classes = {"BertForSequenceClassification"};
-    x.kind = ModelKind::kClassifier;
-    x.tensors = &kTensors;
-    x.from_hf = from_hf;
-    x.to_hf = bert_to_hf;
-    return x;
-  }();
+  static const Architecture a =
+      hf_architecture("bert", "BertForSequenceClassification", ModelKind::kClassifier, &kTensors,
+                      from_hf, bert_to_hf);
   return a;
 }
 

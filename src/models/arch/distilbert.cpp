@@ -62,16 +62,8 @@ void to_hf(const Model& model, nlohmann::ordered_json* out) {
 }  // namespace
 
 const Architecture& distilbert_architecture() {
-  static const Architecture a = [] {
-    Architecture x;
-    x.family = "distilbert";
-    x.hf_classes = {"DistilBertForSequenceClassification"};
-    x.kind = ModelKind::kClassifier;
-    x.tensors = &kTensors;
-    x.from_hf = from_hf;
-    x.to_hf = to_hf;
-    return x;
-  }();
+  static const Architecture a = hf_architecture("distilbert", "DistilBertForSequenceClassification",
+                                                ModelKind::kClassifier, &kTensors, from_hf, to_hf);
   return a;
 }
 

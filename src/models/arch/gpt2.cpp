@@ -96,16 +96,10 @@ ArchConfig from_gguf(const GgufFile& g) {
 
 const Architecture& gpt2_architecture() {
   static const Architecture a = [] {
-    Architecture x;
-    x.family = "gpt2";
-    x.hf_classes = {"GPT2LMHeadModel"};
-    x.by_model_type = true;
-    x.gguf_name = "gpt2";
-    x.kind = ModelKind::kCausalLM;
-    x.tensors = &kTensors;
+    Architecture x =
+        hf_architecture("gpt2", "GPT2LMHeadModel", ModelKind::kCausalLM, &kTensors, from_hf, to_hf);
     x.hf_optional_prefix = "transformer.";
-    x.from_hf = from_hf;
-    x.to_hf = to_hf;
+    x.gguf_name = "gpt2";
     x.from_gguf = from_gguf;
     return x;
   }();

@@ -257,24 +257,12 @@ GgufMetadata to_gguf(const ModelConfig& m) {
   return kv;
 }
 
-Architecture make(const std::string& family, const std::string& hf_class,
-                  ArchConfig (*from)(const HfConfig&, const TensorSource&)) {
-  Architecture a;
-  a.family = family;
-  a.hf_classes = {hf_class};
-  a.by_model_type = true;
-  a.kind = ModelKind::kCausalLM;
-  a.tensors = &kTensors;
-  a.from_hf = from;
-  a.to_hf = to_hf;
-  return a;
-}
-
 }  // namespace
 
 const Architecture& llama_architecture() {
   static const Architecture a = [] {
-    Architecture x = make("llama", "LlamaForCausalLM", llama_from_hf);
+    Architecture x = hf_architecture("llama", "LlamaForCausalLM", ModelKind::kCausalLM, &kTensors,
+                                     llama_from_hf, to_hf);
     x.gguf_name = "llama";
     x.from_gguf = from_gguf;
     x.to_gguf = to_gguf;
@@ -284,12 +272,14 @@ const Architecture& llama_architecture() {
 }
 
 const Architecture& mistral_architecture() {
-  static const Architecture a = make("mistral", "MistralForCausalLM", mistral_from_hf);
+  static const Architecture a = hf_architecture(
+      "mistral", "MistralForCausalLM", ModelKind::kCausalLM, &kTensors, mistral_from_hf, to_hf);
   return a;
 }
 
 const Architecture& qwen2_architecture() {
-  static const Architecture a = make("qwen2", "Qwen2ForCausalLM", qwen2_from_hf);
+  static const Architecture a = hf_architecture("qwen2", "Qwen2ForCausalLM", ModelKind::kCausalLM,
+                                                &kTensors, qwen2_from_hf, to_hf);
   return a;
 }
 

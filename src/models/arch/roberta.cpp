@@ -6,38 +6,22 @@
 namespace candor {
 namespace {
 
-const TensorTable kTensors = [] {
-  TensorTable t = bert_encoder_tensors("roberta.");
-  t.insert(t.end(), {
-                        {Slot::kPoolW, "classifier.dense.weight", ""},
-                        {Slot::kPoolB, "classifier.dense.bias", ""},
-                        {Slot::kClsW, "classifier.out_proj.weight", ""},
-                        {Slot::kClsB, "classifier.out_proj.bias", ""},
-                    });
-  return t;
-}();
+const TensorTable kTensors =
+    bert_tensors("roberta.", {{Slot::kPoolW, "classifier.dense.weight", ""},
+                              {Slot::kPoolB, "classifier.dense.bias", ""},
+                              {Slot::kClsW, "classifier.out_proj.weight", ""},
+                              {Slot::kClsB, "classifier.out_proj.bias", ""}});
 
 ArchConfig from_hf(const HfConfig& c, const TensorSource&) {
-  ArchConfig a = encoder_from_hf_begin(c, "roberta");
-  bert_from_hf(c, &a);
-  a.encoder.position_offset = c.integer("pad_token_id", 1) + 1;  // positions start there
-  encoder_from_hf_end(c, &a);
-  return a;
+  return bert_from_hf(c, "roberta", true);
 }
 
 }  // namespace
 
 const Architecture& roberta_architecture() {
-  static const Architecture a = [] {
-    Architecture x;
-    x.family = "roberta";
-    x.hf_classes = {"RobertaForSequenceClassification"};
-    x.kind = ModelKind::kClassifier;
-    x.tensors = &kTensors;
-    x.from_hf = from_hf;
-    x.to_hf = bert_to_hf;
-    return x;
-  }();
+  static const Architecture a =
+      hf_architecture("roberta", "RobertaForSequenceClassification", ModelKind::kClassifier,
+                      &kTensors, from_hf, bert_to_hf);
   return a;
 }
 

@@ -113,22 +113,12 @@ int64_t slot_heads(Slot s, const Dims& d) {
   return s == Slot::kQ || s == Slot::kQBias ? d.H : d.KV;
 }
 
-// The runtime tensor a slot lives in (nullptr: the runtime has none).
-at::Tensor* target(LlamaWeights& w, LlamaLayerWeights* L, Slot s) {
-  switch (s) {
-    case Slot::kTokEmbd:
-      return &w.tok_embeddings;
-    case Slot::kPosEmbd:
-      return &w.pos_embeddings;
-    case Slot::kFinalNorm:
-      return &w.final_norm;
-    case Slot::kFinalNormBias:
-      return &w.final_norm_bias;
-    case Slot::kOutput:
-      return &w.output;
-    default:
-      break;
-  }
+// The tensors both runtimes name alike: embeddings and the layers' attention, norms and down
+// projection (nullptr for the others).
+template <typename Weights, typename LayerWeights>
+at::Tensor* shared_target(Weights& w, LayerWeights* L, Slot s) {
+  if (s == Slot::kTokEmbd) return &w.tok_embeddings;
+  if (s == Slot::kPosEmbd) return &w.pos_embeddings;
   if (!L) return nullptr;
   switch (s) {
     case Slot::kAttnNorm:
@@ -153,11 +143,6 @@ at::Tensor* target(LlamaWeights& w, LlamaLayerWeights* L, Slot s) {
       return &L->ffn_norm;
     case Slot::kFfnNormBias:
       return &L->ffn_norm_bias;
-    case Slot::kGate:
-    case Slot::kUp:
-      return &L->w13;
-    case Slot::kUpBias:
-      return &L->b13;
     case Slot::kDown:
       return &L->w2;
     case Slot::kDownBias:
@@ -167,64 +152,30 @@ at::Tensor* target(LlamaWeights& w, LlamaLayerWeights* L, Slot s) {
   }
 }
 
+// The runtime tensor a slot lives in (nullptr: the runtime has none). `L`: the layer's
+// weights, null for whole-model slots.
+at::Tensor* target(LlamaWeights& w, LlamaLayerWeights* L, Slot s) {
+  if (at::Tensor* t = shared_target(w, L, s)) return t;
+  if (s == Slot::kFinalNorm) return &w.final_norm;
+  if (s == Slot::kFinalNormBias) return &w.final_norm_bias;
+  if (s == Slot::kOutput) return &w.output;
+  if (L && (s == Slot::kGate || s == Slot::kUp)) return &L->w13;
+  if (L && s == Slot::kUpBias) return &L->b13;
+  return nullptr;
+}
+
 at::Tensor* target(EncoderWeights& w, EncoderLayerWeights* L, Slot s) {
-  switch (s) {
-    case Slot::kTokEmbd:
-      return &w.tok_embeddings;
-    case Slot::kPosEmbd:
-      return &w.pos_embeddings;
-    case Slot::kTypeEmbd:
-      return &w.type_embeddings;
-    case Slot::kEmbNorm:
-      return &w.emb_norm;
-    case Slot::kEmbNormBias:
-      return &w.emb_norm_bias;
-    case Slot::kPoolW:
-      return &w.pool_w;
-    case Slot::kPoolB:
-      return &w.pool_b;
-    case Slot::kClsW:
-      return &w.cls_w;
-    case Slot::kClsB:
-      return &w.cls_b;
-    default:
-      break;
-  }
-  if (!L) return nullptr;
-  switch (s) {
-    case Slot::kQ:
-    case Slot::kK:
-    case Slot::kV:
-    case Slot::kQKV:
-      return &L->wqkv;
-    case Slot::kQBias:
-    case Slot::kKBias:
-    case Slot::kVBias:
-    case Slot::kQKVBias:
-      return &L->bqkv;
-    case Slot::kO:
-      return &L->wo;
-    case Slot::kOBias:
-      return &L->bo;
-    case Slot::kAttnNorm:
-      return &L->attn_norm;
-    case Slot::kAttnNormBias:
-      return &L->attn_norm_bias;
-    case Slot::kUp:
-      return &L->w1;
-    case Slot::kUpBias:
-      return &L->b1;
-    case Slot::kDown:
-      return &L->w2;
-    case Slot::kDownBias:
-      return &L->b2;
-    case Slot::kFfnNorm:
-      return &L->ffn_norm;
-    case Slot::kFfnNormBias:
-      return &L->ffn_norm_bias;
-    default:
-      return nullptr;
-  }
+  if (at::Tensor* t = shared_target(w, L, s)) return t;
+  if (s == Slot::kTypeEmbd) return &w.type_embeddings;
+  if (s == Slot::kEmbNorm) return &w.emb_norm;
+  if (s == Slot::kEmbNormBias) return &w.emb_norm_bias;
+  if (s == Slot::kPoolW) return &w.pool_w;
+  if (s == Slot::kPoolB) return &w.pool_b;
+  if (s == Slot::kClsW) return &w.cls_w;
+  if (s == Slot::kClsB) return &w.cls_b;
+  if (L && s == Slot::kUp) return &L->w1;
+  if (L && s == Slot::kUpBias) return &L->b1;
+  return nullptr;
 }
 
 bool present(const TensorName& e, const ArchConfig& a) {
