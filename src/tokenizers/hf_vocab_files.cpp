@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "candor/error.h"
 #include "candor/tokenizer.h"
@@ -18,6 +19,25 @@ namespace tokenizers {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+namespace {
+
+// The lines of a text file, without their "\n" or "\r\n" (no empty line after a final "\n").
+std::vector<std::string> lines(const std::string& data) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t end = data.find('\n', pos);
+    if (end == std::string::npos) end = data.size();
+    std::string line = data.substr(pos, end - pos);
+    pos = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+}  // namespace
 
 std::unique_ptr<Tokenizer> load_slow_vocab_files(const std::string& folder,
                                                  const nlohmann::json* config) {
@@ -52,14 +72,8 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe_files(const std::string& vocab_path,
         parser.set_vocab(vocab);
         const std::string merges = read_tokenizer_file(merges_path, "merges");
         size_t rank = 0;
-        size_t pos = 0;
         bool first = true;
-        while (pos < merges.size()) {
-          size_t end = merges.find('\n', pos);
-          if (end == std::string::npos) end = merges.size();
-          std::string line = merges.substr(pos, end - pos);
-          pos = end + 1;
-          if (!line.empty() && line.back() == '\r') line.pop_back();
+        for (const std::string& line : lines(merges)) {
           if (first && line.rfind("#version", 0) == 0) {
             first = false;
             continue;
@@ -95,13 +109,7 @@ std::unique_ptr<Tokenizer> load_bert_vocab_file(const std::string& vocab_path,
   spec.source = vocab_path;
   const std::string data = read_tokenizer_file(vocab_path, "WordPiece vocabulary");
   std::unordered_map<std::string, TokenId> vocab;
-  size_t pos = 0;
-  while (pos < data.size()) {
-    size_t end = data.find('\n', pos);
-    if (end == std::string::npos) end = data.size();
-    std::string line = data.substr(pos, end - pos);
-    pos = end + 1;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  for (const std::string& line : lines(data)) {
     const auto id = static_cast<TokenId>(spec.pieces.size());
     spec.pieces.push_back(line);
     spec.in_model.push_back(true);
