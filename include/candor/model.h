@@ -21,6 +21,23 @@ enum class ModelKind {
                 // the class logits of the whole sequence at every position [batch, seq, labels]
 };
 
+// Decoder and encoder variants (ModelConfig::norm, positions, activation).
+enum class NormKind {
+  kRMSNorm,    // x / rms(x) * weight (Llama)
+  kLayerNorm,  // (x - mean) / std * weight + bias (GPT-2, BERT)
+};
+enum class PositionKind {
+  kRotary,   // rotary embeddings applied to q and k (Llama)
+  kLearned,  // absolute position embeddings added to the input (GPT-2, BERT)
+  kNone,     // no position information
+};
+enum class Activation {
+  kSwiGLU,    // gated: silu(gate) * up (the fused w13 holds gate rows, then up rows)
+  kGeluTanh,  // GELU, tanh approximation (GPT-2's gelu_new)
+  kGelu,      // GELU, exact erf form
+  kRelu,
+};
+
 // Architecture hyper-parameters of a transformer.
 struct ModelConfig {
   std::string architecture = "llama";  // family name shown by `candor info` (llama, mistral,
@@ -60,10 +77,11 @@ struct ModelConfig {
   // entry per layer, or empty = every layer (Mistral). See window_of().
   std::vector<bool> windowed_layers;
 
-  // Decoder variants: Llama = rms / rope / silu-gated; GPT-2 = layer / learned / gelu_tanh.
-  std::string norm = "rms";         // "rms" | "layer" (LayerNorm with bias)
-  std::string positions = "rope";   // "rope" | "learned" (absolute position embeddings)
-  std::string activation = "silu";  // "silu" (gated SwiGLU) | "gelu_tanh" | "gelu" | "relu"
+  // Variants: Llama = RMSNorm / rotary / SwiGLU; GPT-2 = LayerNorm / learned / GELU (tanh);
+  // BERT = LayerNorm / learned / GELU.
+  NormKind norm = NormKind::kRMSNorm;
+  PositionKind positions = PositionKind::kRotary;
+  Activation activation = Activation::kSwiGLU;
 
   int64_t head_dim() const { return n_heads > 0 ? dim / n_heads : 0; }
   // The sliding window of `layer` (0: full attention).

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "candor/error.h"
+
 namespace candor {
 
 using TokenId = int32_t;
@@ -132,6 +134,38 @@ std::unique_ptr<Tokenizer> make_tokenizer_from_vocab(const VocabTokenizerSpec& s
 // split off, words split at whitespace, every punctuation character a word of its own. Empty for
 // text that is not valid UTF-8. For vocabulary trainers (train/tokenizers).
 std::vector<std::string> bert_words(const std::string& text);
+
+// A GGUF file's vocabulary (its tokenizer.ggml.* arrays) as a tokenizer. A "llama" vocabulary
+// with <unk>, <s>, </s> at ids 0, 1, 2 is read by the llama2.c tokenizer (kind "llama2c": the
+// same greedy scored merges and byte fallback; the pieces' "▁" read as spaces; convert writes it
+// back as tokenizer.bin); other "llama" layouts and "gpt2" vocabularies by
+// make_tokenizer_from_vocab. Throws as make_tokenizer_from_vocab does, and
+// Error(kInvalidArgument) naming `spec.source` for a llama2.c layout of fewer than 3 tokens.
+std::unique_ptr<Tokenizer> make_gguf_tokenizer(const VocabTokenizerSpec& spec);
+
+// The vocabulary of a scored tokenizer (llama2c, sentencepiece) as GGUF's "llama" model stores
+// it: model "llama", pieces with "▁" for spaces, scores, token types (2 unknown, 3 BOS / EOS,
+// 6 byte, 1 normal) and the BOS / EOS / unknown ids.
+VocabTokenizerSpec scored_vocabulary(const Tokenizer& tokenizer);
+
+// Writes the pieces and scores of `tokenizer` as a llama2.c tokenizer.bin that
+// load_llama2c_tokenizer reads back. Throws Error(kNotFound) when `path` cannot be written.
+void save_llama2c_tokenizer(const Tokenizer& tokenizer, const std::string& path);
+
+// The one place where a model folder's tokenizer is chosen: `tokenizer_path` when given
+// (load_tokenizer), else the folder's files, best first: tokenizer.json (load_hf_tokenizer),
+// tokenizer.model, tokenizer.bin, tok*.bin, vocab.json + merges.txt or vocab.txt. A folder
+// without a tokenizer gets a placeholder (missing_tokenizer, kind "none") whose use says why.
+// Throws Error(kInvalidArgument) when the tokenizer has more tokens than `vocab_size`, and the
+// loaders' errors for malformed files. `files`, when given, receives the files it was read from.
+std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int64_t vocab_size,
+                                                 const std::string& tokenizer_path,
+                                                 std::vector<std::string>* files);
+
+// A placeholder tokenizer for a model whose tokenizer cannot be read: kind() is "none",
+// vocab_size() is `vocab`, every other use throws Error(code, reason, hint).
+std::shared_ptr<Tokenizer> missing_tokenizer(int32_t vocab, ErrorCode code, std::string reason,
+                                             std::string hint);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or values above U+10FFFF).
 // On failure, `*bad_offset` (when given) receives the byte offset of the first bad sequence.

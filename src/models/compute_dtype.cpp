@@ -2,9 +2,6 @@
 #include "models/compute_dtype.h"
 
 #include "candor/error.h"
-#include "candor/model.h"
-#include "models/encoder.h"
-#include "models/llama.h"
 
 namespace candor {
 
@@ -66,18 +63,6 @@ void check_compute_dtype(at::ScalarType type) {
                 "compute dtype " + name + " is not supported by this libtorch's CPU kernels (" +
                     step + ": " + what + ")",
                 "use --dtype bf16 or --dtype f32 (f16 weights load and compute in f32 by default)");
-  }
-}
-
-void set_compute_dtype(Model& model, at::ScalarType type) {
-  if (auto* lm = dynamic_cast<LlamaModel*>(&model)) {
-    lm->set_compute_dtype(type);
-  } else if (auto* enc = dynamic_cast<EncoderClassifier*>(&model)) {
-    enc->set_compute_dtype(type);
-  } else if (type != at::kFloat) {
-    throw Error(ErrorCode::kUnsupported,
-                "the " + model.config().architecture + " model computes only in f32",
-                "use --dtype f32");
   }
 }
 

@@ -9,8 +9,6 @@
 
 namespace candor {
 
-class Model;
-
 // "f32" / "float32" -> kFloat, "bf16" / "bfloat16" -> kBFloat16, "f16" / "float16" / "half" ->
 // kHalf. Throws Error(kInvalidArgument) naming `name` for anything else.
 at::ScalarType parse_compute_dtype(const std::string& name);
@@ -22,9 +20,5 @@ std::string compute_dtype_name(at::ScalarType type);
 // Error(kUnsupported) naming the dtype and the first missing kernel, with a hint to use bf16 or
 // f32 (libtorch 1.13 has no CPU matmul for float16). Never aborts.
 void check_compute_dtype(at::ScalarType type);
-
-// Converts a loaded model's weights to `type` and makes it compute in that dtype (the llama
-// runtime and the encoder classifiers). Throws Error(kUnsupported) for other model kinds.
-void set_compute_dtype(Model& model, at::ScalarType type);
 
 }  // namespace candor

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "candor/error.h"
+#include "models/activation.h"
 #include "models/compute_dtype.h"
 #include "models/formats/tensor_source.h"
 
@@ -202,9 +203,7 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
     at::Tensor o = at::matmul(att, qkv[2]).permute({0, 2, 1, 3}).reshape({B, T, D});
     x = layer_norm(x + at::linear(o, L.wo, L.bo), L.attn_norm, L.attn_norm_bias);
     at::Tensor f = at::linear(x, L.w1, L.b1);
-    f = c.activation == "gelu_tanh" ? at::gelu(f, "tanh")
-        : c.activation == "relu"    ? at::relu(f)
-                                    : at::gelu(f);
+    f = activate(c.activation, f);  // [B, T, F]
     x = layer_norm(x + at::linear(f, L.w2, L.b2), L.ffn_norm, L.ffn_norm_bias);
     if (cap_res) cap->residual.push_back(out_f32(x));
   }

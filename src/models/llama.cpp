@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "candor/error.h"
+#include "models/activation.h"
 #include "models/compute_dtype.h"
 
 namespace candor {
@@ -37,13 +38,7 @@ void validate_llama_config(const ModelConfig& c, const std::string& source) {
   check_range("max_seq_len", c.max_seq_len);
   if (c.dim % c.n_heads != 0) bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads");
   if (c.n_heads % c.n_kv_heads != 0) bad("n_heads is not a multiple of n_kv_heads");
-  if (c.positions == "rope" && c.head_dim() % 2 != 0) bad("head dimension is odd");
-  if (c.norm != "rms" && c.norm != "layer") bad("unknown norm '" + c.norm + "'");
-  if (c.positions != "rope" && c.positions != "learned")
-    bad("unknown position encoding '" + c.positions + "'");
-  if (c.activation != "silu" && c.activation != "gelu_tanh" && c.activation != "gelu" &&
-      c.activation != "relu")
-    bad("unknown activation '" + c.activation + "'");
+  if (c.positions == PositionKind::kRotary && c.head_dim() % 2 != 0) bad("head dimension is odd");
   if (c.rope_scaling != "none" && c.rope_scaling != "linear" && c.rope_scaling != "llama3")
     bad("unknown rope scaling '" + c.rope_scaling + "'");
   if (c.rope_scaling != "none" && !(c.rope_scaling_factor > 0)) bad("rope scaling factor <= 0");
@@ -75,7 +70,7 @@ LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
   const at::ScalarType requested = parse_compute_dtype(config_.compute_dtype);
   config_.compute_dtype = "f32";
   if (requested != at::kFloat) set_compute_dtype(requested);
-  if (config_.positions != "rope") return;
+  if (config_.positions != PositionKind::kRotary) return;
   // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim),
   // rescaled by the rope scaling rule.
   const int64_t half = config_.head_dim() / 2;
@@ -209,7 +204,7 @@ at::Tensor LlamaModel::norm(const at::Tensor& x, const at::Tensor& weight,
     const at::Tensor b = bias.defined() ? bias.to(at::kFloat) : bias;
     return norm(x.to(at::kFloat), weight.to(at::kFloat), b).to(x.scalar_type());
   }
-  if (config_.norm == "layer")
+  if (config_.norm == NormKind::kLayerNorm)
     return at::layer_norm(x, {config_.dim}, weight, bias, config_.norm_eps);
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_eps) * weight;
 }
@@ -307,9 +302,9 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   if (cache) positions = positions + cache->next_position().unsqueeze(1);
   positions = positions.clamp(0, c.max_seq_len - 1);
   at::Tensor rope;  // [B, T, 1, hd/2] complex
-  if (c.positions == "rope") {
+  if (c.positions == PositionKind::kRotary) {
     rope = rope_.index({positions}).unsqueeze(2);
-  } else {
+  } else if (c.positions == PositionKind::kLearned) {
     x = x + at::embedding(weights_.pos_embeddings, positions);
   }
 
@@ -408,16 +403,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
                        .reshape({B, T, H * hd});
     x = x + at::linear(o, L.wo, L.bo);
     at::Tensor f = at::linear(norm(x, L.ffn_norm, L.ffn_norm_bias), L.w13, L.b13);
-    if (c.activation == "silu") {  // gated: [B, T, 2 * hidden] -> [B, T, hidden]
-      auto gate_up = f.chunk(2, -1);
-      f = at::silu(gate_up[0]) * gate_up[1];
-    } else if (c.activation == "gelu_tanh") {
-      f = at::gelu(f, "tanh");
-    } else if (c.activation == "gelu") {
-      f = at::gelu(f);
-    } else {
-      f = at::relu(f);
-    }
+    f = activate(c.activation, f);  // [B, T, F] (SwiGLU: from [B, T, 2 * F])
     x = x + at::linear(f, L.w2, L.b2);
     if (cap_res) cap->residual.push_back(out_f32(x));
   }

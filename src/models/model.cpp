@@ -135,9 +135,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
                 "--model takes a llama2.c .bin checkpoint, a Hugging Face folder, a .safetensors "
                 "or a .gguf file");
   }
-  // The compute dtype is checked before anything is read (f16 fails fast).
-  const at::ScalarType dtype = parse_compute_dtype(options.compute_dtype);
-  check_compute_dtype(dtype);
+  // The compute dtype is checked before anything is read (f16 fails fast); the runtimes are
+  // built in it (ModelConfig::compute_dtype).
+  check_compute_dtype(parse_compute_dtype(options.compute_dtype));
   std::unique_ptr<Model> model;
   if (looks_like_hf_model(path)) {
     model = load_hf_model(path, options);
@@ -150,9 +150,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
     std::shared_ptr<Tokenizer> tok =
         find_tokenizer(checkpoint, config, options.tokenizer_path, &tok_path);
     config.tokenizer_files = {tok_path};
+    config.compute_dtype = options.compute_dtype;
     model = std::make_unique<LlamaModel>(config, std::move(weights), std::move(tok));
   }
-  if (dtype != at::kFloat) set_compute_dtype(*model, dtype);
   return model;
 }
 

@@ -262,6 +262,20 @@ std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& path, std::
   return std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(scores));
 }
 
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& source,
+                                                  std::vector<std::string> pieces,
+                                                  std::vector<float> scores) {
+  if (pieces.size() < 3 || scores.size() != pieces.size()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "malformed llama2.c vocabulary " + source + ": it holds " +
+                    std::to_string(pieces.size()) + " tokens and " + std::to_string(scores.size()) +
+                    " scores; a llama2.c vocabulary starts with <unk>, <s> and </s> and scores "
+                    "every token",
+                "the file is corrupt");
+  }
+  return std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(scores));
+}
+
 bool looks_like_llama2c_header(std::string_view data) {
   if (data.size() < 4) return false;
   const int32_t max_token_length = read_i32_le(data, 0);

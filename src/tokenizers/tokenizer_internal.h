@@ -16,6 +16,11 @@ namespace candor::tokenizers {
 
 // Build a tokenizer from the bytes `data` of the file `path` (named in error messages).
 std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& path, std::string_view data);
+// The same from a vocabulary already split into pieces and scores (a GGUF file's; `source`
+// names it in messages).
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(const std::string& source,
+                                                  std::vector<std::string> pieces,
+                                                  std::vector<float> scores);
 std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& path,
                                                         std::string_view data);
 
@@ -25,7 +30,7 @@ std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(const std::string& path,
 
 namespace candor::tokenizers {
 
-// The "slow" Hugging Face tokenizer files (hf_tokenizer.cpp): GPT-2's vocab.json + merges.txt
+// The "slow" Hugging Face tokenizer files (hf_vocab_files.cpp): GPT-2's vocab.json + merges.txt
 // (byte-level BPE, <|endoftext|> special) and BERT's vocab.txt (WordPiece, lowercasing unless
 // the config's do_lower_case is false). `config` is the parsed tokenizer_config.json or null.
 std::unique_ptr<Tokenizer> load_gpt2_bpe_files(const std::string& vocab_path,
@@ -33,6 +38,10 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe_files(const std::string& vocab_path,
                                                const nlohmann::json* config);
 std::unique_ptr<Tokenizer> load_bert_vocab_file(const std::string& vocab_path,
                                                 const nlohmann::json* config);
+// The slow files of `folder`: vocab.json + merges.txt, else vocab.txt; Error(kNotFound) when it
+// has neither.
+std::unique_ptr<Tokenizer> load_slow_vocab_files(const std::string& folder,
+                                                 const nlohmann::json* config);
 
 // Reads a whole file. Throws Error(kNotFound) when it does not exist and Error(kInvalidArgument)
 // when it is not a readable regular file. `what` names the expected format in messages.

@@ -222,9 +222,9 @@ std::unique_ptr<TransformerClassifier> TransformerClassifier::train(
   c.vocab_size = static_cast<int64_t>(m->vocab_.size());
   c.max_seq_len = t.max_len;
   c.norm_eps = 1e-12f;
-  c.norm = "layer";
-  c.positions = "learned";
-  c.activation = "gelu";
+  c.norm = NormKind::kLayerNorm;
+  c.positions = PositionKind::kLearned;
+  c.activation = Activation::kGelu;
   c.attention_bias = true;
   c.tied_embeddings = false;
   const int64_t D = t.dim, F = t.hidden;

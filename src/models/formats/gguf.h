@@ -2,7 +2,9 @@
 // "GGUF", version 2 or 3, tensor and metadata counts), typed metadata key/values, tensor infos
 // (name, dims with the fastest-varying first, ggml type, offset), then aligned tensor data.
 // Tensors of types F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are dequantised to float32 at
-// load. Internal header.
+// load. gguf_file.cpp reads the file, gguf_quant.cpp (de)quantises, gguf_model.cpp builds the
+// model (architectures from src/models/arch/) and its tokenizer, gguf_writer.cpp writes;
+// gguf_format.h holds what they share. Internal header.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -73,7 +75,8 @@ void dequantize_ggml(uint32_t type, const uint8_t* data, int64_t n, float* out);
 size_t ggml_nbytes(uint32_t type, int64_t n);
 std::string ggml_type_name(uint32_t type);
 
-// Loads a GGUF file of the llama or gpt2 architecture with the tokenizer in its metadata.
+// Loads a GGUF file of an architecture with a GGUF mapping (llama, gpt2) with the tokenizer in
+// its metadata (or LoadOptions::tokenizer_path).
 std::unique_ptr<Model> load_gguf_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace candor

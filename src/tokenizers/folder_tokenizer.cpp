@@ -1,12 +1,12 @@
-// The one place where a model folder's tokenizer is chosen: Hugging Face tokenizer files through
-// the tokenizer module's load_hf_tokenizer, llama2.c / SentencePiece files through
+// The one place where a model folder's tokenizer is chosen (load_folder_tokenizer): Hugging Face
+// tokenizer files through load_hf_tokenizer, llama2.c / SentencePiece files through
 // load_tokenizer. A folder without a tokenizer loads with a placeholder tokenizer that explains
 // itself when used.
 #include <algorithm>
 #include <filesystem>
 
 #include "candor/error.h"
-#include "models/formats/hf.h"
+#include "candor/tokenizer.h"
 
 namespace candor {
 namespace fs = std::filesystem;
@@ -43,7 +43,7 @@ std::shared_ptr<Tokenizer> missing_tokenizer(int32_t vocab, ErrorCode code, std:
 }
 
 std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int64_t vocab_size,
-                                                 const LoadOptions& options,
+                                                 const std::string& tokenizer_path,
                                                  std::vector<std::string>* files) {
   auto check = [&](std::shared_ptr<Tokenizer> tok, const std::string& path) {
     if (tok->vocab_size() > vocab_size) {
@@ -56,9 +56,7 @@ std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int6
     if (files) files->push_back(path);
     return tok;
   };
-  if (!options.tokenizer_path.empty()) {
-    return check(load_tokenizer(options.tokenizer_path), options.tokenizer_path);
-  }
+  if (!tokenizer_path.empty()) return check(load_tokenizer(tokenizer_path), tokenizer_path);
   const fs::path dir(folder);
   std::error_code ec;
   auto exists = [&](const char* name) { return fs::exists(dir / name, ec); };
@@ -89,7 +87,7 @@ std::shared_ptr<Tokenizer> load_folder_tokenizer(const std::string& folder, int6
   std::sort(toks.begin(), toks.end());
   if (!toks.empty()) return check(load_tokenizer(toks[0].string()), toks[0].string());
   if ((exists("vocab.json") && exists("merges.txt")) || exists("vocab.txt")) return hf();
-  return std::make_shared<MissingTokenizer>(
+  return missing_tokenizer(
       static_cast<int32_t>(vocab_size), ErrorCode::kNotFound,
       "model folder '" + folder +
           "' has no tokenizer (tokenizer.json, tokenizer.model, tokenizer.bin, vocab.json + "
