@@ -1,6 +1,6 @@
 // BERT / RoBERTa / DistilBERT sequence classifiers: embeddings (token + position + type, then
 // LayerNorm), post-LayerNorm encoder blocks, a head on the first real token.
-#include "models/encoder.h"
+#include "candor/encoder.h"
 
 #include <cmath>
 #include <limits>

@@ -16,7 +16,7 @@
 
 #include "candor/error.h"
 #include "candor/tokenizer_trainers.h"
-#include "models/encoder.h"
+#include "candor/encoder.h"
 #include "train/bound_options.h"
 #include "train/init.h"
 

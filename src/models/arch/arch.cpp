@@ -3,7 +3,7 @@
 
 #include <map>
 
-#include "models/encoder.h"
+#include "candor/encoder.h"
 #include "models/formats/gguf.h"
 #include "models/llama.h"
 

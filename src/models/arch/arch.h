@@ -15,7 +15,7 @@
 
 #include "candor/error.h"
 #include "candor/model.h"
-#include "models/encoder.h"
+#include "candor/encoder.h"
 
 namespace candor {
 

@@ -7,7 +7,7 @@
 
 #include "candor/error.h"
 #include "models/arch/arch.h"
-#include "models/encoder.h"
+#include "candor/encoder.h"
 #include "models/formats/tensor_source.h"
 #include "models/llama.h"
 

@@ -1,9 +1,10 @@
 // Bidirectional transformer encoders with a sequence-classification head: BERT, RoBERTa and
 // DistilBERT (post-LayerNorm blocks, learned absolute positions, GELU). forward() gives the
-// class logits of each sequence, repeated at every position. Internal header.
+// class logits of each sequence, repeated at every position. Public so that a trainer can build
+// one from weights it learnt (the transformer text classifier).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <memory>
 #include <string>
