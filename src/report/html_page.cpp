@@ -50,7 +50,7 @@ table.num td,table.num th{text-align:right}
 table.grid{border-collapse:collapse;font-size:.8em;margin:0}
 table.grid td,table.grid th{border:1px solid #eee;padding:2px 4px;text-align:center;white-space:pre}
 table.grid th{background:#fafafa;font-weight:600}
-.legend{display:inline-block;width:220px;height:12px;background:linear-gradient(90deg,#2870ff,#fff,#ff3c32);vertical-align:middle;margin:0 .5em}
+.legend{display:inline-block;width:220px;height:12px;background:linear-gradient(90deg,#286eff,#fff,#ff3c32);vertical-align:middle;margin:0 .5em}
 .small{font-size:.8em;color:#666}
 .methods{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
 .card{border:1px solid #e3e3e3;border-radius:6px;padding:.6em 1em}

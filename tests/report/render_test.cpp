@@ -62,7 +62,9 @@ TEST(HtmlPage, EscapesAndFormats) {
   EXPECT_EQ(report::fmt_num(1234567.0, 3), "1.23e+06");
   EXPECT_EQ(report::diverging_colour(0, 1), "#ffffff");
   EXPECT_EQ(report::diverging_colour(1, 1), "#ff3c32");   // the legend's positive end
-  EXPECT_EQ(report::diverging_colour(-5, 1), "#2870ff");  // clamped to the negative end
+  EXPECT_EQ(report::diverging_colour(-5, 1), "#286eff");  // clamped to the negative end
+  EXPECT_NE(std::string(report::stylesheet()).find("#286eff,#fff,#ff3c32"), std::string::npos)
+      << "the legend spans the same colours as the scale";
   EXPECT_EQ(report::diverging_colour(3, 0), "#ffffff");   // no scale: no colour
 }
 
