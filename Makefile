@@ -10,6 +10,9 @@ else
 BUILD_DIR ?= build-$(subst $(comma),-,$(SANITIZE))
 endif
 comma := ,
+# Ninja schedules the whole graph at once (a fresh build is ~15% faster than with Makefiles on 2
+# cores, docs/results/build.md); a build folder configured earlier keeps its generator.
+GENERATOR := $(if $(wildcard $(BUILD_DIR)/CMakeCache.txt),,-G Ninja)
 SHARED ?= $(abspath ../shared)
 # The demo's model: stories260K from ../shared when present, else candor's built-in LM (a small
 # student distilled from it, committed under models/builtin/lm).
@@ -24,7 +27,7 @@ setup:
 	@bash scripts/setup.sh
 
 configure: setup
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCANDOR_SANITIZE=$(SANITIZE) >/dev/null
+	@cmake -S . -B $(BUILD_DIR) $(GENERATOR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCANDOR_SANITIZE=$(SANITIZE) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
