@@ -48,8 +48,7 @@ class EncoderClassifier : public Model {
                     std::shared_ptr<Tokenizer> tokenizer);
 
   const ModelConfig& config() const override { return config_; }
-  const Tokenizer& tokenizer() const override;
-  int64_t n_params() const override;
+  const Tokenizer& tokenizer() const override { return require_tokenizer(tokenizer_); }
   at::Tensor forward(const ForwardArgs& args) const override;
   at::Tensor embed(const at::Tensor& tokens) const override;
   at::Tensor embedding_matrix() const override { return weights_.tok_embeddings; }

@@ -178,7 +178,8 @@ class Model {
 
   virtual const ModelConfig& config() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;
-  virtual int64_t n_params() const = 0;
+  // The number of parameters (default: the sizes of named_parameters() summed).
+  virtual int64_t n_params() const;
   // Causal models see only earlier positions, so a prefix's KV cache can be reused; a
   // bidirectional encoder (classifier) must be rerun over the whole sequence.
   bool is_causal() const { return config().is_causal(); }
@@ -216,6 +217,10 @@ class Model {
   at::Tensor logits(const std::vector<TokenId>& ids) const;
   // Logits [batch, seq, vocab] for one token batch.
   at::Tensor forward_tokens(const at::Tensor& tokens, const at::Tensor& mask = {}) const;
+
+ protected:
+  // *tokenizer, or Error(kNotFound) for a model built without one.
+  static const Tokenizer& require_tokenizer(const std::shared_ptr<Tokenizer>& tokenizer);
 };
 
 // Where to find the files of a model.

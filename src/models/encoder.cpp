@@ -23,17 +23,6 @@ EncoderClassifier::EncoderClassifier(ModelConfig config, EncoderSettings setting
   if (requested != at::kFloat) set_compute_dtype(requested);
 }
 
-const Tokenizer& EncoderClassifier::tokenizer() const {
-  if (!tokenizer_) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
-  return *tokenizer_;
-}
-
-int64_t EncoderClassifier::n_params() const {
-  int64_t n = 0;
-  for (const auto& [name, t] : named_parameters()) n += t.numel();
-  return n;
-}
-
 std::vector<std::pair<std::string, at::Tensor>> EncoderClassifier::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   auto add = [&](const std::string& name, const at::Tensor& t) {

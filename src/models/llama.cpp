@@ -135,17 +135,6 @@ void LlamaModel::set_compute_dtype(at::ScalarType type) {
   config_.compute_dtype = compute_dtype_name(type);
 }
 
-const Tokenizer& LlamaModel::tokenizer() const {
-  if (!tokenizer_) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
-  return *tokenizer_;
-}
-
-int64_t LlamaModel::n_params() const {
-  int64_t n = 0;
-  for (const auto& [name, t] : named_parameters()) n += t.numel();
-  return n;
-}
-
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   auto add = [&](const std::string& name, const at::Tensor& t) {

@@ -20,6 +20,17 @@ std::unique_ptr<Model> Model::clone() const {
               "the Llama-family and encoder models can; wrap others before randomising them");
 }
 
+int64_t Model::n_params() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+const Tokenizer& Model::require_tokenizer(const std::shared_ptr<Tokenizer>& tokenizer) {
+  if (!tokenizer) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
+  return *tokenizer;
+}
+
 namespace fs = std::filesystem;
 
 at::Tensor Model::logits(const std::vector<TokenId>& ids) const {

@@ -158,6 +158,27 @@ void encoder_to_hf_end(const Model& model, nlohmann::ordered_json* j) {
   (*j)["label2id"] = label2id;
 }
 
+void read_hf_keys(const HfConfig& c, const HfKeys& keys, ModelConfig* m) {
+  for (const HfKey& k : keys) {
+    const bool fall_back = k.fallback && !c.has(k.key);
+    if (k.size) {
+      m->*k.size = fall_back ? static_cast<int64_t>(k.fallback(*m)) : c.integer(k.key);
+    } else {
+      m->*k.real = static_cast<float>(fall_back ? k.fallback(*m) : c.number(k.key, 0.0));
+    }
+  }
+}
+
+void write_hf_keys(const ModelConfig& m, const HfKeys& keys, nlohmann::ordered_json* j) {
+  for (const HfKey& k : keys) {
+    if (k.size) {
+      (*j)[k.key] = m.*k.size;
+    } else {
+      (*j)[k.key] = m.*k.real;
+    }
+  }
+}
+
 // ---- GGUF metadata --------------------------------------------------------------------------
 
 int64_t gguf_int(const GgufFile& g, const std::string& key) {

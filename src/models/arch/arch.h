@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -112,6 +113,31 @@ struct HfConfig {
   bool boolean(const std::string& k, bool dflt) const;
   std::string string(const std::string& k, const std::string& dflt) const;
 };
+
+// One config.json key holding one ModelConfig field: from_hf reads it and to_hf writes it from
+// the same row, so an architecture names each of its config keys once. A row without a fallback
+// is required; the fallback gives the value of an absent (or null) key from the fields read
+// before it (num_key_value_heads defaults to num_attention_heads).
+using HfFallback = std::function<double(const ModelConfig&)>;
+struct HfKey {
+  const char* key;
+  int64_t ModelConfig::*size = nullptr;  // an integer field, or
+  float ModelConfig::*real = nullptr;    // a real one
+  HfFallback fallback;
+};
+using HfKeys = std::vector<HfKey>;
+inline HfFallback hf_default(double v) {
+  return [v](const ModelConfig&) { return v; };
+}
+inline HfKey hf_size(const char* key, int64_t ModelConfig::*f, HfFallback fallback = {}) {
+  return HfKey{key, f, nullptr, std::move(fallback)};
+}
+inline HfKey hf_real(const char* key, float ModelConfig::*f, HfFallback fallback) {
+  return HfKey{key, nullptr, f, std::move(fallback)};
+}
+// Reads the rows in order into *m; writes them in order into *j.
+void read_hf_keys(const HfConfig& c, const HfKeys& keys, ModelConfig* m);
+void write_hf_keys(const ModelConfig& m, const HfKeys& keys, nlohmann::ordered_json* j);
 
 // Typed GGUF metadata values, with errors that name the file and the key (models/formats/gguf.h).
 int64_t gguf_int(const GgufFile& g, const std::string& key);

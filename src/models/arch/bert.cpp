@@ -34,14 +34,19 @@ TensorTable bert_tensors(const std::string& p, const TensorTable& head) {
   return t;
 }
 
+// config.json's sizes of BERT and RoBERTa.
+const HfKeys kBertHfKeys = {
+    hf_size("hidden_size", &ModelConfig::dim),
+    hf_size("num_hidden_layers", &ModelConfig::n_layers),
+    hf_size("num_attention_heads", &ModelConfig::n_heads),
+    hf_size("intermediate_size", &ModelConfig::hidden_dim),
+};
+
 ArchConfig bert_from_hf(const HfConfig& c, const std::string& family,
                         bool positions_after_padding) {
   ArchConfig a = encoder_from_hf_begin(c, family);
   ModelConfig& m = a.model;
-  m.dim = c.integer("hidden_size");
-  m.n_layers = c.integer("num_hidden_layers");
-  m.n_heads = c.integer("num_attention_heads");
-  m.hidden_dim = c.integer("intermediate_size");
+  read_hf_keys(c, kBertHfKeys, &m);
   m.activation = hf_activation(c, "hidden_act", "gelu");
   m.norm_eps = static_cast<float>(c.number("layer_norm_eps", 1e-12));
   const std::string pe = c.string("position_embedding_type", "absolute");
@@ -59,10 +64,7 @@ void bert_to_hf(const Model& model, nlohmann::ordered_json* out) {
   j["architectures"] = {a && a->family == "roberta" ? a->hf_classes.front()
                                                     : bert_architecture().hf_classes.front()};
   j["model_type"] = m.architecture;
-  j["hidden_size"] = m.dim;
-  j["num_hidden_layers"] = m.n_layers;
-  j["num_attention_heads"] = m.n_heads;
-  j["intermediate_size"] = m.hidden_dim;
+  write_hf_keys(m, kBertHfKeys, out);
   j["hidden_act"] = hf_activation_name(m.activation);
   j["layer_norm_eps"] = m.norm_eps;
   const auto* enc = dynamic_cast<const EncoderClassifier*>(&model);

@@ -32,13 +32,18 @@ const TensorTable kTensors = {
     {Slot::kClsB, "classifier.bias", ""},
 };
 
+// config.json's sizes of DistilBERT.
+const HfKeys kHfKeys = {
+    hf_size("dim", &ModelConfig::dim),
+    hf_size("n_layers", &ModelConfig::n_layers),
+    hf_size("n_heads", &ModelConfig::n_heads),
+    hf_size("hidden_dim", &ModelConfig::hidden_dim),
+};
+
 ArchConfig from_hf(const HfConfig& c, const TensorSource&) {
   ArchConfig a = encoder_from_hf_begin(c, "distilbert");
   ModelConfig& m = a.model;
-  m.dim = c.integer("dim");
-  m.n_layers = c.integer("n_layers");
-  m.n_heads = c.integer("n_heads");
-  m.hidden_dim = c.integer("hidden_dim");
+  read_hf_keys(c, kHfKeys, &m);
   m.activation = hf_activation(c, "activation", "gelu");
   m.norm_eps = 1e-12f;
   a.encoder.relu_head = true;
@@ -51,10 +56,7 @@ void to_hf(const Model& model, nlohmann::ordered_json* out) {
   nlohmann::ordered_json& j = *out;
   j["architectures"] = {"DistilBertForSequenceClassification"};
   j["model_type"] = "distilbert";
-  j["dim"] = m.dim;
-  j["n_layers"] = m.n_layers;
-  j["n_heads"] = m.n_heads;
-  j["hidden_dim"] = m.hidden_dim;
+  write_hf_keys(m, kHfKeys, out);
   j["activation"] = hf_activation_name(m.activation);
   encoder_to_hf_end(model, out);
 }

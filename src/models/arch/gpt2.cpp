@@ -34,6 +34,18 @@ const TensorTable kTensors = {
     {Slot::kOutput, "", "output.weight", HfLayout::kSame, Presence::kUntied},
 };
 
+// config.json's sizes of GPT-2 (n_inner null or absent: 4 x n_embd).
+const HfKeys kHfKeys = {
+    hf_size("n_embd", &ModelConfig::dim),
+    hf_size("n_layer", &ModelConfig::n_layers),
+    hf_size("n_head", &ModelConfig::n_heads),
+    hf_size("n_inner", &ModelConfig::hidden_dim,
+            [](const ModelConfig& m) { return 4.0 * static_cast<double>(m.dim); }),
+    hf_size("n_positions", &ModelConfig::max_seq_len, hf_default(1024)),
+    hf_size("vocab_size", &ModelConfig::vocab_size),
+    hf_real("layer_norm_epsilon", &ModelConfig::norm_eps, hf_default(1e-5)),
+};
+
 void set_layout(ArchConfig* a) {
   ModelConfig& m = a->model;
   m.norm = NormKind::kLayerNorm;
@@ -46,14 +58,8 @@ ArchConfig from_hf(const HfConfig& c, const TensorSource&) {
   ArchConfig a;
   ModelConfig& m = a.model;
   m.architecture = "gpt2";
-  m.dim = c.integer("n_embd");
-  m.n_layers = c.integer("n_layer");
-  m.n_heads = c.integer("n_head");
+  read_hf_keys(c, kHfKeys, &m);
   m.n_kv_heads = m.n_heads;
-  m.hidden_dim = c.integer("n_inner", 4 * m.dim);
-  m.vocab_size = c.integer("vocab_size");
-  m.max_seq_len = c.integer("n_positions", 1024);
-  m.norm_eps = static_cast<float>(c.number("layer_norm_epsilon", 1e-5));
   set_layout(&a);
   m.activation = hf_activation(c, "activation_function", "gelu_new");
   m.tied_embeddings = true;
@@ -69,13 +75,7 @@ void to_hf(const Model& model, nlohmann::ordered_json* out) {
   nlohmann::ordered_json& j = *out;
   j["architectures"] = {"GPT2LMHeadModel"};
   j["model_type"] = "gpt2";
-  j["n_embd"] = m.dim;
-  j["n_layer"] = m.n_layers;
-  j["n_head"] = m.n_heads;
-  j["n_inner"] = m.hidden_dim;
-  j["n_positions"] = m.max_seq_len;
-  j["vocab_size"] = m.vocab_size;
-  j["layer_norm_epsilon"] = m.norm_eps;
+  write_hf_keys(m, kHfKeys, out);
   j["activation_function"] = hf_activation_name(m.activation);
   j["tie_word_embeddings"] = true;
 }

@@ -100,19 +100,25 @@ void hf_rope_scaling(const HfConfig& c, ModelConfig* m) {
   }
 }
 
+// config.json's sizes of the Llama family.
+const HfKeys kHfKeys = {
+    hf_size("hidden_size", &ModelConfig::dim),
+    hf_size("intermediate_size", &ModelConfig::hidden_dim),
+    hf_size("num_hidden_layers", &ModelConfig::n_layers),
+    hf_size("num_attention_heads", &ModelConfig::n_heads),
+    hf_size("num_key_value_heads", &ModelConfig::n_kv_heads,
+            [](const ModelConfig& m) { return static_cast<double>(m.n_heads); }),
+    hf_size("vocab_size", &ModelConfig::vocab_size),
+    hf_size("max_position_embeddings", &ModelConfig::max_seq_len, hf_default(2048)),
+    hf_real("rms_norm_eps", &ModelConfig::norm_eps, hf_default(1e-6)),
+    hf_real("rope_theta", &ModelConfig::rope_theta, hf_default(10000.0)),
+};
+
 ArchConfig from_hf(const HfConfig& c, const TensorSource& ts, const std::string& family) {
   ArchConfig a;
   ModelConfig& m = a.model;
   m.architecture = family;
-  m.dim = c.integer("hidden_size");
-  m.hidden_dim = c.integer("intermediate_size");
-  m.n_layers = c.integer("num_hidden_layers");
-  m.n_heads = c.integer("num_attention_heads");
-  m.n_kv_heads = c.integer("num_key_value_heads", m.n_heads);
-  m.vocab_size = c.integer("vocab_size");
-  m.max_seq_len = c.integer("max_position_embeddings", 2048);
-  m.norm_eps = static_cast<float>(c.number("rms_norm_eps", 1e-6));
-  m.rope_theta = static_cast<float>(c.number("rope_theta", 10000.0));
+  read_hf_keys(c, kHfKeys, &m);
   m.tied_embeddings = c.boolean("tie_word_embeddings", false) || !ts.has("lm_head.weight");
   m.rope_interleaved = false;
   const std::string act = c.string("hidden_act", "silu");
@@ -157,15 +163,7 @@ void to_hf(const Model& model, nlohmann::ordered_json* out) {
   nlohmann::ordered_json& j = *out;
   j["architectures"] = {find_architecture(family)->hf_classes.front()};
   j["model_type"] = family;
-  j["hidden_size"] = m.dim;
-  j["intermediate_size"] = m.hidden_dim;
-  j["num_hidden_layers"] = m.n_layers;
-  j["num_attention_heads"] = m.n_heads;
-  j["num_key_value_heads"] = m.n_kv_heads;
-  j["vocab_size"] = m.vocab_size;
-  j["max_position_embeddings"] = m.max_seq_len;
-  j["rms_norm_eps"] = m.norm_eps;
-  j["rope_theta"] = m.rope_theta;
+  write_hf_keys(m, kHfKeys, out);
   j["hidden_act"] = "silu";
   j["tie_word_embeddings"] = m.tied_embeddings;
   if (family == "llama" && m.attention_bias) j["attention_bias"] = true;
