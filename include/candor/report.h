@@ -41,3 +41,14 @@ std::string render_benchmark_markdown(const nlohmann::json& summary);
 std::string render_benchmark_html(const nlohmann::json& summary);
 
 }  // namespace candor
+
+namespace candor {
+
+// The page and the Markdown summary of `candor audit ...` (report.html, audit.md), rendered
+// from audit.json (audit::FairnessResult / CalibrationResult / ConformalResult::to_json): per-group
+// bars with interval whiskers, gaps and flags; reliability diagrams and the risk-coverage curve;
+// conformal coverage per group.
+std::string render_audit_html(const nlohmann::json& audit, const std::string& title);
+std::string render_audit_markdown(const nlohmann::json& audit);
+
+}  // namespace candor

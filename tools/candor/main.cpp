@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   add("distill", "Fit a glass-box student to a teacher and report its fidelity",
       candor::cli::add_distill);
   add("train", "Train a classifier (MLP or transformer) on a table's labels", candor::cli::add_train);
+  add("audit", "Audit a model's outputs: group fairness, calibration, conformal sets",
+      candor::cli::add_audit);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   try {
