@@ -568,6 +568,7 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
   to.checkpoint_every = 50;
   to.resume = o.resume;
   to.stop_after_steps = o.stop_after_steps;
+  to.cancel = o.cancel;
   const int64_t V = c.vocab_size;
   const double T = so.kd_temperature;
   double batch_fidelity = -1;
