@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "candor/cancel.h"
 #include "candor/explain.h"
 #include "candor/jobs_common.h"
 #include "candor/report.h"
@@ -37,6 +38,10 @@ struct ExplainOptions {
   bool consensus = false;  // add a consensus of the methods (needs two that give scores)
   std::string removal = "baseline";  // how the quality block removes features: baseline | delete
   int threads = 0;  // intra-op threads while the job runs (ThreadScope); 0: one per core
+  // Polled between (and, through the progress, within) the methods: when cancelled, the job
+  // stops and returns the methods that finished, naming the rest (ExplainResult::missing).
+  // Not owned; may be null.
+  const CancelToken* cancel = nullptr;
 };
 
 // What a running explain job reports (every callback optional).
@@ -68,11 +73,18 @@ struct ExplainResult {
   std::vector<Attribution> attributions;  // one per method, in order, then the consensus
   ReportContext context;                  // model, prompt, generated text, target description
   nlohmann::ordered_json envelope;        // what `candor explain --json` writes
+  // Interrupted (ExplainOptions::cancel or a progress callback returning false) after at least
+  // one method finished: `complete` is false and `missing` names what was not done (the method
+  // specs that did not finish, then "consensus" / "quality" when they were asked for); the
+  // envelope says so ("interrupted": true, "missing": [...]).
+  bool complete = true;
+  std::vector<std::string> missing;
 };
 
 // Runs the job: checks every option before loading the model (RequestError), loads it (unless
 // borrowed), builds the request, explains with each method, adds the consensus and the quality
 // block, and the envelope. Runs with options.threads intra-op threads, restored afterwards.
+// Cancelled before any method finished: throws Error(kCancelled); after: returns what is done.
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events = {});
 
 // The envelope of `candor explain --json`: model, prompt, generated_text, target, and the

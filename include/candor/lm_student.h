@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "candor/cancel.h"
 #include "candor/model.h"
 #include "candor/options.h"
 #include "candor/tokenizer.h"
@@ -128,6 +129,9 @@ struct LmDistillOptions {
   bool resume = false;            // continue from out_dir/train.ckpt when it exists
   int64_t stop_after_steps = -1;  // stop (after checkpointing) at this step
   std::function<bool(const LmProgress&)> progress;  // false cancels (Error kCancelled)
+  // Polled between training steps: when cancelled, train.ckpt is written and Error(kCancelled)
+  // thrown (resume continues from it). Not owned; may be null.
+  const CancelToken* cancel = nullptr;
 };
 
 struct LmDistillResult {

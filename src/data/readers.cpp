@@ -1,6 +1,8 @@
 // CSV (RFC 4180) and JSON Lines readers.
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -14,6 +16,10 @@ namespace candor::data {
 namespace {
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(ErrorCode::kInvalidArgument, "'" + path + "' is a folder, not a data file",
+                "give a CSV or JSON Lines file");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw Error(ErrorCode::kNotFound, "cannot open data file '" + path + "'",
@@ -22,6 +28,53 @@ std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+// The offset of the first byte of `s` that is not part of well-formed UTF-8 (no overlong forms,
+// surrogates or code points above U+10FFFF), or npos.
+size_t invalid_utf8_at(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    i += len;
+  }
+  return std::string::npos;
+}
+
+// "not valid UTF-8 (byte 0xFF at offset 4 of the field)" for a text that is not UTF-8.
+std::string utf8_problem(const std::string& s, size_t at, const std::string& of) {
+  char hex[8];
+  std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned char>(s[at]));
+  return "not valid UTF-8 (byte " + std::string(hex) + " at offset " + std::to_string(at) +
+         " of " + of + ")";
+}
+
+const char* kUtf8Hint =
+    "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or read with the error policy "
+    "'skip' to leave such records out (they are listed)";
 
 // Rows collected by a reader before typing: for each row its fields (one per header column),
 // which are missing, and the line where it starts.
@@ -241,6 +294,12 @@ Table parse_csv(const std::string& text_in, const std::string& name, const ReadO
                 "a CSV file needs a header row naming its columns");
   c.header = rec.fields;
   for (size_t j = 0; j < c.header.size(); ++j) {
+    const size_t at = invalid_utf8_at(c.header[j]);
+    if (at != std::string::npos)
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + " line " + std::to_string(rec.line) + ": header column " +
+                      std::to_string(j + 1) + " is " + utf8_problem(c.header[j], at, "the name"),
+                  "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)");
     if (c.header[j].empty())
       throw Error(ErrorCode::kInvalidArgument, name + " line " + std::to_string(rec.line) +
                                                    ": header column " + std::to_string(j + 1) +
@@ -279,6 +338,15 @@ Table parse_csv(const std::string& text_in, const std::string& name, const ReadO
               std::string(1, o.delimiter) + "'");
       continue;
     }
+    bool utf8_ok = true;
+    for (size_t j = 0; j < m && utf8_ok; ++j) {
+      const size_t at = invalid_utf8_at(rec.fields[j]);
+      if (at == std::string::npos) continue;
+      bad(rec.line, "column '" + c.header[j] + "': " + utf8_problem(rec.fields[j], at, "the field"),
+          kUtf8Hint);
+      utf8_ok = false;
+    }
+    if (!utf8_ok) continue;
     for (size_t j = 0; j < m; ++j) {
       c.missing[j].push_back(is_missing_text(rec.fields[j], o));
       c.fields[j].push_back(std::move(rec.fields[j]));
@@ -315,6 +383,11 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
     }
     for (int64_t b : pending_blank) bad(b, "empty line");
     pending_blank.clear();
+    const size_t bad_at = invalid_utf8_at(text);
+    if (bad_at != std::string::npos) {
+      bad(line, utf8_problem(text, bad_at, "the line"), kUtf8Hint);
+      continue;
+    }
     nlohmann::ordered_json j;
     try {
       j = nlohmann::ordered_json::parse(text);

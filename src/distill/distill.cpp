@@ -10,6 +10,7 @@
 #include <set>
 
 #include "candor/distill.h"
+#include "candor/files.h"
 #include "candor/error.h"
 #include "candor/report.h"
 
@@ -351,18 +352,14 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
 }
 
 void write_report(const DistillResult& r, const std::string& dir, const std::string& title) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec)
-    throw Error(ErrorCode::kInvalidArgument,
-                "cannot create output folder '" + dir + "': " + ec.message());
-  std::ofstream j(dir + "/report.json");
-  std::ofstream h(dir + "/report.html");
-  if (!j || !h)
-    throw Error(ErrorCode::kInvalidArgument, "cannot write the report into '" + dir + "'");
+  prepare_output_dir(dir);
   const nlohmann::json report = r.to_json();
-  j << report.dump(2) << "\n";
-  h << render_distill_html(report, title);
+  // Both rendered before either is written; text that is not UTF-8 becomes U+FFFD.
+  const std::string json =
+      report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const std::string html = render_distill_html(report, title);
+  write_file_atomic(dir + "/report.json", json);
+  write_file_atomic(dir + "/report.html", html);
 }
 
 }  // namespace candor::distill

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/generate.h"
 #include "candor/tokenizer_trainers.h"
 #include "candor/train.h"
@@ -443,9 +444,7 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
   if (o.out_dir.empty())
     throw Error(ErrorCode::kInvalidArgument, "no output folder for the lm student");
   std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (!fs::is_directory(o.out_dir, ec))
-    throw Error(ErrorCode::kNotFound, "cannot create output folder '" + o.out_dir + "'");
+  prepare_output_dir(o.out_dir);
   auto report = [&](LmProgress p) {
     if (o.progress && !o.progress(p)) throw Error(ErrorCode::kCancelled, "training cancelled");
   };
@@ -493,11 +492,15 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
     sp.first_index = so.samples;  // other random streams: texts the student never sees
     sp.progress = nullptr;
     held = sample_teacher_texts(*teacher, sp);
-    std::ofstream f(fs::path(o.out_dir) / "teacher_text.jsonl");
+    std::string lines;
+    const auto replace = nlohmann::json::error_handler_t::replace;
     for (const std::string& t : train_texts)
-      f << nlohmann::json({{"text", t}, {"split", "train"}}).dump() << "\n";
+      lines += nlohmann::json({{"text", t}, {"split", "train"}}).dump(-1, ' ', false, replace) +
+               "\n";
     for (const std::string& t : held)
-      f << nlohmann::json({{"text", t}, {"split", "held_out"}}).dump() << "\n";
+      lines += nlohmann::json({{"text", t}, {"split", "held_out"}}).dump(-1, ' ', false, replace) +
+               "\n";
+    write_file_atomic((fs::path(o.out_dir) / "teacher_text.jsonl").string(), lines);
   }
 
   // 2. Tokenizer.
@@ -568,6 +571,7 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
   to.checkpoint_every = 50;
   to.resume = o.resume;
   to.stop_after_steps = o.stop_after_steps;
+  to.cancel = o.cancel;
   const int64_t V = c.vocab_size;
   const double T = so.kd_temperature;
   double batch_fidelity = -1;
@@ -648,9 +652,10 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
   for (const std::string& t : train_texts)
     for (const std::string& w : lm_words(t)) ++wc[w];
   {
-    std::ofstream f(fs::path(o.out_dir) / "words.txt");
+    std::string words;
     for (const auto& [w, n] : wc)
-      if (n >= 2) f << w << "\n";
+      if (n >= 2) words += w + "\n";
+    write_file_atomic((fs::path(o.out_dir) / "words.txt").string(), words);
   }
   r.student = std::move(student);
   nlohmann::json j = r.to_json();
@@ -668,7 +673,8 @@ LmDistillResult distill_lm(const Model* teacher, const LmDistillOptions& o) {
                    {"lr", so.lr},         {"weight_decay", so.weight_decay},
                    {"warmup", so.warmup}, {"clip", so.clip}};
   if (token_mode) j["kd"] = {{"alpha", so.alpha}, {"temperature", so.kd_temperature}};
-  std::ofstream(fs::path(o.out_dir) / "report.json") << j.dump(2) << "\n";
+  write_file_atomic((fs::path(o.out_dir) / "report.json").string(),
+                    j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   return r;
 }
 

@@ -56,13 +56,23 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
   auto m = std::make_unique<MlpClassifier>();
   const data::Column& lc = table.column(label_column);
   std::set<std::string> cls;
+  // The first unlabelled row in file order (rows may come shuffled), and how many there are.
+  size_t first = table.n_rows(), n_missing = 0;
   for (size_t r : rows) {
-    if (lc.is_missing(r))
-      throw Error(ErrorCode::kInvalidArgument,
-                  table.where(r) + ", column '" + label_column + "': missing label",
-                  "drop unlabelled rows or fill them in");
-    cls.insert(lc.raw[r]);
+    if (!lc.is_missing(r)) {
+      cls.insert(lc.raw[r]);
+      continue;
+    }
+    ++n_missing;
+    if (first == table.n_rows() || table.line_of(r) < table.line_of(first)) first = r;
   }
+  if (n_missing > 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                table.where(first) + ", column '" + label_column + "': missing label" +
+                    (n_missing > 1 ? " (" + std::to_string(n_missing) +
+                                         " rows lack one; this is the first)"
+                                   : std::string()),
+                "drop unlabelled rows or fill them in");
   if (cls.size() < 2)
     throw Error(ErrorCode::kInvalidArgument,
                 table.source() + ": the label column '" + label_column + "' has " +

@@ -143,14 +143,37 @@ ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& ev
 
   if (events.started) events.started();
   std::vector<Attribution>& results = result.attributions;
-  for (auto& ex : explainers) {
+  const CancelToken* cancel = options.cancel;
+  for (size_t i = 0; i < explainers.size(); ++i) {
+    Explainer& ex = *explainers[i];
     ExplainContext ctx;
-    const std::string name = ex->name();
-    ctx.progress = [&events, name](double f) {
+    const std::string name = ex.name();
+    ctx.progress = [&events, name, cancel](double f) {
+      if (is_cancelled(cancel)) return false;
       return events.progress ? events.progress(name, f) : true;
     };
-    results.push_back(ex->explain(model, req, ctx));
+    try {
+      if (is_cancelled(cancel)) throw Error(ErrorCode::kCancelled, "explain cancelled");
+      results.push_back(ex.explain(model, req, ctx));
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kCancelled) throw;
+      if (results.empty())
+        throw Error(ErrorCode::kCancelled,
+                    "explain interrupted before any method finished (" + specs[i] + " was running)");
+      result.complete = false;
+      for (size_t k = i; k < specs.size(); ++k) result.missing.push_back(specs[k]);
+      break;
+    }
     if (events.method_done) events.method_done(name);
+  }
+  if (!result.complete) {
+    // What is done is kept; the steps over all the methods are not started.
+    if (options.consensus) result.missing.push_back("consensus");
+    if (options.evaluate) result.missing.push_back("quality");
+    result.envelope = explain_envelope(result.context, results);
+    result.envelope["interrupted"] = true;
+    result.envelope["missing"] = result.missing;
+    return result;
   }
   if (options.consensus) {
     size_t scored = 0;

@@ -1,12 +1,11 @@
 // FileRecordStore: an evaluate run as files in one folder (run.json, examples.jsonl, table.json,
 // table.md, report.html), the format `candor evaluate --out` has always written.
-#include <sys/stat.h>
-
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include "candor/evaluate.h"
+#include "candor/files.h"
 #include "candor/jobs_evaluate.h"
 #include "candor/report.h"
 
@@ -14,25 +13,7 @@ namespace candor::jobs {
 namespace {
 
 void write_text(const std::string& path, const std::string& content) {
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
-  f << content;
-}
-
-// Makes `dir` and its parents.
-void make_dirs(const std::string& dir) {
-  std::string cur;
-  std::istringstream in(dir);
-  std::string part;
-  if (!dir.empty() && dir[0] == '/') cur = "/";
-  while (std::getline(in, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    ::mkdir(cur.c_str(), 0755);
-  }
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw Error(ErrorCode::kNotFound, "cannot create the output folder '" + dir + "'");
+  write_file_atomic(path, content);
 }
 
 }  // namespace
@@ -49,7 +30,7 @@ FileRecordStore::~FileRecordStore() = default;
 
 void FileRecordStore::begin(const nlohmann::ordered_json& config,
                             const std::vector<std::string>& names) {
-  make_dirs(dir_);
+  prepare_output_dir(dir_);
   const std::string run_path = dir_ + "/run.json", ex_path = dir_ + "/examples.jsonl";
   {
     std::ifstream in(run_path);
@@ -86,11 +67,16 @@ void FileRecordStore::begin(const nlohmann::ordered_json& config,
       if (notice_)
         notice_("note: " + std::to_string(dropped) + " unfinished record(s) in " + ex_path +
                 " are redone");
-      std::ofstream rewrite(ex_path, std::ios::trunc);
-      for (const auto& [l, text] : done_lines) rewrite << text << "\n";
+      std::string kept;
+      for (const auto& [l, text] : done_lines) kept += text + "\n";
+      write_text(ex_path, kept);
     }
   }
+  // An append-only log (a record cut off by an interruption is redone on resumption).
   impl_->examples = std::ofstream(ex_path, std::ios::app);
+  if (!impl_->examples)
+    throw Error(ErrorCode::kInvalidArgument, "cannot append to '" + ex_path + "'",
+                "check that the file is writable");
 }
 
 std::vector<ExampleRecord> FileRecordStore::done() const {
@@ -105,7 +91,8 @@ void FileRecordStore::append(const ExampleRecord& record) {
 }
 
 void FileRecordStore::finish(const nlohmann::json& summary) {
-  write_text(dir_ + "/table.json", summary.dump(2) + "\n");
+  write_text(dir_ + "/table.json",
+             summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   write_text(dir_ + "/table.md", render_benchmark_markdown(summary));
   write_text(dir_ + "/report.html", render_benchmark_html(summary));
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "candor/error.h"
 #include "candor/model.h"
@@ -136,6 +137,41 @@ fs::path find_checkpoint(const fs::path& dir) {
               "--model takes a llama2.c .bin checkpoint or a folder holding one");
 }
 
+// For a file that is no llama2.c checkpoint: an error that says what the file looks like (a
+// text file such as a CSV, JSON or a tokenizer) rather than what its first bytes decode to as a
+// model header. Returns normally for a binary file (the reader reports it).
+void reject_text_file(const fs::path& file) {
+  std::ifstream f(file, std::ios::binary);
+  std::string head(512, '\0');
+  f.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(f.gcount()));
+  if (head.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "'" + file.string() + "' is empty, not a model",
+                "--model takes a llama2.c .bin checkpoint, a Hugging Face folder, a .safetensors "
+                "or a .gguf file");
+  }
+  size_t printable = 0;
+  for (unsigned char c : head)
+    printable += (c >= 0x20 && c != 0x7F) || c == '\n' || c == '\r' || c == '\t' ? 1 : 0;
+  if (printable < head.size()) return;  // binary: the checkpoint reader says what is wrong
+  std::string first = head.substr(0, head.find_first_of("\r\n"));
+  if (first.size() > 60) first = first.substr(0, 57) + "...";
+  const char c0 = head[head.find_first_not_of(" \t\r\n") == std::string::npos
+                           ? 0
+                           : head.find_first_not_of(" \t\r\n")];
+  std::string kind = "a text file";
+  if (c0 == '{' || c0 == '[') {
+    kind = "a JSON file";
+  } else if (first.find(',') != std::string::npos || first.find('\t') != std::string::npos) {
+    kind = "a text file that looks like a CSV table";
+  }
+  throw Error(ErrorCode::kInvalidArgument,
+              "'" + file.string() + "' is " + kind + " (it starts with '" + first +
+                  "'), not a model checkpoint",
+              "--model takes a llama2.c .bin checkpoint, a Hugging Face folder, a .safetensors "
+              "or a .gguf file; a data table goes to --data");
+}
+
 }  // namespace
 
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
@@ -156,6 +192,7 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
     model = load_gguf_model(path, options);
   } else {
     fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
+    if (!looks_like_llama2c_checkpoint(checkpoint.string())) reject_text_file(checkpoint);
     auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
     std::string tok_path;
     std::shared_ptr<Tokenizer> tok =

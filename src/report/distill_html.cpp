@@ -162,7 +162,8 @@ std::string transformer_html(const json& student) {
        "<code>candor explain --model DIR/model</code> (it is saved there as a Hugging Face "
        "folder) and check the explanation against the teacher's.</p>\n<table>\n";
   for (auto it = student.begin(); it != student.end(); ++it)
-    h << "<tr><td>" << html_escape(it.key()) << "</td><td>" << html_escape(it.value().dump())
+    h << "<tr><td>" << html_escape(it.key()) << "</td><td>"
+      << html_escape(it.value().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
       << "</td></tr>\n";
   h << "</table>\n";
   return h.str();

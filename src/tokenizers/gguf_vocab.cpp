@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/tokenizer.h"
 #include "tokenizers/hf_spec.h"
 #include "tokenizers/tokenizer_internal.h"
@@ -178,9 +179,7 @@ void save_llama2c_tokenizer(const Tokenizer& tok, const std::string& path) {
     bin += piece;
   }
   std::memcpy(&bin[0], &max_len, 4);
-  std::ofstream f(path, std::ios::binary);
-  f << bin;
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
+  write_file_atomic(path, bin);
 }
 
 }  // namespace candor

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/tokenizer_trainers.h"
 #include "candor/encoder.h"
 #include "train/bound_options.h"
@@ -178,9 +179,7 @@ std::vector<std::vector<double>> TransformerClassifier::predict_proba_batch(
 
 void TransformerClassifier::save(const std::string& dir) const {
   save_hf_folder(*model_, dir, "f32");
-  std::ofstream f(fs::path(dir) / "tokenizer.json");
-  f << tokenizer_json_;
-  if (!f) throw Error(ErrorCode::kInvalidArgument, "cannot write '" + dir + "/tokenizer.json'");
+  write_file_atomic((fs::path(dir) / "tokenizer.json").string(), tokenizer_json_);
 }
 
 std::unique_ptr<TransformerClassifier> TransformerClassifier::train(

@@ -1,10 +1,12 @@
 // The training loop: AdamW, warm-up + cosine schedule, clipping, checkpoint / resume.
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/train.h"
 
 namespace candor::train {
@@ -14,23 +16,19 @@ namespace {
 constexpr char kMagic[8] = {'C', 'N', 'D', 'R', 'C', 'K', 'P', '1'};
 
 void write_checkpoint(const std::string& path, int64_t step, const std::vector<at::Tensor>& ts) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw Error(ErrorCode::kInvalidArgument, "cannot write checkpoint '" + path + "'");
-    f.write(kMagic, 8);
-    int64_t n = static_cast<int64_t>(ts.size());
-    f.write(reinterpret_cast<const char*>(&step), 8);
-    f.write(reinterpret_cast<const char*>(&n), 8);
-    for (const at::Tensor& t : ts) {
-      at::Tensor c = t.detach().contiguous().to(at::kFloat);
-      int64_t numel = c.numel();
-      f.write(reinterpret_cast<const char*>(&numel), 8);
-      f.write(reinterpret_cast<const char*>(c.data_ptr<float>()), numel * 4);
-    }
-    if (!f) throw Error(ErrorCode::kInvalidArgument, "cannot write checkpoint '" + path + "'");
+  AtomicFile file(path);  // an interruption while writing leaves the previous checkpoint
+  std::ostream& f = file.stream();
+  f.write(kMagic, 8);
+  int64_t n = static_cast<int64_t>(ts.size());
+  f.write(reinterpret_cast<const char*>(&step), 8);
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  for (const at::Tensor& t : ts) {
+    at::Tensor c = t.detach().contiguous().to(at::kFloat);
+    int64_t numel = c.numel();
+    f.write(reinterpret_cast<const char*>(&numel), 8);
+    f.write(reinterpret_cast<const char*>(c.data_ptr<float>()), numel * 4);
   }
-  std::rename(tmp.c_str(), path.c_str());
+  file.commit();
 }
 
 // Reads a checkpoint into `ts` (shapes must match). Returns the step.
@@ -93,10 +91,28 @@ int64_t train_loop(std::vector<at::Tensor>& params, int64_t n_examples,
     std::vector<at::Tensor> all = state();
     step = read_checkpoint(o.checkpoint, all);
   }
+  const int64_t start_step = step;
+  auto last_write = std::chrono::steady_clock::now();
+  auto save = [&]() {
+    write_checkpoint(o.checkpoint, step, state());
+    last_write = std::chrono::steady_clock::now();
+  };
+  auto cancelled = [&](const std::string& why) {
+    std::string msg = why + " at step " + std::to_string(step) + " of " + std::to_string(total);
+    if (!o.checkpoint.empty() && step > start_step) {
+      save();
+      msg += "; the checkpoint '" + o.checkpoint + "' holds the finished steps";
+    } else if (!o.checkpoint.empty() && std::ifstream(o.checkpoint).good()) {
+      msg += "; the checkpoint '" + o.checkpoint + "' is unchanged";
+    }
+    return Error(ErrorCode::kCancelled, msg,
+                 o.checkpoint.empty() ? "" : "resume from the checkpoint to continue");
+  };
   std::vector<int64_t> order;
   int64_t order_epoch = -1;
   at::AutoGradMode grad(true);
   while (step < total) {
+    if (is_cancelled(o.cancel)) throw cancelled("training interrupted");
     const int64_t epoch = step / per_epoch, b = step % per_epoch;
     if (epoch != order_epoch) {
       order.resize(n_examples);
@@ -143,12 +159,18 @@ int64_t train_loop(std::vector<at::Tensor>& params, int64_t n_examples,
       pr.total_steps = total;
       pr.loss = loss.item<double>();
       pr.learning_rate = lr;
-      if (!o.progress(pr)) throw Error(ErrorCode::kCancelled, "training cancelled");
+      pr.start_step = start_step;
+      if (!o.progress(pr)) throw cancelled("training cancelled");
     }
     const bool stop = o.stop_after_steps >= 0 && step >= o.stop_after_steps;
+    const bool due =
+        o.checkpoint_seconds > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_write).count() >=
+            o.checkpoint_seconds;
     if (!o.checkpoint.empty() &&
-        ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == total || stop))
-      write_checkpoint(o.checkpoint, step, state());
+        ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == total || stop ||
+         due))
+      save();
     if (stop) break;
   }
   for (at::Tensor& p : params) {

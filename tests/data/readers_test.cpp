@@ -24,6 +24,30 @@ void expect_error(F f, std::initializer_list<const char*> parts,
   }
 }
 
+TEST(Readers, TextThatIsNotUtf8IsABadRecordNamingTheLine) {
+  const std::string csv = "text,label\nfine,1\nbad \xff byte,0\nover\xc0\xaflong,1\nok \xc3\xa9,0\n";
+  expect_error([&] { parse_csv(csv, "t.csv"); },
+               {"t.csv line 3", "column 'text'", "not valid UTF-8", "0xFF"});
+  ReadOptions skip;
+  skip.on_error = ErrorPolicy::kSkip;
+  Table t = parse_csv(csv, "t.csv", skip);
+  ASSERT_EQ(t.n_rows(), 2u);  // "fine" and the well-formed "ok é"
+  ASSERT_EQ(t.skipped().size(), 2u);
+  EXPECT_EQ(t.skipped()[0].line, 3);
+  EXPECT_EQ(t.skipped()[1].line, 4);  // an overlong form is not UTF-8 either
+  expect_error([&] { parse_csv("te\xffxt,label\na,1\n", "h.csv"); },
+               {"h.csv line 1", "header column 1", "not valid UTF-8"});
+  const std::string jsonl = "{\"text\": \"a\"}\n{\"text\": \"b\xfe\"}\n";
+  expect_error([&] { parse_jsonl(jsonl, "t.jsonl"); }, {"t.jsonl line 2", "not valid UTF-8"});
+  EXPECT_EQ(parse_jsonl(jsonl, "t.jsonl", skip).n_rows(), 1u);
+}
+
+TEST(Readers, AFolderIsNotADataFile) {
+  const std::string dir = testing::temp_dir();
+  expect_error([&] { read_table(dir); }, {"is a folder, not a data file"});
+  expect_error([&] { read_table(dir + ".jsonl"); }, {"cannot open"}, ErrorCode::kNotFound);
+}
+
 TEST(Csv, QuotingAndTypes) {
   const std::string text =
       "id,name,score,comment\r\n"

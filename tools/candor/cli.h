@@ -2,11 +2,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "candor/cancel.h"
+#include "candor/data.h"
 #include "candor/error.h"
 #include "candor/jobs_common.h"
 #include "candor/model.h"
@@ -61,8 +64,35 @@ struct LmCliArgs {
 bool is_lm_student(const std::string& spec);
 int run_lm_student(const LmCliArgs& args);
 
-// Exit codes: 0 ok, 1 runtime error, 2 usage error.
+// Ctrl-C for the commands that stop cleanly (train, distill, explain, evaluate): while an
+// InterruptScope lives, the first SIGINT only sets interrupt_token(), which the work polls
+// between its steps (it then keeps what is done: a checkpoint, the finished methods); a second
+// SIGINT ends the process at once. The handler does nothing else. Scopes do not nest.
+class InterruptScope {
+ public:
+  InterruptScope();
+  ~InterruptScope();
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+};
+const CancelToken& interrupt_token();
+// Prints "interrupted: WHAT" and `hint` for a cancelled run; returns kExitInterrupted.
+int report_interrupted(const Error& e, const std::string& hint);
+// How often the training commands write their checkpoint besides at the end and on Ctrl-C.
+constexpr double kCheckpointSeconds = 30;
+
+// JSON text for an output file: indented by 2, a newline at the end; bytes that are not UTF-8
+// become U+FFFD (never a raw nlohmann type_error).
+std::string json_text(const nlohmann::json& j);
+
+// Throws Error naming the first line (in file order) whose `label` is missing, and how many
+// rows lack one: every row of the table (trained on or held out) needs its label.
+void check_labels(const data::Table& table, const std::string& label);
+
+// Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (128 + SIGINT, what a shell
+// reports for a command ended by Ctrl-C).
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;
 
 }  // namespace candor::cli

@@ -12,6 +12,7 @@
 #include "candor/classifier.h"
 #include "candor/data.h"
 #include "candor/distill.h"
+#include "candor/files.h"
 #include "candor/runtime.h"
 #include "candor/text_transformer.h"
 #include "candor/train.h"
@@ -159,6 +160,9 @@ Runner add_distill(CLI::App& app) {
     if (d.student.kind == "transformer")
       d.student_factory = transformer_student_factory(o->student, o->seed, o->out, o->resume);
     check_prompt_and_threads("", o->threads);
+    prepare_output_dir(o->out, "--out");  // before the work, not after it
+    InterruptScope interrupt;
+    d.progress = [](double) { return !interrupt_token().cancelled(); };
     set_num_threads(o->threads);
     data::ReadOptions ro = read_options(o->on_error, o->types);
     data::Table table = data::read_table(o->data, ro);
@@ -197,6 +201,7 @@ Runner add_distill(CLI::App& app) {
       mo.features.exclude = o->exclude;
       train::TrainOptions to;
       to.seed = o->seed;
+      to.cancel = &interrupt_token();
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
       mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
@@ -225,7 +230,15 @@ Runner add_distill(CLI::App& app) {
       teacher = distill::lm_teacher(lm, o->prompt, classes, verb);
     }
     auto t0 = std::chrono::steady_clock::now();
-    distill::DistillResult r = distill::distill(table, *teacher, d);
+    distill::DistillResult r;
+    try {
+      r = distill::distill(table, *teacher, d);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kCancelled) throw;
+      return report_interrupted(e, d.student.kind == "transformer"
+                                       ? "rerun the same command with --resume to continue"
+                                       : "rerun the same command");
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     distill::write_report(r, o->out,
                           "candor distill: " + o->student + " student of " + teacher->describe());
@@ -298,9 +311,11 @@ Runner add_train(CLI::App& app) {
     if (o->label.empty()) throw usage_error("--label is required (the column to learn)");
     if (o->model.rfind("transformer", 0) == 0) {
       check_prompt_and_threads("", o->threads);
-      set_num_threads(o->threads);
       if (!(o->test_fraction > 0 && o->test_fraction < 1))
         throw usage_error("--test-fraction must be in (0, 1)");
+      prepare_output_dir(o->out, "--out");  // before the work, not after it
+      InterruptScope interrupt;
+      set_num_threads(o->threads);
       data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
       print_skipped(table);
       TrainTransformerArgs a;
@@ -325,9 +340,12 @@ Runner add_train(CLI::App& app) {
     if (!(o->test_fraction > 0 && o->test_fraction < 1))
       throw usage_error("--test-fraction must be in (0, 1)");
     check_prompt_and_threads("", o->threads);
+    prepare_output_dir(o->out, "--out");  // before the work, not after it
+    InterruptScope interrupt;
     set_num_threads(o->threads);
     data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
     print_skipped(table);
+    check_labels(table, o->label);
     data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
     distill::MlpOptions mo;
     mo.hidden = o->hidden;
@@ -337,11 +355,17 @@ Runner add_train(CLI::App& app) {
     to.batch_size = o->batch;
     to.learning_rate = o->lr;
     to.seed = o->seed;
-    std::filesystem::create_directories(o->out);
     to.checkpoint = o->out + "/model.ckpt";
+    to.checkpoint_seconds = kCheckpointSeconds;
     to.resume = o->resume;
+    to.cancel = &interrupt_token();
     auto t0 = std::chrono::steady_clock::now();
+    bool first = true;
     to.progress = [&](const train::TrainProgress& p) {
+      if (first && p.start_step > 0)
+        std::cerr << "resuming from " << to.checkpoint << " at step " << p.start_step << "/"
+                  << p.total_steps << "\n";
+      first = false;
       if (p.step % 20 == 0 || p.step == p.total_steps) {
         int w = static_cast<int>(30.0 * p.step / p.total_steps);
         std::cerr << "\r[" << std::string(w, '#') << std::string(30 - w, ' ') << "] " << p.step
@@ -350,7 +374,13 @@ Runner add_train(CLI::App& app) {
       }
       return true;
     };
-    auto mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
+    std::unique_ptr<distill::MlpClassifier> mlp;
+    try {
+      mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kCancelled) throw;
+      return report_interrupted(e, "rerun the same command with --resume to continue from it");
+    }
     std::cerr << "\n";
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto acc = [&](const std::vector<size_t>& rows) {
@@ -374,7 +404,7 @@ Runner add_train(CLI::App& app) {
                         {"seconds", secs},
                         {"rows_per_second", double(s.train.size()) * o->epochs / secs},
                         {"checkpoint", to.checkpoint}};
-    std::ofstream(o->out + "/summary.json") << j.dump(2) << "\n";
+    write_file_atomic(o->out + "/summary.json", json_text(j));
     std::cout << "MLP " << o->label << ": accuracy train " << pct(train_acc) << ", held-out "
               << pct(test_acc) << " (" << secs << " s)\nsummary " << o->out << "/summary.json\n";
     return 0;

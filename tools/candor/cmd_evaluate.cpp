@@ -7,14 +7,13 @@
 // the arguments, draws the progress bar and prints.
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 
 #include "candor/evaluate.h"
+#include "candor/files.h"
 #include "candor/jobs_evaluate.h"
 #include "candor/report.h"
 #include "cli.h"
@@ -22,8 +21,6 @@
 namespace candor::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
-void on_sigint(int) { g_stop = true; }
 
 }  // namespace
 
@@ -74,17 +71,16 @@ Runner add_evaluate(CLI::App& app) {
                  "n_rounds, top_k, success_below, max_prob_change, neighbours | radius); reports "
                  "the success rate, the top-k intersection reached and the changes found");
   return [o]() {
+    prepare_output_dir(o->out, "--out");  // before the work, not after it
+    InterruptScope interrupt;  // Ctrl-C keeps the finished examples; a rerun resumes
     auto to_stderr = [](const std::string& line) { std::cerr << line << "\n"; };
     jobs::FileRecordStore store(o->out, to_stderr);
     const bool tty = ::isatty(STDERR_FILENO);
     auto start = std::chrono::steady_clock::now();
     jobs::EvaluateEvents ev;
     ev.notice = to_stderr;
-    ev.started = [&] {
-      std::signal(SIGINT, on_sigint);
-      start = std::chrono::steady_clock::now();
-    };
-    ev.stop = [] { return g_stop.load(); };
+    ev.started = [&] { start = std::chrono::steady_clock::now(); };
+    ev.stop = [] { return interrupt_token().cancelled(); };
     ev.progress = [&](const jobs::EvaluateProgress& p) {
       if (o->no_progress) return;
       const double f =
@@ -102,14 +98,13 @@ Runner add_evaluate(CLI::App& app) {
         std::cerr << buf << (p.done == p.total ? "\n" : "") << std::flush;
     };
     jobs::EvaluateResult r = jobs::run_evaluate(o->job, store, ev);
-    std::signal(SIGINT, SIG_DFL);
 
     std::cout << render_benchmark_markdown(r.summary);
     if (r.n_skipped > 0) std::cout << r.n_skipped << " row(s) skipped (listed in table.json)\n";
     std::cerr << "wrote " << o->out << "/table.md, table.json, report.html\n";
     if (!r.complete) {
       std::cerr << "interrupted: rerun the same command to resume\n";
-      return 130;
+      return kExitInterrupted;
     }
     return 0;
   };

@@ -4,32 +4,15 @@
 // bar and prints.
 #include <unistd.h>
 
-#include <atomic>
-#include <csignal>
-#include <fstream>
 #include <iostream>
 #include <memory>
 
+#include "candor/files.h"
 #include "candor/jobs_explain.h"
 #include "candor/report.h"
 #include "cli.h"
 
 namespace candor::cli {
-namespace {
-
-std::atomic<bool> g_interrupted{false};
-
-void on_sigint(int) { g_interrupted = true; }
-
-void write_file(const std::string& path, const std::string& content) {
-  std::ofstream f(path, std::ios::binary);
-  if (!f)
-    throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'",
-                "check that its folder exists");
-  f << content;
-}
-
-}  // namespace
 
 Runner add_explain(CLI::App& app) {
   struct Opts {
@@ -73,11 +56,13 @@ Runner add_explain(CLI::App& app) {
   app.add_option("--removal", j.removal,
                  "How --evaluate removes features: baseline (replace) | delete (default baseline)");
   return [o]() {
+    // The outputs are checked before the work, not after it.
+    if (!o->json_path.empty()) check_output_file(o->json_path, "--json");
+    if (!o->html_path.empty()) check_output_file(o->html_path, "--html");
     const bool tty = ::isatty(STDERR_FILENO);
     const bool show = !o->no_progress;
     int last = -1;  // the percentage last drawn of the current method
     jobs::ExplainEvents ev;
-    ev.started = [] { std::signal(SIGINT, on_sigint); };
     ev.progress = [&](const std::string& name, double f) {
       if (show) {
         int pct = static_cast<int>(f * 100);
@@ -88,7 +73,7 @@ Runner add_explain(CLI::App& app) {
                     << "] " << pct << "%" << (pct == 100 ? "\n" : "") << std::flush;
         }
       }
-      return !g_interrupted.load();
+      return !interrupt_token().cancelled();
     };
     ev.method_done = [&](const std::string&) {
       if (show && last != 100 && tty) std::cerr << "\r" << std::string(40, ' ') << "\r";
@@ -97,20 +82,34 @@ Runner add_explain(CLI::App& app) {
     ev.evaluating = [&] {
       if (show) std::cerr << "evaluating the explanations...\n";
     };
-    jobs::ExplainResult r = jobs::run_explain(o->job, ev);
-    std::signal(SIGINT, SIG_DFL);
+    jobs::ExplainResult r;
+    {
+      InterruptScope interrupt;  // Ctrl-C keeps the methods that finished
+      jobs::ExplainOptions job = o->job;
+      job.cancel = &interrupt_token();
+      r = jobs::run_explain(job, ev);
+    }
 
     bool color = ::isatty(STDOUT_FILENO);
     if (!r.context.generated_text.empty())
       std::cout << "generated: " << r.context.generated_text << "\n";
     for (const auto& a : r.attributions) std::cout << render_console(a, color) << "\n";
     if (!o->json_path.empty()) {
-      write_file(o->json_path, jobs::envelope_text(r.envelope));
+      write_file_atomic(o->json_path, jobs::envelope_text(r.envelope));
       std::cerr << "wrote " << o->json_path << "\n";
     }
     if (!o->html_path.empty()) {
-      write_file(o->html_path, render_html(r.attributions, r.context));
+      write_file_atomic(o->html_path, render_html(r.attributions, r.context));
       std::cerr << "wrote " << o->html_path << "\n";
+    }
+    if (!r.complete) {
+      std::string missing;
+      for (const auto& m : r.missing) missing += (missing.empty() ? "" : ", ") + m;
+      std::cerr << "\ninterrupted: " << r.attributions.size() << " method(s) finished and are "
+                << "shown" << (o->json_path.empty() && o->html_path.empty() ? "" : " and written")
+                << "; not done: " << missing << "\n"
+                << "hint: rerun with only the missing methods (--method) to complete them\n";
+      return kExitInterrupted;
     }
     return 0;
   };

@@ -10,6 +10,7 @@
 #include "candor/data.h"
 #include "candor/lm_student.h"
 #include "candor/runtime.h"
+#include "candor/files.h"
 #include "cli.h"
 
 namespace candor::cli {
@@ -39,6 +40,8 @@ int run_lm_student(const LmCliArgs& a) {
     throw usage_error("an lm student needs --teacher (a causal LM) or --data (a text corpus)");
   if (a.out.empty()) throw usage_error("--out is required");
   check_prompt_and_threads("", a.threads);
+  prepare_output_dir(a.out, "--out");  // before the work, not after it
+  InterruptScope interrupt;
   // Training runs on one thread unless asked otherwise (the machines it runs on are shared).
   set_num_threads(a.threads > 0 ? a.threads : 1);
   std::unique_ptr<Model> teacher;
@@ -64,9 +67,11 @@ int run_lm_student(const LmCliArgs& a) {
   o.out_dir = a.out;
   o.resume = a.resume;
   o.stop_after_steps = a.stop_after_steps;
+  o.cancel = &interrupt_token();
   auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
   std::string phase;
   o.progress = [&](const distill::LmProgress& p) {
+    if (interrupt_token().cancelled()) return false;  // the sampling phase stops too
     if (a.no_progress) return true;
     auto now = std::chrono::steady_clock::now();
     const bool end = p.done == p.total;
@@ -90,7 +95,13 @@ int run_lm_student(const LmCliArgs& a) {
     }
     return true;
   };
-  distill::LmDistillResult r = distill::distill_lm(teacher.get(), o);
+  distill::LmDistillResult r;
+  try {
+    r = distill::distill_lm(teacher.get(), o);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kCancelled) throw;
+    return report_interrupted(e, "rerun the same command with --resume to continue");
+  }
   if (!a.no_progress) std::cerr << "\n";
   const distill::LmFidelity& f = r.held_out;
   const ModelConfig& c = r.student->config();

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/text_transformer.h"
 #include "candor/train.h"
 #include "cli.h"
@@ -30,9 +31,14 @@ std::string percent(double v) {
 
 // A one-line progress bar on stderr: step, loss, learning rate and (at epoch ends) the agreement
 // with the targets on a sample of training rows.
-std::function<bool(const train::TrainProgress&)> progress_bar() {
+std::function<bool(const train::TrainProgress&)> progress_bar(const std::string& checkpoint) {
   auto fidelity = std::make_shared<double>(-1);
-  return [fidelity](const train::TrainProgress& p) {
+  auto first = std::make_shared<bool>(true);
+  return [fidelity, first, checkpoint](const train::TrainProgress& p) {
+    if (*first && p.start_step > 0)
+      std::cerr << "resuming from " << checkpoint << " at step " << p.start_step << "/"
+                << p.total_steps << "\n";
+    *first = false;
     if (p.fidelity >= 0) *fidelity = p.fidelity;
     if (p.step % 10 == 0 || p.step == p.total_steps || p.fidelity >= 0) {
       int w = static_cast<int>(30.0 * double(p.step) / double(p.total_steps));
@@ -53,10 +59,12 @@ std::function<std::unique_ptr<distill::Student>()> transformer_student_factory(
   return [=]() {
     train::TrainOptions o;
     o.seed = seed;
-    std::filesystem::create_directories(out);
+    prepare_output_dir(out, "--out");
     o.checkpoint = out + "/student.ckpt";
+    o.checkpoint_seconds = kCheckpointSeconds;
     o.resume = resume;
-    o.progress = progress_bar();
+    o.cancel = &interrupt_token();
+    o.progress = progress_bar(o.checkpoint);
     return distill::make_transformer_student(spec, o);
   };
 }
@@ -87,13 +95,8 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
   const data::Column& tc = table.column(a.text_column);
   data::Split s = data::split_by_seed(table.n_rows(), 0, a.test_fraction, a.seed);
   std::set<std::string> cls;
-  for (size_t r : s.train) {
-    if (lc.is_missing(r))
-      throw Error(ErrorCode::kInvalidArgument,
-                  table.where(r) + ", column '" + a.label + "': missing label",
-                  "drop unlabelled rows or fill them in");
-    cls.insert(lc.raw[r]);
-  }
+  check_labels(table, a.label);
+  for (size_t r : s.train) cls.insert(lc.raw[r]);
   if (cls.size() < 2)
     throw Error(ErrorCode::kInvalidArgument,
                 table.source() + ": the label column '" + a.label + "' has " +
@@ -118,10 +121,11 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
   std::vector<int> y = label_ids(s.train);
   distill::Probs target(y.size(), std::vector<double>(classes.size(), 0.0));
   for (size_t i = 0; i < y.size(); ++i) target[i][y[i]] = 1.0;
-  std::filesystem::create_directories(a.out);
   o.checkpoint = a.out + "/model.ckpt";
+  o.checkpoint_seconds = kCheckpointSeconds;
   o.resume = a.resume;
-  o.progress = progress_bar();
+  o.cancel = &interrupt_token();
+  o.progress = progress_bar(o.checkpoint);
   std::cerr << "training a transformer classifier on " << s.train.size() << " rows of '"
             << a.text_column << "' (labels '" << a.label << "')...\n";
   auto t0 = std::chrono::steady_clock::now();
@@ -137,7 +141,13 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
     }
     names = a.class_names;
   }
-  auto clf = train::TransformerClassifier::train(texts(s.train), target, y, names, t, o);
+  std::unique_ptr<train::TransformerClassifier> clf;
+  try {
+    clf = train::TransformerClassifier::train(texts(s.train), target, y, names, t, o);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kCancelled) throw;
+    return report_interrupted(e, "rerun the same command with --resume to continue from it");
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto accuracy = [&](const std::vector<size_t>& rows) {
     if (rows.empty()) return 0.0;
@@ -168,7 +178,7 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
                       {"epoch_losses", clf->epoch_losses()},
                       {"seconds", secs},
                       {"rows_per_second", double(s.train.size()) * o.epochs / secs}};
-  std::ofstream(a.out + "/summary.json") << j.dump(2) << "\n";
+  write_file_atomic(a.out + "/summary.json", json_text(j));
   std::cout << "transformer " << a.label << ": accuracy train " << percent(train_acc)
             << ", held-out " << percent(test_acc) << " (" << s.test.size() << " rows, " << secs
             << " s)\nmodel " << a.out << " (Hugging Face BERT folder), summary " << a.out

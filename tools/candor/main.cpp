@@ -60,10 +60,8 @@ int main(int argc, char** argv) {
     return report(e.what(), e.hint().empty() ? "see candor --help" : e.hint(),
                   candor::cli::kExitUsage);
   } catch (const candor::Error& e) {
-    if (e.code() == candor::ErrorCode::kCancelled) {
-      std::cerr << "\ncancelled\n";
-      return 130;
-    }
+    if (e.code() == candor::ErrorCode::kCancelled)
+      return candor::cli::report_interrupted(e, e.hint());
     return report(e.what(), e.hint(), candor::cli::kExitRuntime);
   } catch (const c10::Error& e) {
     return report(std::string("internal tensor error: ") + e.what_without_backtrace(),

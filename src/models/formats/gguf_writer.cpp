@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/tokenizer.h"
 #include "models/arch/arch.h"
 #include "models/formats/gguf.h"
@@ -114,12 +115,11 @@ void save_gguf(const Model& model, const std::string& path, const std::string& t
     blobs.push_back(std::move(data));
   }
   while (h.buf().size() % kDefaultAlignment) h.buf().push_back('\0');
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'", "check the folder");
+  AtomicFile file(path);  // never a half-written model under `path`
+  std::ostream& f = file.stream();
   f.write(h.buf().data(), static_cast<std::streamsize>(h.buf().size()));
   for (const auto& b : blobs) f.write(b.data(), static_cast<std::streamsize>(b.size()));
-  f.flush();
-  if (!f) throw Error(ErrorCode::kResourceExhausted, "writing '" + path + "' failed (disk full?)");
+  file.commit();
 }
 
 }  // namespace candor

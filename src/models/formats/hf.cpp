@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "models/arch/arch.h"
 #include "models/formats/safetensors.h"
 
@@ -160,16 +161,9 @@ void save_hf_folder(const Model& model, const std::string& dir, const std::strin
   std::vector<std::pair<std::string, at::Tensor>> tensors = hf_tensors(model);
   for (auto& [n, t] : tensors) t = t.to(type).contiguous();
   config["torch_dtype"] = dtype == "f32" ? "float32" : dtype == "f16" ? "float16" : "bfloat16";
+  prepare_output_dir(dir);
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir, ec)) {
-    throw Error(ErrorCode::kNotFound, "cannot create output folder '" + dir + "'");
-  }
-  {
-    std::ofstream f(fs::path(dir) / "config.json");
-    if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + dir + "/config.json'");
-    f << config.dump(2) << "\n";
-  }
+  write_file_atomic((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
   bool vocabulary_only = false;  // a llama2c vocabulary that has no file of its own
   if (model.config().tokenizer_files.empty()) {

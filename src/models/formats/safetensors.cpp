@@ -17,6 +17,7 @@
 #include <set>
 
 #include "candor/error.h"
+#include "candor/files.h"
 
 namespace candor {
 namespace fs = std::filesystem;
@@ -448,8 +449,8 @@ void write_safetensors(const std::string& path,
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8 != 0) h += ' ';  // data starts 8-byte aligned
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'", "check the folder");
+  AtomicFile file(path);  // never a half-written model under `path`
+  std::ostream& f = file.stream();
   uint64_t len = h.size();
   f.write(reinterpret_cast<const char*>(&len), 8);
   f.write(h.data(), static_cast<std::streamsize>(h.size()));
@@ -457,8 +458,7 @@ void write_safetensors(const std::string& path,
     f.write(static_cast<const char*>(t.data_ptr()),
             static_cast<std::streamsize>(t.numel() * t.element_size()));
   }
-  f.flush();
-  if (!f) throw Error(ErrorCode::kResourceExhausted, "writing '" + path + "' failed (disk full?)");
+  file.commit();
 }
 
 }  // namespace candor

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "candor/error.h"
+#include "candor/files.h"
 #include "candor/tokenizer_trainers.h"
 
 namespace candor::train {
@@ -203,18 +204,11 @@ BpeTokenizerFiles learn_bpe_tokenizer(const std::vector<std::string>& texts,
 
 std::string write_bpe_tokenizer(const BpeTokenizerFiles& files, const std::string& dir) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
+  prepare_output_dir(dir);
   const std::string path = (fs::path(dir) / "tokenizer.json").string();
-  {
-    std::ofstream f(path);
-    f << files.tokenizer_json;
-    if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + path + "'");
-  }
-  const std::string cfg_path = (fs::path(dir) / "tokenizer_config.json").string();
-  std::ofstream f(cfg_path);
-  f << files.tokenizer_config_json;
-  if (!f) throw Error(ErrorCode::kNotFound, "cannot write '" + cfg_path + "'");
+  write_file_atomic(path, files.tokenizer_json);
+  write_file_atomic((fs::path(dir) / "tokenizer_config.json").string(),
+                    files.tokenizer_config_json);
   return path;
 }
 
