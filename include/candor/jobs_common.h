@@ -43,7 +43,8 @@ const Model& resolve_model(const ModelSource& source, std::unique_ptr<Model>* ow
 std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt, bool chat,
                                    const std::string& system);
 
-// RequestError for a negative thread count ("--threads must be >= 0, got -1").
+// RequestError for a negative thread count ("--threads must be >= 0, got -1") or one above
+// max_threads() (4 x the usable cores; runtime.h).
 void check_threads(int threads);
 // RequestError for a prompt that is not valid UTF-8 (naming the offset of the bad byte).
 void check_prompt(const std::string& prompt);

@@ -29,12 +29,24 @@ void prepare_process(int argc, char** argv);
 // Inspects the loaded BLAS.
 BlasInfo blas_info();
 
-// Sets intra-op threads of libtorch and OpenBLAS together (n <= 0: one per core).
+// The cores this process may run on: its CPU affinity mask, capped by a cgroup CPU quota
+// (at least 1).
+int usable_cores();
+// The most intra-op threads a job may ask for: 4 x usable_cores().
+int max_threads();
+// The threads each of libtorch's and OpenBLAS's pools gets for a request of n: one per core for
+// n <= 0, else min(n, usable_cores()) (more threads than cores only spin). Throws
+// Error(kInvalidArgument) for n > max_threads().
+int effective_threads(int n);
+
+// Sets intra-op threads of libtorch and OpenBLAS together to effective_threads(n) (n <= 0: one
+// per core; never more than the cores). Throws Error(kInvalidArgument) for n > max_threads().
 void set_num_threads(int n);
 int num_threads();
 
 // The intra-op thread count of one job (a CLI command, a service request), restored when the
-// scope ends: sets libtorch's and OpenBLAS's counts to n (n <= 0: one per core) and puts back
+// scope ends: sets libtorch's and OpenBLAS's counts to effective_threads(n) (n <= 0: one per
+// core; throws Error(kInvalidArgument) above max_threads(), changing nothing) and puts back
 // the counts it found. libtorch's count (OpenMP) belongs to the calling thread, so concurrent
 // requests on different threads each compute with their own; OpenBLAS's is process-wide (the
 // last scope to start sets it; each restores what it found when it ends). Not copyable.

@@ -4,12 +4,17 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <thread>
 #include <vector>
+
+#include "candor/error.h"
 
 namespace candor {
 namespace {
@@ -21,7 +26,49 @@ Fn blas_symbol(const char* name) {
   return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
 }
 
+// The CPU quota of this process's cgroup (v2 cpu.max "quota period"), rounded up to whole
+// cores; 0 when there is none or it cannot be read.
+int cgroup_cpu_limit() {
+  std::ifstream f("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  long long period = 0;
+  if (!(f >> quota >> period) || quota == "max" || period <= 0) return 0;
+  long long q = std::atoll(quota.c_str());
+  if (q <= 0) return 0;
+  return static_cast<int>((q + period - 1) / period);
+}
+
 }  // namespace
+
+int usable_cores() {
+  static const int cores = [] {
+    int n = 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+    int quota = cgroup_cpu_limit();
+    if (quota > 0) n = std::min(n, quota);
+    return std::max(1, n);
+  }();
+  return cores;
+}
+
+int max_threads() { return 4 * usable_cores(); }
+
+int effective_threads(int n) {
+  if (n > max_threads()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "a thread count of " + std::to_string(n) + " is more than 4 x the " +
+                    std::to_string(usable_cores()) + " cores this process may use (at most " +
+                    std::to_string(max_threads()) + ")",
+                "ask for 0 (one thread per core) or at most " + std::to_string(max_threads()));
+  }
+  // More threads than cores only makes libtorch's and OpenBLAS's workers spin against each
+  // other: each pool gets at most one thread per core.
+  if (n <= 0) return usable_cores();
+  return std::min(n, usable_cores());
+}
 
 std::string preferred_openblas_core() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -90,7 +137,7 @@ BlasInfo blas_info() {
 }
 
 void set_num_threads(int n) {
-  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  n = effective_threads(n);
   at::set_num_threads(n);
   if (auto fn = blas_symbol<void (*)(int)>("openblas_set_num_threads")) fn(n);
 }
@@ -98,8 +145,9 @@ void set_num_threads(int n) {
 int num_threads() { return at::get_num_threads(); }
 
 ThreadScope::ThreadScope(int n) : previous_torch_(at::get_num_threads()), previous_blas_(0) {
+  int threads = effective_threads(n);  // throws before anything is changed
   if (auto get = blas_symbol<int (*)()>("openblas_get_num_threads")) previous_blas_ = get();
-  set_num_threads(n);
+  set_num_threads(threads);
 }
 
 ThreadScope::~ThreadScope() {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "candor/data.h"
@@ -24,9 +25,22 @@ std::string read_file(const std::string& path) {
   if (!in)
     throw Error(ErrorCode::kNotFound, "cannot open data file '" + path + "'",
                 "check the path and its permissions");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // One allocation of the file's size: a stream copy grows its buffer by doubling and then
+  // copies it again (about 3x the file at the peak).
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  if (size < 0) {  // not seekable (a pipe): read it as a stream
+    in.clear();
+    in.seekg(0);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  in.seekg(0);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), size);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
 }
 
 // The offset of the first byte of `s` that is not part of well-formed UTF-8 (no overlong forms,
@@ -220,22 +234,33 @@ bool next_csv_record(const std::string& t, size_t& pos, int64_t& line, char deli
     if (t[pos] == '"') {
       const int64_t start_line = line;
       ++pos;
-      bool closed = false;
+      bool closed = false, doubled = false;
+      const size_t start = pos;
+      size_t stop = t.size();
       while (pos < t.size()) {
         char ch = t[pos];
         if (ch == '"') {
           if (pos + 1 < t.size() && t[pos + 1] == '"') {
-            field += '"';
+            doubled = true;
             pos += 2;
             continue;
           }
-          ++pos;
+          stop = pos++;
           closed = true;
           break;
         }
         if (ch == '\n') ++line;
-        field += ch;
         ++pos;
+      }
+      // Copied once at its final size (appending a character at a time doubles the peak).
+      field.assign(t, start, stop - start);
+      if (doubled) {
+        size_t w = 0;
+        for (size_t r = 0; r < field.size(); ++r, ++w) {
+          field[w] = field[r];
+          if (field[r] == '"') ++r;  // the second quote of a doubled pair
+        }
+        field.resize(w);
       }
       if (!closed) {
         rec.error = "unterminated quoted field (column " + std::to_string(rec.fields.size() + 1) +
@@ -252,7 +277,9 @@ bool next_csv_record(const std::string& t, size_t& pos, int64_t& line, char deli
         return true;
       }
     } else {
-      while (!at_eol(pos) && t[pos] != delim) field += t[pos++];
+      const size_t start = pos;
+      while (!at_eol(pos) && t[pos] != delim) ++pos;
+      field.assign(t, start, pos - start);
     }
     rec.fields.push_back(std::move(field));
     if (pos < t.size() && t[pos] == delim) {
@@ -374,9 +401,9 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
     size_t end = t.find('\n', pos);
     if (end == std::string::npos) end = t.size();
     ++line;
-    std::string text = t.substr(pos, end - pos);
+    std::string_view text(t.data() + pos, end - pos);  // no copy of the line
     pos = end + 1;
-    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
     if (text.find_first_not_of(" \t") == std::string::npos) {
       pending_blank.push_back(line);
       continue;
@@ -390,7 +417,7 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
     }
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(text);
+      j = nlohmann::ordered_json::parse(text.begin(), text.end());
     } catch (const std::exception& e) {
       std::string what = e.what();
       bad(line, "malformed JSON: " + what, "each line must hold one JSON object");
@@ -413,13 +440,13 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
       } else {
         col = found->second;
       }
-      const nlohmann::ordered_json& v = it.value();
+      nlohmann::ordered_json& v = it.value();
       std::string s;
       bool miss = false;
       if (v.is_null()) {
         miss = true;
       } else if (v.is_string()) {
-        s = v.get<std::string>();
+        s = std::move(v.get_ref<std::string&>());  // moved out, not copied
         miss = is_missing_text(s, o);
       } else if (v.is_boolean()) {
         s = v.get<bool>() ? "true" : "false";

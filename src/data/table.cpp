@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <random>
 #include <unordered_map>
+#include <string_view>
 #include <unordered_set>
 
 #include "candor/data.h"
@@ -94,7 +95,7 @@ Column make_column(const std::string& name, std::vector<std::string> raw,
     if (all_numeric && present > 0) {
       type = ColumnType::kNumeric;
     } else {
-      std::unordered_set<std::string> distinct;
+      std::unordered_set<std::string_view> distinct;  // views of col.raw: no copy of a value
       size_t limit = std::min(max_categories, std::max<size_t>(50, present / 10));
       bool few = true;
       for (size_t i = 0; i < n; ++i) {
@@ -124,7 +125,7 @@ Column make_column(const std::string& name, std::vector<std::string> raw,
       col.numeric[i] = v;
     }
   } else if (type == ColumnType::kCategorical) {
-    std::unordered_map<std::string, int32_t> index;
+    std::unordered_map<std::string_view, int32_t> index;  // views of col.raw
     col.codes.assign(n, -1);
     for (size_t i = 0; i < n; ++i) {
       if (col.missing[i]) continue;

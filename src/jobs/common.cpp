@@ -1,5 +1,6 @@
 // What the jobs share: the model of a request, the prompt as token ids, checks of the inputs.
 #include "candor/jobs_common.h"
+#include "candor/runtime.h"
 #include "jobs/internal.h"
 
 namespace candor::jobs {
@@ -37,6 +38,13 @@ std::vector<std::unique_ptr<Explainer>> make_explainers(const std::vector<std::s
 
 void check_threads(int threads) {
   if (threads < 0) throw RequestError("--threads must be >= 0, got " + std::to_string(threads));
+  if (threads > max_threads()) {
+    throw RequestError("--threads " + std::to_string(threads) + " is more than 4 x the " +
+                           std::to_string(usable_cores()) + " cores this process may use",
+                       "use --threads 0 (one per core) or at most " +
+                           std::to_string(max_threads()) +
+                           "; more threads than cores run one per core");
+  }
 }
 
 void check_prompt(const std::string& prompt) {

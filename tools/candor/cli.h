@@ -40,7 +40,7 @@ inline UsageError usage_error(const std::string& message, const std::string& hin
   return UsageError(message, hint.empty() ? "see candor --help" : hint);
 }
 
-// Usage errors for a prompt that is not UTF-8 or a negative --threads.
+// Usage errors for a prompt that is not UTF-8 or a --threads below 0 or above 4 x the cores.
 void check_prompt_and_threads(const std::string& prompt, int threads);
 // Sets the thread count and loads the model (tokenizer "" = found beside it) to compute in
 // `dtype` (LoadOptions::compute_dtype).

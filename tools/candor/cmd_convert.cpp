@@ -31,8 +31,7 @@ Runner add_convert(CLI::App& app) {
       throw usage_error("--dtype must be f32, f16 or bf16 for --format hf, got '" + o->dtype + "'");
     if (o->format == "gguf" && o->dtype != "f32" && o->dtype != "q8_0")
       throw usage_error("--dtype must be f32 or q8_0 for --format gguf, got '" + o->dtype + "'");
-    if (o->threads < 0)
-      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    check_prompt_and_threads("", o->threads);
     std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
     if (o->format == "gguf") {
       save_gguf(*model, o->out, o->dtype);

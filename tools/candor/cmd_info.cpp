@@ -32,8 +32,7 @@ Runner add_info(CLI::App& app) {
   add_dtype_option(app, &o->dtype);
   app.add_flag("--json", o->json, "Print JSON");
   return [o]() {
-    if (o->threads < 0)
-      throw usage_error("--threads must be >= 0, got " + std::to_string(o->threads));
+    check_prompt_and_threads("", o->threads);
     set_num_threads(o->threads);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
