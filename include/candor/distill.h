@@ -273,6 +273,12 @@ struct DistillResult {
   nlohmann::json to_json() const;  // report.json; render_distill_html (report.h) renders it
 };
 
+// The split of `table`'s own rows that distill() uses: by `o.split_column` when given, else
+// seeded (o.validation_fraction, o.test_fraction, o.seed). Everything trained for one
+// distillation (an MLP teacher, the featurizer, the student) trains on its train rows only, so
+// no held-out row is ever seen in training.
+data::Split distill_split(const data::Table& table, const DistillOptions& o);
+
 // Splits the table, labels it with the teacher, fits the student on the training rows and
 // measures fidelity on the test rows. Throws Error(kInvalidArgument) when the teacher's
 // classes do not match the label column's, or the teacher labels everything one class.

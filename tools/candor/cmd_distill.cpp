@@ -192,9 +192,12 @@ Runner add_distill(CLI::App& app) {
         if (c.rfind(o->teacher_column + ":", 0) == 0) d.features.exclude.push_back(c);
     } else if (o->teacher == "mlp") {
       if (o->label.empty()) throw usage_error("--teacher mlp needs --label (what it learns)");
-      data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
+      // The teacher trains on the rows the students train on (the same split, by column or by
+      // seed), never on a held-out row.
+      data::Split s = distill::distill_split(table, d);
       distill::MlpOptions mo;
       mo.features.exclude = o->exclude;
+      if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
       train::TrainOptions to;
       to.seed = o->seed;
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
@@ -246,7 +249,7 @@ Runner add_distill(CLI::App& app) {
 Runner add_train(CLI::App& app) {
   struct Opts {
     std::string data, label, out, on_error = "fail", checkpoint, model = "mlp",
-                                  text_column = "text";
+                                  text_column = "text", split_column;
     std::vector<std::string> exclude, types, class_names;
     std::vector<int64_t> hidden = {64, 32};
     int epochs = 5, threads = 0;
@@ -269,6 +272,8 @@ Runner add_train(CLI::App& app) {
   app.add_option("--batch-size", o->batch, "Batch size");
   app.add_option("--lr", o->lr, "Peak learning rate (warm-up then cosine)");
   app.add_option("--test-fraction", o->test_fraction, "Held-out share");
+  app.add_option("--split-column", o->split_column,
+                 "Column with train/validation/test (instead of a seeded split)");
   app.add_option("--seed", o->seed, "Seed (initialisation, batches, split)");
   app.add_flag("--resume", o->resume, "Continue from OUT/model.ckpt when it exists");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
@@ -310,6 +315,7 @@ Runner add_train(CLI::App& app) {
       a.out = o->out;
       a.spec = o->model;
       a.test_fraction = o->test_fraction;
+      a.split_column = o->split_column;
       a.seed = o->seed;
       a.resume = o->resume;
       a.class_names = o->class_names;
@@ -328,10 +334,13 @@ Runner add_train(CLI::App& app) {
     set_num_threads(o->threads);
     data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
     print_skipped(table);
-    data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
+    data::Split s = o->split_column.empty()
+                        ? data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed)
+                        : data::split_by_column(table, o->split_column);
     distill::MlpOptions mo;
     mo.hidden = o->hidden;
     mo.features.exclude = o->exclude;
+    if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
     train::TrainOptions to;
     to.epochs = o->epochs;
     to.batch_size = o->batch;
