@@ -74,5 +74,50 @@ TEST(CliTeacher, TrainHonoursTheSplitColumn) {
   EXPECT_LT(s["test_accuracy"].get<double>(), 0.05) << s.dump(2);
 }
 
+// A model `candor train` made is a teacher: its folder, its mlp.json and the checkpoint beside it.
+TEST(CliTeacher, TrainedMlpIsATeacher) {
+  const std::string data = write("planted.csv", planted_csv());
+  const std::string dir = testing::temp_dir();
+  const std::string model = dir + "/mlp";
+  CliResult r = cli("train --data " + data + " --label label --split-column split --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const std::string& teacher : {model, model + "/mlp.json", model + "/model.ckpt"}) {
+    const std::string out = dir + "/report";
+    r = cli("distill --teacher " + teacher + " --label label --split-column split --data " +
+            data + " --student tree --out " + out);
+    ASSERT_EQ(r.code, 0) << teacher << ": " << r.out;
+    EXPECT_THAT(r.out, Not(HasSubstr("needs --prompt")));
+    nlohmann::json rep = read_json(out + "/report.json");
+    // The trained model's predictions: right on its training rows.
+    EXPECT_GT(rep["fidelity"]["train"]["teacher_accuracy"].get<double>(), 0.9) << teacher;
+  }
+}
+
+// --teacher mlp offers the training options (declared once, checked, defaults shown).
+TEST(CliTeacher, MlpTeacherTrainingOptions) {
+  CliResult r = cli("distill --help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* flag : {"--teacher-hidden", "--teacher-epochs", "--teacher-batch-size",
+                           "--teacher-lr", "--teacher-seed"})
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  EXPECT_THAT(r.out, HasSubstr("(default 64,32)"));
+  const std::string data = write("planted.csv", planted_csv());
+  const std::string out = testing::temp_dir() + "/report";
+  r = cli("distill --teacher mlp --label label --split-column split --teacher-hidden 8 "
+          "--teacher-epochs 2 --teacher-lr 0.01 --data " + data + " --out " + out);
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = cli("distill --teacher mlp --label label --teacher-epochs 0 --data " + data + " --out " +
+          out);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("epochs"));
+  r = cli("distill --teacher mlp --label label --teacher-hidden 8,x --data " + data + " --out " +
+          out);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("hidden"));
+  r = cli("distill --teacher-column label --teacher-epochs 3 --data " + data + " --out " + out);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("--teacher mlp"));
+}
+
 }  // namespace
 }  // namespace candor

@@ -2,7 +2,9 @@
 // `candor train`: train candor's MLP classifier on a table's labels.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +14,7 @@
 #include "candor/classifier.h"
 #include "candor/data.h"
 #include "candor/distill.h"
+#include "candor/options.h"
 #include "candor/runtime.h"
 #include "candor/text_transformer.h"
 #include "candor/train.h"
@@ -64,6 +67,13 @@ void print_skipped(const data::Table& t) {
   if (t.skipped().size() > 20) std::cerr << "  ... (all are listed in the report)\n";
 }
 
+std::string exact(double v) {
+  std::ostringstream ss;
+  ss.precision(17);
+  ss << v;
+  return ss.str();
+}
+
 std::string pct(double v) {
   std::ostringstream ss;
   ss.setf(std::ios::fixed);
@@ -84,11 +94,21 @@ Runner add_distill(CLI::App& app) {
     uint64_t seed = 0;
     bool normalise = false, resume = false, no_progress = false;
     int threads = 0, max_vocab = 5000, min_count = 2;
+    std::map<std::string, std::string> mlp;  // --teacher-NAME values, by option name
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--teacher", o->teacher,
                  "Teacher model: a fastText .ftz/.bin classifier, 'mlp' (candor trains one on "
-                 "--label), or a causal LM (with --prompt and --verbalisers)");
+                 "--label), a model candor trained (the --out folder of candor train or "
+                 "distill), or a causal LM (with --prompt and --verbalisers)");
+  // The MLP teacher's training options, declared once in distill::mlp_options().
+  for (const OptionSpec& spec : distill::mlp_options()) {
+    std::string flag = "--teacher-" + spec.name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    app.add_option(flag, o->mlp[spec.name],
+                   "--teacher mlp: " + spec.description + " (default " +
+                       (spec.name == "seed" ? std::string("--seed") : spec.default_value) + ")");
+  }
   app.add_option("--teacher-column", o->teacher_column,
                  "Column holding the teacher's labels (or COLUMN:CLASS probability columns)");
   app.add_option("--data", o->data,
@@ -126,7 +146,16 @@ Runner add_distill(CLI::App& app) {
   app.add_flag("--resume", o->resume,
                "transformer / lm student: continue from its checkpoint in OUT when it exists");
   app.add_flag("--no-progress", o->no_progress, "lm student: no progress bar");
-  return [o]() {
+  return [o, &app]() {
+    std::map<std::string, std::string> mlp_given;
+    for (const auto& [name, value] : o->mlp) {
+      std::string flag = "--teacher-" + name;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      if (app.get_option(flag)->count() > 0) mlp_given[name] = value;
+    }
+    if (!mlp_given.empty() && o->teacher != "mlp")
+      throw usage_error("--teacher-" + mlp_given.begin()->first + " is an option of --teacher mlp",
+                        "drop it, or use --teacher mlp");
     if (is_lm_student(o->student)) {
       LmCliArgs a;
       a.teacher = o->teacher;
@@ -199,9 +228,19 @@ Runner add_distill(CLI::App& app) {
       mo.features.exclude = o->exclude;
       if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
       train::TrainOptions to;
-      to.seed = o->seed;
+      if (!mlp_given.count("seed")) mlp_given["seed"] = std::to_string(o->seed);
+      try {
+        distill::apply_mlp_options(Options("teacher", "mlp", distill::mlp_options(), mlp_given),
+                                   &mo, &to);
+      } catch (const Error& e) {
+        throw usage_error(std::string("--teacher mlp: ") + e.what(), e.hint());
+      }
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
       mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
+      teacher = std::unique_ptr<distill::Teacher>(mlp.release());
+    } else if (distill::MlpClassifier::is_saved(o->teacher)) {
+      // An MLP `candor train` saved (its folder, mlp.json or the model.ckpt beside it).
+      mlp = distill::MlpClassifier::load(o->teacher);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
     } else if (ends_with(o->teacher, ".ftz") ||
                ends_with(o->teacher, ".bin") && o->prompt.empty()) {
@@ -251,10 +290,11 @@ Runner add_train(CLI::App& app) {
     std::string data, label, out, on_error = "fail", checkpoint, model = "mlp",
                                   text_column = "text", split_column;
     std::vector<std::string> exclude, types, class_names;
-    std::vector<int64_t> hidden = {64, 32};
-    int epochs = 5, threads = 0;
-    int64_t batch = 256;
-    double lr = 3e-3, test_fraction = 0.2;
+    // Defaults as declared in distill::mlp_options() (from MlpOptions and train::TrainOptions).
+    std::vector<int64_t> hidden = distill::MlpOptions().hidden;
+    int epochs = train::TrainOptions().epochs, threads = 0;
+    int64_t batch = train::TrainOptions().batch_size;
+    double lr = train::TrainOptions().learning_rate, test_fraction = 0.2;
     uint64_t seed = 0;
     bool resume = false, no_progress = false;
   };
@@ -338,14 +378,24 @@ Runner add_train(CLI::App& app) {
                         ? data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed)
                         : data::split_by_column(table, o->split_column);
     distill::MlpOptions mo;
-    mo.hidden = o->hidden;
     mo.features.exclude = o->exclude;
     if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
     train::TrainOptions to;
-    to.epochs = o->epochs;
-    to.batch_size = o->batch;
-    to.learning_rate = o->lr;
-    to.seed = o->seed;
+    {
+      std::string hidden;
+      for (int64_t w : o->hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
+      std::map<std::string, std::string> given = {{"hidden", hidden},
+                                                  {"epochs", std::to_string(o->epochs)},
+                                                  {"batch_size", std::to_string(o->batch)},
+                                                  {"lr", exact(o->lr)},
+                                                  {"seed", std::to_string(o->seed)}};
+      try {
+        distill::apply_mlp_options(Options("model", "mlp", distill::mlp_options(), given), &mo,
+                                   &to);
+      } catch (const Error& e) {
+        throw usage_error(e.what(), e.hint());
+      }
+    }
     std::filesystem::create_directories(o->out);
     to.checkpoint = o->out + "/model.ckpt";
     to.resume = o->resume;
@@ -362,6 +412,7 @@ Runner add_train(CLI::App& app) {
     auto mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
     std::cerr << "\n";
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    mlp->save(o->out, o->label);  // OUT/mlp.json: a model every command that takes one reads
     auto acc = [&](const std::vector<size_t>& rows) {
       distill::Probs p = mlp->predict(table, rows);
       size_t ok = 0;
@@ -382,10 +433,12 @@ Runner add_train(CLI::App& app) {
                         {"test_accuracy", test_acc},
                         {"seconds", secs},
                         {"rows_per_second", double(s.train.size()) * o->epochs / secs},
-                        {"checkpoint", to.checkpoint}};
+                        {"checkpoint", to.checkpoint},
+                        {"model", o->out + "/mlp.json"}};
     std::ofstream(o->out + "/summary.json") << j.dump(2) << "\n";
     std::cout << "MLP " << o->label << ": accuracy train " << pct(train_acc) << ", held-out "
-              << pct(test_acc) << " (" << secs << " s)\nsummary " << o->out << "/summary.json\n";
+              << pct(test_acc) << " (" << secs << " s)\nmodel   " << o->out
+              << "/mlp.json\nsummary " << o->out << "/summary.json\n";
     return 0;
   };
 }
