@@ -119,6 +119,10 @@ class Featurizer {
   // Words of a text as the featurizer splits them (lower-cased, punctuation split off).
   static std::vector<std::string> words(const std::string& text, bool lowercase);
   nlohmann::json to_json() const;
+  // Everything transform() needs (bin edges, categories, vocabulary, options), to save a fitted
+  // featurizer; from_state reads it back (Error(kInvalidArgument) naming `source` when malformed).
+  nlohmann::json state() const;
+  static Featurizer from_state(const nlohmann::json& state, const std::string& source);
 
  private:
   FeatureOptions options_;
@@ -135,6 +139,13 @@ struct MlpOptions {
   FeatureOptions features;
 };
 
+// The MLP's training options, declared once (defaults from MlpOptions and train::TrainOptions):
+// hidden (widths, e.g. "64,32"), epochs, batch_size, lr, seed. `candor train` and
+// `distill --teacher mlp` offer them as command-line options.
+OptionSpecs mlp_options();
+// Applies checked values (Options over mlp_options()) to `mlp` and `train`.
+void apply_mlp_options(const Options& values, MlpOptions* mlp, train::TrainOptions* train);
+
 class MlpClassifier : public Teacher {
  public:
   MlpClassifier() = default;
@@ -143,6 +154,15 @@ class MlpClassifier : public Teacher {
   Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
   // All parameters in a fixed order (for tests of reproducibility).
   const std::vector<at::Tensor>& parameters() const { return params_; }
+
+  // Saves the classifier (featurizer, classes, weights) as `dir`/mlp.json, written atomically
+  // (a temporary file renamed); `dir` is created. `candor train` saves every MLP it trains.
+  void save(const std::string& dir, const std::string& label_column) const;
+  // Loads a saved classifier from its folder, its mlp.json, or a file beside it (the folder's
+  // model.ckpt). Throws Error(kNotFound / kInvalidArgument) naming the file.
+  static std::unique_ptr<MlpClassifier> load(const std::string& path);
+  // Whether `path` is such a folder or file (it or its folder holds an mlp.json).
+  static bool is_saved(const std::string& path);
 
   // Trains on rows `rows` of `table` with the true labels in `label_column`. Throws
   // Error(kInvalidArgument) naming the column when it has fewer than two classes or missing
@@ -272,6 +292,12 @@ struct DistillResult {
   double fit_seconds = 0;
   nlohmann::json to_json() const;  // report.json; render_distill_html (report.h) renders it
 };
+
+// The split of `table`'s own rows that distill() uses: by `o.split_column` when given, else
+// seeded (o.validation_fraction, o.test_fraction, o.seed). Everything trained for one
+// distillation (an MLP teacher, the featurizer, the student) trains on its train rows only, so
+// no held-out row is ever seen in training.
+data::Split distill_split(const data::Table& table, const DistillOptions& o);
 
 // Splits the table, labels it with the teacher, fits the student on the training rows and
 // measures fidelity on the test rows. Throws Error(kInvalidArgument) when the teacher's

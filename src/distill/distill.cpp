@@ -200,6 +200,12 @@ nlohmann::json DistillResult::to_json() const {
   return j;
 }
 
+data::Split distill_split(const data::Table& table, const DistillOptions& o) {
+  return o.split_column.empty()
+             ? data::split_by_seed(table.n_rows(), o.validation_fraction, o.test_fraction, o.seed)
+             : data::split_by_column(table, o.split_column);
+}
+
 DistillResult distill(const data::Table& table_in, const Teacher& teacher,
                       const DistillOptions& o) {
   DistillResult res;
@@ -212,9 +218,7 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
   if (n_own < 2)
     throw Error(ErrorCode::kInvalidArgument, table.source() + ": too few rows to distill (" +
                                                  std::to_string(table.n_rows()) + ")");
-  data::Split split = o.split_column.empty() ? data::split_by_seed(n_own, o.validation_fraction,
-                                                                   o.test_fraction, o.seed)
-                                             : data::split_by_column(table_in, o.split_column);
+  data::Split split = distill_split(table_in, o);
   for (size_t r = n_own; r < table.n_rows(); ++r) split.train.push_back(r);
   if (split.train.empty() || split.test.empty())
     throw Error(ErrorCode::kInvalidArgument,

@@ -276,4 +276,60 @@ nlohmann::json Featurizer::to_json() const {
   return j;
 }
 
+nlohmann::json Featurizer::state() const {
+  nlohmann::json j;
+  j["max_bins"] = options_.max_bins;
+  j["ngram_max"] = options_.ngram_max;
+  j["min_count"] = options_.min_count;
+  j["max_vocab"] = options_.max_vocab;
+  j["lowercase"] = options_.lowercase;
+  j["text_column"] = text_column_;
+  j["features"] = nlohmann::json::array();
+  for (const Feature& f : features_) {
+    nlohmann::json e = {{"kind", static_cast<int>(f.kind)},
+                        {"name", f.name},
+                        {"column", f.column},
+                        {"bins", f.bin_labels}};
+    if (f.kind == Feature::kNumeric)  // the last edge is always +inf (not JSON): left out
+      e["upper"] = std::vector<double>(f.upper.begin(), f.upper.end() - 1);
+    j["features"].push_back(std::move(e));
+  }
+  return j;
+}
+
+Featurizer Featurizer::from_state(const nlohmann::json& j, const std::string& source) {
+  Featurizer fz;
+  try {
+    fz.options_.max_bins = j.at("max_bins").get<int>();
+    fz.options_.ngram_max = j.at("ngram_max").get<int>();
+    fz.options_.min_count = j.at("min_count").get<int>();
+    fz.options_.max_vocab = j.at("max_vocab").get<int>();
+    fz.options_.lowercase = j.at("lowercase").get<bool>();
+    fz.text_column_ = j.at("text_column").get<std::string>();
+    for (const auto& e : j.at("features")) {
+      Feature f;
+      int kind = e.at("kind").get<int>();
+      if (kind < 0 || kind > 2) throw std::runtime_error("unknown feature kind");
+      f.kind = static_cast<Feature::Kind>(kind);
+      f.name = e.at("name").get<std::string>();
+      f.column = e.at("column").get<std::string>();
+      f.bin_labels = e.at("bins").get<std::vector<std::string>>();
+      if (f.kind == Feature::kNumeric) {
+        f.upper = e.at("upper").get<std::vector<double>>();
+        f.upper.push_back(INFINITY);
+        if (f.bin_labels.size() != f.upper.size() + 1)
+          throw std::runtime_error("numeric feature '" + f.name + "' has mismatched bins");
+      }
+      if (f.kind == Feature::kNgram) fz.ngram_index_.emplace_back(f.name, fz.features_.size());
+      fz.features_.push_back(std::move(f));
+    }
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": not a saved featurizer (" + e.what() + ")",
+                "give a file candor wrote, or train the model again");
+  }
+  std::sort(fz.ngram_index_.begin(), fz.ngram_index_.end());
+  return fz;
+}
+
 }  // namespace candor::distill

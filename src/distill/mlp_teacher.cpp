@@ -2,10 +2,16 @@
 // distillation.
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "candor/distill.h"
 #include "candor/error.h"
@@ -117,6 +123,157 @@ std::unique_ptr<MlpClassifier> MlpClassifier::train(const data::Table& table,
         return at::cross_entropy_loss(lg, y);
       },
       o);
+  return m;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+constexpr const char* kMlpFile = "mlp.json";
+
+// The mlp.json that `path` names: the file itself, the one in the folder, or the one beside a file
+// (a folder's model.ckpt). "" when there is none.
+std::string saved_mlp_file(const std::string& path) {
+  std::error_code ec;
+  fs::path p(path);
+  if (fs::is_directory(p, ec)) {
+    fs::path f = p / kMlpFile;
+    return fs::is_regular_file(f, ec) ? f.string() : "";
+  }
+  if (p.filename() == kMlpFile) return fs::is_regular_file(p, ec) ? p.string() : "";
+  if (!fs::is_regular_file(p, ec)) return "";
+  fs::path beside = p.parent_path().empty() ? fs::path(kMlpFile) : p.parent_path() / kMlpFile;
+  return fs::is_regular_file(beside, ec) ? beside.string() : "";
+}
+
+std::vector<int64_t> parse_widths(const std::string& text) {
+  std::vector<int64_t> w;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty() || v < 1 || v > 65536)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "MLP option 'hidden': '" + text + "' is not a list of widths in [1, 65536]",
+                  "e.g. hidden 64,32");
+    w.push_back(v);
+  }
+  if (w.empty())
+    throw Error(ErrorCode::kInvalidArgument, "MLP option 'hidden' is empty",
+                "give at least one width, e.g. 64");
+  return w;
+}
+
+}  // namespace
+
+OptionSpecs mlp_options() {
+  const MlpOptions m;
+  const train::TrainOptions t;
+  std::string hidden;
+  for (int64_t w : m.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  return {
+      OptionSpec::text("hidden", hidden, "hidden layer widths, comma-separated"),
+      OptionSpec::integer("epochs", t.epochs, 1, 1000000, "passes over the training rows"),
+      OptionSpec::integer("batch_size", t.batch_size, 1, 1 << 24, "rows per step"),
+      OptionSpec::real("lr", t.learning_rate, 0.0, kInf, "peak learning rate (warm-up, cosine)")
+          .above(),
+      OptionSpec::integer("seed", static_cast<int64_t>(t.seed), 0,
+                          std::numeric_limits<int64_t>::max(), "initialisation and batch order"),
+  };
+}
+
+void apply_mlp_options(const Options& v, MlpOptions* mlp, train::TrainOptions* t) {
+  mlp->hidden = parse_widths(v.get("hidden"));
+  t->epochs = static_cast<int>(v.get_int("epochs"));
+  t->batch_size = v.get_int("batch_size");
+  t->learning_rate = v.get_double("lr");
+  t->seed = static_cast<uint64_t>(v.get_int("seed"));
+}
+
+void MlpClassifier::save(const std::string& dir, const std::string& label_column) const {
+  nlohmann::json j;
+  j["format"] = "candor-mlp";
+  j["version"] = 1;
+  j["label"] = label_column;
+  j["classes"] = classes_;
+  j["layers"] = n_layers_;
+  j["featurizer"] = featurizer_.state();
+  j["parameters"] = nlohmann::json::array();
+  for (const at::Tensor& p : params_) {
+    at::Tensor c = p.detach().to(at::kFloat).contiguous();
+    const float* d = c.data_ptr<float>();
+    j["parameters"].push_back(
+        {{"shape", c.sizes().vec()}, {"values", std::vector<float>(d, d + c.numel())}});
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = (fs::path(dir) / kMlpFile).string();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << j.dump();
+    f.flush();
+    if (!f)
+      throw Error(ErrorCode::kInvalidArgument, "cannot write " + tmp,
+                  "check that the folder " + dir + " is writable and the disk has room");
+  }
+  fs::rename(tmp, path, ec);
+  if (ec)
+    throw Error(ErrorCode::kInvalidArgument, "cannot rename " + tmp + " to " + path + ": " + ec.message(),
+                "check that the folder " + dir + " is writable");
+}
+
+bool MlpClassifier::is_saved(const std::string& path) { return !saved_mlp_file(path).empty(); }
+
+std::unique_ptr<MlpClassifier> MlpClassifier::load(const std::string& path) {
+  const std::string file = saved_mlp_file(path);
+  if (file.empty())
+    throw Error(ErrorCode::kNotFound, path + ": no saved MLP (mlp.json) here",
+                "give the --out folder of candor train");
+  std::ifstream f(file, std::ios::binary);
+  nlohmann::json j = nlohmann::json::parse(f, nullptr, false);
+  auto m = std::make_unique<MlpClassifier>();
+  try {
+    if (j.is_discarded()) throw std::runtime_error("not JSON");
+    if (j.at("format") != "candor-mlp") throw std::runtime_error("format is not candor-mlp");
+    if (j.at("version").get<int>() != 1) throw std::runtime_error("unknown version");
+    m->classes_ = j.at("classes").get<std::vector<std::string>>();
+    m->n_layers_ = j.at("layers").get<int64_t>();
+    for (const auto& p : j.at("parameters")) {
+      std::vector<int64_t> shape = p.at("shape").get<std::vector<int64_t>>();
+      std::vector<float> values = p.at("values").get<std::vector<float>>();
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      if (n != static_cast<int64_t>(values.size()))
+        throw std::runtime_error("a parameter's values do not fill its shape");
+      m->params_.push_back(at::tensor(values, at::kFloat).reshape(shape));
+    }
+    if (m->classes_.size() < 2 || m->n_layers_ < 1 ||
+        m->params_.size() != static_cast<size_t>(2 + 2 * m->n_layers_))
+      throw std::runtime_error("the layers do not match the parameters");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument, file + ": not an MLP saved by candor (" + e.what() + ")",
+                "train it again with candor train");
+  }
+  m->featurizer_ = Featurizer::from_state(j.at("featurizer"), file);
+  int64_t n_onehot = 0;
+  for (const auto& ft : m->featurizer_.features()) {
+    m->offsets_.push_back(n_onehot);
+    n_onehot += ft.n_bins();
+  }
+  if (m->params_[0].dim() != 2 || m->params_[0].size(0) != n_onehot)
+    throw Error(ErrorCode::kInvalidArgument,
+                file + ": the first layer does not match the featurizer's bins",
+                "train it again with candor train");
   return m;
 }
 

@@ -2,7 +2,9 @@
 // `candor train`: train candor's MLP classifier on a table's labels.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,6 +15,7 @@
 #include "candor/data.h"
 #include "candor/distill.h"
 #include "candor/files.h"
+#include "candor/options.h"
 #include "candor/runtime.h"
 #include "candor/text_transformer.h"
 #include "candor/train.h"
@@ -65,6 +68,13 @@ void print_skipped(const data::Table& t) {
   if (t.skipped().size() > 20) std::cerr << "  ... (all are listed in the report)\n";
 }
 
+std::string exact(double v) {
+  std::ostringstream ss;
+  ss.precision(17);
+  ss << v;
+  return ss.str();
+}
+
 std::string pct(double v) {
   std::ostringstream ss;
   ss.setf(std::ios::fixed);
@@ -85,11 +95,21 @@ Runner add_distill(CLI::App& app) {
     uint64_t seed = 0;
     bool normalise = false, resume = false, no_progress = false;
     int threads = 0, max_vocab = 5000, min_count = 2;
+    std::map<std::string, std::string> mlp;  // --teacher-NAME values, by option name
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--teacher", o->teacher,
                  "Teacher model: a fastText .ftz/.bin classifier, 'mlp' (candor trains one on "
-                 "--label), or a causal LM (with --prompt and --verbalisers)");
+                 "--label), a model candor trained (the --out folder of candor train or "
+                 "distill), or a causal LM (with --prompt and --verbalisers)");
+  // The MLP teacher's training options, declared once in distill::mlp_options().
+  for (const OptionSpec& spec : distill::mlp_options()) {
+    std::string flag = "--teacher-" + spec.name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    app.add_option(flag, o->mlp[spec.name],
+                   "--teacher mlp: " + spec.description + " (default " +
+                       (spec.name == "seed" ? std::string("--seed") : spec.default_value) + ")");
+  }
   app.add_option("--teacher-column", o->teacher_column,
                  "Column holding the teacher's labels (or COLUMN:CLASS probability columns)");
   app.add_option("--data", o->data,
@@ -127,7 +147,16 @@ Runner add_distill(CLI::App& app) {
   app.add_flag("--resume", o->resume,
                "transformer / lm student: continue from its checkpoint in OUT when it exists");
   app.add_flag("--no-progress", o->no_progress, "lm student: no progress bar");
-  return [o]() {
+  return [o, &app]() {
+    std::map<std::string, std::string> mlp_given;
+    for (const auto& [name, value] : o->mlp) {
+      std::string flag = "--teacher-" + name;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      if (app.get_option(flag)->count() > 0) mlp_given[name] = value;
+    }
+    if (!mlp_given.empty() && o->teacher != "mlp")
+      throw usage_error("--teacher-" + mlp_given.begin()->first + " is an option of --teacher mlp",
+                        "drop it, or use --teacher mlp");
     if (is_lm_student(o->student)) {
       LmCliArgs a;
       a.teacher = o->teacher;
@@ -196,14 +225,27 @@ Runner add_distill(CLI::App& app) {
         if (c.rfind(o->teacher_column + ":", 0) == 0) d.features.exclude.push_back(c);
     } else if (o->teacher == "mlp") {
       if (o->label.empty()) throw usage_error("--teacher mlp needs --label (what it learns)");
-      data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
+      // The teacher trains on the rows the students train on (the same split, by column or by
+      // seed), never on a held-out row.
+      data::Split s = distill::distill_split(table, d);
       distill::MlpOptions mo;
       mo.features.exclude = o->exclude;
+      if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
       train::TrainOptions to;
-      to.seed = o->seed;
       to.cancel = &interrupt_token();
+      if (!mlp_given.count("seed")) mlp_given["seed"] = std::to_string(o->seed);
+      try {
+        distill::apply_mlp_options(Options("teacher", "mlp", distill::mlp_options(), mlp_given),
+                                   &mo, &to);
+      } catch (const Error& e) {
+        throw usage_error(std::string("--teacher mlp: ") + e.what(), e.hint());
+      }
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
       mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
+      teacher = std::unique_ptr<distill::Teacher>(mlp.release());
+    } else if (distill::MlpClassifier::is_saved(o->teacher)) {
+      // An MLP `candor train` saved (its folder, mlp.json or the model.ckpt beside it).
+      mlp = distill::MlpClassifier::load(o->teacher);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
     } else if (ends_with(o->teacher, ".ftz") ||
                ends_with(o->teacher, ".bin") && o->prompt.empty()) {
@@ -259,12 +301,13 @@ Runner add_distill(CLI::App& app) {
 Runner add_train(CLI::App& app) {
   struct Opts {
     std::string data, label, out, on_error = "fail", checkpoint, model = "mlp",
-                                  text_column = "text";
+                                  text_column = "text", split_column;
     std::vector<std::string> exclude, types, class_names;
-    std::vector<int64_t> hidden = {64, 32};
-    int epochs = 5, threads = 0;
-    int64_t batch = 256;
-    double lr = 3e-3, test_fraction = 0.2;
+    // Defaults as declared in distill::mlp_options() (from MlpOptions and train::TrainOptions).
+    std::vector<int64_t> hidden = distill::MlpOptions().hidden;
+    int epochs = train::TrainOptions().epochs, threads = 0;
+    int64_t batch = train::TrainOptions().batch_size;
+    double lr = train::TrainOptions().learning_rate, test_fraction = 0.2;
     uint64_t seed = 0;
     bool resume = false, no_progress = false;
   };
@@ -282,6 +325,8 @@ Runner add_train(CLI::App& app) {
   app.add_option("--batch-size", o->batch, "Batch size");
   app.add_option("--lr", o->lr, "Peak learning rate (warm-up then cosine)");
   app.add_option("--test-fraction", o->test_fraction, "Held-out share");
+  app.add_option("--split-column", o->split_column,
+                 "Column with train/validation/test (instead of a seeded split)");
   app.add_option("--seed", o->seed, "Seed (initialisation, batches, split)");
   app.add_flag("--resume", o->resume, "Continue from OUT/model.ckpt when it exists");
   app.add_option("--on-error", o->on_error, "Bad records: fail (default) or skip (reported)");
@@ -325,6 +370,7 @@ Runner add_train(CLI::App& app) {
       a.out = o->out;
       a.spec = o->model;
       a.test_fraction = o->test_fraction;
+      a.split_column = o->split_column;
       a.seed = o->seed;
       a.resume = o->resume;
       a.class_names = o->class_names;
@@ -346,15 +392,28 @@ Runner add_train(CLI::App& app) {
     data::Table table = data::read_table(o->data, read_options(o->on_error, o->types));
     print_skipped(table);
     check_labels(table, o->label);
-    data::Split s = data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed);
+    data::Split s = o->split_column.empty()
+                        ? data::split_by_seed(table.n_rows(), 0, o->test_fraction, o->seed)
+                        : data::split_by_column(table, o->split_column);
     distill::MlpOptions mo;
-    mo.hidden = o->hidden;
     mo.features.exclude = o->exclude;
+    if (!o->split_column.empty()) mo.features.exclude.push_back(o->split_column);
     train::TrainOptions to;
-    to.epochs = o->epochs;
-    to.batch_size = o->batch;
-    to.learning_rate = o->lr;
-    to.seed = o->seed;
+    {
+      std::string hidden;
+      for (int64_t w : o->hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
+      std::map<std::string, std::string> given = {{"hidden", hidden},
+                                                  {"epochs", std::to_string(o->epochs)},
+                                                  {"batch_size", std::to_string(o->batch)},
+                                                  {"lr", exact(o->lr)},
+                                                  {"seed", std::to_string(o->seed)}};
+      try {
+        distill::apply_mlp_options(Options("model", "mlp", distill::mlp_options(), given), &mo,
+                                   &to);
+      } catch (const Error& e) {
+        throw usage_error(e.what(), e.hint());
+      }
+    }
     to.checkpoint = o->out + "/model.ckpt";
     to.checkpoint_seconds = kCheckpointSeconds;
     to.resume = o->resume;
@@ -383,6 +442,7 @@ Runner add_train(CLI::App& app) {
     }
     std::cerr << "\n";
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    mlp->save(o->out, o->label);  // OUT/mlp.json: a model every command that takes one reads
     auto acc = [&](const std::vector<size_t>& rows) {
       distill::Probs p = mlp->predict(table, rows);
       size_t ok = 0;
@@ -403,10 +463,12 @@ Runner add_train(CLI::App& app) {
                         {"test_accuracy", test_acc},
                         {"seconds", secs},
                         {"rows_per_second", double(s.train.size()) * o->epochs / secs},
-                        {"checkpoint", to.checkpoint}};
+                        {"checkpoint", to.checkpoint},
+                        {"model", o->out + "/mlp.json"}};
     write_file_atomic(o->out + "/summary.json", json_text(j));
     std::cout << "MLP " << o->label << ": accuracy train " << pct(train_acc) << ", held-out "
-              << pct(test_acc) << " (" << secs << " s)\nsummary " << o->out << "/summary.json\n";
+              << pct(test_acc) << " (" << secs << " s)\nmodel   " << o->out
+              << "/mlp.json\nsummary " << o->out << "/summary.json\n";
     return 0;
   };
 }

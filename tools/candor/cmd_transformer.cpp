@@ -93,7 +93,9 @@ int train_transformer(const data::Table& table, const TrainTransformerArgs& a) {
   if (a.lr > 0) o.learning_rate = a.lr;
   const data::Column& lc = table.column(a.label);
   const data::Column& tc = table.column(a.text_column);
-  data::Split s = data::split_by_seed(table.n_rows(), 0, a.test_fraction, a.seed);
+  data::Split s = a.split_column.empty()
+                      ? data::split_by_seed(table.n_rows(), 0, a.test_fraction, a.seed)
+                      : data::split_by_column(table, a.split_column);
   std::set<std::string> cls;
   check_labels(table, a.label);
   for (size_t r : s.train) cls.insert(lc.raw[r]);

@@ -25,6 +25,7 @@ void save_transformer_student(const distill::DistillResult& r, const std::string
 struct TrainTransformerArgs {
   std::string data, label, text_column = "text", out, spec = "transformer";
   double test_fraction = 0.2;
+  std::string split_column;  // train/validation/test per row; "": seeded by test_fraction
   uint64_t seed = 0;
   bool resume = false;
   int epochs = -1;     // > 0: overrides the spec
