@@ -106,6 +106,17 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
     req.target.function = TargetFunction::kContrast;
     req.target.token = parse_target(options.contrast.substr(0, comma), "--contrast");
     req.target.contrast_token = parse_target(options.contrast.substr(comma + 1), "--contrast");
+    // A token against itself explains a difference that is 0 for every input: degenerate.
+    if (req.target.token == req.target.contrast_token) {
+      const std::string a = options.contrast.substr(0, comma), b = options.contrast.substr(comma + 1);
+      throw RequestError("--contrast '" + options.contrast + "': '" + a + "' and '" + b +
+                             "' are the same " + (classifier ? "class" : "token") + " ('" +
+                             target_name(req.target.token) + "', #" +
+                             std::to_string(req.target.token) +
+                             "), so the contrast is 0 for every input",
+                         "give two different " + std::string(classifier ? "classes" : "tokens") +
+                             " as --contrast A,B (A rather than B)");
+    }
     setup.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
                                target_name(req.target.contrast_token) + "')";
   } else if (!options.target.empty()) {
