@@ -73,6 +73,12 @@ struct ExplainResult {
 // Runs the job: checks every option before loading the model (RequestError), loads it (unless
 // borrowed), builds the request, explains with each method, adds the consensus and the quality
 // block, and the envelope. Runs with options.threads intra-op threads, restored afterwards.
+// A fastText classifier file (is_fasttext_file) is explained exactly by its linear decomposition
+// (one attribution, method "fasttext_exact": a score per word or sentence, summing to
+// logit(target) - logit(contrast); the terms of its words, character n-grams and word n-grams
+// in extra["terms"]); --target and --contrast name its labels; the options that need a network
+// candor runs (other methods, --generate, --chat, --evaluate, --consensus, --tokenizer,
+// --baseline, --target-function prob|entropy) are RequestErrors.
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events = {});
 
 // The envelope of `candor explain --json`: model, prompt, generated_text, target, and the

@@ -2,6 +2,7 @@
 // descriptions), the methods run in order, consensus and quality block, and the JSON envelope.
 #include <memory>
 
+#include "candor/classifier.h"
 #include "candor/evaluate.h"
 #include "candor/generate.h"
 #include "candor/jobs_explain.h"
@@ -132,6 +133,11 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
 }
 
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events) {
+  // A fastText classifier is explained exactly, by its own decomposition.
+  if (options.model.model == nullptr && is_fasttext_file(options.model.path)) {
+    check_threads(options.threads);
+    return explain_fasttext(options, events);
+  }
   // Everything given is checked before the model is loaded.
   std::vector<std::string> specs = options.methods;
   if (specs.empty()) specs = {"input_x_gradient"};
