@@ -200,8 +200,8 @@ Runner add_distill(CLI::App& app) {
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
       mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
-    } else if (ends_with(o->teacher, ".ftz") ||
-               ends_with(o->teacher, ".bin") && o->prompt.empty()) {
+    } else if (is_fasttext_file(o->teacher) || ends_with(o->teacher, ".ftz")) {
+      // By content: a fastText .bin (a llama2.c .bin is a causal LM), or a .ftz of any state.
       std::shared_ptr<const TextClassifier> ft = load_fasttext(o->teacher);
       teacher = distill::classifier_teacher(ft, o->text_column, o->normalise);
       if (o->columns.empty()) d.features.columns = {o->text_column};
