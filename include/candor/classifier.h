@@ -6,6 +6,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -57,6 +59,9 @@ class TextClassifier {
                                         int contrast = -1) const;
   // Index of a label by name; throws Error(kNotFound) naming the labels otherwise.
   int label_index(const std::string& label) const;
+  // What the classifier is, for `candor info`: an object of plain values ("format",
+  // "parameters", ...); the default holds the kind and the labels.
+  virtual nlohmann::ordered_json describe() const;
 };
 
 // Loads a fastText supervised classifier (`.bin`, or quantised `.ftz`), read directly from the
@@ -66,6 +71,9 @@ class TextClassifier {
 // for a file that is not a fastText model or is truncated, Error(kUnsupported) for
 // unsupervised (cbow / skipgram) models.
 std::unique_ptr<TextClassifier> load_fasttext(const std::string& path);
+// True when `path` is a file that starts with fastText's magic number (a .bin or .ftz model,
+// whatever its name); false for anything else, a folder or a missing file included.
+bool is_fasttext_file(const std::string& path);
 
 // --- sequence classifiers (models candor loads) -------------------------------------------------
 

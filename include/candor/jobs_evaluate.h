@@ -79,7 +79,7 @@ struct EvaluateOptions {
   std::string removal = "baseline";  // baseline | delete
   std::string baseline = "unk";      // unk | pad | zero | a token id
   std::string on_error = "fail";     // bad rows: fail | skip (reported)
-  int64_t limit = -1;                // evaluate only the first N texts (-1: all)
+  int64_t limit = -1;                // evaluate only the first N texts (>= 1; -1: all)
   int64_t max_tokens = 64;           // keep the first N tokens of each text (>= 2)
   int64_t generate = 0;              // > 0: explain the greedy answer of N tokens (span target)
   int64_t curve_points = 0;          // deletion/insertion curve points (0: every feature count)
@@ -119,7 +119,8 @@ struct EvaluateResult {
 };
 
 // Runs the job: checks every option before reading anything (RequestError), reads the data
-// (bad rows fail the job or are skipped, by options.on_error), loads the model (unless
+// (bad rows fail the job or are skipped, by options.on_error; no row left to evaluate is
+// Error(kInvalidArgument) naming the file), loads the model (unless
 // borrowed), opens `store` with the settings and resumes from its records, evaluates the rest in
 // order, and finishes the store with the table. Runs with options.threads intra-op threads,
 // restored afterwards.

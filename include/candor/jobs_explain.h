@@ -85,6 +85,12 @@ struct ExplainResult {
 // borrowed), builds the request, explains with each method, adds the consensus and the quality
 // block, and the envelope. Runs with options.threads intra-op threads, restored afterwards.
 // Cancelled before any method finished: throws Error(kCancelled); after: returns what is done.
+// A fastText classifier file (is_fasttext_file) is explained exactly by its linear decomposition
+// (one attribution, method "fasttext_exact": a score per word or sentence, summing to
+// logit(target) - logit(contrast); the terms of its words, character n-grams and word n-grams
+// in extra["terms"]); --target and --contrast name its labels; the options that need a network
+// candor runs (other methods, --generate, --chat, --evaluate, --consensus, --tokenizer,
+// --baseline, --target-function prob|entropy) are RequestErrors.
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events = {});
 
 // The envelope of `candor explain --json`: model, prompt, generated_text, target, and the

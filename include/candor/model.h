@@ -244,7 +244,9 @@ struct LoadOptions {
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
 
 // Writes `model` as a Hugging Face folder: config.json, model.safetensors (dtype "f32", "f16"
-// or "bf16") and copies of the tokenizer files it was loaded from; load_model reads it back.
+// or "bf16") and its tokenizer in files the Hugging Face tools read: a llama2.c vocabulary as
+// tokenizer.json + tokenizer_config.json (scored_tokenizer_to_hf), a SentencePiece model copied
+// as tokenizer.model, Hugging Face tokenizer files copied as they are; load_model reads it back.
 // Creates `dir` when absent. Throws Error(kInvalidArgument) for an unknown dtype,
 // Error(kUnsupported) for a model without a Hugging Face layout, Error(kNotFound) when the
 // folder cannot be written.

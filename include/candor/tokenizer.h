@@ -152,6 +152,18 @@ VocabTokenizerSpec scored_vocabulary(const Tokenizer& tokenizer);
 // load_llama2c_tokenizer reads back. Throws Error(kNotFound) when `path` cannot be written.
 void save_llama2c_tokenizer(const Tokenizer& tokenizer, const std::string& path);
 
+// The Hugging Face files of a llama2.c tokenizer, as text: tokenizer.json (Llama 2's layout: a
+// BPE model with byte fallback whose merges are derived from the scores, "▁" for spaces and a
+// "▁" prepended, <s> first) and tokenizer_config.json. load_hf_tokenizer reads them back to the
+// same ids as the llama2.c tokenizer, except in text that holds the special pieces ("<s>",
+// "</s>", "<unk>", split out as the special tokens) or a literal "▁" (read as a space), as with
+// every tokenizer.json of this layout. Throws Error(kUnsupported) for other tokenizer kinds.
+struct HfTokenizerFiles {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;
+};
+HfTokenizerFiles scored_tokenizer_to_hf(const Tokenizer& tokenizer);
+
 // The one place where a model folder's tokenizer is chosen: `tokenizer_path` when given
 // (load_tokenizer), else the folder's files, best first: tokenizer.json (load_hf_tokenizer),
 // tokenizer.model, tokenizer.bin, tok*.bin, vocab.json + merges.txt or vocab.txt. A folder

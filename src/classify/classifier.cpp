@@ -34,4 +34,11 @@ int TextClassifier::label_index(const std::string& label) const {
   throw Error(ErrorCode::kNotFound, "no label '" + label + "' (the labels are: " + have + ")");
 }
 
+nlohmann::ordered_json TextClassifier::describe() const {
+  nlohmann::ordered_json j;
+  j["format"] = kind();
+  j["labels"] = labels();
+  return j;
+}
+
 }  // namespace candor

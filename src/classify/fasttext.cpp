@@ -168,6 +168,25 @@ class FastTextClassifier : public TextClassifier {
     return probabilities(feats.empty(), scores);
   }
 
+  nlohmann::ordered_json describe() const override {
+    nlohmann::ordered_json j;
+    j["format"] = quantised_ ? "fasttext .ftz (quantised)" : "fasttext .bin";
+    j["file_version"] = version_;
+    j["loss"] = loss_ == kSoftmax ? "softmax"
+                : loss_ == kOva   ? "one-vs-all"
+                : loss_ == kNs    ? "negative sampling"
+                                  : "hierarchical softmax";
+    j["dim"] = dim_;
+    j["words"] = nwords_;
+    j["input_rows"] = input_.rows;  // words, then the hashed n-gram buckets kept
+    j["buckets"] = bucket_;
+    j["char_ngrams"] = maxn_ > 0 ? std::to_string(minn_) + ".." + std::to_string(maxn_) : "none";
+    j["word_ngrams"] = word_ngrams_;
+    j["parameters"] = (input_.rows + output_.rows) * dim_;
+    j["labels"] = labels_;
+    return j;
+  }
+
   ClassifierExplanation explain(const std::string& text, int target, int contrast) const override {
     const int n = static_cast<int>(labels_.size());
     if (target < 0 || target >= n || contrast >= n || contrast == target)
@@ -233,6 +252,7 @@ class FastTextClassifier : public TextClassifier {
       throw Error(ErrorCode::kInvalidArgument, path + ": not a fastText model (wrong magic number)",
                   "give a fastText .bin or .ftz file");
     int32_t version = r.get<int32_t>("header");
+    version_ = version;
     if (version < 11 || version > 12)
       throw Error(ErrorCode::kUnsupported, path + ": fastText file version " +
                                                std::to_string(version) + " (supported: 11 and 12)");
@@ -287,6 +307,7 @@ class FastTextClassifier : public TextClassifier {
       pruneidx_[first] = second;
     }
     bool quant_input = r.get<uint8_t>("header") != 0;
+    quantised_ = quant_input;
     input_ = quant_input ? load_quantized(r) : load_dense(r);
     bool qout = r.get<uint8_t>("header") != 0;
     output_ = (quant_input && qout) ? load_quantized(r) : load_dense(r);
@@ -456,7 +477,8 @@ class FastTextClassifier : public TextClassifier {
   }
 
   int32_t dim_ = 0, word_ngrams_ = 1, loss_ = kSoftmax, bucket_ = 0, minn_ = 0, maxn_ = 0;
-  int32_t nwords_ = 0;
+  int32_t nwords_ = 0, version_ = 0;
+  bool quantised_ = false;
   std::vector<std::string> words_, labels_;
   std::unordered_map<std::string, int32_t> word_ids_;
   bool pruned_ = false;
@@ -469,6 +491,13 @@ class FastTextClassifier : public TextClassifier {
 
 std::unique_ptr<TextClassifier> load_fasttext(const std::string& path) {
   return std::make_unique<FastTextClassifier>(path);
+}
+
+bool is_fasttext_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  int32_t magic = 0;
+  if (!in || !in.read(reinterpret_cast<char*>(&magic), sizeof(magic))) return false;
+  return magic == kMagic;
 }
 
 }  // namespace candor

@@ -99,6 +99,13 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
     } else {
       check_target(target, "target token");
     }
+    if (p.function == TargetFunction::kContrast && target == p.contrast) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "the contrast token " + std::to_string(p.contrast) + " is the " +
+                      (request.target.token < 0 ? "predicted " : "") + (classifier ? "class" : "token") +
+                      " explained: \"A rather than A\" is 0 for every input",
+                  "contrast two different " + std::string(classifier ? "classes" : "tokens"));
+    }
     p.step_tokens.push_back(target);
   }
   p.step_positions_t = at::tensor(p.step_positions, at::kLong);

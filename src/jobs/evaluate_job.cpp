@@ -78,6 +78,9 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   if (options.bootstrap < 0) throw RequestError("--bootstrap must be >= 0");
   if (options.curve_points < 0) throw RequestError("--curve-points must be >= 0");
   if (options.sensitivity_samples < 1) throw RequestError("--sensitivity-samples must be >= 1");
+  if (options.limit == 0 || options.limit < -1)
+    throw RequestError("--limit must be at least 1, got " + std::to_string(options.limit),
+                       "leave --limit out to evaluate every row");
   std::optional<AttackOptions> attack;
   if (!options.attack.empty()) {
     try {
@@ -132,6 +135,18 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   }
   if (options.limit >= 0 && static_cast<int64_t>(rows.size()) > options.limit)
     rows.resize(options.limit);
+  // Nothing to evaluate is an error, never a table of dashes.
+  if (rows.empty()) {
+    const size_t n_bad = skipped.size();
+    throw Error(ErrorCode::kInvalidArgument,
+                options.data + ": no rows to evaluate (" +
+                    (n_bad == 0 ? std::string("the file has no data rows")
+                                : "all " + std::to_string(n_bad) + " row(s) were skipped as bad") +
+                    ")",
+                n_bad == 0 ? "give a file with at least one text in column '" +
+                                 options.text_column + "'"
+                           : "fix the rows listed above");
+  }
 
   ThreadScope threads(options.threads);
   std::unique_ptr<Model> owned;

@@ -2,6 +2,7 @@
 // descriptions), the methods run in order, consensus and quality block, and the JSON envelope.
 #include <memory>
 
+#include "candor/classifier.h"
 #include "candor/evaluate.h"
 #include "candor/generate.h"
 #include "candor/jobs_explain.h"
@@ -106,6 +107,17 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
     req.target.function = TargetFunction::kContrast;
     req.target.token = parse_target(options.contrast.substr(0, comma), "--contrast");
     req.target.contrast_token = parse_target(options.contrast.substr(comma + 1), "--contrast");
+    // A token against itself explains a difference that is 0 for every input: degenerate.
+    if (req.target.token == req.target.contrast_token) {
+      const std::string a = options.contrast.substr(0, comma), b = options.contrast.substr(comma + 1);
+      throw RequestError("--contrast '" + options.contrast + "': '" + a + "' and '" + b +
+                             "' are the same " + (classifier ? "class" : "token") + " ('" +
+                             target_name(req.target.token) + "', #" +
+                             std::to_string(req.target.token) +
+                             "), so the contrast is 0 for every input",
+                         "give two different " + std::string(classifier ? "classes" : "tokens") +
+                             " as --contrast A,B (A rather than B)");
+    }
     setup.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
                                target_name(req.target.contrast_token) + "')";
   } else if (!options.target.empty()) {
@@ -121,6 +133,11 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
 }
 
 ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& events) {
+  // A fastText classifier is explained exactly, by its own decomposition.
+  if (options.model.model == nullptr && is_fasttext_file(options.model.path)) {
+    check_threads(options.threads);
+    return explain_fasttext(options, events);
+  }
   // Everything given is checked before the model is loaded.
   std::vector<std::string> specs = options.methods;
   if (specs.empty()) specs = {"input_x_gradient"};

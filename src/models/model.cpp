@@ -116,6 +116,14 @@ std::shared_ptr<Tokenizer> find_tokenizer(const fs::path& checkpoint, const Mode
               "use the tokenizer the model was trained with (--tokenizer PATH)");
 }
 
+// fastText's .bin / .ftz files start with this int32 (candor_classify reads them).
+bool starts_with_fasttext_magic(const fs::path& path) {
+  constexpr int32_t kFastTextMagic = 793712314;
+  std::ifstream in(path, std::ios::binary);
+  int32_t magic = 0;
+  return in && in.read(reinterpret_cast<char*>(&magic), sizeof(magic)) && magic == kFastTextMagic;
+}
+
 fs::path find_checkpoint(const fs::path& dir) {
   std::vector<fs::path> bins;
   std::error_code ec;
@@ -192,6 +200,13 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
     model = load_gguf_model(path, options);
   } else {
     fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
+    if (starts_with_fasttext_magic(checkpoint))
+      throw Error(ErrorCode::kUnsupported,
+                  "'" + checkpoint.string() +
+                      "' is a fastText classifier, not a transformer that load_model runs",
+                  "fastText models load with load_fasttext: explain one with candor explain "
+                  "--model " + checkpoint.string() + " --prompt TEXT, describe it with candor "
+                  "info, distill it with candor distill --teacher");
     if (!looks_like_llama2c_checkpoint(checkpoint.string())) reject_text_file(checkpoint);
     auto [config, weights] = read_llama2c_checkpoint(checkpoint.string());
     std::string tok_path;

@@ -198,7 +198,7 @@ TEST(Gguf, Stories260KRoundTripsF32ExactlyAndQ8_0WithinTolerance) {
   const std::string text = "Once upon a time, there was a little girl named Lily.";
   EXPECT_EQ(f32->tokenizer().encode(text), orig.tokenizer().encode(text));
 
-  // GGUF -> Hugging Face folder: the vocabulary from the metadata is written as tokenizer.bin.
+  // GGUF -> Hugging Face folder: the vocabulary from the metadata is written as tokenizer.json.
   save_hf_folder(*f32, dir + "/from_gguf");
   EXPECT_EQ(greedy_text(*load_model(dir + "/from_gguf")), read_file(testing::shared_path(kGolden)));
 

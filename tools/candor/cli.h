@@ -46,7 +46,7 @@ void check_prompt_and_threads(const std::string& prompt, int threads);
 // `dtype` (LoadOptions::compute_dtype).
 std::unique_ptr<Model> load_cli_model(const std::string& model, const std::string& tokenizer,
                                       int threads, const std::string& dtype = "f32");
-// Adds --dtype f32|bf16|f16 (the compute dtype) to a subcommand.
+// Adds --dtype f32|bf16 (the compute dtype) to a subcommand; f16 is refused with what to use.
 void add_dtype_option(CLI::App& app, std::string* dtype);
 
 // Adds --chat and --system to a subcommand.

@@ -247,8 +247,8 @@ Runner add_distill(CLI::App& app) {
       // An MLP `candor train` saved (its folder, mlp.json or the model.ckpt beside it).
       mlp = distill::MlpClassifier::load(o->teacher);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
-    } else if (ends_with(o->teacher, ".ftz") ||
-               ends_with(o->teacher, ".bin") && o->prompt.empty()) {
+    } else if (is_fasttext_file(o->teacher) || ends_with(o->teacher, ".ftz")) {
+      // By content: a fastText .bin (a llama2.c .bin is a causal LM), or a .ftz of any state.
       std::shared_ptr<const TextClassifier> ft = load_fasttext(o->teacher);
       teacher = distill::classifier_teacher(ft, o->text_column, o->normalise);
       if (o->columns.empty()) d.features.columns = {o->text_column};

@@ -38,7 +38,8 @@ Runner add_explain(CLI::App& app) {
   g->excludes(t)->excludes(c);
   t->excludes(c);
   app.add_option("--method", j.methods,
-                 "Method spec NAME[:key=value,...] (repeatable; default input_x_gradient)");
+                 "Method spec NAME[:key=value,...] (repeatable; default input_x_gradient; a fastText "
+                 "classifier is explained exactly, by fasttext_exact)");
   app.add_option("--granularity", j.granularity, "token | word | sentence (default token)");
   app.add_option("--target-function", j.target_function,
                  "logprob | prob | logit | entropy (default logprob)");

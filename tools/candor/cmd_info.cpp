@@ -4,6 +4,7 @@
 #include <iostream>
 #include <memory>
 
+#include "candor/classifier.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
 #include "cli.h"
@@ -15,6 +16,32 @@ std::string join(const std::vector<std::string>& v) {
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
   return s;
 }
+// A fastText classifier: what its file holds (candor runs it itself, no libtorch model).
+int info_fasttext(const std::string& path, bool json) {
+  std::unique_ptr<TextClassifier> clf = load_fasttext(path);
+  nlohmann::ordered_json d = clf->describe();
+  nlohmann::ordered_json j = {{"model", path},          {"architecture", "fasttext"},
+                              {"kind", "classifier"},   {"tokenizer", "whitespace"},
+                              {"threads", num_threads()}};
+  for (const auto& [k, v] : d.items()) j[k] = v;
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  const std::vector<std::string> labels = d["labels"].get<std::vector<std::string>>();
+  std::cout << "model          " << path << "\n"
+            << "architecture   " << d["format"].get<std::string>() << ", file version "
+            << d["file_version"] << "\n"
+            << "parameters     " << d["parameters"] << "\n"
+            << "dim            " << d["dim"] << "  loss " << d["loss"].get<std::string>() << "\n"
+            << "vocabulary     " << d["words"] << " words, " << d["buckets"]
+            << " n-gram buckets (character n-grams " << d["char_ngrams"].get<std::string>()
+            << ", word n-grams up to " << d["word_ngrams"] << "), split on whitespace\n"
+            << "classifier     " << labels.size() << " labels: " << join(labels) << "\n"
+            << "explained      exactly: candor explain --model " << path << " --prompt TEXT\n";
+  return 0;
+}
+
 }  // namespace
 
 Runner add_info(CLI::App& app) {
@@ -34,6 +61,7 @@ Runner add_info(CLI::App& app) {
   return [o]() {
     check_prompt_and_threads("", o->threads);
     set_num_threads(o->threads);
+    if (is_fasttext_file(o->model)) return info_fasttext(o->model, o->json);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
     lo.compute_dtype = o->dtype;

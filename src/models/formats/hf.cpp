@@ -10,6 +10,7 @@
 
 #include "candor/error.h"
 #include "candor/files.h"
+#include "candor/tokenizer.h"
 #include "models/arch/arch.h"
 #include "models/formats/safetensors.h"
 
@@ -165,20 +166,29 @@ void save_hf_folder(const Model& model, const std::string& dir, const std::strin
   std::error_code ec;
   write_file_atomic((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
   write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  bool vocabulary_only = false;  // a llama2c vocabulary that has no file of its own
-  if (model.config().tokenizer_files.empty()) {
-    try {
-      vocabulary_only = model.tokenizer().kind() == "llama2c";
-    } catch (const Error&) {  // a model without a tokenizer: nothing to write
-    }
+  std::string tokenizer_kind;
+  try {
+    tokenizer_kind = model.tokenizer().kind();
+  } catch (const Error&) {  // a model without a tokenizer: nothing to write
   }
-  if (vocabulary_only) {
-    // A vocabulary read from elsewhere (GGUF metadata): written as a llama2.c tokenizer.bin.
-    save_llama2c_tokenizer(model.tokenizer(), (fs::path(dir) / "tokenizer.bin").string());
+  auto write_text = [&](const char* name, const std::string& text) {
+    write_file_atomic((fs::path(dir) / name).string(), text);
+  };
+  if (tokenizer_kind == "llama2c") {
+    // Hugging Face tools read no llama2.c tokenizer.bin (whether the vocabulary came from one
+    // or from GGUF metadata): the vocabulary is written as tokenizer.json, which candor reads
+    // back to the same ids.
+    HfTokenizerFiles files = scored_tokenizer_to_hf(model.tokenizer());
+    write_text("tokenizer.json", files.tokenizer_json);
+    write_text("tokenizer_config.json", files.tokenizer_config_json);
+    return;
   }
   for (const std::string& file : model.config().tokenizer_files) {
     fs::path src(file);
     fs::path dst = fs::path(dir) / src.filename();
+    // A SentencePiece model goes by the name the Hugging Face tools look for.
+    if (tokenizer_kind == "sentencepiece" && src.extension() == ".model")
+      dst = fs::path(dir) / "tokenizer.model";
     if (fs::exists(dst, ec) && fs::equivalent(src, dst, ec)) continue;
     fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
     if (ec) {
