@@ -11,6 +11,7 @@
 #include "candor/explain.h"
 #include "candor/generate.h"
 #include "candor/jobs_evaluate.h"
+#include "candor/jobs_explain.h"
 #include "candor/runtime.h"
 #include "jobs/internal.h"
 
@@ -152,6 +153,10 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   config["sensitivity_samples"] = options.sensitivity_samples;
   config["seed"] = options.seed;
   config["decoys"] = options.decoys;
+  // A classifier is explained on the log-odds of its predicted class, which does not saturate
+  // (default_target_function); a language model on the log-prob of its next token.
+  const TargetFunction function = default_target_function(model.config().kind);
+  if (function != TargetFunction::kLogProb) config["target_function"] = target_function_name(function);
   if (attack) config["attack"] = attack_options_to_json(*attack);
   // Rows of the table: the methods, then the decoys (built on the first method's scores).
   std::vector<std::string> decoy_names;
@@ -193,6 +198,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
     }
     ExplainRequest req;
     req.baseline = baseline;
+    req.target.function = function;
     req.input_ids = model.tokenizer().encode(row.text, true, false);
     if (static_cast<int64_t>(req.input_ids.size()) > options.max_tokens)
       req.input_ids.resize(options.max_tokens);
