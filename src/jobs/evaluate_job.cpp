@@ -92,6 +92,11 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   ro.n_samples = options.sensitivity_samples;
   ro.seed = options.seed;
   check_threads(options.threads);
+  if (!options.lexicon.empty() && !options.decoys)
+    throw RequestError("--lexicon is the lexicon decoy's word list; it needs --decoys",
+                       "add --decoys");
+  std::optional<Lexicon> lexicon;
+  if (!options.lexicon.empty()) lexicon = load_lexicon(options.lexicon);
 
   // --- the data: bad rows are reported with their line, never dropped silently -------------
   data::ReadOptions rdo;
@@ -161,6 +166,10 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   // Rows of the table: the methods, then the decoys (built on the first method's scores).
   std::vector<std::string> decoy_names;
   if (options.decoys) decoy_names = decoy_row_names();
+  if (lexicon) {
+    decoy_names.push_back("decoy:lexicon");
+    config["lexicon"] = options.lexicon;
+  }
   std::vector<std::string> rows_names = names;
   rows_names.insert(rows_names.end(), decoy_names.begin(), decoy_names.end());
   store.begin(config, rows_names);
@@ -227,6 +236,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
         DecoyOptions dop;
         dop.seed = options.seed + static_cast<uint64_t>(row.line);
         dop.other_target = explainers[0].get();
+        if (lexicon) dop.lexicon = &*lexicon;
         for (Attribution& d : make_decoys(model, req, atts[0], dop)) {
           labels.push_back("decoy:" + d.method);
           atts.push_back(std::move(d));
