@@ -29,9 +29,13 @@ enum class TargetFunction {
   kLogit,     // logit(token)
   kContrast,  // log p(token) - log p(contrast_token): "token rather than contrast_token"
   kEntropy,   // entropy of the next-token distribution (token unused)
+  // log p(token) - log(1 - p(token)), the log-odds: unlike prob and logprob it does not flatten
+  // out when p(token) is near 1, so it is the default target of classifiers in the explain job.
+  kLogOdds,
 };
 const char* target_function_name(TargetFunction f);  // "logprob", "prob", ...
-// Parses "logprob", "prob", "logit", "contrast", "entropy"; throws Error(kInvalidArgument).
+// Parses "logprob", "prob", "logit", "contrast", "entropy", "logodds"; throws
+// Error(kInvalidArgument).
 TargetFunction parse_target_function(const std::string& name);
 
 // For a classifier model (ModelKind::kClassifier) the target is a class: `token` and
@@ -110,6 +114,9 @@ struct Attribution {
   double forward_passes = 0;
   // Method-specific views (attention maps, logit-lens tables), JSON.
   nlohmann::json extra;
+  // What the reader should know before trusting the scores, in words: e.g. a saturated target
+  // (saturation_warnings). Empty when there is nothing to say.
+  std::vector<std::string> warnings;
 
   int64_t n_steps() const { return static_cast<int64_t>(step_tokens.size()); }
   int64_t n_features() const { return static_cast<int64_t>(features.size()); }
@@ -165,6 +172,15 @@ TokenId parse_class(const Model& model, const std::string& label);
 // Features of `request` for `model`'s tokenizer: the given ones, or tokens/words/sentences of
 // input + span[:-1]. BOS is never a feature. Throws Error(kInvalidArgument) for bad spans.
 std::vector<Feature> make_features(const Model& model, const ExplainRequest& request);
+
+// The probability at or above which a prob or logprob target counts as saturated.
+constexpr double kSaturatedProbability = 0.99;
+// Warnings for a target that saturates: the explained token (class) has p >= 0.99 at some step
+// and the target function is prob or logprob, which barely move there, so removing features
+// changes the target by almost nothing and the scores are near zero, dominated by noise, and the
+// methods may disagree in sign. Empty for every other target function (logodds, logit,
+// contrast, entropy). Every explainer fills Attribution::warnings with these.
+std::vector<std::string> saturation_warnings(const Attribution& attribution);
 
 // JSON form of an attribution (schema: docs/attribution-json.md).
 nlohmann::json attribution_to_json(const Attribution& a);

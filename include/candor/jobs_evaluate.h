@@ -87,6 +87,9 @@ struct EvaluateOptions {
   int64_t bootstrap = 1000;          // bootstrap resamples of the intervals
   uint64_t seed = 0;
   bool decoys = false;  // also grade the decoys and rank the methods against them
+  // With decoys: a VADER, AFINN or Bing lexicon (load_lexicon) for the "lexicon" decoy, the
+  // |valence| of each feature's words; "" for none.
+  std::string lexicon;
   std::string attack;   // "" or an attack spec (parse_attack): substitution | noise [:opts]
   int threads = 0;      // intra-op threads while the job runs (ThreadScope); 0: one per core
 };

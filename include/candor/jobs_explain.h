@@ -25,7 +25,8 @@ struct ExplainOptions {
   std::string system;  // system message when `chat`
   std::vector<std::string> methods;   // specs NAME[:key=value,...]; empty: {"input_x_gradient"}
   std::string granularity = "token";  // token | word | sentence
-  std::string target_function = "logprob";  // logprob | prob | logit | entropy
+  // logprob | prob | logit | logodds | entropy; "": the model's default_target_function
+  std::string target_function;
   std::string baseline = "unk";             // unk | pad | zero | a token id
   // What is explained (at most one of the three): the next token `target` (text that is one
   // token, with or without its leading space, or "#id"; a classifier's class by label or index),
@@ -55,6 +56,12 @@ struct ExplainEvents {
   // The quality block (ExplainOptions::evaluate) starts.
   std::function<void()> evaluating;
 };
+
+// The target function explained when none is given: logodds for a classifier, whose class
+// probability is often near 1 where prob and logprob flatten out and every score goes to zero
+// (saturation_warnings); logprob for a language model, whose next-token probabilities are
+// spread over the vocabulary.
+TargetFunction default_target_function(ModelKind kind);
 
 // A request built from text, and what it explains in words.
 struct ExplainSetup {

@@ -69,6 +69,13 @@ class Tokenizer {
                                           bool add_generation_prompt = true) const;
 };
 
+// The text of one token for people to read, as it stands inside a text: its leading space kept
+// (" the" for the pieces "Ġthe", "▁the" and " the", and for a WordPiece word; "s" for "##s"),
+// byte pieces as their byte; a special token (BOS, EOS, unknown, added control tokens) as the
+// vocabulary spells it, surrounding whitespace trimmed ("[CLS]", "<s>", "<|endoftext|>").
+// Throws Error(kInvalidArgument) for an id out of range.
+std::string token_text(const Tokenizer& tokenizer, TokenId token);
+
 // Loads a llama2.c `tokenizer.bin`. The format does not store the vocabulary size: the file is
 // read to its end. Throws Error(kNotFound) for a missing file and Error(kInvalidArgument) for a
 // malformed one (the message names the file and the byte offset).

@@ -77,8 +77,8 @@ AttackResult attack_explainer(const Model& model, const ExplainRequest& request,
         ExplainRequest rp = r;
         rp.input_ids = ids;
         b = explainer.explain(model, rp);
-        change = "pos " + std::to_string(pos) + ": '" + tok.piece(r.input_ids[pos]) + "' -> '" +
-                 tok.piece(sub) + "'";
+        change = "pos " + std::to_string(pos) + ": '" + token_text(tok, r.input_ids[pos]) +
+                 "' -> '" + token_text(tok, sub) + "'";
       } else {
         at::Tensor noise =
             evaluate::feature_noise(attribution, model.config().dim, options.radius * sigma, rng);

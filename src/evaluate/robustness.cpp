@@ -133,8 +133,8 @@ Robustness evaluate_robustness(const Model& model, const ExplainRequest& request
         if (nn.empty()) continue;
         TokenId sub = nn[std::uniform_int_distribution<size_t>(0, nn.size() - 1)(rng)];
         if (!what.empty()) what += "; ";
-        what += "pos " + std::to_string(t) + ": '" + model.tokenizer().piece(r.input_ids[t]) +
-                "' -> '" + model.tokenizer().piece(sub) + "'";
+        what += "pos " + std::to_string(t) + ": '" + token_text(model.tokenizer(), r.input_ids[t]) +
+                "' -> '" + token_text(model.tokenizer(), sub) + "'";
         rp.input_ids[t] = sub;
       }
       b = explainer.explain(model, rp);

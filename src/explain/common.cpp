@@ -3,6 +3,7 @@
 #include "explain/common.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "candor/error.h"
@@ -154,6 +155,11 @@ at::Tensor Problem::values_from_step_logits(const at::Tensor& logits,
              pick(logp, at::full({B, S, 1}, static_cast<int64_t>(contrast), at::kLong));
     case TargetFunction::kEntropy:
       return -(logp.exp() * logp).sum(-1);
+    case TargetFunction::kLogOdds: {
+      // log p - log(1 - p) = z_t - logsumexp of the other logits: exact where p is near 1.
+      at::Tensor others = logits.scatter(-1, idx, -std::numeric_limits<float>::infinity());
+      return pick(logits, idx) - at::logsumexp(others, -1);
+    }
   }
   throw Error(ErrorCode::kInternal, "unknown target function");
 }
@@ -344,12 +350,9 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.tokens = p.tokens;
   for (size_t i = 0; i < p.tokens.size(); ++i) {
     std::string text = tok.decode_piece(i == 0 ? tok.bos_id() : p.tokens[i - 1], p.tokens[i]);
-    if (p.tokens[i] == tok.bos_id())
-      text = "<s>";
-    else if (p.tokens[i] == tok.eos_id())
-      text = "</s>";
-    else if (text.empty())
-      text = tok.piece(p.tokens[i]);
+    // Special tokens show the vocabulary's own text: "[CLS]" for BERT, "<s>" for Llama.
+    if (p.tokens[i] == tok.bos_id() || p.tokens[i] == tok.eos_id() || text.empty())
+      text = token_text(tok, p.tokens[i]);
     a.token_texts.push_back(text);
   }
   a.n_input_tokens = p.n_input;
@@ -376,6 +379,7 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.elapsed_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   a.forward_passes = forward_positions / static_cast<double>(p.length());
+  a.warnings = saturation_warnings(a);
   return a;
 }
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cctype>
+#include <cmath>
+#include <cstdio>
 
 #include "candor/error.h"
 #include "candor/explain.h"
@@ -38,17 +40,19 @@ const char* target_function_name(TargetFunction f) {
       return "contrast";
     case TargetFunction::kEntropy:
       return "entropy";
+    case TargetFunction::kLogOdds:
+      return "logodds";
   }
   return "?";
 }
 
 TargetFunction parse_target_function(const std::string& name) {
   for (auto f : {TargetFunction::kLogProb, TargetFunction::kProb, TargetFunction::kLogit,
-                 TargetFunction::kContrast, TargetFunction::kEntropy}) {
+                 TargetFunction::kContrast, TargetFunction::kEntropy, TargetFunction::kLogOdds}) {
     if (name == target_function_name(f)) return f;
   }
   throw Error(ErrorCode::kInvalidArgument, "unknown target function '" + name + "'",
-              "use one of: logprob, prob, logit, contrast, entropy");
+              "use one of: logprob, prob, logit, logodds, contrast, entropy");
 }
 
 Granularity parse_granularity(const std::string& name) {
@@ -179,6 +183,36 @@ std::vector<Feature> make_features(const Model& model, const ExplainRequest& req
   return out;
 }
 
+std::vector<std::string> saturation_warnings(const Attribution& a) {
+  const bool prob = a.target_function == "prob";
+  if (!prob && a.target_function != "logprob") return {};
+  std::vector<size_t> hit;
+  double worst = 0;
+  for (size_t s = 0; s < a.target_values.size(); ++s) {
+    const double p = prob ? a.target_values[s] : std::exp(a.target_values[s]);
+    if (p >= kSaturatedProbability) {
+      hit.push_back(s);
+      worst = std::max(worst, p);
+    }
+  }
+  if (hit.empty()) return {};
+  char pbuf[32];
+  std::snprintf(pbuf, sizeof(pbuf), "%.4g", worst);
+  std::string what;
+  if (a.target_values.size() == 1) {
+    const std::string t = a.step_texts.empty() ? std::string() : a.step_texts[0];
+    what = "p('" + t + "') = " + pbuf;
+  } else {
+    what = std::to_string(hit.size()) + " of the " + std::to_string(a.target_values.size()) +
+           " steps have p >= 0.99" +
+           " (highest " + pbuf + ")";
+  }
+  return {"saturated target: " + what + " with the " + a.target_function +
+          " target, which barely moves near p = 1, so the scores are close to zero and "
+          "unreliable (methods can disagree in sign); explain the log-odds (target function "
+          "logodds) or the logit instead"};
+}
+
 nlohmann::json attribution_to_json(const Attribution& a) {
   nlohmann::ordered_json j;
   j["method"] = a.method;
@@ -212,6 +246,7 @@ nlohmann::json attribution_to_json(const Attribution& a) {
   j["elapsed_ms"] = a.elapsed_ms;
   j["forward_passes"] = a.forward_passes;
   if (!a.extra.is_null()) j["extra"] = a.extra;
+  j["warnings"] = a.warnings;
   return nlohmann::json(j);
 }
 

@@ -35,7 +35,7 @@ class LogitLens : public Method {
     nlohmann::json layers = nlohmann::json::array();
     auto text_of = [&](int64_t s, TokenId id) {
       std::string t = tok.decode_piece(p.tokens[p.step_positions[s]], id);
-      return t.empty() ? tok.piece(id) : t;
+      return t.empty() ? token_text(tok, id) : t;
     };
     for (size_t l = 0; l < states.size(); ++l) {
       nlohmann::json steps = nlohmann::json::array();

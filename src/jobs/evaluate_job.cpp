@@ -11,6 +11,7 @@
 #include "candor/explain.h"
 #include "candor/generate.h"
 #include "candor/jobs_evaluate.h"
+#include "candor/jobs_explain.h"
 #include "candor/runtime.h"
 #include "jobs/internal.h"
 
@@ -94,6 +95,11 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   ro.n_samples = options.sensitivity_samples;
   ro.seed = options.seed;
   check_threads(options.threads);
+  if (!options.lexicon.empty() && !options.decoys)
+    throw RequestError("--lexicon is the lexicon decoy's word list; it needs --decoys",
+                       "add --decoys");
+  std::optional<Lexicon> lexicon;
+  if (!options.lexicon.empty()) lexicon = load_lexicon(options.lexicon);
 
   // --- the data: bad rows are reported with their line, never dropped silently -------------
   data::ReadOptions rdo;
@@ -167,10 +173,18 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   config["sensitivity_samples"] = options.sensitivity_samples;
   config["seed"] = options.seed;
   config["decoys"] = options.decoys;
+  // A classifier is explained on the log-odds of its predicted class, which does not saturate
+  // (default_target_function); a language model on the log-prob of its next token.
+  const TargetFunction function = default_target_function(model.config().kind);
+  if (function != TargetFunction::kLogProb) config["target_function"] = target_function_name(function);
   if (attack) config["attack"] = attack_options_to_json(*attack);
   // Rows of the table: the methods, then the decoys (built on the first method's scores).
   std::vector<std::string> decoy_names;
   if (options.decoys) decoy_names = decoy_row_names();
+  if (lexicon) {
+    decoy_names.push_back("decoy:lexicon");
+    config["lexicon"] = options.lexicon;
+  }
   std::vector<std::string> rows_names = names;
   rows_names.insert(rows_names.end(), decoy_names.begin(), decoy_names.end());
   store.begin(config, rows_names);
@@ -208,6 +222,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
     }
     ExplainRequest req;
     req.baseline = baseline;
+    req.target.function = function;
     req.input_ids = model.tokenizer().encode(row.text, true, false);
     if (static_cast<int64_t>(req.input_ids.size()) > options.max_tokens)
       req.input_ids.resize(options.max_tokens);
@@ -236,6 +251,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
         DecoyOptions dop;
         dop.seed = options.seed + static_cast<uint64_t>(row.line);
         dop.other_target = explainers[0].get();
+        if (lexicon) dop.lexicon = &*lexicon;
         for (Attribution& d : make_decoys(model, req, atts[0], dop)) {
           labels.push_back("decoy:" + d.method);
           atts.push_back(std::move(d));

@@ -1,5 +1,6 @@
 // The explain job: the request built from text (targets, contrasts, generated spans, their
 // descriptions), the methods run in order, consensus and quality block, and the JSON envelope.
+#include <algorithm>
 #include <memory>
 
 #include "candor/classifier.h"
@@ -17,6 +18,7 @@ namespace {
 struct Settings {
   Granularity granularity = Granularity::kToken;
   TargetFunction function = TargetFunction::kLogProb;
+  bool function_given = false;  // false: the model's default (default_target_function)
   Baseline baseline;
   Removal removal = Removal::kBaseline;
 };
@@ -24,7 +26,8 @@ Settings parse_settings(const ExplainOptions& options) {
   Settings s;
   try {
     s.granularity = parse_granularity(options.granularity);
-    s.function = parse_target_function(options.target_function);
+    s.function_given = !options.target_function.empty();
+    if (s.function_given) s.function = parse_target_function(options.target_function);
     s.baseline = parse_baseline(options.baseline);
     s.removal = parse_removal(options.removal);
   } catch (const Error& e) {
@@ -35,8 +38,10 @@ Settings parse_settings(const ExplainOptions& options) {
   return s;
 }
 
-// A token given as text: "#123" is an id; otherwise text that must be one token (as it would
-// appear after a space, e.g. "girl" -> " girl", or exactly as a piece).
+// A token given as text: "#123" is an id; otherwise text that must be one token, read as the
+// text it stands for rather than the vocabulary's spelling: a piece exactly as stored ("<0x0A>",
+// "Ġthe"), then a token whose text is `text` or " " + `text` ("the" finds GPT-2's "Ġthe" and
+// Llama's "▁the" as well as llama2.c's " the"), then `text` tokenized like any text.
 TokenId parse_token(const Tokenizer& tok, const std::string& text, const std::string& option) {
   if (text.size() > 1 && text[0] == '#') {
     try {
@@ -50,10 +55,13 @@ TokenId parse_token(const Tokenizer& tok, const std::string& text, const std::st
   for (TokenId i = 0; i < tok.vocab_size(); ++i) {
     if (tok.piece(i) == text) return i;
   }
-  for (TokenId i = 0; i < tok.vocab_size(); ++i) {
-    if (tok.piece(i) == " " + text) return i;
-  }
+  std::vector<std::string> texts(tok.vocab_size());
+  for (TokenId i = 0; i < tok.vocab_size(); ++i) texts[i] = token_text(tok, i);
+  for (const std::string& want : {text, " " + text})
+    for (TokenId i = 0; i < tok.vocab_size(); ++i)
+      if (texts[i] == want) return i;
   std::vector<TokenId> ids = tok.encode(text, false, false);
+  if (ids.size() == 1) return ids[0];
   throw RequestError(option + " '" + text +
                          "' is not a single token of this vocabulary (it encodes to " +
                          std::to_string(ids.size()) + " tokens)",
@@ -62,17 +70,22 @@ TokenId parse_token(const Tokenizer& tok, const std::string& text, const std::st
 
 }  // namespace
 
+TargetFunction default_target_function(ModelKind kind) {
+  return kind == ModelKind::kClassifier ? TargetFunction::kLogOdds : TargetFunction::kLogProb;
+}
+
 ExplainSetup build_explain_request(const Model& model, const ExplainOptions& options) {
   const Settings settings = parse_settings(options);
   ExplainSetup setup;
   ExplainRequest& req = setup.request;
   req.granularity = settings.granularity;
-  req.target.function = settings.function;
+  const bool classifier = model.config().kind == ModelKind::kClassifier;
+  req.target.function = settings.function_given ? settings.function
+                                                : default_target_function(model.config().kind);
   req.baseline = settings.baseline;
   const Tokenizer& tok = model.tokenizer();
   req.input_ids = encode_prompt(tok, options.prompt, options.chat, options.system);
 
-  const bool classifier = model.config().kind == ModelKind::kClassifier;
   auto parse_target = [&](const std::string& text, const std::string& option) {
     if (!classifier) return parse_token(tok, text, option);
     try {
@@ -82,7 +95,7 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
     }
   };
   auto target_name = [&](TokenId id) {
-    return classifier ? model.config().labels[id] : tok.piece(id);
+    return classifier ? model.config().labels[id] : token_text(tok, id);
   };
   if (classifier && options.generate > 0)
     throw RequestError(
@@ -231,6 +244,12 @@ nlohmann::ordered_json explain_envelope(const ReportContext& context,
     arr.push_back(aj);
   }
   j["attributions"] = arr;
+  // What every reader should see before the scores (saturated targets), each once.
+  std::vector<std::string> warnings;
+  for (const auto& a : attributions)
+    for (const auto& w : a.warnings)
+      if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) warnings.push_back(w);
+  j["warnings"] = warnings;
   return j;
 }
 

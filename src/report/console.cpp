@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "candor/report.h"
+#include "report/html_page.h"
 
 namespace candor {
 
@@ -45,22 +46,26 @@ std::string render_console(const Attribution& a, bool color, int top) {
   if (a.n_steps() == 1) {
     char buf[160];
     std::snprintf(buf, sizeof(buf), "target %s(%s) = %.4g, baseline %.4g\n",
-                  a.target_function.c_str(), a.step_texts[0].c_str(), a.target_values[0],
-                  a.baseline_values[0]);
+                  a.target_function.c_str(), report::visible_text(a.step_texts[0]).c_str(),
+                  a.target_values[0], a.baseline_values[0]);
     o << buf;
   } else {
     o << "span of " << a.n_steps() << " steps (scores summed over steps)\n";
   }
+  for (const auto& w : a.warnings) o << "warning: " << w << "\n";
   std::vector<size_t> idx(tot.size());
   std::iota(idx.begin(), idx.end(), 0);
   std::sort(idx.begin(), idx.end(),
             [&](size_t x, size_t y) { return std::fabs(tot[x]) > std::fabs(tot[y]); });
-  for (int i = 0; i < top && i < static_cast<int>(idx.size()); ++i) {
-    char buf[200];
-    std::snprintf(buf, sizeof(buf), "  %+10.4f  %s\n", tot[idx[i]],
-                  a.features[idx[i]].label.c_str());
-    o << buf;
+  const int shown = std::min(std::max(top, 0), static_cast<int>(idx.size()));
+  for (int i = 0; i < shown; ++i) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "  %+10.4f  ", tot[idx[i]]);
+    o << buf << report::feature_text(a, idx[i]) << "\n";
   }
+  if (shown < static_cast<int>(idx.size()))
+    o << "  ... and " << idx.size() - shown << " more feature"
+      << (idx.size() - shown == 1 ? "" : "s") << " (all of them in --json and --html)\n";
   if (!a.convergence_delta.empty()) {
     // Path methods: how far the scores of the worst step are from adding up to the target's
     // change, absolute and relative to that change.
@@ -81,6 +86,41 @@ std::string render_console(const Attribution& a, bool color, int top) {
   std::snprintf(buf, sizeof(buf), "  (%.1f ms, %.1f forward-pass equivalents)\n", a.elapsed_ms,
                 a.forward_passes);
   o << buf;
+  if (a.extra.is_object() && a.extra.contains("quality")) {
+    // The quality block of --evaluate (docs/evaluation.md), the figures the HTML table shows.
+    const auto& q = a.extra["quality"];
+    auto num = [](const nlohmann::json& j, const char* key) {
+      return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan("");
+    };
+    char line[240];
+    std::snprintf(line, sizeof(line),
+                  "  quality: comprehensiveness AOPC %.4g (higher is better), sufficiency AOPC "
+                  "%.4g (lower is better)",
+                  num(q, "comprehensiveness_aopc"), num(q, "sufficiency_aopc"));
+    o << line;
+    if (q.contains("removal") && q["removal"].is_string())
+      o << ", removal " << q["removal"].get<std::string>();
+    o << "\n";
+    if (q.contains("sensitivity") && q["sensitivity"].is_object()) {
+      std::snprintf(line, sizeof(line),
+                    "  sensitivity: max %.4g, avg %.4g (lower is more stable)\n",
+                    num(q["sensitivity"], "max_sensitivity"),
+                    num(q["sensitivity"], "avg_sensitivity"));
+      o << line;
+    }
+    if (q.contains("agreement_spearman") && q["agreement_spearman"].is_object() &&
+        !q["agreement_spearman"].empty()) {
+      o << "  agreement (Spearman):";
+      bool first = true;
+      for (const auto& [m, v] : q["agreement_spearman"].items()) {
+        std::snprintf(line, sizeof(line), "%s %s %.3f", first ? "" : ",", m.c_str(),
+                      v.is_number() ? v.get<double>() : std::nan(""));
+        o << line;
+        first = false;
+      }
+      o << "\n";
+    }
+  }
   return o.str();
 }
 

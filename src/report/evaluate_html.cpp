@@ -60,6 +60,27 @@ std::string render_benchmark_markdown(const nlohmann::json& s) {
     << s["n_examples"].get<int64_t>() << " examples; mean [" << s["interval"].get<std::string>()
     << " interval, " << s["bootstrap"].get<int64_t>()
     << " resamples]; ↑ higher is better, ↓ lower.\n";
+  if (s.contains("decoy_ranking") && s["decoy_ranking"].is_object()) {
+    for (const auto& [metric, r] : s["decoy_ranking"].items()) {
+      if (!r.contains("win_rate") || !r.contains("caught_rate")) continue;
+      o << "\n## Decoys: " << metric
+        << "\n\nShare of examples where the method beats the decoy (win rate); caught: every "
+           "method beats it.\n\n| method |";
+      for (const auto& [d, v] : r["caught_rate"].items()) o << " " << d << " |";
+      o << "\n|---|";
+      for (size_t i = 0; i < r["caught_rate"].size(); ++i) o << "---|";
+      o << "\n";
+      for (const auto& [m, row] : r["win_rate"].items()) {
+        o << "| " << m << " |";
+        for (const auto& [d, v] : r["caught_rate"].items())
+          o << " " << (row.contains(d) ? fmt(row[d].get<double>(), 3) : "–") << " |";
+        o << "\n";
+      }
+      o << "| caught |";
+      for (const auto& [d, v] : r["caught_rate"].items()) o << " " << fmt(v.get<double>(), 3) << " |";
+      o << "\n";
+    }
+  }
   if (s.contains("attacks")) {
     const auto& at = s["attacks"];
     o << "\n## Attack: " << attack_options_line(at["options"]) << "\n\n"
@@ -172,6 +193,26 @@ std::string render_benchmark_html(const nlohmann::json& s) {
       o << "<span style='color:" << colours[ci++ % 8] << "'>&#9632;</span> " << html_escape(m)
         << " &nbsp;";
     o << "</p>";
+  }
+  if (s.contains("decoy_ranking") && s["decoy_ranking"].is_object()) {
+    for (const auto& [metric, r] : s["decoy_ranking"].items()) {
+      if (!r.contains("win_rate") || !r.contains("caught_rate")) continue;
+      o << "<h2>Decoys: " << html_escape(metric)
+        << "</h2><p class=small>share of examples where the method beats the decoy (win rate); "
+           "caught: every method beats it</p><table class=num><tr><th>method</th>";
+      for (const auto& [d, v] : r["caught_rate"].items()) o << "<th>" << html_escape(d) << "</th>";
+      o << "</tr>";
+      for (const auto& [m, row] : r["win_rate"].items()) {
+        o << "<tr><th>" << html_escape(m) << "</th>";
+        for (const auto& [d, v] : r["caught_rate"].items())
+          o << "<td>" << (row.contains(d) ? fmt(row[d].get<double>(), 3) : "") << "</td>";
+        o << "</tr>";
+      }
+      o << "<tr><th>caught</th>";
+      for (const auto& [d, v] : r["caught_rate"].items())
+        o << "<td>" << fmt(v.get<double>(), 3) << "</td>";
+      o << "</tr></table>";
+    }
   }
   if (s.contains("attacks")) {
     const auto& at = s["attacks"];

@@ -43,7 +43,8 @@ void heat_text(std::ostringstream& o, const Attribution& a,
     }
     double v = feature_scores[f];
     o << "<span class='" << cls << "' style='background:" << colour(v, scale) << "' title='"
-      << esc(a.features[f].label) << ": " << fmt(v) << "'>" << esc(a.token_texts[t]) << "</span>";
+      << esc(report::feature_text(a, static_cast<size_t>(f))) << ": " << fmt(v) << "'>"
+      << esc(a.token_texts[t]) << "</span>";
   }
   o << "</div>";
 }
@@ -59,13 +60,14 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
   std::vector<double> tot = a.total();
   if (a.n_steps() == 1) {
     heat_text(o, a, tot, static_cast<int64_t>(a.tokens.size()) - 1);
-    o << "<p class=small>explains <b>" << esc(a.step_texts[0]) << "</b> (" << esc(a.target_function)
+    o << "<p class=small>explains <b>" << esc(report::visible_text(a.step_texts[0])) << "</b> (" << esc(a.target_function)
       << "): f(x) = " << fmt(a.target_values[0]) << ", f(baseline) = " << fmt(a.baseline_values[0]);
   } else {
     o << "<p class=small>sum over the " << a.n_steps() << " generated steps:</p>";
     heat_text(o, a, tot, static_cast<int64_t>(a.tokens.size()) - 1);
     o << "<p class=small>cost";
   }
+  for (const auto& w : a.warnings) o << "<p class=warn>warning: " << esc(w) << "</p>";
   double delta = 0;
   for (double d : a.convergence_delta) delta = std::max(delta, std::fabs(d));
   if (!a.convergence_delta.empty()) o << ", max |convergence delta| = " << fmt(delta, 3);
@@ -75,7 +77,8 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
     // Generated step x feature matrix.
     double scale = max_abs(a.scores);
     o << "<div style='overflow-x:auto'><table class=grid><tr><th>step</th>";
-    for (const auto& f : a.features) o << "<th>" << esc(f.label) << "</th>";
+    for (size_t f = 0; f < a.features.size(); ++f)
+      o << "<th>" << esc(report::feature_text(a, f)) << "</th>";
     o << "</tr>";
     for (int64_t s = 0; s < a.n_steps(); ++s) {
       o << "<tr><th>" << esc(a.step_texts[s]) << "</th>";
@@ -111,7 +114,7 @@ void side_by_side(std::ostringstream& o, const std::vector<Attribution>& as) {
     scales.push_back(max_abs(totals.back()));
   }
   for (int64_t f = 0; f < scored[0]->n_features(); ++f) {
-    o << "<tr><th>" << esc(scored[0]->features[f].label) << "</th>";
+    o << "<tr><th>" << esc(report::feature_text(*scored[0], static_cast<size_t>(f))) << "</th>";
     for (size_t m = 0; m < scored.size(); ++m) {
       double v = f < static_cast<int64_t>(totals[m].size()) ? totals[m][f] : 0;
       o << "<td style='background:" << colour(v, scales[m]) << "'>" << fmt(v, 3) << "</td>";
@@ -235,7 +238,14 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
     o << "<tr><td>generated</td><td>" << esc(c.generated_text) << "</td></tr>";
   if (!c.target_description.empty())
     o << "<tr><td>target</td><td>" << esc(c.target_description) << "</td></tr>";
-  o << "</table><p class=small>negative<span class=legend></span>positive contribution to the "
+  // Warnings the reader must see before the scores (a saturated target), each once.
+  std::vector<std::string> warnings;
+  for (const auto& a : as)
+    for (const auto& w : a.warnings)
+      if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) warnings.push_back(w);
+  o << "</table>";
+  for (const auto& w : warnings) o << "<p class=warn>warning: " << esc(w) << "</p>";
+  o << "<p class=small>negative<span class=legend></span>positive contribution to the "
        "target"
        " (each method scaled to its largest |score|; hover a token for its value)</p>";
   o << "<h2>Attributions</h2><div class=methods>";

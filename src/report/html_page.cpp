@@ -85,4 +85,38 @@ std::string diverging_colour(double v, double scale) {
   return buf;
 }
 
+std::string visible_text(const std::string& text) {
+  static const std::string kSpace = "\xE2\x90\xA3";  // U+2423 OPEN BOX
+  size_t b = 0, e = text.size();
+  while (b < e && text[b] == ' ') ++b;
+  while (e > b && text[e - 1] == ' ') --e;
+  std::string out;
+  for (size_t i = 0; i < b; ++i) out += kSpace;
+  for (size_t i = b; i < e; ++i) {
+    if (text[i] == '\n')
+      out += "\\n";
+    else if (text[i] == '\t')
+      out += "\\t";
+    else
+      out += text[i];
+  }
+  for (size_t i = e; i < text.size() && e > b; ++i) out += kSpace;
+  return out;
+}
+
+std::string feature_text(const Attribution& a, size_t f) {
+  const Feature& ft = a.features[f];
+  std::string text;
+  for (int64_t t = ft.begin; t < ft.end && t < static_cast<int64_t>(a.token_texts.size()); ++t)
+    text += a.token_texts[t];
+  // make_features labels a span with its text, edges trimmed and newlines as "\n"; another
+  // label was given by the caller and is kept.
+  std::string trimmed;
+  const size_t b = text.find_first_not_of(" \t"), e = text.find_last_not_of(" \t");
+  if (b != std::string::npos)
+    for (char c : text.substr(b, e - b + 1)) trimmed += c == '\n' ? std::string("\\n") : std::string(1, c);
+  if (!ft.label.empty() && ft.label != trimmed && !(trimmed.empty() && ft.label == "\xE2\x90\xA3")) return ft.label;
+  return visible_text(text);
+}
+
 }  // namespace candor::report

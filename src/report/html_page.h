@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "candor/explain.h"
+
 namespace candor::report {
 
 // Escapes text for element content and quoted attribute values. With mark_newlines, a newline
@@ -26,5 +28,12 @@ std::string page_end();
 // Diverging colour for signed scores: red for positive, blue for negative, white at zero;
 // |v| / scale is clamped to [0, 1]. Returns "#rrggbb".
 std::string diverging_colour(double v, double scale);
+
+// Text with its edges made visible: each leading and trailing space as "␣" (U+2423), newlines
+// as "\n" and tabs as "\t", so that " the" (a word) and "the" (a piece inside one) differ.
+std::string visible_text(const std::string& text);
+// The label of feature `f` for people: its tokens' text with visible_text's edges, or the
+// feature's own label when it was given by the caller (not the tokens' text).
+std::string feature_text(const Attribution& a, size_t f);
 
 }  // namespace candor::report

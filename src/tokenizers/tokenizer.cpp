@@ -23,6 +23,24 @@ std::string Tokenizer::decode(const std::vector<TokenId>& ids) const {
   return text;
 }
 
+std::string token_text(const Tokenizer& tok, TokenId token) {
+  // decode_piece after an ordinary token: the context-free text, leading space included.
+  const TokenId n = tok.vocab_size();
+  TokenId prev = -1;
+  for (TokenId i = 0; i < n && i < 4; ++i)
+    if (i != tok.bos_id() && i != token) {
+      prev = i;
+      break;
+    }
+  std::string text = tok.decode_piece(prev < 0 ? token : prev, token);
+  if (!text.empty() && token != tok.bos_id() && token != tok.eos_id()) return text;
+  std::string piece = tok.piece(token);
+  const size_t b = piece.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return text.empty() ? piece : text;
+  const size_t e = piece.find_last_not_of(" \t\r\n");
+  return piece.substr(b, e - b + 1);
+}
+
 std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& /*messages*/,
                                            bool /*add_generation_prompt*/) const {
   throw Error(ErrorCode::kUnsupported, "the " + kind() + " tokenizer has no chat template",

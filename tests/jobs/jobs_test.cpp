@@ -77,8 +77,9 @@ TEST(ExplainJob, LoadsTheModelAndWritesTheEnvelope) {
   // The envelope: these keys in this order, the attributions as attribution_to_json gives them.
   std::vector<std::string> keys;
   for (auto it = r.envelope.begin(); it != r.envelope.end(); ++it) keys.push_back(it.key());
+  // "warnings" (issue 13: saturated targets) is added after the fields that were there before.
   EXPECT_EQ(keys, (std::vector<std::string>{"model", "prompt", "generated_text", "target",
-                                            "attributions"}));
+                                            "attributions", "warnings"}));
   EXPECT_EQ(r.envelope["model"], kBuiltin);
   EXPECT_EQ(r.envelope["prompt"], "Once upon a time");
   ASSERT_EQ(r.envelope["attributions"].size(), 2u);
@@ -110,9 +111,17 @@ TEST(ExplainJob, TargetsAndContrastsFromText) {
   o.target = tok.piece(upon);
   jobs::ExplainSetup s = jobs::build_explain_request(builtin_lm(), o);
   EXPECT_EQ(s.request.target.token, upon);
-  EXPECT_EQ(s.target_description, "logprob of '" + tok.piece(upon) + "'");
+  // The description shows the token's text (" upon"), not the vocabulary's "Ġupon" (issue 13).
+  EXPECT_EQ(s.target_description, "logprob of ' upon'");
+  // The same token given as text, without its space (issue 13: "--target the" on "Ġthe").
+  o.target = "upon";
+  EXPECT_EQ(jobs::build_explain_request(builtin_lm(), o).request.target.token, upon);
+  o.target = tok.piece(upon);
   EXPECT_EQ(s.request.input_ids, tok.encode("Once upon a", true, false));
 
+  // No target function given: logprob for a language model, logodds for a classifier.
+  EXPECT_EQ(s.request.target.function, TargetFunction::kLogProb);
+  EXPECT_EQ(jobs::default_target_function(ModelKind::kClassifier), TargetFunction::kLogOdds);
   o.target = "#300";
   o.target_function = "prob";
   s = jobs::build_explain_request(builtin_lm(), o);

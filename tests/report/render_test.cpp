@@ -153,3 +153,68 @@ TEST(Reports, DistillationPageOfEachStudent) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// Issue 13 (items 9 and 13): the console view says what the top-8 cut leaves out, shows a
+// word's leading space, the quality block and the warnings; the benchmark table shows the decoys.
+TEST(ConsoleView, TopCutLeadingSpacesQualityAndWarnings) {
+  Attribution a;
+  a.method = "occlusion";
+  a.target_function = "prob";
+  a.tokens = {1};
+  a.token_texts = {"<s>"};
+  for (int i = 0; i < 10; ++i) {
+    a.tokens.push_back(10 + i);
+    a.token_texts.push_back(i == 0 ? "the" : " w" + std::to_string(i));
+    a.features.push_back({i == 0 ? "the" : "w" + std::to_string(i), i + 1, i + 2});
+    a.scores.push_back(10.0 - i);
+  }
+  a.step_tokens = {5};
+  a.step_texts = {" cat"};
+  a.step_positions = {10};
+  a.target_values = {0.995};
+  a.baseline_values = {0.9};
+  a.warnings = saturation_warnings(a);
+  ASSERT_EQ(a.warnings.size(), 1u);
+  a.extra["quality"] = {{"comprehensiveness_aopc", 0.25},
+                        {"sufficiency_aopc", 0.125},
+                        {"agreement_spearman", {{"integrated_gradients", 0.5}}}};
+  const std::string c = render_console(a, false);
+  EXPECT_THAT(c, ::testing::HasSubstr("target prob(\xE2\x90\xA3" "cat)"));
+  EXPECT_THAT(c, ::testing::HasSubstr("warning: saturated target: p(' cat') = 0.995"));
+  EXPECT_THAT(c, ::testing::HasSubstr("  \xE2\x90\xA3w1\n"));
+  EXPECT_THAT(c, ::testing::HasSubstr("  the\n"));
+  EXPECT_THAT(c, ::testing::HasSubstr("... and 2 more features"));
+  EXPECT_THAT(c, ::testing::HasSubstr("quality: comprehensiveness AOPC 0.25"));
+  EXPECT_THAT(c, ::testing::HasSubstr("sufficiency AOPC 0.125"));
+  EXPECT_THAT(c, ::testing::HasSubstr("agreement (Spearman): integrated_gradients 0.500"));
+  const std::string html = render_html({a}, ReportContext{});
+  EXPECT_THAT(html, ::testing::HasSubstr("warning: saturated target"));
+  // No warning for a target that does not saturate.
+  a.target_function = "logodds";
+  EXPECT_TRUE(saturation_warnings(a).empty());
+}
+
+TEST(BenchmarkPages, DecoyWinAndCaughtRatesInMarkdownAndHtml) {
+  nlohmann::json s = {{"metrics", {"comprehensiveness"}},
+                      {"methods", {"occlusion"}},
+                      {"table", {{"occlusion", {{"comprehensiveness", {{"mean", 0.5}}}}}}},
+                      {"n_examples", 2},
+                      {"interval", "95%"},
+                      {"bootstrap", 10},
+                      {"curves", nlohmann::json::object()}};
+  s["decoy_ranking"]["comprehensiveness"]["win_rate"]["occlusion"]["decoy:random"] = 0.75;
+  s["decoy_ranking"]["comprehensiveness"]["caught_rate"]["decoy:random"] = 0.625;
+  const std::string md = render_benchmark_markdown(s);
+  EXPECT_THAT(md, ::testing::HasSubstr("## Decoys: comprehensiveness"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| occlusion | 0.75 |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| caught | 0.625 |"));
+  const std::string html = render_benchmark_html(s);
+  EXPECT_THAT(html, ::testing::HasSubstr("<h2>Decoys: comprehensiveness</h2>"));
+  EXPECT_THAT(html, ::testing::HasSubstr("<td>0.625</td>"));
+}
+
+}  // namespace
+}  // namespace candor

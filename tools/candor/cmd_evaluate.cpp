@@ -65,6 +65,9 @@ Runner add_evaluate(CLI::App& app) {
   app.add_flag("--decoys", j.decoys,
                "Also grade decoy explanations (random, inverted, first, last, other_target) and "
                "report how often each method beats each decoy (docs/evaluation.md)");
+  app.add_option("--lexicon", j.lexicon,
+                 "With --decoys, also the lexicon decoy: |valence| of each feature's words in "
+                 "this VADER, AFINN or Bing lexicon (e.g. ../shared/lexicons/vader_lexicon.txt)");
   app.add_option("--attack", j.attack,
                  "Attack each method's explanations: substitution (nearest-neighbour tokens) | "
                  "noise (embedding noise), with options NAME:key=value,... (n_candidates, "

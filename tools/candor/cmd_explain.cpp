@@ -42,7 +42,8 @@ Runner add_explain(CLI::App& app) {
                  "classifier is explained exactly, by fasttext_exact)");
   app.add_option("--granularity", j.granularity, "token | word | sentence (default token)");
   app.add_option("--target-function", j.target_function,
-                 "logprob | prob | logit | entropy (default logprob)");
+                 "logprob | prob | logit | logodds | entropy (default: logprob for a language "
+                 "model, logodds for a classifier, which does not saturate near p = 1)");
   app.add_option("--baseline", j.baseline, "unk | pad | zero | token id (default unk)");
   app.add_option("--json", o->json_path, "Write the attributions as JSON to this file");
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
