@@ -45,7 +45,7 @@ std::string read_file(const std::string& path) {
 
 // The offset of the first byte of `s` that is not part of well-formed UTF-8 (no overlong forms,
 // surrogates or code points above U+10FFFF), or npos.
-size_t invalid_utf8_at(const std::string& s) {
+size_t invalid_utf8_at(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   size_t i = 0;
@@ -79,7 +79,7 @@ size_t invalid_utf8_at(const std::string& s) {
 }
 
 // "not valid UTF-8 (byte 0xFF at offset 4 of the field)" for a text that is not UTF-8.
-std::string utf8_problem(const std::string& s, size_t at, const std::string& of) {
+std::string utf8_problem(std::string_view s, size_t at, const std::string& of) {
   char hex[8];
   std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned char>(s[at]));
   return "not valid UTF-8 (byte " + std::string(hex) + " at offset " + std::to_string(at) +

@@ -48,7 +48,6 @@ HfTokenizerFiles scored_tokenizer_to_hf(const Tokenizer& tok) {
                 "only llama2.c vocabularies are written as tokenizer.json");
   const TokenId n = tok.vocab_size();
   const TokenId unk = tok.unk_id(), bos = tok.bos_id(), eos = tok.eos_id();
-  auto is_special = [&](TokenId id) { return id == unk || id == bos || id == eos; };
 
   std::vector<std::string> pieces(static_cast<size_t>(n));
   std::vector<bool> mergeable(static_cast<size_t>(n), false);
