@@ -59,7 +59,7 @@ ExplainResult explain_fasttext(const ExplainOptions& o, const ExplainEvents& eve
                            ", whose one attribution is exact (its scores sum to the explained "
                            "logit difference); there are no approximate methods to grade or join",
                        "leave the option out");
-  if (o.target_function != "logprob" && o.target_function != "logit")
+  if (!o.target_function.empty() && o.target_function != "logprob" && o.target_function != "logit")
     throw RequestError("--target-function " + o.target_function + ": " + what +
                            ", explained exactly only for its logits (the difference of two "
                            "classes' logits, = log p(A) / p(B) for a softmax model)",
