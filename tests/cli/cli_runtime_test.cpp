@@ -122,5 +122,28 @@ TEST(CliMemory, ALongLineCostsASmallMultipleOfItsSize) {
   }
 }
 
+
+// Commands that run no model skip the re-execution that picks OpenBLAS's kernels, so libtorch is
+// loaded (and its static initialisers run) once, not twice. Counted from the dynamic loader's own
+// trace, not timed.
+int libtorch_inits(const std::string& args) {
+  std::string out;
+  run_command("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u CANDOR_BLAS_REEXEC LD_DEBUG=files "
+              "timeout 120 " + kCli + " " + args, &out);
+  int n = 0;
+  for (size_t at = out.find("calling init: "); at != std::string::npos;
+       at = out.find("calling init: ", at + 1)) {
+    const size_t eol = out.find('\n', at);
+    if (out.substr(at, eol - at).find("libtorch_cpu.so") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+TEST(CliStartup, CommandsWithoutAModelLoadTheLibrariesOnce) {
+  for (const char* args : {"--version", "--help", "methods", "explain --help"}) {
+    EXPECT_EQ(libtorch_inits(args), 1) << "candor " << args;
+  }
+}
+
 }  // namespace
 }  // namespace candor

@@ -3,6 +3,7 @@
 
 #include <iostream>
 #include <map>
+#include <string>
 
 #include "candor/runtime.h"
 #include "cli.h"
@@ -15,10 +16,22 @@ int report(const std::string& what, const std::string& hint, int code) {
   return code;
 }
 
+// Commands that run no model (help, the version, the list of methods) need no BLAS kernels, so
+// they skip prepare_process's re-execution, which loads every library a second time.
+bool runs_kernels(int argc, char** argv) {
+  if (argc < 2) return false;
+  if (std::string(argv[1]) == "methods") return false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h" || a == "--help-all" || a == "--version") return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  candor::prepare_process(argc, argv);
+  if (runs_kernels(argc, argv)) candor::prepare_process(argc, argv);
   CLI::App app{"candor: explanations for language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "candor 0.1.0");
