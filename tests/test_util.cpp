@@ -85,6 +85,12 @@ int run_command(const std::string& command, std::string* out) {
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+CliRun run_cli(const std::string& args) {
+  CliRun r;
+  r.code = run_command(std::string(CANDOR_CLI_PATH) + " " + args, &r.out);
+  return r;
+}
+
 }  // namespace candor::testing
 
 #include <fstream>

@@ -23,6 +23,13 @@ const Model& stories260k();
 std::string temp_dir();
 // Runs a shell command, returns its exit status; stdout and stderr go to *out when given.
 int run_command(const std::string& command, std::string* out = nullptr);
+// One run of the candor binary under test (CANDOR_CLI_PATH) with `args`: its exit code and its
+// stdout and stderr together.
+struct CliRun {
+  int code;
+  std::string out;
+};
+CliRun run_cli(const std::string& args);
 // The message of the candor::Error that f() throws, or "(no error)".
 template <typename F>
 std::string error_of(F f) {

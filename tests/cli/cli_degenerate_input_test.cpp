@@ -15,15 +15,8 @@ using testing::shared_path;
 
 const std::string kCli = CANDOR_CLI_PATH;
 
-struct CliResult {
-  int code;
-  std::string out;
-};
-CliResult candor(const std::string& args) {
-  CliResult r;
-  r.code = run_command(kCli + " " + args + " 2>&1", &r.out);
-  return r;
-}
+using CliResult = testing::CliRun;
+CliResult candor(const std::string& args) { return testing::run_cli(args); }
 std::string model_dir() { return shared_path("models/stories260K"); }
 
 TEST(CliDegenerate, ContrastOfATokenWithItselfIsAnErrorNamingBoth) {

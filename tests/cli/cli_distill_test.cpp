@@ -10,15 +10,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliResult {
-  int code;
-  std::string out;
-};
-CliResult cli(const std::string& args) {
-  CliResult r;
-  r.code = testing::run_command(std::string(CANDOR_CLI_PATH) + " " + args, &r.out);
-  return r;
-}
+using CliResult = testing::CliRun;
+CliResult cli(const std::string& args) { return testing::run_cli(args); }
 
 std::string write(const std::string& name, const std::string& text) {
   std::string path = testing::temp_dir() + "/" + name;

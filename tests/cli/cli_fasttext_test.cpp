@@ -22,15 +22,8 @@ using testing::shared_path;
 const std::string kCli = CANDOR_CLI_PATH;
 constexpr const char* kAmazon = "models/fasttext_amazon/amazon_review_polarity.ftz";
 
-struct CliResult {
-  int code;
-  std::string out;
-};
-CliResult candor(const std::string& args) {
-  CliResult r;
-  r.code = run_command(kCli + " " + args + " 2>&1", &r.out);
-  return r;
-}
+using CliResult = testing::CliRun;
+CliResult candor(const std::string& args) { return testing::run_cli(args); }
 
 // A supervised fastText model (file version 12, softmax, dim 2, no n-grams): words good (2, 0),
 // bad (-2, 0), movie (0, 1), </s> (0, 0); labels __label__pos (1, 0), __label__neg (-1, 0).

@@ -18,16 +18,8 @@ using testing::run_command;
 
 const std::string kCli = CANDOR_CLI_PATH;
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun candor(const std::string& args) {
-  CliRun r;
-  r.code = run_command(kCli + " " + args, &r.out);
-  return r;
-}
+using CliRun = testing::CliRun;
+CliRun candor(const std::string& args) { return testing::run_cli(args); }
 
 void expect_clean_failure(const CliRun& r, std::initializer_list<std::string> parts) {
   EXPECT_TRUE(r.code == 1 || r.code == 2) << "exit code " << r.code << "\n" << r.out;

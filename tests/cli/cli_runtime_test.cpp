@@ -17,10 +17,7 @@ using testing::run_command;
 const std::string kCli = CANDOR_CLI_PATH;
 const std::string kLm = std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm";
 
-struct CliOutcome {
-  int code;
-  std::string out;
-};
+using CliOutcome = testing::CliRun;
 
 // Bounded by `timeout`, so that a hang fails the test instead of stalling the suite.
 CliOutcome candor_cli(const std::string& args, int seconds = 120) {

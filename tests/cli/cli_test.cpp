@@ -16,16 +16,8 @@ const std::string kCli = CANDOR_CLI_PATH;
 
 std::string model_dir() { return shared_path("models/stories260K"); }
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun candor(const std::string& args) {
-  CliRun r;
-  r.code = run_command(kCli + " " + args, &r.out);
-  return r;
-}
+using CliRun = testing::CliRun;
+CliRun candor(const std::string& args) { return testing::run_cli(args); }
 
 // Exit code is 1 or 2 (never a signal) and the output has an error and a hint line.
 void expect_clean_failure(const CliRun& r, std::initializer_list<std::string> parts) {
