@@ -6,11 +6,21 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "candor/model.h"
 
 namespace candor {
+
+// What the model thought of one generated token, from the pass that produced it (temperature 1,
+// no truncation): the uncertainty checks and the OpenAI-style `logprobs` read these.
+struct TokenStats {
+  float logprob = 0;  // log-probability of the chosen token
+  float entropy = 0;  // entropy of the next-token distribution, in nats
+  float margin = 0;   // probability of the most likely token minus that of the runner-up
+  std::vector<std::pair<TokenId, float>> top;  // the `top_logprobs` most likely tokens, best first
+};
 
 struct GenerateOptions {
   int64_t max_new_tokens = 256;      // Default: 256. Must be >= 1.
@@ -20,6 +30,8 @@ struct GenerateOptions {
   uint64_t seed = 0;                 // Default: 0. Same seed, same options, same model: same text.
   bool add_bos = true;               // Default: true (as the llama2.c reference does).
   std::vector<TokenId> stop_tokens;  // Default (empty): the tokenizer's BOS and EOS.
+  bool token_stats = false;          // Default: false. Fill GenerateResult::token_stats.
+  int64_t top_logprobs = 0;          // Default: 0. Alternatives kept per token (implies token_stats).
   // Called with each generated token and the bytes it adds to the text. Return false to stop.
   std::function<bool(TokenId token, const std::string& piece)> on_token;
 };
@@ -28,6 +40,7 @@ struct GenerateResult {
   std::vector<TokenId> prompt_ids;     // the prompt as fed, BOS included
   std::vector<TokenId> generated_ids;  // new tokens (a stop token is not included)
   std::vector<float> logprobs;         // log-probability of each generated token (T = 1)
+  std::vector<TokenStats> token_stats;  // per generated token, when options.token_stats or top_logprobs
   std::string prompt_text;             // decode(prompt_ids)
   std::string text;                    // the bytes the generated tokens add after the prompt
   std::string stop_reason;             // "stop_token", "max_new_tokens", "context", "callback"

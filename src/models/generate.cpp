@@ -80,6 +80,31 @@ std::pair<TokenId, float> pick(const float* logits, int64_t n, const GenerateOpt
   return {static_cast<TokenId>(idx.back()), logprob(idx.back())};
 }
 
+// Entropy, margin and the best alternatives of one row of logits (temperature 1).
+TokenStats token_stats(const float* logits, int64_t n, float logprob, int64_t top) {
+  TokenStats st;
+  st.logprob = logprob;
+  double max_logit = *std::max_element(logits, logits + n), z = 0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp(logits[i] - max_logit);
+  double log_z = max_logit + std::log(z), h = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double lp = logits[i] - log_z;
+    h -= std::exp(lp) * lp;
+  }
+  st.entropy = static_cast<float>(std::max(0.0, h));
+  int64_t k = std::min<int64_t>(n, std::max<int64_t>(top, 2));
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  st.margin = static_cast<float>(std::exp(logits[idx[0]] - log_z) -
+                                 (k > 1 ? std::exp(logits[idx[1]] - log_z) : 0.0));
+  for (int64_t i = 0; i < std::min<int64_t>(top, n); ++i)
+    st.top.emplace_back(static_cast<TokenId>(idx[i]), static_cast<float>(logits[idx[i]] - log_z));
+  return st;
+}
+
 // One decoding step of one sequence: picks its next token from a row of logits. At a stop token
 // sets stop_reason "stop_token" and returns false; otherwise appends the token, its
 // log-probability and its bytes (also into *piece) to `r`, makes it *prev and returns true.
@@ -93,6 +118,8 @@ bool take_token(const float* logits, int64_t n, const GenerateOptions& o, Rng& r
   }
   r->generated_ids.push_back(next);
   r->logprobs.push_back(lp);
+  if (o.token_stats || o.top_logprobs > 0)
+    r->token_stats.push_back(token_stats(logits, n, lp, o.top_logprobs));
   *piece = tok.decode_piece(*prev, next);
   r->text += *piece;
   *prev = next;
@@ -134,6 +161,8 @@ void validate_generate_options(const GenerateOptions& o) {
         "use 0 for greedy decoding, or e.g. 0.8");
   if (o.top_k < 0)
     bad("top-k must be >= 0 (0 disables it), got " + std::to_string(o.top_k), "e.g. --top-k 40");
+  if (o.top_logprobs < 0 || o.top_logprobs > 100)
+    bad("top_logprobs must be in [0, 100], got " + std::to_string(o.top_logprobs), "e.g. 5");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f))
     bad("top-p must be in (0, 1], got " + std::to_string(o.top_p), "e.g. --top-p 0.9");
 }

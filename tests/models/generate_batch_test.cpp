@@ -87,5 +87,41 @@ TEST(GenerateBatch, BadInput) {
   EXPECT_TRUE(generate_batch(*m, {}, {}, sampling()).empty());
 }
 
+// Token statistics equal those of a full forward over the prompt and the answer: entropy and
+// margin of each next-token distribution, the chosen token's log-probability, the best tokens.
+TEST(GenerateTokenStats, EqualAFullForwardOverTheAnswer) {
+  auto m = load_model(kBuiltin);
+  const Tokenizer& tok = m->tokenizer();
+  GenerateOptions o = sampling();
+  o.seed = 5;
+  o.top_logprobs = 3;
+  std::vector<TokenId> prompt = tok.encode("Once upon a time", true, false);
+  GenerateResult g = generate(*m, prompt, o);
+  ASSERT_FALSE(g.generated_ids.empty());
+  ASSERT_EQ(g.token_stats.size(), g.generated_ids.size());
+  std::vector<TokenId> all = prompt;
+  all.insert(all.end(), g.generated_ids.begin(), g.generated_ids.end());
+  at::Tensor ids = at::tensor(std::vector<int64_t>(all.begin(), all.end())).unsqueeze(0);
+  at::Tensor logp = at::log_softmax(m->forward_tokens(ids)[0].to(at::kDouble), -1);  // [seq, V]
+  for (size_t k = 0; k < g.generated_ids.size(); ++k) {
+    at::Tensor row = logp[static_cast<int64_t>(prompt.size() + k) - 1];
+    const TokenStats& st = g.token_stats[k];
+    EXPECT_NEAR(st.logprob, row[g.generated_ids[k]].item<double>(), 1e-4) << k;
+    EXPECT_FLOAT_EQ(st.logprob, g.logprobs[k]);
+    EXPECT_NEAR(st.entropy, -(row.exp() * row).sum().item<double>(), 1e-4) << k;
+    auto [top, idx] = at::topk(row, 3);
+    EXPECT_NEAR(st.margin, (top[0].exp() - top[1].exp()).item<double>(), 1e-5) << k;
+    ASSERT_EQ(st.top.size(), 3u);
+    for (int64_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(st.top[j].first, idx[j].item<int64_t>()) << k << " " << j;
+      EXPECT_NEAR(st.top[j].second, top[j].item<double>(), 1e-4) << k << " " << j;
+    }
+  }
+  o.top_logprobs = 0;
+  EXPECT_TRUE(generate(*m, prompt, o).token_stats.empty());
+  o.top_logprobs = -1;
+  EXPECT_THROW(generate(*m, prompt, o), Error);
+}
+
 }  // namespace
 }  // namespace candor

@@ -1,0 +1,123 @@
+// Supervision of one answer under a policy: which checks run, their thresholds, and what happens
+// when one fails. The service runs this beside every response; the CLI can run the same checks.
+// Checks that need the model reuse the pass that produced the answer (the per-token statistics
+// of GenerateResult::token_stats) instead of calling the model again, except those that must
+// (the counterfactual probe: one teacher-forced pass per swapped prompt).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "candor/explain.h"
+#include "candor/generate.h"
+#include "candor/model.h"
+
+namespace candor::supervise {
+
+enum class Action { kAllow, kFlag, kBlock, kRedact, kRegenerate };
+const char* action_name(Action action);  // "allow", "flag", "block", "redact", "regenerate"
+
+struct CheckSpec {
+  std::string name;      // unique in the policy, e.g. "uncertainty"
+  std::string type;      // "uncertainty", "explanation_quality", "counterfactual",
+                         // "blocked_terms", "length", "time"
+  nlohmann::json params = nlohmann::json::object();  // thresholds and settings of the type
+  Action on_fail = Action::kFlag;
+  bool async = false;    // run after the answer is sent; results appended to the same record
+};
+
+struct ExplainPolicy {
+  bool enabled = true;
+  std::string method = "occlusion";     // registry spec, "name:key=value"
+  std::string granularity = "word";
+  std::vector<std::string> allowed_methods;  // what a request may ask for ("" list: method only)
+  int64_t max_methods = 2;
+  bool evaluate = false;                // attach the quality block
+  int64_t top_features = 5;             // kept in the audit record's summary
+};
+
+struct Limits {
+  int64_t max_tokens = 512;          // per request
+  int64_t max_prompt_tokens = 2048;
+  int64_t max_body_bytes = 1 << 20;
+  double request_timeout_ms = 30000;
+};
+
+struct Policy {
+  std::string source;   // the file it came from ("" for the default)
+  std::string hash;     // hex SHA-256 of the file's bytes (of the default's JSON for the default)
+  ExplainPolicy explain;
+  Limits limits;
+  bool log_content = true;  // prompts and answers go into the audit log and exported spans
+  std::vector<CheckSpec> checks;
+  nlohmann::json to_json() const;
+};
+
+// YAML or JSON. Errors name the file, the line and the field, with a suggestion for a misspelt
+// key or an unknown check type (Error kInvalidArgument).
+Policy load_policy(const std::string& path);
+Policy parse_policy(std::string_view text, const std::string& source_name);
+Policy default_policy();
+
+// One answered request, as the server has it after generation.
+struct Exchange {
+  const Model* model = nullptr;          // for checks that must call the model again
+  std::vector<TokenId> prompt_ids;       // as fed, BOS included
+  std::vector<TokenId> answer_ids;
+  std::string prompt;                    // the prompt text the model read
+  std::string answer;                    // the generated text
+  std::vector<TokenStats> token_stats;   // per answer token, from the generating pass
+  const Attribution* explanation = nullptr;  // the policy's explanation, when one was made
+  double elapsed_ms = 0;                 // time spent on the request so far
+};
+
+struct CheckResult {
+  std::string name;
+  std::string type;
+  double value = 0;
+  double threshold = 0;
+  std::string outcome;   // "pass", "fail", "skipped" (not applicable), "error"
+  std::string action;    // what the policy does on failure
+  std::string detail;    // a sentence: what was measured, why it failed
+  double ms = 0;
+  bool async = false;
+  nlohmann::json to_json() const;
+};
+
+struct Review {
+  std::vector<CheckResult> checks;
+  std::string decision = "allow";  // the strongest action of the failed checks: allow < flag < block
+  std::vector<std::string> reasons;
+  bool regenerate = false;  // a failed check asks for another sample
+  bool redact = false;      // a failed check asks for the matched text to be masked
+  std::string redacted_answer;  // the answer with the matches masked, when `redact`
+  nlohmann::json to_json() const;
+};
+
+// Rewrites a prompt with protected-attribute terms swapped (one prompt per swap); empty when the
+// prompt mentions none. The audits' counterfactual swaps provide it.
+using Swapper = std::function<std::vector<std::string>(const std::string& prompt)>;
+
+class Supervisor {
+ public:
+  explicit Supervisor(Policy policy, Swapper swapper = nullptr);
+  const Policy& policy() const { return policy_; }
+  // The checks not declared async, in policy order. Never throws for a failing check: a check
+  // that errors is recorded with outcome "error".
+  Review review(const Exchange& exchange) const;
+  // The async checks only, for the addendum record.
+  Review review_async(const Exchange& exchange) const;
+
+ private:
+  Review run(const Exchange& exchange, bool async) const;
+  Policy policy_;
+  Swapper swapper_;
+};
+
+}  // namespace candor::supervise
