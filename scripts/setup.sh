@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format clang-tidy
   fasttext
+  libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libyaml-cpp-dev wrk
+  python3-numpy python3-sklearn chromium
 )
 
 missing=()
