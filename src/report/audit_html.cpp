@@ -37,9 +37,10 @@ std::string group_bars_svg(const json& groups, const std::string& column, const 
   for (const json& g : groups)
     if (g["column"] == column && g["metrics"].contains(metric)) rows.push_back(&g);
   if (rows.empty()) return "";
-  const int label_w = 150, W = 260, row_h = 18, H = static_cast<int>(rows.size()) * row_h + 24;
+  const int label_w = 150, W = 260, row_h = 18, H = static_cast<int>(rows.size()) * row_h + 44;
   std::ostringstream s;
-  s << "<figure><svg width='" << label_w + W + 70 << "' height='" << H << "' font-size='11'>";
+  s << "<figure><svg class='chart' width='" << label_w + W + 70 << "' height='" << H
+    << "' role='img' aria-label='" << html_escape(metric) << " per group' font-size='11'>";
   for (size_t i = 0; i < rows.size(); ++i) {
     const json& g = *rows[i];
     const int y = static_cast<int>(i) * row_h + 4;
@@ -66,9 +67,15 @@ std::string group_bars_svg(const json& groups, const std::string& column, const 
   }
   const int ay = static_cast<int>(rows.size()) * row_h + 8;
   s << "<line x1='" << label_w << "' x2='" << label_w + W << "' y1='" << ay << "' y2='" << ay
-    << "' stroke='#999'/><text x='" << label_w << "' y='" << ay + 12 << "'>0</text><text x='" << label_w + W
-    << "' y='" << ay + 12 << "' text-anchor='end'>1</text></svg><figcaption>" << html_escape(metric)
-    << "</figcaption></figure>";
+    << "' stroke='#1a1a1a'/>";
+  for (int t = 0; t <= 4; ++t)
+    s << "<line x1='" << label_w + t * W / 4 << "' x2='" << label_w + t * W / 4 << "' y1='" << ay << "' y2='"
+      << ay + 4 << "' stroke='#1a1a1a'/><text class='tick' x='" << label_w + t * W / 4 << "' y='" << ay + 15
+      << "' text-anchor='middle'>" << fmt_num(t / 4.0) << "</text>";
+  s << "<text class='axis-title' x='" << label_w + W / 2 << "' y='" << ay + 32 << "' text-anchor='middle'>"
+    << html_escape(metric) << " (0 to 1)</text><text class='axis-title' x='" << label_w - 4 << "' y='" << ay + 32
+    << "' text-anchor='end'>group of " << html_escape(column) << "</text></svg><figcaption>"
+    << html_escape(metric) << "</figcaption></figure>";
   return s.str();
 }
 
@@ -139,7 +146,8 @@ std::string fairness_html(const json& a) {
 std::string reliability_svg(const json& bins, const std::string& caption) {
   const int S = 260, pad = 30;
   std::ostringstream s;
-  s << "<figure><svg width='" << S + 2 * pad << "' height='" << S + 2 * pad << "' font-size='10'>"
+  s << "<figure><svg class='chart' width='" << S + 2 * pad << "' height='" << S + 2 * pad
+    << "' role='img' aria-label='reliability diagram' font-size='10'>"
     << "<rect x='" << pad << "' y='" << pad << "' width='" << S << "' height='" << S
     << "' fill='none' stroke='#999'/><line x1='" << pad << "' y1='" << pad + S << "' x2='" << pad + S << "' y2='"
     << pad << "' stroke='#aaa' stroke-dasharray='4'/>";
@@ -150,11 +158,16 @@ std::string reliability_svg(const json& bins, const std::string& caption) {
     s << "<rect x='" << pad + lo * S << "' y='" << pad + (1 - acc) * S << "' width='" << (hi - lo) * S
       << "' height='" << acc * S << "' fill='#4a7fd4' fill-opacity='.7' stroke='#fff'><title>n="
       << b["n"] << " confidence=" << fmt_num(conf, 3) << " accuracy=" << fmt_num(acc, 3) << "</title></rect>"
-      << "<circle cx='" << pad + conf * S << "' cy='" << pad + (1 - conf) * S << "' r='2' fill='#c33'/>";
+      << "<circle cx='" << pad + conf * S << "' cy='" << pad + (1 - conf) * S << "' r='2.5' fill='#d55e00'/>";
   }
-  s << "<text x='" << pad + S / 2 << "' y='" << pad + S + 20 << "' text-anchor='middle'>confidence</text>"
-    << "<text x='10' y='" << pad + S / 2 << "' transform='rotate(-90 10 " << pad + S / 2
-    << ")' text-anchor='middle'>accuracy</text></svg><figcaption>" << html_escape(caption) << "</figcaption></figure>";
+  for (int t = 0; t <= 2; ++t)
+    s << "<text class='tick' x='" << pad + t * S / 2 << "' y='" << pad + S + 11 << "' text-anchor='middle'>"
+      << fmt_num(t / 2.0) << "</text><text class='tick' x='" << pad - 3 << "' y='" << pad + S - t * S / 2 + 3
+      << "' text-anchor='end'>" << fmt_num(t / 2.0) << "</text>";
+  s << "<text class='axis-title' x='" << pad + S / 2 << "' y='" << pad + S + 24
+    << "' text-anchor='middle'>confidence (predicted probability)</text>"
+    << "<text class='axis-title' x='8' y='" << pad + S / 2 << "' transform='rotate(-90 8 " << pad + S / 2
+    << ")' text-anchor='middle'>accuracy (share correct)</text></svg><figcaption>" << html_escape(caption) << "</figcaption></figure>";
   return s.str();
 }
 
@@ -163,13 +176,21 @@ std::string curve_svg(const json& xs, const json& ys, const std::string& caption
   double ymax = 1e-9;
   for (const json& y : ys) ymax = std::max(ymax, y.get<double>());
   std::ostringstream s;
-  s << "<figure><svg width='" << S + 2 * pad << "' height='" << S + 2 * pad << "' font-size='10'><rect x='" << pad
+  s << "<figure><svg class='chart' width='" << S + 2 * pad << "' height='" << S + 2 * pad
+    << "' role='img' aria-label='risk-coverage curve' font-size='10'><rect x='" << pad
     << "' y='" << pad << "' width='" << S << "' height='" << S << "' fill='none' stroke='#999'/><polyline fill='none' "
     << "stroke='#4a7fd4' stroke-width='2' points='";
   for (size_t i = 0; i < xs.size(); ++i)
     s << pad + xs[i].get<double>() * S << "," << pad + (1 - ys[i].get<double>() / ymax) * S << " ";
-  s << "'/><text x='" << pad + S / 2 << "' y='" << pad + S + 20 << "' text-anchor='middle'>coverage</text><text x='"
-    << pad << "' y='" << pad - 6 << "'>risk (max " << fmt_num(ymax, 3) << ")</text></svg><figcaption>"
+  s << "'/>";
+  for (int t = 0; t <= 2; ++t)
+    s << "<text class='tick' x='" << pad + t * S / 2 << "' y='" << pad + S + 11 << "' text-anchor='middle'>"
+      << fmt_num(t / 2.0) << "</text><text class='tick' x='" << pad - 3 << "' y='" << pad + S - t * S / 2 + 3
+      << "' text-anchor='end'>" << fmt_num(ymax * t / 2.0, 2) << "</text>";
+  s << "<text class='axis-title' x='" << pad + S / 2 << "' y='" << pad + S + 24
+    << "' text-anchor='middle'>coverage (share of rows answered)</text><text class='axis-title' x='8' y='"
+    << pad + S / 2 << "' transform='rotate(-90 8 " << pad + S / 2
+    << ")' text-anchor='middle'>risk (error rate of the answered)</text></svg><figcaption>"
     << html_escape(caption) << "</figcaption></figure>";
   return s.str();
 }
@@ -242,6 +263,54 @@ std::string conformal_html(const json& a) {
   return h.str();
 }
 
+// The person's summary at the top of an audit page: what was audited and the headline figure.
+std::string audit_summary(const json& a) {
+  const std::string kind = a.value("audit", "");
+  std::ostringstream o;
+  if (kind == "fairness") {
+    o << "Checks whether the model treats the groups of ";
+    const std::vector<std::string> cols = group_columns(a);
+    for (size_t i = 0; i < cols.size(); ++i) o << (i ? ", " : "") << html_escape(cols[i]);
+    o << " alike, over " << a.value("n_rows", 0) << " rows.";
+    const json* worst = nullptr;
+    for (const json& d : a["disparities"])
+      if (d.value("reference", "") == "groups" && d.value("kind", "") == "difference" && d["value"].is_number() &&
+          (!worst || d["value"].get<double>() > (*worst)["value"].get<double>()))
+        worst = &d;
+    if (worst) {
+      std::string between;
+      for (const json& b : (*worst)["between"]) between += (between.empty() ? "" : " and ") + b.get<std::string>();
+      o << " The largest gap between groups: <b>" << html_escape((*worst)["metric"].get<std::string>()) << " "
+        << audit_num((*worst)["value"]) << "</b> " << audit_ci((*worst)["ci"]) << " between "
+        << html_escape(between) << " (" << html_escape((*worst)["column"].get<std::string>())
+        << "; 0 means equal, smaller is fairer).";
+    }
+    const size_t flags = a.contains("flags") ? a["flags"].size() : 0;
+    o << " " << flags << (flags == 1 ? " flag" : " flags") << " raised" << (flags ? " (listed below)." : ".");
+  } else if (kind == "calibration") {
+    const json& all = a["all"];
+    o << "Checks whether the model's confidence matches how often it is right, over " << a.value("n_rows", 0)
+      << " rows: accuracy <b>" << audit_num(all["accuracy"]) << "</b>, expected calibration error <b>"
+      << audit_num(all["ece"]) << "</b> (the mean gap between confidence and accuracy; 0 is perfect, lower is "
+      << "better).";
+    if (a.contains("temperature_scaling")) {
+      const json& t = a["temperature_scaling"];
+      o << " Temperature scaling (T = " << audit_num(t["temperature"]) << ") moves the held-out error from "
+        << audit_num(t["heldout_before"]["ece"]) << " to " << audit_num(t["heldout_after"]["ece"]) << ".";
+    }
+  } else if (kind == "conformal") {
+    o << "Builds prediction sets that should hold the true class for " << audit_num(a["target_coverage"])
+      << " of rows (" << a.value("n_calibration", 0) << " calibration rows, " << a.value("n_heldout", 0)
+      << " held out).";
+    for (const json& m : a["methods"])
+      o << " " << html_escape(m["score"].get<std::string>()) << ": coverage <b>" << audit_num(m["coverage"])
+        << "</b>, mean set size " << audit_num(m["mean_set_size"]) << ".";
+  } else {
+    return "";
+  }
+  return report::summary_block(o.str());
+}
+
 }  // namespace
 
 std::string render_audit_html(const nlohmann::json& audit, const std::string& title) {
@@ -251,7 +320,7 @@ std::string render_audit_html(const nlohmann::json& audit, const std::string& ti
   else if (kind == "calibration") body = calibration_html(audit);
   else if (kind == "conformal") body = conformal_html(audit);
   else body = "<p>unknown audit</p>";
-  return report::page_begin(title) + body + report::page_end();
+  return report::page_begin(title) + audit_summary(audit) + body + report::page_end();
 }
 
 std::string render_audit_markdown(const nlohmann::json& a) {

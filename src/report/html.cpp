@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <sstream>
 
 #include "candor/report.h"
@@ -10,9 +11,16 @@
 namespace candor {
 namespace {
 
+using report::colour_style;
+using report::diverging_colour;
+using report::feature_text;
+using report::visible_text;
+
 std::string esc(const std::string& s) { return report::html_escape(s, true); }
 std::string fmt(double v, int prec = 4) { return report::fmt_num(v, prec); }
-std::string colour(double v, double scale) { return report::diverging_colour(v, scale); }
+
+// Matrices with more cells than this show colours only (values: the JSON output).
+constexpr int64_t kMaxPrintedCells = 600;
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
@@ -20,7 +28,19 @@ double max_abs(const std::vector<double>& v) {
   return m;
 }
 
+// Features ordered by |score|, largest first (ties: earlier first).
+std::vector<size_t> by_magnitude(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](size_t a, size_t b) { return std::fabs(v[a]) > std::fabs(v[b]); });
+  return idx;
+}
 
+std::string score_title(const Attribution& a) {
+  return "contribution to " + (a.target_function.empty() ? std::string("the target")
+                                                          : a.target_function);
+}
 
 // The text of the sequence with each token coloured by the score of its feature.
 void heat_text(std::ostringstream& o, const Attribution& a,
@@ -30,7 +50,8 @@ void heat_text(std::ostringstream& o, const Attribution& a,
   for (size_t f = 0; f < a.features.size(); ++f)
     for (int64_t t = a.features[f].begin; t < a.features[f].end; ++t)
       feature_of[t] = static_cast<int64_t>(f);
-  o << "<div class=text>";
+  o << "<div class=fig>" << report::diverging_legend(scale, score_title(a))
+    << "<div class=text data-colour=value>";
   for (size_t t = 0; t < a.tokens.size(); ++t) {
     if (static_cast<int64_t>(t) > upto_position) break;
     int64_t f = feature_of[t];
@@ -42,11 +63,24 @@ void heat_text(std::ostringstream& o, const Attribution& a,
       continue;
     }
     double v = feature_scores[f];
-    o << "<span class='" << cls << "' style='background:" << colour(v, scale) << "' title='"
-      << esc(report::feature_text(a, static_cast<size_t>(f))) << ": " << fmt(v) << "'>"
+    o << "<span class='" << cls << "' style='" << colour_style(diverging_colour(v, scale))
+      << "' title='" << esc(feature_text(a, static_cast<size_t>(f))) << ": " << fmt(v) << "'>"
       << esc(a.token_texts[t]) << "</span>";
   }
-  o << "</div>";
+  o << "</div></div>";
+}
+
+// The strongest features with their values (what the colours say, in numbers).
+void top_table(std::ostringstream& o, const Attribution& a, const std::vector<double>& tot,
+               size_t top = 8) {
+  const std::vector<size_t> order = by_magnitude(tot);
+  const size_t n = std::min(top, order.size());
+  o << "<table class=num><caption class=small>the " << n << " strongest of " << order.size()
+    << " features</caption><tr><th>feature</th><th>score</th></tr>";
+  for (size_t i = 0; i < n; ++i)
+    o << "<tr><th style='text-align:left'>" << esc(feature_text(a, order[i])) << "</th><td>"
+      << fmt(tot[order[i]], 3) << "</td></tr>";
+  o << "</table>";
 }
 
 void attribution_card(std::ostringstream& o, const Attribution& a) {
@@ -54,14 +88,16 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
   for (const auto& [k, v] : a.options) o << esc(k) << "=" << esc(v) << " ";
   o << "</div>";
   if (a.scores.empty()) {
-    o << "<p class=small>a view of the model's internals (no per-feature scores)</p></div>";
+    o << "<p class=small>a view of the model's internals (no per-feature scores; see its "
+         "section below)</p></div>";
     return;
   }
   std::vector<double> tot = a.total();
   if (a.n_steps() == 1) {
     heat_text(o, a, tot, static_cast<int64_t>(a.tokens.size()) - 1);
-    o << "<p class=small>explains <b>" << esc(report::visible_text(a.step_texts[0])) << "</b> (" << esc(a.target_function)
-      << "): f(x) = " << fmt(a.target_values[0]) << ", f(baseline) = " << fmt(a.baseline_values[0]);
+    o << "<p class=small>explains <b>" << esc(visible_text(a.step_texts[0])) << "</b> ("
+      << esc(a.target_function) << "): f(x) = " << fmt(a.target_values[0])
+      << ", f(baseline) = " << fmt(a.baseline_values[0]);
   } else {
     o << "<p class=small>sum over the " << a.n_steps() << " generated steps:</p>";
     heat_text(o, a, tot, static_cast<int64_t>(a.tokens.size()) - 1);
@@ -73,27 +109,40 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
   if (!a.convergence_delta.empty()) o << ", max |convergence delta| = " << fmt(delta, 3);
   o << "; " << fmt(a.elapsed_ms, 3) << " ms, " << fmt(a.forward_passes, 3)
     << " forward-pass equivalents</p>";
+  top_table(o, a, tot);
   if (a.n_steps() > 1) {
-    // Generated step x feature matrix.
-    double scale = max_abs(a.scores);
-    o << "<div style='overflow-x:auto'><table class=grid><tr><th>step</th>";
+    // Generated step x feature matrix: values printed when it is small enough to read.
+    const double scale = max_abs(a.scores);
+    const bool print = a.n_steps() * a.n_features() <= kMaxPrintedCells;
+    o << "<div class=fig><p class=small>per generated step (rows) and input feature (columns)";
+    if (!print)
+      o << "; " << a.n_steps() << " &times; " << a.n_features()
+        << " cells are too many to print: the values are in the JSON output (--json), "
+           "scores[step][feature]";
+    if (a.n_features() > 12) o << "; scroll sideways to see all " << a.n_features() << " features";
+    o << "</p>" << report::diverging_legend(scale, score_title(a))
+      << "<div class=scroll><table class=grid data-colour=value><tr><th>step \\ "
+         "feature</th>";
     for (size_t f = 0; f < a.features.size(); ++f)
-      o << "<th>" << esc(report::feature_text(a, f)) << "</th>";
+      o << "<th class=rot><span>" << esc(report::shorten(feature_text(a, f), 16))
+        << "</span></th>";
     o << "</tr>";
     for (int64_t s = 0; s < a.n_steps(); ++s) {
-      o << "<tr><th>" << esc(a.step_texts[s]) << "</th>";
+      o << "<tr><th>" << esc(visible_text(a.step_texts[s])) << "</th>";
       for (int64_t f = 0; f < a.n_features(); ++f) {
         bool vis = a.features[f].begin <= a.step_positions[s];
         double v = a.score(s, f);
         if (!vis) {
           o << "<td style='background:#f4f4f4'></td>";
         } else {
-          o << "<td style='background:" << colour(v, scale) << "' title='" << fmt(v) << "'></td>";
+          o << "<td style='" << colour_style(diverging_colour(v, scale)) << "' title='"
+            << fmt(v) << "'>" << (print ? fmt(v, 2) : "") << "</td>";
         }
       }
       o << "</tr>";
     }
-    o << "</table></div>";
+    o << "</table></div><p class=small>grey: the feature comes after the step and cannot "
+         "affect it</p></div>";
   }
   o << "</div>";
 }
@@ -103,8 +152,11 @@ void side_by_side(std::ostringstream& o, const std::vector<Attribution>& as) {
   for (const auto& a : as)
     if (!a.scores.empty()) scored.push_back(&a);
   if (scored.size() < 2) return;
-  o << "<h2>Methods side by side</h2><p class=small>each column scaled to its own largest |score|;"
-       " hover for values</p><table class=grid><tr><th>feature</th>";
+  o << "<h2>Methods side by side</h2><div class=fig><p class=small>the total score of each "
+       "feature by each method; the colour of a cell is its score divided by the largest |score| "
+       "of its method (column), so columns of different units compare</p>"
+    << report::diverging_legend(1, "score / largest |score| of the method")
+    << "<div class=scroll><table class=grid data-colour=value><tr><th>feature</th>";
   for (const auto* a : scored) o << "<th>" << esc(a->method) << "</th>";
   o << "</tr>";
   std::vector<std::vector<double>> totals;
@@ -114,30 +166,34 @@ void side_by_side(std::ostringstream& o, const std::vector<Attribution>& as) {
     scales.push_back(max_abs(totals.back()));
   }
   for (int64_t f = 0; f < scored[0]->n_features(); ++f) {
-    o << "<tr><th>" << esc(report::feature_text(*scored[0], static_cast<size_t>(f))) << "</th>";
+    o << "<tr><th>" << esc(feature_text(*scored[0], static_cast<size_t>(f))) << "</th>";
     for (size_t m = 0; m < scored.size(); ++m) {
       double v = f < static_cast<int64_t>(totals[m].size()) ? totals[m][f] : 0;
-      o << "<td style='background:" << colour(v, scales[m]) << "'>" << fmt(v, 3) << "</td>";
+      o << "<td style='" << colour_style(diverging_colour(v, scales[m])) << "'>" << fmt(v, 3)
+        << "</td>";
     }
     o << "</tr>";
   }
-  o << "</table>";
+  o << "</table></div></div>";
 }
 
 void lens_grid(std::ostringstream& o, const Attribution& a) {
   if (!a.extra.is_object() || !a.extra.contains("logit_lens")) return;
   const auto& lens = a.extra["logit_lens"];
-  o << "<h2>Logit lens</h2><p class=small>per layer (rows) and explained step (columns): the top"
-       " token and the target's probability; darker = more probable</p><div "
-       "style='overflow-x:auto'>"
-    << "<table class=grid>";
   // Accepts {"layers": [...]} with per-layer "steps": [{"target_prob", "target_rank", "top":
   // [{"text","prob"}]}]
   const auto& layers = lens.contains("layers") ? lens["layers"] : lens;
-  if (!layers.is_array()) {
-    o << "</table></div>";
-    return;
-  }
+  if (!layers.is_array()) return;
+  o << "<h2>Logit lens</h2><div class=fig><p class=small>what each layer (rows, input "
+       "embeddings first) would predict at each explained step (columns, headed by the token "
+       "explained there): its most probable next token, then the probability p of the explained "
+       "token and its rank among all tokens (rank 0: the layer's top choice). The colour is p. "
+       "&#9251; marks a space.</p>"
+    << report::sequential_legend(0, 1, "probability of the explained token")
+    << "<div class=scroll><table class=grid data-colour=value><tr><th>layer \\ step</th>";
+  for (int64_t s = 0; s < a.n_steps(); ++s)
+    o << "<th>" << esc(report::shorten(visible_text(a.step_texts[s]), 14)) << "</th>";
+  o << "</tr>";
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& layer = layers[l];
     o << "<tr><th>" << esc(layer.value("name", std::to_string(l))) << "</th>";
@@ -151,46 +207,79 @@ void lens_grid(std::ostringstream& o, const Attribution& a) {
       tip << "target p=" << fmt(p, 3) << " rank=" << st.value("target_rank", -1);
       if (st.contains("top"))
         for (const auto& t : st["top"])
-          tip << "\n" << t.value("text", "") << " " << fmt(t.value("prob", 0.0), 3);
-      int shade = static_cast<int>(255 - 200 * std::min(1.0, std::max(0.0, p)));
-      o << "<td style='background:rgb(" << shade << "," << shade << ",255)"
-        << (shade < 140 ? ";color:#fff" : "") << "' title='" << esc(tip.str()) << "'>" << esc(top)
-        << "<br><span class=small>" << fmt(p, 2) << "</span></td>";
+          tip << "\n" << visible_text(t.value("text", "")) << " " << fmt(t.value("prob", 0.0), 3);
+      o << "<td style='" << colour_style(report::sequential_colour(p)) << "' title='"
+        << esc(tip.str()) << "'>" << esc(report::shorten(visible_text(top), 12))
+        << "<br>p=" << fmt(p, 2) << " rank " << st.value("target_rank", -1) << "</td>";
     }
     o << "</tr>";
   }
   o << "</table></div>";
+  if (a.n_steps() > 8) o << "<p class=small>scroll sideways to see all " << a.n_steps() << " steps</p>";
+  o << "</div>";
+}
+
+// One layer's head-averaged attention as a heat map with token labels on both axes.
+void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::json& m,
+                   size_t layer) {
+  const int64_t n = static_cast<int64_t>(a.tokens.size());
+  const int64_t q = static_cast<int64_t>(m.size());
+  const double cell = std::max(1.5, std::min(24.0, 520.0 / std::max<int64_t>(1, q)));
+  const int64_t every = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(11.0 / cell)));
+  const bool print = q <= 14 && cell >= 24;
+  const double L = 96, T = 96, W = L + cell * q + 10, H = T + cell * q + 10;
+  auto label = [&](int64_t i) {
+    return esc(report::shorten(visible_text(i < n ? a.token_texts[i] : ""), 10));
+  };
+  o << "<figure><svg class='chart' data-colour=value width='" << W << "' height='" << H
+    << "' viewBox='0 0 " << W << " " << H << "' role='img' aria-label='attention of layer "
+    << layer << "' font-size='10'><rect width='" << W << "' height='" << H << "' fill='#fff'/>";
+  for (int64_t i = 0; i < q; ++i) {
+    for (int64_t j = 0; j < static_cast<int64_t>(m[i].size()); ++j) {
+      double v = m[i][j].get<double>();
+      if (v <= 0) continue;
+      const std::string bg = report::sequential_colour(v);
+      o << "<rect x='" << fmt(L + j * cell) << "' y='" << fmt(T + i * cell) << "' width='"
+        << fmt(cell) << "' height='" << fmt(cell) << "' fill='" << bg << "'><title>" << label(i)
+        << " &#8594; " << label(j) << ": " << fmt(v, 3) << "</title></rect>";
+      if (print)
+        o << "<text x='" << fmt(L + (j + 0.5) * cell) << "' y='" << fmt(T + (i + 0.5) * cell + 3)
+          << "' text-anchor='middle' font-size='8' data-bg='" << bg << "' style='fill:"
+          << report::text_colour_on(bg) << "'>" << fmt(v * 100, 2) << "</text>";
+    }
+  }
+  o << "<rect x='" << L << "' y='" << T << "' width='" << fmt(cell * q) << "' height='"
+    << fmt(cell * q) << "' fill='none' stroke='#767676'/>";
+  for (int64_t i = 0; i < q; i += every) {
+    const double c = (i + 0.5) * cell;
+    o << "<text class='tick' x='" << L - 4 << "' y='" << fmt(T + c + 3.5)
+      << "' text-anchor='end'>" << label(i) << "</text>";
+    o << "<text class='tick' x='" << fmt(L + c + 3.5) << "' y='" << T - 4
+      << "' text-anchor='start' transform='rotate(-90 " << fmt(L + c + 3.5) << " " << T - 4
+      << ")'>" << label(i) << "</text>";
+  }
+  o << "<text class='axis-title' x='" << fmt(L + cell * q / 2) << "' y='12' text-anchor='middle' "
+       "font-size='11'>key token (attended to)</text><text class='axis-title' x='12' y='"
+    << fmt(T + cell * q / 2) << "' transform='rotate(-90 12 " << fmt(T + cell * q / 2)
+    << ")' text-anchor='middle' font-size='11'>query token (attending)</text></svg>"
+    << "<figcaption>layer " << layer;
+  if (every > 1) o << ": every " << every << "th token labelled";
+  if (print) o << "; cell values in percent";
+  o << "</figcaption></figure>";
 }
 
 void attention_maps(std::ostringstream& o, const Attribution& a) {
   if (!a.extra.is_object() || !a.extra.contains("attention")) return;
   const auto& att = a.extra["attention"];
   if (!att.is_array() || att.empty()) return;
-  o << "<h2>Attention maps</h2><p class=small>head-averaged attention per layer, query (rows) to "
-       "key"
-       " (columns)</p><div class=methods>";
-  const int64_t n = static_cast<int64_t>(a.tokens.size());
-  for (size_t l = 0; l < att.size(); ++l) {
-    const auto& m = att[l];
-    if (!m.is_array()) continue;
-    const int64_t q = static_cast<int64_t>(m.size());
-    const double cell = std::max(4.0, std::min(18.0, 420.0 / std::max<int64_t>(1, q)));
-    o << "<div class=card><b>layer " << l << "</b><br><svg width='" << cell * q + 2 << "' height='"
-      << cell * q + 2 << "'>";
-    for (int64_t i = 0; i < q; ++i) {
-      for (int64_t j = 0; j < static_cast<int64_t>(m[i].size()); ++j) {
-        double v = m[i][j].get<double>();
-        if (v <= 0) continue;
-        int shade = static_cast<int>(255 - 230 * std::min(1.0, v));
-        o << "<rect x='" << j * cell << "' y='" << i * cell << "' width='" << cell << "' height='"
-          << cell << "' fill='rgb(" << shade << "," << shade << ",255)'><title>"
-          << esc(i < n ? a.token_texts[i] : "") << " -> " << esc(j < n ? a.token_texts[j] : "")
-          << ": " << fmt(v, 3) << "</title></rect>";
-      }
-    }
-    o << "</svg></div>";
-  }
-  o << "</div>";
+  o << "<h2>Attention maps</h2><div class=fig><p class=small>head-averaged attention per "
+       "layer: how much each query token (row) draws from each earlier key token (column); "
+       "&#9251; marks a space; the values are in the JSON output (--json), "
+       "extra.attention[layer][query][key]</p>"
+    << report::sequential_legend(0, 1, "attention weight (mean over heads)") << "<div class=shapes>";
+  for (size_t l = 0; l < att.size(); ++l)
+    if (att[l].is_array()) attention_map(o, a, att[l], l);
+  o << "</div></div>";
 }
 
 // The quality block of `candor explain --evaluate` (extra["quality"]), one row per method.
@@ -226,11 +315,79 @@ void quality_table(std::ostringstream& o, const std::vector<Attribution>& as) {
   o << "</table>";
 }
 
+// "“ the” (+0.31), “girl” (−0.2) and “Lily” (+0.1)": the k strongest features of `a`.
+std::string top_features_sentence(const Attribution& a, size_t k) {
+  const std::vector<double> tot = a.total();
+  const std::vector<size_t> order = by_magnitude(tot);
+  std::string out;
+  const size_t n = std::min(k, order.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (i) out += i + 1 == n ? " and " : ", ";
+    out += "&#8220;" + esc(feature_text(a, order[i])) + "&#8221; (" +
+           report::fmt_signed(tot[order[i]], 2) + ")";
+  }
+  return out;
+}
+
+// The person's summary: what was explained, on which model, and the strongest features.
+std::string summary(const std::vector<Attribution>& as, const ReportContext& c) {
+  std::ostringstream s;
+  s << "This page explains ";
+  if (!c.target_description.empty())
+    s << "<b>" << esc(c.target_description) << "</b>";
+  else if (!as.empty() && !as[0].step_texts.empty())
+    s << "the model's " << esc(as[0].target_function) << " of <b>"
+      << esc(visible_text(as[0].step_texts[0])) << "</b>";
+  else
+    s << "the model's output";
+  if (!c.model.empty()) s << " by the model <b>" << esc(c.model) << "</b>";
+  if (!c.prompt.empty()) s << " for the input &#8220;" << esc(report::shorten(c.prompt, 120)) << "&#8221;";
+  std::vector<const Attribution*> scored;
+  std::vector<std::string> views;
+  for (const auto& a : as) {
+    if (a.scores.empty())
+      views.push_back(a.method);
+    else
+      scored.push_back(&a);
+  }
+  s << ", with " << as.size() << (as.size() == 1 ? " method" : " methods") << ".";
+  if (!scored.empty()) {
+    s << " By " << esc(scored[0]->method) << ", the input that pushed it most is "
+      << top_features_sentence(*scored[0], 3)
+      << " (positive: towards the target, negative: away from it).";
+  }
+  if (scored.size() >= 2) {
+    // How many of the first method's top 3 features the others also rank in their top 3.
+    auto top3 = [](const Attribution& a) {
+      std::vector<size_t> o = by_magnitude(a.total());
+      o.resize(std::min<size_t>(3, o.size()));
+      return o;
+    };
+    const std::vector<size_t> ref = top3(*scored[0]);
+    s << " Agreement on those three:";
+    for (size_t m = 1; m < scored.size(); ++m) {
+      const std::vector<size_t> t = top3(*scored[m]);
+      size_t shared = 0;
+      for (size_t f : ref) shared += std::count(t.begin(), t.end(), f);
+      s << (m > 1 ? "," : "") << " " << esc(scored[m]->method) << " shares " << shared << " of "
+        << ref.size();
+    }
+    s << ".";
+  }
+  if (!views.empty()) {
+    s << " Views of the model's internals: ";
+    for (size_t i = 0; i < views.size(); ++i) s << (i ? ", " : "") << esc(views[i]);
+    s << ".";
+  }
+  return report::summary_block(s.str());
+}
+
 }  // namespace
 
 std::string render_html(const std::vector<Attribution>& as, const ReportContext& c) {
   std::ostringstream o;
   o << report::page_begin(c.title);
+  o << summary(as, c);
   o << "<table class=meta>";
   if (!c.model.empty()) o << "<tr><td>model</td><td>" << esc(c.model) << "</td></tr>";
   o << "<tr><td>prompt</td><td>" << esc(c.prompt) << "</td></tr>";
@@ -245,9 +402,10 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
       if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) warnings.push_back(w);
   o << "</table>";
   for (const auto& w : warnings) o << "<p class=warn>warning: " << esc(w) << "</p>";
-  o << "<p class=small>negative<span class=legend></span>positive contribution to the "
-       "target"
-       " (each method scaled to its largest |score|; hover a token for its value)</p>";
+  o << "<p class=small>Each token is coloured by its feature's score: orange to red pushes "
+       "the target up, blue pushes it down, white is neutral; each method has its own scale "
+       "(its legend gives the numbers). A dashed outline marks generated tokens; grey text is "
+       "not a feature.</p>";
   o << "<h2>Attributions</h2><div class=methods>";
   for (const auto& a : as) attribution_card(o, a);
   o << "</div>";

@@ -60,12 +60,52 @@ TEST(HtmlPage, EscapesAndFormats) {
   EXPECT_EQ(report::html_escape("a\nb", true), "a&#x21B5;b");
   EXPECT_EQ(report::fmt_num(0.123456), "0.1235");
   EXPECT_EQ(report::fmt_num(1234567.0, 3), "1.23e+06");
+  EXPECT_EQ(report::fmt_pct(0.875), "87.5%");
+  EXPECT_EQ(report::fmt_signed(-0.25, 2), "\xE2\x88\x92" "0.25");
+  EXPECT_EQ(report::fmt_signed(0.5), "+0.5");
   EXPECT_EQ(report::diverging_colour(0, 1), "#ffffff");
-  EXPECT_EQ(report::diverging_colour(1, 1), "#ff3c32");   // the legend's positive end
-  EXPECT_EQ(report::diverging_colour(-5, 1), "#286eff");  // clamped to the negative end
-  EXPECT_NE(std::string(report::stylesheet()).find("#286eff,#fff,#ff3c32"), std::string::npos)
-      << "the legend spans the same colours as the scale";
+  EXPECT_EQ(report::diverging_colour(1, 1), "#b2182b");   // the positive end: red
+  EXPECT_EQ(report::diverging_colour(-5, 1), "#2166ac");  // clamped to the negative end: blue
+  EXPECT_EQ(report::diverging_colour(0.5, 1), "#f4a582");  // orange half-way, no green
+  EXPECT_EQ(report::sequential_colour(0), "#ffffff");
+  EXPECT_EQ(report::sequential_colour(1), "#08306b");
   EXPECT_EQ(report::diverging_colour(3, 0), "#ffffff");   // no scale: no colour
+}
+
+// WCAG 2 contrast: the reference values of the definition, and text on every colour of both
+// scales reaching AA (4.5:1).
+TEST(HtmlPage, TextOnEveryScaleColourReachesWcagAa) {
+  EXPECT_NEAR(report::contrast_ratio("#000000", "#ffffff"), 21.0, 1e-9);
+  EXPECT_NEAR(report::contrast_ratio("#777777", "#ffffff"), 4.48, 0.01);
+  EXPECT_NEAR(report::relative_luminance("#ff0000"), 0.2126, 1e-9);
+  EXPECT_EQ(report::text_colour_on("#ffffff"), "#000000");
+  EXPECT_EQ(report::text_colour_on("#08306b"), "#ffffff");
+  for (int i = -50; i <= 50; ++i) {
+    const std::string d = report::diverging_colour(i / 50.0, 1), s = report::sequential_colour((i + 50) / 100.0);
+    EXPECT_GE(report::contrast_ratio(d, report::text_colour_on(d)), 4.5) << d;
+    EXPECT_GE(report::contrast_ratio(s, report::text_colour_on(s)), 4.5) << s;
+  }
+}
+
+TEST(HtmlPage, LegendsTicksAndAxes) {
+  const std::string legend = report::diverging_legend(2, "score");
+  EXPECT_NE(legend.find("class='legend'"), std::string::npos);
+  for (const char* tick : {">\xE2\x88\x92" "2<", ">\xE2\x88\x92" "1<", ">0<", ">+1<", ">+2<"})
+    EXPECT_NE(legend.find(tick), std::string::npos) << tick << " in " << legend;
+  EXPECT_NE(report::sequential_legend(0, 1, "p").find(">0.5<"), std::string::npos);
+  EXPECT_EQ(report::nice_ticks(0, 1, 5), (std::vector<double>{0, 0.2, 0.4, 0.6000000000000001, 0.8, 1}));
+  EXPECT_EQ(report::nice_ticks(-3, 7, 5), (std::vector<double>{-2, 0, 2, 4, 6}));
+  report::Axes ax;
+  ax.x_title = "fraction removed";
+  ax.y_title = "f";
+  const std::string svg = ax.open("a chart") + "</svg>";
+  EXPECT_NE(svg.find("class='chart'"), std::string::npos);
+  EXPECT_NE(svg.find("<text class='axis-title' x='"), std::string::npos);
+  EXPECT_NE(svg.find(">fraction removed</text>"), std::string::npos);
+  EXPECT_DOUBLE_EQ(ax.px(0), ax.left);
+  EXPECT_DOUBLE_EQ(ax.py(0), ax.height - ax.bottom);
+  EXPECT_EQ(report::shorten("abcdef", 3), "abc\xE2\x80\xA6");
+  EXPECT_EQ(report::shorten("\xE2\x90\xA3" "ab", 2), "\xE2\x90\xA3" "a\xE2\x80\xA6");
 }
 
 TEST(Reports, ExplanationPage) {
@@ -82,7 +122,8 @@ TEST(Reports, ExplanationPage) {
   expect_page(html, c.title);
   EXPECT_NE(html.find("occlusion"), std::string::npos);
   EXPECT_NE(html.find("integrated_gradients"), std::string::npos);
-  EXPECT_NE(html.find("class=legend"), std::string::npos) << "the colour scale is drawn";
+  EXPECT_NE(html.find("class='legend'"), std::string::npos) << "the colour scale is drawn";
+  EXPECT_NE(html.find("class=summary"), std::string::npos) << "a person's summary on top";
   EXPECT_EQ(html.find("<went>"), std::string::npos) << "the prompt is escaped";
   EXPECT_NE(html.find("&lt;"), std::string::npos);
   EXPECT_EQ(html.find("builtin <lm>"), std::string::npos);
@@ -114,6 +155,13 @@ TEST(Reports, EvaluationPage) {
   EXPECT_NE(html.find("occlusion"), std::string::npos);
   EXPECT_NE(html.find("comprehensiveness"), std::string::npos);
   EXPECT_GE(count(html, "<polyline"), 2u) << "a deletion curve per method";
+  EXPECT_GE(count(html, "stroke-dasharray="), 2u) << "lines told apart without colour";
+  EXPECT_NE(html.find(">fraction of features removed (most important first)</text>"),
+            std::string::npos) << "axis titles";
+  EXPECT_NE(html.find("class=summary"), std::string::npos);
+  EXPECT_NE(html.find("<dt>comprehensiveness ↑</dt><dd>How much the target drops"), std::string::npos)
+      << "a sentence per metric with its direction";
+  EXPECT_NE(html.find("Decoys: win and catch rates"), std::string::npos);
   // The page the store wrote is the same page.
   std::ifstream written(dir + "/out/report.html");
   std::stringstream ss;
@@ -148,6 +196,15 @@ TEST(Reports, DistillationPageOfEachStudent) {
     EXPECT_NE(html.find("yes"), std::string::npos) << spec << ": class names appear";
     EXPECT_NE(html.find("age"), std::string::npos) << spec << ": feature names appear";
     EXPECT_EQ(html.find("<blue>"), std::string::npos) << spec << ": category values escaped";
+    const std::string text = std::regex_replace(
+        std::regex_replace(html, std::regex("<style>[^<]*</style>"), ""), std::regex("<[^>]*>"), " ");
+    EXPECT_FALSE(std::regex_search(text, std::regex("#[0-9]"))) << spec << ": class names, not indices";
+    EXPECT_NE(html.find("class=summary"), std::string::npos) << spec;
+    EXPECT_NE(html.find("held-out rows it agrees with the teacher"), std::string::npos) << spec;
+    if (std::string(spec) != "tree:max_depth=3")
+      EXPECT_NE(html.find("log-odds of &#8216;yes&#8217; against &#8216;no&#8217;"), std::string::npos) << spec;
+    else
+      EXPECT_NE(html.find("<th>p(yes)</th>"), std::string::npos) << spec;
   }
 }
 
@@ -212,7 +269,7 @@ TEST(BenchmarkPages, DecoyWinAndCaughtRatesInMarkdownAndHtml) {
   EXPECT_THAT(md, ::testing::HasSubstr("| occlusion | 0.75 |"));
   EXPECT_THAT(md, ::testing::HasSubstr("| caught | 0.625 |"));
   const std::string html = render_benchmark_html(s);
-  EXPECT_THAT(html, ::testing::HasSubstr("<h2>Decoys: comprehensiveness</h2>"));
+  EXPECT_THAT(html, ::testing::HasSubstr("<h3>Decoys: comprehensiveness</h3>"));
   EXPECT_THAT(html, ::testing::HasSubstr("<td>0.625</td>"));
 }
 
