@@ -167,7 +167,9 @@ std::string reliability_svg(const json& bins, const std::string& caption) {
   s << "<text class='axis-title' x='" << pad + S / 2 << "' y='" << pad + S + 24
     << "' text-anchor='middle'>confidence (predicted probability)</text>"
     << "<text class='axis-title' x='8' y='" << pad + S / 2 << "' transform='rotate(-90 8 " << pad + S / 2
-    << ")' text-anchor='middle'>accuracy (share correct)</text></svg><figcaption>" << html_escape(caption) << "</figcaption></figure>";
+    << ")' text-anchor='middle'>accuracy (share correct)</text></svg><figcaption>" << html_escape(caption)
+    << "<br><span class='small'>bars: accuracy per bin; dots: mean confidence; dashed: perfect calibration</span>"
+    << "</figcaption></figure>";
   return s.str();
 }
 
@@ -190,7 +192,7 @@ std::string curve_svg(const json& xs, const json& ys, const std::string& caption
   s << "<text class='axis-title' x='" << pad + S / 2 << "' y='" << pad + S + 24
     << "' text-anchor='middle'>coverage (share of rows answered)</text><text class='axis-title' x='8' y='"
     << pad + S / 2 << "' transform='rotate(-90 8 " << pad + S / 2
-    << ")' text-anchor='middle'>risk (error rate of the answered)</text></svg><figcaption>"
+    << ")' text-anchor='middle'>risk (error rate)</text></svg><figcaption>"
     << html_escape(caption) << "</figcaption></figure>";
   return s.str();
 }

@@ -225,12 +225,50 @@ std::string shape_svg(const std::string& feature, const std::vector<std::string>
   return s.str();
 }
 
-// The label of cell i of a pair table whose cells merge `div` bins of a feature.
+// The lower and upper ends of a numeric bin label ("<= 3", "(3, 5]", "> 5"); "" for an open end,
+// false when the label is not numeric (a category, "missing").
+bool bin_ends(const std::string& l, std::string* lo, std::string* hi) {
+  if (l.rfind("<= ", 0) == 0) {
+    *lo = "";
+    *hi = l.substr(3);
+    return true;
+  }
+  if (l.rfind("> ", 0) == 0) {
+    *lo = l.substr(2);
+    *hi = "";
+    return true;
+  }
+  const size_t comma = l.find(", ");
+  if (l.size() > 3 && l.front() == '(' && l.back() == ']' && comma != std::string::npos) {
+    *lo = l.substr(1, comma - 1);
+    *hi = l.substr(comma + 2, l.size() - comma - 3);
+    return true;
+  }
+  return false;
+}
+
+// The label of cell i of a pair table whose cells merge `div` bins of a feature: the merged
+// numeric range ("(36, 42]", "<= 34", "> 73 or missing"), or "first … last".
 std::string merged_label(const std::vector<std::string>& bins, int div, int i) {
   if (bins.empty()) return std::to_string(i);
   const size_t a = std::min(bins.size() - 1, static_cast<size_t>(i) * std::max(1, div));
   const size_t b = std::min(bins.size() - 1, a + std::max(1, div) - 1);
-  return a == b ? bins[a] : bins[a] + " … " + bins[b];
+  if (a == b) return bins[a];
+  size_t last = b;
+  std::string suffix;
+  if (bins[last].rfind("missing", 0) == 0 && last > a) {
+    suffix = " or " + bins[last];
+    --last;
+  }
+  std::string lo, hi, lo2, hi2;
+  if (bin_ends(bins[a], &lo, &hi) && bin_ends(bins[last], &lo2, &hi2)) {
+    std::string range = lo.empty() && hi2.empty() ? "any"
+                        : lo.empty()              ? "<= " + hi2
+                        : hi2.empty()             ? "> " + lo
+                                                  : "(" + lo + ", " + hi2 + "]";
+    return range + suffix;
+  }
+  return bins[a] + " … " + bins[b];
 }
 
 // A pair's table as a heat map (diverging colours, values printed when the table is small),

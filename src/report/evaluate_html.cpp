@@ -167,7 +167,7 @@ void curve_chart(std::ostringstream& o, const nlohmann::json& curves, const char
   if (hi - lo < 1e-12) hi = lo + 1;
   const double pad = 0.05 * (hi - lo);
   report::Axes ax;
-  ax.width = 540;
+  ax.width = 520;
   ax.height = 360;
   ax.left = 70;
   ax.x0 = 0;
@@ -187,8 +187,9 @@ void curve_chart(std::ostringstream& o, const nlohmann::json& curves, const char
     const auto& v = c[which];
     if (v.empty()) continue;
     shown.push_back({i, m});
+    const bool decoy = m.rfind("decoy:", 0) == 0;  // fakes drawn thinner than the methods
     o << "<g><title>" << html_escape(m) << "</title><polyline fill='none' stroke='"
-      << report::series_colour(i) << "' stroke-width='2'";
+      << report::series_colour(i) << "' stroke-width='" << (decoy ? "1.5" : "2.5") << "'";
     if (*report::series_dash(i)) o << " stroke-dasharray='" << report::series_dash(i) << "'";
     o << " points='";
     auto xat = [&](size_t k) {
@@ -205,7 +206,7 @@ void curve_chart(std::ostringstream& o, const nlohmann::json& curves, const char
   o << "</svg>";
   // The legend: a line sample with its dash and marker per series.
   const int rows = static_cast<int>(shown.size());
-  o << "<svg class='series-legend' width='540' height='" << 18 * rows + 6
+  o << "<svg class='series-legend' width='520' height='" << 18 * rows + 6
     << "' role='img' aria-label='legend' font-size='12'>";
   for (int r = 0; r < rows; ++r) {
     const size_t i = shown[r].first;
@@ -224,7 +225,10 @@ void curve_chart(std::ostringstream& o, const nlohmann::json& curves, const char
 // fared.
 std::string benchmark_summary(const nlohmann::json& s) {
   std::ostringstream o;
-  o << "Grades " << s["methods"].size() << " explanation methods";
+  size_t n_decoys = 0;
+  for (const auto& m : s["methods"]) n_decoys += m.get<std::string>().rfind("decoy:", 0) == 0;
+  o << "Grades " << s["methods"].size() - n_decoys << " explanation methods";
+  if (n_decoys) o << " (and " << n_decoys << " decoys, fake explanations to check the metrics)";
   if (s.contains("model")) o << " of the model <b>" << html_escape(s["model"].get<std::string>()) << "</b>";
   if (s.contains("data")) o << " on " << html_escape(s["data"].get<std::string>());
   o << " (" << s["n_examples"].get<int64_t>() << " examples).";
@@ -260,12 +264,10 @@ std::string benchmark_summary(const nlohmann::json& s) {
   if (s.contains("decoy_ranking") && s["decoy_ranking"].is_object()) {
     for (const auto& [metric, r] : s["decoy_ranking"].items()) {
       if (!r.contains("caught_rate")) continue;
-      o << " By " << html_escape(metric) << ", every method beat the decoys in";
-      size_t k = 0;
-      for (const auto& [d, v] : r["caught_rate"].items())
-        o << (k++ ? "," : "") << " " << report::fmt_pct(v.get<double>()) << " of examples ("
-          << html_escape(d) << ")";
-      o << ".";
+      // The random decoy when there is one: the plainest fake.
+      std::string d = r["caught_rate"].contains("decoy:random") ? "decoy:random" : r["caught_rate"].begin().key();
+      o << " By " << html_escape(metric) << ", every method beat the " << html_escape(d) << " decoy in "
+        << report::fmt_pct(r["caught_rate"][d].get<double>()) << " of the examples.";
       break;
     }
   }

@@ -245,7 +245,7 @@ void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::
       if (print)
         o << "<text x='" << fmt(L + (j + 0.5) * cell) << "' y='" << fmt(T + (i + 0.5) * cell + 3)
           << "' text-anchor='middle' font-size='8' data-bg='" << bg << "' style='fill:"
-          << report::text_colour_on(bg) << "'>" << fmt(v * 100, 2) << "</text>";
+          << report::text_colour_on(bg) << "'>" << std::lround(v * 100) << "</text>";
     }
   }
   o << "<rect x='" << L << "' y='" << T << "' width='" << fmt(cell * q) << "' height='"
@@ -335,6 +335,10 @@ std::string summary(const std::vector<Attribution>& as, const ReportContext& c) 
   s << "This page explains ";
   if (!c.target_description.empty())
     s << "<b>" << esc(c.target_description) << "</b>";
+  if (!as.empty() && as[0].step_texts.size() == 1)
+    s << " (the token &#8220;" << esc(visible_text(as[0].step_texts[0])) << "&#8221;)";
+  else if (!as.empty() && as[0].step_texts.size() > 1)
+    s << " (" << as[0].step_texts.size() << " generated tokens)";
   else if (!as.empty() && !as[0].step_texts.empty())
     s << "the model's " << esc(as[0].target_function) << " of <b>"
       << esc(visible_text(as[0].step_texts[0])) << "</b>";
@@ -352,7 +356,7 @@ std::string summary(const std::vector<Attribution>& as, const ReportContext& c) 
   }
   s << ", with " << as.size() << (as.size() == 1 ? " method" : " methods") << ".";
   if (!scored.empty()) {
-    s << " By " << esc(scored[0]->method) << ", the input that pushed it most is "
+    s << " By " << esc(scored[0]->method) << ", the features that weigh most are "
       << top_features_sentence(*scored[0], 3)
       << " (positive: towards the target, negative: away from it).";
   }

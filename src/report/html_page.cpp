@@ -67,7 +67,7 @@ table.grid th{background:#f2f2f2;font-weight:600}
 table.grid th.rot{height:7em;vertical-align:bottom;padding:2px 1px}
 table.grid th.rot span{writing-mode:vertical-rl;transform:rotate(180deg);white-space:pre}
 svg{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;overflow:visible}
-svg.legend{display:block;margin:.3em 0}
+svg.legend,svg.series-legend{display:block;margin:.3em 0}
 svg text{fill:#1a1a1a}
 .fig{margin:.5em 0}
 .scroll{overflow-x:auto;max-width:100%}

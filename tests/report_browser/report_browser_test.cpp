@@ -142,18 +142,17 @@ TEST_F(ReportBrowser, ExplanationOfTheSentimentClassifier) {
 
 TEST_F(ReportBrowser, EvaluationWithDecoys) {
   REQUIRE_BROWSER();
-  const std::string data = dir_ + "/reviews.csv";
+  const std::string data = dir_ + "/stories.csv";
   write(data,
-        "text\n\"The food was great and the staff were friendly.\"\n"
-        "\"Terrible service, cold food, never again.\"\n"
-        "\"The film was long but the ending was wonderful.\"\n"
-        "\"I loved the battery life of this phone.\"\n"
-        "\"The screen broke after two days.\"\n"
-        "\"Not bad at all, I would come back.\"\n");
-  cli("evaluate --model " + kSentiment + " --data " + data +
+        "text\n\"Once upon a time there was a little girl named Lily.\"\n"
+        "\"Tom had a big red ball and he loved to play.\"\n"
+        "\"The dog ran to the park with his friend.\"\n"
+        "\"One day the sun was shining and the birds sang.\"\n"
+        "\"Mom made a cake for the party.\"\n");
+  cli("evaluate --model " + kLm + " --data " + data +
       " --text-column text --method occlusion --method integrated_gradients:n_steps=8 "
-      "--metric faithfulness --metric infidelity --decoys --bootstrap 200 --no-progress --out " +
-      dir_ + "/eval");
+      "--method input_x_gradient --metric faithfulness --metric infidelity --decoys "
+      "--max-tokens 12 --curve-points 10 --bootstrap 200 --no-progress --out " + dir_ + "/eval");
   check_in_browser(dir_ + "/eval/report.html", "evaluate",
                    {"Decoys", "comprehensiveness", "infidelity", "occlusion"});
 }
