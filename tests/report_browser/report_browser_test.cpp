@@ -81,7 +81,8 @@ void cli(const std::string& args) {
 // Loads `page` in Chromium, checks it, and expects no problem; `expected`: texts that must
 // appear (class names, column names).
 void check_in_browser(const std::string& page, const std::string& name,
-                      const std::vector<std::string>& expected) {
+                      const std::vector<std::string>& expected,
+                      std::vector<std::string>* problems = nullptr) {
   ASSERT_TRUE(fs::exists(page)) << page;
   const std::string dir = artifacts();
   fs::copy_file(page, dir + "/" + name + ".html", fs::copy_options::overwrite_existing);
@@ -102,7 +103,12 @@ void check_in_browser(const std::string& page, const std::string& name,
   ASSERT_EQ(rc, 0) << out;
   std::cout << "[ screenshot ] " << j["screenshot"].get<std::string>() << "  " << j["stats"].dump()
             << "\n";
-  for (const auto& p : j["problems"]) ADD_FAILURE() << name << ": " << p.get<std::string>();
+  for (const auto& p : j["problems"]) {
+    if (problems)
+      problems->push_back(p.get<std::string>());
+    else
+      ADD_FAILURE() << name << ": " << p.get<std::string>();
+  }
 }
 
 class ReportBrowser : public ::testing::Test {
@@ -110,6 +116,31 @@ class ReportBrowser : public ::testing::Test {
   void SetUp() override { dir_ = testing::temp_dir(); }
   std::string dir_;
 };
+
+// The checker itself: a page with each fault it looks for gets each one reported.
+TEST_F(ReportBrowser, TheCheckerFindsEachFault) {
+  REQUIRE_BROWSER();
+  const std::string page = dir_ + "/faulty.html";
+  write(page,
+        "<!DOCTYPE html><html><body><h1>faulty</h1>"
+        "<p style='color:#999'>grey on white: 2.8:1</p>"
+        "<svg class='chart' width='100' height='50'><text class='tick' x='1' y='9'>0</text>"
+        "<text class='tick' x='1' y='19'>1</text></svg>"
+        "<svg width='10' height='10'></svg>"
+        "<div class=fig><table data-colour=value><tr><td style='background:#2166ac;color:#fff'>"
+        "x</td></tr></table></div>"
+        "<p>Logit of class #1</p>"
+        "<div style='width:3000px'>too wide</div>"
+        "<img src='http://127.0.0.1:9/x.png'></body></html>");
+  std::vector<std::string> problems;
+  check_in_browser(page, "faulty", {"a class name that is not there"}, &problems);
+  std::string all;
+  for (const auto& p : problems) all += p + "\n";
+  for (const char* want : {"contrast 2.8", "has 0 axis titles", "neither a chart nor a legend",
+                           "without a legend with numbers", "no summary", "expected text missing",
+                           "placeholder", "px wide", "loads from the network"})
+    EXPECT_NE(all.find(want), std::string::npos) << "not reported: " << want << "\n" << all;
+}
 
 TEST_F(ReportBrowser, ExplanationOfTheLanguageModelWithFourMethods) {
   REQUIRE_BROWSER();
