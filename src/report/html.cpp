@@ -135,8 +135,10 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
         if (!vis) {
           o << "<td style='background:#f4f4f4'></td>";
         } else {
-          o << "<td style='" << colour_style(diverging_colour(v, scale)) << "' title='"
-            << fmt(v) << "'>" << (print ? fmt(v, 2) : "") << "</td>";
+          // No text in the cell: no text colour to pick.
+          const std::string bg = diverging_colour(v, scale);
+          o << "<td style='" << (print ? colour_style(bg) : "background:" + bg) << "' title='"
+            << fmt(v, 3) << "'>" << (print ? fmt(v, 2) : "") << "</td>";
         }
       }
       o << "</tr>";
@@ -333,17 +335,21 @@ std::string top_features_sentence(const Attribution& a, size_t k) {
 std::string summary(const std::vector<Attribution>& as, const ReportContext& c) {
   std::ostringstream s;
   s << "This page explains ";
-  if (!c.target_description.empty())
+  // The explained token, unless the description already names it (a classifier's class).
+  const auto named = [&](const std::string& t) {
+    const size_t b = t.find_first_not_of(' ');
+    return b != std::string::npos && c.target_description.find(t.substr(b)) != std::string::npos;
+  };
+  if (!c.target_description.empty()) {
     s << "<b>" << esc(c.target_description) << "</b>";
-  if (!as.empty() && as[0].step_texts.size() == 1)
-    s << " (the token &#8220;" << esc(visible_text(as[0].step_texts[0])) << "&#8221;)";
-  else if (!as.empty() && as[0].step_texts.size() > 1)
-    s << " (" << as[0].step_texts.size() << " generated tokens)";
-  else if (!as.empty() && !as[0].step_texts.empty())
+    if (!as.empty() && as[0].step_texts.size() == 1 && !named(as[0].step_texts[0]))
+      s << " (the token &#8220;" << esc(visible_text(as[0].step_texts[0])) << "&#8221;)";
+  } else if (!as.empty() && !as[0].step_texts.empty()) {
     s << "the model's " << esc(as[0].target_function) << " of <b>"
       << esc(visible_text(as[0].step_texts[0])) << "</b>";
-  else
+  } else {
     s << "the model's output";
+  }
   if (!c.model.empty()) s << " by the model <b>" << esc(c.model) << "</b>";
   if (!c.prompt.empty()) s << " for the input &#8220;" << esc(report::shorten(c.prompt, 120)) << "&#8221;";
   std::vector<const Attribution*> scored;
