@@ -171,7 +171,7 @@ TEST(CliExplainOutput, DecoyRatesInTableMdAndHtmlAndTheLexiconDecoy) {
   EXPECT_THAT(md, HasSubstr("| caught |"));
   EXPECT_THAT(md, HasSubstr("decoy:lexicon"));
   const std::string html = slurp(dir + "/o/report.html");
-  EXPECT_THAT(html, HasSubstr("<h2>Decoys: comprehensiveness</h2>"));
+  EXPECT_THAT(html, HasSubstr("<h3>Decoys: comprehensiveness</h3>"));
   EXPECT_THAT(html, HasSubstr("<th>caught</th>"));
   // The lexicon needs --decoys.
   out.clear();
