@@ -23,16 +23,18 @@ std::string pct(const json& fidelity, const char* key) {
   return report::fmt_pct(fidelity[key].get<double>());
 }
 
-std::string quoted(const std::string& s) { return "&#8216;" + html_escape(s) + "&#8217;"; }
+std::string in_quotes(const std::string& s) { return "&#8216;" + html_escape(s) + "&#8217;"; }
 
 // What a model of the student scores, in words: "log-odds of ‘yes’ against ‘no’" for two
 // classes, "logit of class ‘x’" for more.
 std::string target_name(const json& m, const std::vector<std::string>& classes) {
   const int64_t k = m.value("class_index", int64_t(0));
-  const std::string name =
+  std::string name =
       k >= 0 && k < static_cast<int64_t>(classes.size()) ? classes[k] : "#" + std::to_string(k);
-  if (classes.size() == 2 && k == 1) return "log-odds of " + quoted(name) + " against " + quoted(classes[0]);
-  return "logit of class " + quoted(name);
+  if (m.contains("class") && m["class"].is_string() && !m["class"].get<std::string>().empty())
+    name = m["class"].get<std::string>();
+  if (classes.size() == 2 && k == 1) return "log-odds of " + in_quotes(name) + " against " + in_quotes(classes[0]);
+  return "logit of class " + in_quotes(name);
 }
 
 std::string plain(const std::string& key) {
@@ -64,7 +66,8 @@ std::string cell_value(const json& v) {
 // The student's settings and fitted choices (penalties, rounds, the cross-validation grid),
 // whatever they are: every top-level field but its tables.
 std::string settings_html(const json& student) {
-  static const char* const skip[] = {"kind", "models", "rules", "epoch_losses"};
+  static const char* const skip[] = {"kind", "models", "rules", "epoch_losses", "cv", "band",
+                                     "splits"};
   std::ostringstream h;
   h << "<table class=meta><caption class=small style='text-align:left'>settings</caption>";
   for (auto it = student.begin(); it != student.end(); ++it) {
@@ -73,6 +76,33 @@ std::string settings_html(const json& student) {
       << "</td></tr>";
   }
   h << "</table>\n";
+  // The cross-validation that chose the student's strength: the grid and each value's figures.
+  if (student.contains("cv") && student["cv"].is_object() && student["cv"].contains("grid")) {
+    const json& cv = student["cv"];
+    const json& grid = cv["grid"];
+    h << "<p>" << html_escape(plain(cv.value("parameter", std::string("strength")))) << " = <b>"
+      << cell_value(cv.value("chosen", json())) << "</b>, chosen by " << cv.value("folds", 0)
+      << "-fold cross-validation on the training rows only (the least held-out log-loss against "
+         "the teacher).</p><table class=num><tr><th>"
+      << html_escape(plain(cv.value("parameter", std::string("value")))) << "</th>";
+    for (const char* k : {"log_loss", "agreement"})
+      if (cv.contains(k) && cv[k].is_array() && cv[k].size() == grid.size())
+        h << "<th>held-out " << plain(k) << "</th>";
+    h << "</tr>";
+    for (size_t i = 0; i < grid.size(); ++i) {
+      const bool chosen = cv.contains("chosen") && grid[i] == cv["chosen"];
+      h << "<tr><td>" << cell_value(grid[i]) << (chosen ? " &#10003;" : "") << "</td>";
+      for (const char* k : {"log_loss", "agreement"})
+        if (cv.contains(k) && cv[k].is_array() && cv[k].size() == grid.size())
+          h << "<td>"
+            << (std::string(k) == "agreement" && cv[k][i].is_number()
+                    ? report::fmt_pct(cv[k][i].get<double>())
+                    : cell_value(cv[k][i]))
+            << "</td>";
+      h << "</tr>";
+    }
+    h << "</table>\n";
+  }
   return h.str();
 }
 
@@ -97,8 +127,20 @@ std::string linear_html(const json& student, const json& features,
         if (it.key() != "feature" && it.key() != "bin" && it.key() != "weight" &&
             std::find(extra.begin(), extra.end(), it.key()) == extra.end())
           extra.push_back(it.key());
+    // The per-unit coefficient right after the weight, the kind of term last.
+    static const char* const first[] = {"weight_per_unit", "mean", "sd"};
+    auto rank = [](const std::string& k) {
+      for (size_t i = 0; i < 3; ++i)
+        if (k == first[i]) return static_cast<int>(i);
+      return k == "kind" ? 99 : 50;
+    };
+    std::stable_sort(extra.begin(), extra.end(),
+                     [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
     h << "<h3>Weights on the " << target_name(m, classes) << ": intercept "
-      << fmt_num(m["intercept"].get<double>()) << ", " << t.size()
+      << fmt_num(m["intercept"].get<double>());
+    if (m.contains("intercept_original_units") && m["intercept_original_units"].is_number())
+      h << " (" << fmt_num(m["intercept_original_units"].get<double>()) << " in the original units)";
+    h << ", " << t.size()
       << " non-zero weights</h3>\n<p class=small>a positive weight (orange bar, to the right) "
          "moves the prediction towards the class, a negative one (blue bar, to the left) away "
          "from it; the largest first</p><table><tr><th>feature</th><th>value</th>"
@@ -155,12 +197,14 @@ std::string tree_html(const json& student, const std::vector<std::string>& class
     size_t best = 0;
     for (size_t k = 1; k < p.size(); ++k)
       if (p[k] > p[best]) best = k;
+    if (r.contains("class_index") && r["class_index"].is_number_integer())
+      best = r["class_index"].get<size_t>();
     const std::string then =
         r.contains("class") && r["class"].is_string()
             ? r["class"].get<std::string>()
             : best < classes.size() ? classes[best] : "#" + std::to_string(best);
-    h << "<tr><td>" << html_escape(cond.empty() ? "always" : cond) << "</td><td><b>"
-      << html_escape(then) << "</b></td>";
+    h << "<tr><td>" << html_escape(cond.empty() ? "always" : cond) << "</td><td><b>class '"
+      << html_escape(then) << "'</b></td>";
     for (size_t k = 0; k < classes.size(); ++k)
       h << "<td style='text-align:right'>" << (k < p.size() ? fmt_num(p[k], 3) : "") << "</td>";
     h << "<td style='text-align:right'>" << r["rows"].get<uint64_t>() << "</td></tr>\n";
@@ -342,7 +386,11 @@ std::string gam_html(const json& student, const std::vector<std::string>& classe
       << target << " (orange: towards, blue: away)";
     bool banded = false;
     for (const json& sh : m["shapes"]) banded = banded || sh.contains("lower");
-    if (banded) h << "; whiskers: the band given in report.json (lower, upper)";
+    if (banded)
+      h << "; whiskers: "
+        << html_escape(student.contains("band") && student["band"].is_string()
+                           ? student["band"].get<std::string>()
+                           : std::string("the band in report.json (lower, upper)"));
     h << "; the values are under each chart</p><div class='shapes'>\n";
     int shown = 0;
     for (const json& sh : m["shapes"]) {  // most important first
@@ -352,15 +400,22 @@ std::string gam_html(const json& student, const std::vector<std::string>& classe
       const std::vector<double> lower = numbers(sh, "lower", v.size()),
                                 upper = numbers(sh, "upper", v.size());
       const std::string feature = sh["feature"].get<std::string>();
-      h << "<figure>" << shape_svg(feature, bins, v, lower, upper, "contribution")
+      h << "<figure>"
+        << shape_svg(feature, bins, v, lower, upper,
+                     classes.size() == 2 ? "contribution (log-odds)" : "contribution (logit)")
         << "<figcaption>" << html_escape(feature) << " (importance "
-        << fmt_num(sh["importance"].get<double>(), 3)
-        << ")<details><summary>values per bin</summary><table class=num><tr><th>"
+        << fmt_num(sh["importance"].get<double>(), 3);
+      if (sh.contains("monotone") && sh["monotone"].is_string())
+        h << "; constrained " << (sh["monotone"] == "+" ? "increasing" : "decreasing");
+      const std::vector<double> rows = numbers(sh, "rows", v.size());
+      h << ")<details><summary>values per bin</summary><table class=num><tr><th>"
         << html_escape(feature) << "</th><th>contribution</th>"
-        << (lower.empty() ? "" : "<th>lower</th><th>upper</th>") << "</tr>";
+        << (lower.empty() ? "" : "<th>lower</th><th>upper</th>")
+        << (rows.empty() ? "" : "<th>training rows</th>") << "</tr>";
       for (size_t b = 0; b < v.size(); ++b) {
         h << "<tr><td>" << html_escape(bins[b]) << "</td><td>" << fmt_num(v[b], 3) << "</td>";
         if (!lower.empty()) h << "<td>" << fmt_num(lower[b], 3) << "</td><td>" << fmt_num(upper[b], 3) << "</td>";
+        if (!rows.empty()) h << "<td>" << fmt_num(rows[b], 6) << "</td>";
         h << "</tr>";
       }
       h << "</table></details></figcaption></figure>\n";
@@ -449,7 +504,7 @@ std::string distill_summary(const json& report, const std::vector<std::string>& 
   o << " was fitted on " << train.value("rows", uint64_t(0))
     << " training rows to give the teacher's answer among ";
   for (size_t k = 0; k < classes.size(); ++k)
-    o << (k ? (k + 1 == classes.size() ? " and " : ", ") : "") << quoted(classes[k]);
+    o << (k ? (k + 1 == classes.size() ? " and " : ", ") : "") << in_quotes(classes[k]);
   o << ", reading " << columns.size() << (columns.size() == 1 ? " input column" : " input columns");
   if (!columns.empty() && columns.size() <= 8) {
     o << " (";

@@ -208,6 +208,39 @@ TEST(Reports, DistillationPageOfEachStudent) {
   }
 }
 
+// The fields the cross-validated students add to report.json (the grid and the chosen strength,
+// coefficients per unit, bootstrap bands, monotone shapes, class names in rules): each shown.
+TEST(Reports, DistillationPageShowsCrossValidationUnitsAndBands) {
+  std::ifstream f(std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/report/distill_students.json");
+  ASSERT_TRUE(f.good());
+  const nlohmann::json doc = nlohmann::json::parse(f);
+  for (const char* kind : {"linear", "tree", "gam"}) {
+    nlohmann::json r = doc["report"];
+    r["student"] = doc["students"][kind];
+    const std::string html = render_distill_html(r, std::string("fields ") + kind);
+    save_artifact(std::string("distill-fields-") + kind + ".html", html);
+    expect_page(html, std::string("fields ") + kind);
+    EXPECT_NE(html.find("-fold cross-validation on the training rows only"), std::string::npos) << kind;
+    EXPECT_NE(html.find(" &#10003;</td>"), std::string::npos) << kind << ": the chosen value is marked";
+    EXPECT_EQ(html.find(">cv<"), std::string::npos) << kind << ": cv is a table, not a setting";
+    if (std::string(kind) == "linear") {
+      EXPECT_NE(html.find("<th>weight per unit</th>"), std::string::npos);
+      EXPECT_NE(html.find("per SD (13.89)"), std::string::npos);
+      EXPECT_NE(html.find("in the original units"), std::string::npos);
+      EXPECT_NE(html.find("log-odds of &#8216;healthy&#8217; against &#8216;diabetic&#8217;"), std::string::npos);
+    }
+    if (std::string(kind) == "tree") {
+      EXPECT_NE(html.find("<b>class 'diabetic'</b>"), std::string::npos);
+      EXPECT_NE(html.find("<th>p(healthy)</th>"), std::string::npos);
+    }
+    if (std::string(kind) == "gam") {
+      EXPECT_NE(html.find("whiskers: shape +- 1.96 SD of 10 bootstrap refits"), std::string::npos);
+      EXPECT_NE(html.find("<th>lower</th><th>upper</th><th>training rows</th>"), std::string::npos);
+      EXPECT_EQ(count(html, "class='chart'"), 2u) << "one chart per shape";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace candor
 
