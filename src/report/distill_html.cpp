@@ -234,10 +234,16 @@ std::string shape_svg(const std::string& feature, const std::vector<std::string>
   if (hi - lo < 1e-12) hi = lo + 1;
   const double pad = 0.08 * (hi - lo);
   report::Axes ax;
-  ax.width = 360;
-  ax.height = 250;
+  // Narrower for few bins (a present/absent n-gram); room below for rotated labels only when
+  // the labels do not fit their bands (the same rule as Axes::open).
+  ax.width = static_cast<int>(std::clamp(150.0 + 14.0 * static_cast<double>(v.size()), 240.0, 360.0));
   ax.left = 56;
-  ax.bottom = 86;
+  size_t longest = 1;
+  for (const auto& l : bins) longest = std::max(longest, std::min<size_t>(18, l.size()));
+  const double band_px = double(ax.width - ax.left - ax.right) / std::max<size_t>(1, v.size());
+  const bool rotated = v.size() > 1 && static_cast<double>(longest) * 6.0 > band_px;
+  ax.bottom = rotated ? 34 + static_cast<int>(4.2 * static_cast<double>(longest)) : 44;
+  ax.height = 170 + ax.bottom;
   ax.x0 = 0;
   ax.x1 = static_cast<double>(v.size());
   ax.y0 = lo - pad;

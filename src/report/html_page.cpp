@@ -75,7 +75,7 @@ svg text{fill:#1a1a1a}
 .methods{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:1em}
 .card{border:1px solid #d9d9d9;border-radius:6px;padding:.6em 1em;min-width:0}
 .curves{display:flex;flex-wrap:wrap;gap:1.5em}
-.shapes{display:flex;flex-wrap:wrap;gap:1em}
+.shapes{display:flex;flex-wrap:wrap;gap:.5em 1em;align-items:flex-start}.shapes figure{margin:0}
 figure{display:inline-block;margin:6px;vertical-align:top}figcaption{font-size:.85em;max-width:560px}
 .bar{display:inline-block;height:.8em;vertical-align:middle}
 dl.metrics dt{font-weight:600;margin-top:.5em}dl.metrics dd{margin-left:1.5em}
@@ -280,7 +280,7 @@ std::string Axes::open(const std::string& aria_label) const {
     const size_t n = x_labels.size();
     const double band = (ex - bx) / static_cast<double>(n);
     size_t longest = 1;
-    for (const auto& l : x_labels) longest = std::max(longest, l.size());
+    for (const auto& l : x_labels) longest = std::max(longest, std::min<size_t>(18, l.size()));
     const bool rotate = n > 1 && static_cast<double>(longest) * 6.0 > band;
     const size_t every = std::max<size_t>(1, static_cast<size_t>(std::ceil(14.0 / band)));
     for (size_t i = 0; i < n; i += every) {
