@@ -265,7 +265,7 @@ void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::
     << fmt(T + cell * q / 2) << "' transform='rotate(-90 12 " << fmt(T + cell * q / 2)
     << ")' text-anchor='middle' font-size='11'>query token (attending)</text></svg>"
     << "<figcaption>layer " << layer;
-  if (every > 1) o << ": every " << every << "th token labelled";
+  if (every > 1) o << ": one token in " << every << " labelled";
   if (print) o << "; cell values in percent";
   o << "</figcaption></figure>";
 }
