@@ -79,6 +79,9 @@ struct Exchange {
   std::string answer;                    // the generated text
   std::vector<TokenStats> token_stats;   // per answer token, from the generating pass
   const Attribution* explanation = nullptr;  // the policy's explanation, when one was made
+  // The request `explanation` answers (input, target, features): lets explanation_quality score
+  // the explanation and its decoys itself when the quality block is absent or lists no decoys.
+  const ExplainRequest* explain_request = nullptr;
   double elapsed_ms = 0;                 // time spent on the request so far
 };
 
@@ -127,6 +130,13 @@ CheckResult check_uncertainty(const std::vector<TokenStats>& stats, const nlohma
 // beat_decoys, comprehensiveness above that of every decoy listed in quality["decoys"]
 // ({name: {comprehensiveness_aopc}}). Skipped without an explanation or a quality block.
 CheckResult check_explanation_quality(const Attribution* explanation, const nlohmann::json& params);
+// The same, computing what the quality block lacks with the model: comprehensiveness and
+// sufficiency AOPC of the explanation and, with beat_decoys, of its decoys ("random", "inverted",
+// "first", "last"; make_decoys, seed 0), scored from one shared mask bank. Model passes: one
+// batch of masked inputs (fractions x 2 x (1 + decoys) at most). Falls back to the block-only
+// check when `model` or `request` is null.
+CheckResult check_explanation_quality(const Model* model, const ExplainRequest* request,
+                                      const Attribution* explanation, const nlohmann::json& params);
 // Teacher-forced mean log-probability of the answer after the prompt and after each swapped
 // prompt (one forward pass each); fails when |difference| > threshold for any swap. Skipped when
 // the swapper returns no prompt. Params: threshold (nats, default 0.5), max_swaps (default 8).

@@ -5,10 +5,12 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <regex>
 #include <sstream>
 
 #include "candor/error.h"
+#include "candor/evaluate.h"
 #include "candor/supervise.h"
 
 namespace candor::supervise {
@@ -155,30 +157,13 @@ CheckResult check_uncertainty(const std::vector<TokenStats>& stats, const nlohma
 // explanation_quality
 // ---------------------------------------------------------------------------------------------
 
-CheckResult check_explanation_quality(const Attribution* explanation,
-                                      const nlohmann::json& params) {
+namespace {
+
+// Judges comprehensiveness / sufficiency AOPC and the decoys' comprehensiveness (name -> AOPC).
+CheckResult judge_quality(double comp, double suff, const std::map<std::string, double>& decoys,
+                          const std::string& source, const nlohmann::json& params) {
   CheckResult r = result("explanation_quality");
-  if (!explanation) {
-    r.outcome = "skipped";
-    r.detail = "no explanation was made for this request";
-    return r;
-  }
-  const nlohmann::json& extra = explanation->extra;
-  if (!extra.is_object() || !extra.contains("quality") || !extra["quality"].is_object()) {
-    r.outcome = "skipped";
-    r.detail = "the explanation has no quality block (set explain.evaluate: true in the policy)";
-    return r;
-  }
-  const nlohmann::json& q = extra["quality"];
-  auto figure = [&](const char* key) {
-    if (!q.contains(key) || !q[key].is_number())
-      throw Error(ErrorCode::kInvalidArgument,
-                  std::string("the quality block has no number ") + key);
-    return q[key].get<double>();
-  };
-  double comp = figure("comprehensiveness_aopc");
-  double suff = figure("sufficiency_aopc");
-  r.measures = {{"comprehensiveness_aopc", comp}, {"sufficiency_aopc", suff}};
+  r.measures = {{"comprehensiveness_aopc", comp}, {"sufficiency_aopc", suff}, {"source", source}};
   std::vector<Limit> limits;
   if (has(params, "min_comprehensiveness"))
     limits.push_back({"comprehensiveness AOPC", comp,
@@ -189,18 +174,12 @@ CheckResult check_explanation_quality(const Attribution* explanation,
   std::string note;
   std::vector<std::string> decoy_names;
   if (param_bool(params, "beat_decoys", true)) {
-    if (q.contains("decoys") && q["decoys"].is_object()) {
-      for (const auto& [name, d] : q["decoys"].items()) {
-        if (!d.is_object() || !d.contains("comprehensiveness_aopc") ||
-            !d["comprehensiveness_aopc"].is_number())
-          continue;
-        double dc = d["comprehensiveness_aopc"].get<double>();
-        r.measures["decoys"][name] = dc;
-        decoy_names.push_back("comprehensiveness AOPC over decoy " + name);
-        limits.push_back({nullptr, comp, dc, false, true});
-      }
+    for (const auto& [name, dc] : decoys) {
+      r.measures["decoys"][name] = dc;
+      decoy_names.push_back("comprehensiveness AOPC over decoy " + name);
+      limits.push_back({nullptr, comp, dc, false, true});
     }
-    if (decoy_names.empty()) note = "; no decoys in the quality block (not compared)";
+    if (decoy_names.empty()) note = "; no decoys to compare with (not compared)";
   }
   for (size_t i = 0, k = 0; i < limits.size(); ++i)
     if (!limits[i].what) limits[i].what = decoy_names[k++].c_str();
@@ -210,6 +189,69 @@ CheckResult check_explanation_quality(const Attribution* explanation,
     return r;
   }
   judge(r, limits, note);
+  return r;
+}
+
+CheckResult skipped_quality(const std::string& why) {
+  CheckResult r = result("explanation_quality");
+  r.outcome = "skipped";
+  r.detail = why;
+  return r;
+}
+
+}  // namespace
+
+CheckResult check_explanation_quality(const Attribution* explanation,
+                                      const nlohmann::json& params) {
+  if (!explanation) return skipped_quality("no explanation was made for this request");
+  const nlohmann::json& extra = explanation->extra;
+  if (!extra.is_object() || !extra.contains("quality") || !extra["quality"].is_object())
+    return skipped_quality(
+        "the explanation has no quality block (set explain.evaluate: true in the policy)");
+  const nlohmann::json& q = extra["quality"];
+  auto figure = [&](const char* key) {
+    if (!q.contains(key) || !q[key].is_number())
+      throw Error(ErrorCode::kInvalidArgument,
+                  std::string("the quality block has no number ") + key);
+    return q[key].get<double>();
+  };
+  std::map<std::string, double> decoys;
+  if (q.contains("decoys") && q["decoys"].is_object())
+    for (const auto& [name, d] : q["decoys"].items())
+      if (d.is_object() && d.contains("comprehensiveness_aopc") &&
+          d["comprehensiveness_aopc"].is_number())
+        decoys[name] = d["comprehensiveness_aopc"].get<double>();
+  return judge_quality(figure("comprehensiveness_aopc"), figure("sufficiency_aopc"), decoys,
+                       "quality block", params);
+}
+
+CheckResult check_explanation_quality(const Model* model, const ExplainRequest* request,
+                                      const Attribution* explanation,
+                                      const nlohmann::json& params) {
+  if (!explanation) return skipped_quality("no explanation was made for this request");
+  const nlohmann::json& extra = explanation->extra;
+  bool has_block = extra.is_object() && extra.contains("quality") && extra["quality"].is_object();
+  bool block_decoys = has_block && extra["quality"].contains("decoys");
+  bool want_decoys = param_bool(params, "beat_decoys", true);
+  if (!model || !request || (has_block && (block_decoys || !want_decoys)))
+    return check_explanation_quality(explanation, params);
+  if (explanation->scores.empty())
+    return skipped_quality("the explanation has no scores (" + explanation->method + ")");
+  std::vector<Attribution> all = {*explanation};
+  if (want_decoys) {
+    for (auto& d : make_decoys(*model, *request, *explanation, DecoyOptions{}))
+      all.push_back(std::move(d));
+  }
+  FaithfulnessOptions o;
+  o.curves = false;
+  o.infidelity = false;
+  o.loo = false;
+  std::vector<Faithfulness> f = evaluate_faithfulness(*model, *request, all, o);
+  std::map<std::string, double> decoys;
+  for (size_t i = 1; i < all.size(); ++i) decoys[all[i].method] = f[i].comprehensiveness_aopc;
+  CheckResult r = judge_quality(f[0].comprehensiveness_aopc, f[0].sufficiency_aopc, decoys,
+                                "computed", params);
+  r.measures["forward_passes"] = f[0].forward_passes;
   return r;
 }
 

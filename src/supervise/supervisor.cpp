@@ -51,7 +51,8 @@ CheckResult run_one(const CheckSpec& spec, const Exchange& x, const Swapper& swa
                     std::string* redacted) {
   const std::string& t = spec.type;
   if (t == "uncertainty") return check_uncertainty(x.token_stats, spec.params);
-  if (t == "explanation_quality") return check_explanation_quality(x.explanation, spec.params);
+  if (t == "explanation_quality")
+    return check_explanation_quality(x.model, x.explain_request, x.explanation, spec.params);
   if (t == "counterfactual") {
     if (!x.model)
       throw Error(ErrorCode::kInvalidArgument, "the counterfactual check needs the model");

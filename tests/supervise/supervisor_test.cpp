@@ -3,6 +3,7 @@
 // run only in review_async. The counterfactual probe runs on the built-in LM.
 #include <gtest/gtest.h>
 
+#include "candor/evaluate.h"
 #include "candor/generate.h"
 #include "candor/model.h"
 #include "candor/supervise.h"
@@ -92,6 +93,49 @@ TEST(Checks, ExplanationQualityFromTheQualityBlock) {
   EXPECT_EQ(sup.review(x).checks[0].outcome, "skipped");
   x.explanation = nullptr;
   EXPECT_EQ(sup.review(x).checks[0].outcome, "skipped");
+}
+
+// Without a quality block, the check scores the explanation and its decoys with the model; the
+// figures equal the evaluator's, and an explanation that is no better than a decoy fails.
+TEST(Checks, ExplanationQualityScoresDecoysWithTheModel) {
+  const Model& model = builtin_lm();
+  ExplainRequest req;
+  req.input_ids = model.tokenizer().encode("Once upon a time, there was a little boy who", true);
+  req.granularity = Granularity::kWord;
+  Attribution a = make_explainer("occlusion")->explain(model, req);
+  Exchange x;
+  x.model = &model;
+  x.explain_request = &req;
+  x.explanation = &a;
+  Supervisor sup(policy_of("checks:\n  - type: explanation_quality\n    beat_decoys: true\n"));
+  Review r = sup.review(x);
+  ASSERT_EQ(r.checks.size(), 1u);
+  const CheckResult& c = r.checks[0];
+  ASSERT_TRUE(c.outcome == "pass" || c.outcome == "fail") << r.to_json();
+  EXPECT_EQ(c.measures["source"], "computed");
+  // The evaluator on the same attributions, independently.
+  std::vector<Attribution> all = {a};
+  for (auto& d : make_decoys(model, req, a, DecoyOptions{})) all.push_back(d);
+  FaithfulnessOptions o;
+  o.curves = o.infidelity = o.loo = false;
+  auto f = evaluate_faithfulness(model, req, all, o);
+  EXPECT_NEAR(c.measures["comprehensiveness_aopc"].get<double>(), f[0].comprehensiveness_aopc, 1e-9);
+  bool beats_all = true;
+  for (size_t i = 1; i < all.size(); ++i) {
+    EXPECT_NEAR(c.measures["decoys"][all[i].method].get<double>(), f[i].comprehensiveness_aopc, 1e-9);
+    beats_all = beats_all && f[0].comprehensiveness_aopc > f[i].comprehensiveness_aopc;
+  }
+  EXPECT_EQ(c.outcome, beats_all ? "pass" : "fail") << r.to_json();
+  // An "explanation" that ranks the features as the `first` decoy does cannot beat it.
+  Attribution first;
+  for (const auto& d : all)
+    if (d.method == "first") first = d;
+  ASSERT_FALSE(first.scores.empty()) << "make_decoys made no `first` decoy";
+  Attribution copy = decoy_with_scores(a, "occlusion", first.total());
+  x.explanation = &copy;
+  r = sup.review(x);
+  EXPECT_EQ(r.checks[0].outcome, "fail") << r.to_json();
+  EXPECT_TRUE(has_reason(r, "over decoy first")) << r.to_json();
 }
 
 TEST(Checks, BlockedTermsWholeWordsAnyCaseAndPatternsRedacted) {
