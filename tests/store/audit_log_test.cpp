@@ -48,7 +48,10 @@ AuditRecord sample(int i) {
   r.explanation = {{"method", "occlusion"}, {"top", {{{"feature", "time"}, {"score", 0.25}}}}};
   r.checks = nlohmann::json::array(
       {{{"name", "uncertainty"}, {"value", 1.5}, {"threshold", 2.0}, {"outcome", "pass"}},
-       {{"name", "length"}, {"value", 40}, {"threshold", 32}, {"outcome", i % 4 ? "pass" : "fail"}}});
+       {{"name", "length"},
+        {"value", 40},
+        {"threshold", 32},
+        {"outcome", i % 4 ? "pass" : "fail"}}});
   r.decision = i % 4 ? "allow" : "flag";
   r.reasons = i % 4 ? nlohmann::json::array() : nlohmann::json::array({"length: 40 > 32"});
   r.timings = {{"generate_ms", 12.5}, {"checks_ms", 0.25}};
@@ -445,8 +448,9 @@ TEST(AuditLog, BadPathsGiveClearErrors) {
       << message(dir + "/other.db");
   {
     RawDb future(dir + "/future.db");
-    future.exec("CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version "
-                "VALUES (99); CREATE TABLE records (seq INTEGER PRIMARY KEY)");
+    future.exec(
+        "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version "
+        "VALUES (99); CREATE TABLE records (seq INTEGER PRIMARY KEY)");
   }
   try {
     open_audit_log(dir + "/future.db");
@@ -498,11 +502,26 @@ INSERT INTO schema_version (version) VALUES (1);
                                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                    -1, &s, nullptr),
                 SQLITE_OK);
-      std::vector<std::string> texts = {r.id, "", r.kind, r.refers_to, r.endpoint, r.key_id,
-                                        r.user, r.model_id, r.weights_hash, r.policy_hash,
-                                        r.parameters.dump(), r.prompt, r.answer,
-                                        r.explanation.dump(), r.checks.dump(), r.decision,
-                                        r.reasons.dump(), r.timings.dump(), r.prev_hash, r.hash};
+      std::vector<std::string> texts = {r.id,
+                                        "",
+                                        r.kind,
+                                        r.refers_to,
+                                        r.endpoint,
+                                        r.key_id,
+                                        r.user,
+                                        r.model_id,
+                                        r.weights_hash,
+                                        r.policy_hash,
+                                        r.parameters.dump(),
+                                        r.prompt,
+                                        r.answer,
+                                        r.explanation.dump(),
+                                        r.checks.dump(),
+                                        r.decision,
+                                        r.reasons.dump(),
+                                        r.timings.dump(),
+                                        r.prev_hash,
+                                        r.hash};
       sqlite3_bind_int64(s, 1, r.seq);
       sqlite3_bind_text(s, 2, texts[0].c_str(), -1, SQLITE_TRANSIENT);
       sqlite3_bind_int64(s, 3, r.time_ms);
@@ -563,7 +582,8 @@ class Tampering : public ::testing::Test {
     db.exec("INSERT INTO records SELECT " + std::to_string(r.seq) + ", '" + r.id +
             "', time_ms, kind, refers_to, endpoint, key_id, user, model_id, weights_hash, "
             "policy_hash, parameters, prompt, answer, explanation, checks, decision, reasons, "
-            "timings, '" + r.prev_hash + "', '" + r.hash + "' FROM records WHERE seq = 1");
+            "timings, '" +
+            r.prev_hash + "', '" + r.hash + "' FROM records WHERE seq = 1");
     // The copied columns are seq 1's; set the forged record's own fields.
     sqlite3_stmt* s = nullptr;
     sqlite3_prepare_v2(db.db,
@@ -571,9 +591,9 @@ class Tampering : public ::testing::Test {
                        "decision = ?, reasons = ?, key_id = ?, model_id = ?, time_ms = ? "
                        "WHERE id = ?",
                        -1, &s, nullptr);
-    std::vector<std::string> v = {r.user,      r.prompt,       r.parameters.dump(),
+    std::vector<std::string> v = {r.user,          r.prompt,   r.parameters.dump(),
                                   r.checks.dump(), r.decision, r.reasons.dump(),
-                                  r.key_id,    r.model_id};
+                                  r.key_id,        r.model_id};
     for (size_t k = 0; k < v.size(); ++k)
       sqlite3_bind_text(s, static_cast<int>(k + 1), v[k].c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 9, r.time_ms);
@@ -679,7 +699,8 @@ TEST_F(Tampering, ReorderedRecordsAreNamed) {
 // The child's body: runs only when the parent re-executes this binary with the variable set.
 TEST(AuditLogCrashChild, AppendUntilKilled) {
   const char* path = std::getenv("CANDOR_AUDIT_CRASH_CHILD_DB");
-  if (!path) GTEST_SKIP() << "runs only as the child of AuditLogCrash.KillNineLosesNoAcknowledgedRecord";
+  if (!path)
+    GTEST_SKIP() << "runs only as the child of AuditLogCrash.KillNineLosesNoAcknowledgedRecord";
   auto log = open_audit_log(path);
   std::mutex out_mu;
   std::vector<std::thread> threads;
