@@ -1,6 +1,7 @@
 // `candor audit fairness | calibration | conformal`: audits of a model's outputs given as columns
 // of a CSV / JSON Lines file (--prediction, --probability). The work is candor/audit.h; this
 // file parses the arguments, writes OUT/audit.json, audit.md and report.html, and prints a summary.
+// The supervisor's subcommands (verify-log, check-policy, supervise) are in cmd_audit_supervision.cpp.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -201,7 +202,9 @@ Runner add_audit(CLI::App& app) {
   conf->add_option("--alpha", a->alpha, "Miscoverage: sets cover the label with probability 1 - alpha (0.1)");
   conf->add_option("--calibration-fraction", a->calibration_fraction, "Rows that calibrate the threshold (0.5)");
   conf->add_option("--score", a->scores, "lac | aps (both by default)")->delimiter(',');
-  return [a, fair, cal, conf]() -> int {
+  Runner supervision = add_audit_supervision(app);  // verify-log, check-policy, supervise
+  return [a, fair, cal, conf, supervision]() -> int {
+    if (int code = supervision(); code >= 0) return code;
     if (fair->parsed()) return run_fairness(*a);
     if (cal->parsed()) return run_calibration(*a);
     if (conf->parsed()) return run_conformal(*a);
