@@ -29,6 +29,29 @@ std::string pct(const json& fidelity, const char* key) {
 
 // --- the students' global explanations --------------------------------------------------------
 
+// "class 'yes'" when the report names the class, else "class #1".
+std::string class_label(const json& m) {
+  if (m.contains("class") && m["class"].is_string() && !m["class"].get<std::string>().empty())
+    return "class '" + html_escape(m["class"].get<std::string>()) + "'";
+  return "class #" + std::to_string(m.value("class_index", int64_t(0)));
+}
+
+// The cross-validation that chose the student's strength, in a sentence.
+std::string cv_html(const json& student) {
+  if (!student.contains("cv") || !student["cv"].is_object()) return "";
+  const json& cv = student["cv"];
+  std::ostringstream h;
+  h << "<p>" << html_escape(cv.value("parameter", "")) << " = "
+    << fmt_num(cv["chosen"].get<double>(), 3) << ", chosen by " << cv.value("folds", 0)
+    << "-fold cross-validation on the training rows (least held-out log-loss against the "
+       "teacher) from ";
+  const json& grid = cv["grid"];
+  for (size_t i = 0; i < grid.size(); ++i)
+    h << (i ? ", " : "") << fmt_num(grid[i].get<double>(), 3);
+  h << ".</p>\n";
+  return h.str();
+}
+
 std::string linear_html(const json& student, const json& features) {
   auto is_ngram = [&](const std::string& name) {
     for (const json& f : features)
@@ -36,12 +59,13 @@ std::string linear_html(const json& student, const json& features) {
     return false;
   };
   std::ostringstream h;
+  h << cv_html(student);
   for (const json& m : student["models"]) {
     const json& t = m["terms"];
-    h << "<h3>Logit of class #" << m["class_index"].get<int64_t>() << ": intercept "
+    h << "<h3>Logit of " << class_label(m) << ": intercept "
       << fmt_num(m["intercept"].get<double>()) << ", " << t.size()
       << " non-zero weights</h3>\n<table><tr><th>feature</th><th>value</th>"
-      << "<th>weight</th><th></th></tr>\n";
+      << "<th>weight</th><th>per unit</th><th></th></tr>\n";
     const double mx = t.empty() ? 1 : std::fabs(t[0]["weight"].get<double>());
     for (size_t i = 0; i < t.size() && i < 40; ++i) {
       const double w = t[i]["weight"].get<double>();
@@ -49,7 +73,10 @@ std::string linear_html(const json& student, const json& features) {
       const int width = static_cast<int>(120 * std::fabs(w) / mx);
       h << "<tr><td>" << html_escape(feature) << "</td><td>"
         << html_escape(is_ngram(feature) ? "" : t[i]["bin"].get<std::string>()) << "</td><td>"
-        << fmt_num(w) << "</td><td><svg width='120' height='10'><rect width='" << width
+        << fmt_num(w) << "</td><td>"
+        << (t[i].contains("weight_per_unit") ? fmt_num(t[i]["weight_per_unit"].get<double>())
+                                             : std::string())
+        << "</td><td><svg width='120' height='10'><rect width='" << width
         << "' height='10' fill='" << (w > 0 ? "#2a7" : "#c33") << "'/></svg></td></tr>\n";
     }
     h << "</table>\n";
@@ -59,7 +86,8 @@ std::string linear_html(const json& student, const json& features) {
 
 std::string tree_html(const json& student) {
   std::ostringstream h;
-  h << "<h3>Rules (one per leaf)</h3>\n<table><tr><th>if</th><th>then p(class)</th>"
+  h << cv_html(student);
+  h << "<h3>Rules (one per leaf)</h3>\n<table><tr><th>if</th><th>then</th><th>p(class)</th>"
        "<th>training rows</th></tr>\n";
   for (const json& r : student["rules"]) {
     std::string cond;
@@ -68,7 +96,8 @@ std::string tree_html(const json& student) {
     std::string val;
     for (const json& v : r["probabilities"])
       val += (val.empty() ? "" : ", ") + fmt_num(v.get<double>(), 3);
-    h << "<tr><td>" << html_escape(cond.empty() ? "always" : cond) << "</td><td>" << val
+    h << "<tr><td>" << html_escape(cond.empty() ? "always" : cond) << "</td><td>"
+      << class_label(r) << "</td><td>" << val
       << "</td><td>" << r["rows"].get<uint64_t>() << "</td></tr>\n";
   }
   h << "</table>\n";
@@ -76,10 +105,16 @@ std::string tree_html(const json& student) {
 }
 
 // A bar plot of one shape function: one bar per bin, positive up in green.
-std::string shape_svg(const std::vector<std::string>& bins, const std::vector<double>& v) {
+std::string shape_svg(const std::vector<std::string>& bins, const std::vector<double>& v,
+                      const std::vector<double>& lower = {},
+                      const std::vector<double>& upper = {}) {
   const int W = 320, H = 160, pad = 20;
   double mx = 1e-9;
   for (double x : v) mx = std::max(mx, std::fabs(x));
+  const bool band = lower.size() == v.size() && upper.size() == v.size();
+  if (band)
+    for (size_t b = 0; b < v.size(); ++b)
+      mx = std::max({mx, std::fabs(lower[b]), std::fabs(upper[b])});
   const int nb = static_cast<int>(v.size());
   const double bw = double(W - 2 * pad) / nb;
   const double mid = H / 2.0;
@@ -95,6 +130,12 @@ std::string shape_svg(const std::vector<std::string>& bins, const std::vector<do
       << fmt_num(std::max(1.0, bw - 1)) << "' height='" << fmt_num(std::fabs(hgt) + 0.5)
       << "' fill='" << (v[b] >= 0 ? "#2a7" : "#c33") << "'><title>" << html_escape(bins[b]) << ": "
       << fmt_num(v[b]) << "</title></rect>";
+    if (band) {  // the confidence band as an error bar
+      const double x = pad + (b + 0.5) * bw;
+      s << "<line x1='" << fmt_num(x) << "' x2='" << fmt_num(x) << "' y1='"
+        << fmt_num(mid - (H / 2.0 - pad) * upper[b] / mx) << "' y2='"
+        << fmt_num(mid - (H / 2.0 - pad) * lower[b] / mx) << "' stroke='#333'/>";
+    }
   }
   s << "<text x='" << pad << "' y='12' font-size='10'>+" << fmt_num(mx, 3) << "</text>";
   s << "<text x='" << pad << "' y='" << H - 4 << "' font-size='10'>-" << fmt_num(mx, 3)
@@ -131,16 +172,19 @@ std::string pair_svg(int n1, int n2, const std::vector<double>& table) {
 
 std::string gam_html(const json& student) {
   std::ostringstream h;
+  h << cv_html(student);
   for (const json& m : student["models"]) {
-    h << "<h3>Shape functions (contribution to the logit of class #"
-      << m["class_index"].get<int64_t>() << "; intercept " << fmt_num(m["intercept"].get<double>())
+    h << "<h3>Shape functions (contribution to the logit of " << class_label(m) << "; intercept "
+      << fmt_num(m["intercept"].get<double>())
       << ")</h3>\n<div class='shapes'>\n";
     int shown = 0;
     for (const json& sh : m["shapes"]) {  // most important first
       if (shown++ >= 30) break;
       h << "<figure>"
         << shape_svg(sh["bins"].get<std::vector<std::string>>(),
-                     sh["values"].get<std::vector<double>>())
+                     sh["values"].get<std::vector<double>>(),
+                     sh.value("lower", std::vector<double>()),
+                     sh.value("upper", std::vector<double>()))
         << "<figcaption>" << html_escape(sh["feature"].get<std::string>()) << " (importance "
         << fmt_num(sh["importance"].get<double>(), 3) << ")</figcaption></figure>\n";
     }
