@@ -51,7 +51,7 @@ void solve(const Design& X, const std::vector<double>& y, double l1, double l2, 
     return loss / double(n) + pen;
   };
   double obj = objective(m, w);
-  std::vector<double> wt(n), r(n), h(p), w_old, m_new(n);
+  std::vector<double> wt(n), r(n), h(p), sw(p), mu(p), w_old, m_new(n);
   for (int it = 0; it < max_iter; ++it) {
     double wsum = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -60,15 +60,23 @@ void solve(const Design& X, const std::vector<double>& y, double l1, double l2, 
       r[i] = (y[i] - pr) / wt[i];
       wsum += wt[i];
     }
+    // Each column enters centred on its weighted mean mu (orthogonal to the intercept, as
+    // glmnet standardises): a step d of w_j moves the intercept by -d mu_j, so the one-hot levels
+    // and the intercept do not fight. The centring's constant part of the residual is `shift`.
     for (size_t j = 0; j < p; ++j) {
-      double s = 0;
-      for (size_t q = 0; q < X.rows[j].size(); ++q)
-        s += wt[X.rows[j][q]] * double(X.vals[j][q]) * X.vals[j][q];
-      h[j] = s / double(n);
+      double s = 0, s1 = 0;
+      for (size_t q = 0; q < X.rows[j].size(); ++q) {
+        const double wx = wt[X.rows[j][q]] * double(X.vals[j][q]);
+        s += wx * X.vals[j][q];
+        s1 += wx;
+      }
+      sw[j] = s1;
+      mu[j] = s1 / wsum;
+      h[j] = std::max(0.0, (s - mu[j] * s1) / double(n));
     }
     w_old = w;
     const double b_old = b0;
-    for (int inner = 0; inner < 50; ++inner) {
+    for (int inner = 0; inner < 100; ++inner) {
       double max_change = 0;
       double g0 = 0;
       for (size_t i = 0; i < n; ++i) g0 += wt[i] * r[i];
@@ -76,11 +84,12 @@ void solve(const Design& X, const std::vector<double>& y, double l1, double l2, 
       b0 += d0;
       for (size_t i = 0; i < n; ++i) r[i] -= d0;
       max_change = std::max(max_change, wsum / double(n) * d0 * d0);
+      double shift = 0;  // added to every r[i]
       for (size_t j = 0; j < p; ++j) {
-        if (h[j] <= 0) continue;
+        if (h[j] <= 1e-12) continue;
         const auto& rj = X.rows[j];
         const auto& xj = X.vals[j];
-        double g = 0;
+        double g = shift * sw[j];
         for (size_t q = 0; q < rj.size(); ++q) g += wt[rj[q]] * xj[q] * r[rj[q]];
         const double z = h[j] * w[j] + g / double(n);
         const double wn = (z > l1 ? z - l1 : z < -l1 ? z + l1 : 0.0) / (h[j] + l2);
@@ -88,9 +97,13 @@ void solve(const Design& X, const std::vector<double>& y, double l1, double l2, 
         if (d == 0) continue;
         w[j] = wn;
         for (size_t q = 0; q < rj.size(); ++q) r[rj[q]] -= d * xj[q];
+        shift += d * mu[j];
+        b0 -= d * mu[j];
         max_change = std::max(max_change, h[j] * d * d);
       }
-      if (max_change < 1e-9) break;
+      if (shift != 0)
+        for (size_t i = 0; i < n; ++i) r[i] += shift;
+      if (max_change < 1e-8) break;
     }
     // The step taken: back off (halving) while the penalised objective rises.
     double step = 1.0, obj_new = 0;
