@@ -102,7 +102,7 @@ class GamStudent : public GlassBoxStudent {
       for (size_t i = 0; i < n; ++i) g[f][i] = fit_.group[f][bins[f][i]];
     fit_.smoothing = o_.smoothing;
     if (o_.cv_folds >= 2 && !was_given(o_, "smoothing") && n >= 2 * size_t(o_.cv_folds)) {
-      const std::vector<double> grid = {100, 10, 1, 0.1, 0.01, 0.001};
+      const std::vector<double> grid = {100, 10, 1, 0.1, 0.01, 1e-3, 1e-4, 1e-5};
       fit_.cv = cross_validate(
           "smoothing", grid, target, o_.cv_folds, o_.seed,
           [&](const std::vector<uint32_t>& train, const std::vector<uint32_t>& test) {
@@ -110,9 +110,15 @@ class GamStudent : public GlassBoxStudent {
             for (uint32_t i : train) w[i] = 1.0;
             const Bins gv = select_rows(g, test);
             std::vector<Probs> out;
-            for (double lam : grid) {
-              std::vector<Model> ms;
-              for (const auto& y : ys) ms.push_back(fit_model(g, y, w, lam));
+            std::vector<Model> ms;
+            for (double lam : grid) {  // a path: each fit starts from the last
+              for (size_t c = 0; c < ys.size(); ++c) {
+                Model next = fit_model(g, ys[c], w, lam, ms.size() > c ? &ms[c] : nullptr);
+                if (ms.size() > c)
+                  ms[c] = std::move(next);
+                else
+                  ms.push_back(std::move(next));
+              }
               out.push_back(predict_groups(ms, gv));
             }
             return out;
@@ -138,7 +144,7 @@ class GamStudent : public GlassBoxStudent {
         std::vector<double> w(n, 0.0);
         for (size_t i = 0; i < n; ++i) w[rng() % n] += 1.0;
         for (size_t c = 0; c < ys.size(); ++c) {
-          Model m = fit_model(g, ys[c], w, fit_.smoothing);
+          Model m = fit_model(g, ys[c], w, fit_.smoothing, &fit_.models[c]);
           centre(m, g, ones);
           for (size_t f = 0; f < F; ++f)
             for (size_t q = 0; q < m.shapes[f].size(); ++q) {
@@ -355,8 +361,9 @@ class GamStudent : public GlassBoxStudent {
   // backfitting: each sweep takes for every feature the Newton step of its shape under the
   // penalty smoothing * (sum of weights) * (second differences of the ordered groups)^2 and a
   // ridge on unordered levels, projects monotone shapes, then boosts the strongest pairs.
+  // `init`: the shapes to start from (a warm start: the fit at a neighbouring strength).
   Model fit_model(const Bins& g, const std::vector<double>& y, const std::vector<double>& w,
-                  double lambda) const {
+                  double lambda, const Model* init = nullptr) const {
     const size_t n = y.size(), F = features_.size();
     Model md;
     double W = 0, sy = 0;
@@ -368,7 +375,14 @@ class GamStudent : public GlassBoxStudent {
     md.intercept = std::log(mean / (1 - mean));
     md.shapes.resize(F);
     for (size_t f = 0; f < F; ++f) md.shapes[f].assign(fit_.shape[f].n_groups, 0.0);
+    if (init) {
+      md.intercept = init->intercept;
+      md.shapes = init->shapes;
+    }
     std::vector<double> m(n, md.intercept);
+    if (init)
+      for (size_t f = 0; f < F; ++f)
+        for (size_t i = 0; i < n; ++i) m[i] += md.shapes[f][g[f][i]];
     const double lr = o_.learning_rate;
     for (int r = 0; r < o_.rounds; ++r) {
       double max_step = 0;
@@ -422,7 +436,7 @@ class GamStudent : public GlassBoxStudent {
         }
         for (size_t i = 0; i < n; ++i) m[i] += d[g[f][i]];
       }
-      if (max_step < 1e-5) break;
+      if (max_step < 1e-4) break;
     }
     if (o_.interactions > 0) fit_pairs(md, g, y, w, m);
     return md;
