@@ -1,6 +1,7 @@
 // Distillation: a teacher (any classifier candor can run, or labels / probabilities given in a
-// column) labels a table; a glass-box student (sparse logistic regression, a shallow decision
-// tree, a GAM in the explainable-boosting style) is fitted to the teacher's probabilities; a
+// column) labels a table; a glass-box student (logistic regression with one coefficient per
+// numeric column, a shallow decision tree, a GAM of smooth shape functions), its strength chosen
+// by cross-validation on the training rows, is fitted to the teacher's probabilities; a
 // fidelity report measures on held-out rows how far the student can stand in for the teacher
 // and shows the student's global explanation (JSON; src/report renders it as HTML). Part of
 // candor_train: it uses the training loop (train.h), never the reverse.
@@ -211,7 +212,7 @@ struct StudentOptions {
   int rounds = 30, interactions = 3, bins = 16, bags = 10;
   double learning_rate = 1.0, smoothing = 1.0;
   std::string monotone;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // glass-box students: the cross-validation folds (0: distill() uses its seed)
 };
 // The declared options of a student kind (linear, tree, gam, transformer, lm: name, type, default
 // from StudentOptions / TransformerOptions / LmStudentOptions, bounds, description), for parsing

@@ -308,7 +308,9 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
     res.student = o.student_factory();
   } else {
     StudentOptions so = o.student;
-    if (so.seed == 0) so.seed = o.seed;  // the students' cross-validation folds follow the split's seed
+    // The glass-box students' cross-validation folds follow the split's seed.
+    if (so.seed == 0 && (so.kind == "linear" || so.kind == "tree" || so.kind == "gam"))
+      so.seed = o.seed;
     res.student = make_student(so);
   }
   Probs s_train, s_test;
