@@ -1,6 +1,7 @@
 // Distillation: a teacher (any classifier candor can run, or labels / probabilities given in a
-// column) labels a table; a glass-box student (sparse logistic regression, a shallow decision
-// tree, a GAM in the explainable-boosting style) is fitted to the teacher's probabilities; a
+// column) labels a table; a glass-box student (logistic regression with one coefficient per
+// numeric column, a shallow decision tree, a GAM of smooth shape functions), its strength chosen
+// by cross-validation on the training rows, is fitted to the teacher's probabilities; a
 // fidelity report measures on held-out rows how far the student can stand in for the teacher
 // and shows the student's global explanation (JSON; src/report renders it as HTML). Part of
 // candor_train: it uses the training loop (train.h), never the reverse.
@@ -86,6 +87,8 @@ struct Feature {
   std::vector<double> upper;            // kNumeric: bin b holds values <= upper[b] (last: +inf)
   std::vector<std::string> bin_labels;  // one per bin (the last bin of kNumeric/kCategorical
                                         // columns is "missing")
+  std::vector<double> centers;          // kNumeric: mean training value of each bin but the
+                                        // missing one (upper.size() values), in the column's units
   int n_bins() const { return static_cast<int>(bin_labels.size()); }
 };
 
@@ -189,15 +192,27 @@ class MlpClassifier : public Teacher {
 struct StudentOptions {
   std::string kind = "linear";  // linear | tree | gam | transformer
   std::string spec;             // the whole spec (the transformer student parses its own options)
-  // linear: penalty strength (scaled by 1/rows) and the L1 share of it (1 = lasso).
+  std::vector<std::string> given;  // the option names the spec gave (cross-validation leaves them)
+  // Folds of the cross-validation on the training rows that chooses each glass-box student's
+  // strength (linear: lambda, tree: min_leaf, gam: smoothing) unless the spec gives it; < 2: none.
+  int cv_folds = 5;
+  // linear: penalty strength (mean loss + lambda * (l1_ratio |w| + (1 - l1_ratio) w^2 / 2), on
+  // standardised numeric columns) and the L1 share of it (1 = lasso). `numeric`: "linear" (one
+  // standardised coefficient per numeric column, plus one for its missing values) or "bins" (one
+  // weight per quantile bin).
   double lambda = 1e-3, l1_ratio = 1.0;
   int max_iter = 100;
+  std::string numeric = "linear";
   // tree
   int max_depth = 4, min_leaf = 20;
-  // gam
-  int rounds = 300, interactions = 3;
-  double learning_rate = 0.05;
-  uint64_t seed = 0;
+  // gam: backfitting sweeps (rounds) of damped Newton steps (learning_rate) over shape functions
+  // on at most `bins` quantile bins per numeric column with a second-difference smoothness
+  // penalty (smoothing); `bags` bootstrap refits give the confidence bands; `monotone`:
+  // "age:+;bmi:-" constrains those shapes to rise / fall.
+  int rounds = 30, interactions = 3, bins = 16, bags = 10;
+  double learning_rate = 1.0, smoothing = 1.0;
+  std::string monotone;
+  uint64_t seed = 0;  // glass-box students: the cross-validation folds (0: distill() uses its seed)
 };
 // The declared options of a student kind (linear, tree, gam, transformer, lm: name, type, default
 // from StudentOptions / TransformerOptions / LmStudentOptions, bounds, description), for parsing

@@ -190,6 +190,19 @@ nlohmann::json DistillResult::to_json() const {
   nlohmann::json j;
   j["classes"] = classes;
   j["student"] = student ? student->explain() : nlohmann::json();
+  // Class names next to the students' class indices (rules, per-class models).
+  auto name_of = [&](const nlohmann::json& index) -> std::string {
+    if (!index.is_number_integer()) return "";
+    const int64_t k = index.get<int64_t>();
+    return k >= 0 && k < static_cast<int64_t>(classes.size()) ? classes[k] : "";
+  };
+  nlohmann::json& sj = j["student"];
+  if (sj.is_object()) {
+    for (const char* list : {"rules", "models"})
+      if (sj.contains(list) && sj[list].is_array())
+        for (auto& e : sj[list])
+          if (e.is_object() && e.contains("class_index")) e["class"] = name_of(e["class_index"]);
+  }
   j["features"] = featurizer.to_json();
   j["fidelity"] = {{"train", fidelity_json(train_fidelity)},
                    {"test", fidelity_json(test_fidelity)}};
@@ -291,7 +304,15 @@ DistillResult distill(const data::Table& table_in, const Teacher& teacher,
     return l;
   };
   auto t0 = std::chrono::steady_clock::now();
-  res.student = o.student_factory ? o.student_factory() : make_student(o.student);
+  if (o.student_factory) {
+    res.student = o.student_factory();
+  } else {
+    StudentOptions so = o.student;
+    // The glass-box students' cross-validation folds follow the split's seed.
+    if (so.seed == 0 && (so.kind == "linear" || so.kind == "tree" || so.kind == "gam"))
+      so.seed = o.seed;
+    res.student = make_student(so);
+  }
   Probs s_train, s_test;
   if (res.student->reads_text()) {
     // A neural text student: it reads the one text column itself.

@@ -83,6 +83,17 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       }
       if (f.upper.empty()) f.upper.push_back(0.0);
       f.upper.back() = INFINITY;
+      // The mean training value of each bin (the linear student's value of the bin).
+      std::vector<double> sum(f.upper.size(), 0.0), cnt(f.upper.size(), 0.0);
+      for (double x : v) {
+        size_t b = std::min<size_t>(std::lower_bound(f.upper.begin(), f.upper.end(), x) -
+                                        f.upper.begin(),
+                                    f.upper.size() - 1);
+        sum[b] += x;
+        cnt[b] += 1;
+      }
+      for (size_t b = 0; b < f.upper.size(); ++b)
+        f.centers.push_back(cnt[b] > 0 ? sum[b] / cnt[b] : (b > 0 ? f.upper[b - 1] : 0.0));
       for (size_t b = 0; b < f.upper.size(); ++b) {
         if (f.upper.size() == 1)
           f.bin_labels.push_back("any");
@@ -290,8 +301,10 @@ nlohmann::json Featurizer::state() const {
                         {"name", f.name},
                         {"column", f.column},
                         {"bins", f.bin_labels}};
-    if (f.kind == Feature::kNumeric)  // the last edge is always +inf (not JSON): left out
+    if (f.kind == Feature::kNumeric) {  // the last edge is always +inf (not JSON): left out
       e["upper"] = std::vector<double>(f.upper.begin(), f.upper.end() - 1);
+      e["centers"] = f.centers;
+    }
     j["features"].push_back(std::move(e));
   }
   return j;
@@ -319,6 +332,18 @@ Featurizer Featurizer::from_state(const nlohmann::json& j, const std::string& so
         f.upper.push_back(INFINITY);
         if (f.bin_labels.size() != f.upper.size() + 1)
           throw std::runtime_error("numeric feature '" + f.name + "' has mismatched bins");
+        if (e.contains("centers")) {
+          f.centers = e.at("centers").get<std::vector<double>>();
+        } else {  // saved before bin centres: the middle of each bin (its edge at the ends)
+          for (size_t b = 0; b < f.upper.size(); ++b)
+            f.centers.push_back(f.upper.size() == 1 ? 0.0
+                                : b == 0            ? f.upper[0]
+                                : b + 1 == f.upper.size()
+                                    ? f.upper[b - 1]
+                                    : 0.5 * (f.upper[b - 1] + f.upper[b]));
+        }
+        if (f.centers.size() != f.upper.size())
+          throw std::runtime_error("numeric feature '" + f.name + "' has mismatched centres");
       }
       if (f.kind == Feature::kNgram) fz.ngram_index_.emplace_back(f.name, fz.features_.size());
       fz.features_.push_back(std::move(f));

@@ -1,8 +1,14 @@
 // The students' common ground: their declared options and the spec parser ("linear",
 // "tree:max_depth=5", ... through candor/options.h), the factory,
 // the default methods of Student and the one-vs-rest reduction.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
+#include <random>
 
 #include "candor/error.h"
 #include "candor/lm_student.h"
@@ -42,6 +48,80 @@ Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_
   return p;
 }
 
+std::vector<int> cv_fold_of(size_t n, int k, uint64_t seed) {
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ULL);
+  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  std::vector<int> fold(n, 0);
+  for (size_t i = 0; i < n; ++i) fold[order[i]] = static_cast<int>(i % static_cast<size_t>(k));
+  return fold;
+}
+
+Bins select_rows(const Bins& bins, const std::vector<uint32_t>& rows) {
+  Bins out(bins.size(), std::vector<uint16_t>(rows.size()));
+  for (size_t f = 0; f < bins.size(); ++f)
+    for (size_t i = 0; i < rows.size(); ++i) out[f][i] = bins[f][rows[i]];
+  return out;
+}
+
+Probs select_rows(const Probs& p, const std::vector<uint32_t>& rows) {
+  Probs out;
+  out.reserve(rows.size());
+  for (uint32_t r : rows) out.push_back(p[r]);
+  return out;
+}
+
+nlohmann::json CvChoice::to_json() const {
+  return {{"parameter", parameter}, {"folds", folds},         {"grid", grid},
+          {"log_loss", log_loss},   {"agreement", agreement}, {"chosen", value()}};
+}
+
+CvChoice cross_validate(
+    const std::string& parameter, const std::vector<double>& grid, const Probs& target, int k,
+    uint64_t seed,
+    const std::function<std::vector<Probs>(const std::vector<uint32_t>&,
+                                           const std::vector<uint32_t>&)>& fit_predict) {
+  CvChoice cv;
+  cv.parameter = parameter;
+  cv.folds = k;
+  cv.grid = grid;
+  cv.log_loss.assign(grid.size(), 0.0);
+  cv.agreement.assign(grid.size(), 0.0);
+  const size_t n = target.size();
+  const std::vector<int> fold = cv_fold_of(n, k, seed);
+  for (int f = 0; f < k; ++f) {
+    std::vector<uint32_t> train, test;
+    for (size_t i = 0; i < n; ++i) (fold[i] == f ? test : train).push_back(static_cast<uint32_t>(i));
+    if (train.empty() || test.empty()) continue;
+    const std::vector<Probs> pred = fit_predict(train, test);
+    if (pred.size() != grid.size())
+      throw Error(ErrorCode::kInternal, "cross-validation: a prediction per grid value expected");
+    for (size_t g = 0; g < grid.size(); ++g)
+      for (size_t q = 0; q < test.size(); ++q) {
+        const std::vector<double>& t = target[test[q]];
+        const std::vector<double>& p = pred[g][q];
+        size_t ta = 0, pa = 0;
+        for (size_t c = 0; c < t.size(); ++c) {
+          if (t[c] > t[ta]) ta = c;
+          if (p[c] > p[pa]) pa = c;
+          if (t[c] > 0) cv.log_loss[g] -= t[c] * std::log(std::max(p[c], 1e-4));
+        }
+        cv.agreement[g] += ta == pa;
+      }
+  }
+  for (size_t g = 0; g < grid.size(); ++g) {
+    cv.log_loss[g] /= double(std::max<size_t>(n, 1));
+    cv.agreement[g] /= double(std::max<size_t>(n, 1));
+    if (cv.log_loss[g] < cv.log_loss[cv.chosen] - 1e-12) cv.chosen = g;
+  }
+  return cv;
+}
+
+bool was_given(const StudentOptions& o, const std::string& name) {
+  return std::find(o.given.begin(), o.given.end(), name) != o.given.end();
+}
+
 namespace {
 
 using Bound = std::vector<train::BoundOption<StudentOptions>>;
@@ -56,28 +136,58 @@ const Bound* glassbox_fields(const std::string& kind) {
     auto bind = [](OptionSpec spec, auto field) {
       return train::bind_option(std::move(spec), field);
     };
+    auto cv_spec = [&] {
+      return OptionSpec::integer("cv_folds", d.cv_folds, 0, 100,
+                                 "folds of the cross-validation on the training rows choosing the "
+                                 "strength (0 or 1: none)");
+    };
     std::map<std::string, Bound> f;
     f["linear"] = {
         bind(OptionSpec::real("lambda", d.lambda, 0, kInf, "penalty strength (scaled by 1/rows)"),
              &StudentOptions::lambda),
         bind(OptionSpec::real("l1_ratio", d.l1_ratio, 0, 1, "L1 share of the penalty (1: lasso)"),
              &StudentOptions::l1_ratio),
-        bind(OptionSpec::integer("max_iter", d.max_iter, 1, kMany, "coordinate-descent sweeps"),
-             &StudentOptions::max_iter)};
+        bind(OptionSpec::integer("max_iter", d.max_iter, 1, kMany,
+                                 "Newton (IRLS) iterations of the coordinate descent"),
+             &StudentOptions::max_iter),
+        bind(OptionSpec::choice("numeric", d.numeric, {"linear", "bins"},
+                                "numeric columns: one standardised coefficient each (linear) or "
+                                "one weight per quantile bin (bins)"),
+             &StudentOptions::numeric),
+        bind(cv_spec(), &StudentOptions::cv_folds)};
     f["tree"] = {
         bind(OptionSpec::integer("max_depth", d.max_depth, 0, kMany, "depth of the tree"),
              &StudentOptions::max_depth),
-        bind(OptionSpec::integer("min_leaf", d.min_leaf, 1, kMany, "training rows per leaf"),
-             &StudentOptions::min_leaf)};
+        bind(OptionSpec::integer("min_leaf", d.min_leaf, 1, kMany,
+                                 "training rows per leaf (chosen by cross-validation unless "
+                                 "given)"),
+             &StudentOptions::min_leaf),
+        bind(cv_spec(), &StudentOptions::cv_folds)};
     f["gam"] = {
         bind(OptionSpec::integer("rounds", d.rounds, 0, kMany, "boosting rounds"),
              &StudentOptions::rounds),
         bind(OptionSpec::integer("interactions", d.interactions, 0, kMany,
                                  "pairwise interactions fitted"),
              &StudentOptions::interactions),
-        bind(OptionSpec::real("learning_rate", d.learning_rate, 0, kInf, "boosting step size")
+        bind(OptionSpec::real("learning_rate", d.learning_rate, 0, 1,
+                              "share of each Newton step taken (1: the whole step)")
                  .above(),
-             &StudentOptions::learning_rate)};
+             &StudentOptions::learning_rate),
+        bind(OptionSpec::real("smoothing", d.smoothing, 0, kInf,
+                              "second-difference penalty of the numeric shapes (chosen by "
+                              "cross-validation unless given)"),
+             &StudentOptions::smoothing),
+        bind(OptionSpec::integer("bins", d.bins, 2, 256,
+                                 "quantile bins per numeric shape (fewer than the featurizer's "
+                                 "are merged by training counts)"),
+             &StudentOptions::bins),
+        bind(OptionSpec::integer("bags", d.bags, 0, 1000,
+                                 "bootstrap refits for the confidence bands (0: none)"),
+             &StudentOptions::bags),
+        bind(OptionSpec::text("monotone", d.monotone,
+                              "shapes constrained to rise (+) or fall (-), e.g. age:+;bmi:-"),
+             &StudentOptions::monotone),
+        bind(cv_spec(), &StudentOptions::cv_folds)};
     return f;
   }();
   auto it = fields.find(kind);
@@ -114,6 +224,7 @@ StudentOptions parse_student(const std::string& spec) {
   if (!f) throw unknown_student(o.kind);
   if (o.kind == "gam") o.lambda = 0;
   train::apply_options(*f, Options("student", o.kind, train::declarations(*f), given), &o);
+  for (const auto& kv : given) o.given.push_back(kv.first);
   return o;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -21,6 +22,36 @@ inline double sigmoid(double m) { return 1.0 / (1.0 + std::exp(-m)); }
 std::vector<std::vector<double>> ovr_targets(const Probs& t, size_t* n_classes);
 // Class probabilities [row][class] from one-vs-rest margins [problem][row].
 Probs ovr_probs(const std::vector<std::vector<double>>& margins, size_t k, size_t n);
+
+// --- cross-validation of a student's strength on its training rows ---------------------------
+
+// The fold (0 .. k-1) of each of n rows: a seeded shuffle dealt round-robin (sizes differ by <= 1).
+std::vector<int> cv_fold_of(size_t n, int k, uint64_t seed);
+// Rows `rows` of [feature][row] bins / of probabilities.
+Bins select_rows(const Bins& bins, const std::vector<uint32_t>& rows);
+Probs select_rows(const Probs& p, const std::vector<uint32_t>& rows);
+
+// What a cross-validation tried and chose: per grid value the mean held-out log-loss against the
+// teacher's probabilities (clamped at 1e-4) and the agreement of the arg-max classes.
+struct CvChoice {
+  std::string parameter;
+  int folds = 0;
+  std::vector<double> grid, log_loss, agreement;
+  size_t chosen = 0;
+  double value() const { return grid.at(chosen); }
+  nlohmann::json to_json() const;
+};
+// k-fold cross-validation: `fit_predict(train, test)` fits on the rows `train` (indices into
+// `target`) once per grid value and returns the probabilities of the rows `test` for each, in
+// grid order. The chosen value has the least mean log-loss; ties go to the earlier grid value
+// (so order the grid from the strongest regularisation down).
+CvChoice cross_validate(
+    const std::string& parameter, const std::vector<double>& grid, const Probs& target, int k,
+    uint64_t seed,
+    const std::function<std::vector<Probs>(const std::vector<uint32_t>& train,
+                                           const std::vector<uint32_t>& test)>& fit_predict);
+// Whether the spec of `o` gave option `name`.
+bool was_given(const StudentOptions& o, const std::string& name);
 
 // What every glass-box student (linear, tree, GAM) keeps: its options (their kind is its kind),
 // the featurizer's features it was fitted on and the number of classes.

@@ -120,6 +120,104 @@ TEST(Students, RecoverAKnownRuleFromTeacherLabels) {
   }
 }
 
+TEST(Students, TreeRulesNameTheClassesAndPlaceMissingValues) {
+  // yes when x > 60 or x is missing: the tree must send missing values with the large ones.
+  std::mt19937_64 rng(4);
+  std::string csv = "x,teacher\n";
+  for (int i = 0; i < 1200; ++i) {
+    const double x = double(rng() % 10000) / 100;
+    const bool missing = i % 7 == 0;
+    csv += (missing ? std::string() : std::to_string(x)) + "," +
+           (missing || x > 60 ? "yes" : "no") + "\n";
+  }
+  data::Table t = data::parse_csv(csv, "missing.csv");
+  auto teacher = column_teacher(t, "teacher");
+  DistillOptions o;
+  o.features.exclude = {"teacher"};
+  o.student = parse_student("tree:max_depth=2");
+  DistillResult r = distill(t, *teacher, o);
+  EXPECT_GE(r.test_fidelity.agreement, 0.97);
+  nlohmann::json j = r.to_json()["student"];
+  bool high_or_missing = false;
+  for (const auto& rule : j["rules"]) {
+    EXPECT_TRUE(rule["class"] == "yes" || rule["class"] == "no") << rule.dump();
+    for (const auto& c : rule["conditions"]) {
+      const std::string text = c;
+      // Every numeric condition says where missing values go.
+      EXPECT_TRUE(text.find("missing") != std::string::npos) << text;
+      if (text.find("x > ") == 0 && text.find("or missing") != std::string::npos &&
+          rule["class"] == "yes")
+        high_or_missing = true;
+    }
+  }
+  EXPECT_TRUE(high_or_missing) << j["rules"].dump();
+  ASSERT_FALSE(j["splits"].empty());
+  EXPECT_EQ(j["splits"][0]["missing"], "right");
+  EXPECT_NEAR(j["splits"][0]["threshold"].get<double>(), 60, 3.5);
+  ASSERT_TRUE(j.contains("cv"));
+  EXPECT_EQ(j["cv"]["parameter"], "min_leaf");
+  EXPECT_EQ(j["min_leaf"], j["cv"]["chosen"]);
+  std::string html = render_distill_html(r.to_json(), "t");
+  EXPECT_NE(html.find("class 'yes'"), std::string::npos);
+}
+
+TEST(Students, GamShapesAreFewLabelledMonotoneAndBanded) {
+  // A noisy rising risk in age, a falling one in bmi, and a colour effect.
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> z(0, 1);
+  std::string csv = "age,bmi,colour,teacher\n";
+  for (int i = 0; i < 2000; ++i) {
+    const double age = 20 + double(rng() % 6000) / 100, bmi = 18 + double(rng() % 2000) / 100;
+    const int c = static_cast<int>(rng() % 3);
+    const double logit = 0.08 * (age - 50) - 0.15 * (bmi - 28) + (c == 0 ? 0.8 : 0) + z(rng);
+    csv += std::to_string(age) + "," + (i % 20 == 0 ? std::string() : std::to_string(bmi)) +
+           "," + (c == 0 ? "red" : c == 1 ? "green" : "blue") + "," + (logit > 0 ? "yes" : "no") +
+           "\n";
+  }
+  data::Table t = data::parse_csv(csv, "gam.csv");
+  auto teacher = column_teacher(t, "teacher");
+  DistillOptions o;
+  o.features.exclude = {"teacher"};
+  o.student = parse_student("gam:monotone=age:+;bmi:-,interactions=0");
+  DistillResult r = distill(t, *teacher, o);
+  EXPECT_GE(r.test_fidelity.agreement, 0.8);
+  nlohmann::json j = r.to_json()["student"];
+  ASSERT_TRUE(j.contains("cv"));
+  EXPECT_EQ(j["cv"]["parameter"], "smoothing");
+  EXPECT_DOUBLE_EQ(j["smoothing"].get<double>(), j["cv"]["chosen"].get<double>());
+  EXPECT_EQ(j["models"][0]["class"], "yes");
+  int checked = 0;
+  for (const auto& sh : j["models"][0]["shapes"]) {
+    const auto v = sh["values"].get<std::vector<double>>();
+    const auto labels = sh["bins"].get<std::vector<std::string>>();
+    ASSERT_EQ(labels.size(), v.size());
+    const auto lo = sh["lower"].get<std::vector<double>>(), hi = sh["upper"].get<std::vector<double>>();
+    for (size_t b = 0; b < v.size(); ++b) {
+      EXPECT_LE(lo[b], v[b] + 1e-12);
+      EXPECT_GE(hi[b], v[b] - 1e-12);
+    }
+    if (sh["feature"] == "colour") continue;
+    // 16 quantile groups and the missing one; the 15 cuts in years / kg/m2, rising.
+    EXPECT_EQ(v.size(), 17u) << sh["feature"];
+    const auto edges = sh["edges"].get<std::vector<double>>();
+    ASSERT_EQ(edges.size(), 15u);
+    for (size_t e = 1; e < edges.size(); ++e) EXPECT_GT(edges[e], edges[e - 1]);
+    EXPECT_EQ(labels.back(), "missing");
+    EXPECT_EQ(labels[1].find('('), 0u);  // "(lo, hi]" in the column's units
+    const double sign = sh["feature"] == "age" ? 1 : -1;
+    EXPECT_EQ(sh["monotone"], sign > 0 ? "+" : "-");
+    for (size_t b = 1; b + 1 < v.size(); ++b) EXPECT_GE(sign * (v[b] - v[b - 1]), -1e-9) << b;
+    EXPECT_GT(sign * (v[v.size() - 2] - v[0]), 1.0);  // and it does rise (fall)
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2);
+  EXPECT_NE(error_of([&] {
+              o.student = parse_student("gam:monotone=weight:+");
+              distill(t, *teacher, o);
+            }).find("monotone names 'weight'"),
+            std::string::npos);
+}
+
 TEST(Students, SameSeedSameStudent) {
   data::Table t = synthetic(800, 2);
   auto teacher = column_teacher(t, "teacher");
