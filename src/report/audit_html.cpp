@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "candor/report.h"
+#include "report/audit_pages.h"
 #include "report/html_page.h"
 
 namespace candor {
@@ -250,6 +251,7 @@ std::string render_audit_html(const nlohmann::json& audit, const std::string& ti
   if (kind == "fairness") body = fairness_html(audit);
   else if (kind == "calibration") body = calibration_html(audit);
   else if (kind == "conformal") body = conformal_html(audit);
+  else if (kind == "counterfactual") body = report::counterfactual_html(audit);
   else body = "<p>unknown audit</p>";
   return report::page_begin(title) + body + report::page_end();
 }
@@ -266,6 +268,7 @@ std::string render_audit_markdown(const nlohmann::json& a) {
     return " [" + fmt_num(c[0].get<double>(), 3) + ", " + fmt_num(c[1].get<double>(), 3) + "]";
   };
   const std::string kind = a.value("audit", "");
+  if (kind == "counterfactual") return report::counterfactual_markdown(a);
   m << "# candor audit: " << kind << "\n\n" << a.value("n_rows", 0) << " rows, " << a.value("n_skipped", 0)
     << " bad records skipped.\n\n";
   if (kind == "fairness") {
