@@ -78,11 +78,6 @@ class Reader {
     out_.label.column = cols.label;
     out_.prediction.column = cols.prediction;
     out_.probability.resize(cols.probability.size());
-    if (scorer_) {
-      out_.prediction.column = "model";
-      out_.probability.resize(scorer_->classes.size());
-      for (const std::string& c : scorer_->classes) pred_code_.push_back(pred_.code(c));
-    }
     for (const std::string& g : cols.groups) {
       out_.groups.emplace_back();
       out_.groups.back().column = g;
@@ -91,6 +86,11 @@ class Reader {
     pred_.col = &out_.prediction;
     groups_.resize(out_.groups.size());
     for (size_t i = 0; i < groups_.size(); ++i) groups_[i].col = &out_.groups[i];
+    if (scorer_) {
+      out_.prediction.column = "model";
+      out_.probability.resize(scorer_->classes.size());
+      for (const std::string& c : scorer_->classes) pred_code_.push_back(pred_.code(c));
+    }
   }
 
   void bad(int64_t line, const std::string& reason) {

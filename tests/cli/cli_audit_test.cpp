@@ -293,12 +293,15 @@ json.dump(out, sys.stdout)
 
 TEST(CliAuditAdult, EveryGroupMetricGapAndRatioEqualsNumpy) {
   CANDOR_REQUIRE_SHARED("data/fairness/adult_train.csv");
-  if (testing::run_command("python3 -c 'import numpy' 2>/dev/null") != 0)
-    GTEST_SKIP() << "skipped: needs Debian's python3-numpy for the independent computation";
+  // Debian's python3 (python3-numpy) first: a python3 earlier on PATH may lack numpy.
+  std::string python;
+  for (const char* p : {"/usr/bin/python3", "python3"})
+    if (python.empty() && testing::run_command(std::string(p) + " -c 'import numpy' >/dev/null 2>&1") == 0) python = p;
+  if (python.empty()) GTEST_SKIP() << "skipped: needs Debian's python3-numpy for the independent computation";
   const std::string dir = testing::temp_dir();
   const std::string script = write("adult.py", kAdultScript);
   std::string py_out;
-  ASSERT_EQ(testing::run_command("python3 " + script + " " + testing::shared_path("data/fairness/adult_train.csv") +
+  ASSERT_EQ(testing::run_command(python + " " + script + " " + testing::shared_path("data/fairness/adult_train.csv") +
                                      " " + dir + "/adult_scored.csv 2>&1",
                                  &py_out),
             0)
