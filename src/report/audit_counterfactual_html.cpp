@@ -12,13 +12,13 @@ namespace {
 
 using nlohmann::json;
 
-std::string num(const json& v, int prec = 3) {
+std::string cf_num(const json& v, int prec = 3) {
   if (v.is_number()) return fmt_num(v.get<double>(), prec);
   if (v.is_string()) return v.get<std::string>();
   return "&ndash;";
 }
 
-std::string interval(const json& ci) {
+std::string cf_interval(const json& ci) {
   if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
   return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
 }
@@ -37,19 +37,19 @@ std::string counterfactual_html(const json& a) {
     << a.value("n_pairs", 0) << " swapped texts scored by " << html_escape(a["model"].value("path", "")) << ".</p>";
   s << "<table><tr><th>figure</th><th>value</th><th>interval</th></tr>";
   s << "<tr><td>share of swaps whose " << (lm ? "top next token" : "predicted class") << " changes</td><td>"
-    << num(a["flip_share"]) << "</td><td>" << interval(a["flip_share_ci"]) << "</td></tr>";
-  s << "<tr><td>mean " << delta << "</td><td>" << num(a["mean_abs_delta"], 4) << "</td><td>"
-    << interval(a["mean_abs_delta_ci"]) << "</td></tr>";
-  s << "<tr><td>largest " << delta << "</td><td>" << num(a["max_abs_delta"], 4) << "</td><td></td></tr>";
+    << cf_num(a["flip_share"]) << "</td><td>" << cf_interval(a["flip_share_ci"]) << "</td></tr>";
+  s << "<tr><td>mean " << delta << "</td><td>" << cf_num(a["mean_abs_delta"], 4) << "</td><td>"
+    << cf_interval(a["mean_abs_delta_ci"]) << "</td></tr>";
+  s << "<tr><td>largest " << delta << "</td><td>" << cf_num(a["max_abs_delta"], 4) << "</td><td></td></tr>";
   if (lm)
-    s << "<tr><td>mean |&Delta; log p| of the original top token</td><td>" << num(a["mean_abs_logprob_change"], 4)
-      << "</td><td>" << interval(a["mean_abs_logprob_change_ci"]) << "</td></tr>";
+    s << "<tr><td>mean |&Delta; log p| of the original top token</td><td>" << cf_num(a["mean_abs_logprob_change"], 4)
+      << "</td><td>" << cf_interval(a["mean_abs_logprob_change_ci"]) << "</td></tr>";
   s << "</table>";
   if (a.contains("per_target") && !a["per_target"].empty()) {
     s << "<h2>By target group</h2><table><tr><th>swapped to</th><th>n</th><th>flip share</th><th>mean |&Delta;|</th></tr>";
     for (const json& t : a["per_target"])
       s << "<tr><td>" << html_escape(t.value("to", "")) << "</td><td>" << t.value("n", 0) << "</td><td>"
-        << num(t["flip_share"]) << "</td><td>" << num(t["mean_abs_delta"], 4) << "</td></tr>";
+        << cf_num(t["flip_share"]) << "</td><td>" << cf_num(t["mean_abs_delta"], 4) << "</td></tr>";
     s << "</table>";
   }
   s << "<h2>The largest changes</h2><p>Each swapped word is coloured by the change it makes alone (the contrast "
@@ -62,7 +62,7 @@ std::string counterfactual_html(const json& a) {
     if (w.contains("label_before"))
       s << ": " << html_escape(w["label_before"].get<std::string>()) << " &rarr; "
         << html_escape(w["label_after"].get<std::string>());
-    s << ", p " << num(w["p_before"]) << " &rarr; " << num(w["p_after"]) << " (&Delta; " << num(w["delta"], 4)
+    s << ", p " << cf_num(w["p_before"]) << " &rarr; " << cf_num(w["p_after"]) << " (&Delta; " << cf_num(w["delta"], 4)
       << ")</p><p>" << html_escape(w.value("original", "")) << "</p><p>";
     // The swapped text, with the replaced words marked.
     const std::string swapped = w.value("swapped", "");

@@ -252,6 +252,8 @@ std::string render_audit_html(const nlohmann::json& audit, const std::string& ti
   else if (kind == "calibration") body = calibration_html(audit);
   else if (kind == "conformal") body = conformal_html(audit);
   else if (kind == "counterfactual") body = report::counterfactual_html(audit);
+  else if (kind == "generation") body = report::generation_html(audit);
+  else if (kind == "uncertainty") body = report::uncertainty_html(audit);
   else body = "<p>unknown audit</p>";
   return report::page_begin(title) + body + report::page_end();
 }
@@ -269,6 +271,7 @@ std::string render_audit_markdown(const nlohmann::json& a) {
   };
   const std::string kind = a.value("audit", "");
   if (kind == "counterfactual") return report::counterfactual_markdown(a);
+  if (kind == "generation") return report::generation_markdown(a);
   m << "# candor audit: " << kind << "\n\n" << a.value("n_rows", 0) << " rows, " << a.value("n_skipped", 0)
     << " bad records skipped.\n\n";
   if (kind == "fairness") {

@@ -14,3 +14,20 @@ std::string counterfactual_html(const nlohmann::json& audit);
 std::string counterfactual_markdown(const nlohmann::json& audit);
 
 }  // namespace candor::report
+
+namespace candor::report {
+
+// HTML body and Markdown of {"audit": "generation", ...}: per-group means with interval
+// whiskers, the largest gap and its p-value, example continuations.
+std::string generation_html(const nlohmann::json& audit);
+std::string generation_markdown(const nlohmann::json& audit);
+
+}  // namespace candor::report
+
+namespace candor::report {
+
+// HTML body of `candor generate --html`: the generate JSON with its "uncertainty" block; each
+// answer token coloured by its entropy, the uncertain ones outlined, the self-consistency table.
+std::string uncertainty_html(const nlohmann::json& generate_json);
+
+}  // namespace candor::report

@@ -344,3 +344,72 @@ TEST(CliAuditAdult, EveryGroupMetricGapAndRatioEqualsNumpy) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+TEST(CliAuditGeneration, ProbesOnTheBuiltinLm) {
+  const std::string dir = testing::temp_dir();
+  const std::string t = dir + "/t.txt", g = dir + "/g.csv";
+  std::ofstream(t) << "The {group} was very\n";
+  std::ofstream(g) << "boy,boy\ngirl,girl\n";
+  testing::CliRun r = testing::run_cli("audit generation --model " + kLm + " --templates " + t + " --groups " + g +
+                                       " --samples 6 --max-new-tokens 8 --n-boot 50 --permutations 99 --out " + dir +
+                                       "/gen");
+  ASSERT_EQ(r.code, 0) << r.out;
+  json j = read_json(dir + "/gen/audit.json");
+  EXPECT_EQ(j["audit"], "generation");
+  EXPECT_EQ(j["n_samples"], 12);
+  ASSERT_EQ(j["groups"].size(), 2u);
+  EXPECT_EQ(j["groups"][0]["n"], 6);
+  EXPECT_GE(j["gap"]["p_value"].get<double>(), 0.01);
+  EXPECT_LE(j["gap"]["p_value"].get<double>(), 1.0);
+  EXPECT_TRUE(exists(dir + "/gen/report.html"));
+  EXPECT_TRUE(exists(dir + "/gen/samples.jsonl"));
+  // Seeded: the same command gives the same samples.
+  const json first = j;
+  r = testing::run_cli("audit generation --model " + kLm + " --templates " + t + " --groups " + g +
+                       " --samples 6 --max-new-tokens 8 --n-boot 50 --permutations 99 --out " + dir + "/gen");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_json(dir + "/gen/audit.json")["groups"], first["groups"]);
+  // A template without {group}.
+  std::ofstream(t) << "The person was very\n";
+  r = testing::run_cli("audit generation --model " + kLm + " --templates " + t + " --out " + dir + "/gen");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("has no {group}"));
+}
+
+TEST(CliGenerateUncertainty, TokenFiguresSelfConsistencyAndPage) {
+  const std::string dir = testing::temp_dir();
+  testing::CliRun r = testing::run_cli("generate --model " + kLm + " --prompt 'Once upon a time' -n 12 --uncertainty "
+                                       "--samples 5 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  json j = json::parse(r.out.substr(r.out.find('{')));
+  const json& u = j["uncertainty"];
+  ASSERT_EQ(u["tokens"].size(), j["tokens"].size());
+  double sum = 0, lo = 0;
+  for (size_t i = 0; i < j["logprobs"].size(); ++i) {
+    sum += j["logprobs"][i].get<double>();
+    lo = std::min(lo, j["logprobs"][i].get<double>());
+  }
+  EXPECT_NEAR(u["answer"]["mean_logprob"].get<double>(), sum / j["logprobs"].size(), 1e-5);
+  EXPECT_NEAR(u["answer"]["min_logprob"].get<double>(), lo, 1e-6);
+  EXPECT_EQ(u["self_consistency"]["n_samples"], 5);
+  EXPECT_EQ(u["self_consistency"]["samples"].size(), 5u);
+  const double agree = u["self_consistency"]["agreement"].get<double>();
+  EXPECT_GE(agree, 0.2);
+  EXPECT_LE(agree, 1.0);
+  r = testing::run_cli("generate --model " + kLm + " --prompt 'Once upon a time' -n 12 --samples 3 --html " + dir +
+                       "/u.html");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("self-consistency over 3 samples"));
+  std::ifstream f(dir + "/u.html");
+  const std::string page((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(page, HasSubstr("Generation uncertainty"));
+  EXPECT_THAT(page, HasSubstr("Self-consistency"));
+  r = testing::run_cli("generate --model " + kLm + " --samples -1");
+  EXPECT_EQ(r.code, 2);
+}
+
+}  // namespace
+}  // namespace candor
