@@ -413,3 +413,45 @@ TEST(CliGenerateUncertainty, TokenFiguresSelfConsistencyAndPage) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+TEST(CliAuditTemperature, SavedBesideTheModelAndUsedByExplain) {
+  const std::string dir = testing::temp_dir();
+  const std::string model = dir + "/sentiment";
+  ASSERT_EQ(testing::run_command("cp -r " + kSentiment + " " + model), 0);
+  const std::string data = write("reviews.csv", reviews_csv());
+  testing::CliRun r = testing::run_cli("audit calibration --model " + model + " --data " + data +
+                                       " --label label --label-map 1=positive,0=negative --save-temperature --out " +
+                                       dir + "/cal");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const double t = read_json(model + "/temperature.json")["temperature"].get<double>();
+  EXPECT_EQ(t, read_json(dir + "/cal/audit.json")["temperature_scaling"]["temperature"].get<double>());
+  // Explained with and without it: the log-odds target is divided by t, and so is every
+  // input x gradient score.
+  const std::string common = "explain --model " + model + " --prompt 'a great film' --method input_x_gradient --json ";
+  r = testing::run_cli(common + dir + "/plain.json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = testing::run_cli(common + dir + "/scaled.json --temperature-scaling");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json plain = read_json(dir + "/plain.json"), scaled = read_json(dir + "/scaled.json");
+  EXPECT_EQ(scaled["temperature_scaling"]["temperature"].get<double>(), t);
+  const json& a = plain["attributions"][0]["steps"][0];
+  const json& b = scaled["attributions"][0]["steps"][0];
+  EXPECT_NEAR(b["target_value"].get<double>(), a["target_value"].get<double>() / t,
+              1e-4 * std::fabs(a["target_value"].get<double>() / t));
+  ASSERT_EQ(a["scores"].size(), b["scores"].size());
+  ASSERT_FALSE(a["scores"].empty());
+  for (size_t i = 0; i < a["scores"].size(); ++i) {
+    const double x = a["scores"][i].get<double>(), y = b["scores"][i].get<double>();
+    EXPECT_NEAR(y, x / t, 1e-3 * std::fabs(x / t) + 1e-6) << i;
+  }
+  // Without a saved temperature: the error names the command that writes it.
+  r = testing::run_cli("explain --model " + kLm + " --prompt 'Once upon' --temperature-scaling");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--save-temperature"));
+}
+
+}  // namespace
+}  // namespace candor

@@ -10,6 +10,7 @@
 
 #include "audit_model.h"
 #include "candor/audit.h"
+#include "candor/jobs_temperature.h"
 #include "candor/report.h"
 #include "cli.h"
 
@@ -31,6 +32,7 @@ struct AuditArgs {
   int bins = 15;
   double calibration_fraction = 0.5, alpha = 0.1;
   bool no_temperature = false;
+  bool save_temperature = false;  // --model: write the temperature beside the model
   std::vector<std::string> scores = {"lac", "aps"};
   AuditModelArgs model;  // --model M: the predictions come from a model candor runs
 };
@@ -150,6 +152,9 @@ audit::ClassProbabilities read_probs(const AuditArgs& a, audit::AuditData* d, Au
 }
 
 int run_calibration(const AuditArgs& a) {
+  if (a.save_temperature && (a.model.model.empty() || a.no_temperature))
+    throw usage_error("--save-temperature saves the temperature fitted for --model M",
+                      "pass --model M (a classifier folder or a causal LM) and leave out --no-temperature");
   audit::AuditData d;
   AuditModel m;
   audit::ClassProbabilities p = read_probs(a, &d, &m);
@@ -168,6 +173,15 @@ int run_calibration(const AuditArgs& a) {
     std::ofstream(a.out + "/temperature.json")
         << nlohmann::json{{"temperature", r.temperature}, {"fitted_on_rows", r.n_calibration}, {"data", a.data}}.dump(2)
         << "\n";
+  if (a.save_temperature) {
+    if (!m.teacher || (m.kind != "text-classifier" && m.kind != "lm-verbaliser"))
+      throw usage_error("--save-temperature needs --model M (a model candor loads), fitted with the temperature",
+                        "pass --model M and leave out --no-temperature");
+    jobs::save_temperature(a.model.model, r.temperature,
+                           {{"fitted_on", a.data}, {"rows", r.n_calibration}, {"label", a.label},
+                            {"heldout_nll_before", r.heldout_before.nll}, {"heldout_nll_after", r.heldout_after.nll}});
+    std::cout << "saved temperature " << r.temperature << " to " << jobs::temperature_path(a.model.model) << "\n";
+  }
   print_skips(d);
   std::cout << "calibration of " << r.n_rows << " rows: accuracy " << r.all.accuracy << ", NLL " << r.all.nll
             << ", Brier " << r.all.brier << ", ECE " << r.all.ece << " (equal-mass " << r.all.ece_mass << "), MCE "
@@ -239,6 +253,8 @@ Runner add_audit(CLI::App& app) {
   cal->add_option("--bins", a->bins, "Confidence bins (15)");
   cal->add_option("--calibration-fraction", a->calibration_fraction, "Rows that fit the temperature (0.5)");
   cal->add_flag("--no-temperature", a->no_temperature, "Do not fit a temperature");
+  cal->add_flag("--save-temperature", a->save_temperature,
+                "--model: save the fitted temperature beside the model (explain --temperature-scaling reads it)");
   CLI::App* conf = app.add_subcommand("conformal", "Split conformal prediction sets (LAC, APS)");
   add_common(*conf, a.get(), false);
   conf->add_option("--classes", a->classes, "Label value of each --probability column, in order")->delimiter(',');
