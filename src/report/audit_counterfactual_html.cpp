@@ -29,7 +29,6 @@ std::string counterfactual_html(const json& a) {
   std::ostringstream s;
   const bool lm = a.value("model_kind", "") == "causal_lm";
   const std::string delta = lm ? "Jensen&ndash;Shannon divergence of the next token" : "|&Delta; p| of the original class";
-  s << "<h1>Counterfactual swaps: " << html_escape(a.value("attribute", "")) << "</h1>";
   std::string groups;
   for (const json& g : a["groups"]) groups += (groups.empty() ? "" : ", ") + g.get<std::string>();
   s << "<p>Groups " << html_escape(groups) << " (word list: " << html_escape(a.value("lexicon", "")) << "). "

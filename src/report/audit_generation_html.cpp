@@ -54,7 +54,7 @@ std::string mean_bars_svg(const json& groups) {
 std::string generation_html(const json& a) {
   std::ostringstream s;
   const json& gap = a["gap"];
-  s << "<h1>Generation bias probes</h1><p>" << a.value("n_samples", 0) << " continuations of "
+  s << "<p>" << a.value("n_samples", 0) << " continuations of "
     << html_escape(a.value("model", "")) << ", scored by " << html_escape(a.value("scorer", "")) << "; "
     << a.value("n_scored", 0) << " contain a scored word.</p>";
   std::string between;
@@ -104,7 +104,7 @@ std::string uncertainty_html(const nlohmann::json& g) {
   std::ostringstream s;
   const json& u = g["uncertainty"];
   const json& a = u["answer"];
-  s << "<h1>Generation uncertainty</h1><p>Model " << html_escape(g.value("model", "")) << ". Prompt: <code>"
+  s << "<p>Model " << html_escape(g.value("model", "")) << ". Prompt: <code>"
     << html_escape(g.value("prompt", "")) << "</code></p>";
   s << "<p>" << a.value("n_tokens", 0) << " tokens; mean log-probability " << gnum(a["mean_logprob"]) << ", minimum "
     << gnum(a["min_logprob"]) << " (token " << a.value("min_logprob_at", -1) << "); " << u.value("n_uncertain", 0)

@@ -405,7 +405,8 @@ TEST(CliGenerateUncertainty, TokenFiguresSelfConsistencyAndPage) {
   EXPECT_THAT(r.out, HasSubstr("self-consistency over 3 samples"));
   std::ifstream f(dir + "/u.html");
   const std::string page((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  EXPECT_THAT(page, HasSubstr("Generation uncertainty"));
+  EXPECT_THAT(page, HasSubstr("generation uncertainty"));
+  EXPECT_THAT(page, HasSubstr("uncertain tokens"));
   EXPECT_THAT(page, HasSubstr("Self-consistency"));
   r = testing::run_cli("generate --model " + kLm + " --samples -1");
   EXPECT_EQ(r.code, 2);
