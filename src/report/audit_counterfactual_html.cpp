@@ -12,16 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-std::string cf_num(const json& v, int prec = 3) {
-  if (v.is_number()) return fmt_num(v.get<double>(), prec);
-  if (v.is_string()) return v.get<std::string>();
-  return "&ndash;";
-}
-
-std::string cf_interval(const json& ci) {
-  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
-  return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
-}
+std::string cf_num(const json& v, int prec = 3) { return audit_num(v, prec); }
+std::string cf_interval(const json& ci) { return audit_ci(ci); }
 
 }  // namespace
 

@@ -12,13 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-std::string gnum(const json& v, int prec = 3) { return v.is_number() ? fmt_num(v.get<double>(), prec) : "&ndash;"; }
-
-std::string gci(const json& c) {
-  return c.is_array() && c.size() == 2 && c[0].is_number()
-             ? "[" + fmt_num(c[0].get<double>(), 3) + ", " + fmt_num(c[1].get<double>(), 3) + "]"
-             : std::string();
-}
+std::string gnum(const json& v, int prec = 3) { return audit_num(v, prec); }
+std::string gci(const json& c) { return audit_ci(c); }
 
 // Bars from the centre (score 0) of a [-1, 1] axis, whiskers for the intervals.
 std::string mean_bars_svg(const json& groups) {

@@ -13,22 +13,29 @@
 
 namespace candor {
 
+namespace report {
+
+std::string audit_num(const nlohmann::json& v, int prec) {
+  if (v.is_number()) return fmt_num(v.get<double>(), prec);
+  if (v.is_string()) return v.get<std::string>();
+  return "&ndash;";
+}
+
+std::string audit_ci(const nlohmann::json& ci) {
+  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
+  return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
+}
+
+}  // namespace report
+
 namespace {
 
 using nlohmann::json;
 using report::fmt_num;
 using report::html_escape;
 
-std::string audit_num(const json& v, int prec = 3) {
-  if (v.is_number()) return fmt_num(v.get<double>(), prec);
-  if (v.is_string()) return v.get<std::string>();
-  return "&ndash;";
-}
-
-std::string audit_ci(const json& ci) {
-  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
-  return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
-}
+using report::audit_ci;
+using report::audit_num;
 
 const char* const kBarMetrics[] = {"selection_rate", "tpr", "fpr", "precision", "accuracy", "ece"};
 

@@ -9,6 +9,11 @@
 
 namespace candor::report {
 
+// A figure of the audit JSON for a page: the number (fmt_num, `prec` digits), the string, or
+// "&ndash;" for null; an interval [lo, hi] as "[lo, hi]", or "" when absent.
+std::string audit_num(const nlohmann::json& v, int prec = 3);
+std::string audit_ci(const nlohmann::json& ci);
+
 // HTML body (no page frame) and Markdown of {"audit": "counterfactual", ...}.
 std::string counterfactual_html(const nlohmann::json& audit);
 std::string counterfactual_markdown(const nlohmann::json& audit);
