@@ -7,8 +7,8 @@
 #include <iostream>
 #include <memory>
 
-#include "candor/files.h"
 #include "candor/classifier.h"
+#include "candor/files.h"
 #include "candor/jobs_explain.h"
 #include "candor/jobs_temperature.h"
 #include "candor/report.h"
