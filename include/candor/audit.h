@@ -82,7 +82,7 @@ struct RowScorer {
 // read_audit_data with the predictions made by `scorer` on every kept row, chunk by chunk:
 // `columns.prediction` and `columns.probability` must be empty; the result's `prediction` is the
 // model's most probable class (column "model") and `probability` holds one column per class of
-// scorer.classes. Probabilities outside [0, 1] or not finite are an Error naming the line (a
+// scorer.classes. A record missing a value of scorer.columns is a bad record (fail or counted skip). Probabilities outside [0, 1] or not finite are an Error naming the line (a
 // model's fault, never a skipped record).
 AuditData read_audit_data(const std::string& path, const AuditColumns& columns,
                           const RowScorer& scorer,

@@ -116,6 +116,9 @@ class Reader {
     for (const std::string& g : cols_.groups) groups.push_back(find(g));
     std::vector<float> pv(probs.size());
     std::vector<size_t> kept;
+    std::vector<const data::Column*> model_cols;
+    if (scorer_)
+      for (const std::string& c : scorer_->columns) model_cols.push_back(find(c));
     for (size_t r = 0; r < t.n_rows(); ++r) {
       const int64_t line = line_of(t.line_of(r));
       if (!label || label->is_missing(r)) {
@@ -149,7 +152,12 @@ class Reader {
       }
       if (!ok) continue;
       if (scorer_) {
-        kept.push_back(r);
+        for (size_t j = 0; j < model_cols.size() && ok; ++j)
+          if (!model_cols[j] || model_cols[j]->is_missing(r)) {
+            bad(line, "column '" + scorer_->columns[j] + "': the value the model reads is missing");
+            ok = false;
+          }
+        if (ok) kept.push_back(r);
         continue;
       }
       out_.label.codes.push_back(label_.code(label->raw[r]));

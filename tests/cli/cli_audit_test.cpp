@@ -167,6 +167,18 @@ TEST(CliAuditModel, FairnessCalibrationConformalOfTheBuiltinSentimentModel) {
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("--label-map"));
   EXPECT_THAT(r.out, HasSubstr("negative"));
+  // A record without the text the model reads: an error naming the line, or a counted skip.
+  const std::string gap = write("gap.csv", reviews_csv() + ",1,x\n");
+  r = cli("audit calibration --model " + kSentiment + " --data " + gap +
+          " --label label --label-map 1=positive,0=negative --out " + out);
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("line 66"));
+  EXPECT_THAT(r.out, HasSubstr("the value the model reads is missing"));
+  r = cli("audit calibration --model " + kSentiment + " --data " + gap +
+          " --label label --label-map 1=positive,0=negative --on-error skip --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_json(out + "/audit.json")["n_skipped"], 1);
+  EXPECT_EQ(read_json(out + "/audit.json")["n_rows"], 64);
   // --model and --prediction together.
   r = cli("audit fairness --model " + kSentiment + " --data " + data +
           " --label label --prediction label --group grp --out " + out);
