@@ -1,5 +1,6 @@
 // The counterfactual-swap page: the headline figures with intervals, per target group, and the
 // worst pairs with their words coloured by how much each swap alone moves the answer.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -67,7 +68,27 @@ std::string counterfactual_html(const json& a) {
         << html_escape(to) << ": " << fmt_num(x.value("effect", 0.0), 4) << "'>" << html_escape(to) << "</mark>";
       at = p + to.size();
     }
-    s << html_escape(swapped.substr(at)) << "</p></div>";
+    s << html_escape(swapped.substr(at)) << "</p>";
+    if (w.contains("exact_contrast")) {
+      const json& x = w["exact_contrast"];
+      s << "<p>Exact attribution of " << html_escape(x.value("explained", "")) << " (the six largest features and, in bold, every one holding a swapped word): " << cf_num(x["before"]) << " &rarr; "
+        << cf_num(x["after"]) << ".</p><table><tr><th>original: feature</th><th>share</th><th>swapped: feature</th><th>share</th></tr>";
+      const json& fb = x["features_before"];
+      const json& fa = x["features_after"];
+      for (size_t k = 0; k < std::max(fb.size(), fa.size()); ++k) {
+        s << "<tr>";
+        for (const json* f : {&fb, &fa}) {
+          if (k < f->size())
+            s << "<td>" << ((*f)[k].value("swapped", false) ? "<b>" : "") << html_escape((*f)[k].value("text", ""))
+              << ((*f)[k].value("swapped", false) ? "</b>" : "") << "</td><td>" << cf_num((*f)[k]["value"]) << "</td>";
+          else
+            s << "<td></td><td></td>";
+        }
+        s << "</tr>";
+      }
+      s << "</table>";
+    }
+    s << "</div>";
   }
   return s.str();
 }

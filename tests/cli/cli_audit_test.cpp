@@ -215,6 +215,26 @@ TEST(CliAuditModel, FastTextOnTheSentimentSentences) {
   // The published accuracies are 0.873-0.906 per source (MANIFEST.md).
   EXPECT_GT(j["all"]["accuracy"].get<double>(), 0.85);
   EXPECT_LT(j["all"]["accuracy"].get<double>(), 0.92);
+  // Counterfactual gender swaps: fastText's exact attributions of both texts, with the features
+  // that hold a swapped word (a word outside the vocabulary has none: "her" after "his"), and
+  // the explained log-odds of the original giving its probability.
+  r = cli("audit counterfactual --model " + testing::shared_path("models/fasttext_amazon/amazon_review_polarity.ftz") +
+          " --normalise --data " + testing::shared_path("data/text/sentiment_labelled_sentences.csv") +
+          " --attribute gender --names none --worst 3 --n-boot 100 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = read_json(out + "/audit.json");
+  EXPECT_GT(j["n_mentioning"].get<int>(), 100);
+  ASSERT_EQ(j["worst"].size(), 3u);
+  for (const json& w : j["worst"]) {
+    ASSERT_TRUE(w.contains("exact_contrast")) << w.dump();
+    bool swapped = false;
+    for (const char* side : {"features_before", "features_after"})
+      for (const json& f : w["exact_contrast"][side]) swapped = swapped || f["swapped"].get<bool>();
+    EXPECT_TRUE(swapped) << w.dump();
+    // p(class) of a two-class softmax from the explained log-odds.
+    const double lo = w["exact_contrast"]["before"].get<double>();
+    EXPECT_NEAR(1 / (1 + std::exp(-lo)), w["p_before"].get<double>(), 1e-4);
+  }
 }
 
 TEST(CliAuditCounterfactual, ClassifierAndCausalLm) {

@@ -4,6 +4,8 @@
 // the next-token distribution (Jensen-Shannon) and of the log-probability of its top token.
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +49,52 @@ audit::ProbabilityFn lm_next_token(std::shared_ptr<const Model> model) {
     }
     return out;
   };
+}
+
+// A fastText classifier explains itself exactly: each worst pair gets the word / n-gram
+// attributions of the original's class (against the other class) in both texts, so the page
+// shows which features carry the change, swapped words and their n-grams included.
+void add_exact_contrast(const TextClassifier& c, bool normalise, const audit::CounterfactualResult& r,
+                        nlohmann::json* j) {
+  auto prepared = [normalise](const std::string& s) {
+    if (!normalise) return s;
+    std::string joined;
+    for (const auto& w : distill::Featurizer::words(s, true)) joined += (joined.empty() ? "" : " ") + w;
+    return joined;
+  };
+  // The 6 largest features, and every feature holding a swapped word.
+  auto features = [&](const std::string& text, int target, const std::vector<std::string>& swapped) {
+    nlohmann::json out = nlohmann::json::array();
+    ClassifierExplanation e = c.explain(prepared(text), target);
+    std::vector<const TextFeatureAttribution*> f;
+    for (const TextFeatureAttribution& x : e.features) f.push_back(&x);
+    std::stable_sort(f.begin(), f.end(), [](auto* a, auto* b) { return std::fabs(a->value) > std::fabs(b->value); });
+    for (size_t k = 0; k < f.size(); ++k) {
+      bool holds = false;
+      for (const std::string& w : swapped)
+        for (const std::string& part : distill::Featurizer::words(f[k]->text, true)) holds = holds || part == w;
+      if (k < 6 || holds)
+        out.push_back({{"kind", f[k]->kind}, {"text", f[k]->text}, {"value", f[k]->value}, {"swapped", holds}});
+    }
+    return std::make_pair(out, e.explained);
+  };
+  for (size_t i = 0; i < r.worst.size() && i < (*j)["worst"].size(); ++i) {
+    const audit::CounterfactualExample& e = r.worst[i];
+    std::vector<std::string> from, to;
+    for (const auto& [a, b] : e.replaced) {
+      for (const std::string& w : distill::Featurizer::words(a, true)) from.push_back(w);
+      for (const std::string& w : distill::Featurizer::words(b, true)) to.push_back(w);
+    }
+    try {
+      auto [before, vb] = features(e.original, e.class_before, from);
+      auto [after, va] = features(e.swapped, e.class_before, to);
+      (*j)["worst"][i]["exact_contrast"] = {{"explained", "logit(" + c.labels()[e.class_before] + ") - logit(other)"},
+                                             {"before", vb}, {"after", va},
+                                             {"features_before", before}, {"features_after", after}};
+    } catch (const Error&) {
+      return;  // a classifier without exact attributions: the per-word effects stand alone
+    }
+  }
 }
 
 }  // namespace
@@ -144,6 +192,7 @@ int run_counterfactual(const CounterfactualArgs& a) {
   audit::CounterfactualResult r = audit::audit_counterfactual(texts, lex, fn, o);
   r.classes = classes;
   nlohmann::json j = r.to_json();
+  if (m.kind == "fasttext") add_exact_contrast(*m.classifier, ma.normalise, r, &j);
   j["data"] = a.data;
   j["text_column"] = ma.text_column;
   j["model"] = {{"path", ma.model}, {"kind", kind}};
