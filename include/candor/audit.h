@@ -347,6 +347,9 @@ struct SwapVariant {
 // row. Two groups: one variant swapping every term both ways; more: one variant per group that
 // is not the only group mentioned, moving every other group's terms to it.
 std::vector<SwapVariant> counterfactual_swaps(const std::string& text, const SwapLexicon& lexicon);
+// The rewritten texts alone: the supervisor's Swapper (candor/supervise.h) is
+// [lex](const std::string& p) { return swapped_texts(p, lex); }.
+std::vector<std::string> swapped_texts(const std::string& text, const SwapLexicon& lexicon);
 // `text` with only the replacement `k` of `v` applied (for per-word contrasts).
 std::string apply_one_swap(const std::string& text, const SwapVariant& v, size_t k);
 

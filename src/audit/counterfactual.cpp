@@ -284,6 +284,12 @@ std::vector<SwapVariant> counterfactual_swaps(const std::string& text, const Swa
   return swaps_with(text, lexicon, term_index(lexicon));
 }
 
+std::vector<std::string> swapped_texts(const std::string& text, const SwapLexicon& lexicon) {
+  std::vector<std::string> out;
+  for (SwapVariant& v : counterfactual_swaps(text, lexicon)) out.push_back(std::move(v.text));
+  return out;
+}
+
 std::string apply_one_swap(const std::string& text, const SwapVariant& v, size_t k) {
   const auto& s = v.spans.at(k);
   return text.substr(0, s[0]) + v.replaced[k].second + text.substr(s[1]);

@@ -53,6 +53,9 @@ TEST(CounterfactualSwaps, KeepCaseAndPunctuation) {
   EXPECT_EQ(v[0].text, "Him sister\u2014the queen\u2014met  Mr. Smith.");
   EXPECT_EQ(counterfactual_swaps("\u00abShe\u00bb \u2018his\u2019 caf\u00e9 h\u00e9", g)[0].text,
             "\u00abHe\u00bb \u2018her\u2019 caf\u00e9 h\u00e9");
+  // The texts alone, as the supervisor's Swapper wants them.
+  EXPECT_EQ(swapped_texts("Ask him.", g), std::vector<std::string>{"Ask her."});
+  EXPECT_TRUE(swapped_texts("Ask them.", g).empty());
   // Words inside other words are not terms ("heart", "shed", "manner").
   EXPECT_TRUE(counterfactual_swaps("heart shed manner", g).empty());
   // One replacement at a time, for the per-word contrast.
