@@ -7,3 +7,4 @@
 #include "candor/jobs_evaluate.h"
 #include "candor/jobs_explain.h"
 #include "candor/jobs_generate.h"
+#include "candor/jobs_temperature.h"

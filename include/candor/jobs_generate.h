@@ -20,6 +20,16 @@ struct GenerateJobOptions {
   std::string system;          // system message when `chat`
   GenerateOptions generation;  // max_new_tokens, sampling, seed; on_token streams
   int threads = 0;             // intra-op threads while the job runs (ThreadScope); 0: one per core
+  // Generation uncertainty (candor/audit.h): per-token entropy, margin and log-probability, the
+  // answer's mean and minimum log-probability, and the tokens flagged uncertain (entropy >=
+  // uncertain_entropy nats or top-1 margin < uncertain_margin) in json["uncertainty"].
+  bool uncertainty = false;
+  double uncertain_entropy = 1.5, uncertain_margin = 0.1;
+  // Self-consistency: `samples` more answers, seeded seed + 1 .. seed + samples, at
+  // sample_temperature when the main answer is greedy (else at its own temperature); the
+  // agreement and cluster entropy of their normalised answers. 0: none.
+  int samples = 0;
+  float sample_temperature = 1.0f;
 };
 
 struct GenerateEvents {

@@ -71,7 +71,9 @@ BinaryOutcomes binarize(const AuditData& data, const std::vector<std::string>& l
   const std::vector<uint8_t> lm = mask(data.label, o.label_positive);
   o.label.resize(n);
   for (size_t r = 0; r < n; ++r) o.label[r] = lm[data.label.codes[r]];
-  if (data.probability.size() > 1)
+  const bool model = data.prediction.column == "model" && data.probability.size() > 1 &&
+                     data.probability.size() == data.prediction.values.size();
+  if (data.probability.size() > 1 && !model)
     throw Error(ErrorCode::kInvalidArgument,
                 "a fairness audit reads one probability column (of the positive class), " +
                     std::to_string(data.probability.size()) + " are given",
@@ -90,6 +92,13 @@ BinaryOutcomes binarize(const AuditData& data, const std::vector<std::string>& l
     const std::vector<uint8_t> pm = mask(data.prediction, o.prediction_positive);
     o.prediction.resize(n);
     for (size_t r = 0; r < n; ++r) o.prediction[r] = pm[data.prediction.codes[r]];
+    if (model) {  // a model's class probabilities: the score is the positive classes' mass
+      o.score.assign(n, 0.0f);
+      for (size_t k = 0; k < pm.size(); ++k)
+        if (pm[k])
+          for (size_t r = 0; r < n; ++r) o.score[r] += data.probability[k][r];
+      for (float& v : o.score) v = std::min(v, 1.0f);
+    }
   } else if (!o.score.empty()) {
     if (!(threshold >= 0 && threshold <= 1))
       throw Error(ErrorCode::kInvalidArgument, "the decision threshold must be in [0, 1]",

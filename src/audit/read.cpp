@@ -1,5 +1,6 @@
 // read_audit_data: a CSV / JSON Lines file streamed in chunks of records through the readers of
 // data.h; only the columns an audit needs are kept, as codes and floats.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -70,8 +71,9 @@ struct Coder {
 
 class Reader {
  public:
-  Reader(const std::string& path, const AuditColumns& cols, data::ErrorPolicy policy)
-      : path_(path), cols_(cols), policy_(policy) {
+  Reader(const std::string& path, const AuditColumns& cols, data::ErrorPolicy policy,
+         const RowScorer* scorer = nullptr)
+      : path_(path), cols_(cols), policy_(policy), scorer_(scorer) {
     out_.source = path;
     out_.label.column = cols.label;
     out_.prediction.column = cols.prediction;
@@ -84,6 +86,11 @@ class Reader {
     pred_.col = &out_.prediction;
     groups_.resize(out_.groups.size());
     for (size_t i = 0; i < groups_.size(); ++i) groups_[i].col = &out_.groups[i];
+    if (scorer_) {
+      out_.prediction.column = "model";
+      out_.probability.resize(scorer_->classes.size());
+      for (const std::string& c : scorer_->classes) pred_code_.push_back(pred_.code(c));
+    }
   }
 
   void bad(int64_t line, const std::string& reason) {
@@ -108,6 +115,10 @@ class Reader {
     for (const std::string& p : cols_.probability) probs.push_back(find(p));
     for (const std::string& g : cols_.groups) groups.push_back(find(g));
     std::vector<float> pv(probs.size());
+    std::vector<size_t> kept;
+    std::vector<const data::Column*> model_cols;
+    if (scorer_)
+      for (const std::string& c : scorer_->columns) model_cols.push_back(find(c));
     for (size_t r = 0; r < t.n_rows(); ++r) {
       const int64_t line = line_of(t.line_of(r));
       if (!label || label->is_missing(r)) {
@@ -140,9 +151,55 @@ class Reader {
         }
       }
       if (!ok) continue;
+      if (scorer_) {
+        for (size_t j = 0; j < model_cols.size() && ok; ++j)
+          if (!model_cols[j] || model_cols[j]->is_missing(r)) {
+            bad(line, "column '" + scorer_->columns[j] + "': the value the model reads is missing");
+            ok = false;
+          }
+        if (ok) kept.push_back(r);
+        continue;
+      }
       out_.label.codes.push_back(label_.code(label->raw[r]));
       if (pred) out_.prediction.codes.push_back(pred_.code(pred->raw[r]));
       for (size_t j = 0; j < probs.size(); ++j) out_.probability[j].push_back(pv[j]);
+      for (size_t g = 0; g < groups.size(); ++g) {
+        const data::Column* c = groups[g];
+        out_.groups[g].codes.push_back(!c || c->is_missing(r) ? -1 : groups_[g].code(c->raw[r]));
+      }
+      ++out_.n_rows;
+    }
+    if (scorer_ && !kept.empty()) take_scored(t, kept, label, groups, line_of);
+  }
+
+  // The kept rows of a chunk, scored by the model.
+  template <typename LineMap>
+  void take_scored(const data::Table& t, const std::vector<size_t>& kept, const data::Column* label,
+                   const std::vector<const data::Column*>& groups, LineMap line_of) {
+    const std::vector<std::vector<double>> p = scorer_->score(t, kept);
+    const size_t k = scorer_->classes.size();
+    if (p.size() != kept.size())
+      throw Error(ErrorCode::kInternal,
+                  "the model scored " + std::to_string(p.size()) + " rows of " + std::to_string(kept.size()),
+                  "report this as a bug");
+    for (size_t i = 0; i < kept.size(); ++i) {
+      const size_t r = kept[i];
+      if (p[i].size() != k)
+        throw Error(ErrorCode::kInternal, "the model gave " + std::to_string(p[i].size()) +
+                                              " probabilities for " + std::to_string(k) + " classes",
+                    "report this as a bug");
+      size_t best = 0;
+      for (size_t c = 0; c < k; ++c) {
+        if (!(p[i][c] >= 0 && p[i][c] <= 1))
+          throw Error(ErrorCode::kInvalidArgument,
+                      path_ + " line " + std::to_string(line_of(t.line_of(r))) + ": the model gave probability " +
+                          std::to_string(p[i][c]) + " for class '" + scorer_->classes[c] + "'",
+                      "check the model: its probabilities must lie in [0, 1]");
+        if (p[i][c] > p[i][best]) best = c;
+      }
+      out_.label.codes.push_back(label_.code(label->raw[r]));
+      out_.prediction.codes.push_back(pred_code_[best]);
+      for (size_t c = 0; c < k; ++c) out_.probability[c].push_back(static_cast<float>(p[i][c]));
       for (size_t g = 0; g < groups.size(); ++g) {
         const data::Column* c = groups[g];
         out_.groups[g].codes.push_back(!c || c->is_missing(r) ? -1 : groups_[g].code(c->raw[r]));
@@ -156,6 +213,8 @@ class Reader {
     if (!cols_.prediction.empty()) need.push_back(cols_.prediction);
     for (const std::string& p : cols_.probability) need.push_back(p);
     for (const std::string& g : cols_.groups) need.push_back(g);
+    if (scorer_)
+      for (const std::string& c : scorer_->columns) need.push_back(c);
     for (const std::string& n : need) {
       bool found = false;
       for (const std::string& h : header) found = found || h == n;
@@ -180,13 +239,16 @@ class Reader {
   }
 
   const std::string& path() const { return path_; }
+  bool scored() const { return scorer_ != nullptr; }
 
  private:
   std::string path_;
   AuditColumns cols_;
   data::ErrorPolicy policy_;
+  const RowScorer* scorer_ = nullptr;
   AuditData out_;
   Coder label_, pred_;
+  std::vector<int32_t> pred_code_;  // class index -> prediction code
   std::vector<Coder> groups_;
 };
 
@@ -215,7 +277,8 @@ AuditData read_csv_chunks(std::istream& in, Reader& reader, data::ErrorPolicy, s
   reader.check_columns(names);
   data::ReadOptions ro;
   ro.on_error = data::ErrorPolicy::kSkip;
-  for (const std::string& n : names) ro.types[n] = data::ColumnType::kText;
+  if (!reader.scored())
+    for (const std::string& n : names) ro.types[n] = data::ColumnType::kText;
   std::string chunk;
   size_t in_chunk = 0;
   int64_t chunk_first = line + 1;
@@ -268,20 +331,52 @@ AuditData read_jsonl_chunks(std::istream& in, Reader& reader, size_t chunk_rows)
   return reader.finish();
 }
 
-}  // namespace
-
-AuditData read_audit_data(const std::string& path, const AuditColumns& columns,
-                          data::ErrorPolicy on_error, size_t chunk_rows) {
+AuditData read_file(const std::string& path, const AuditColumns& columns, data::ErrorPolicy on_error,
+                    size_t chunk_rows, const RowScorer* scorer) {
   if (columns.label.empty())
     throw Error(ErrorCode::kInvalidArgument, "no label column given", "pass --label COL");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw Error(ErrorCode::kNotFound, path + ": cannot open the file", "check the --data path");
   if (chunk_rows == 0) chunk_rows = 65536;
-  Reader reader(path, columns, on_error);
+  Reader reader(path, columns, on_error, scorer);
   if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson") || ends_with(path, ".json"))
     return read_jsonl_chunks(in, reader, chunk_rows);
   return read_csv_chunks(in, reader, on_error, chunk_rows);
+}
+
+}  // namespace
+
+AuditData read_audit_data(const std::string& path, const AuditColumns& columns, const RowScorer& scorer,
+                          data::ErrorPolicy on_error, size_t chunk_rows) {
+  if (!columns.prediction.empty() || !columns.probability.empty())
+    throw Error(ErrorCode::kInvalidArgument,
+                "a model under audit makes the predictions: --prediction / --probability cannot be given with it",
+                "drop --prediction and --probability, or drop --model");
+  if (scorer.classes.size() < 2 || !scorer.score)
+    throw Error(ErrorCode::kInvalidArgument, "the model under audit has fewer than two classes",
+                "audit a classifier (two or more classes)");
+  return read_file(path, columns, on_error, chunk_rows, &scorer);
+}
+
+void relabel(CodedColumn* column, const std::map<std::string, std::string>& map) {
+  std::vector<std::string> values;
+  std::vector<int32_t> remap(column->values.size());
+  for (size_t i = 0; i < column->values.size(); ++i) {
+    auto it = map.find(column->values[i]);
+    const std::string& v = it == map.end() ? column->values[i] : it->second;
+    auto at = std::find(values.begin(), values.end(), v);
+    remap[i] = static_cast<int32_t>(at - values.begin());
+    if (at == values.end()) values.push_back(v);
+  }
+  for (int32_t& c : column->codes)
+    if (c >= 0) c = remap[c];
+  column->values = std::move(values);
+}
+
+AuditData read_audit_data(const std::string& path, const AuditColumns& columns,
+                          data::ErrorPolicy on_error, size_t chunk_rows) {
+  return read_file(path, columns, on_error, chunk_rows, nullptr);
 }
 
 }  // namespace candor::audit

@@ -8,9 +8,25 @@
 #include <sstream>
 
 #include "candor/report.h"
+#include "report/audit_pages.h"
 #include "report/html_page.h"
 
 namespace candor {
+
+namespace report {
+
+std::string audit_num(const nlohmann::json& v, int prec) {
+  if (v.is_number()) return fmt_num(v.get<double>(), prec);
+  if (v.is_string()) return v.get<std::string>();
+  return "&ndash;";
+}
+
+std::string audit_ci(const nlohmann::json& ci) {
+  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
+  return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
+}
+
+}  // namespace report
 
 namespace {
 
@@ -18,16 +34,8 @@ using nlohmann::json;
 using report::fmt_num;
 using report::html_escape;
 
-std::string audit_num(const json& v, int prec = 3) {
-  if (v.is_number()) return fmt_num(v.get<double>(), prec);
-  if (v.is_string()) return v.get<std::string>();
-  return "&ndash;";
-}
-
-std::string audit_ci(const json& ci) {
-  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number()) return "";
-  return "[" + fmt_num(ci[0].get<double>(), 3) + ", " + fmt_num(ci[1].get<double>(), 3) + "]";
-}
+using report::audit_ci;
+using report::audit_num;
 
 const char* const kBarMetrics[] = {"selection_rate", "tpr", "fpr", "precision", "accuracy", "ece"};
 
@@ -321,6 +329,9 @@ std::string render_audit_html(const nlohmann::json& audit, const std::string& ti
   if (kind == "fairness") body = fairness_html(audit);
   else if (kind == "calibration") body = calibration_html(audit);
   else if (kind == "conformal") body = conformal_html(audit);
+  else if (kind == "counterfactual") body = report::counterfactual_html(audit);
+  else if (kind == "generation") body = report::generation_html(audit);
+  else if (kind == "uncertainty") body = report::uncertainty_html(audit);
   else body = "<p>unknown audit</p>";
   return report::page_begin(title) + audit_summary(audit) + body + report::page_end();
 }
@@ -337,6 +348,8 @@ std::string render_audit_markdown(const nlohmann::json& a) {
     return " [" + fmt_num(c[0].get<double>(), 3) + ", " + fmt_num(c[1].get<double>(), 3) + "]";
   };
   const std::string kind = a.value("audit", "");
+  if (kind == "counterfactual") return report::counterfactual_markdown(a);
+  if (kind == "generation") return report::generation_markdown(a);
   m << "# candor audit: " << kind << "\n\n" << a.value("n_rows", 0) << " rows, " << a.value("n_skipped", 0)
     << " bad records skipped.\n\n";
   if (kind == "fairness") {

@@ -9,7 +9,9 @@
 #include <iostream>
 #include <memory>
 
+#include "audit_model.h"
 #include "candor/audit.h"
+#include "candor/jobs_temperature.h"
 #include "candor/report.h"
 #include "cli.h"
 
@@ -31,8 +33,16 @@ struct AuditArgs {
   int bins = 15;
   double calibration_fraction = 0.5, alpha = 0.1;
   bool no_temperature = false;
+  bool save_temperature = false;  // --model: write the temperature beside the model
   std::vector<std::string> scores = {"lac", "aps"};
+  AuditModelArgs model;  // --model M: the predictions come from a model candor runs
 };
+
+data::ErrorPolicy policy(const std::string& s) {
+  if (s == "fail") return data::ErrorPolicy::kFail;
+  if (s == "skip") return data::ErrorPolicy::kSkip;
+  throw usage_error("--on-error must be fail or skip, not '" + s + "'");
+}
 
 void add_common(CLI::App& app, AuditArgs* a, bool needs_groups) {
   app.add_option("--data", a->data, "CSV (header row) or JSON Lines file, one example a record")->required();
@@ -47,12 +57,38 @@ void add_common(CLI::App& app, AuditArgs* a, bool needs_groups) {
   app.add_option("--on-error", a->on_error, "fail | skip: what a bad record does (skips are counted)");
   app.add_option("--seed", a->seed, "Seed of the splits and resamples (1)");
   app.add_option("--out", a->out, "Output folder (audit.json, audit.md, report.html)")->required();
+  add_audit_model_options(app, &a->model);
 }
 
-data::ErrorPolicy policy(const std::string& s) {
-  if (s == "fail") return data::ErrorPolicy::kFail;
-  if (s == "skip") return data::ErrorPolicy::kSkip;
-  throw usage_error("--on-error must be fail or skip, not '" + s + "'");
+// The data with the predictions of --model (label values mapped to the model's classes, and
+// `label_positive` likewise), or as read from the prediction / probability columns.
+audit::AuditData read_data(const AuditArgs& a, const audit::AuditColumns& cols, AuditModel* m,
+                           std::vector<std::string>* label_positive) {
+  if (a.model.model.empty()) return audit::read_audit_data(a.data, cols, policy(a.on_error));
+  if (!a.prediction.empty() || !a.probability.empty())
+    throw usage_error("--model makes the predictions: drop --prediction / --probability, or drop --model");
+  AuditModelArgs ma = a.model;
+  ma.threads = a.threads;
+  *m = load_audit_model(ma);
+  audit::AuditColumns c = cols;
+  c.prediction.clear();
+  c.probability.clear();
+  const audit::RowScorer scorer = audit_row_scorer(*m);
+  std::cerr << "scoring " << a.data << " with " << m->teacher->describe() << "...\n";
+  audit::AuditData d = audit::read_audit_data(a.data, c, scorer, policy(a.on_error));
+  const std::map<std::string, std::string> map = parse_label_map(a.model.label_map, scorer.classes);
+  match_labels_to_classes(&d.label, map, scorer.classes);
+  for (std::string& v : *label_positive) {
+    auto it = map.find(v);
+    if (it != map.end()) v = it->second;
+  }
+  return d;
+}
+
+void add_model_json(const AuditModel& m, nlohmann::json* j) {
+  if (!m.teacher) return;
+  (*j)["model"] = {{"path", m.path}, {"kind", m.kind}, {"describe", m.teacher->describe()},
+                   {"classes", m.teacher->classes()}};
 }
 
 void write_outputs(const std::string& out, const nlohmann::json& j, const std::string& title) {
@@ -71,11 +107,13 @@ void print_skips(const audit::AuditData& d) {
 
 int run_fairness(const AuditArgs& a) {
   if (a.groups.empty()) throw usage_error("audit fairness needs --group COL[,COL...]");
-  if (a.prediction.empty() && a.probability.empty())
-    throw usage_error("audit fairness needs the model's decisions: --prediction COL or --probability COL");
+  if (a.prediction.empty() && a.probability.empty() && a.model.model.empty())
+    throw usage_error("audit fairness needs the model's decisions: --prediction COL, --probability COL or --model M");
   audit::AuditColumns cols{a.label, a.prediction, a.probability, a.groups};
-  audit::AuditData d = audit::read_audit_data(a.data, cols, policy(a.on_error));
-  audit::BinaryOutcomes o = audit::binarize(d, a.label_positive, a.prediction_positive, a.threshold);
+  AuditModel m;
+  std::vector<std::string> label_positive = a.label_positive;
+  audit::AuditData d = read_data(a, cols, &m, &label_positive);
+  audit::BinaryOutcomes o = audit::binarize(d, label_positive, a.prediction_positive, a.threshold);
   audit::FairnessOptions fo;
   fo.n_boot = a.n_boot;
   fo.seed = a.seed;
@@ -88,6 +126,7 @@ int run_fairness(const AuditArgs& a) {
   r.n_skipped = d.n_skipped;
   nlohmann::json j = r.to_json();
   j["data"] = a.data;
+  add_model_json(m, &j);
   write_outputs(a.out, j, "candor fairness audit");
   print_skips(d);
   std::cout << "fairness audit of " << r.n_rows << " rows, " << r.groups.size() << " groups\n";
@@ -102,17 +141,24 @@ int run_fairness(const AuditArgs& a) {
   return 0;
 }
 
-audit::ClassProbabilities read_probs(const AuditArgs& a, audit::AuditData* d) {
-  if (a.probability.empty())
-    throw usage_error("this audit needs probabilities: --probability COL (binary) or COL,COL... with --classes");
+audit::ClassProbabilities read_probs(const AuditArgs& a, audit::AuditData* d, AuditModel* m) {
+  if (a.probability.empty() && a.model.model.empty())
+    throw usage_error(
+        "this audit needs probabilities: --probability COL (binary), COL,COL... with --classes, or --model M");
   audit::AuditColumns cols{a.label, "", a.probability, a.groups};
-  *d = audit::read_audit_data(a.data, cols, policy(a.on_error));
-  return audit::class_probabilities(*d, a.classes, a.label_positive);
+  std::vector<std::string> label_positive = a.label_positive;
+  *d = read_data(a, cols, m, &label_positive);
+  if (m->teacher) return audit::class_probabilities(*d, m->teacher->classes(), {});
+  return audit::class_probabilities(*d, a.classes, label_positive);
 }
 
 int run_calibration(const AuditArgs& a) {
+  if (a.save_temperature && (a.model.model.empty() || a.no_temperature))
+    throw usage_error("--save-temperature saves the temperature fitted for --model M",
+                      "pass --model M (a classifier folder or a causal LM) and leave out --no-temperature");
   audit::AuditData d;
-  audit::ClassProbabilities p = read_probs(a, &d);
+  AuditModel m;
+  audit::ClassProbabilities p = read_probs(a, &d, &m);
   audit::CalibrationOptions co;
   co.bins = a.bins;
   co.calibration_fraction = a.calibration_fraction;
@@ -122,11 +168,21 @@ int run_calibration(const AuditArgs& a) {
   r.n_skipped = d.n_skipped;
   nlohmann::json j = r.to_json();
   j["data"] = a.data;
+  add_model_json(m, &j);
   write_outputs(a.out, j, "candor calibration audit");
   if (co.fit_temperature)
     std::ofstream(a.out + "/temperature.json")
         << nlohmann::json{{"temperature", r.temperature}, {"fitted_on_rows", r.n_calibration}, {"data", a.data}}.dump(2)
         << "\n";
+  if (a.save_temperature) {
+    if (!m.teacher || (m.kind != "text-classifier" && m.kind != "lm-verbaliser"))
+      throw usage_error("--save-temperature needs --model M (a model candor loads), fitted with the temperature",
+                        "pass --model M and leave out --no-temperature");
+    jobs::save_temperature(a.model.model, r.temperature,
+                           {{"fitted_on", a.data}, {"rows", r.n_calibration}, {"label", a.label},
+                            {"heldout_nll_before", r.heldout_before.nll}, {"heldout_nll_after", r.heldout_after.nll}});
+    std::cout << "saved temperature " << r.temperature << " to " << jobs::temperature_path(a.model.model) << "\n";
+  }
   print_skips(d);
   std::cout << "calibration of " << r.n_rows << " rows: accuracy " << r.all.accuracy << ", NLL " << r.all.nll
             << ", Brier " << r.all.brier << ", ECE " << r.all.ece << " (equal-mass " << r.all.ece_mass << "), MCE "
@@ -140,7 +196,8 @@ int run_calibration(const AuditArgs& a) {
 
 int run_conformal(const AuditArgs& a) {
   audit::AuditData d;
-  audit::ClassProbabilities p = read_probs(a, &d);
+  AuditModel m;
+  audit::ClassProbabilities p = read_probs(a, &d, &m);
   audit::ConformalOptions co;
   co.alpha = a.alpha;
   co.calibration_fraction = a.calibration_fraction;
@@ -151,6 +208,7 @@ int run_conformal(const AuditArgs& a) {
   r.n_skipped = d.n_skipped;
   nlohmann::json j = r.to_json();
   j["data"] = a.data;
+  add_model_json(m, &j);
   write_outputs(a.out, j, "candor conformal prediction sets");
   {
     std::ofstream f(a.out + "/sets.jsonl");
@@ -196,6 +254,8 @@ Runner add_audit(CLI::App& app) {
   cal->add_option("--bins", a->bins, "Confidence bins (15)");
   cal->add_option("--calibration-fraction", a->calibration_fraction, "Rows that fit the temperature (0.5)");
   cal->add_flag("--no-temperature", a->no_temperature, "Do not fit a temperature");
+  cal->add_flag("--save-temperature", a->save_temperature,
+                "--model: save the fitted temperature beside the model (explain --temperature-scaling reads it)");
   CLI::App* conf = app.add_subcommand("conformal", "Split conformal prediction sets (LAC, APS)");
   add_common(*conf, a.get(), false);
   conf->add_option("--classes", a->classes, "Label value of each --probability column, in order")->delimiter(',');
@@ -203,8 +263,18 @@ Runner add_audit(CLI::App& app) {
   conf->add_option("--calibration-fraction", a->calibration_fraction, "Rows that calibrate the threshold (0.5)");
   conf->add_option("--score", a->scores, "lac | aps (both by default)")->delimiter(',');
   Runner supervision = add_audit_supervision(app);  // verify-log, check-policy, supervise
-  return [a, fair, cal, conf, supervision]() -> int {
+  auto cf = std::make_shared<CounterfactualArgs>();
+  CLI::App* cfa = app.add_subcommand(
+      "counterfactual", "Protected-attribute word swaps: how often and how far the model's answer moves");
+  add_counterfactual_options(*cfa, cf.get());
+  auto gp = std::make_shared<GenerationProbeArgs>();
+  CLI::App* gen = app.add_subcommand(
+      "generation", "Generation bias probes: templates filled per group, sampled, scored, compared");
+  add_generation_probe_options(*gen, gp.get());
+  return [a, fair, cal, conf, cf, cfa, gp, gen, supervision]() -> int {
     if (int code = supervision(); code >= 0) return code;
+    if (cfa->parsed()) return run_counterfactual(*cf);
+    if (gen->parsed()) return run_generation_probes(*gp);
     if (fair->parsed()) return run_fairness(*a);
     if (cal->parsed()) return run_calibration(*a);
     if (conf->parsed()) return run_conformal(*a);

@@ -7,8 +7,10 @@
 #include <iostream>
 #include <memory>
 
+#include "candor/classifier.h"
 #include "candor/files.h"
 #include "candor/jobs_explain.h"
+#include "candor/jobs_temperature.h"
 #include "candor/report.h"
 #include "cli.h"
 
@@ -19,6 +21,7 @@ Runner add_explain(CLI::App& app) {
     jobs::ExplainOptions job;
     std::string json_path, html_path;
     bool no_progress = false;
+    bool temperature_scaling = false;  // explain the model with its saved temperature
   };
   auto o = std::make_shared<Opts>();
   jobs::ExplainOptions& j = o->job;
@@ -57,6 +60,9 @@ Runner add_explain(CLI::App& app) {
                "Add a consensus of the methods, weighted by their agreement (docs/evaluation.md)");
   app.add_option("--removal", j.removal,
                  "How --evaluate removes features: baseline (replace) | delete (default baseline)");
+  app.add_flag("--temperature-scaling", o->temperature_scaling,
+               "Explain the model's logits divided by the temperature `candor audit calibration "
+               "--save-temperature` saved beside it");
   return [o]() {
     // The outputs are checked before the work, not after it.
     if (!o->json_path.empty()) check_output_file(o->json_path, "--json");
@@ -89,7 +95,21 @@ Runner add_explain(CLI::App& app) {
       InterruptScope interrupt;  // Ctrl-C keeps the methods that finished
       jobs::ExplainOptions job = o->job;
       job.cancel = &interrupt_token();
+      std::unique_ptr<Model> loaded, scaled;
+      double temperature = 1;
+      if (o->temperature_scaling) {
+        if (is_fasttext_file(job.model.path))
+          throw usage_error("--temperature-scaling applies to models candor runs, not to a fastText file",
+                            "drop --temperature-scaling");
+        temperature = jobs::load_temperature(job.model.path);
+        loaded = load_cli_model(job.model.path, job.model.tokenizer, job.threads, job.model.dtype);
+        scaled = jobs::temperature_scaled(*loaded, temperature);
+        job.model.model = scaled.get();
+      }
       r = jobs::run_explain(job, ev);
+      if (o->temperature_scaling)
+        r.envelope["temperature_scaling"] = {{"temperature", temperature},
+                                             {"file", jobs::temperature_path(job.model.path)}};
     }
 
     bool color = ::isatty(STDOUT_FILENO);

@@ -6,7 +6,9 @@
 #include <iostream>
 #include <memory>
 
+#include "candor/files.h"
 #include "candor/jobs_generate.h"
+#include "candor/report.h"
 #include "cli.h"
 
 namespace candor::cli {
@@ -15,6 +17,7 @@ Runner add_generate(CLI::App& app) {
   struct Opts {
     jobs::GenerateJobOptions job;
     bool json = false;
+    std::string html;
   };
   auto o = std::make_shared<Opts>();
   jobs::GenerateJobOptions& j = o->job;
@@ -35,6 +38,16 @@ Runner add_generate(CLI::App& app) {
   app.add_option("--threads", j.threads, "Intra-op threads (default: one per core)");
   add_dtype_option(app, &j.model.dtype);
   app.add_flag("--json", o->json, "Print one JSON object instead of streaming text");
+  app.add_flag("--uncertainty", j.uncertainty,
+               "Per-token entropy, margin and log-probability, the answer's mean / min log-probability, "
+               "uncertain tokens flagged (JSON: uncertainty)");
+  app.add_option("--samples", j.samples,
+                 "Self-consistency: N more seeded samples, agreement and cluster entropy of their answers");
+  app.add_option("--sample-temperature", j.sample_temperature,
+                 "Temperature of the --samples when the answer itself is greedy (default 1)");
+  app.add_option("--uncertain-entropy", j.uncertain_entropy, "A token is uncertain at entropy >= H nats (1.5)");
+  app.add_option("--uncertain-margin", j.uncertain_margin, "... or top-1 margin below M (0.1)");
+  app.add_option("--html", o->html, "Write a page with the answer's tokens coloured by their uncertainty");
   return [o]() {
     // Validate everything the user typed before loading anything.
     try {
@@ -52,7 +65,16 @@ Runner add_generate(CLI::App& app) {
       // The prompt is echoed first, as the reference runner does (without BOS).
       ev.prompt_ready = [](const std::string& text) { std::cout << text << std::flush; };
     }
+    if (!o->html.empty()) {
+      job.uncertainty = true;
+      check_output_file(o->html, "--html");
+    }
     jobs::GenerateJobResult r = jobs::run_generate(job, ev);
+    if (!o->html.empty()) {
+      nlohmann::json page = nlohmann::json::parse(r.json.dump());
+      page["audit"] = "uncertainty";
+      write_file_atomic(o->html, render_audit_html(page, "candor generation uncertainty"));
+    }
     if (o->json) {
       std::cout << r.json.dump(2) << "\n";
     } else {
@@ -61,6 +83,18 @@ Runner add_generate(CLI::App& app) {
       std::cout << "\n";
       std::cerr << "[" << g.generated_ids.size() << " tokens, " << static_cast<int64_t>(tok_s)
                 << " tok/s, stop: " << g.stop_reason << "]\n";
+      if (r.json.contains("uncertainty")) {
+        const auto& u = r.json["uncertainty"];
+        std::cerr << "[mean logprob " << u["answer"]["mean_logprob"].get<double>() << ", min "
+                  << u["answer"]["min_logprob"].get<double>() << ", " << u["n_uncertain"].get<int64_t>()
+                  << " uncertain tokens";
+        if (u.contains("self_consistency"))
+          std::cerr << "; self-consistency over " << u["self_consistency"]["n_samples"].get<int64_t>()
+                    << " samples: agreement " << u["self_consistency"]["agreement"].get<double>()
+                    << ", cluster entropy " << u["self_consistency"]["entropy"].get<double>();
+        std::cerr << "]\n";
+      }
+      if (!o->html.empty()) std::cerr << "wrote " << o->html << "\n";
     }
     return 0;
   };
