@@ -69,6 +69,17 @@ struct AuditLogOptions {
   size_t queue_capacity = 4096;  // records waiting to be committed; beyond it append() refuses
   size_t max_batch = 512;        // records committed in one transaction at most
   bool durable = true;           // a committed record survives a power loss (fsync per commit)
+  int busy_timeout_ms = 5000;    // how long a commit waits for another process holding the file
+};
+
+// What the writer has done since open: for the metrics and the group-commit tests.
+struct AuditLogStats {
+  int64_t transactions = 0;         // transactions attempted (committed or failed)
+  int64_t records = 0;              // records committed
+  int64_t failed_transactions = 0;  // transactions that failed (their records not acknowledged)
+  int64_t largest_batch = 0;        // most records committed in one transaction
+  int64_t writing = 0;              // records the writer holds now (taken from the queue)
+  nlohmann::json to_json() const;
 };
 
 // Thread-safe.
@@ -82,12 +93,17 @@ class AuditLog {
   virtual std::optional<AuditRecord> get(const std::string& id) const = 0;
   virtual AuditPage query(const AuditQuery& query) const = 0;
   virtual size_t queue_depth() const = 0;
+  virtual AuditLogStats stats() const { return {}; }
   // Commits what is queued and closes; idempotent. append() after close throws.
   virtual void close() = 0;
 };
 
-// Opens the SQLite log at `path` (WAL mode), creating it or migrating an older schema. Throws
-// Error naming the path when it cannot be opened or is not a candor audit log.
+// Opens the SQLite log at `path` (WAL mode), creating it or migrating an older schema, and
+// continues the chain from its last committed record. One writer thread commits what is queued
+// (up to max_batch records) in one transaction; with durable, PRAGMA synchronous=FULL. Throws
+// Error naming the path when it is a folder, its folder is missing, the file is not a SQLite
+// database or not a candor audit log (kInvalidArgument / kNotFound), or when its schema is newer
+// than this build (kUnsupported). docs/audit-log.md describes the schema and the chain.
 std::unique_ptr<AuditLog> open_audit_log(const std::string& path, const AuditLogOptions& options = {});
 
 struct VerifyProblem {
