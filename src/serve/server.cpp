@@ -73,30 +73,6 @@ json checks_json(const supervise::Review& r) {
   return a;
 }
 
-json record_json(const store::AuditRecord& r) {
-  return {{"id", r.id},
-          {"seq", r.seq},
-          {"time_ms", r.time_ms},
-          {"kind", r.kind},
-          {"refers_to", r.refers_to},
-          {"endpoint", r.endpoint},
-          {"key_id", r.key_id},
-          {"user", r.user},
-          {"model_id", r.model_id},
-          {"weights_hash", r.weights_hash},
-          {"policy_hash", r.policy_hash},
-          {"parameters", r.parameters},
-          {"prompt", r.prompt},
-          {"answer", r.answer},
-          {"explanation", r.explanation},
-          {"checks", r.checks},
-          {"decision", r.decision},
-          {"reasons", r.reasons},
-          {"timings", r.timings},
-          {"prev_hash", r.prev_hash},
-          {"hash", r.hash}};
-}
-
 // The audit record's summary of an explanation: method, target and the top features by
 // absolute total score.
 json explanation_summary(const std::vector<Attribution>& atts, int64_t top) {
@@ -118,15 +94,26 @@ json explanation_summary(const std::vector<Attribution>& atts, int64_t top) {
   return {{"methods", methods}};
 }
 
+HttpError http_error(int status, const std::string& message, const std::string& type,
+                     const std::string& code) {
+  HttpError e;
+  e.status = status;
+  e.message = message;
+  e.type = type;
+  e.code = code;
+  return e;
+}
+
 // The method name of a spec ("occlusion:window=2" -> "occlusion").
 std::string method_name(const std::string& spec) { return spec.substr(0, spec.find(':')); }
 
+}  // namespace
+
+// Who sent a request: the key's id and role.
 struct Caller {
   std::string key_id;  // "" without keys
   std::string role;    // "client", "auditor", or "any" without keys
 };
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -278,6 +265,7 @@ void Server::Impl::finish(const httplib::Request& req, httplib::Response& res,
                           const std::string& endpoint, Clock::time_point t0,
                           const std::string& extra) {
   const double ms = ms_since(t0);
+  if (res.status == -1) res.status = 200;  // httplib's "not set yet": a handler that succeeded
   metrics.count("candor_requests_total", {{"endpoint", endpoint}, {"status", std::to_string(res.status)}});
   metrics.observe("candor_request_duration_seconds", {{"endpoint", endpoint}}, ms / 1000);
   std::ostringstream line;
@@ -464,7 +452,6 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   const CompletionParams& p = c.p;
   const supervise::Policy& pol = c.sup->policy;
   const Model& m = *c.model;
-  const Tokenizer& tok = m.tokenizer();
   ThreadScope threads(threads_per_request);
 
   // --- generation ---
@@ -882,11 +869,16 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     }
     metrics.gauge("candor_queue_depth", admission->waiting());
     metrics.gauge("candor_requests_in_flight", admission->running());
+    // The slot is held until the response is written (a stream's provider runs after this
+    // handler returns), then released by the last owner.
     struct Slot {
-      Admission* a;
+      explicit Slot(Admission* admission) : a(admission) {}
+      Slot(const Slot&) = delete;
+      Slot& operator=(const Slot&) = delete;
       ~Slot() { a->leave(); }
+      Admission* a;
     };
-    auto slot = std::make_shared<Slot>(Slot{admission.get()});
+    auto slot = std::make_shared<Slot>(admission.get());
     if (!p.stream) {
       run(*c, nullptr);
       res.set_content(dump(response_json(*c)), "application/json");
@@ -1095,7 +1087,7 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
   guarded(req, res, "/v1/audit/records", [&](std::string*) {
     authorize(req, "auditor");
     auto log = this->log();
-    if (!log) throw HttpError{503, "the audit log is not open yet", "server_error", "loading"};
+    if (!log) throw http_error(503, "the audit log is not open yet", "server_error", "loading");
     store::AuditQuery q;
     auto integer = [&](const char* name, int64_t* out, int64_t lo, int64_t hi) {
       if (!req.has_param(name)) return;
@@ -1121,7 +1113,7 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
     if (req.has_param("key")) q.key_id = req.get_param_value("key");
     store::AuditPage page = log->query(q);
     json recs = json::array();
-    for (const auto& r : page.records) recs.push_back(record_json(r));
+    for (const auto& r : page.records) recs.push_back(r.to_json());
     res.set_content(dump({{"object", "list"}, {"data", recs}, {"total", page.total},
                           {"offset", q.offset}, {"limit", q.limit}}),
                     "application/json");
@@ -1132,11 +1124,11 @@ void Server::Impl::handle_audit_get(const httplib::Request& req, httplib::Respon
   guarded(req, res, "/v1/audit/records/{id}", [&](std::string*) {
     authorize(req, "auditor");
     auto log = this->log();
-    if (!log) throw HttpError{503, "the audit log is not open yet", "server_error", "loading"};
+    if (!log) throw http_error(503, "the audit log is not open yet", "server_error", "loading");
     const std::string id = req.matches[1];
     auto r = log->get(id);
-    if (!r) throw HttpError{404, "no audit record '" + id + "'", "invalid_request_error", "not_found"};
-    res.set_content(dump(record_json(*r)), "application/json");
+    if (!r) throw http_error(404, "no audit record '" + id + "'", "invalid_request_error", "not_found");
+    res.set_content(dump(r->to_json()), "application/json");
   });
 }
 
