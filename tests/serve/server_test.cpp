@@ -615,3 +615,46 @@ TEST_F(Serve, ConcurrentRequestsGetTheirOwnAnswers) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// The same request through the API and through the CLI binary (`candor generate --json`,
+// `candor explain --json`): the same tokens, log-probabilities and attribution.
+TEST_F(Serve, SameAnswerAndAttributionAsTheCli) {
+  Running r;
+  const std::string model = testing::shared_path("models/stories260K");
+  auto cli = testing::run_cli("generate --model " + model +
+                              " --prompt 'One day, Tom' -n 20 -t 0.9 -s 11 --json 2>/dev/null");
+  ASSERT_EQ(cli.code, 0) << cli.out;
+  json want = json::parse(cli.out);
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "One day, Tom"}, {"max_tokens", 20},
+                                                    {"temperature", 0.9}, {"seed", 11},
+                                                    {"logprobs", 0}});
+  ASSERT_EQ(status, 200) << body.dump();
+  EXPECT_EQ(body["choices"][0]["text"], want["text"]);
+  const json& lps = body["choices"][0]["logprobs"]["token_logprobs"];
+  ASSERT_EQ(lps.size(), want["logprobs"].size());
+  for (size_t i = 0; i < lps.size(); ++i)
+    EXPECT_NEAR(lps[i].get<double>(), want["logprobs"][i].get<double>(), 1e-5) << i;
+  ASSERT_EQ(body["choices"][0]["logprobs"]["tokens"].size(), want["tokens"].size());
+
+  const std::string out = testing::temp_dir() + "/explain.json";
+  auto ex = testing::run_cli("explain --model " + model +
+                             " --prompt 'One day, Tom' --generate 8 --method occlusion "
+                             "--granularity word --json " + out + " >/dev/null 2>&1");
+  ASSERT_EQ(ex.code, 0) << ex.out;
+  std::ifstream in(out);
+  json env = json::parse(in);
+  auto [s2, greedy] = r.post("/v1/completions", {{"prompt", "One day, Tom"}, {"max_tokens", 8},
+                                                  {"temperature", 0}});
+  ASSERT_EQ(s2, 200);
+  const json& got = greedy["candor"]["explanation"];
+  EXPECT_EQ(got["generated_text"], env["generated_text"]);
+  EXPECT_EQ(got["target"], env["target"]);
+  EXPECT_EQ(got["attributions"][0]["features"], env["attributions"][0]["features"]);
+  EXPECT_EQ(got["attributions"][0]["steps"].dump(), env["attributions"][0]["steps"].dump());
+}
+
+}  // namespace
+}  // namespace candor
