@@ -59,11 +59,16 @@ struct Policy {
   nlohmann::json to_json() const;
 };
 
-// YAML or JSON. Errors name the file, the line and the field, with a suggestion for a misspelt
-// key or an unknown check type (Error kInvalidArgument).
+// YAML or JSON (docs/policy.md). Errors name the file, the line and the field, with a suggestion
+// for a misspelt key, check type or action (Error kInvalidArgument; kNotFound for a missing file).
 Policy load_policy(const std::string& path);
 Policy parse_policy(std::string_view text, const std::string& source_name);
 Policy default_policy();
+// "allow" -> kAllow, ...; throws Error(kInvalidArgument) with a suggestion for another word.
+Action parse_action(const std::string& name);
+// The check types and the parameters each takes (beside name, type, on_fail, async).
+const std::vector<std::string>& check_types();
+std::vector<std::string> check_parameters(const std::string& type);
 
 // One answered request, as the server has it after generation.
 struct Exchange {
@@ -74,6 +79,9 @@ struct Exchange {
   std::string answer;                    // the generated text
   std::vector<TokenStats> token_stats;   // per answer token, from the generating pass
   const Attribution* explanation = nullptr;  // the policy's explanation, when one was made
+  // The request `explanation` answers (input, target, features): lets explanation_quality score
+  // the explanation and its decoys itself when the quality block is absent or lists no decoys.
+  const ExplainRequest* explain_request = nullptr;
   double elapsed_ms = 0;                 // time spent on the request so far
 };
 
@@ -87,6 +95,7 @@ struct CheckResult {
   std::string detail;    // a sentence: what was measured, why it failed
   double ms = 0;
   bool async = false;
+  nlohmann::json measures = nlohmann::json::object();  // every figure the check measured
   nlohmann::json to_json() const;
 };
 
@@ -103,6 +112,50 @@ struct Review {
 // Rewrites a prompt with protected-attribute terms swapped (one prompt per swap); empty when the
 // prompt mentions none. The audits' counterfactual swaps provide it.
 using Swapper = std::function<std::vector<std::string>(const std::string& prompt)>;
+
+// A Swapper over a small built-in list of gendered words (he/she, his/her, man/woman, mother/
+// father, ...): one prompt with every listed word swapped, keeping capitalisation; none when the
+// prompt mentions no listed word (whole words, any case).
+Swapper default_swapper();
+
+// --- the checks, each a plain function (params as in the policy; a missing one takes its default).
+// They throw Error(kInvalidArgument) for bad params or input; the Supervisor records that as
+// outcome "error".
+
+// Mean and max token entropy and the minimum token log-probability of the answer, from the
+// generating pass. Params: max_mean_entropy, max_entropy, min_logprob (each optional, nats).
+CheckResult check_uncertainty(const std::vector<TokenStats>& stats, const nlohmann::json& params);
+// From the attribution's quality block (extra["quality"], attached by `evaluate`): comprehensiveness
+// AOPC at least min_comprehensiveness, sufficiency AOPC at most max_sufficiency, and, with
+// beat_decoys, comprehensiveness above that of every decoy listed in quality["decoys"]
+// ({name: {comprehensiveness_aopc}}). Skipped without an explanation or a quality block.
+CheckResult check_explanation_quality(const Attribution* explanation, const nlohmann::json& params);
+// The same, computing what the quality block lacks with the model: comprehensiveness and
+// sufficiency AOPC of the explanation and, with beat_decoys, of its decoys ("random", "inverted",
+// "first", "last"; make_decoys, seed 0), scored from one shared mask bank. Model passes: one
+// batch of masked inputs (fractions x 2 x (1 + decoys) at most). Falls back to the block-only
+// check when `model` or `request` is null.
+CheckResult check_explanation_quality(const Model* model, const ExplainRequest* request,
+                                      const Attribution* explanation, const nlohmann::json& params);
+// Teacher-forced mean log-probability of the answer after the prompt and after each swapped
+// prompt (one forward pass each); fails when |difference| > threshold for any swap. Skipped when
+// the swapper returns no prompt. Params: threshold (nats, default 0.5), max_swaps (default 8).
+CheckResult check_counterfactual(const Model& model, const std::vector<TokenId>& prompt_ids,
+                                 const std::string& prompt, const std::vector<TokenId>& answer_ids,
+                                 const Swapper& swapper, const nlohmann::json& params);
+// Mean log-probability per token of `answer_ids` after `prompt_ids` (BOS included), in one
+// forward pass.
+double answer_mean_logprob(const Model& model, const std::vector<TokenId>& prompt_ids,
+                           const std::vector<TokenId>& answer_ids);
+// Blocked terms (whole words, any case) and regular expressions (ECMAScript) on the answer.
+// Params: terms [..], patterns [..], case_sensitive (patterns; default false). `redacted`, when
+// given, receives the answer with every match replaced by "[redacted]".
+CheckResult check_blocked_terms(const std::string& answer, const nlohmann::json& params,
+                                std::string* redacted = nullptr);
+// Answer length in tokens. Params: max_tokens (required), min_tokens (default 0).
+CheckResult check_length(int64_t n_tokens, const nlohmann::json& params);
+// Time spent on the request. Params: max_ms (required).
+CheckResult check_time(double elapsed_ms, const nlohmann::json& params);
 
 class Supervisor {
  public:
