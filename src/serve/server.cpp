@@ -61,15 +61,9 @@ size_t utf8_safe_end(const std::string& s, size_t end) {
   return end;
 }
 
-json check_json(const supervise::CheckResult& c) {
-  return {{"name", c.name},       {"type", c.type},     {"value", c.value},
-          {"threshold", c.threshold}, {"outcome", c.outcome}, {"action", c.action},
-          {"detail", c.detail},   {"ms", c.ms},         {"async", c.async}};
-}
-
 json checks_json(const supervise::Review& r) {
   json a = json::array();
-  for (const auto& c : r.checks) a.push_back(check_json(c));
+  for (const auto& c : r.checks) a.push_back(c.to_json());
   return a;
 }
 
@@ -322,6 +316,7 @@ struct Server::Impl::Completion {
   std::vector<float> prompt_logprobs;                       // per prompt token after BOS
   std::vector<std::vector<std::pair<TokenId, float>>> prompt_top;  // their alternatives
   std::vector<Attribution> attributions;
+  ExplainRequest explain_request;  // what `attributions` answer
   json explanation = nullptr;
   std::string explanation_note;
   supervise::Review review;
@@ -549,7 +544,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   // --- the explanation ---
   if (c.explain && !c.gen.generated_ids.empty() && !client_gone) {
     const auto t_ex = Clock::now();
-    ExplainRequest req;
+    ExplainRequest& req = c.explain_request;
     req.input_ids = c.ids;
     req.target.span = c.gen.generated_ids;
     req.granularity = c.granularity;
@@ -594,6 +589,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   ex.answer = c.answer;
   ex.token_stats = c.gen.token_stats;
   ex.explanation = c.attributions.empty() ? nullptr : &c.attributions[0];
+  ex.explain_request = c.attributions.empty() ? nullptr : &c.explain_request;
   ex.elapsed_ms = ms_since(c.t0);
   const auto t_checks = Clock::now();
   if (c.sup->review) c.review = c.sup->review(ex);
@@ -674,6 +670,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     auto sup = c.sup;
     auto log = c.log;
     auto atts = std::make_shared<std::vector<Attribution>>(c.attributions);
+    auto exreq = std::make_shared<ExplainRequest>(c.explain_request);
     auto exc = std::make_shared<supervise::Exchange>(ex);
     const std::string audit_id = c.audit_id;
     store::AuditRecord base;
@@ -685,8 +682,9 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     base.model_id = model_id();
     base.weights_hash = c.weights_hash;
     base.policy_hash = pol.hash;
-    enqueue_async([sup, log, atts, exc, base]() mutable {
+    enqueue_async([sup, log, atts, exreq, exc, base]() mutable {
       exc->explanation = atts->empty() ? nullptr : &(*atts)[0];
+      exc->explain_request = atts->empty() ? nullptr : exreq.get();
       supervise::Review r = sup->review_async(*exc);
       base.checks = checks_json(r);
       base.decision = r.decision;

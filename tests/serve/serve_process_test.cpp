@@ -214,3 +214,70 @@ TEST_F(ServeProcess, RefusesAPublicAddressWithoutKeys) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// SIGHUP reloads the policy: requests afterwards carry the new hash; a broken file keeps the old.
+TEST_F(ServeProcess, SighupReloadsThePolicy) {
+  const std::string dir = testing::temp_dir();
+  const std::string policy = dir + "/policy.json";
+  auto write = [&](const std::string& text) {
+    std::ofstream f(policy);
+    f << text;
+  };
+  write(R"({"limits": {"max_tokens": 8}, "explain": {"method": "occlusion"}})");
+  Child c({"--model", model(), "--db", dir + "/audit.db", "--listen", "127.0.0.1:0", "--policy",
+           policy},
+          dir + "/serve.log");
+  ASSERT_TRUE(c.wait_ready()) << read_file(c.log);
+  httplib::Client h("127.0.0.1", c.port);
+  h.set_read_timeout(60, 0);
+  auto ask = [&](int max_tokens) {
+    json b = {{"prompt", "Once"}, {"max_tokens", max_tokens}};
+    auto r = h.Post("/v1/completions", b.dump(), "application/json");
+    return r ? std::make_pair(r->status, json::parse(r->body, nullptr, false))
+             : std::make_pair(-1, json());
+  };
+  auto [s1, a] = ask(8);
+  ASSERT_EQ(s1, 200) << a.dump();
+  EXPECT_EQ(ask(9).first, 400) << "over the first policy's max_tokens";
+  const std::string hash_a = a["candor"]["policy_hash"];
+
+  write(R"({"limits": {"max_tokens": 16}, "explain": {"method": "occlusion"}})");
+  ::kill(c.pid, SIGHUP);
+  auto wait_for = [&](const std::string& text, int count) {
+    const auto until = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < until) {
+      const std::string log = read_file(c.log);
+      int n = 0;
+      for (size_t p = log.find(text); p != std::string::npos; p = log.find(text, p + 1)) ++n;
+      if (n >= count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for("policy reloaded", 1)) << read_file(c.log);
+  auto [s2, b] = ask(12);
+  ASSERT_EQ(s2, 200) << b.dump();
+  EXPECT_NE(b["candor"]["policy_hash"], hash_a);
+
+  write("limits: {max_tokenz: 3}\n");  // misspelt: refused, the old policy stays
+  ::kill(c.pid, SIGHUP);
+  ASSERT_TRUE(wait_for("policy NOT reloaded", 1)) << read_file(c.log);
+  EXPECT_NE(read_file(c.log).find("max_tokens"), std::string::npos) << "the suggestion";
+  EXPECT_EQ(ask(12).first, 200);
+  EXPECT_EQ(c.stop(SIGTERM), 0);
+  // The records carry the hash of the policy each request saw.
+  auto log = store::open_audit_log(dir + "/audit.db");
+  store::AuditQuery q;
+  auto page = log->query(q);
+  ASSERT_EQ(page.records.size(), 3u);
+  EXPECT_EQ(page.records[0].policy_hash, hash_a);
+  EXPECT_EQ(page.records[1].policy_hash, b["candor"]["policy_hash"]);
+  EXPECT_EQ(page.records[2].policy_hash, b["candor"]["policy_hash"]);
+  log->close();
+}
+
+}  // namespace
+}  // namespace candor

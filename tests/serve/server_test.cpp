@@ -14,6 +14,7 @@
 #include "candor/generate.h"
 #include "candor/jobs.h"
 #include "candor/serve.h"
+#include "candor/supervise.h"
 #include "test_util.h"
 
 namespace candor {
@@ -654,6 +655,65 @@ TEST_F(Serve, SameAnswerAndAttributionAsTheCli) {
   EXPECT_EQ(got["target"], env["target"]);
   EXPECT_EQ(got["attributions"][0]["features"], env["attributions"][0]["features"]);
   EXPECT_EQ(got["attributions"][0]["steps"].dump(), env["attributions"][0]["steps"].dump());
+}
+
+}  // namespace
+}  // namespace candor
+
+namespace candor {
+namespace {
+
+// The policy's real checks (candor_supervise): a blocked term in the answer blocks it, an
+// uncertainty threshold no answer meets flags it, and the record shows both reasons.
+TEST_F(Serve, RealPolicyChecksDecideAndTheRecordShowsTheReasons) {
+  GenerateOptions g;
+  g.max_new_tokens = 20;
+  const std::string answer = generate(stories260k(), "Once upon a time", g).text;
+  // A whole word of the greedy answer.
+  std::string word;
+  for (size_t i = 0, j; i < answer.size(); i = j + 1) {
+    j = answer.find_first_of(" ,.!?\n", i);
+    if (j == std::string::npos) j = answer.size();
+    if (j - i >= 4) {
+      word = answer.substr(i, j - i);
+      break;
+    }
+  }
+  ASSERT_FALSE(word.empty()) << answer;
+  const std::string yaml =
+      "explain:\n  method: occlusion\n  granularity: word\nchecks:\n"
+      "  - name: words\n    type: blocked_terms\n    terms: [" + word + "]\n    on_fail: block\n"
+      "  - name: unsure\n    type: uncertainty\n    max_mean_entropy: 0.0001\n    on_fail: flag\n";
+  auto sup = std::make_shared<serve::Supervision>();
+  sup->policy = supervise::parse_policy(yaml, "test-policy.yaml");
+  auto supervisor = std::make_shared<supervise::Supervisor>(sup->policy);
+  sup->review = [supervisor](const supervise::Exchange& e) { return supervisor->review(e); };
+  Running r({}, sup);
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 20},
+                                                    {"temperature", 0}});
+  ASSERT_EQ(status, 200) << body.dump();
+  const json& cb = body["candor"];
+  EXPECT_EQ(cb["decision"], "block") << cb.dump(2);
+  EXPECT_EQ(body["choices"][0]["text"], "");
+  ASSERT_EQ(cb["checks"].size(), 2u);
+  EXPECT_EQ(cb["checks"][0]["outcome"], "fail");
+  EXPECT_EQ(cb["checks"][1]["outcome"], "fail");
+  EXPECT_EQ(cb["policy_hash"], sup->policy.hash);
+  auto rec = r.log->get(cb["audit_id"]);
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->decision, "block");
+  ASSERT_EQ(rec->reasons.size(), 2u) << rec->reasons.dump();
+  EXPECT_NE(rec->reasons.dump().find("words"), std::string::npos) << rec->reasons.dump();
+  EXPECT_NE(rec->reasons.dump().find("unsure"), std::string::npos) << rec->reasons.dump();
+  EXPECT_EQ(rec->checks[0]["name"], "words");
+  EXPECT_EQ(rec->answer, answer);
+
+  // Another prompt whose answer lacks the word is only flagged.
+  auto [s2, b2] = r.post("/v1/completions", {{"prompt", "Tom"}, {"max_tokens", 2}, {"temperature", 0}});
+  ASSERT_EQ(s2, 200);
+  if (b2["choices"][0]["text"].get<std::string>().find(word) == std::string::npos) {
+    EXPECT_EQ(b2["candor"]["decision"], "flag") << b2["candor"].dump(2);
+  }
 }
 
 }  // namespace

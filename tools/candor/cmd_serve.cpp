@@ -10,19 +10,24 @@
 
 #include "candor/audit_log.h"
 #include "candor/serve.h"
+#include "candor/supervise.h"
 #include "cli.h"
 
 namespace candor::cli {
 namespace {
 
-// The policy and its checks. Until candor_supervise has its implementation (the store branch),
-// the built-in limits with no checks; --policy is refused.
+// The policy (the file, or the built-in one) and the supervisor that runs its checks.
 std::shared_ptr<serve::Supervision> make_supervision(const std::string& policy_path) {
-  if (!policy_path.empty())
-    throw usage_error("--policy is not available in this build yet (candor_supervise is pending)",
-                      "leave --policy out to serve with the built-in limits");
   auto sup = std::make_shared<serve::Supervision>();
-  sup->policy.hash = store::sha256_hex(R"({"policy":"built-in limits, no checks"})");
+  sup->policy = policy_path.empty() ? supervise::default_policy() : supervise::load_policy(policy_path);
+  auto supervisor = std::make_shared<supervise::Supervisor>(sup->policy, supervise::default_swapper());
+  sup->review = [supervisor](const supervise::Exchange& e) { return supervisor->review(e); };
+  bool any_async = false;
+  for (const auto& c : sup->policy.checks) any_async = any_async || c.async;
+  if (any_async)
+    sup->review_async = [supervisor](const supervise::Exchange& e) {
+      return supervisor->review_async(e);
+    };
   return sup;
 }
 
@@ -133,7 +138,8 @@ Runner add_serve(CLI::App& app) {
         server.set_supervision(next);
         log_line("policy reloaded: " + next->policy.hash.substr(0, 12));
       } catch (const Error& e) {
-        log_line(std::string("policy NOT reloaded (the old one stays): ") + e.what());
+        log_line(std::string("policy NOT reloaded (the old one stays): ") + e.what() +
+                 (e.hint().empty() ? "" : " (hint: " + e.hint() + ")"));
       }
     }
     server.stop();
