@@ -66,6 +66,7 @@ struct Bench {
   std::string prompt;
   std::string dir;
   int reps;
+  int threads;  // intra-op threads of a request, in process and in the server alike
 
   struct Served {
     std::unique_ptr<serve::Server> server;
@@ -87,8 +88,9 @@ struct Bench {
     return s;
   }
 
-  // One completion; returns seconds (and the generated tokens through *tokens).
-  static double request(int port, const json& body, int64_t* tokens) {
+  // One completion; returns seconds (and the generated tokens through *tokens, the server's
+  // timings through *timings).
+  static double request(int port, const json& body, int64_t* tokens, json* timings = nullptr) {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(600, 0);
     const auto t0 = Clock::now();
@@ -98,7 +100,9 @@ struct Bench {
       std::cerr << "request failed: " << (r ? r->body : std::string("no answer")) << "\n";
       return -1;
     }
-    if (tokens) *tokens = json::parse(r->body)["usage"]["completion_tokens"].get<int64_t>();
+    const json j = json::parse(r->body);
+    if (tokens) *tokens = j["usage"]["completion_tokens"].get<int64_t>();
+    if (timings) *timings = j["candor"]["timings"];
     return s;
   }
 
@@ -110,34 +114,43 @@ struct Bench {
     std::cout << "\n## " << name << " (" << usable_cores() << " cores)\n";
 
     // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
-    std::vector<double> t_proc, t_http, t_sup;
+    std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain;
     {
-      ThreadScope ts(0);
+      ThreadScope ts(threads);
       for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
     }
-    Served plain = start(1, plain_policy(), 0);
-    Served sup = start(1, supervised_policy(), 0);
+    Served plain = start(1, plain_policy(), threads);
+    Served sup = start(1, supervised_policy(), threads);
     const int port_plain = plain.server->port(), port_sup = sup.server->port();
     int64_t toks = 0;
     request(port_plain, body, &toks);
     request(port_sup, body, nullptr);
     for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
       {
-        ThreadScope ts(0);
+        ThreadScope ts(threads);
         const auto t0 = Clock::now();
         GenerateResult r = generate(model, prompt, g);
         t_proc.push_back(seconds_since(t0));
       }
-      t_http.push_back(request(port_plain, body, nullptr));
-      t_sup.push_back(request(port_sup, body, nullptr));
+      json tm;
+      t_http.push_back(request(port_plain, body, nullptr, &tm));
+      srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
+      srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
+      t_sup.push_back(request(port_sup, body, nullptr, &tm));
+      sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
     }
     const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
     std::printf("(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
                 "overhead %+.1f%% (medians of %d)\n",
                 static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
+    std::printf("    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
+                "the rest (HTTP, JSON, admission) %.2f ms\n",
+                median(srv_gen) * 1e3, median(srv_audit) * 1e3,
+                (mh - median(srv_gen) - median(srv_audit)) * 1e3);
     std::printf("(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
                 "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
                 static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
+    std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
     plain.server->stop();
     sup.server->stop();
     plain.log->close();
@@ -204,14 +217,14 @@ int main(int argc, char** argv) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
       Bench{*stories, "stories260K", "Once upon a time, there was a little girl named Lily. She",
-            dir, quick ? 5 : 30}
+            dir, quick ? 5 : 30, 1}
           .run(quick);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
     Bench{*big, "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311", dir, quick ? 3 : 8}
+          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311", dir, quick ? 3 : 8, 0}
         .run(quick);
   }
   std::filesystem::remove_all(dir);
