@@ -718,3 +718,100 @@ TEST_F(Serve, RealPolicyChecksDecideAndTheRecordShowsTheReasons) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// Checks declared async run after the answer; their results are appended as an addendum that
+// refers to the request's audit_id.
+TEST_F(Serve, AsyncChecksAppendAnAddendumToTheRecord) {
+  auto sup = supervision();
+  sup->review_async = [](const supervise::Exchange& ex) {
+    supervise::Review rv;
+    supervise::CheckResult c;
+    c.name = "slow_probe";
+    c.type = "counterfactual";
+    c.outcome = "fail";
+    c.async = true;
+    c.detail = "answer of " + std::to_string(ex.answer_ids.size()) + " tokens";
+    rv.checks.push_back(c);
+    rv.decision = "flag";
+    rv.reasons.push_back("slow_probe failed");
+    return rv;
+  };
+  Running r({}, sup);
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 5}});
+  ASSERT_EQ(status, 200);
+  const std::string id = body["candor"]["audit_id"];
+  std::optional<store::AuditRecord> add;
+  for (int i = 0; i < 1000 && !add; ++i) {
+    for (const auto& rec : r.log->records())
+      if (rec.kind == "addendum" && rec.refers_to == id) add = rec;
+    if (!add) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(add) << "no addendum for " << id;
+  EXPECT_EQ(add->decision, "flag");
+  EXPECT_EQ(add->checks[0]["name"], "slow_probe");
+  EXPECT_EQ(add->checks[0]["detail"], "answer of 5 tokens");
+}
+
+TEST_F(Serve, TheTimeLimitCutsTheRequest) {
+  auto sup = supervision();
+  sup->policy.limits.request_timeout_ms = 1;
+  Running r({}, sup);
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 60},
+                                                    {"temperature", 0}});
+  ASSERT_EQ(status, 200) << body.dump();
+  EXPECT_EQ(body["candor"]["time_limited"], true);
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_LT(body["usage"]["completion_tokens"].get<int>(), 60);
+  EXPECT_FALSE(body["candor"]["audit_id"].get<std::string>().empty());
+}
+
+TEST_F(Serve, ARequestMayAskForMoreWithinThePolicy) {
+  Running r;
+  auto [status, body] = r.post(
+      "/v1/completions",
+      {{"prompt", "Lily went to the park"}, {"max_tokens", 4}, {"temperature", 0},
+       {"candor", {{"methods", {"occlusion", "input_x_gradient"}}, {"granularity", "token"}, {"evaluate", true}}}});
+  ASSERT_EQ(status, 200) << body.dump();
+  const json& atts = body["candor"]["explanation"]["attributions"];
+  ASSERT_EQ(atts.size(), 2u);
+  EXPECT_EQ(atts[0]["method"], "occlusion");
+  EXPECT_EQ(atts[1]["method"], "input_x_gradient");
+  EXPECT_TRUE(atts[0].contains("quality")) << atts[0].dump();
+  // Token level: one feature per prompt token after BOS (and per generated token but the last).
+  EXPECT_EQ(atts[0]["features"].size(), atts[0]["tokens"].size() - 1);
+  // More methods than the policy allows.
+  auto [s2, b2] = r.post("/v1/completions",
+                         {{"prompt", "Lily"}, {"candor", {{"methods", {"occlusion", "input_x_gradient", "occlusion"}}}}});
+  EXPECT_EQ(s2, 400);
+  EXPECT_EQ(b2["error"]["code"], "policy_limit");
+}
+
+TEST_F(Serve, ServesHttpsWithACertificate) {
+  const std::string dir = testing::temp_dir();
+  const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
+  if (testing::run_command("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key + " -out " +
+                           cert + " -days 1 -subj /CN=127.0.0.1 2>/dev/null") != 0)
+    GTEST_SKIP() << "skipped: the openssl command could not make a test certificate";
+  serve::ServerOptions o;
+  o.tls_cert = cert;
+  o.tls_key = key;
+  Running r(o);
+  EXPECT_EQ(r.server->url().rfind("https://", 0), 0u);
+  httplib::SSLClient c("127.0.0.1", r.server->port());
+  c.enable_server_certificate_verification(false);
+  c.set_read_timeout(60, 0);
+  auto res = c.Post("/v1/completions", R"({"prompt":"Once","max_tokens":3})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_FALSE(json::parse(res->body)["candor"]["audit_id"].get<std::string>().empty());
+  // A key without its certificate is refused.
+  serve::ServerOptions bad;
+  bad.tls_key = key;
+  EXPECT_NE(testing::error_of([&] { serve::Server s(bad); }).find("--tls-cert"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace candor
