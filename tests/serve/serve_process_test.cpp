@@ -118,34 +118,42 @@ TEST_F(ServeProcess, StartsPrintsItsAddressAndStopsOnSigterm) {
   std::cout << "[ startup ] ready in " << startup_s << " s\n";
   const std::string log = read_file(c.log);
   EXPECT_NE(log.find("no --api-keys"), std::string::npos) << log;
-  // A request in flight when SIGTERM arrives is still answered.
-  std::atomic<int> status{0};
-  std::string audit_id;
+  // A request in flight when SIGTERM arrives is still answered: a stream that has begun runs to
+  // its end ([DONE], after the candor block with its committed audit_id).
+  std::atomic<bool> begun{false};
+  std::string streamed;
+  std::mutex mu;
   std::thread client([&] {
     httplib::Client h("127.0.0.1", c.port);
     h.set_read_timeout(60, 0);
-    auto r = h.Post("/v1/completions",
-                    R"({"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0})",
-                    "application/json");
-    if (r) {
-      status = r->status;
-      audit_id = json::parse(r->body)["candor"]["audit_id"];
-    } else {
-      status = -1;
-    }
+    httplib::Request rq;
+    rq.method = "POST";
+    rq.path = "/v1/completions";
+    rq.body = R"({"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true})";
+    rq.set_header("Content-Type", "application/json");
+    rq.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      std::lock_guard<std::mutex> lock(mu);
+      streamed.append(data, n);
+      begun = true;
+      return true;
+    };
+    h.send(rq);
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  for (int i = 0; i < 3000 && !begun; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(begun) << read_file(c.log);
   EXPECT_EQ(c.stop(SIGTERM), 0) << read_file(c.log);
   client.join();
-  // Either the request was answered (and logged) or it arrived after the listener closed.
-  if (status == 200) {
-    store::VerifyReport v = store::verify_audit_log(dir + "/audit.db");
-    EXPECT_TRUE(v.ok) << v.to_json().dump();
-    EXPECT_EQ(v.records, 1);
-  }
+  EXPECT_NE(streamed.find("data: [DONE]"), std::string::npos) << streamed;
+  EXPECT_NE(streamed.find("\"audit_id\""), std::string::npos) << streamed;
+  store::VerifyReport v = store::verify_audit_log(dir + "/audit.db");
+  EXPECT_TRUE(v.ok) << v.to_json().dump();
+  EXPECT_EQ(v.records, 1);
   const std::string after = read_file(c.log);
   EXPECT_NE(after.find("stopped; the audit log is closed"), std::string::npos) << after;
-  EXPECT_NE(after.find("POST /v1/completions"), std::string::npos) << after;
+  // The request line is written when the stream ends: after the stop began.
+  const size_t stopping = after.find("stopping (SIGTERM)"), line = after.find("POST /v1/completions 200");
+  ASSERT_NE(line, std::string::npos) << after;
+  EXPECT_LT(stopping, line) << "the stream was still running when SIGTERM arrived\n" << after;
 }
 
 // kill -9 under load from 4 clients, restart, several rounds: every audit_id a client received
