@@ -1344,6 +1344,9 @@ void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
   Impl& s = *impl_;
   if (model == nullptr || !log)
     throw Error(ErrorCode::kInvalidArgument, "Server::set_model needs a model and an audit log");
+  if (model->config().kind != ModelKind::kCausalLM)
+    throw Error(ErrorCode::kUnsupported, "candor serve needs a causal language model; this one is a classifier",
+                "serve a language model (a llama2.c checkpoint, a Hugging Face or GGUF decoder)");
   {
     std::lock_guard<std::mutex> lock(s.state_mu);
     s.model = model;

@@ -815,3 +815,31 @@ TEST_F(Serve, ServesHttpsWithACertificate) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+TEST(ServeModels, AClassifierIsRefusedAndTheBuiltInLmServes) {
+  serve::ServerOptions o;
+  o.port = 0;
+  serve::Server s(o);
+  std::unique_ptr<Model> classifier = load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/sentiment");
+  EXPECT_NE(testing::error_of([&] { s.set_model(classifier.get(), std::make_shared<MemoryLog>(), "w"); })
+                .find("causal language model"),
+            std::string::npos);
+  std::unique_ptr<Model> lm = load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
+  s.set_supervision(supervision());
+  s.set_model(lm.get(), std::make_shared<MemoryLog>(), "w");
+  s.start();
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(60, 0);
+  auto r = c.Post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"Tell me about a cat"}],"max_tokens":6,"temperature":0})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  s.stop();
+}
+
+}  // namespace
+}  // namespace candor
