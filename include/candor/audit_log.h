@@ -56,6 +56,7 @@ struct AuditQuery {
   std::string check;      // "" any; else records with a check of this name that did not pass
   std::string model_id;   // "" any
   std::string key_id;     // "" any
+  std::string refers_to;  // "" any; else the addenda of this request id
   int64_t offset = 0;
   int64_t limit = 100;    // at most 1000
 };

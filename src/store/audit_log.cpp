@@ -185,6 +185,7 @@ class SqliteAuditLog final : public AuditLog {
     if (!q.decision.empty()) where += " AND decision = ?";
     if (!q.model_id.empty()) where += " AND model_id = ?";
     if (!q.key_id.empty()) where += " AND key_id = ?";
+    if (!q.refers_to.empty()) where += " AND refers_to = ?";
     if (!q.check.empty())
       where +=
           " AND seq IN (SELECT seq FROM record_checks WHERE name = ? AND outcome NOT IN "
@@ -196,6 +197,7 @@ class SqliteAuditLog final : public AuditLog {
       if (!q.decision.empty()) s.bind(i++, q.decision);
       if (!q.model_id.empty()) s.bind(i++, q.model_id);
       if (!q.key_id.empty()) s.bind(i++, q.key_id);
+      if (!q.refers_to.empty()) s.bind(i++, q.refers_to);
       if (!q.check.empty()) s.bind(i++, q.check);
       return i;
     };

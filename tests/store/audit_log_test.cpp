@@ -243,6 +243,17 @@ TEST(AuditLog, QueriesFilterAndPage) {
   EXPECT_EQ(page.total, 20);
   ASSERT_EQ(page.records.size(), 2u);
   EXPECT_EQ(page.records[0].id, stored[18].id);
+  // Addenda: the later results of a request's async checks, found by the request's id.
+  AuditRecord addendum = sample(1);
+  addendum.kind = "addendum";
+  addendum.refers_to = stored[3].id;
+  addendum = log->append(addendum);
+  q = {};
+  q.refers_to = stored[3].id;
+  page = log->query(q);
+  ASSERT_EQ(page.total, 1);
+  EXPECT_EQ(page.records[0].id, addendum.id);
+  EXPECT_EQ(page.records[0].kind, "addendum");
   q.limit = 0;
   EXPECT_THROW(log->query(q), Error);
   q.limit = 1001;
@@ -257,7 +268,12 @@ TEST(AuditLog, ConcurrentAppendsAreAllCommittedInOneChain) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) acked[t].push_back(log->append(sample(t * 1000 + i)));
+      for (int i = 0; i < kPerThread; ++i) {
+        acked[t].push_back(log->append(sample(t * 1000 + i)));
+        // Readable as soon as it is acknowledged (the service answers GET /records/{id}).
+        if (i % 10 == 0 && !log->get(acked[t].back().id)) ADD_FAILURE() << "not readable";
+        if (i % 50 == 0) (void)log->query({});
+      }
     });
   for (auto& th : threads) th.join();
   std::set<int64_t> seqs;

@@ -1,7 +1,7 @@
 // `candor audit fairness | calibration | conformal`: audits of a model's outputs given as columns
 // of a CSV / JSON Lines file (--prediction, --probability). The work is candor/audit.h; this
 // file parses the arguments, writes OUT/audit.json, audit.md and report.html, and prints a summary.
-// `candor audit verify-log --db PATH` re-hashes a supervisor audit log (candor/audit_log.h).
+// The supervisor's subcommands (verify-log, check-policy, supervise) are in cmd_audit_supervision.cpp.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "candor/audit.h"
-#include "candor/audit_log.h"
 #include "candor/report.h"
 #include "cli.h"
 
@@ -33,27 +32,7 @@ struct AuditArgs {
   double calibration_fraction = 0.5, alpha = 0.1;
   bool no_temperature = false;
   std::vector<std::string> scores = {"lac", "aps"};
-  // verify-log
-  std::string db;
-  bool json = false;
 };
-
-// `candor audit verify-log --db PATH [--json]`: 0 when the chain is intact, 1 with the problems.
-int run_verify_log(const AuditArgs& a) {
-  store::VerifyReport report = store::verify_audit_log(a.db);
-  if (a.json) {
-    std::cout << report.to_json().dump(2) << "\n";
-  } else if (report.ok) {
-    std::cout << "ok: " << report.records << " records, chain intact (" << a.db << ")\n";
-  } else {
-    std::cout << "FAILED: " << report.problems.size() << " problem(s) in " << report.records
-              << " records (" << a.db << ")\n";
-    for (const auto& p : report.problems)
-      std::cout << "  seq " << p.seq << (p.id.empty() ? "" : " id " + p.id) << ": " << p.what
-                << ": " << p.detail << "\n";
-  }
-  return report.ok ? 0 : 1;
-}
 
 void add_common(CLI::App& app, AuditArgs* a, bool needs_groups) {
   app.add_option("--data", a->data, "CSV (header row) or JSON Lines file, one example a record")->required();
@@ -223,12 +202,9 @@ Runner add_audit(CLI::App& app) {
   conf->add_option("--alpha", a->alpha, "Miscoverage: sets cover the label with probability 1 - alpha (0.1)");
   conf->add_option("--calibration-fraction", a->calibration_fraction, "Rows that calibrate the threshold (0.5)");
   conf->add_option("--score", a->scores, "lac | aps (both by default)")->delimiter(',');
-  CLI::App* verify = app.add_subcommand(
-      "verify-log", "Re-hash a supervisor audit log's chain; name edited, deleted, inserted records");
-  verify->add_option("--db", a->db, "The audit log (SQLite file written by candor serve)")->required();
-  verify->add_flag("--json", a->json, "Print the report as JSON");
-  return [a, fair, cal, conf, verify]() -> int {
-    if (verify->parsed()) return run_verify_log(*a);
+  Runner supervision = add_audit_supervision(app);  // verify-log, check-policy, supervise
+  return [a, fair, cal, conf, supervision]() -> int {
+    if (int code = supervision(); code >= 0) return code;
     if (fair->parsed()) return run_fairness(*a);
     if (cal->parsed()) return run_calibration(*a);
     if (conf->parsed()) return run_conformal(*a);
