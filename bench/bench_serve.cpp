@@ -47,6 +47,7 @@ std::shared_ptr<serve::Supervision> plain_policy() {
   s->policy.explain.enabled = false;
   s->policy.limits.max_tokens = 256;
   s->policy.hash = "bench-plain";
+  s->policy.limits.request_timeout_ms = 3600e3;  // the load test queues; no request is cut
   return s;
 }
 
@@ -57,6 +58,7 @@ std::shared_ptr<serve::Supervision> supervised_policy() {
   s->policy.explain.granularity = "word";
   s->policy.limits.max_tokens = 256;
   s->policy.hash = "bench-supervised";
+  s->policy.limits.request_timeout_ms = 3600e3;
   return s;
 }
 

@@ -38,6 +38,17 @@ std::string random_hex(size_t n) {
   return s;
 }
 
+// `s` with every byte that is not part of a valid UTF-8 character replaced by U+FFFD: a
+// generated text can end inside a character (byte-fallback tokens), and the audit record and
+// the JSON on the wire hold text.
+std::string valid_utf8(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+// The same for every string inside a JSON value.
+json valid_utf8(const json& j) {
+  return json::parse(j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
 // JSON text for the wire: bytes that are not UTF-8 (a token can be part of a character) become
 // U+FFFD instead of failing the dump.
 std::string dump(const json& j) {
@@ -625,19 +636,20 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   rec.parameters["completion_tokens"] = c.gen.generated_ids.size();
   rec.parameters["finish_reason"] = c.finish_reason;
   if (pol.log_content) {
-    rec.prompt = c.prompt_text;
+    rec.prompt = valid_utf8(c.prompt_text);
     if (p.chat) {
       json msgs = json::array();
       for (const auto& msg : p.messages) msgs.push_back({{"role", msg.role}, {"content", msg.content}});
       rec.prompt = dump(msgs);
     }
-    rec.answer = c.answer;
+    rec.answer = valid_utf8(c.answer);
   }
-  rec.explanation = c.attributions.empty() ? json::object()
-                                           : explanation_summary(c.attributions, pol.explain.top_features);
-  rec.checks = checks_json(c.review);
+  rec.explanation = c.attributions.empty()
+                        ? json::object()
+                        : valid_utf8(explanation_summary(c.attributions, pol.explain.top_features));
+  rec.checks = valid_utf8(checks_json(c.review));
   rec.decision = c.review.decision;
-  rec.reasons = c.review.reasons;
+  rec.reasons = valid_utf8(json(c.review.reasons));
   c.timings["ttft_ms"] = c.ttft_ms;
   c.timings["before_audit_ms"] = ms_since(c.t0);
   rec.timings = c.timings;
@@ -686,9 +698,9 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
       exc->explanation = atts->empty() ? nullptr : &(*atts)[0];
       exc->explain_request = atts->empty() ? nullptr : exreq.get();
       supervise::Review r = sup->review_async(*exc);
-      base.checks = checks_json(r);
+      base.checks = valid_utf8(checks_json(r));
       base.decision = r.decision;
-      base.reasons = r.reasons;
+      base.reasons = valid_utf8(json(r.reasons));
       log->append(std::move(base));
     });
   }
@@ -1053,10 +1065,10 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     rec.parameters = {{"methods", o.methods}, {"granularity", o.granularity}, {"target", o.target},
                       {"contrast", o.contrast}, {"generate", o.generate}, {"evaluate", o.evaluate}};
     if (pol.log_content) {
-      rec.prompt = o.prompt;
-      rec.answer = r.context.generated_text;
+      rec.prompt = valid_utf8(o.prompt);
+      rec.answer = valid_utf8(r.context.generated_text);
     }
-    rec.explanation = explanation_summary(r.attributions, pol.explain.top_features);
+    rec.explanation = valid_utf8(explanation_summary(r.attributions, pol.explain.top_features));
     rec.decision = "allow";
     rec.timings = {{"explain_ms", ms_since(t0)}};
     try {
@@ -1109,6 +1121,7 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
     if (req.has_param("check")) q.check = req.get_param_value("check");
     if (req.has_param("model")) q.model_id = req.get_param_value("model");
     if (req.has_param("key")) q.key_id = req.get_param_value("key");
+    if (req.has_param("refers_to")) q.refers_to = req.get_param_value("refers_to");
     store::AuditPage page = log->query(q);
     json recs = json::array();
     for (const auto& r : page.records) recs.push_back(r.to_json());

@@ -48,6 +48,7 @@ class MemoryLog : public store::AuditLog {
     for (const auto& r : records_) {
       if (!q.decision.empty() && r.decision != q.decision) continue;
       if (!q.key_id.empty() && r.key_id != q.key_id) continue;
+      if (!q.refers_to.empty() && r.refers_to != q.refers_to) continue;
       ++page.total;
       if (page.total > q.offset && static_cast<int64_t>(page.records.size()) < q.limit)
         page.records.push_back(r);
@@ -753,6 +754,11 @@ TEST_F(Serve, AsyncChecksAppendAnAddendumToTheRecord) {
   EXPECT_EQ(add->decision, "flag");
   EXPECT_EQ(add->checks[0]["name"], "slow_probe");
   EXPECT_EQ(add->checks[0]["detail"], "answer of 5 tokens");
+  // The auditor finds it by the request's id.
+  auto [s2, list] = r.get("/v1/audit/records?refers_to=" + id);
+  ASSERT_EQ(s2, 200) << list.dump();
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["kind"], "addendum");
 }
 
 TEST_F(Serve, TheTimeLimitCutsTheRequest) {
@@ -839,6 +845,29 @@ TEST(ServeModels, AClassifierIsRefusedAndTheBuiltInLmServes) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   s.stop();
+}
+
+}  // namespace
+}  // namespace candor
+
+namespace candor {
+namespace {
+
+// Text that is not UTF-8 (a byte token alone: part of a character) still gets its record:
+// the bad bytes become U+FFFD in the log and on the wire.
+TEST_F(Serve, TextThatIsNotUtf8IsRecordedWithReplacementCharacters) {
+  const Tokenizer& tok = stories260k().tokenizer();
+  TokenId byte = -1;
+  for (TokenId i = 0; i < tok.vocab_size(); ++i)
+    if (tok.piece(i) == "<0xE2>") byte = i;
+  if (byte < 0) GTEST_SKIP() << "skipped: the vocabulary has no <0xE2> byte token";
+  Running r;
+  auto [status, body] = r.post("/v1/completions", {{"prompt", {tok.bos_id(), byte}}, {"max_tokens", 3},
+                                                    {"echo", true}, {"logprobs", 1}});
+  ASSERT_EQ(status, 200) << body.dump();
+  auto rec = r.log->get(body["candor"]["audit_id"]);
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->prompt.substr(0, 3), "\xEF\xBF\xBD") << "U+FFFD for the lone byte";
 }
 
 }  // namespace
