@@ -31,8 +31,9 @@ AuditRecord sample(int i) {
   r.parameters = {{"max_tokens", 32}, {"temperature", 0.0}, {"seed", i}};
   r.prompt = "Once upon a time, there was a little girl named Lily who loved to play outside.";
   r.answer = "She saw a big red ball in the park and wanted to play with it all day long.";
-  r.explanation = {{"method", "occlusion"},
-                   {"top", {{{"feature", "girl"}, {"score", 0.31}}, {{"feature", "play"}, {"score", 0.12}}}}};
+  r.explanation = {
+      {"method", "occlusion"},
+      {"top", {{{"feature", "girl"}, {"score", 0.31}}, {{"feature", "play"}, {"score", 0.12}}}}};
   r.checks = nlohmann::json::array({{{"name", "uncertainty"}, {"value", 1.2}, {"outcome", "pass"}},
                                     {{"name", "length"}, {"value", 18}, {"outcome", "pass"}}});
   r.decision = "allow";
@@ -67,15 +68,15 @@ Result run(const std::string& path, int appenders, size_t max_batch, double seco
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   for (auto& th : threads) th.join();
-  double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto stats = log->stats();
   log->close();
   Result r;
   r.records = acked.load();
   r.records_per_s = static_cast<double>(r.records) / elapsed;
-  r.records_per_transaction =
-      stats.transactions ? static_cast<double>(stats.records) / static_cast<double>(stats.transactions) : 0;
+  r.records_per_transaction = stats.transactions ? static_cast<double>(stats.records) /
+                                                       static_cast<double>(stats.transactions)
+                                                 : 0;
   auto report = candor::store::verify_audit_log(path);
   if (!report.ok || report.records != r.records) {
     std::cerr << "verify failed after the run (" << report.records << " records)\n";
@@ -94,9 +95,12 @@ int main(int argc, char** argv) {
   std::string dir;
   bool json = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = std::atof(argv[++i]);
-    else if (!std::strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-    else if (!std::strcmp(argv[i], "--json")) json = true;
+    if (!std::strcmp(argv[i], "--seconds") && i + 1 < argc)
+      seconds = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dir") && i + 1 < argc)
+      dir = argv[++i];
+    else if (!std::strcmp(argv[i], "--json"))
+      json = true;
     else {
       std::cerr << "usage: bench_audit_log [--seconds S] [--dir FOLDER] [--json]\n";
       return 2;

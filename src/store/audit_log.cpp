@@ -118,12 +118,11 @@ class SqliteAuditLog final : public AuditLog {
                         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     insert_check_ = std::make_unique<sql::Stmt>(
         writer_db_, "INSERT INTO record_checks (seq, name, outcome) VALUES (?, ?, ?)");
-    update_tip_ = std::make_unique<sql::Stmt>(writer_db_,
-                                              "UPDATE chain_tip SET seq = ?, hash = ? WHERE one = 1");
+    update_tip_ = std::make_unique<sql::Stmt>(
+        writer_db_, "UPDATE chain_tip SET seq = ?, hash = ? WHERE one = 1");
     id_exists_ = std::make_unique<sql::Stmt>(writer_db_, "SELECT 1 FROM records WHERE id = ?");
     std::random_device device;
-    rng_.seed((static_cast<uint64_t>(device()) << 32) ^ device() ^
-              static_cast<uint64_t>(now_ms()));
+    rng_.seed((static_cast<uint64_t>(device()) << 32) ^ device() ^ static_cast<uint64_t>(now_ms()));
     writer_ = std::thread([this] { writer_loop(); });
   }
 
@@ -149,10 +148,10 @@ class SqliteAuditLog final : public AuditLog {
       throw Error(ErrorCode::kInvalidArgument, "audit log " + writer_db_.path() + " is closed",
                   "append before close()");
     if (queue_.size() >= options_.queue_capacity)
-      throw Error(ErrorCode::kResourceExhausted,
-                  "audit log write queue is full (" + std::to_string(queue_.size()) +
-                      " records waiting)",
-                  "retry later");
+      throw Error(
+          ErrorCode::kResourceExhausted,
+          "audit log write queue is full (" + std::to_string(queue_.size()) + " records waiting)",
+          "retry later");
     queue_.push_back(&pending);
     work_cv_.notify_one();
     done_cv_.wait(lock, [&] { return pending.done; });
@@ -163,8 +162,8 @@ class SqliteAuditLog final : public AuditLog {
   std::optional<AuditRecord> get(const std::string& id) const override {
     std::lock_guard<std::mutex> lock(read_mu_);
     check_open_for_reading();
-    sql::Stmt s(read_db_, std::string("SELECT ") + sql::kRecordColumns +
-                              " FROM records WHERE id = ?");
+    sql::Stmt s(read_db_,
+                std::string("SELECT ") + sql::kRecordColumns + " FROM records WHERE id = ?");
     s.bind(1, id);
     if (!s.step()) return std::nullopt;
     return sql::read_record(s);
@@ -355,9 +354,9 @@ class SqliteAuditLog final : public AuditLog {
         if (r.checks.is_array()) {
           for (const auto& c : r.checks) {
             if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) continue;
-            std::string outcome =
-                c.contains("outcome") && c["outcome"].is_string() ? c["outcome"].get<std::string>()
-                                                                   : "";
+            std::string outcome = c.contains("outcome") && c["outcome"].is_string()
+                                      ? c["outcome"].get<std::string>()
+                                      : "";
             insert_check_->reset();
             insert_check_->bind(1, r.seq).bind(2, c["name"].get<std::string>()).bind(3, outcome);
             insert_check_->step();
@@ -373,8 +372,7 @@ class SqliteAuditLog final : public AuditLog {
     } catch (const std::exception& e) {
       sqlite3_exec(writer_db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
       for (Pending* p : todo)
-        fail(p, ErrorCode::kInternal,
-             std::string("audit record was not committed: ") + e.what(),
+        fail(p, ErrorCode::kInternal, std::string("audit record was not committed: ") + e.what(),
              "the request is not acknowledged; retry it");
       for (Pending* p : batch)
         if (!p->failed) fail(p, ErrorCode::kInternal, e.what());

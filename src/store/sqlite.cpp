@@ -79,8 +79,8 @@ void Db::exec(const std::string& sql) const {
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
     std::string text = message ? message : "unknown error";
     sqlite3_free(message);
-    throw Error(ErrorCode::kInternal, "audit log " + path_ + ": " + text + " (in: " +
-                                          sql.substr(0, 60) + ")");
+    throw Error(ErrorCode::kInternal,
+                "audit log " + path_ + ": " + text + " (in: " + sql.substr(0, 60) + ")");
   }
 }
 
@@ -221,10 +221,10 @@ int schema_version(const Db& db) {
                     ", newer than this candor knows (" + std::to_string(kSchemaVersion) + ")",
                 "open it with a newer candor");
   if (version < 1)
-    throw Error(ErrorCode::kInvalidArgument,
-                "audit log " + db.path() + " has an invalid schema version " +
-                    std::to_string(version),
-                "the file is damaged; restore it from a copy");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "audit log " + db.path() + " has an invalid schema version " + std::to_string(version),
+        "the file is damaged; restore it from a copy");
   return version;
 }
 

@@ -78,10 +78,9 @@ VerifyReport verify_audit_log(const std::string& path) {
     if (r.seq > expected) {
       gap = true;
       add(expected, "", "deleted",
-          r.seq - expected == 1
-              ? "record seq " + std::to_string(expected) + " is missing"
-              : "records seq " + std::to_string(expected) + " to " + std::to_string(r.seq - 1) +
-                    " are missing");
+          r.seq - expected == 1 ? "record seq " + std::to_string(expected) + " is missing"
+                                : "records seq " + std::to_string(expected) + " to " +
+                                      std::to_string(r.seq - 1) + " are missing");
     } else if (r.seq < expected) {
       add(r.seq, r.id, "inserted", "seq " + std::to_string(r.seq) + " is not a chain position");
     }
@@ -92,8 +91,10 @@ VerifyReport verify_audit_log(const std::string& path) {
       // Written at another position and renumbered?
       int64_t shift = 0;
       for (int64_t d = 1; d <= kMaxShift && shift == 0; ++d) {
-        if (hash_at(r, r.seq + d) == r.hash) shift = d;
-        else if (r.seq - d >= 1 && hash_at(r, r.seq - d) == r.hash) shift = -d;
+        if (hash_at(r, r.seq + d) == r.hash)
+          shift = d;
+        else if (r.seq - d >= 1 && hash_at(r, r.seq - d) == r.hash)
+          shift = -d;
       }
       std::string written = "the record written as seq " + std::to_string(r.seq + shift) +
                             " stands at seq " + std::to_string(r.seq);

@@ -16,9 +16,9 @@
 namespace candor::supervise {
 
 nlohmann::json CheckResult::to_json() const {
-  nlohmann::json j = {{"name", name},     {"type", type},     {"value", value},
+  nlohmann::json j = {{"name", name},           {"type", type},       {"value", value},
                       {"threshold", threshold}, {"outcome", outcome}, {"action", action},
-                      {"detail", detail}, {"ms", ms},         {"async", async}};
+                      {"detail", detail},       {"ms", ms},           {"async", async}};
   if (!measures.is_null() && !measures.empty()) j["measures"] = measures;
   return j;
 }
@@ -141,7 +141,8 @@ CheckResult check_uncertainty(const std::vector<TokenStats>& stats, const nlohma
                 {"tokens", stats.size()}};
   std::vector<Limit> limits;
   if (has(params, "max_mean_entropy"))
-    limits.push_back({"mean entropy", mean_entropy, param_number(params, "max_mean_entropy", 0), true});
+    limits.push_back(
+        {"mean entropy", mean_entropy, param_number(params, "max_mean_entropy", 0), true});
   if (has(params, "max_entropy"))
     limits.push_back({"max entropy", max_entropy, param_number(params, "max_entropy", 0), true});
   if (has(params, "min_logprob"))
@@ -166,8 +167,8 @@ CheckResult judge_quality(double comp, double suff, const std::map<std::string, 
   r.measures = {{"comprehensiveness_aopc", comp}, {"sufficiency_aopc", suff}, {"source", source}};
   std::vector<Limit> limits;
   if (has(params, "min_comprehensiveness"))
-    limits.push_back({"comprehensiveness AOPC", comp,
-                      param_number(params, "min_comprehensiveness", 0), false});
+    limits.push_back(
+        {"comprehensiveness AOPC", comp, param_number(params, "min_comprehensiveness", 0), false});
   if (has(params, "max_sufficiency"))
     limits.push_back({"sufficiency AOPC", suff, param_number(params, "max_sufficiency", 0), true});
   // Decoys: the explanation must remove more of the prediction than each decoy does.
@@ -249,8 +250,8 @@ CheckResult check_explanation_quality(const Model* model, const ExplainRequest* 
   std::vector<Faithfulness> f = evaluate_faithfulness(*model, *request, all, o);
   std::map<std::string, double> decoys;
   for (size_t i = 1; i < all.size(); ++i) decoys[all[i].method] = f[i].comprehensiveness_aopc;
-  CheckResult r = judge_quality(f[0].comprehensiveness_aopc, f[0].sufficiency_aopc, decoys,
-                                "computed", params);
+  CheckResult r =
+      judge_quality(f[0].comprehensiveness_aopc, f[0].sufficiency_aopc, decoys, "computed", params);
   r.measures["forward_passes"] = f[0].forward_passes;
   return r;
 }
@@ -271,10 +272,10 @@ double answer_mean_logprob(const Model& model, const std::vector<TokenId>& promp
   const int64_t p = static_cast<int64_t>(prompt_ids.size());
   const int64_t a = static_cast<int64_t>(answer_ids.size());
   ForwardArgs args;
-  args.tokens = at::tensor(ids, at::kLong).unsqueeze(0);                // [1, p + a]
-  args.output_positions = at::arange(p - 1, p + a - 1, at::kLong);      // [a]
-  at::Tensor logits = model.forward(args)[0];                           // [a, vocab]
-  at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);         // [a, vocab]
+  args.tokens = at::tensor(ids, at::kLong).unsqueeze(0);            // [1, p + a]
+  args.output_positions = at::arange(p - 1, p + a - 1, at::kLong);  // [a]
+  at::Tensor logits = model.forward(args)[0];                       // [a, vocab]
+  at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);     // [a, vocab]
   std::vector<int64_t> answer(answer_ids.begin(), answer_ids.end());
   at::Tensor picked = logp.gather(1, at::tensor(answer, at::kLong).unsqueeze(1));  // [a, 1]
   return picked.mean().item<double>();
@@ -322,8 +323,9 @@ CheckResult check_counterfactual(const Model& model, const std::vector<TokenId>&
   r.value = worst;
   r.measures = {{"mean_logprob", base}, {"swaps", swaps}};
   r.outcome = worst > threshold ? "fail" : "pass";
-  r.detail = "the answer's mean log-prob moves by " + num(worst_delta) + " nats under a swapped prompt (|" +
-             num(worst) + (worst > threshold ? "| > " : "| <= ") + num(threshold) + ", " +
+  r.detail = "the answer's mean log-prob moves by " + num(worst_delta) +
+             " nats under a swapped prompt (|" + num(worst) +
+             (worst > threshold ? "| > " : "| <= ") + num(threshold) + ", " +
              std::to_string(swapped.size()) + " swap(s))";
   return r;
 }
@@ -420,8 +422,8 @@ CheckResult check_length(int64_t n_tokens, const nlohmann::json& params) {
   CheckResult r = result("length");
   if (!has(params, "max_tokens"))
     throw Error(ErrorCode::kInvalidArgument, "length check needs max_tokens");
-  std::vector<Limit> limits = {
-      {"answer tokens", static_cast<double>(n_tokens), param_number(params, "max_tokens", 0), true}};
+  std::vector<Limit> limits = {{"answer tokens", static_cast<double>(n_tokens),
+                                param_number(params, "max_tokens", 0), true}};
   if (has(params, "min_tokens"))
     limits.push_back({"answer tokens", static_cast<double>(n_tokens),
                       param_number(params, "min_tokens", 0), false});

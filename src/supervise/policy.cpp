@@ -164,9 +164,12 @@ class Reader {
     }
     if (!(v >= min) || !(v <= max)) {
       std::ostringstream range;
-      if (min > -1e299 && max < 1e299) range << "from " << min << " to " << max;
-      else if (min > -1e299) range << "at least " << min;
-      else range << "at most " << max;
+      if (min > -1e299 && max < 1e299)
+        range << "from " << min << " to " << max;
+      else if (min > -1e299)
+        range << "at least " << min;
+      else
+        range << "at most " << max;
       fail(node.Mark(), field, text + " is out of range", "give a value " + range.str());
     }
     return v;
@@ -211,9 +214,8 @@ class Reader {
   std::string source_;
 };
 
-const std::vector<std::string> kTopKeys = {"version", "explain", "limits", "log_content",
-                                           "checks"};
-const std::vector<std::string> kExplainKeys = {"enabled",     "method",   "granularity",
+const std::vector<std::string> kTopKeys = {"version", "explain", "limits", "log_content", "checks"};
+const std::vector<std::string> kExplainKeys = {"enabled",         "method",      "granularity",
                                                "allowed_methods", "max_methods", "evaluate",
                                                "top_features"};
 const std::vector<std::string> kLimitKeys = {"max_tokens", "max_prompt_tokens", "max_body_bytes",
@@ -268,10 +270,14 @@ void read_limits(const Reader& r, const YAML::Node& node, Limits& l) {
   for (const auto& kv : node) {
     std::string key = kv.first.Scalar(), field = "limits." + key;
     const YAML::Node& v = kv.second;
-    if (key == "max_tokens") l.max_tokens = r.integer(v, field, 1, 1e9);
-    else if (key == "max_prompt_tokens") l.max_prompt_tokens = r.integer(v, field, 1, 1e9);
-    else if (key == "max_body_bytes") l.max_body_bytes = r.integer(v, field, 1, 1e12);
-    else if (key == "request_timeout_ms") l.request_timeout_ms = r.number(v, field, 1e-3, 1e9);
+    if (key == "max_tokens")
+      l.max_tokens = r.integer(v, field, 1, 1e9);
+    else if (key == "max_prompt_tokens")
+      l.max_prompt_tokens = r.integer(v, field, 1, 1e9);
+    else if (key == "max_body_bytes")
+      l.max_body_bytes = r.integer(v, field, 1, 1e12);
+    else if (key == "request_timeout_ms")
+      l.request_timeout_ms = r.number(v, field, 1e-3, 1e9);
   }
 }
 

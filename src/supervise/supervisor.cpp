@@ -94,12 +94,11 @@ Review Supervisor::run(const Exchange& exchange, bool async) const {
     r.type = spec.type;
     r.action = action_name(spec.on_fail);
     r.async = async;
-    r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-               .count();
+    r.ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (r.outcome == "fail") {
       decision = std::max(decision, level(spec.on_fail));
-      review.reasons.push_back(spec.name + " (" + spec.type + "): " + r.detail + " -> " +
-                               r.action);
+      review.reasons.push_back(spec.name + " (" + spec.type + "): " + r.detail + " -> " + r.action);
       if (spec.on_fail == Action::kRegenerate) review.regenerate = true;
       if (spec.on_fail == Action::kRedact) {
         review.redact = true;
@@ -126,18 +125,38 @@ namespace {
 
 const std::map<std::string, std::string>& gender_pairs() {
   static const std::map<std::string, std::string> kPairs = [] {
-    const std::vector<std::pair<std::string, std::string>> pairs = {
-        {"he", "she"},           {"him", "her"},          {"his", "her"},
-        {"himself", "herself"},  {"man", "woman"},        {"men", "women"},
-        {"boy", "girl"},         {"boys", "girls"},       {"father", "mother"},
-        {"fathers", "mothers"},  {"dad", "mom"},          {"son", "daughter"},
-        {"sons", "daughters"},   {"brother", "sister"},   {"brothers", "sisters"},
-        {"husband", "wife"},     {"husbands", "wives"},   {"king", "queen"},
-        {"mr", "mrs"},           {"male", "female"},      {"males", "females"},
-        {"gentleman", "lady"},   {"gentlemen", "ladies"}, {"uncle", "aunt"},
-        {"nephew", "niece"},     {"grandfather", "grandmother"},
-        {"grandson", "granddaughter"}, {"boyfriend", "girlfriend"}, {"prince", "princess"},
-        {"actor", "actress"},    {"waiter", "waitress"},  {"masculine", "feminine"}};
+    const std::vector<std::pair<std::string, std::string>> pairs = {{"he", "she"},
+                                                                    {"him", "her"},
+                                                                    {"his", "her"},
+                                                                    {"himself", "herself"},
+                                                                    {"man", "woman"},
+                                                                    {"men", "women"},
+                                                                    {"boy", "girl"},
+                                                                    {"boys", "girls"},
+                                                                    {"father", "mother"},
+                                                                    {"fathers", "mothers"},
+                                                                    {"dad", "mom"},
+                                                                    {"son", "daughter"},
+                                                                    {"sons", "daughters"},
+                                                                    {"brother", "sister"},
+                                                                    {"brothers", "sisters"},
+                                                                    {"husband", "wife"},
+                                                                    {"husbands", "wives"},
+                                                                    {"king", "queen"},
+                                                                    {"mr", "mrs"},
+                                                                    {"male", "female"},
+                                                                    {"males", "females"},
+                                                                    {"gentleman", "lady"},
+                                                                    {"gentlemen", "ladies"},
+                                                                    {"uncle", "aunt"},
+                                                                    {"nephew", "niece"},
+                                                                    {"grandfather", "grandmother"},
+                                                                    {"grandson", "granddaughter"},
+                                                                    {"boyfriend", "girlfriend"},
+                                                                    {"prince", "princess"},
+                                                                    {"actor", "actress"},
+                                                                    {"waiter", "waitress"},
+                                                                    {"masculine", "feminine"}};
     std::map<std::string, std::string> m;
     for (const auto& [a, b] : pairs) {
       m.emplace(a, b);
@@ -151,15 +170,15 @@ const std::map<std::string, std::string>& gender_pairs() {
 // Words after which "her" is an object ("him"), not a possessive ("his").
 bool object_context(const std::string& next_word) {
   static const std::vector<std::string> kWords = {
-      "",     "to",  "and", "or",   "but",  "the", "a",    "an",   "that", "with",
-      "in",   "on",  "at",  "for",  "from", "as",  "if",   "when", "so",   "because",
-      "is",   "was", "up",  "down", "out",  "off", "back", "again"};
+      "",   "to",  "and", "or",   "but",  "the", "a",    "an",   "that", "with",
+      "in", "on",  "at",  "for",  "from", "as",  "if",   "when", "so",   "because",
+      "is", "was", "up",  "down", "out",  "off", "back", "again"};
   return std::find(kWords.begin(), kWords.end(), next_word) != kWords.end();
 }
 
 std::string with_case_of(const std::string& like, std::string word) {
-  bool all_upper = like.size() > 1 &&
-                   std::all_of(like.begin(), like.end(), [](unsigned char c) { return std::isupper(c); });
+  bool all_upper = like.size() > 1 && std::all_of(like.begin(), like.end(),
+                                                  [](unsigned char c) { return std::isupper(c); });
   if (all_upper) {
     for (char& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   } else if (!like.empty() && std::isupper(static_cast<unsigned char>(like[0]))) {

@@ -54,7 +54,7 @@ TEST(Policy, DocumentedExampleParses) {
   std::vector<std::string> types;
   for (const auto& c : p.checks) types.push_back(c.type);
   EXPECT_EQ(types, (std::vector<std::string>{"uncertainty", "explanation_quality", "counterfactual",
-                                              "blocked_terms", "length", "time"}));
+                                             "blocked_terms", "length", "time"}));
   EXPECT_EQ(p.checks[0].on_fail, Action::kFlag);
   EXPECT_DOUBLE_EQ(p.checks[0].params["max_mean_entropy"].get<double>(), 3.5);
   EXPECT_TRUE(p.checks[2].async);
@@ -164,20 +164,20 @@ TEST(PolicyErrors, MissingTypeAndMissingThreshold) {
 }
 
 TEST(PolicyErrors, DuplicateNames) {
-  Failure f = failure(
-      "checks:\n  - type: time\n    max_ms: 5\n  - type: time\n    max_ms: 9\n");
+  Failure f = failure("checks:\n  - type: time\n    max_ms: 5\n  - type: time\n    max_ms: 9\n");
   EXPECT_HAS(f.message, "policy.yaml:4: checks[1].name: a second check named 'time'");
   EXPECT_HAS(failure("limits:\n  max_tokens: 1\n  max_tokens: 2\n").message, "given twice");
 }
 
 TEST(PolicyErrors, InvalidRegexNamesThePattern) {
-  Failure f = failure("checks:\n  - type: blocked_terms\n    patterns:\n      - 'ok'\n      - '(unclosed'\n");
-  EXPECT_HAS(f.message, "policy.yaml:5: checks[0].patterns[1]: invalid regular expression '(unclosed'");
+  Failure f = failure(
+      "checks:\n  - type: blocked_terms\n    patterns:\n      - 'ok'\n      - '(unclosed'\n");
+  EXPECT_HAS(f.message,
+             "policy.yaml:5: checks[0].patterns[1]: invalid regular expression '(unclosed'");
 }
 
 TEST(PolicyErrors, UnknownExplainerAndGranularity) {
-  EXPECT_HAS(failure("explain:\n  method: occlsion\n").message,
-             "policy.yaml:2: explain.method:");
+  EXPECT_HAS(failure("explain:\n  method: occlsion\n").message, "policy.yaml:2: explain.method:");
   EXPECT_HAS(failure("explain:\n  granularity: paragraph\n").message,
              "policy.yaml:2: explain.granularity:");
   EXPECT_HAS(failure("version: 2\n").message, "unknown policy version 2");

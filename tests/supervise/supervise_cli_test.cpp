@@ -35,11 +35,13 @@ TEST(SuperviseCli, CheckPolicyPrintsThePolicyOrItsErrorWithLineAndSuggestion) {
 
 TEST(SuperviseCli, SuperviseRunsThePolicyOnTheBuiltinModel) {
   std::string dir = temp_dir();
-  std::ofstream(dir + "/policy.yaml") << "checks:\n"
-                                         "  - type: length\n    max_tokens: 4\n    on_fail: block\n"
-                                         "  - type: counterfactual\n    threshold: 100\n    async: true\n";
-  auto run = run_cli("audit supervise --json -m " + kBuiltin +
-                     " -p \"Once upon a time, a little boy\" -n 8 --policy " + dir + "/policy.yaml");
+  std::ofstream(dir + "/policy.yaml")
+      << "checks:\n"
+         "  - type: length\n    max_tokens: 4\n    on_fail: block\n"
+         "  - type: counterfactual\n    threshold: 100\n    async: true\n";
+  auto run =
+      run_cli("audit supervise --json -m " + kBuiltin +
+              " -p \"Once upon a time, a little boy\" -n 8 --policy " + dir + "/policy.yaml");
   ASSERT_EQ(run.code, 0) << run.out;
   nlohmann::json j = json_of(run.out);
   EXPECT_FALSE(j["answer"].get<std::string>().empty());

@@ -42,9 +42,9 @@ bool has_reason(const Review& r, const std::string& needle) {
   EXPECT_NE((haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
 TEST(Checks, UncertaintyFromTokenStats) {
-  Supervisor sup(policy_of(
-      "checks:\n  - type: uncertainty\n    max_mean_entropy: 2\n    min_logprob: -5\n    "
-      "on_fail: block\n"));
+  Supervisor sup(
+      policy_of("checks:\n  - type: uncertainty\n    max_mean_entropy: 2\n    min_logprob: -5\n    "
+                "on_fail: block\n"));
   Exchange x;
   x.token_stats = stats({1.0f, 4.0f, 4.0f});  // mean 3 > 2
   Review r = sup.review(x);
@@ -70,8 +70,8 @@ TEST(Checks, UncertaintyFromTokenStats) {
 }
 
 TEST(Checks, ExplanationQualityFromTheQualityBlock) {
-  Supervisor sup(policy_of(
-      "checks:\n  - type: explanation_quality\n    min_comprehensiveness: 0.1\n"));
+  Supervisor sup(
+      policy_of("checks:\n  - type: explanation_quality\n    min_comprehensiveness: 0.1\n"));
   Attribution a;
   a.extra = {{"quality", {{"comprehensiveness_aopc", 0.05}, {"sufficiency_aopc", 0.5}}}};
   Exchange x;
@@ -119,10 +119,12 @@ TEST(Checks, ExplanationQualityScoresDecoysWithTheModel) {
   FaithfulnessOptions o;
   o.curves = o.infidelity = o.loo = false;
   auto f = evaluate_faithfulness(model, req, all, o);
-  EXPECT_NEAR(c.measures["comprehensiveness_aopc"].get<double>(), f[0].comprehensiveness_aopc, 1e-9);
+  EXPECT_NEAR(c.measures["comprehensiveness_aopc"].get<double>(), f[0].comprehensiveness_aopc,
+              1e-9);
   bool beats_all = true;
   for (size_t i = 1; i < all.size(); ++i) {
-    EXPECT_NEAR(c.measures["decoys"][all[i].method].get<double>(), f[i].comprehensiveness_aopc, 1e-9);
+    EXPECT_NEAR(c.measures["decoys"][all[i].method].get<double>(), f[i].comprehensiveness_aopc,
+                1e-9);
     beats_all = beats_all && f[0].comprehensiveness_aopc > f[i].comprehensiveness_aopc;
   }
   EXPECT_EQ(c.outcome, beats_all ? "pass" : "fail") << r.to_json();
@@ -143,14 +145,16 @@ TEST(Checks, BlockedTermsWholeWordsAnyCaseAndPatternsRedacted) {
       "checks:\n  - name: secrets\n    type: blocked_terms\n    terms: [password, 'credit card']\n"
       "    patterns: ['\\b\\d{3}-\\d{2}-\\d{4}\\b']\n    on_fail: redact\n"));
   Exchange x;
-  x.answer = "Your Password is 123-45-6789; passwords and my Credit  card are safe, CREDIT CARD not.";
+  x.answer =
+      "Your Password is 123-45-6789; passwords and my Credit  card are safe, CREDIT CARD not.";
   Review r = sup.review(x);
   ASSERT_EQ(r.checks[0].outcome, "fail");
   EXPECT_DOUBLE_EQ(r.checks[0].value, 3.0);  // Password, the number, CREDIT CARD
   EXPECT_EQ(r.decision, "flag");
   EXPECT_TRUE(r.redact);
-  EXPECT_EQ(r.redacted_answer,
-            "Your [redacted] is [redacted]; passwords and my Credit  card are safe, [redacted] not.");
+  EXPECT_EQ(
+      r.redacted_answer,
+      "Your [redacted] is [redacted]; passwords and my Credit  card are safe, [redacted] not.");
   EXPECT_TRUE(has_reason(r, "secrets (blocked_terms): 3 match(es)")) << r.to_json();
   x.answer = "Nothing to see: passwordless login.";
   r = sup.review(x);
@@ -158,8 +162,8 @@ TEST(Checks, BlockedTermsWholeWordsAnyCaseAndPatternsRedacted) {
   EXPECT_FALSE(r.redact);
   // The plain function, case-sensitive patterns.
   std::string redacted;
-  CheckResult c = check_blocked_terms("ABC abc", {{"patterns", {"abc"}}, {"case_sensitive", true}},
-                                      &redacted);
+  CheckResult c =
+      check_blocked_terms("ABC abc", {{"patterns", {"abc"}}, {"case_sensitive", true}}, &redacted);
   EXPECT_DOUBLE_EQ(c.value, 1.0);
   EXPECT_EQ(redacted, "ABC [redacted]");
 }
@@ -197,7 +201,8 @@ TEST(Checks, AllowRecordsTheFailureButAllows) {
 }
 
 TEST(Checks, RegenerateFlagsAndAsks) {
-  Supervisor sup(policy_of("checks:\n  - type: length\n    max_tokens: 1\n    on_fail: regenerate\n"));
+  Supervisor sup(
+      policy_of("checks:\n  - type: length\n    max_tokens: 1\n    on_fail: regenerate\n"));
   Exchange x;
   x.answer_ids = {1, 2};
   Review r = sup.review(x);
@@ -218,7 +223,7 @@ TEST(Checks, AThrowingCheckIsRecordedAsErrorNeverPropagated) {
   EXPECT_EQ(r.checks[0].outcome, "error");
   EXPECT_HAS(r.checks[0].detail, "needs the model");
   EXPECT_EQ(r.checks[1].outcome, "pass");  // the others still run
-  EXPECT_EQ(r.decision, "flag");          // an error flags; it does not take the block action
+  EXPECT_EQ(r.decision, "flag");           // an error flags; it does not take the block action
   EXPECT_TRUE(has_reason(r, "counterfactual (counterfactual): error:"));
   // A swapper that throws, too.
   Supervisor throwing(policy_of("checks:\n  - type: counterfactual\n"),
@@ -232,9 +237,10 @@ TEST(Checks, AThrowingCheckIsRecordedAsErrorNeverPropagated) {
 }
 
 TEST(Checks, AsyncChecksRunOnlyInReviewAsync) {
-  Supervisor sup(policy_of(
-      "checks:\n  - type: length\n    max_tokens: 1\n  - name: slow\n    type: time\n    max_ms: 1\n"
-      "    async: true\n    on_fail: block\n"));
+  Supervisor sup(
+      policy_of("checks:\n  - type: length\n    max_tokens: 1\n  - name: slow\n    type: time\n    "
+                "max_ms: 1\n"
+                "    async: true\n    on_fail: block\n"));
   Exchange x;
   x.answer_ids = {1, 2, 3};
   x.elapsed_ms = 50;
@@ -300,7 +306,8 @@ TEST(Counterfactual, FlagsWhenASwapMovesTheAnswerAndSkipsWithoutTerms) {
   double expected = std::abs(other - base);
   ASSERT_GT(expected, 0.0) << "the swap changed nothing: the test cannot tell pass from fail";
 
-  Supervisor strict(policy_of("checks:\n  - type: counterfactual\n    threshold: 0\n    on_fail: block\n"));
+  Supervisor strict(
+      policy_of("checks:\n  - type: counterfactual\n    threshold: 0\n    on_fail: block\n"));
   Review r = strict.review(x);
   ASSERT_EQ(r.checks[0].outcome, "fail") << r.to_json();
   EXPECT_NEAR(r.checks[0].value, expected, 1e-6);

@@ -61,8 +61,9 @@ int run_check_policy(const SupervisionArgs& a) {
     return 0;
   }
   std::cout << "ok: " << a.policy << " (sha256 " << p.hash << ")\n"
-            << "explain: " << (p.explain.enabled ? p.explain.method + ", " + p.explain.granularity
-                                                 : std::string("off"))
+            << "explain: "
+            << (p.explain.enabled ? p.explain.method + ", " + p.explain.granularity
+                                  : std::string("off"))
             << "\n";
   for (const auto& c : p.checks)
     std::cout << "check " << c.name << ": " << c.type << " " << c.params.dump() << ", on_fail "
@@ -129,17 +130,17 @@ int run_supervise(const SupervisionArgs& a) {
               [&](size_t i, size_t j) { return std::abs(total[i]) > std::abs(total[j]); });
     for (size_t k = 0; k < order.size() && static_cast<int64_t>(k) < policy.explain.top_features;
          ++k)
-      top.push_back({{"feature", explanation->features[order[k]].label},
-                     {"score", total[order[k]]}});
+      top.push_back(
+          {{"feature", explanation->features[order[k]].label}, {"score", total[order[k]]}});
   }
   if (a.json) {
-    nlohmann::json out = {{"prompt", a.prompt},
-                          {"answer", g.text},
-                          {"policy_hash", policy.hash},
-                          {"explanation",
-                           {{"method", explanation ? explanation->method : ""}, {"top", top}}},
-                          {"review", now.to_json()},
-                          {"async_review", later.to_json()}};
+    nlohmann::json out = {
+        {"prompt", a.prompt},
+        {"answer", g.text},
+        {"policy_hash", policy.hash},
+        {"explanation", {{"method", explanation ? explanation->method : ""}, {"top", top}}},
+        {"review", now.to_json()},
+        {"async_review", later.to_json()}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -162,15 +163,18 @@ int run_supervise(const SupervisionArgs& a) {
 Runner add_audit_supervision(CLI::App& app) {
   auto a = std::make_shared<SupervisionArgs>();
   CLI::App* verify = app.add_subcommand(
-      "verify-log", "Re-hash a supervisor audit log's chain; name edited, deleted, inserted records");
-  verify->add_option("--db", a->db, "The audit log (SQLite file written by candor serve)")->required();
+      "verify-log",
+      "Re-hash a supervisor audit log's chain; name edited, deleted, inserted records");
+  verify->add_option("--db", a->db, "The audit log (SQLite file written by candor serve)")
+      ->required();
   verify->add_flag("--json", a->json, "Print the report as JSON");
   CLI::App* check = app.add_subcommand(
       "check-policy", "Read a supervision policy (YAML or JSON); print it or its first error");
   check->add_option("--policy", a->policy, "The policy file (docs/policy.md)")->required();
   check->add_flag("--json", a->json, "Print the parsed policy as JSON");
   CLI::App* sup = app.add_subcommand(
-      "supervise", "Generate, explain and run a policy's checks on one prompt, as the service does");
+      "supervise",
+      "Generate, explain and run a policy's checks on one prompt, as the service does");
   sup->add_option("--model,-m", a->model, "Checkpoint file, or a folder holding it")->required();
   sup->add_option("--tokenizer", a->tokenizer, "Tokenizer file (default: found beside the model)");
   sup->add_option("--prompt,-p", a->prompt, "The prompt")->required();
