@@ -142,16 +142,19 @@ struct Bench {
       sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
     }
     const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
-    std::printf("(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
-                "overhead %+.1f%% (medians of %d)\n",
-                static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
-    std::printf("    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
-                "the rest (HTTP, JSON, admission) %.2f ms\n",
-                median(srv_gen) * 1e3, median(srv_audit) * 1e3,
-                (mh - median(srv_gen) - median(srv_audit)) * 1e3);
-    std::printf("(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
-                "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
-                static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
+    std::printf(
+        "(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
+        "overhead %+.1f%% (medians of %d)\n",
+        static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
+    std::printf(
+        "    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
+        "the rest (HTTP, JSON, admission) %.2f ms\n",
+        median(srv_gen) * 1e3, median(srv_audit) * 1e3,
+        (mh - median(srv_gen) - median(srv_audit)) * 1e3);
+    std::printf(
+        "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
+        "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
+        static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
     std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
     plain.server->stop();
     sup.server->stop();
@@ -218,15 +221,19 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench{*stories, "stories260K", "Once upon a time, there was a little girl named Lily. She",
-            dir, quick ? 5 : 30, 1}
+      Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
+            dir,      quick ? 5 : 30, 1}
           .run(quick);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
-    Bench{*big, "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311", dir, quick ? 3 : 8, 0}
+    Bench{*big,
+          "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
+          dir,
+          quick ? 3 : 8,
+          0}
         .run(quick);
   }
   std::filesystem::remove_all(dir);

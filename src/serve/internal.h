@@ -86,7 +86,7 @@ class Admission {
 // OpenAI requests
 // ---------------------------------------------------------------------------------------------
 
-struct CandorAsk {  // the request's `candor` object
+struct CandorAsk {                   // the request's `candor` object
   std::vector<std::string> methods;  // empty: the policy's method
   std::string granularity;           // "": the policy's
   bool evaluate = false;
@@ -95,10 +95,10 @@ struct CandorAsk {  // the request's `candor` object
 struct CompletionParams {
   bool chat = false;
   std::string model;
-  std::string prompt;                      // completions: the prompt text
-  std::vector<TokenId> prompt_token_ids;   // completions: a prompt given as token ids
+  std::string prompt;                     // completions: the prompt text
+  std::vector<TokenId> prompt_token_ids;  // completions: a prompt given as token ids
   bool prompt_is_ids = false;
-  std::vector<ChatMessage> messages;       // chat
+  std::vector<ChatMessage> messages;  // chat
   int64_t max_tokens = 16;
   double temperature = 1.0;
   double top_p = 1.0;
@@ -106,7 +106,7 @@ struct CompletionParams {
   uint64_t seed = 0;
   bool seed_given = false;
   std::vector<std::string> stop;
-  int64_t logprobs = -1;      // completions: k alternatives (-1: no logprobs); chat: top_logprobs
+  int64_t logprobs = -1;       // completions: k alternatives (-1: no logprobs); chat: top_logprobs
   bool chat_logprobs = false;  // chat: logprobs: true
   bool echo = false;
   bool stream = false;

@@ -91,8 +91,9 @@ std::vector<ApiKey> load_api_keys(const std::string& path) {
     for (std::string w; fields >> w;) f.push_back(w);
     if (f.empty()) continue;
     const std::string where = path + ":" + std::to_string(lineno) + ": ";
-    const std::string hint = "each line is 'ID ROLE SHA256' with ROLE client or auditor and the "
-                             "hex SHA-256 of the key (printf %s \"$KEY\" | sha256sum)";
+    const std::string hint =
+        "each line is 'ID ROLE SHA256' with ROLE client or auditor and the "
+        "hex SHA-256 of the key (printf %s \"$KEY\" | sha256sum)";
     if (f.size() != 3)
       throw Error(ErrorCode::kInvalidArgument,
                   where + "expected 3 fields (id, role, sha256), got " + std::to_string(f.size()),

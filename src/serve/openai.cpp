@@ -11,12 +11,18 @@ using nlohmann::json;
 
 std::string type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
   }
 }
 
@@ -42,7 +48,8 @@ int64_t get_int(const json& body, const std::string& field, int64_t fallback, in
                 int64_t hi) {
   auto it = body.find(field);
   if (it == body.end() || it->is_null()) return fallback;
-  if (!it->is_number_integer() && !(it->is_number_float() && it->get<double>() == std::floor(it->get<double>())))
+  if (!it->is_number_integer() &&
+      !(it->is_number_float() && it->get<double>() == std::floor(it->get<double>())))
     throw wrong_type(field, "an integer", *it);
   const double d = it->get<double>();
   if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)))
@@ -94,15 +101,20 @@ std::string plain_chat_transcript(const std::vector<ChatMessage>& messages) {
   std::string s;
   for (const ChatMessage& m : messages) {
     std::string role = m.role;
-    if (!role.empty()) role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
+    if (!role.empty())
+      role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
     s += role + ": " + m.content + "\n";
   }
   return s + "Assistant:";
 }
 
 json CompletionParams::as_record() const {
-  json j = {{"max_tokens", max_tokens}, {"temperature", temperature}, {"top_p", top_p},
-            {"seed", seed},             {"stop", stop},               {"echo", echo},
+  json j = {{"max_tokens", max_tokens},
+            {"temperature", temperature},
+            {"top_p", top_p},
+            {"seed", seed},
+            {"stop", stop},
+            {"echo", echo},
             {"stream", stream}};
   if (top_k > 0) j["top_k"] = top_k;
   if (logprobs >= 0) j["logprobs"] = logprobs;
@@ -113,7 +125,8 @@ json CompletionParams::as_record() const {
 }
 
 CompletionParams parse_completion(const json& body, bool chat, int64_t max_tokens_limit) {
-  if (!body.is_object()) throw bad_request("the request body must be a JSON object", "", "invalid_json");
+  if (!body.is_object())
+    throw bad_request("the request body must be a JSON object", "", "invalid_json");
   CompletionParams p;
   p.chat = chat;
   p.model = get_string(body, "model");
@@ -128,7 +141,8 @@ CompletionParams parse_completion(const json& body, bool chat, int64_t max_token
       if (!m.is_object()) throw wrong_type(f, "an object {role, content}", m);
       ChatMessage cm;
       cm.role = get_string(m, "role");
-      if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "developer")
+      if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" &&
+          cm.role != "developer")
         throw bad_request(f + ".role must be system, user or assistant, got '" + cm.role + "'",
                           f + ".role");
       if (cm.role == "developer") cm.role = "system";
@@ -151,7 +165,8 @@ CompletionParams parse_completion(const json& body, bool chat, int64_t max_token
       p.messages.push_back(cm);
     }
     p.max_tokens = max_tokens_limit;
-    const bool has_mct = body.contains("max_completion_tokens") && !body["max_completion_tokens"].is_null();
+    const bool has_mct =
+        body.contains("max_completion_tokens") && !body["max_completion_tokens"].is_null();
     p.max_tokens = get_int(body, has_mct ? "max_completion_tokens" : "max_tokens", p.max_tokens, 1,
                            std::numeric_limits<int32_t>::max());
     p.chat_logprobs = get_bool(body, "logprobs", false);
@@ -170,13 +185,15 @@ CompletionParams parse_completion(const json& body, bool chat, int64_t max_token
       } else if (!it->empty() && (*it)[0].is_number_integer()) {
         p.prompt_is_ids = true;
         for (const json& t : *it) {
-          if (!t.is_number_integer()) throw wrong_type("prompt", "a string or an array of token ids", *it);
+          if (!t.is_number_integer())
+            throw wrong_type("prompt", "a string or an array of token ids", *it);
           p.prompt_token_ids.push_back(t.get<TokenId>());
         }
       } else {
-        throw bad_request("'prompt' must be a string, one string in an array, or token ids "
-                          "(one prompt per request)",
-                          "prompt", "invalid_type");
+        throw bad_request(
+            "'prompt' must be a string, one string in an array, or token ids "
+            "(one prompt per request)",
+            "prompt", "invalid_type");
       }
     } else {
       throw wrong_type("prompt", "a string", *it);
@@ -190,7 +207,8 @@ CompletionParams parse_completion(const json& body, bool chat, int64_t max_token
                           std::to_string(max_tokens_limit) + " the policy allows",
                       "max_tokens", "max_tokens_exceeded");
   if (get_int(body, "n", 1, 1, 1) != 1) throw bad_request("only n = 1 is served", "n");
-  if (body.contains("best_of") && !body["best_of"].is_null() && get_int(body, "best_of", 1, 1, 1) != 1)
+  if (body.contains("best_of") && !body["best_of"].is_null() &&
+      get_int(body, "best_of", 1, 1, 1) != 1)
     throw bad_request("only best_of = 1 is served", "best_of");
   p.temperature = get_number(body, "temperature", 1.0, 0.0, 2.0);
   p.top_p = get_number(body, "top_p", 1.0, 0.0, 1.0);

@@ -42,7 +42,8 @@ std::string random_hex(size_t n) {
 // generated text can end inside a character (byte-fallback tokens), and the audit record and
 // the JSON on the wire hold text.
 std::string valid_utf8(const std::string& s) {
-  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
 }
 // The same for every string inside a JSON value.
 json valid_utf8(const json& j) {
@@ -51,13 +52,10 @@ json valid_utf8(const json& j) {
 
 // JSON text for the wire: bytes that are not UTF-8 (a token can be part of a character) become
 // U+FFFD instead of failing the dump.
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" ||
-         host.rfind("127.", 0) == 0;
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 // The length of the longest prefix of `s` that ends on a UTF-8 character boundary, looking at
@@ -91,8 +89,10 @@ json explanation_summary(const std::vector<Attribution>& atts, int64_t top) {
     json feats = json::array();
     for (size_t i = 0; i < order.size() && static_cast<int64_t>(i) < top; ++i)
       feats.push_back({{"feature", a.features[order[i]].label}, {"score", total[order[i]]}});
-    json m = {{"method", a.method}, {"target_function", a.target_function},
-              {"n_features", a.n_features()}, {"top_features", feats}};
+    json m = {{"method", a.method},
+              {"target_function", a.target_function},
+              {"n_features", a.n_features()},
+              {"top_features", feats}};
     if (a.extra.is_object() && a.extra.contains("quality")) m["quality"] = a.extra["quality"];
     methods.push_back(m);
   }
@@ -271,7 +271,8 @@ void Server::Impl::finish(const httplib::Request& req, httplib::Response& res,
                           const std::string& extra) {
   const double ms = ms_since(t0);
   if (res.status == -1) res.status = 200;  // httplib's "not set yet": a handler that succeeded
-  metrics.count("candor_requests_total", {{"endpoint", endpoint}, {"status", std::to_string(res.status)}});
+  metrics.count("candor_requests_total",
+                {{"endpoint", endpoint}, {"status", std::to_string(res.status)}});
   metrics.observe("candor_request_duration_seconds", {{"endpoint", endpoint}}, ms / 1000);
   std::ostringstream line;
   line.setf(std::ios::fixed);
@@ -324,7 +325,7 @@ struct Server::Impl::Completion {
   std::string finish_reason = "length";
   bool time_limited = false;
   double ttft_ms = 0;
-  std::vector<float> prompt_logprobs;                       // per prompt token after BOS
+  std::vector<float> prompt_logprobs;                              // per prompt token after BOS
   std::vector<std::vector<std::pair<TokenId, float>>> prompt_top;  // their alternatives
   std::vector<Attribution> attributions;
   ExplainRequest explain_request;  // what `attributions` answer
@@ -337,9 +338,9 @@ struct Server::Impl::Completion {
 };
 
 std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
-                                                               const Caller& caller,
-                                                               const std::string& endpoint,
-                                                               Clock::time_point t0) {
+                                                                const Caller& caller,
+                                                                const std::string& endpoint,
+                                                                Clock::time_point t0) {
   auto c = std::make_shared<Completion>();
   c->p = p;
   c->caller = caller;
@@ -355,7 +356,8 @@ std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const Completion
     c->weights_hash = weights_hash;
   }
   const supervise::Policy& pol = c->sup->policy;
-  c->deadline = t0 + std::chrono::microseconds(static_cast<int64_t>(pol.limits.request_timeout_ms * 1000));
+  c->deadline =
+      t0 + std::chrono::microseconds(static_cast<int64_t>(pol.limits.request_timeout_ms * 1000));
   if (!p.model.empty() && p.model != model_id()) {
     HttpError e;
     e.status = 404;
@@ -384,7 +386,8 @@ std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const Completion
   } else if (p.prompt_is_ids) {
     for (TokenId t : p.prompt_token_ids)
       if (t < 0 || t >= tok.vocab_size())
-        throw bad_request("'prompt' token id " + std::to_string(t) + " is not in the vocabulary (0.." +
+        throw bad_request("'prompt' token id " + std::to_string(t) +
+                              " is not in the vocabulary (0.." +
                               std::to_string(tok.vocab_size() - 1) + ")",
                           "prompt");
     c->ids = p.prompt_token_ids;
@@ -426,9 +429,9 @@ std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const Completion
       if (!ok) {
         std::string allowed = method_name(ep.method);
         for (const auto& a : ep.allowed_methods) allowed += ", " + method_name(a);
-        throw bad_request("'candor.methods': the policy does not allow '" + s + "' (allowed: " +
-                              allowed + ")",
-                          "candor.methods", "policy_limit");
+        throw bad_request(
+            "'candor.methods': the policy does not allow '" + s + "' (allowed: " + allowed + ")",
+            "candor.methods", "policy_limit");
       }
     }
   }
@@ -443,8 +446,8 @@ std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const Completion
       }
     }
     try {
-      c->granularity = parse_granularity(p.candor.granularity.empty() ? ep.granularity
-                                                                      : p.candor.granularity);
+      c->granularity =
+          parse_granularity(p.candor.granularity.empty() ? ep.granularity : p.candor.granularity);
     } catch (const Error& e) {
       throw bad_request(e.what(), "candor.granularity");
     }
@@ -524,7 +527,8 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     const size_t n = c.gen.generated_ids.size();
     metrics.count("candor_tokens_generated_total", {}, static_cast<double>(n));
     metrics.observe("candor_time_to_first_token_seconds", {}, c.ttft_ms / 1000);
-    if (n > 1) metrics.observe("candor_time_per_output_token_seconds", {}, c.gen.decode_ms / (n - 1) / 1000);
+    if (n > 1)
+      metrics.observe("candor_time_per_output_token_seconds", {}, c.gen.decode_ms / (n - 1) / 1000);
   } else {
     c.gen.prompt_ids = c.ids;
     c.finish_reason = "length";
@@ -587,8 +591,8 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     c.timings["explain_ms"] = ms;
     metrics.observe("candor_explanation_duration_seconds", {}, ms / 1000);
   } else if (c.explain) {
-    c.explanation_note = c.gen.generated_ids.empty() ? "nothing was generated to explain"
-                                                     : "the client went away";
+    c.explanation_note =
+        c.gen.generated_ids.empty() ? "nothing was generated to explain" : "the client went away";
   }
 
   // --- the checks ---
@@ -639,7 +643,8 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     rec.prompt = valid_utf8(c.prompt_text);
     if (p.chat) {
       json msgs = json::array();
-      for (const auto& msg : p.messages) msgs.push_back({{"role", msg.role}, {"content", msg.content}});
+      for (const auto& msg : p.messages)
+        msgs.push_back({{"role", msg.role}, {"content", msg.content}});
       rec.prompt = dump(msgs);
     }
     rec.answer = valid_utf8(c.answer);
@@ -748,7 +753,8 @@ json Server::Impl::response_json(const Completion& c) const {
       add(prev, c.gen.generated_ids[i], c.gen.logprobs[i], alts);
       prev = c.gen.generated_ids[i];
     }
-    logprobs = {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+    logprobs = {
+        {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
   }
   json chat_logprobs = nullptr;
   if (p.chat && p.chat_logprobs && !blocked) {
@@ -768,7 +774,9 @@ json Server::Impl::response_json(const Completion& c) const {
           const std::string ap = tok.decode_piece(prev, a);
           tops.push_back({{"token", ap}, {"logprob", alp}, {"bytes", bytes_of(ap)}});
         }
-      content.push_back({{"token", piece}, {"logprob", c.gen.logprobs[i]}, {"bytes", bytes_of(piece)},
+      content.push_back({{"token", piece},
+                         {"logprob", c.gen.logprobs[i]},
+                         {"bytes", bytes_of(piece)},
                          {"top_logprobs", tops}});
       prev = id;
     }
@@ -832,7 +840,8 @@ json Server::Impl::final_chunk_json(const Completion& c) const {
   return chunk;
 }
 
-void Server::Impl::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
+void Server::Impl::handle_completion(const httplib::Request& req, httplib::Response& res,
+                                     bool chat) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
   const auto t0 = Clock::now();
   std::string extra;
@@ -892,8 +901,8 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     if (!p.stream) {
       run(*c, nullptr);
       res.set_content(dump(response_json(*c)), "application/json");
-      extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) + " decision=" +
-              c->review.decision + " audit=" + c->audit_id;
+      extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) +
+              " decision=" + c->review.decision + " audit=" + c->audit_id;
     } else {
       streaming = true;
       res.set_header("Cache-Control", "no-cache");
@@ -914,8 +923,8 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
                 return ok;
               });
               send(final_chunk_json(*c));
-              extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) + " decision=" +
-                      c->review.decision + " audit=" + c->audit_id + " stream";
+              extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) +
+                      " decision=" + c->review.decision + " audit=" + c->audit_id + " stream";
             } catch (const HttpError& e) {
               send(error_json(e));
               status.status = e.status;
@@ -971,12 +980,14 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     } catch (const json::exception& e) {
       throw bad_request(std::string("the body is not valid JSON: ") + e.what(), "", "invalid_json");
     }
-    if (!body.is_object()) throw bad_request("the request body must be a JSON object", "", "invalid_json");
+    if (!body.is_object())
+      throw bad_request("the request body must be a JSON object", "", "invalid_json");
     jobs::ExplainOptions o;
     auto str = [&](const char* f, std::string* out) {
       auto it = body.find(f);
       if (it == body.end() || it->is_null()) return;
-      if (!it->is_string()) throw bad_request(std::string("'") + f + "' must be a string", f, "invalid_type");
+      if (!it->is_string())
+        throw bad_request(std::string("'") + f + "' must be a string", f, "invalid_type");
       *out = it->get<std::string>();
     };
     std::string model_name;
@@ -986,7 +997,8 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
       e.status = 404;
       e.code = "model_not_found";
       e.param = "model";
-      e.message = "the model '" + model_name + "' is not served here; this server serves '" + model_id() + "'";
+      e.message = "the model '" + model_name + "' is not served here; this server serves '" +
+                  model_id() + "'";
       throw e;
     }
     str("prompt", &o.prompt);
@@ -998,36 +1010,45 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     str("baseline", &o.baseline);
     str("removal", &o.removal);
     if (auto it = body.find("methods"); it != body.end() && !it->is_null()) {
-      if (!it->is_array()) throw bad_request("'methods' must be an array of method specs", "methods", "invalid_type");
+      if (!it->is_array())
+        throw bad_request("'methods' must be an array of method specs", "methods", "invalid_type");
       for (const json& m : *it) {
-        if (!m.is_string()) throw bad_request("'methods' must be an array of method specs", "methods", "invalid_type");
+        if (!m.is_string())
+          throw bad_request("'methods' must be an array of method specs", "methods",
+                            "invalid_type");
         o.methods.push_back(m.get<std::string>());
       }
     }
     if (o.methods.empty()) o.methods = {pol.explain.method};
     if (static_cast<int64_t>(o.methods.size()) > pol.explain.max_methods)
       throw bad_request("'methods' asks for " + std::to_string(o.methods.size()) +
-                            " methods; the policy allows " + std::to_string(pol.explain.max_methods),
+                            " methods; the policy allows " +
+                            std::to_string(pol.explain.max_methods),
                         "methods", "policy_limit");
     for (const auto& s : o.methods) {
       bool ok = method_name(s) == method_name(pol.explain.method);
       for (const auto& a : pol.explain.allowed_methods) ok = ok || method_name(a) == method_name(s);
-      if (!ok) throw bad_request("'methods': the policy does not allow '" + s + "'", "methods", "policy_limit");
+      if (!ok)
+        throw bad_request("'methods': the policy does not allow '" + s + "'", "methods",
+                          "policy_limit");
     }
     auto boolean = [&](const char* f, bool* out) {
       auto it = body.find(f);
       if (it == body.end() || it->is_null()) return;
-      if (!it->is_boolean()) throw bad_request(std::string("'") + f + "' must be a boolean", f, "invalid_type");
+      if (!it->is_boolean())
+        throw bad_request(std::string("'") + f + "' must be a boolean", f, "invalid_type");
       *out = it->get<bool>();
     };
     boolean("chat", &o.chat);
     boolean("evaluate", &o.evaluate);
     boolean("consensus", &o.consensus);
     if (auto it = body.find("generate"); it != body.end() && !it->is_null()) {
-      if (!it->is_number_integer()) throw bad_request("'generate' must be an integer", "generate", "invalid_type");
+      if (!it->is_number_integer())
+        throw bad_request("'generate' must be an integer", "generate", "invalid_type");
       o.generate = it->get<int64_t>();
       if (o.generate < 0 || o.generate > pol.limits.max_tokens)
-        throw bad_request("'generate' must be in [0, " + std::to_string(pol.limits.max_tokens) + "]", "generate");
+        throw bad_request(
+            "'generate' must be in [0, " + std::to_string(pol.limits.max_tokens) + "]", "generate");
     }
     const Model* m;
     std::shared_ptr<store::AuditLog> log;
@@ -1041,7 +1062,8 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     o.model.model = m;
     o.model.path = model_id();
     o.threads = threads_per_request;
-    if (!admission->enter(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(pol.limits.request_timeout_ms)))) {
+    if (!admission->enter(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                             pol.limits.request_timeout_ms)))) {
       HttpError e;
       e.status = 429;
       e.type = "rate_limit_error";
@@ -1062,8 +1084,9 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     rec.model_id = model_id();
     rec.weights_hash = wh;
     rec.policy_hash = pol.hash;
-    rec.parameters = {{"methods", o.methods}, {"granularity", o.granularity}, {"target", o.target},
-                      {"contrast", o.contrast}, {"generate", o.generate}, {"evaluate", o.evaluate}};
+    rec.parameters = {{"methods", o.methods},   {"granularity", o.granularity},
+                      {"target", o.target},     {"contrast", o.contrast},
+                      {"generate", o.generate}, {"evaluate", o.evaluate}};
     if (pol.log_content) {
       rec.prompt = valid_utf8(o.prompt);
       rec.answer = valid_utf8(r.context.generated_text);
@@ -1108,8 +1131,8 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
         if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
         *out = x;
       } catch (const std::exception&) {
-        throw bad_request(std::string("'") + name + "' must be an integer in [" + std::to_string(lo) +
-                              ", " + std::to_string(hi) + "], got '" + v + "'",
+        throw bad_request(std::string("'") + name + "' must be an integer in [" +
+                              std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v + "'",
                           name);
       }
     };
@@ -1125,8 +1148,11 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
     store::AuditPage page = log->query(q);
     json recs = json::array();
     for (const auto& r : page.records) recs.push_back(r.to_json());
-    res.set_content(dump({{"object", "list"}, {"data", recs}, {"total", page.total},
-                          {"offset", q.offset}, {"limit", q.limit}}),
+    res.set_content(dump({{"object", "list"},
+                          {"data", recs},
+                          {"total", page.total},
+                          {"offset", q.offset},
+                          {"limit", q.limit}}),
                     "application/json");
   });
 }
@@ -1138,7 +1164,8 @@ void Server::Impl::handle_audit_get(const httplib::Request& req, httplib::Respon
     if (!log) throw http_error(503, "the audit log is not open yet", "server_error", "loading");
     const std::string id = req.matches[1];
     auto r = log->get(id);
-    if (!r) throw http_error(404, "no audit record '" + id + "'", "invalid_request_error", "not_found");
+    if (!r)
+      throw http_error(404, "no audit record '" + id + "'", "invalid_request_error", "not_found");
     res.set_content(dump(r->to_json()), "application/json");
   });
 }
@@ -1172,7 +1199,8 @@ void Server::Impl::routes() {
     const auto t0 = Clock::now();
     metrics.gauge("candor_queue_depth", admission->waiting());
     metrics.gauge("candor_requests_in_flight", admission->running());
-    if (auto log = this->log()) metrics.gauge("candor_audit_queue_depth", static_cast<double>(log->queue_depth()));
+    if (auto log = this->log())
+      metrics.gauge("candor_audit_queue_depth", static_cast<double>(log->queue_depth()));
     res.set_content(metrics.render(), "text/plain; version=0.0.4");
     finish(req, res, "/metrics", t0, "");
   });
@@ -1181,7 +1209,8 @@ void Server::Impl::routes() {
       authorize(req, "");
       json data = json::array();
       if (ready)
-        data.push_back({{"id", model_id()}, {"object", "model"}, {"created", 0}, {"owned_by", "candor"}});
+        data.push_back(
+            {{"id", model_id()}, {"object", "model"}, {"created", 0}, {"owned_by", "candor"}});
       res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
     });
   });
@@ -1191,15 +1220,14 @@ void Server::Impl::routes() {
   s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     handle_completion(req, res, true);
   });
-  s.Post("/v1/explain", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_explain(req, res);
-  });
+  s.Post("/v1/explain",
+         [this](const httplib::Request& req, httplib::Response& res) { handle_explain(req, res); });
   s.Get("/v1/audit/records", [this](const httplib::Request& req, httplib::Response& res) {
     handle_audit_list(req, res);
   });
-  s.Get(R"(/v1/audit/records/([0-9A-Za-z_-]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_audit_get(req, res);
-  });
+  s.Get(
+      R"(/v1/audit/records/([0-9A-Za-z_-]+))",
+      [this](const httplib::Request& req, httplib::Response& res) { handle_audit_get(req, res); });
   // What httplib answers itself (no route, a body over the limit, a bad request line) gets the
   // error object too.
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -1218,24 +1246,26 @@ void Server::Impl::routes() {
     }
     res.set_content(dump(error_json(e)), "application/json");
     if (res.status == 404 || res.status == 413) {
-      metrics.count("candor_requests_total", {{"endpoint", "other"}, {"status", std::to_string(res.status)}});
+      metrics.count("candor_requests_total",
+                    {{"endpoint", "other"}, {"status", std::to_string(res.status)}});
       notice(req.method + " " + req.path + " " + std::to_string(res.status));
     }
   });
-  s.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    HttpError e;
-    e.status = 500;
-    e.type = "server_error";
-    e.code = "internal_error";
-    e.message = "internal error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& ex) {
-      e.message = ex.what();
-    } catch (...) {
-    }
-    send_error(res, e);
-  });
+  s.set_exception_handler(
+      [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        HttpError e;
+        e.status = 500;
+        e.type = "server_error";
+        e.code = "internal_error";
+        e.message = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& ex) {
+          e.message = ex.what();
+        } catch (...) {
+        }
+        send_error(res, e);
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1315,7 +1345,8 @@ int Server::bind() {
   if (s.port <= 0)
     throw Error(ErrorCode::kInvalidArgument,
                 "cannot listen on " + s.opt.host + ":" + std::to_string(s.opt.port),
-                "is another server on that port? give another --listen HOST:PORT (port 0 picks a free one)");
+                "is another server on that port? give another --listen HOST:PORT (port 0 picks a "
+                "free one)");
   s.bound = true;
   return s.port;
 }
@@ -1358,7 +1389,8 @@ void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
   if (model == nullptr || !log)
     throw Error(ErrorCode::kInvalidArgument, "Server::set_model needs a model and an audit log");
   if (model->config().kind != ModelKind::kCausalLM)
-    throw Error(ErrorCode::kUnsupported, "candor serve needs a causal language model; this one is a classifier",
+    throw Error(ErrorCode::kUnsupported,
+                "candor serve needs a causal language model; this one is a classifier",
                 "serve a language model (a llama2.c checkpoint, a Hugging Face or GGUF decoder)");
   {
     std::lock_guard<std::mutex> lock(s.state_mu);
@@ -1371,7 +1403,8 @@ void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
 
 void Server::set_supervision(std::shared_ptr<const Supervision> supervision) {
   Impl& s = *impl_;
-  if (!supervision) throw Error(ErrorCode::kInvalidArgument, "Server::set_supervision needs a policy");
+  if (!supervision)
+    throw Error(ErrorCode::kInvalidArgument, "Server::set_supervision needs a policy");
   {
     std::lock_guard<std::mutex> lock(s.state_mu);
     s.supervision = std::move(supervision);

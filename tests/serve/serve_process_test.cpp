@@ -2,10 +2,10 @@
 // and durability: clients on loopback, `kill -9` mid-run, restart; every audit_id a client
 // received is in the log and the chain verifies. Every loop is bounded in count and time.
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -129,7 +129,8 @@ TEST_F(ServeProcess, StartsPrintsItsAddressAndStopsOnSigterm) {
     httplib::Request rq;
     rq.method = "POST";
     rq.path = "/v1/completions";
-    rq.body = R"({"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true})";
+    rq.body =
+        R"({"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true})";
     rq.set_header("Content-Type", "application/json");
     rq.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
       std::lock_guard<std::mutex> lock(mu);
@@ -139,7 +140,8 @@ TEST_F(ServeProcess, StartsPrintsItsAddressAndStopsOnSigterm) {
     };
     h.send(rq);
   });
-  for (int i = 0; i < 3000 && !begun; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 3000 && !begun; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(begun) << read_file(c.log);
   EXPECT_EQ(c.stop(SIGTERM), 0) << read_file(c.log);
   client.join();
@@ -151,7 +153,8 @@ TEST_F(ServeProcess, StartsPrintsItsAddressAndStopsOnSigterm) {
   const std::string after = read_file(c.log);
   EXPECT_NE(after.find("stopped; the audit log is closed"), std::string::npos) << after;
   // The request line is written when the stream ends: after the stop began.
-  const size_t stopping = after.find("stopping (SIGTERM)"), line = after.find("POST /v1/completions 200");
+  const size_t stopping = after.find("stopping (SIGTERM)"),
+               line = after.find("POST /v1/completions 200");
   ASSERT_NE(line, std::string::npos) << after;
   EXPECT_LT(stopping, line) << "the stream was still running when SIGTERM arrived\n" << after;
 }
@@ -177,7 +180,9 @@ TEST_F(ServeProcess, EveryAnsweredRequestSurvivesKill9) {
         h.set_read_timeout(30, 0);
         h.set_connection_timeout(2, 0);
         for (int i = 0; i < 200 && !dead; ++i) {
-          json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"seed", k * 1000 + i},
+          json body = {{"prompt", "Once upon a time"},
+                       {"max_tokens", 8},
+                       {"seed", k * 1000 + i},
                        {"user", "client" + std::to_string(k)}};
           auto r = h.Post("/v1/completions", body.dump(), "application/json");
           if (!r) break;  // the server is gone
@@ -215,7 +220,8 @@ TEST_F(ServeProcess, EveryAnsweredRequestSurvivesKill9) {
 
 TEST_F(ServeProcess, RefusesAPublicAddressWithoutKeys) {
   const std::string dir = testing::temp_dir();
-  auto r = testing::run_cli("serve --model " + model() + " --db " + dir + "/a.db --listen 0.0.0.0:0");
+  auto r =
+      testing::run_cli("serve --model " + model() + " --db " + dir + "/a.db --listen 0.0.0.0:0");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("without API keys"), std::string::npos) << r.out;
 }

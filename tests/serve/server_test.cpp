@@ -174,11 +174,11 @@ TEST_F(Serve, RefusesANonLoopbackAddressWithoutKeys) {
 TEST_F(Serve, CompletionMatchesInProcessGeneration) {
   Running r;
   auto [status, body] = r.post("/v1/completions", {{"model", "stories260K"},
-                                                    {"prompt", "Once upon a time"},
-                                                    {"max_tokens", 24},
-                                                    {"temperature", 0.9},
-                                                    {"seed", 7},
-                                                    {"logprobs", 0}});
+                                                   {"prompt", "Once upon a time"},
+                                                   {"max_tokens", 24},
+                                                   {"temperature", 0.9},
+                                                   {"seed", 7},
+                                                   {"logprobs", 0}});
   ASSERT_EQ(status, 200) << body.dump();
   jobs::GenerateJobOptions g;
   g.model.model = &stories260k();
@@ -221,9 +221,9 @@ TEST_F(Serve, CompletionMatchesInProcessGeneration) {
 // span, word level, the policy's method).
 TEST_F(Serve, ExplanationMatchesTheExplainJob) {
   Running r;
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "Lily liked the big red ball"},
-                                                    {"max_tokens", 6},
-                                                    {"temperature", 0}});
+  auto [status, body] =
+      r.post("/v1/completions",
+             {{"prompt", "Lily liked the big red ball"}, {"max_tokens", 6}, {"temperature", 0}});
   ASSERT_EQ(status, 200) << body.dump();
   jobs::ExplainOptions o;
   o.model.model = &stories260k();
@@ -253,7 +253,8 @@ TEST_F(Serve, ExplanationMatchesTheExplainJob) {
 
 TEST_F(Serve, StreamedChunksEqualTheAnswerAndEndWithTheCandorBlock) {
   Running r;
-  json req = {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"temperature", 0.8}, {"seed", 3}};
+  json req = {
+      {"prompt", "Once upon a time"}, {"max_tokens", 30}, {"temperature", 0.8}, {"seed", 3}};
   auto [status, plain] = r.post("/v1/completions", req);
   ASSERT_EQ(status, 200);
   for (bool chat : {false, true}) {
@@ -313,10 +314,13 @@ TEST_F(Serve, StreamedChunksEqualTheAnswerAndEndWithTheCandorBlock) {
 
 TEST_F(Serve, ChatWithoutATemplateReadsThePlainTranscript) {
   Running r;
-  json msgs = {{{"role", "system"}, {"content", "Be kind."}}, {{"role", "user"}, {"content", "Hi"}}};
-  auto [status, body] = r.post("/v1/chat/completions",
-                               {{"messages", msgs}, {"max_tokens", 12}, {"temperature", 0},
-                                {"logprobs", true}, {"top_logprobs", 2}});
+  json msgs = {{{"role", "system"}, {"content", "Be kind."}},
+               {{"role", "user"}, {"content", "Hi"}}};
+  auto [status, body] = r.post("/v1/chat/completions", {{"messages", msgs},
+                                                        {"max_tokens", 12},
+                                                        {"temperature", 0},
+                                                        {"logprobs", true},
+                                                        {"top_logprobs", 2}});
   ASSERT_EQ(status, 200) << body.dump();
   EXPECT_EQ(body["object"], "chat.completion");
   EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
@@ -331,13 +335,15 @@ TEST_F(Serve, ChatWithoutATemplateReadsThePlainTranscript) {
 
 TEST_F(Serve, StopSequencesCutTheAnswer) {
   Running r;
-  auto [s0, full] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}});
+  auto [s0, full] = r.post(
+      "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}});
   ASSERT_EQ(s0, 200);
   const std::string text = full["choices"][0]["text"];
   const size_t dot = text.find('.');
   ASSERT_NE(dot, std::string::npos) << text;
-  auto [s1, cut] = r.post("/v1/completions",
-                          {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}, {"stop", "."}});
+  auto [s1, cut] = r.post(
+      "/v1/completions",
+      {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}, {"stop", "."}});
   ASSERT_EQ(s1, 200);
   EXPECT_EQ(cut["choices"][0]["text"], text.substr(0, dot));
   EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
@@ -362,13 +368,20 @@ TEST_F(Serve, BadRequestsAreAnsweredWithTheErrorObject) {
       {"wrong type", "/v1/completions", R"({"prompt": "a", "max_tokens": "ten"})", client, 400},
       {"wrong type of messages", "/v1/chat/completions", R"({"messages": "hi"})", client, 400},
       {"unknown model", "/v1/completions", R"({"model": "gpt-17", "prompt": "a"})", client, 404},
-      {"negative max_tokens", "/v1/completions", R"({"prompt": "a", "max_tokens": -1})", client, 400},
-      {"huge max_tokens", "/v1/completions", R"({"prompt": "a", "max_tokens": 100000000})", client, 400},
-      {"temperature < 0", "/v1/completions", R"({"prompt": "a", "temperature": -0.5})", client, 400},
+      {"negative max_tokens", "/v1/completions", R"({"prompt": "a", "max_tokens": -1})", client,
+       400},
+      {"huge max_tokens", "/v1/completions", R"({"prompt": "a", "max_tokens": 100000000})", client,
+       400},
+      {"temperature < 0", "/v1/completions", R"({"prompt": "a", "temperature": -0.5})", client,
+       400},
       {"10 MB body", "/v1/completions", R"({"prompt": ")" + big + "\"}", client, 413},
       {"invalid UTF-8", "/v1/completions", "{\"prompt\": \"caf\xC3\x28\"}", client, 400},
       {"missing key", "/v1/completions", R"({"prompt": "a"})", {}, 401},
-      {"wrong key", "/v1/completions", R"({"prompt": "a"})", {{"Authorization", "Bearer sk-eve"}}, 401},
+      {"wrong key",
+       "/v1/completions",
+       R"({"prompt": "a"})",
+       {{"Authorization", "Bearer sk-eve"}},
+       401},
       {"auditor key on completions", "/v1/completions", R"({"prompt": "a"})", auditor, 403},
       {"method outside the policy", "/v1/completions",
        R"({"prompt": "a", "candor": {"methods": ["lime"]}})", client, 400},
@@ -396,7 +409,8 @@ TEST_F(Serve, BadRequestsAreAnsweredWithTheErrorObject) {
   ASSERT_EQ(s4, 200) << list.dump();
   ASSERT_EQ(list["data"].size(), 1u);
   EXPECT_EQ(list["data"][0]["id"], body["candor"]["audit_id"]);
-  auto [s5, one] = r.get("/v1/audit/records/" + body["candor"]["audit_id"].get<std::string>(), auditor);
+  auto [s5, one] =
+      r.get("/v1/audit/records/" + body["candor"]["audit_id"].get<std::string>(), auditor);
   ASSERT_EQ(s5, 200);
   EXPECT_EQ(one["answer"], body["choices"][0]["text"]);
   EXPECT_EQ(r.get("/v1/audit/records/nosuch", auditor).first, 404);
@@ -418,7 +432,8 @@ TEST_F(Serve, ApiKeysFileIsReadAndCheckedLineByLine) {
   const std::string bad = dir + "/bad.txt";
   {
     std::ofstream f(bad);
-    f << "alice client " << serve::sha256_hex("x") << "\nbob admin " << serve::sha256_hex("y") << "\n";
+    f << "alice client " << serve::sha256_hex("x") << "\nbob admin " << serve::sha256_hex("y")
+      << "\n";
   }
   const std::string e = testing::error_of([&] { serve::load_api_keys(bad); });
   EXPECT_NE(e.find("bad.txt:2"), std::string::npos) << e;
@@ -447,8 +462,9 @@ TEST_F(Serve, LegacyEchoScoringChoosesAsInProcessScoring) {
     double best_http_v = -1e30, best_ref_v = -1e30;
     for (size_t k = 0; k < item.continuations.size(); ++k) {
       const std::string text = item.context + item.continuations[k];
-      auto [status, body] = r.post("/v1/completions", {{"prompt", text}, {"max_tokens", 0},
-                                                        {"echo", true}, {"logprobs", 1}});
+      auto [status, body] =
+          r.post("/v1/completions",
+                 {{"prompt", text}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}});
       ASSERT_EQ(status, 200) << body.dump();
       const json& lp = body["choices"][0]["logprobs"];
       EXPECT_EQ(body["choices"][0]["text"], text);
@@ -467,13 +483,15 @@ TEST_F(Serve, LegacyEchoScoringChoosesAsInProcessScoring) {
       // The continuation: tokens starting at or after the context's end.
       double sum = 0;
       for (size_t i = 0; i < n; ++i)
-        if (lp["text_offset"][i].get<size_t>() >= item.context.size()) sum += lp["token_logprobs"][i].get<double>();
+        if (lp["text_offset"][i].get<size_t>() >= item.context.size())
+          sum += lp["token_logprobs"][i].get<double>();
       if (sum > best_http_v) best_http_v = sum, best_http = static_cast<int>(k);
       // In process: one forward pass, the log-probabilities of the continuation's tokens.
       std::vector<TokenId> ids = tok.encode(text, true, false);
       const size_t n_ctx = tok.encode(item.context, true, false).size();
       at::NoGradGuard ng;
-      at::Tensor t = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1});
+      at::Tensor t =
+          at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1});
       at::Tensor lsm = at::log_softmax(m.forward_tokens(t), -1)[0];
       double ref = 0;
       for (size_t i = n_ctx; i < ids.size(); ++i) ref += lsm[i - 1][ids[i]].item<double>();
@@ -600,8 +618,9 @@ TEST_F(Serve, ConcurrentRequestsGetTheirOwnAnswers) {
   std::vector<std::future<std::pair<int, json>>> fs;
   for (int i = 0; i < 8; ++i)
     fs.push_back(std::async(std::launch::async, [&r, i] {
-      return r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 16},
-                                         {"temperature", 1.0}, {"seed", i}});
+      return r.post(
+          "/v1/completions",
+          {{"prompt", "Once upon a time"}, {"max_tokens", 16}, {"temperature", 1.0}, {"seed", i}});
     }));
   for (int i = 0; i < 8; ++i) {
     auto [status, body] = fs[i].get();
@@ -630,9 +649,11 @@ TEST_F(Serve, SameAnswerAndAttributionAsTheCli) {
                               " --prompt 'One day, Tom' -n 20 -t 0.9 -s 11 --json 2>/dev/null");
   ASSERT_EQ(cli.code, 0) << cli.out;
   json want = json::parse(cli.out);
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "One day, Tom"}, {"max_tokens", 20},
-                                                    {"temperature", 0.9}, {"seed", 11},
-                                                    {"logprobs", 0}});
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "One day, Tom"},
+                                                   {"max_tokens", 20},
+                                                   {"temperature", 0.9},
+                                                   {"seed", 11},
+                                                   {"logprobs", 0}});
   ASSERT_EQ(status, 200) << body.dump();
   EXPECT_EQ(body["choices"][0]["text"], want["text"]);
   const json& lps = body["choices"][0]["logprobs"]["token_logprobs"];
@@ -644,12 +665,13 @@ TEST_F(Serve, SameAnswerAndAttributionAsTheCli) {
   const std::string out = testing::temp_dir() + "/explain.json";
   auto ex = testing::run_cli("explain --model " + model +
                              " --prompt 'One day, Tom' --generate 8 --method occlusion "
-                             "--granularity word --json " + out + " >/dev/null 2>&1");
+                             "--granularity word --json " +
+                             out + " >/dev/null 2>&1");
   ASSERT_EQ(ex.code, 0) << ex.out;
   std::ifstream in(out);
   json env = json::parse(in);
-  auto [s2, greedy] = r.post("/v1/completions", {{"prompt", "One day, Tom"}, {"max_tokens", 8},
-                                                  {"temperature", 0}});
+  auto [s2, greedy] = r.post("/v1/completions",
+                             {{"prompt", "One day, Tom"}, {"max_tokens", 8}, {"temperature", 0}});
   ASSERT_EQ(s2, 200);
   const json& got = greedy["candor"]["explanation"];
   EXPECT_EQ(got["generated_text"], env["generated_text"]);
@@ -683,15 +705,17 @@ TEST_F(Serve, RealPolicyChecksDecideAndTheRecordShowsTheReasons) {
   ASSERT_FALSE(word.empty()) << answer;
   const std::string yaml =
       "explain:\n  method: occlusion\n  granularity: word\nchecks:\n"
-      "  - name: words\n    type: blocked_terms\n    terms: [" + word + "]\n    on_fail: block\n"
+      "  - name: words\n    type: blocked_terms\n    terms: [" +
+      word +
+      "]\n    on_fail: block\n"
       "  - name: unsure\n    type: uncertainty\n    max_mean_entropy: 0.0001\n    on_fail: flag\n";
   auto sup = std::make_shared<serve::Supervision>();
   sup->policy = supervise::parse_policy(yaml, "test-policy.yaml");
   auto supervisor = std::make_shared<supervise::Supervisor>(sup->policy);
   sup->review = [supervisor](const supervise::Exchange& e) { return supervisor->review(e); };
   Running r({}, sup);
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 20},
-                                                    {"temperature", 0}});
+  auto [status, body] = r.post(
+      "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0}});
   ASSERT_EQ(status, 200) << body.dump();
   const json& cb = body["candor"];
   EXPECT_EQ(cb["decision"], "block") << cb.dump(2);
@@ -710,7 +734,8 @@ TEST_F(Serve, RealPolicyChecksDecideAndTheRecordShowsTheReasons) {
   EXPECT_EQ(rec->answer, answer);
 
   // Another prompt whose answer lacks the word is only flagged.
-  auto [s2, b2] = r.post("/v1/completions", {{"prompt", "Tom"}, {"max_tokens", 2}, {"temperature", 0}});
+  auto [s2, b2] =
+      r.post("/v1/completions", {{"prompt", "Tom"}, {"max_tokens", 2}, {"temperature", 0}});
   ASSERT_EQ(s2, 200);
   if (b2["choices"][0]["text"].get<std::string>().find(word) == std::string::npos) {
     EXPECT_EQ(b2["candor"]["decision"], "flag") << b2["candor"].dump(2);
@@ -765,8 +790,8 @@ TEST_F(Serve, TheTimeLimitCutsTheRequest) {
   auto sup = supervision();
   sup->policy.limits.request_timeout_ms = 1;
   Running r({}, sup);
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 60},
-                                                    {"temperature", 0}});
+  auto [status, body] = r.post(
+      "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 60}, {"temperature", 0}});
   ASSERT_EQ(status, 200) << body.dump();
   EXPECT_EQ(body["candor"]["time_limited"], true);
   EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
@@ -776,10 +801,13 @@ TEST_F(Serve, TheTimeLimitCutsTheRequest) {
 
 TEST_F(Serve, ARequestMayAskForMoreWithinThePolicy) {
   Running r;
-  auto [status, body] = r.post(
-      "/v1/completions",
-      {{"prompt", "Lily went to the park"}, {"max_tokens", 4}, {"temperature", 0},
-       {"candor", {{"methods", {"occlusion", "input_x_gradient"}}, {"granularity", "token"}, {"evaluate", true}}}});
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Lily went to the park"},
+                                                   {"max_tokens", 4},
+                                                   {"temperature", 0},
+                                                   {"candor",
+                                                    {{"methods", {"occlusion", "input_x_gradient"}},
+                                                     {"granularity", "token"},
+                                                     {"evaluate", true}}}});
   ASSERT_EQ(status, 200) << body.dump();
   const json& atts = body["candor"]["explanation"]["attributions"];
   ASSERT_EQ(atts.size(), 2u);
@@ -789,8 +817,10 @@ TEST_F(Serve, ARequestMayAskForMoreWithinThePolicy) {
   // Token level: one feature per prompt token after BOS (and per generated token but the last).
   EXPECT_EQ(atts[0]["features"].size(), atts[0]["tokens"].size() - 1);
   // More methods than the policy allows.
-  auto [s2, b2] = r.post("/v1/completions",
-                         {{"prompt", "Lily"}, {"candor", {{"methods", {"occlusion", "input_x_gradient", "occlusion"}}}}});
+  auto [s2, b2] =
+      r.post("/v1/completions",
+             {{"prompt", "Lily"},
+              {"candor", {{"methods", {"occlusion", "input_x_gradient", "occlusion"}}}}});
   EXPECT_EQ(s2, 400);
   EXPECT_EQ(b2["error"]["code"], "policy_limit");
 }
@@ -829,9 +859,11 @@ TEST(ServeModels, AClassifierIsRefusedAndTheBuiltInLmServes) {
   serve::ServerOptions o;
   o.port = 0;
   serve::Server s(o);
-  std::unique_ptr<Model> classifier = load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/sentiment");
-  EXPECT_NE(testing::error_of([&] { s.set_model(classifier.get(), std::make_shared<MemoryLog>(), "w"); })
-                .find("causal language model"),
+  std::unique_ptr<Model> classifier =
+      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/sentiment");
+  EXPECT_NE(testing::error_of([&] {
+              s.set_model(classifier.get(), std::make_shared<MemoryLog>(), "w");
+            }).find("causal language model"),
             std::string::npos);
   std::unique_ptr<Model> lm = load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
   s.set_supervision(supervision());
@@ -839,9 +871,10 @@ TEST(ServeModels, AClassifierIsRefusedAndTheBuiltInLmServes) {
   s.start();
   httplib::Client c("127.0.0.1", s.port());
   c.set_read_timeout(60, 0);
-  auto r = c.Post("/v1/chat/completions",
-                  R"({"messages":[{"role":"user","content":"Tell me about a cat"}],"max_tokens":6,"temperature":0})",
-                  "application/json");
+  auto r = c.Post(
+      "/v1/chat/completions",
+      R"({"messages":[{"role":"user","content":"Tell me about a cat"}],"max_tokens":6,"temperature":0})",
+      "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
   s.stop();
@@ -862,8 +895,9 @@ TEST_F(Serve, TextThatIsNotUtf8IsRecordedWithReplacementCharacters) {
     if (tok.piece(i) == "<0xE2>") byte = i;
   if (byte < 0) GTEST_SKIP() << "skipped: the vocabulary has no <0xE2> byte token";
   Running r;
-  auto [status, body] = r.post("/v1/completions", {{"prompt", {tok.bos_id(), byte}}, {"max_tokens", 3},
-                                                    {"echo", true}, {"logprobs", 1}});
+  auto [status, body] = r.post(
+      "/v1/completions",
+      {{"prompt", {tok.bos_id(), byte}}, {"max_tokens", 3}, {"echo", true}, {"logprobs", 1}});
   ASSERT_EQ(status, 200) << body.dump();
   auto rec = r.log->get(body["candor"]["audit_id"]);
   ASSERT_TRUE(rec);

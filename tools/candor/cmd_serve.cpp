@@ -19,8 +19,10 @@ namespace {
 // The policy (the file, or the built-in one) and the supervisor that runs its checks.
 std::shared_ptr<serve::Supervision> make_supervision(const std::string& policy_path) {
   auto sup = std::make_shared<serve::Supervision>();
-  sup->policy = policy_path.empty() ? supervise::default_policy() : supervise::load_policy(policy_path);
-  auto supervisor = std::make_shared<supervise::Supervisor>(sup->policy, supervise::default_swapper());
+  sup->policy =
+      policy_path.empty() ? supervise::default_policy() : supervise::load_policy(policy_path);
+  auto supervisor =
+      std::make_shared<supervise::Supervisor>(sup->policy, supervise::default_swapper());
   sup->review = [supervisor](const supervise::Exchange& e) { return supervisor->review(e); };
   bool any_async = false;
   for (const auto& c : sup->policy.checks) any_async = any_async || c.async;
@@ -45,7 +47,8 @@ Runner add_serve(CLI::App& app) {
     int parallel = 1, threads = 0, queue = 0;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("--model,-m", o->model, "Checkpoint file, or a folder holding it and its tokenizer")
+  app.add_option("--model,-m", o->model,
+                 "Checkpoint file, or a folder holding it and its tokenizer")
       ->required();
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--policy", o->policy, "Policy file, YAML or JSON (default: the built-in policy)");
@@ -92,7 +95,8 @@ Runner add_serve(CLI::App& app) {
     if (so.model_id.empty()) {
       std::string p = o->model;
       while (p.size() > 1 && p.back() == '/') p.pop_back();
-      so.model_id = p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
+      so.model_id =
+          p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
     }
     so.log = log_line;
     auto supervision = make_supervision(o->policy);
@@ -120,7 +124,8 @@ Runner add_serve(CLI::App& app) {
     std::unique_ptr<Model> model = load_model(o->model, lo);
     std::shared_ptr<store::AuditLog> log = store::open_audit_log(o->db);
     server.set_model(model.get(), log, serve::weights_hash(*model));
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     log_line("ready: " + so.model_id + ", policy " + (o->policy.empty() ? "(default)" : o->policy) +
              " " + supervision->policy.hash.substr(0, 12) + ", audit log " + o->db + ", " +
              std::to_string(static_cast<int64_t>(ms)) + " ms");
