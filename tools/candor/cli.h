@@ -29,6 +29,7 @@ Runner add_train(CLI::App& app);
 Runner add_evaluate(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_audit(CLI::App& app);
+Runner add_serve(CLI::App& app);
 // `candor audit verify-log | check-policy | supervise` (cmd_audit_supervision.cpp); the runner
 // returns -1 when none of them was given.
 Runner add_audit_supervision(CLI::App& audit);

@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   add("audit", "Audit a model's outputs: group fairness, calibration, conformal sets",
       candor::cli::add_audit);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
+  add("serve", "Serve the model over an OpenAI-compatible API, explaining, checking and logging "
+      "every answer", candor::cli::add_serve);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,241 @@
+// The service's costs, in process on 127.0.0.1, on stories260K and the GPT-2-small-sized random
+// Llama: (a) HTTP overhead: a plain completion (no explanation, no checks) through the server
+// against generate() in process; (b) supervision: the default policy's word-level explanation
+// of a 32-token answer (and the checks, when the policy has any) as a multiple of plain
+// generation; (c) throughput and p50 / p99 latency at 1, 4 and 16 concurrent clients with
+// --parallel 1 and 4. The audit log is the real SQLite one (durable) in a temporary folder.
+// Usage: bench_serve [--quick] [--large-only | --small-only]
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "candor/audit_log.h"
+#include "candor/generate.h"
+#include "candor/runtime.h"
+#include "candor/serve.h"
+
+using namespace candor;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+
+std::shared_ptr<serve::Supervision> plain_policy() {
+  auto s = std::make_shared<serve::Supervision>();
+  s->policy.explain.enabled = false;
+  s->policy.limits.max_tokens = 256;
+  s->policy.hash = "bench-plain";
+  s->policy.limits.request_timeout_ms = 3600e3;  // the load test queues; no request is cut
+  return s;
+}
+
+std::shared_ptr<serve::Supervision> supervised_policy() {
+  auto s = std::make_shared<serve::Supervision>();
+  s->policy.explain.enabled = true;
+  s->policy.explain.method = "occlusion";
+  s->policy.explain.granularity = "word";
+  s->policy.limits.max_tokens = 256;
+  s->policy.hash = "bench-supervised";
+  s->policy.limits.request_timeout_ms = 3600e3;
+  return s;
+}
+
+struct Bench {
+  const Model& model;
+  std::string name;
+  std::string prompt;
+  std::string dir;
+  int reps;
+  int threads;  // intra-op threads of a request, in process and in the server alike
+
+  struct Served {
+    std::unique_ptr<serve::Server> server;
+    std::shared_ptr<store::AuditLog> log;
+  };
+  Served start(int parallel, std::shared_ptr<serve::Supervision> sup, int threads) const {
+    Served s;
+    serve::ServerOptions o;
+    o.port = 0;
+    o.parallel = parallel;
+    o.queue = 64;
+    o.threads = threads;
+    s.server = std::make_unique<serve::Server>(o);
+    s.server->set_supervision(sup);
+    s.server->start();
+    static int n = 0;
+    s.log = store::open_audit_log(dir + "/audit" + std::to_string(n++) + ".db");
+    s.server->set_model(&model, s.log, "bench");
+    return s;
+  }
+
+  // One completion; returns seconds (and the generated tokens through *tokens, the server's
+  // timings through *timings).
+  static double request(int port, const json& body, int64_t* tokens, json* timings = nullptr) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(600, 0);
+    const auto t0 = Clock::now();
+    auto r = c.Post("/v1/completions", body.dump(), "application/json");
+    const double s = seconds_since(t0);
+    if (!r || r->status != 200) {
+      std::cerr << "request failed: " << (r ? r->body : std::string("no answer")) << "\n";
+      return -1;
+    }
+    const json j = json::parse(r->body);
+    if (tokens) *tokens = j["usage"]["completion_tokens"].get<int64_t>();
+    if (timings) *timings = j["candor"]["timings"];
+    return s;
+  }
+
+  void run(bool quick) const {
+    const int64_t n_tokens = 32;
+    json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
+    GenerateOptions g;
+    g.max_new_tokens = n_tokens;
+    std::cout << "\n## " << name << " (" << usable_cores() << " cores)\n";
+
+    // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
+    std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain;
+    {
+      ThreadScope ts(threads);
+      for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
+    }
+    Served plain = start(1, plain_policy(), threads);
+    Served sup = start(1, supervised_policy(), threads);
+    const int port_plain = plain.server->port(), port_sup = sup.server->port();
+    int64_t toks = 0;
+    request(port_plain, body, &toks);
+    request(port_sup, body, nullptr);
+    for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
+      {
+        ThreadScope ts(threads);
+        const auto t0 = Clock::now();
+        GenerateResult r = generate(model, prompt, g);
+        t_proc.push_back(seconds_since(t0));
+      }
+      json tm;
+      t_http.push_back(request(port_plain, body, nullptr, &tm));
+      srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
+      srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
+      t_sup.push_back(request(port_sup, body, nullptr, &tm));
+      sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
+    }
+    const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
+    std::printf(
+        "(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
+        "overhead %+.1f%% (medians of %d)\n",
+        static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
+    std::printf(
+        "    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
+        "the rest (HTTP, JSON, admission) %.2f ms\n",
+        median(srv_gen) * 1e3, median(srv_audit) * 1e3,
+        (mh - median(srv_gen) - median(srv_audit)) * 1e3);
+    std::printf(
+        "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
+        "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
+        static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
+    std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
+    plain.server->stop();
+    sup.server->stop();
+    plain.log->close();
+    sup.log->close();
+
+    // (c) throughput and latency.
+    std::printf("(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms\n");
+    for (int parallel : {1, 4}) {
+      for (int clients : {1, 4, 16}) {
+        const int per_client = quick ? 2 : std::max(2, reps * 2 / clients + 1);
+        Served s = start(parallel, plain_policy(), std::max(1, usable_cores() / parallel));
+        const int port = s.server->port();
+        request(port, body, nullptr);
+        std::vector<std::future<std::vector<double>>> fs;
+        std::atomic<int64_t> total_tokens{0};
+        const auto t0 = Clock::now();
+        for (int k = 0; k < clients; ++k)
+          fs.push_back(std::async(std::launch::async, [&, k] {
+            std::vector<double> lat;
+            for (int i = 0; i < per_client; ++i) {
+              json b = body;
+              b["temperature"] = 1.0;
+              b["seed"] = k * 1000 + i;
+              int64_t t = 0;
+              double l = request(port, b, &t);
+              if (l >= 0) lat.push_back(l), total_tokens += t;
+            }
+            return lat;
+          }));
+        std::vector<double> all;
+        for (auto& f : fs)
+          for (double l : f.get()) all.push_back(l);
+        const double wall = seconds_since(t0);
+        std::printf("    %7d  %8d  %8zu  %6.2f  %7.1f  %7.1f  %7.1f\n", clients, parallel,
+                    all.size(), all.size() / wall, total_tokens / wall, percentile(all, 0.5) * 1e3,
+                    percentile(all, 0.99) * 1e3);
+        s.server->stop();
+        s.log->close();
+      }
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  prepare_process(argc, argv);
+  bool quick = false, small = true, large = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    if (a == "--large-only") small = false;
+    if (a == "--small-only") large = false;
+  }
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("candor_bench_serve_" + std::to_string(::getpid())))
+                              .string();
+  std::filesystem::create_directories(dir);
+  std::cout << "# bench_serve: the service against generate() in process (127.0.0.1)\n";
+  if (small) {
+    std::string why;
+    std::unique_ptr<Model> stories = bench::load_stories(&why);
+    if (!stories) {
+      std::cout << "stories260K skipped: " << why << "\n";
+    } else {
+      Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
+            dir,      quick ? 5 : 30, 1}
+          .run(quick);
+    }
+  }
+  if (large) {
+    std::unique_ptr<Model> big = bench::make_large();
+    Bench{*big,
+          "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
+          dir,
+          quick ? 3 : 8,
+          0}
+        .run(quick);
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

@@ -1,0 +1,1422 @@
+// The HTTP service: routes, keys and roles, admission, and the completion flow (generate, score
+// the prompt for echo, explain, review under the policy, commit the audit record, answer).
+#include <httplib.h>
+
+#include <atomic>
+#include <deque>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "candor/evaluate.h"
+#include "candor/jobs.h"
+#include "candor/runtime.h"
+#include "serve/internal.h"
+
+namespace candor::serve {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_hex(size_t n) {
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                          std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  static const char* digits = "0123456789abcdef";
+  std::string s(n, '0');
+  for (auto& c : s) c = digits[rng() & 15];
+  return s;
+}
+
+// `s` with every byte that is not part of a valid UTF-8 character replaced by U+FFFD: a
+// generated text can end inside a character (byte-fallback tokens), and the audit record and
+// the JSON on the wire hold text.
+std::string valid_utf8(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
+}
+// The same for every string inside a JSON value.
+json valid_utf8(const json& j) {
+  return json::parse(j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+// JSON text for the wire: bytes that are not UTF-8 (a token can be part of a character) become
+// U+FFFD instead of failing the dump.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// The length of the longest prefix of `s` that ends on a UTF-8 character boundary, looking at
+// the last 3 bytes only (a streamed piece must not split a character).
+size_t utf8_safe_end(const std::string& s, size_t end) {
+  for (size_t back = 1; back <= 3 && back <= end; ++back) {
+    const unsigned char c = static_cast<unsigned char>(s[end - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return need > back ? end - back : end;
+  }
+  return end;
+}
+
+json checks_json(const supervise::Review& r) {
+  json a = json::array();
+  for (const auto& c : r.checks) a.push_back(c.to_json());
+  return a;
+}
+
+// The audit record's summary of an explanation: method, target and the top features by
+// absolute total score.
+json explanation_summary(const std::vector<Attribution>& atts, int64_t top) {
+  json methods = json::array();
+  for (const Attribution& a : atts) {
+    std::vector<double> total = a.total();
+    std::vector<size_t> order(total.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](size_t x, size_t y) { return std::abs(total[x]) > std::abs(total[y]); });
+    json feats = json::array();
+    for (size_t i = 0; i < order.size() && static_cast<int64_t>(i) < top; ++i)
+      feats.push_back({{"feature", a.features[order[i]].label}, {"score", total[order[i]]}});
+    json m = {{"method", a.method},
+              {"target_function", a.target_function},
+              {"n_features", a.n_features()},
+              {"top_features", feats}};
+    if (a.extra.is_object() && a.extra.contains("quality")) m["quality"] = a.extra["quality"];
+    methods.push_back(m);
+  }
+  return {{"methods", methods}};
+}
+
+HttpError http_error(int status, const std::string& message, const std::string& type,
+                     const std::string& code) {
+  HttpError e;
+  e.status = status;
+  e.message = message;
+  e.type = type;
+  e.code = code;
+  return e;
+}
+
+// The method name of a spec ("occlusion:window=2" -> "occlusion").
+std::string method_name(const std::string& spec) { return spec.substr(0, spec.find(':')); }
+
+}  // namespace
+
+// Who sent a request: the key's id and role.
+struct Caller {
+  std::string key_id;  // "" without keys
+  std::string role;    // "client", "auditor", or "any" without keys
+};
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+struct Server::Impl {
+  ServerOptions opt;
+  std::unique_ptr<httplib::Server> http;
+  std::thread thread;
+  int port = 0;
+  bool bound = false, started = false, stopped = false;
+  int threads_per_request = 1;
+
+  std::atomic<bool> ready{false};
+  mutable std::mutex state_mu;
+  const Model* model = nullptr;
+  std::shared_ptr<store::AuditLog> audit;
+  std::string weights_hash;
+  std::shared_ptr<const Supervision> supervision;
+
+  Metrics metrics;
+  std::unique_ptr<Admission> admission;
+
+  // Async checks: run one at a time on their own thread, drained at stop.
+  std::mutex async_mu;
+  std::condition_variable async_cv;
+  std::deque<std::function<void()>> async_jobs;
+  bool async_stop = false;
+  std::thread async_thread;
+
+  std::shared_ptr<const Supervision> current() const {
+    std::lock_guard<std::mutex> lock(state_mu);
+    return supervision;
+  }
+  std::shared_ptr<store::AuditLog> log() const {
+    std::lock_guard<std::mutex> lock(state_mu);
+    return audit;
+  }
+  std::string model_id() const { return opt.model_id.empty() ? "candor" : opt.model_id; }
+  void notice(const std::string& line) const {
+    if (opt.log) opt.log(line);
+  }
+
+  Caller authorize(const httplib::Request& req, const std::string& role) const;
+  void routes();
+  void finish(const httplib::Request& req, httplib::Response& res, const std::string& endpoint,
+              Clock::time_point t0, const std::string& extra);
+  void send_error(httplib::Response& res, const HttpError& e) const;
+  HttpError translate(const std::exception& e) const;
+  template <typename F>
+  void guarded(const httplib::Request& req, httplib::Response& res, const std::string& endpoint,
+               F&& body);
+
+  struct Completion;
+  std::shared_ptr<Completion> prepare(const CompletionParams& p, const Caller& caller,
+                                      const std::string& endpoint, Clock::time_point t0);
+  void run(Completion& c, const std::function<bool(const std::string&)>& emit);
+  json response_json(const Completion& c) const;
+  json chunk_json(const Completion& c, const std::string& piece, bool first) const;
+  json final_chunk_json(const Completion& c) const;
+  void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
+  void handle_explain(const httplib::Request& req, httplib::Response& res);
+  void handle_audit_list(const httplib::Request& req, httplib::Response& res);
+  void handle_audit_get(const httplib::Request& req, httplib::Response& res);
+  void enqueue_async(std::function<void()> job);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Errors, keys, the request line
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::send_error(httplib::Response& res, const HttpError& e) const {
+  res.status = e.status;
+  if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
+  if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  res.set_content(dump(error_json(e)), "application/json");
+}
+
+HttpError Server::Impl::translate(const std::exception& ex) const {
+  HttpError e;
+  e.message = ex.what();
+  if (const auto* ce = dynamic_cast<const Error*>(&ex)) {
+    if (!ce->hint().empty()) e.message += " (" + ce->hint() + ")";
+    switch (ce->code()) {
+      case ErrorCode::kInvalidArgument:
+      case ErrorCode::kUnsupported:
+        e.status = 400;
+        e.code = "invalid_value";
+        break;
+      case ErrorCode::kNotFound:
+        e.status = 404;
+        e.code = "not_found";
+        break;
+      case ErrorCode::kResourceExhausted:
+        e.status = 400;
+        e.code = "context_length_exceeded";
+        break;
+      case ErrorCode::kCancelled:
+        e.status = 503;
+        e.type = "server_error";
+        e.code = "cancelled";
+        break;
+      default:
+        e.status = 500;
+        e.type = "server_error";
+        e.code = "internal_error";
+    }
+    return e;
+  }
+  e.status = 500;
+  e.type = "server_error";
+  e.code = "internal_error";
+  return e;
+}
+
+Caller Server::Impl::authorize(const httplib::Request& req, const std::string& role) const {
+  if (opt.api_keys.empty()) return {"", "any"};
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (auth.size() <= prefix.size() || auth.compare(0, prefix.size(), prefix) != 0) {
+    HttpError e;
+    e.status = 401;
+    e.type = "authentication_error";
+    e.code = "missing_api_key";
+    e.message = "this server needs an API key: send 'Authorization: Bearer KEY'";
+    throw e;
+  }
+  const ApiKey* k = find_api_key(opt.api_keys, auth.substr(prefix.size()));
+  if (k == nullptr) {
+    HttpError e;
+    e.status = 401;
+    e.type = "authentication_error";
+    e.code = "invalid_api_key";
+    e.message = "the API key is not valid";
+    throw e;
+  }
+  if (!role.empty() && k->role != role) {
+    HttpError e;
+    e.status = 403;
+    e.type = "permission_error";
+    e.code = "wrong_role";
+    e.message = "the key '" + k->id + "' has the role " + k->role + "; this endpoint needs " + role;
+    throw e;
+  }
+  return {k->id, k->role};
+}
+
+void Server::Impl::finish(const httplib::Request& req, httplib::Response& res,
+                          const std::string& endpoint, Clock::time_point t0,
+                          const std::string& extra) {
+  const double ms = ms_since(t0);
+  if (res.status == -1) res.status = 200;  // httplib's "not set yet": a handler that succeeded
+  metrics.count("candor_requests_total",
+                {{"endpoint", endpoint}, {"status", std::to_string(res.status)}});
+  metrics.observe("candor_request_duration_seconds", {{"endpoint", endpoint}}, ms / 1000);
+  std::ostringstream line;
+  line.setf(std::ios::fixed);
+  line.precision(1);
+  line << req.method << ' ' << req.path << ' ' << res.status << ' ' << ms << "ms" << extra;
+  notice(line.str());
+}
+
+template <typename F>
+void Server::Impl::guarded(const httplib::Request& req, httplib::Response& res,
+                           const std::string& endpoint, F&& body) {
+  const auto t0 = Clock::now();
+  std::string extra;
+  try {
+    body(&extra);
+  } catch (const HttpError& e) {
+    send_error(res, e);
+  } catch (const std::exception& e) {
+    send_error(res, translate(e));
+  }
+  finish(req, res, endpoint, t0, extra);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completions
+// ---------------------------------------------------------------------------------------------
+
+struct Server::Impl::Completion {
+  CompletionParams p;
+  Caller caller;
+  std::string endpoint;
+  std::string id;  // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;
+  Clock::time_point t0;
+  Clock::time_point deadline;
+  std::shared_ptr<const Supervision> sup;
+  const Model* model = nullptr;
+  std::shared_ptr<store::AuditLog> log;
+  std::string weights_hash;
+
+  std::vector<TokenId> ids;  // the prompt as fed, BOS included
+  std::string prompt_text;   // what the model read (the chat transcript for chat)
+  std::vector<std::unique_ptr<Explainer>> explainers;
+  Granularity granularity = Granularity::kWord;
+  bool explain = false;
+  bool evaluate = false;
+
+  GenerateResult gen;
+  std::string answer;  // cut at a stop sequence
+  std::string finish_reason = "length";
+  bool time_limited = false;
+  double ttft_ms = 0;
+  std::vector<float> prompt_logprobs;                              // per prompt token after BOS
+  std::vector<std::vector<std::pair<TokenId, float>>> prompt_top;  // their alternatives
+  std::vector<Attribution> attributions;
+  ExplainRequest explain_request;  // what `attributions` answer
+  json explanation = nullptr;
+  std::string explanation_note;
+  supervise::Review review;
+  std::string content;  // what the client gets: the answer, or nothing when blocked
+  std::string audit_id;
+  json timings = json::object();
+};
+
+std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
+                                                                const Caller& caller,
+                                                                const std::string& endpoint,
+                                                                Clock::time_point t0) {
+  auto c = std::make_shared<Completion>();
+  c->p = p;
+  c->caller = caller;
+  c->endpoint = endpoint;
+  c->id = std::string(p.chat ? "chatcmpl-" : "cmpl-") + random_hex(24);
+  c->created = unix_seconds();
+  c->t0 = t0;
+  {
+    std::lock_guard<std::mutex> lock(state_mu);
+    c->sup = supervision;
+    c->model = model;
+    c->log = audit;
+    c->weights_hash = weights_hash;
+  }
+  const supervise::Policy& pol = c->sup->policy;
+  c->deadline =
+      t0 + std::chrono::microseconds(static_cast<int64_t>(pol.limits.request_timeout_ms * 1000));
+  if (!p.model.empty() && p.model != model_id()) {
+    HttpError e;
+    e.status = 404;
+    e.code = "model_not_found";
+    e.param = "model";
+    e.message = "the model '" + p.model + "' is not served here; this server serves '" +
+                model_id() + "' (GET /v1/models)";
+    throw e;
+  }
+  if (!p.chat && p.max_tokens == 0 && p.stream)
+    throw bad_request("'max_tokens': 0 scores the prompt and cannot stream", "stream");
+
+  const Model& m = *c->model;
+  const Tokenizer& tok = m.tokenizer();
+  if (p.chat) {
+    for (const auto& msg : p.messages) jobs::check_prompt(msg.content);
+    std::string text;
+    if (!tok.chat_family().empty()) {
+      text = tok.apply_chat_template(p.messages, true);
+      c->ids = tok.encode(text, false, false);
+    } else {
+      text = plain_chat_transcript(p.messages);
+      c->ids = tok.encode(text, true, false);
+    }
+    c->prompt_text = text;
+  } else if (p.prompt_is_ids) {
+    for (TokenId t : p.prompt_token_ids)
+      if (t < 0 || t >= tok.vocab_size())
+        throw bad_request("'prompt' token id " + std::to_string(t) +
+                              " is not in the vocabulary (0.." +
+                              std::to_string(tok.vocab_size() - 1) + ")",
+                          "prompt");
+    c->ids = p.prompt_token_ids;
+    if (c->ids.empty() || c->ids[0] != tok.bos_id()) c->ids.insert(c->ids.begin(), tok.bos_id());
+    c->prompt_text = tok.decode(std::vector<TokenId>(c->ids.begin() + 1, c->ids.end()));
+  } else {
+    try {
+      jobs::check_prompt(p.prompt);
+    } catch (const Error& e) {
+      throw bad_request(std::string("'prompt': ") + e.what(), "prompt", "invalid_utf8");
+    }
+    c->ids = jobs::encode_prompt(tok, p.prompt, false, "");
+    c->prompt_text = p.prompt;
+  }
+  const int64_t n_prompt = static_cast<int64_t>(c->ids.size());
+  if (n_prompt > pol.limits.max_prompt_tokens)
+    throw bad_request("the prompt is " + std::to_string(n_prompt) + " tokens, more than the " +
+                          std::to_string(pol.limits.max_prompt_tokens) + " the policy allows",
+                      p.chat ? "messages" : "prompt", "prompt_too_long");
+  if (n_prompt + (p.max_tokens > 0 ? 1 : 0) > m.config().max_seq_len)
+    throw bad_request("the prompt is " + std::to_string(n_prompt) +
+                          " tokens; the model's context holds " +
+                          std::to_string(m.config().max_seq_len),
+                      p.chat ? "messages" : "prompt", "context_length_exceeded");
+
+  // The explanation: the policy's method, or what the request asks within the policy.
+  const supervise::ExplainPolicy& ep = pol.explain;
+  std::vector<std::string> specs = p.candor.methods;
+  if (specs.empty()) {
+    specs = {ep.method};
+  } else {
+    if (static_cast<int64_t>(specs.size()) > ep.max_methods)
+      throw bad_request("'candor.methods' asks for " + std::to_string(specs.size()) +
+                            " methods; the policy allows " + std::to_string(ep.max_methods),
+                        "candor.methods", "policy_limit");
+    for (const auto& s : specs) {
+      bool ok = method_name(s) == method_name(ep.method);
+      for (const auto& a : ep.allowed_methods) ok = ok || method_name(a) == method_name(s);
+      if (!ok) {
+        std::string allowed = method_name(ep.method);
+        for (const auto& a : ep.allowed_methods) allowed += ", " + method_name(a);
+        throw bad_request(
+            "'candor.methods': the policy does not allow '" + s + "' (allowed: " + allowed + ")",
+            "candor.methods", "policy_limit");
+      }
+    }
+  }
+  c->explain = ep.enabled || !p.candor.methods.empty();
+  c->evaluate = ep.evaluate || p.candor.evaluate;
+  if (c->explain) {
+    for (const auto& s : specs) {
+      try {
+        c->explainers.push_back(make_explainer(s));
+      } catch (const Error& e) {
+        throw bad_request(std::string("'candor.methods': ") + e.what(), "candor.methods");
+      }
+    }
+    try {
+      c->granularity =
+          parse_granularity(p.candor.granularity.empty() ? ep.granularity : p.candor.granularity);
+    } catch (const Error& e) {
+      throw bad_request(e.what(), "candor.granularity");
+    }
+  }
+  return c;
+}
+
+// Generates (streaming each safe piece through `emit`, which returns false when the client has
+// gone), scores the prompt for echo, explains, reviews and commits the audit record.
+void Server::Impl::run(Completion& c, const std::function<bool(const std::string&)>& emit) {
+  const CompletionParams& p = c.p;
+  const supervise::Policy& pol = c.sup->policy;
+  const Model& m = *c.model;
+  ThreadScope threads(threads_per_request);
+
+  // --- generation ---
+  size_t max_stop = 0;
+  for (const auto& s : p.stop) max_stop = std::max(max_stop, s.size());
+  size_t emitted = 0;
+  size_t cut = std::string::npos;  // where a stop sequence begins in the text
+  bool client_gone = false;
+  std::string text;
+  if (p.max_tokens > 0) {
+    GenerateOptions g;
+    g.max_new_tokens = p.max_tokens;
+    g.temperature = static_cast<float>(p.temperature);
+    g.top_p = static_cast<float>(p.top_p);
+    g.top_k = p.top_k;
+    g.seed = p.seed;
+    g.token_stats = true;
+    g.top_logprobs = std::max<int64_t>(0, p.logprobs);
+    const auto t_gen = Clock::now();
+    g.on_token = [&](TokenId, const std::string& piece) {
+      if (text.empty() && c.ttft_ms == 0) c.ttft_ms = ms_since(c.t0);
+      const size_t before = text.size();
+      text += piece;
+      for (const auto& s : p.stop) {
+        const size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+        const size_t at = text.find(s, from);
+        if (at != std::string::npos && at < cut) cut = at;
+      }
+      if (cut != std::string::npos) return false;
+      if (emit) {
+        // Hold back what could begin a stop sequence, and a character's partial bytes.
+        size_t safe = text.size() > max_stop ? text.size() - (max_stop > 0 ? max_stop - 1 : 0) : 0;
+        if (max_stop == 0) safe = text.size();
+        safe = utf8_safe_end(text, safe);
+        if (safe > emitted) {
+          if (!emit(text.substr(emitted, safe - emitted))) {
+            client_gone = true;
+            return false;
+          }
+          emitted = safe;
+        }
+      }
+      if (Clock::now() > c.deadline) {
+        c.time_limited = true;
+        return false;
+      }
+      return true;
+    };
+    try {
+      c.gen = generate(m, c.ids, g);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::kInvalidArgument) throw bad_request(e.what());
+      throw;
+    }
+    if (c.ttft_ms == 0) c.ttft_ms = ms_since(c.t0);
+    c.timings["generate_ms"] = ms_since(t_gen);
+    c.answer = cut == std::string::npos ? c.gen.text : c.gen.text.substr(0, cut);
+    if (cut != std::string::npos || c.gen.stop_reason == "stop_token") c.finish_reason = "stop";
+    if (client_gone) c.finish_reason = "cancelled";
+    if (emit && !client_gone && c.answer.size() > emitted) {
+      emit(c.answer.substr(emitted));
+      emitted = c.answer.size();
+    }
+    const size_t n = c.gen.generated_ids.size();
+    metrics.count("candor_tokens_generated_total", {}, static_cast<double>(n));
+    metrics.observe("candor_time_to_first_token_seconds", {}, c.ttft_ms / 1000);
+    if (n > 1)
+      metrics.observe("candor_time_per_output_token_seconds", {}, c.gen.decode_ms / (n - 1) / 1000);
+  } else {
+    c.gen.prompt_ids = c.ids;
+    c.finish_reason = "length";
+  }
+  metrics.count("candor_prompt_tokens_total", {}, static_cast<double>(c.ids.size()));
+
+  // --- the prompt's own log-probabilities (echo + logprobs, and max_tokens 0) ---
+  if (!p.chat && p.echo && (p.logprobs >= 0 || p.max_tokens == 0) && c.ids.size() > 1) {
+    const auto t_score = Clock::now();
+    at::NoGradGuard no_grad;
+    std::vector<int64_t> v(c.ids.begin(), c.ids.end());
+    at::Tensor t = at::tensor(v, at::kLong).view({1, static_cast<int64_t>(v.size())});
+    at::Tensor lsm = at::log_softmax(m.forward_tokens(t).to(at::kFloat), -1)[0];  // [seq, vocab]
+    const int64_t k = std::max<int64_t>(0, p.logprobs);
+    at::Tensor top_v, top_i;
+    if (k > 0) std::tie(top_v, top_i) = lsm.topk(k, -1);
+    for (size_t i = 1; i < c.ids.size(); ++i) {
+      c.prompt_logprobs.push_back(lsm[i - 1][c.ids[i]].item<float>());
+      std::vector<std::pair<TokenId, float>> alts;
+      for (int64_t j = 0; j < k; ++j)
+        alts.emplace_back(static_cast<TokenId>(top_i[i - 1][j].item<int64_t>()),
+                          top_v[i - 1][j].item<float>());
+      c.prompt_top.push_back(alts);
+    }
+    c.timings["score_prompt_ms"] = ms_since(t_score);
+  }
+
+  // --- the explanation ---
+  if (c.explain && !c.gen.generated_ids.empty() && !client_gone) {
+    const auto t_ex = Clock::now();
+    ExplainRequest& req = c.explain_request;
+    req.input_ids = c.ids;
+    req.target.span = c.gen.generated_ids;
+    req.granularity = c.granularity;
+    ExplainContext ctx;
+    const auto deadline = c.deadline;
+    ctx.progress = [deadline](double) { return Clock::now() <= deadline; };
+    try {
+      for (const auto& ex : c.explainers) c.attributions.push_back(ex->explain(m, req, ctx));
+      if (c.evaluate) {
+        std::vector<const Explainer*> ptrs;
+        for (const auto& ex : c.explainers) ptrs.push_back(ex.get());
+        attach_quality(m, req, ptrs, c.attributions);
+      }
+      ReportContext rc;
+      rc.model = model_id();
+      rc.prompt = c.prompt_text;
+      rc.generated_text = c.gen.text;
+      rc.target_description = std::string(target_function_name(req.target.function)) +
+                              " of each of the " + std::to_string(req.target.span.size()) +
+                              " generated tokens";
+      c.explanation = jobs::explain_envelope(rc, c.attributions);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kCancelled) throw;
+      c.time_limited = true;
+      c.explanation_note = "the explanation was cut off by the policy's time limit";
+      c.attributions.clear();
+    }
+    const double ms = ms_since(t_ex);
+    c.timings["explain_ms"] = ms;
+    metrics.observe("candor_explanation_duration_seconds", {}, ms / 1000);
+  } else if (c.explain) {
+    c.explanation_note =
+        c.gen.generated_ids.empty() ? "nothing was generated to explain" : "the client went away";
+  }
+
+  // --- the checks ---
+  supervise::Exchange ex;
+  ex.model = &m;
+  ex.prompt_ids = c.ids;
+  ex.answer_ids = c.gen.generated_ids;
+  ex.prompt = c.prompt_text;
+  ex.answer = c.answer;
+  ex.token_stats = c.gen.token_stats;
+  ex.explanation = c.attributions.empty() ? nullptr : &c.attributions[0];
+  ex.explain_request = c.attributions.empty() ? nullptr : &c.explain_request;
+  ex.elapsed_ms = ms_since(c.t0);
+  const auto t_checks = Clock::now();
+  if (c.sup->review) c.review = c.sup->review(ex);
+  c.timings["checks_ms"] = ms_since(t_checks);
+  for (const auto& r : c.review.checks) {
+    metrics.observe("candor_check_duration_seconds", {{"check", r.name}}, r.ms / 1000);
+    metrics.count("candor_check_outcomes_total", {{"check", r.name}, {"outcome", r.outcome}});
+  }
+  if (c.time_limited && c.review.decision == "allow") {
+    c.review.reasons.push_back("the request reached the policy's time limit (" +
+                               std::to_string(static_cast<int64_t>(pol.limits.request_timeout_ms)) +
+                               " ms)");
+  }
+  metrics.count("candor_decisions_total", {{"decision", c.review.decision}});
+  c.content = c.answer;
+  if (c.review.decision == "block") {
+    c.content.clear();
+    c.finish_reason = "content_filter";
+  } else if (c.review.redact) {
+    c.content = c.review.redacted_answer;
+  }
+
+  // --- the audit record: committed before the answer is sent ---
+  store::AuditRecord rec;
+  rec.endpoint = c.endpoint;
+  rec.key_id = c.caller.key_id;
+  rec.user = p.user;
+  rec.model_id = model_id();
+  rec.weights_hash = c.weights_hash;
+  rec.policy_hash = pol.hash;
+  rec.parameters = p.as_record();
+  rec.parameters["prompt_tokens"] = c.ids.size();
+  rec.parameters["completion_tokens"] = c.gen.generated_ids.size();
+  rec.parameters["finish_reason"] = c.finish_reason;
+  if (pol.log_content) {
+    rec.prompt = valid_utf8(c.prompt_text);
+    if (p.chat) {
+      json msgs = json::array();
+      for (const auto& msg : p.messages)
+        msgs.push_back({{"role", msg.role}, {"content", msg.content}});
+      rec.prompt = dump(msgs);
+    }
+    rec.answer = valid_utf8(c.answer);
+  }
+  rec.explanation = c.attributions.empty()
+                        ? json::object()
+                        : valid_utf8(explanation_summary(c.attributions, pol.explain.top_features));
+  rec.checks = valid_utf8(checks_json(c.review));
+  rec.decision = c.review.decision;
+  rec.reasons = valid_utf8(json(c.review.reasons));
+  c.timings["ttft_ms"] = c.ttft_ms;
+  c.timings["before_audit_ms"] = ms_since(c.t0);
+  rec.timings = c.timings;
+  const auto t_audit = Clock::now();
+  try {
+    rec = c.log->append(std::move(rec));
+  } catch (const Error& e) {
+    HttpError he;
+    if (e.code() == ErrorCode::kResourceExhausted) {
+      he.status = 429;
+      he.type = "rate_limit_error";
+      he.code = "audit_queue_full";
+      he.retry_after_s = 1;
+      he.message = "the audit log's write queue is full; retry shortly";
+    } else {
+      he.status = 500;
+      he.type = "server_error";
+      he.code = "audit_write_failed";
+      he.message = std::string("the audit record could not be committed: ") + e.what();
+    }
+    throw he;
+  }
+  const double audit_ms = ms_since(t_audit);
+  metrics.observe("candor_audit_write_duration_seconds", {}, audit_ms / 1000);
+  c.timings["audit_ms"] = audit_ms;
+  c.audit_id = rec.id;
+
+  // --- async checks: appended to the same record later ---
+  if (c.sup->review_async) {
+    auto sup = c.sup;
+    auto log = c.log;
+    auto atts = std::make_shared<std::vector<Attribution>>(c.attributions);
+    auto exreq = std::make_shared<ExplainRequest>(c.explain_request);
+    auto exc = std::make_shared<supervise::Exchange>(ex);
+    const std::string audit_id = c.audit_id;
+    store::AuditRecord base;
+    base.kind = "addendum";
+    base.refers_to = audit_id;
+    base.endpoint = c.endpoint;
+    base.key_id = c.caller.key_id;
+    base.user = p.user;
+    base.model_id = model_id();
+    base.weights_hash = c.weights_hash;
+    base.policy_hash = pol.hash;
+    enqueue_async([sup, log, atts, exreq, exc, base]() mutable {
+      exc->explanation = atts->empty() ? nullptr : &(*atts)[0];
+      exc->explain_request = atts->empty() ? nullptr : exreq.get();
+      supervise::Review r = sup->review_async(*exc);
+      base.checks = valid_utf8(checks_json(r));
+      base.decision = r.decision;
+      base.reasons = valid_utf8(json(r.reasons));
+      log->append(std::move(base));
+    });
+  }
+}
+
+json Server::Impl::response_json(const Completion& c) const {
+  const CompletionParams& p = c.p;
+  const Tokenizer& tok = c.model->tokenizer();
+  const size_t n_gen = c.gen.generated_ids.size();
+  json usage = {{"prompt_tokens", c.ids.size()},
+                {"completion_tokens", n_gen},
+                {"total_tokens", c.ids.size() + n_gen}};
+  json logprobs = nullptr;
+  const bool blocked = c.review.decision == "block";
+  if (!p.chat && p.logprobs >= 0 && !blocked) {
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+    int64_t offset = 0;  // in code points from the start of the prompt text
+    auto add = [&](TokenId prev, TokenId id, float lp,
+                   const std::vector<std::pair<TokenId, float>>& alts) {
+      const std::string piece = tok.decode_piece(prev, id);
+      tokens.push_back(piece);
+      lps.push_back(lp);
+      json t = json::object();
+      for (const auto& [a, alp] : alts) {
+        const std::string ap = tok.decode_piece(prev, a);
+        if (!t.contains(ap)) t[ap] = alp;
+      }
+      tops.push_back(p.logprobs > 0 ? t : json(nullptr));
+      offs.push_back(offset);
+      offset += code_points(piece);
+    };
+    TokenId prev = c.ids.empty() ? tok.bos_id() : c.ids[0];
+    for (size_t i = 1; i < c.ids.size(); ++i) {
+      const TokenId id = c.ids[i];
+      if (p.echo && i - 1 < c.prompt_logprobs.size()) {
+        add(prev, id, c.prompt_logprobs[i - 1], c.prompt_top[i - 1]);
+      } else {
+        offset += code_points(tok.decode_piece(prev, id));
+      }
+      prev = id;
+    }
+    for (size_t i = 0; i < n_gen; ++i) {
+      std::vector<std::pair<TokenId, float>> alts;
+      if (i < c.gen.token_stats.size()) alts = c.gen.token_stats[i].top;
+      add(prev, c.gen.generated_ids[i], c.gen.logprobs[i], alts);
+      prev = c.gen.generated_ids[i];
+    }
+    logprobs = {
+        {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+  }
+  json chat_logprobs = nullptr;
+  if (p.chat && p.chat_logprobs && !blocked) {
+    json content = json::array();
+    TokenId prev = c.ids.empty() ? tok.bos_id() : c.ids.back();
+    auto bytes_of = [](const std::string& s) {
+      json b = json::array();
+      for (unsigned char ch : s) b.push_back(static_cast<int>(ch));
+      return b;
+    };
+    for (size_t i = 0; i < n_gen; ++i) {
+      const TokenId id = c.gen.generated_ids[i];
+      const std::string piece = tok.decode_piece(prev, id);
+      json tops = json::array();
+      if (i < c.gen.token_stats.size())
+        for (const auto& [a, alp] : c.gen.token_stats[i].top) {
+          const std::string ap = tok.decode_piece(prev, a);
+          tops.push_back({{"token", ap}, {"logprob", alp}, {"bytes", bytes_of(ap)}});
+        }
+      content.push_back({{"token", piece},
+                         {"logprob", c.gen.logprobs[i]},
+                         {"bytes", bytes_of(piece)},
+                         {"top_logprobs", tops}});
+      prev = id;
+    }
+    chat_logprobs = {{"content", content}};
+  }
+  json choice;
+  if (p.chat) {
+    choice = {{"index", 0},
+              {"message", {{"role", "assistant"}, {"content", c.content}}},
+              {"logprobs", chat_logprobs},
+              {"finish_reason", c.finish_reason}};
+  } else {
+    choice = {{"index", 0},
+              {"text", (p.echo ? c.prompt_text : std::string()) + c.content},
+              {"logprobs", logprobs},
+              {"finish_reason", c.finish_reason}};
+  }
+  json candor = {{"explanation", c.explanation},
+                 {"checks", checks_json(c.review)},
+                 {"decision", c.review.decision},
+                 {"reasons", c.review.reasons},
+                 {"audit_id", c.audit_id},
+                 {"policy_hash", c.sup->policy.hash},
+                 {"seed", c.p.seed},
+                 {"timings", c.timings}};
+  if (!c.explanation_note.empty()) candor["explanation_note"] = c.explanation_note;
+  if (c.time_limited) candor["time_limited"] = true;
+  return {{"id", c.id},
+          {"object", p.chat ? "chat.completion" : "text_completion"},
+          {"created", c.created},
+          {"model", model_id()},
+          {"choices", json::array({choice})},
+          {"usage", usage},
+          {"candor", candor}};
+}
+
+json Server::Impl::chunk_json(const Completion& c, const std::string& piece, bool first) const {
+  json choice;
+  if (c.p.chat) {
+    json delta = {{"content", piece}};
+    if (first) delta["role"] = "assistant";
+    choice = {{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+  } else {
+    choice = {{"index", 0}, {"text", piece}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+  }
+  return {{"id", c.id},
+          {"object", c.p.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", c.created},
+          {"model", model_id()},
+          {"choices", json::array({choice})}};
+}
+
+json Server::Impl::final_chunk_json(const Completion& c) const {
+  json full = response_json(c);
+  json chunk = chunk_json(c, "", false);
+  json& choice = chunk["choices"][0];
+  if (c.p.chat) choice["delta"] = json::object();
+  choice["finish_reason"] = c.finish_reason;
+  chunk["usage"] = full["usage"];
+  chunk["candor"] = full["candor"];
+  return chunk;
+}
+
+void Server::Impl::handle_completion(const httplib::Request& req, httplib::Response& res,
+                                     bool chat) {
+  const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  const auto t0 = Clock::now();
+  std::string extra;
+  bool streaming = false;
+  try {
+    if (!ready) {
+      HttpError e;
+      e.status = 503;
+      e.type = "server_error";
+      e.code = "loading";
+      e.message = "the model is still loading";
+      e.retry_after_s = 1;
+      throw e;
+    }
+    const Caller caller = authorize(req, "client");
+    auto sup = current();
+    if (static_cast<int64_t>(req.body.size()) > sup->policy.limits.max_body_bytes) {
+      HttpError e;
+      e.status = 413;
+      e.code = "body_too_large";
+      e.message = "the request body is " + std::to_string(req.body.size()) +
+                  " bytes, more than the " + std::to_string(sup->policy.limits.max_body_bytes) +
+                  " the policy allows";
+      throw e;
+    }
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::exception& e) {
+      throw bad_request(std::string("the body is not valid JSON: ") + e.what(), "", "invalid_json");
+    }
+    CompletionParams p = parse_completion(body, chat, sup->policy.limits.max_tokens);
+    if (!p.seed_given) p.seed = std::random_device{}();
+    auto c = prepare(p, caller, endpoint, t0);
+    // Admission: a slot for the model, or 429 when the queue is full.
+    if (!admission->enter(c->deadline)) {
+      HttpError e;
+      e.status = 429;
+      e.type = "rate_limit_error";
+      e.code = "too_many_requests";
+      e.retry_after_s = 1;
+      e.message = "all " + std::to_string(opt.parallel) + " slots are busy and the queue is full";
+      throw e;
+    }
+    metrics.gauge("candor_queue_depth", admission->waiting());
+    metrics.gauge("candor_requests_in_flight", admission->running());
+    // The slot is held until the response is written (a stream's provider runs after this
+    // handler returns), then released by the last owner.
+    struct Slot {
+      explicit Slot(Admission* admission) : a(admission) {}
+      Slot(const Slot&) = delete;
+      Slot& operator=(const Slot&) = delete;
+      ~Slot() { a->leave(); }
+      Admission* a;
+    };
+    auto slot = std::make_shared<Slot>(admission.get());
+    if (!p.stream) {
+      run(*c, nullptr);
+      res.set_content(dump(response_json(*c)), "application/json");
+      extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) +
+              " decision=" + c->review.decision + " audit=" + c->audit_id;
+    } else {
+      streaming = true;
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream", [this, c, slot, &req](size_t, httplib::DataSink& sink) {
+            httplib::Response status;  // for the request line only
+            status.status = 200;
+            bool first = true;
+            auto send = [&](const json& j) {
+              const std::string ev = "data: " + dump(j) + "\n\n";
+              return sink.write(ev.data(), ev.size());
+            };
+            std::string extra;
+            try {
+              run(*c, [&](const std::string& piece) {
+                const bool ok = send(chunk_json(*c, piece, first));
+                first = false;
+                return ok;
+              });
+              send(final_chunk_json(*c));
+              extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) +
+                      " decision=" + c->review.decision + " audit=" + c->audit_id + " stream";
+            } catch (const HttpError& e) {
+              send(error_json(e));
+              status.status = e.status;
+            } catch (const std::exception& e) {
+              HttpError he = translate(e);
+              send(error_json(he));
+              status.status = he.status;
+            }
+            const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+            finish(req, status, c->endpoint, c->t0, extra);
+            return true;
+          });
+    }
+  } catch (const HttpError& e) {
+    send_error(res, e);
+  } catch (const std::exception& e) {
+    send_error(res, translate(e));
+  }
+  if (!streaming) finish(req, res, endpoint, t0, extra);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /v1/explain: the explain job on the served model, the envelope of `candor explain --json`
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response& res) {
+  guarded(req, res, "/v1/explain", [&](std::string* extra) {
+    if (!ready) {
+      HttpError e;
+      e.status = 503;
+      e.type = "server_error";
+      e.code = "loading";
+      e.message = "the model is still loading";
+      e.retry_after_s = 1;
+      throw e;
+    }
+    const Caller caller = authorize(req, "client");
+    auto sup = current();
+    const supervise::Policy& pol = sup->policy;
+    if (static_cast<int64_t>(req.body.size()) > pol.limits.max_body_bytes) {
+      HttpError e;
+      e.status = 413;
+      e.code = "body_too_large";
+      e.message = "the request body is larger than the " +
+                  std::to_string(pol.limits.max_body_bytes) + " bytes the policy allows";
+      throw e;
+    }
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::exception& e) {
+      throw bad_request(std::string("the body is not valid JSON: ") + e.what(), "", "invalid_json");
+    }
+    if (!body.is_object())
+      throw bad_request("the request body must be a JSON object", "", "invalid_json");
+    jobs::ExplainOptions o;
+    auto str = [&](const char* f, std::string* out) {
+      auto it = body.find(f);
+      if (it == body.end() || it->is_null()) return;
+      if (!it->is_string())
+        throw bad_request(std::string("'") + f + "' must be a string", f, "invalid_type");
+      *out = it->get<std::string>();
+    };
+    std::string model_name;
+    str("model", &model_name);
+    if (!model_name.empty() && model_name != model_id()) {
+      HttpError e;
+      e.status = 404;
+      e.code = "model_not_found";
+      e.param = "model";
+      e.message = "the model '" + model_name + "' is not served here; this server serves '" +
+                  model_id() + "'";
+      throw e;
+    }
+    str("prompt", &o.prompt);
+    str("system", &o.system);
+    str("granularity", &o.granularity);
+    str("target", &o.target);
+    str("contrast", &o.contrast);
+    str("target_function", &o.target_function);
+    str("baseline", &o.baseline);
+    str("removal", &o.removal);
+    if (auto it = body.find("methods"); it != body.end() && !it->is_null()) {
+      if (!it->is_array())
+        throw bad_request("'methods' must be an array of method specs", "methods", "invalid_type");
+      for (const json& m : *it) {
+        if (!m.is_string())
+          throw bad_request("'methods' must be an array of method specs", "methods",
+                            "invalid_type");
+        o.methods.push_back(m.get<std::string>());
+      }
+    }
+    if (o.methods.empty()) o.methods = {pol.explain.method};
+    if (static_cast<int64_t>(o.methods.size()) > pol.explain.max_methods)
+      throw bad_request("'methods' asks for " + std::to_string(o.methods.size()) +
+                            " methods; the policy allows " +
+                            std::to_string(pol.explain.max_methods),
+                        "methods", "policy_limit");
+    for (const auto& s : o.methods) {
+      bool ok = method_name(s) == method_name(pol.explain.method);
+      for (const auto& a : pol.explain.allowed_methods) ok = ok || method_name(a) == method_name(s);
+      if (!ok)
+        throw bad_request("'methods': the policy does not allow '" + s + "'", "methods",
+                          "policy_limit");
+    }
+    auto boolean = [&](const char* f, bool* out) {
+      auto it = body.find(f);
+      if (it == body.end() || it->is_null()) return;
+      if (!it->is_boolean())
+        throw bad_request(std::string("'") + f + "' must be a boolean", f, "invalid_type");
+      *out = it->get<bool>();
+    };
+    boolean("chat", &o.chat);
+    boolean("evaluate", &o.evaluate);
+    boolean("consensus", &o.consensus);
+    if (auto it = body.find("generate"); it != body.end() && !it->is_null()) {
+      if (!it->is_number_integer())
+        throw bad_request("'generate' must be an integer", "generate", "invalid_type");
+      o.generate = it->get<int64_t>();
+      if (o.generate < 0 || o.generate > pol.limits.max_tokens)
+        throw bad_request(
+            "'generate' must be in [0, " + std::to_string(pol.limits.max_tokens) + "]", "generate");
+    }
+    const Model* m;
+    std::shared_ptr<store::AuditLog> log;
+    std::string wh;
+    {
+      std::lock_guard<std::mutex> lock(state_mu);
+      m = model;
+      log = audit;
+      wh = weights_hash;
+    }
+    o.model.model = m;
+    o.model.path = model_id();
+    o.threads = threads_per_request;
+    if (!admission->enter(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                             pol.limits.request_timeout_ms)))) {
+      HttpError e;
+      e.status = 429;
+      e.type = "rate_limit_error";
+      e.code = "too_many_requests";
+      e.retry_after_s = 1;
+      e.message = "all slots are busy and the queue is full";
+      throw e;
+    }
+    struct Leave {
+      Admission* a;
+      ~Leave() { a->leave(); }
+    } leave{admission.get()};
+    const auto t0 = Clock::now();
+    jobs::ExplainResult r = jobs::run_explain(o);
+    store::AuditRecord rec;
+    rec.endpoint = "/v1/explain";
+    rec.key_id = caller.key_id;
+    rec.model_id = model_id();
+    rec.weights_hash = wh;
+    rec.policy_hash = pol.hash;
+    rec.parameters = {{"methods", o.methods},   {"granularity", o.granularity},
+                      {"target", o.target},     {"contrast", o.contrast},
+                      {"generate", o.generate}, {"evaluate", o.evaluate}};
+    if (pol.log_content) {
+      rec.prompt = valid_utf8(o.prompt);
+      rec.answer = valid_utf8(r.context.generated_text);
+    }
+    rec.explanation = valid_utf8(explanation_summary(r.attributions, pol.explain.top_features));
+    rec.decision = "allow";
+    rec.timings = {{"explain_ms", ms_since(t0)}};
+    try {
+      rec = log->append(std::move(rec));
+    } catch (const Error& e) {
+      HttpError he;
+      he.status = e.code() == ErrorCode::kResourceExhausted ? 429 : 500;
+      he.type = he.status == 429 ? "rate_limit_error" : "server_error";
+      he.code = he.status == 429 ? "audit_queue_full" : "audit_write_failed";
+      he.retry_after_s = he.status == 429 ? 1 : 0;
+      he.message = std::string("the audit record could not be committed: ") + e.what();
+      throw he;
+    }
+    nlohmann::ordered_json env = r.envelope;
+    env["audit_id"] = rec.id;
+    res.set_content(env.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    *extra = " audit=" + rec.id;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit endpoints (auditor role)
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Response& res) {
+  guarded(req, res, "/v1/audit/records", [&](std::string*) {
+    authorize(req, "auditor");
+    auto log = this->log();
+    if (!log) throw http_error(503, "the audit log is not open yet", "server_error", "loading");
+    store::AuditQuery q;
+    auto integer = [&](const char* name, int64_t* out, int64_t lo, int64_t hi) {
+      if (!req.has_param(name)) return;
+      const std::string v = req.get_param_value(name);
+      try {
+        size_t used = 0;
+        const int64_t x = std::stoll(v, &used);
+        if (used != v.size() || x < lo || x > hi) throw std::invalid_argument(v);
+        *out = x;
+      } catch (const std::exception&) {
+        throw bad_request(std::string("'") + name + "' must be an integer in [" +
+                              std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v + "'",
+                          name);
+      }
+    };
+    integer("from", &q.from_ms, 0, INT64_MAX);
+    integer("to", &q.to_ms, 0, INT64_MAX);
+    integer("offset", &q.offset, 0, INT64_MAX);
+    integer("limit", &q.limit, 1, 1000);
+    if (req.has_param("decision")) q.decision = req.get_param_value("decision");
+    if (req.has_param("check")) q.check = req.get_param_value("check");
+    if (req.has_param("model")) q.model_id = req.get_param_value("model");
+    if (req.has_param("key")) q.key_id = req.get_param_value("key");
+    if (req.has_param("refers_to")) q.refers_to = req.get_param_value("refers_to");
+    store::AuditPage page = log->query(q);
+    json recs = json::array();
+    for (const auto& r : page.records) recs.push_back(r.to_json());
+    res.set_content(dump({{"object", "list"},
+                          {"data", recs},
+                          {"total", page.total},
+                          {"offset", q.offset},
+                          {"limit", q.limit}}),
+                    "application/json");
+  });
+}
+
+void Server::Impl::handle_audit_get(const httplib::Request& req, httplib::Response& res) {
+  guarded(req, res, "/v1/audit/records/{id}", [&](std::string*) {
+    authorize(req, "auditor");
+    auto log = this->log();
+    if (!log) throw http_error(503, "the audit log is not open yet", "server_error", "loading");
+    const std::string id = req.matches[1];
+    auto r = log->get(id);
+    if (!r)
+      throw http_error(404, "no audit record '" + id + "'", "invalid_request_error", "not_found");
+    res.set_content(dump(r->to_json()), "application/json");
+  });
+}
+
+void Server::Impl::enqueue_async(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(async_mu);
+    async_jobs.push_back(std::move(job));
+  }
+  async_cv.notify_one();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::routes() {
+  httplib::Server& s = *http;
+  s.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    if (ready) {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    } else {
+      res.status = 503;
+      res.set_header("Retry-After", "1");
+      res.set_content(R"({"status":"loading"})", "application/json");
+    }
+    finish(req, res, "/health", t0, "");
+  });
+  s.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    const auto t0 = Clock::now();
+    metrics.gauge("candor_queue_depth", admission->waiting());
+    metrics.gauge("candor_requests_in_flight", admission->running());
+    if (auto log = this->log())
+      metrics.gauge("candor_audit_queue_depth", static_cast<double>(log->queue_depth()));
+    res.set_content(metrics.render(), "text/plain; version=0.0.4");
+    finish(req, res, "/metrics", t0, "");
+  });
+  s.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    guarded(req, res, "/v1/models", [&](std::string*) {
+      authorize(req, "");
+      json data = json::array();
+      if (ready)
+        data.push_back(
+            {{"id", model_id()}, {"object", "model"}, {"created", 0}, {"owned_by", "candor"}});
+      res.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
+    });
+  });
+  s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_completion(req, res, false);
+  });
+  s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_completion(req, res, true);
+  });
+  s.Post("/v1/explain",
+         [this](const httplib::Request& req, httplib::Response& res) { handle_explain(req, res); });
+  s.Get("/v1/audit/records", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_audit_list(req, res);
+  });
+  s.Get(
+      R"(/v1/audit/records/([0-9A-Za-z_-]+))",
+      [this](const httplib::Request& req, httplib::Response& res) { handle_audit_get(req, res); });
+  // What httplib answers itself (no route, a body over the limit, a bad request line) gets the
+  // error object too.
+  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    HttpError e;
+    e.status = res.status;
+    if (res.status == 404) {
+      e.code = "not_found";
+      e.message = "no endpoint " + req.method + " " + req.path + " (see docs/serve.md)";
+    } else if (res.status == 413) {
+      e.code = "body_too_large";
+      e.message = "the request body is larger than the server accepts";
+    } else {
+      e.code = "http_" + std::to_string(res.status);
+      e.message = "the request could not be served (HTTP " + std::to_string(res.status) + ")";
+    }
+    res.set_content(dump(error_json(e)), "application/json");
+    if (res.status == 404 || res.status == 413) {
+      metrics.count("candor_requests_total",
+                    {{"endpoint", "other"}, {"status", std::to_string(res.status)}});
+      notice(req.method + " " + req.path + " " + std::to_string(res.status));
+    }
+  });
+  s.set_exception_handler(
+      [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        HttpError e;
+        e.status = 500;
+        e.type = "server_error";
+        e.code = "internal_error";
+        e.message = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& ex) {
+          e.message = ex.what();
+        } catch (...) {
+        }
+        send_error(res, e);
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.opt = std::move(options);
+  if (s.opt.parallel < 1)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--parallel must be at least 1, got " + std::to_string(s.opt.parallel));
+  if (s.opt.api_keys.empty() && !is_loopback(s.opt.host))
+    throw Error(ErrorCode::kInvalidArgument,
+                "refusing to listen on '" + s.opt.host + "' without API keys",
+                "listen on 127.0.0.1, or give --api-keys FILE (docs/serve.md)");
+  if (s.opt.tls_cert.empty() != s.opt.tls_key.empty())
+    throw Error(ErrorCode::kInvalidArgument, "TLS needs both --tls-cert and --tls-key");
+  const int queue = s.opt.queue == 0 ? 4 * s.opt.parallel : std::max(0, s.opt.queue);
+  s.admission = std::make_unique<Admission>(s.opt.parallel, queue);
+  s.threads_per_request =
+      s.opt.threads > 0 ? s.opt.threads : std::max(1, usable_cores() / s.opt.parallel);
+  if (!s.opt.tls_cert.empty()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(s.opt.tls_cert.c_str(), s.opt.tls_key.c_str());
+    if (!ssl->is_valid())
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot use the TLS certificate '" + s.opt.tls_cert + "' with the key '" +
+                      s.opt.tls_key + "'",
+                  "give a PEM certificate and its PEM private key");
+    s.http = std::move(ssl);
+  } else {
+    s.http = std::make_unique<httplib::Server>();
+  }
+  // Enough workers that waiting connections are not starved by keep-alive ones; the model is
+  // guarded by the admission gate, not by the pool.
+  const int workers = std::max(16, s.opt.parallel + queue + 8);
+  s.http->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  s.http->set_keep_alive_max_count(1000);
+  s.http->set_keep_alive_timeout(5);
+  s.http->set_tcp_nodelay(true);
+  s.supervision = std::make_shared<Supervision>();
+  s.routes();
+  s.async_thread = std::thread([&s] {
+    std::unique_lock<std::mutex> lock(s.async_mu);
+    for (;;) {
+      s.async_cv.wait(lock, [&] { return s.async_stop || !s.async_jobs.empty(); });
+      if (s.async_jobs.empty()) return;  // stopping and drained
+      auto job = std::move(s.async_jobs.front());
+      s.async_jobs.pop_front();
+      lock.unlock();
+      try {
+        job();
+      } catch (const std::exception& e) {
+        s.notice(std::string("async checks failed: ") + e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+Server::~Server() {
+  try {
+    stop();
+  } catch (...) {
+  }
+}
+
+int Server::bind() {
+  Impl& s = *impl_;
+  s.http->set_payload_max_length(static_cast<size_t>(s.current()->policy.limits.max_body_bytes));
+  if (s.opt.port == 0) {
+    s.port = s.http->bind_to_any_port(s.opt.host);
+    if (s.port < 0) s.port = 0;
+  } else {
+    s.port = s.http->bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : 0;
+  }
+  if (s.port <= 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot listen on " + s.opt.host + ":" + std::to_string(s.opt.port),
+                "is another server on that port? give another --listen HOST:PORT (port 0 picks a "
+                "free one)");
+  s.bound = true;
+  return s.port;
+}
+
+void Server::start() {
+  Impl& s = *impl_;
+  if (!s.bound) bind();
+  if (s.started) return;
+  s.started = true;
+  s.thread = std::thread([&s] { s.http->listen_after_bind(); });
+  // Wait (bounded) until the listening loop runs, so stop() right after start() cannot race it.
+  for (int i = 0; i < 500 && !s.http->is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+}
+
+void Server::stop() {
+  Impl& s = *impl_;
+  if (s.stopped) return;
+  s.stopped = true;
+  if (s.started) {
+    s.http->stop();
+    if (s.thread.joinable()) s.thread.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.async_mu);
+    s.async_stop = true;
+  }
+  s.async_cv.notify_all();
+  if (s.async_thread.joinable()) s.async_thread.join();
+}
+
+void Server::wait() {
+  Impl& s = *impl_;
+  if (s.thread.joinable()) s.thread.join();
+}
+
+void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
+                       std::string weights_hash) {
+  Impl& s = *impl_;
+  if (model == nullptr || !log)
+    throw Error(ErrorCode::kInvalidArgument, "Server::set_model needs a model and an audit log");
+  if (model->config().kind != ModelKind::kCausalLM)
+    throw Error(ErrorCode::kUnsupported,
+                "candor serve needs a causal language model; this one is a classifier",
+                "serve a language model (a llama2.c checkpoint, a Hugging Face or GGUF decoder)");
+  {
+    std::lock_guard<std::mutex> lock(s.state_mu);
+    s.model = model;
+    s.audit = std::move(log);
+    s.weights_hash = std::move(weights_hash);
+  }
+  s.ready = true;
+}
+
+void Server::set_supervision(std::shared_ptr<const Supervision> supervision) {
+  Impl& s = *impl_;
+  if (!supervision)
+    throw Error(ErrorCode::kInvalidArgument, "Server::set_supervision needs a policy");
+  {
+    std::lock_guard<std::mutex> lock(s.state_mu);
+    s.supervision = std::move(supervision);
+  }
+  s.metrics.count("candor_policy_reloads_total", {});
+}
+
+int Server::port() const { return impl_->port; }
+
+std::string Server::url() const {
+  return std::string(impl_->opt.tls_cert.empty() ? "http" : "https") + "://" + impl_->opt.host +
+         ":" + std::to_string(impl_->port);
+}
+
+}  // namespace candor::serve
