@@ -23,6 +23,11 @@ std::string fmt(double v) {
 
 bool is_word_byte(unsigned char c) { return std::isalnum(c) || c == '\'' || c >= 0x80; }
 
+// Words longer than this (a URL, an encoded blob, a 50 MB line without spaces) are part of no
+// n-gram feature: they would only be copied into every n-gram that holds them (several times
+// the text) to be dropped by min_count.
+constexpr size_t kMaxWordBytes = 256;
+
 }  // namespace
 
 std::vector<std::string> Featurizer::words(const std::string& text, bool lowercase) {
@@ -121,9 +126,11 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       std::vector<std::string> w = words(c.raw[r], o.lowercase);
       std::vector<std::string> grams;
       for (size_t i = 0; i < w.size(); ++i) {
+        if (w[i].size() > kMaxWordBytes) continue;
         std::string g = w[i];
         grams.push_back(g);
         for (int n = 2; n <= o.ngram_max && i + n <= w.size(); ++n) {
+          if (w[i + n - 1].size() > kMaxWordBytes) break;
           g += " " + w[i + n - 1];
           grams.push_back(g);
         }
@@ -202,8 +209,10 @@ std::vector<std::vector<uint16_t>> Featurizer::transform(const data::Table& tabl
       std::vector<std::string> w = words(c.raw[r], options_.lowercase);
       bins.back()[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
       for (size_t a = 0; a < w.size(); ++a) {
+        if (w[a].size() > kMaxWordBytes) continue;
         std::string g = w[a];
         for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1 && w[a + n - 1].size() > kMaxWordBytes) break;
           if (n > 1) g += " " + w[a + n - 1];
           auto it = index.find(g);
           if (it != index.end()) bins[it->second][i] = 1;
@@ -247,8 +256,10 @@ SparseRows Featurizer::transform_sparse(const data::Table& table,
       out.length[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
       present.clear();
       for (size_t a = 0; a < w.size(); ++a) {
+        if (w[a].size() > kMaxWordBytes) continue;
         std::string g = w[a];
         for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1 && w[a + n - 1].size() > kMaxWordBytes) break;
           if (n > 1) g += " " + w[a + n - 1];
           auto it = index.find(g);
           if (it != index.end()) present.push_back(static_cast<uint32_t>(it->second));

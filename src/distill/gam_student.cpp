@@ -152,6 +152,63 @@ class GamStudent : public GlassBoxStudent {
     return ovr_probs(m, k_, n);
   }
 
+  nlohmann::json state() const override {
+    nlohmann::json j = glassbox_state(o_, k_);
+    j["models"] = nlohmann::json::array();
+    for (const Model& md : models_) {
+      nlohmann::json m = {{"intercept", md.intercept},
+                          {"shapes", md.shapes},
+                          {"importance", md.importance},
+                          {"pairs", nlohmann::json::array()}};
+      for (const Pair& pr : md.pairs)
+        m["pairs"].push_back({{"features", {pr.f1, pr.f2}},
+                              {"bins_per_cell", {pr.div1, pr.div2}},
+                              {"shape", {pr.n1, pr.n2}},
+                              {"values", pr.table},
+                              {"importance", pr.importance}});
+      j["models"].push_back(std::move(m));
+    }
+    return j;
+  }
+
+  void restore(const nlohmann::json& j) override {
+    models_.clear();
+    for (const auto& e : j.at("models")) {
+      Model md;
+      md.intercept = e.at("intercept").get<double>();
+      md.shapes = e.at("shapes").get<std::vector<std::vector<double>>>();
+      md.importance = e.at("importance").get<std::vector<double>>();
+      if (md.shapes.size() != features_.size())
+        throw std::runtime_error("the GAM's shapes do not match the features");
+      for (size_t f = 0; f < features_.size(); ++f)
+        if (md.shapes[f].size() != static_cast<size_t>(features_[f].n_bins()))
+          throw std::runtime_error("the shape of '" + features_[f].name +
+                                   "' does not match its bins");
+      for (const auto& q : e.at("pairs")) {
+        Pair pr;
+        pr.f1 = q.at("features").at(0).get<size_t>();
+        pr.f2 = q.at("features").at(1).get<size_t>();
+        pr.div1 = q.at("bins_per_cell").at(0).get<int>();
+        pr.div2 = q.at("bins_per_cell").at(1).get<int>();
+        pr.n1 = q.at("shape").at(0).get<int>();
+        pr.n2 = q.at("shape").at(1).get<int>();
+        pr.table = q.at("values").get<std::vector<double>>();
+        pr.importance = q.at("importance").get<double>();
+        if (pr.f1 >= features_.size() || pr.f2 >= features_.size() || pr.div1 < 1 ||
+            pr.div2 < 1 || pr.n1 < 1 || pr.n2 < 1 ||
+            pr.table.size() != static_cast<size_t>(pr.n1) * static_cast<size_t>(pr.n2) ||
+            (features_[pr.f1].n_bins() - 1) / pr.div1 >= pr.n1 ||
+            (features_[pr.f2].n_bins() - 1) / pr.div2 >= pr.n2)
+          throw std::runtime_error("an interaction does not match its features' bins");
+        md.pairs.push_back(std::move(pr));
+      }
+      models_.push_back(std::move(md));
+    }
+    if (models_.size() != (k_ == 2 ? 1 : k_))
+      throw std::runtime_error("the GAM has " + std::to_string(models_.size()) + " models for " +
+                               std::to_string(k_) + " classes");
+  }
+
   nlohmann::json explain() const override {
     nlohmann::json j;
     j["kind"] = "gam";

@@ -154,6 +154,31 @@ class LinearStudent : public GlassBoxStudent {
     return t;
   }
 
+  nlohmann::json state() const override {
+    nlohmann::json j = glassbox_state(o_, k_);
+    j["intercepts"] = intercept_;
+    j["weights"] = weights_;
+    return j;
+  }
+
+  void restore(const nlohmann::json& j) override {
+    intercept_ = j.at("intercepts").get<std::vector<double>>();
+    weights_ = j.at("weights").get<std::vector<std::vector<double>>>();
+    offsets_.clear();
+    size_t p = 0;
+    for (const Feature& f : features_) {
+      offsets_.push_back(p);
+      p += f.n_bins();
+    }
+    const size_t problems = k_ == 2 ? 1 : k_;
+    if (intercept_.size() != problems || weights_.size() != problems)
+      throw std::runtime_error("the linear student has " + std::to_string(weights_.size()) +
+                               " models for " + std::to_string(k_) + " classes");
+    for (const auto& w : weights_)
+      if (w.size() != p)
+        throw std::runtime_error("the linear student's weights do not match the features' bins");
+  }
+
   nlohmann::json explain() const override {
     nlohmann::json j;
     j["kind"] = "linear";

@@ -1,6 +1,8 @@
 // The students' common ground: their declared options and the spec parser ("linear",
 // "tree:max_depth=5", ... through candor/options.h), the factory,
 // the default methods of Student and the one-vs-rest reduction.
+#include <nlohmann/json.hpp>
+
 #include <limits>
 #include <map>
 
@@ -128,6 +130,74 @@ std::unique_ptr<Student> make_student(const StudentOptions& o) {
   }
   throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
               "use linear, tree, gam or transformer");
+}
+
+nlohmann::json Student::state() const {
+  throw Error(ErrorCode::kUnsupported, "the " + kind() + " student is not saved as JSON",
+              "a transformer student is saved as a Hugging Face folder (OUT/model)");
+}
+
+nlohmann::json glassbox_state(const StudentOptions& o, size_t k) {
+  return {{"kind", o.kind},
+          {"classes", k},
+          {"options",
+           {{"lambda", o.lambda},
+            {"l1_ratio", o.l1_ratio},
+            {"max_iter", o.max_iter},
+            {"max_depth", o.max_depth},
+            {"min_leaf", o.min_leaf},
+            {"rounds", o.rounds},
+            {"interactions", o.interactions},
+            {"learning_rate", o.learning_rate},
+            {"seed", o.seed}}}};
+}
+
+void GlassBoxStudent::restore_common(const nlohmann::json& j, const std::vector<Feature>& features) {
+  features_ = features;
+  k_ = j.at("classes").get<size_t>();
+  if (k_ < 2) throw std::runtime_error("a student needs at least two classes");
+  const nlohmann::json& o = j.at("options");
+  o_.lambda = o.at("lambda").get<double>();
+  o_.l1_ratio = o.at("l1_ratio").get<double>();
+  o_.max_iter = o.at("max_iter").get<int>();
+  o_.max_depth = o.at("max_depth").get<int>();
+  o_.min_leaf = o.at("min_leaf").get<int>();
+  o_.rounds = o.at("rounds").get<int>();
+  o_.interactions = o.at("interactions").get<int>();
+  o_.learning_rate = o.at("learning_rate").get<double>();
+  o_.seed = o.at("seed").get<uint64_t>();
+}
+
+std::unique_ptr<Student> student_from_state(const nlohmann::json& state, const Featurizer& f,
+                                            const std::string& source) {
+  std::string kind;
+  try {
+    kind = state.at("kind").get<std::string>();
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": not a saved student (" + std::string(e.what()) + ")",
+                "give the student.json that candor distill wrote");
+  }
+  if (kind != "linear" && kind != "tree" && kind != "gam")
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": a saved student of kind '" + kind + "' (candor reads linear, tree, gam)",
+                "distill the student again with this version of candor");
+  StudentOptions o;
+  o.kind = kind;
+  o.spec = kind;
+  std::unique_ptr<Student> s = make_student(o);
+  auto* g = static_cast<GlassBoxStudent*>(s.get());
+  try {
+    g->restore_common(state, f.features());
+    g->restore(state);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": the saved " + kind + " student is malformed (" + e.what() + ")",
+                "distill the student again (candor distill ... --out DIR)");
+  }
+  return s;
 }
 
 void Student::fit_text(const std::vector<std::string>&, const Probs&, const std::vector<int>&,
