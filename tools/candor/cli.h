@@ -29,6 +29,7 @@ Runner add_train(CLI::App& app);
 Runner add_evaluate(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_audit(CLI::App& app);
+Runner add_predict(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2, as every jobs::RequestError is.
 class UsageError : public jobs::RequestError {
