@@ -32,18 +32,27 @@ constexpr size_t kMaxWordBytes = 256;
 
 std::vector<std::string> Featurizer::words(const std::string& text, bool lowercase) {
   std::vector<std::string> out;
-  std::string cur;
-  for (unsigned char c : text) {
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
     if (is_word_byte(c)) {
-      cur.push_back(lowercase && c < 0x80 ? static_cast<char>(std::tolower(c))
-                                          : static_cast<char>(c));
+      // The whole word is copied once, at its final size (appending a byte at a time grows the
+      // string by doubling: twice a long word at the peak).
+      size_t end = i;
+      while (end < n && is_word_byte(static_cast<unsigned char>(text[end]))) ++end;
+      std::string w(text, i, end - i);
+      if (lowercase)
+        for (char& ch : w)
+          if (static_cast<unsigned char>(ch) < 0x80)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      out.push_back(std::move(w));
+      i = end;
       continue;
     }
-    if (!cur.empty()) out.push_back(std::move(cur));
-    cur.clear();
     if (!std::isspace(c) && c != '"') out.emplace_back(1, static_cast<char>(c));
+    ++i;
   }
-  if (!cur.empty()) out.push_back(std::move(cur));
   return out;
 }
 

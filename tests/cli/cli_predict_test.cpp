@@ -253,8 +253,9 @@ TEST(CliTableModels, InfoDescribesThemAndOtherCommandsSayWhichTakeThem) {
   EXPECT_THAT(r.out, HasSubstr("colour (categorical), x (numeric)"));
   EXPECT_THAT(r.out, HasSubstr("candor predict --model"));
   for (const std::string m : {dir + "/mlp", dir + "/mlp/model.ckpt", dir + "/tree"}) {
-    for (const std::string cmd : {"explain --prompt hello --model ", "generate --model ",
-                                  "convert --out " + dir + "/conv --model "}) {
+    for (const std::string cmd :
+         {std::string("explain --prompt hello --model "), std::string("generate --model "),
+          "convert --out " + dir + "/conv --model "}) {
       r = cli(cmd + m);
       EXPECT_NE(r.code, 0) << cmd << m << ": " << r.out;
       EXPECT_THAT(r.out, HasSubstr("a model over table rows")) << cmd << m;
@@ -275,7 +276,7 @@ TEST(CliPredict, BadRowsFailOrAreSkippedAndTheOutputIsComplete) {
   // fail: the first bad row is named; nothing is written, not even the rows before it.
   testing::CliRun r = cli("predict --model " + model + " --data " + data + " --out " + dir + "/p.csv");
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("big.csv line 2502, column 'text'"));
+  EXPECT_THAT(r.out, HasSubstr("big.csv line 2502: column 'text': no value"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/p.csv"));
   // skip: both bad rows listed, every other row predicted, in order.
   r = cli("predict --model " + model + " --data " + data + " --out " + dir +

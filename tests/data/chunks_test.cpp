@@ -1,5 +1,7 @@
 // TableChunks: a file read in chunks gives the rows, lines and bad records of the whole-file
 // reader, whatever the chunk size.
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 
 #include "candor/data.h"
@@ -18,9 +20,10 @@ std::string write(const std::string& name, const std::string& text) {
   return path;
 }
 
-// The raw values, missing flags and lines of every row, and the skipped lines, over all chunks.
+// The present values and lines of every row, and the skipped lines, over all chunks (a JSON Lines
+// chunk has the keys its lines hold: a column absent from a chunk is missing in its rows).
 struct Read {
-  std::vector<std::vector<std::string>> rows;  // [row] column=value, in column order
+  std::vector<std::vector<std::string>> rows;  // [row] column=value of the present values
   std::vector<int64_t> lines, skipped;
 };
 
@@ -28,7 +31,7 @@ void take(const Table& t, Read* r) {
   for (size_t i = 0; i < t.n_rows(); ++i) {
     std::vector<std::string> row;
     for (const Column& c : t.columns())
-      row.push_back(c.name + "=" + (c.is_missing(i) ? "<missing>" : c.raw[i]));
+      if (!c.is_missing(i)) row.push_back(c.name + "=" + c.raw[i]);
     r->rows.push_back(row);
     r->lines.push_back(t.line_of(i));
   }
@@ -70,6 +73,7 @@ TEST(TableChunks, CsvChunksAreTheWholeFile) {
   EXPECT_EQ(r.skipped, (std::vector<int64_t>{6, 9, 10}));
   EXPECT_EQ(r.rows[0][1], "text=two\nlines, and \"quotes\"");
   EXPECT_EQ(r.rows[1][1], "text=a\"b");
+  EXPECT_EQ(r.rows[2].size(), 2u);  // x is NA: missing
 }
 
 TEST(TableChunks, BadRecordsNameTheFileLine) {
@@ -107,6 +111,56 @@ TEST(TableChunks, EmptyFilesAndFoldersAreErrors) {
   EXPECT_THAT(error_of([&] { chunked("/nonexistent/x.csv", {}, 2); }), HasSubstr("cannot open"));
   // A header alone: no rows, no error (as read_csv).
   EXPECT_TRUE(chunked(write("h.csv", "a,b\n"), {}, 2).rows.empty());
+}
+
+}  // namespace
+}  // namespace candor::data
+
+namespace candor::data {
+namespace {
+
+// The JSON Lines reader scans flat objects itself (a long string decoded once): every field is
+// what a JSON parser reads (strings decoded, escapes and surrogate pairs included; numbers,
+// arrays and objects as their JSON text; booleans; null as missing), and what it does not scan
+// (duplicate keys, malformed lines) is still read or reported as before.
+TEST(JsonLinesScan, FieldsAreWhatAJsonParserReads) {
+  const std::vector<std::string> lines = {
+      R"({"a": "plain", "b": 1, "c": -2.50, "d": true, "e": false, "f": null})",
+      R"(  {"a":"esc \" \\ \/ \b\f\n\r\t end","b":1e3,"c":[1, 2, {"x": "]"}],"d":{"k": [true]}}  )",
+      R"({"a": "\u00e9\u4e2d\ud83d\ude00", "b": 12345678901234567890, "c": "", "d": "NA"})",
+      R"({"a": "x", "a": "y", "b": 0})",  // a duplicate key: the parser's reading
+      R"({})",
+      R"({"b": 0.1, "a": "unicode ünïcödé"})",
+  };
+  std::string text;
+  for (const std::string& l : lines) text += l + "\n";
+  Table t = parse_jsonl(text, "t.jsonl");
+  ASSERT_EQ(t.n_rows(), lines.size());
+  for (size_t r = 0; r < lines.size(); ++r) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(lines[r]);
+    for (const Column& c : t.columns()) {
+      if (!j.contains(c.name) || j[c.name].is_null()) {
+        EXPECT_TRUE(c.is_missing(r)) << "line " << r + 1 << " " << c.name;
+        continue;
+      }
+      const nlohmann::ordered_json& v = j[c.name];
+      const std::string want = v.is_string()    ? v.get<std::string>()
+                               : v.is_boolean() ? (v.get<bool>() ? "true" : "false")
+                                                : v.dump();
+      EXPECT_EQ(c.raw[r], want) << "line " << r + 1 << " " << c.name;
+      EXPECT_EQ(c.is_missing(r), want.empty() || want == "NA") << "line " << r + 1 << " " << c.name;
+    }
+  }
+  // Malformed lines are reported as the parser reports them.
+  for (const std::string bad : {R"({"a": "x",})", R"({"a": 01})", R"({"a": "\x"})",
+                                R"({"a": "\ud800"})", R"({"a": "x"} trailing)", "[1, 2]"}) {
+    ReadOptions skip;
+    skip.on_error = ErrorPolicy::kSkip;
+    Table s = parse_jsonl("{\"a\": \"ok\"}\n" + bad + "\n", "b.jsonl", skip);
+    EXPECT_EQ(s.n_rows(), 1u) << bad;
+    ASSERT_EQ(s.skipped().size(), 1u) << bad;
+    EXPECT_EQ(s.skipped()[0].line, 2) << bad;
+  }
 }
 
 }  // namespace

@@ -204,8 +204,8 @@ class Writer {
         const Value& v = values[i];
         if (v.missing)
           j[columns_[i]] = nullptr;
-        else if (v.is_number)
-          j[columns_[i]] = nlohmann::ordered_json::parse(v.text);
+        else if (v.is_number)  // a kept column's text that is not a JSON number stays text
+          j[columns_[i]] = number_or_text(v.text);
         else
           j[columns_[i]] = v.text;
       }
@@ -217,6 +217,11 @@ class Writer {
   }
 
  private:
+  static nlohmann::ordered_json number_or_text(const std::string& s) {
+    nlohmann::ordered_json v = nlohmann::ordered_json::parse(s, nullptr, false);
+    if (v.is_discarded() || !v.is_number()) return s;
+    return v;
+  }
   static std::string csv(const std::string& s) {
     if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
     std::string q = "\"";
@@ -326,6 +331,10 @@ Runner add_predict(CLI::App& app) {
     }
     AtomicFile file(o->out);
     Writer writer(file.stream(), jsonl, columns);
+    // Chunks are read skipping bad records, so that those of the reader and the rows without a
+    // value the model needs are reported together, the first in file order first.
+    const data::ErrorPolicy policy = ro.on_error;
+    ro.on_error = data::ErrorPolicy::kSkip;
     data::TableChunks chunks(o->data, ro, m.generate ? 64 : 1024);
     data::Table t;
     size_t written = 0;
@@ -337,24 +346,25 @@ Runner add_predict(CLI::App& app) {
     };
     while (chunks.next(&t)) {
       cancelled();
-      skipped.insert(skipped.end(), t.skipped().begin(), t.skipped().end());
+      std::vector<data::SkippedRecord> bad = t.skipped();
       // Rows without a value the model needs are bad records.
       std::vector<size_t> rows;
       for (size_t r = 0; r < t.n_rows(); ++r) {
         std::string lacking;
         for (const std::string& c : m.needs_value)
           if (lacking.empty() && t.column(c).is_missing(r)) lacking = c;
-        if (lacking.empty()) {
+        if (lacking.empty())
           rows.push_back(r);
-          continue;
-        }
-        const std::string reason = "column '" + lacking + "': no value to predict from";
-        if (ro.on_error == data::ErrorPolicy::kFail)
-          throw Error(ErrorCode::kInvalidArgument, t.where(r) + ", " + reason,
-                      "fill it in, or pass --on-error skip to leave such rows out (they are "
-                      "listed)");
-        skipped.push_back({t.line_of(r), reason});
+        else
+          bad.push_back({t.line_of(r), "column '" + lacking + "': no value to predict from"});
       }
+      std::sort(bad.begin(), bad.end(), [](const auto& a, const auto& b) { return a.line < b.line; });
+      if (!bad.empty() && policy == data::ErrorPolicy::kFail)
+        throw Error(ErrorCode::kInvalidArgument,
+                    o->data + " line " + std::to_string(bad[0].line) + ": " + bad[0].reason,
+                    "fix the record, or pass --on-error skip to leave bad records out (they are "
+                    "listed)");
+      skipped.insert(skipped.end(), bad.begin(), bad.end());
       std::vector<std::vector<Writer::Value>> out(rows.size());
       for (size_t i = 0; i < rows.size(); ++i) {
         out[i].push_back({std::to_string(t.line_of(rows[i])), true, false});
@@ -385,8 +395,6 @@ Runner add_predict(CLI::App& app) {
     cancelled();
     file.commit();
     if (!skipped.empty()) {
-      std::sort(skipped.begin(), skipped.end(),
-                [](const auto& a, const auto& b) { return a.line < b.line; });
       std::cerr << o->data << ": skipped " << skipped.size() << " bad records:\n";
       for (size_t i = 0; i < skipped.size() && i < 20; ++i)
         std::cerr << "  line " << skipped[i].line << ": " << skipped[i].reason << "\n";
