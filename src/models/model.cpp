@@ -220,6 +220,11 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   // The compute dtype is checked before anything is read (f16 fails fast); the runtimes are
   // built in it (ModelConfig::compute_dtype).
   check_compute_dtype(parse_compute_dtype(options.compute_dtype));
+  // The --out folder of `candor distill --student transformer` (report.json beside the student's
+  // Hugging Face folder, OUT/model) stands for its student.
+  if (fs::is_directory(p, ec) && !looks_like_hf_model(path) &&
+      fs::is_regular_file(p / "report.json", ec) && looks_like_hf_model((p / "model").string()))
+    return load_model((p / "model").string(), options);
   std::unique_ptr<Model> model;
   if (looks_like_hf_model(path)) {
     model = load_hf_model(path, options);

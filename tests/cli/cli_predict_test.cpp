@@ -265,6 +265,40 @@ TEST(CliTableModels, InfoDescribesThemAndOtherCommandsSayWhichTakeThem) {
   }
 }
 
+// A transformer student: its distill --out folder stands for the Hugging Face folder in it, for
+// predict and for every command that loads a model (info here).
+TEST(CliPredict, TransformerStudentFolderEqualsItsModelFolder) {
+  const std::string dir = testing::temp_dir();
+  std::string csv = "text,label\n";
+  const char* words[] = {"good", "bad", "fine", "awful", "great", "poor"};
+  for (int i = 0; i < 80; ++i)
+    csv += std::string(words[i % 6]) + " film " + words[(i * 5) % 6] + "," + (i % 6 % 2 ? "0" : "1") +
+           "\n";
+  const std::string data = write(dir, "t.csv", csv);
+  const std::string out = dir + "/tr";
+  testing::CliRun r = cli("distill --teacher-column label --data " + data +
+                          " --columns text --type text=text --threads 1 --student " +
+                          "transformer:dim=16,layers=1,heads=2,epochs=1 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = cli("predict --model " + out + " --data " + data + " --out " + dir + "/a.csv");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = cli("predict --model " + out + "/model --data " + data + " --out " + dir + "/b.csv");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(lines_of(dir + "/a.csv"), lines_of(dir + "/b.csv"));
+  EXPECT_EQ(lines_of(dir + "/a.csv").size(), 81u);
+  std::shared_ptr<const Model> m = load_model(out + "/model");
+  std::unique_ptr<TextClassifier> c = model_text_classifier(m);
+  data::Table in = data::read_table(data);
+  distill::Probs want = c->predict_proba_batch(in.column("text").raw);
+  data::Table got = data::read_table(dir + "/a.csv");
+  for (size_t i = 0; i < want.size(); ++i)
+    for (size_t k = 0; k < c->labels().size(); ++k)
+      EXPECT_NEAR(got.column("class:" + c->labels()[k]).numeric[i], want[i][k], 1e-5) << i;
+  r = cli("info --json --model " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\"kind\": \"classifier\""));
+}
+
 TEST(CliPredict, BadRowsFailOrAreSkippedAndTheOutputIsComplete) {
   const std::string dir = testing::temp_dir();
   const std::string model = write_tiny_fasttext(dir + "/tiny.ftz");
