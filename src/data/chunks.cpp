@@ -77,7 +77,8 @@ TableChunks::TableChunks(const std::string& path, const ReadOptions& options, si
     : path_(path), impl_(std::make_unique<Impl>()) {
   impl_->options = options;
   impl_->chunk_rows = chunk_rows == 0 ? 1 : chunk_rows;
-  impl_->jsonl = ends_with(path, ".jsonl") || ends_with(path, ".ndjson") || ends_with(path, ".json");
+  impl_->jsonl =
+      ends_with(path, ".jsonl") || ends_with(path, ".ndjson") || ends_with(path, ".json");
 }
 
 TableChunks::~TableChunks() = default;

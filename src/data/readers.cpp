@@ -371,14 +371,30 @@ bool scan_json_string(std::string_view s, size_t* i, std::string* out) {
     }
     if (++k >= body.size()) return false;
     switch (body[k]) {
-      case '"': out->push_back('"'); break;
-      case '\\': out->push_back('\\'); break;
-      case '/': out->push_back('/'); break;
-      case 'b': out->push_back('\b'); break;
-      case 'f': out->push_back('\f'); break;
-      case 'n': out->push_back('\n'); break;
-      case 'r': out->push_back('\r'); break;
-      case 't': out->push_back('\t'); break;
+      case '"':
+        out->push_back('"');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
+      case '/':
+        out->push_back('/');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
       case 'u': {
         uint32_t cp = 0;
         if (!hex4(k + 1, &cp)) return false;
@@ -473,9 +489,9 @@ bool scan_json_object(std::string_view s, JsonRecord* out) {
         end = json_nested_end(s, i);
         if (end == std::string::npos) return false;
       } else if (c == '-' || (c >= '0' && c <= '9')) {
-        while (end < s.size() && (std::isdigit(static_cast<unsigned char>(s[end])) ||
-                                  s[end] == '-' || s[end] == '+' || s[end] == '.' ||
-                                  s[end] == 'e' || s[end] == 'E'))
+        while (end < s.size() &&
+               (std::isdigit(static_cast<unsigned char>(s[end])) || s[end] == '-' ||
+                s[end] == '+' || s[end] == '.' || s[end] == 'e' || s[end] == 'E'))
           ++end;
       } else {
         return false;

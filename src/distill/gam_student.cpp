@@ -194,8 +194,8 @@ class GamStudent : public GlassBoxStudent {
         pr.n2 = q.at("shape").at(1).get<int>();
         pr.table = q.at("values").get<std::vector<double>>();
         pr.importance = q.at("importance").get<double>();
-        if (pr.f1 >= features_.size() || pr.f2 >= features_.size() || pr.div1 < 1 ||
-            pr.div2 < 1 || pr.n1 < 1 || pr.n2 < 1 ||
+        if (pr.f1 >= features_.size() || pr.f2 >= features_.size() || pr.div1 < 1 || pr.div2 < 1 ||
+            pr.n1 < 1 || pr.n2 < 1 ||
             pr.table.size() != static_cast<size_t>(pr.n1) * static_cast<size_t>(pr.n2) ||
             (features_[pr.f1].n_bins() - 1) / pr.div1 >= pr.n1 ||
             (features_[pr.f2].n_bins() - 1) / pr.div2 >= pr.n2)

@@ -63,7 +63,8 @@ std::unique_ptr<SavedStudent> SavedStudent::load(const std::string& path) {
   s->file_ = file;
   try {
     if (j.is_discarded()) throw std::runtime_error("not JSON");
-    if (j.at("format") != "candor-student") throw std::runtime_error("format is not candor-student");
+    if (j.at("format") != "candor-student")
+      throw std::runtime_error("format is not candor-student");
     if (j.at("version").get<int>() != 1) throw std::runtime_error("unknown version");
     s->classes_ = j.at("classes").get<std::vector<std::string>>();
     s->teacher_ = j.value("teacher", std::string());

@@ -152,7 +152,8 @@ nlohmann::json glassbox_state(const StudentOptions& o, size_t k) {
             {"seed", o.seed}}}};
 }
 
-void GlassBoxStudent::restore_common(const nlohmann::json& j, const std::vector<Feature>& features) {
+void GlassBoxStudent::restore_common(const nlohmann::json& j,
+                                     const std::vector<Feature>& features) {
   features_ = features;
   k_ = j.at("classes").get<size_t>();
   if (k_ < 2) throw std::runtime_error("a student needs at least two classes");
@@ -179,9 +180,10 @@ std::unique_ptr<Student> student_from_state(const nlohmann::json& state, const F
                 "give the student.json that candor distill wrote");
   }
   if (kind != "linear" && kind != "tree" && kind != "gam")
-    throw Error(ErrorCode::kInvalidArgument,
-                source + ": a saved student of kind '" + kind + "' (candor reads linear, tree, gam)",
-                "distill the student again with this version of candor");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        source + ": a saved student of kind '" + kind + "' (candor reads linear, tree, gam)",
+        "distill the student again with this version of candor");
   StudentOptions o;
   o.kind = kind;
   o.spec = kind;

@@ -202,7 +202,8 @@ void reject_table_model(const fs::path& p) {
                     "), a model over table rows, not a language model this command runs",
                 "commands that take it: candor predict --model " + s +
                     " --data FILE --out FILE.csv (per-row classes and probabilities), candor info "
-                    "--model " + s + ", candor distill --teacher " + s +
+                    "--model " +
+                    s + ", candor distill --teacher " + s +
                     " --data FILE (a glass-box explanation of it)");
   }
 }

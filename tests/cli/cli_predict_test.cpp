@@ -149,8 +149,8 @@ TEST(CliPredict, BuiltinSentimentModelEqualsTheLibrary) {
   const std::string model = std::string(CANDOR_SOURCE_DIR) + "/models/builtin/sentiment";
   const std::string data =
       write(dir, "t.csv", "text\nwhat a wonderful film\nterrible and boring\nit was fine\n");
-  testing::CliRun r = cli("predict --model " + model + " --data " + data + " --out " + dir +
-                          "/p.csv --threads 1");
+  testing::CliRun r =
+      cli("predict --model " + model + " --data " + data + " --out " + dir + "/p.csv --threads 1");
   ASSERT_EQ(r.code, 0) << r.out;
   std::shared_ptr<const Model> m = load_model(model);
   std::unique_ptr<TextClassifier> c = model_text_classifier(m);
@@ -171,8 +171,8 @@ std::string table_csv() {
   const char* colours[] = {"red", "green", "blue"};
   for (int i = 0; i < 600; ++i) {
     int x = (i * 37) % 100, c = i % 3;
-    csv += std::to_string(x) + "," + colours[c] + "," + ((x > 50) != (c == 2) ? "yes" : "no") +
-           "\n";
+    csv +=
+        std::to_string(x) + "," + colours[c] + "," + ((x > 50) != (c == 2) ? "yes" : "no") + "\n";
   }
   return csv;
 }
@@ -180,7 +180,8 @@ std::string table_csv() {
 TEST(CliPredict, TrainedMlpEqualsTheLibraryAndNamesAMissingColumn) {
   const std::string dir = testing::temp_dir();
   const std::string data = write(dir, "t.csv", table_csv());
-  testing::CliRun r = cli("train --data " + data + " --label label --epochs 3 --out " + dir + "/mlp");
+  testing::CliRun r =
+      cli("train --data " + data + " --label label --epochs 3 --out " + dir + "/mlp");
   ASSERT_EQ(r.code, 0) << r.out;
   // New rows, an unseen colour and a missing x among them; no label column needed.
   const std::string fresh =
@@ -194,7 +195,8 @@ TEST(CliPredict, TrainedMlpEqualsTheLibraryAndNamesAMissingColumn) {
   expect_predictions(dir + "/p.csv", mlp->classes(), mlp->predict(in, all_rows(in)),
                      {2, 3, 4, 5, 6});
   // The checkpoint file names the same model.
-  r = cli("predict --model " + dir + "/mlp/model.ckpt --data " + fresh + " --out " + dir + "/q.csv");
+  r = cli("predict --model " + dir + "/mlp/model.ckpt --data " + fresh + " --out " + dir +
+          "/q.csv");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(lines_of(dir + "/q.csv"), lines_of(dir + "/p.csv"));
   // A column the model reads is missing: named, with the columns the file has; no output.
@@ -232,8 +234,8 @@ TEST(CliPredict, DistilledStudentsEqualTheLibrary) {
 TEST(CliTableModels, InfoDescribesThemAndOtherCommandsSayWhichTakeThem) {
   const std::string dir = testing::temp_dir();
   const std::string data = write(dir, "t.csv", table_csv());
-  testing::CliRun r = cli("train --data " + data + " --label label --epochs 2 --hidden 8 --out " +
-                          dir + "/mlp");
+  testing::CliRun r =
+      cli("train --data " + data + " --label label --epochs 2 --hidden 8 --out " + dir + "/mlp");
   ASSERT_EQ(r.code, 0) << r.out;
   r = cli("distill --teacher-column label --data " + data + " --student tree --out " + dir +
           "/tree");
@@ -272,8 +274,8 @@ TEST(CliPredict, TransformerStudentFolderEqualsItsModelFolder) {
   std::string csv = "text,label\n";
   const char* words[] = {"good", "bad", "fine", "awful", "great", "poor"};
   for (int i = 0; i < 80; ++i)
-    csv += std::string(words[i % 6]) + " film " + words[(i * 5) % 6] + "," + (i % 6 % 2 ? "0" : "1") +
-           "\n";
+    csv += std::string(words[i % 6]) + " film " + words[(i * 5) % 6] + "," +
+           (i % 6 % 2 ? "0" : "1") + "\n";
   const std::string data = write(dir, "t.csv", csv);
   const std::string out = dir + "/tr";
   testing::CliRun r = cli("distill --teacher-column label --data " + data +
@@ -308,7 +310,8 @@ TEST(CliPredict, BadRowsFailOrAreSkippedAndTheOutputIsComplete) {
   csv += "3000,bad,extra\n";
   const std::string data = write(dir, "big.csv", csv);
   // fail: the first bad row is named; nothing is written, not even the rows before it.
-  testing::CliRun r = cli("predict --model " + model + " --data " + data + " --out " + dir + "/p.csv");
+  testing::CliRun r =
+      cli("predict --model " + model + " --data " + data + " --out " + dir + "/p.csv");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("big.csv line 2502: column 'text': no value"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/p.csv"));
@@ -324,7 +327,8 @@ TEST(CliPredict, BadRowsFailOrAreSkippedAndTheOutputIsComplete) {
   EXPECT_THAT(lines[1], ::testing::StartsWith("2,0,__label__pos,"));
   EXPECT_THAT(lines.back(), ::testing::StartsWith("3001,2999,__label__pos,"));
   // A wrong text column is named with the columns the file has.
-  r = cli("predict --model " + model + " --data " + data + " --out " + dir + "/q.csv --text-column body");
+  r = cli("predict --model " + model + " --data " + data + " --out " + dir +
+          "/q.csv --text-column body");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("missing column 'body'"));
   EXPECT_THAT(r.out, HasSubstr("id, text"));
@@ -341,8 +345,9 @@ TEST(CliPredict, CausalLmGeneratesPerRowAndClassifiesThroughVerbalisers) {
   const std::string tok = testing::shared_path("models/stories260K/tok512.bin");
   const std::string data =
       write(dir, "p.csv", "name,text\nTom,Once upon a time\nLily,The cat\nSam,One day\n");
-  testing::CliRun r = cli("predict --model " + model + " --tokenizer " + tok + " --data " + data +
-                          " --out " + dir + "/g.jsonl -n 12 --temperature 0.8 --seed 5 --threads 1");
+  testing::CliRun r =
+      cli("predict --model " + model + " --tokenizer " + tok + " --data " + data + " --out " + dir +
+          "/g.jsonl -n 12 --temperature 0.8 --seed 5 --threads 1");
   ASSERT_EQ(r.code, 0) << r.out;
   LoadOptions lo;
   lo.tokenizer_path = tok;

@@ -97,13 +97,16 @@ void write_long_line_files(const std::string& dir, size_t n) {
   std::string escaped;  // a \" and a \u00e9 every 1000 bytes
   escaped.reserve(n + n / 100 + 16);
   for (size_t i = 0; i < n; ++i) {
-    if (i % 1000 == 1) escaped += "\\\"";
-    else if (i % 1000 == 2) escaped += "\\u00e9";
-    else escaped += 'a';
+    if (i % 1000 == 1)
+      escaped += "\\\"";
+    else if (i % 1000 == 2)
+      escaped += "\\u00e9";
+    else
+      escaped += 'a';
   }
-  std::ofstream(dir + "/escaped.jsonl") << "{\"label\": \"x\", \"text\": \"" << escaped
-                                        << "\", \"n\": [1, {\"a\": 2}]}\n"
-                                        << "{\"text\": \"short\", \"label\": \"y\"}\n";
+  std::ofstream(dir + "/escaped.jsonl")
+      << "{\"label\": \"x\", \"text\": \"" << escaped << "\", \"n\": [1, {\"a\": 2}]}\n"
+      << "{\"text\": \"short\", \"label\": \"y\"}\n";
 }
 
 // Reading a table with a 50 MB line costs a small multiple of the line (it cost 4 to 6 times
@@ -167,8 +170,11 @@ TEST(CliMemory, FeaturisingALongTextCostsASmallMultipleOfIt) {
 // trace, not timed.
 int libtorch_inits(const std::string& args, const std::string& cli = kCli) {
   std::string out;
-  run_command("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u CANDOR_BLAS_REEXEC LD_DEBUG=files "
-              "timeout 120 " + cli + " " + args, &out);
+  run_command(
+      "env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u CANDOR_BLAS_REEXEC LD_DEBUG=files "
+      "timeout 120 " +
+          cli + " " + args,
+      &out);
   int n = 0;
   for (size_t at = out.find("calling init: "); at != std::string::npos;
        at = out.find("calling init: ", at + 1)) {
@@ -196,8 +202,10 @@ TEST(CliStartup, TheLauncherAnswersWithoutLoadingLibtorch) {
   const std::string engine = CANDOR_ENGINE_PATH;
   for (const char* args : {"--version", "--help", "-h", "methods", "methods --json"}) {
     std::string trace, out, want;
-    ASSERT_EQ(run_command("LD_DEBUG=files timeout 60 " + kCli + " " + args + " 2>&1 >/dev/null",
-                          &trace), 0) << args;
+    ASSERT_EQ(
+        run_command("LD_DEBUG=files timeout 60 " + kCli + " " + args + " 2>&1 >/dev/null", &trace),
+        0)
+        << args;
     EXPECT_THAT(trace, ::testing::Not(HasSubstr("libtorch"))) << "candor " << args;
     EXPECT_THAT(trace, ::testing::Not(HasSubstr("candor-engine"))) << "candor " << args;
     ASSERT_EQ(run_command("timeout 60 " + kCli + " " + args + " 2>/dev/null", &out), 0);
@@ -219,12 +227,18 @@ TEST(CliStartup, AModelCommandThroughTheLauncherLoadsTheLibrariesOnce) {
   EXPECT_EQ(libtorch_inits("info --model /nonexistent"), 1);
   EXPECT_EQ(libtorch_inits("info --model " + kLm + " --json"), 1);
   std::string out;
-  ASSERT_EQ(run_command("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u CANDOR_BLAS_REEXEC " + kCli +
-                            " info --json --model " + kLm, &out), 0) << out;
+  ASSERT_EQ(run_command("env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u CANDOR_BLAS_REEXEC " +
+                            kCli + " info --json --model " + kLm,
+                        &out),
+            0)
+      << out;
   const std::string core = preferred_openblas_core();
   if (!core.empty()) EXPECT_THAT(out, HasSubstr("\"openblas_coretype\": \"" + core + "\""));
   // A value the user set is kept.
-  ASSERT_EQ(run_command("OPENBLAS_CORETYPE=Prescott " + kCli + " info --json --model " + kLm + " 2>&1", &out), 0);
+  ASSERT_EQ(
+      run_command("OPENBLAS_CORETYPE=Prescott " + kCli + " info --json --model " + kLm + " 2>&1",
+                  &out),
+      0);
   EXPECT_THAT(out, HasSubstr("\"openblas_coretype\": \"Prescott\""));
 }
 

@@ -93,10 +93,10 @@ TEST(TableChunks, BadRecordsNameTheFileLine) {
 }
 
 TEST(TableChunks, JsonLinesChunksAreTheWholeFile) {
-  const std::string path = write(
-      "t.jsonl",
-      "{\"id\": 1, \"text\": \"a\"}\n\n{\"id\": 2, \"text\": null}\r\n{\"id\": 3}\n[1]\n"
-      "{\"id\": 4, \"text\": \"d\"}\n\n");
+  const std::string path =
+      write("t.jsonl",
+            "{\"id\": 1, \"text\": \"a\"}\n\n{\"id\": 2, \"text\": null}\r\n{\"id\": 3}\n[1]\n"
+            "{\"id\": 4, \"text\": \"d\"}\n\n");
   ReadOptions skip;
   skip.on_error = ErrorPolicy::kSkip;
   expect_same(path, skip);

@@ -28,9 +28,9 @@ std::string table_csv(size_t n, uint64_t seed, bool unseen) {
     double age = u(rng);
     int c = static_cast<int>(rng() % 3);
     std::string review = std::string(words[rng() % 6]) + " " + words[rng() % 6] + " food";
-    std::string label = age > 70 ? "high" : (c == 2 || review.find("good") != std::string::npos)
-                                                ? "mid"
-                                                : "low";
+    std::string label = age > 70                                               ? "high"
+                        : (c == 2 || review.find("good") != std::string::npos) ? "mid"
+                                                                               : "low";
     std::string colour = unseen && i % 7 == 0 ? "purple" : colours[c];
     csv += (i % 11 == 3 ? std::string() : std::to_string(age)) + "," + colour + "," +
            (i % 13 == 5 ? std::string() : review) + "," + label + "\n";
@@ -114,7 +114,8 @@ TEST(SavedStudent, MalformedFilesAreNamed) {
   auto write = [&](const nlohmann::json& v) { std::ofstream(dir + "/student.json") << v.dump(); };
   nlohmann::json bad = j;
   bad["student"]["nodes"][0]["left"] = 0;  // a cycle
-  if (bad["student"]["nodes"][0]["feature"].get<int>() < 0) bad["student"]["nodes"][0]["feature"] = 0;
+  if (bad["student"]["nodes"][0]["feature"].get<int>() < 0)
+    bad["student"]["nodes"][0]["feature"] = 0;
   write(bad);
   EXPECT_THAT(error_of([&] { SavedStudent::load(dir); }),
               ::testing::AllOf(HasSubstr(dir + "/student.json"), HasSubstr("malformed")));
@@ -123,7 +124,8 @@ TEST(SavedStudent, MalformedFilesAreNamed) {
   write(bad);
   EXPECT_THAT(error_of([&] { SavedStudent::load(dir); }), HasSubstr("kind 'forest'"));
   std::ofstream(dir + "/student.json") << "{not json";
-  EXPECT_THAT(error_of([&] { SavedStudent::load(dir); }), HasSubstr("not a student saved by candor"));
+  EXPECT_THAT(error_of([&] { SavedStudent::load(dir); }),
+              HasSubstr("not a student saved by candor"));
 }
 
 }  // namespace

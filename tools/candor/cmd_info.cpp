@@ -99,8 +99,8 @@ int info_table_model(const std::string& path, bool json) {
     std::cout << "parameters     " << j["parameters"] << " (hidden " << j["hidden"].dump() << ")\n";
   std::cout << "input          table rows: " << cs << "\n"
             << "features       " << f->features().size() << "\n"
-            << "classifier     " << j["labels"].size() << " labels: "
-            << join(j["labels"].get<std::vector<std::string>>()) << "\n"
+            << "classifier     " << j["labels"].size()
+            << " labels: " << join(j["labels"].get<std::vector<std::string>>()) << "\n"
             << "commands       candor predict --model " << path
             << " --data FILE --out FILE.csv; candor distill --teacher " << path
             << " --data FILE (explains it with a glass-box student)\n";

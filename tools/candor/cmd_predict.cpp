@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <charconv>
-#include <functional>
-#include <map>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -77,8 +77,8 @@ struct RowModel {
 };
 
 struct Opts {
-  std::string model, data, out, format, text_column = "text", on_error = "fail", tokenizer,
-      prompt, classes, verbalisers, dtype = "f32";
+  std::string model, data, out, format, text_column = "text", on_error = "fail", tokenizer, prompt,
+                                        classes, verbalisers, dtype = "f32";
   std::vector<std::string> keep, types;
   bool normalise = false;
   int threads = 0;
@@ -358,7 +358,8 @@ Runner add_predict(CLI::App& app) {
         else
           bad.push_back({t.line_of(r), "column '" + lacking + "': no value to predict from"});
       }
-      std::sort(bad.begin(), bad.end(), [](const auto& a, const auto& b) { return a.line < b.line; });
+      std::sort(bad.begin(), bad.end(),
+                [](const auto& a, const auto& b) { return a.line < b.line; });
       if (!bad.empty() && policy == data::ErrorPolicy::kFail)
         throw Error(ErrorCode::kInvalidArgument,
                     o->data + " line " + std::to_string(bad[0].line) + ": " + bad[0].reason,
@@ -370,8 +371,8 @@ Runner add_predict(CLI::App& app) {
         out[i].push_back({std::to_string(t.line_of(rows[i])), true, false});
         for (const std::string& k : o->keep) {
           const data::Column& c = t.column(k);
-          out[i].push_back({c.raw[rows[i]], c.type == data::ColumnType::kNumeric,
-                            c.is_missing(rows[i])});
+          out[i].push_back(
+              {c.raw[rows[i]], c.type == data::ColumnType::kNumeric, c.is_missing(rows[i])});
         }
       }
       if (m.classify) {

@@ -3,10 +3,10 @@
 
 #include <filesystem>
 #include <iostream>
-#include <sstream>
-#include <vector>
 #include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "candor/files.h"
 #include "candor/runtime.h"
@@ -87,8 +87,10 @@ int main(int argc, char** argv) {
   add("train", "Train a classifier (MLP or transformer) on a table's labels", candor::cli::add_train);
   add("audit", "Audit a model's outputs: group fairness, calibration, conformal sets",
       candor::cli::add_audit);
-  add("predict", "Per-row predictions of a model over a CSV / JSON Lines file (class and "
-      "probabilities, or generated text)", candor::cli::add_predict);
+  add("predict",
+      "Per-row predictions of a model over a CSV / JSON Lines file (class and "
+      "probabilities, or generated text)",
+      candor::cli::add_predict);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
 
   if (argc == 3 && std::string(argv[1]) == "--write-launcher-texts") {

@@ -41,7 +41,8 @@ const char* text_for(int argc, char** argv) {
 // Prints `file` when it exists and is not older than the engine (a text from an older build is
 // not trusted); false otherwise.
 bool print_text(const std::string& file, const std::string& engine) {
-  struct stat text {}, bin {};
+  struct stat text {
+  }, bin{};
   if (stat(file.c_str(), &text) != 0) return false;
   if (stat(engine.c_str(), &bin) == 0 && text.st_mtime < bin.st_mtime) return false;
   std::FILE* f = std::fopen(file.c_str(), "rb");
@@ -66,7 +67,8 @@ int main(int argc, char** argv) {
   execv(engine.c_str(), argv);
   std::fprintf(stderr, "error: cannot start the candor engine '%s': %s\n", engine.c_str(),
                std::strerror(errno));
-  std::fprintf(stderr, "hint: the launcher runs candor-engine from its own folder; build both "
-                       "(cmake --build build --target candor_cli)\n");
+  std::fprintf(stderr,
+               "hint: the launcher runs candor-engine from its own folder; build both "
+               "(cmake --build build --target candor_cli)\n");
   return 1;
 }
