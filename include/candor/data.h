@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ struct ReadOptions {
   // Inference: a non-numeric column is categorical when it has at most this many distinct
   // values and at most max(50, rows / 10) of them; text otherwise.
   size_t max_categories = 1000;
+  // Line number of the text's first line, for a part of a file read on its own (TableChunks):
+  // rows, skipped records and errors then name the file's lines.
+  int64_t first_line = 1;
 };
 
 // A table of typed columns, all of the same length.
@@ -128,6 +132,30 @@ Table parse_jsonl(const std::string& text, const std::string& name,
 
 // read_jsonl for ".jsonl" / ".ndjson" / ".json", read_csv for anything else.
 Table read_table(const std::string& path, const ReadOptions& options = {});
+
+// A CSV or JSON Lines file read as a stream of tables of at most `chunk_rows` records each, so
+// that a file of any length is processed in bounded memory (one chunk and one record at a
+// time). The format is chosen as read_table does. Each chunk is parsed by parse_csv /
+// parse_jsonl with `options` (types, required columns, error policy): rows, skipped records and
+// errors name the file and its lines. Types are inferred per chunk unless forced, so force the
+// types of the columns a consumer needs typed. A JSON Lines chunk has the keys its lines hold;
+// ReadOptions::required is checked per chunk. Throws as the readers do; the first next() throws
+// for a missing file, a folder, or an empty file.
+class TableChunks {
+ public:
+  TableChunks(const std::string& path, const ReadOptions& options, size_t chunk_rows = 4096);
+  ~TableChunks();
+  TableChunks(const TableChunks&) = delete;
+  TableChunks& operator=(const TableChunks&) = delete;
+  // The next chunk (rows in file order) into *out; false when the file is done.
+  bool next(Table* out);
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Impl;
+  std::string path_;
+  std::unique_ptr<Impl> impl_;
+};
 
 // The rows of `a` followed by the rows of `b`, with the columns of `a` (a column `b` lacks is
 // missing in its rows; `b`'s extra columns are dropped). Columns keep `a`'s types; throws

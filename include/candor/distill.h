@@ -157,6 +157,8 @@ class MlpClassifier : public Teacher {
   Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
   // All parameters in a fixed order (for tests of reproducibility).
   const std::vector<at::Tensor>& parameters() const { return params_; }
+  // The featurizer fitted with it: the input columns it reads and how.
+  const Featurizer& featurizer() const { return featurizer_; }
 
   // Saves the classifier (featurizer, classes, weights) as `dir`/mlp.json, written atomically
   // (a temporary file renamed); `dir` is created. `candor train` saves every MLP it trains.
@@ -243,11 +245,20 @@ class Student {
   // fit_text / predict_text; the pipeline then fits no featurizer. `labels`: the true class per
   // row (-1: unknown); `classes`: the teacher's class names.
   virtual bool reads_text() const { return false; }
+  // The fitted student as JSON (its kind, options and parameters), which student_from_state
+  // reads back into a student that predicts identically. Students saved another way (the
+  // transformer: a Hugging Face folder) throw Error(kUnsupported).
+  virtual nlohmann::json state() const;
   virtual void fit_text(const std::vector<std::string>& texts, const Probs& target,
                         const std::vector<int>& labels, const std::vector<std::string>& classes);
   virtual Probs predict_text(const std::vector<std::string>& texts) const;
 };
 std::unique_ptr<Student> make_student(const StudentOptions& options);
+// A glass-box student (linear, tree, GAM) from its state(), over the features of the featurizer
+// it was fitted with. Throws Error(kInvalidArgument) naming `source` when the state is malformed
+// or does not match the features.
+std::unique_ptr<Student> student_from_state(const nlohmann::json& state, const Featurizer& f,
+                                            const std::string& source);
 
 // The transformer as a distillation student (`--student transformer[:opts]`, the classifier of
 // text_transformer.h): it reads the one text column itself (DistillOptions::features.columns).
@@ -318,6 +329,40 @@ data::Split distill_split(const data::Table& table, const DistillOptions& o);
 // measures fidelity on the test rows. Throws Error(kInvalidArgument) when the teacher's
 // classes do not match the label column's, or the teacher labels everything one class.
 DistillResult distill(const data::Table& table, const Teacher& teacher, const DistillOptions& o);
+// A glass-box student saved by `candor distill` (OUT/student.json: the featurizer, the classes
+// and the student's state), read back as a classifier over table rows: `candor predict` and
+// every command that takes a model read it. Its predictions equal those of the student that was
+// fitted, bit for bit.
+class SavedStudent : public Teacher {
+ public:
+  // Writes `dir`/student.json atomically for the student of `r` and returns true; returns false
+  // (writing nothing) for a student that is not saved this way (the transformer).
+  static bool save(const DistillResult& r, const std::string& dir, const std::string& teacher);
+  // Loads from the folder, its student.json or a file beside it. Throws Error(kNotFound /
+  // kInvalidArgument) naming the file.
+  static std::unique_ptr<SavedStudent> load(const std::string& path);
+  // Whether `path` is such a folder or file (it or its folder holds a student.json).
+  static bool is_saved(const std::string& path);
+
+  std::string describe() const override;
+  const std::vector<std::string>& classes() const override { return classes_; }
+  Probs predict(const data::Table& table, const std::vector<size_t>& rows) const override;
+  const Featurizer& featurizer() const { return featurizer_; }
+  const Student& student() const { return *student_; }
+  const std::string& teacher() const { return teacher_; }  // what it was distilled from
+
+ private:
+  std::vector<std::string> classes_;
+  Featurizer featurizer_;
+  std::unique_ptr<Student> student_;
+  std::string teacher_, file_;
+};
+
+// Probabilities of a fitted student for rows `rows` of `table` through featurizer `f`, as
+// distill() computes them (sparse rows for the linear student, dense bins otherwise).
+Probs predict_rows(const Student& student, const Featurizer& f, const data::Table& table,
+                   const std::vector<size_t>& rows);
+
 // Writes report.json and report.html (render_distill_html of that JSON) into `dir` (created).
 void write_report(const DistillResult& r, const std::string& dir, const std::string& title);
 

@@ -15,11 +15,10 @@
 #include <vector>
 
 #include "candor/error.h"
+#include "candor/launch.h"
 
 namespace candor {
 namespace {
-
-constexpr const char* kReexecMarker = "CANDOR_BLAS_REEXEC";
 
 template <typename Fn>
 Fn blas_symbol(const char* name) {
@@ -70,17 +69,7 @@ int effective_threads(int n) {
   return std::min(n, usable_cores());
 }
 
-std::string preferred_openblas_core() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
-    return "SkylakeX";
-  }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
-#endif
-  return "";
-}
+std::string preferred_openblas_core() { return openblas_core_for_this_cpu(); }
 
 void prepare_process(int argc, char** argv) {
   (void)argc;
@@ -90,22 +79,10 @@ void prepare_process(int argc, char** argv) {
   // 32 MiB from the heap; the peak (high-water mark) is unchanged.
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  if (std::getenv(kReexecMarker) != nullptr) return;  // already re-executed once
-  bool changed = false;
-  if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
-    std::string core = preferred_openblas_core();
-    if (!core.empty()) {
-      setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-      changed = true;
-    }
-  }
-  // Idle OpenMP workers of libtorch otherwise spin against OpenBLAS's own threads.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    changed = true;
-  }
-  if (!changed) return;
-  setenv(kReexecMarker, "1", 1);
+  // Already re-executed once, or started by the launcher with the environment set.
+  if (std::getenv(kPreparedMarker) != nullptr) return;
+  if (!set_engine_environment()) return;
+  setenv(kPreparedMarker, "1", 1);
   execv("/proc/self/exe", argv);
   // execv only returns on failure: carry on with whatever kernels OpenBLAS picked.
 }

@@ -1,6 +1,7 @@
 // CSV (RFC 4180) and JSON Lines readers.
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -296,13 +297,233 @@ bool next_csv_record(const std::string& t, size_t& pos, int64_t& line, char deli
   }
 }
 
+// One value of a JSON Lines record as the table keeps it: a string's text, another value's JSON
+// text (booleans "true"/"false"), or null.
+struct JsonField {
+  std::string text;
+  bool null = false, is_string = false;
+};
+using JsonRecord = std::vector<std::pair<std::string, JsonField>>;
+
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+void append_utf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Decodes the JSON string starting at s[*i] == '"' into *out (allocated once, at most the size of
+// its source text) and moves *i past the closing quote. False when it is not a valid string.
+bool scan_json_string(std::string_view s, size_t* i, std::string* out) {
+  size_t j = *i + 1;
+  bool escaped = false;
+  for (; j < s.size() && s[j] != '"'; ++j) {
+    if (static_cast<unsigned char>(s[j]) < 0x20) return false;
+    if (s[j] == '\\') {
+      escaped = true;
+      ++j;
+    }
+  }
+  if (j >= s.size()) return false;
+  const std::string_view body = s.substr(*i + 1, j - *i - 1);
+  *i = j + 1;
+  if (!escaped) {
+    out->assign(body.data(), body.size());
+    return true;
+  }
+  out->clear();
+  out->reserve(body.size());
+  auto hex4 = [&](size_t at, uint32_t* v) {
+    if (at + 4 > body.size()) return false;
+    *v = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const int h = hex_value(body[at + k]);
+      if (h < 0) return false;
+      *v = *v * 16 + static_cast<uint32_t>(h);
+    }
+    return true;
+  };
+  for (size_t k = 0; k < body.size(); ++k) {
+    const char c = body[k];
+    if (c != '\\') {
+      out->push_back(c);
+      continue;
+    }
+    if (++k >= body.size()) return false;
+    switch (body[k]) {
+      case '"':
+        out->push_back('"');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
+      case '/':
+        out->push_back('/');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case 'u': {
+        uint32_t cp = 0;
+        if (!hex4(k + 1, &cp)) return false;
+        k += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a lone low surrogate
+        if (cp >= 0xD800 && cp <= 0xDBFF) {              // a pair
+          uint32_t lo = 0;
+          if (k + 2 >= body.size() || body[k + 1] != '\\' || body[k + 2] != 'u' ||
+              !hex4(k + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+            return false;
+          k += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        append_utf8(cp, out);
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+// The end of the array or object starting at s[i] ('[' or '{'), strings skipped; npos if none.
+size_t json_nested_end(std::string_view s, size_t i) {
+  int depth = 0;
+  for (; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '"') {
+      for (++i; i < s.size() && s[i] != '"'; ++i)
+        if (s[i] == '\\') ++i;
+      if (i >= s.size()) return std::string::npos;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return std::string::npos;
+}
+
+// Reads a JSON Lines record that is a flat JSON object straight into its fields: string values
+// are decoded once into strings of their final size (a general JSON parser holds a long string
+// twice: its token buffer, grown by doubling, and the value). Numbers and nested values are
+// parsed by nlohmann (they are short) and kept as its JSON text. False for anything else (not an
+// object, malformed, a duplicate key): the caller then parses the line with nlohmann, which says
+// what is wrong.
+bool scan_json_object(std::string_view s, JsonRecord* out) {
+  out->clear();
+  size_t i = 0;
+  auto ws = [&] {
+    while (i < s.size() && json_space(s[i])) ++i;
+  };
+  ws();
+  if (i >= s.size() || s[i] != '{') return false;
+  ++i;
+  ws();
+  if (i < s.size() && s[i] == '}') {
+    ++i;
+    ws();
+    return i == s.size();
+  }
+  while (true) {
+    ws();
+    if (i >= s.size() || s[i] != '"') return false;
+    std::string key;
+    if (!scan_json_string(s, &i, &key)) return false;
+    for (const auto& [k, v] : *out)
+      if (k == key) return false;
+    ws();
+    if (i >= s.size() || s[i] != ':') return false;
+    ++i;
+    ws();
+    if (i >= s.size()) return false;
+    JsonField f;
+    const char c = s[i];
+    if (c == '"') {
+      f.is_string = true;
+      if (!scan_json_string(s, &i, &f.text)) return false;
+    } else if (s.compare(i, 4, "true") == 0) {
+      f.text = "true";
+      i += 4;
+    } else if (s.compare(i, 5, "false") == 0) {
+      f.text = "false";
+      i += 5;
+    } else if (s.compare(i, 4, "null") == 0) {
+      f.null = true;
+      i += 4;
+    } else {
+      size_t end = i;
+      if (c == '[' || c == '{') {
+        end = json_nested_end(s, i);
+        if (end == std::string::npos) return false;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        while (end < s.size() &&
+               (std::isdigit(static_cast<unsigned char>(s[end])) || s[end] == '-' ||
+                s[end] == '+' || s[end] == '.' || s[end] == 'e' || s[end] == 'E'))
+          ++end;
+      } else {
+        return false;
+      }
+      nlohmann::ordered_json v =
+          nlohmann::ordered_json::parse(s.begin() + i, s.begin() + end, nullptr, false);
+      if (v.is_discarded()) return false;
+      f.text = v.dump();
+      i = end;
+    }
+    out->emplace_back(std::move(key), std::move(f));
+    ws();
+    if (i < s.size() && s[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i < s.size() && s[i] == '}') {
+      ++i;
+      ws();
+      return i == s.size();
+    }
+    return false;
+  }
+}
+
 }  // namespace
 
 Table parse_csv(const std::string& text_in, const std::string& name, const ReadOptions& o) {
   size_t pos = 0;
   if (text_in.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;  // UTF-8 byte-order mark
   const std::string& t = text_in;
-  int64_t line = 1;
+  int64_t line = o.first_line;
   CsvRecord rec;
   Collected c;
   c.name = name;
@@ -395,7 +616,7 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
   std::vector<int64_t> pending_blank;
   size_t pos = 0;
   if (t.compare(0, 3, "\xEF\xBB\xBF") == 0) pos = 3;
-  int64_t line = 0;
+  int64_t line = o.first_line - 1;
   size_t rows = 0;
   while (pos < t.size()) {
     size_t end = t.find('\n', pos);
@@ -415,45 +636,53 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
       bad(line, utf8_problem(text, bad_at, "the line"), kUtf8Hint);
       continue;
     }
-    nlohmann::ordered_json j;
-    try {
-      j = nlohmann::ordered_json::parse(text.begin(), text.end());
-    } catch (const std::exception& e) {
-      std::string what = e.what();
-      bad(line, "malformed JSON: " + what, "each line must hold one JSON object");
-      continue;
+    JsonRecord record;
+    if (!scan_json_object(text, &record)) {
+      // Not a flat object read by the scanner: nlohmann parses it and says what is wrong.
+      nlohmann::ordered_json j;
+      try {
+        j = nlohmann::ordered_json::parse(text.begin(), text.end());
+      } catch (const std::exception& e) {
+        std::string what = e.what();
+        bad(line, "malformed JSON: " + what, "each line must hold one JSON object");
+        continue;
+      }
+      if (!j.is_object()) {
+        bad(line, std::string("a JSON ") + j.type_name() + ", not an object",
+            "each line must hold one JSON object");
+        continue;
+      }
+      record.clear();
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        JsonField f;
+        nlohmann::ordered_json& v = it.value();
+        if (v.is_null()) {
+          f.null = true;
+        } else if (v.is_string()) {
+          f.is_string = true;
+          f.text = std::move(v.get_ref<std::string&>());  // moved out, not copied
+        } else if (v.is_boolean()) {
+          f.text = v.get<bool>() ? "true" : "false";
+        } else {
+          f.text = v.dump();
+        }
+        record.emplace_back(it.key(), std::move(f));
+      }
     }
-    if (!j.is_object()) {
-      bad(line, std::string("a JSON ") + j.type_name() + ", not an object",
-          "each line must hold one JSON object");
-      continue;
-    }
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      auto found = index.find(it.key());
+    for (auto& [key, f] : record) {
+      auto found = index.find(key);
       size_t col;
       if (found == index.end()) {
         col = c.header.size();
-        index.emplace(it.key(), col);
-        c.header.push_back(it.key());
+        index.emplace(key, col);
+        c.header.push_back(key);
         c.fields.emplace_back(rows, std::string());
         c.missing.emplace_back(rows, 1);
       } else {
         col = found->second;
       }
-      nlohmann::ordered_json& v = it.value();
-      std::string s;
-      bool miss = false;
-      if (v.is_null()) {
-        miss = true;
-      } else if (v.is_string()) {
-        s = std::move(v.get_ref<std::string&>());  // moved out, not copied
-        miss = is_missing_text(s, o);
-      } else if (v.is_boolean()) {
-        s = v.get<bool>() ? "true" : "false";
-      } else {
-        s = v.dump();
-      }
-      c.fields[col].push_back(std::move(s));
+      const bool miss = f.null || (f.is_string && is_missing_text(f.text, o));
+      c.fields[col].push_back(std::move(f.text));
       c.missing[col].push_back(miss);
     }
     ++rows;

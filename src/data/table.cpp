@@ -69,6 +69,10 @@ bool parse_number(const std::string& s, double* out) {
 }  // namespace internal
 using internal::parse_number;
 
+namespace {
+constexpr size_t kMaxCategoryBytes = 256;
+}  // namespace
+
 Column make_column(const std::string& name, std::vector<std::string> raw,
                    std::vector<uint8_t> missing, const ColumnType* forced, size_t max_categories) {
   Column col;
@@ -100,6 +104,12 @@ Column make_column(const std::string& name, std::vector<std::string> raw,
       bool few = true;
       for (size_t i = 0; i < n; ++i) {
         if (col.missing[i]) continue;
+        // A value longer than a category name is free text (a category is copied into every
+        // featurizer, index and report that names it).
+        if (col.raw[i].size() > kMaxCategoryBytes) {
+          few = false;
+          break;
+        }
         distinct.insert(col.raw[i]);
         if (distinct.size() > limit) {
           few = false;

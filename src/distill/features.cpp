@@ -23,22 +23,36 @@ std::string fmt(double v) {
 
 bool is_word_byte(unsigned char c) { return std::isalnum(c) || c == '\'' || c >= 0x80; }
 
+// Words longer than this (a URL, an encoded blob, a 50 MB line without spaces) are part of no
+// n-gram feature: they would only be copied into every n-gram that holds them (several times
+// the text) to be dropped by min_count.
+constexpr size_t kMaxWordBytes = 256;
+
 }  // namespace
 
 std::vector<std::string> Featurizer::words(const std::string& text, bool lowercase) {
   std::vector<std::string> out;
-  std::string cur;
-  for (unsigned char c : text) {
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
     if (is_word_byte(c)) {
-      cur.push_back(lowercase && c < 0x80 ? static_cast<char>(std::tolower(c))
-                                          : static_cast<char>(c));
+      // The whole word is copied once, at its final size (appending a byte at a time grows the
+      // string by doubling: twice a long word at the peak).
+      size_t end = i;
+      while (end < n && is_word_byte(static_cast<unsigned char>(text[end]))) ++end;
+      std::string w(text, i, end - i);
+      if (lowercase)
+        for (char& ch : w)
+          if (static_cast<unsigned char>(ch) < 0x80)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      out.push_back(std::move(w));
+      i = end;
       continue;
     }
-    if (!cur.empty()) out.push_back(std::move(cur));
-    cur.clear();
     if (!std::isspace(c) && c != '"') out.emplace_back(1, static_cast<char>(c));
+    ++i;
   }
-  if (!cur.empty()) out.push_back(std::move(cur));
   return out;
 }
 
@@ -132,9 +146,11 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       std::vector<std::string> w = words(c.raw[r], o.lowercase);
       std::vector<std::string> grams;
       for (size_t i = 0; i < w.size(); ++i) {
+        if (w[i].size() > kMaxWordBytes) continue;
         std::string g = w[i];
         grams.push_back(g);
         for (int n = 2; n <= o.ngram_max && i + n <= w.size(); ++n) {
+          if (w[i + n - 1].size() > kMaxWordBytes) break;
           g += " " + w[i + n - 1];
           grams.push_back(g);
         }
@@ -213,8 +229,10 @@ std::vector<std::vector<uint16_t>> Featurizer::transform(const data::Table& tabl
       std::vector<std::string> w = words(c.raw[r], options_.lowercase);
       bins.back()[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
       for (size_t a = 0; a < w.size(); ++a) {
+        if (w[a].size() > kMaxWordBytes) continue;
         std::string g = w[a];
         for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1 && w[a + n - 1].size() > kMaxWordBytes) break;
           if (n > 1) g += " " + w[a + n - 1];
           auto it = index.find(g);
           if (it != index.end()) bins[it->second][i] = 1;
@@ -258,8 +276,10 @@ SparseRows Featurizer::transform_sparse(const data::Table& table,
       out.length[i] = static_cast<uint16_t>(std::min<size_t>(w.size(), 65535));
       present.clear();
       for (size_t a = 0; a < w.size(); ++a) {
+        if (w[a].size() > kMaxWordBytes) continue;
         std::string g = w[a];
         for (int n = 1; n <= options_.ngram_max && a + n <= w.size(); ++n) {
+          if (n > 1 && w[a + n - 1].size() > kMaxWordBytes) break;
           if (n > 1) g += " " + w[a + n - 1];
           auto it = index.find(g);
           if (it != index.end()) present.push_back(static_cast<uint32_t>(it->second));

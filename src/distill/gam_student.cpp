@@ -179,6 +179,101 @@ class GamStudent : public GlassBoxStudent {
     return predict_groups(fit_.models, g);
   }
 
+  // Everything fit_ holds, to save the student and read it back (student.json).
+  nlohmann::json state() const override {
+    nlohmann::json j = glassbox_state(o_, k_);
+    j["group"] = fit_.group;
+    j["shape_info"] = nlohmann::json::array();
+    for (const ShapeInfo& si : fit_.shape)
+      j["shape_info"].push_back({{"n_groups", si.n_groups},
+                                 {"n_smooth", si.n_smooth},
+                                 {"labels", si.labels},
+                                 {"edges", si.edges},
+                                 {"counts", si.counts}});
+    j["monotone"] = fit_.monotone;
+    j["smoothing"] = fit_.smoothing;
+    if (!fit_.cv.grid.empty()) j["cv"] = fit_.cv.to_json();
+    j["models"] = nlohmann::json::array();
+    for (const Model& md : fit_.models) {
+      nlohmann::json m = {{"intercept", md.intercept},
+                          {"shapes", md.shapes},
+                          {"sd", md.sd},
+                          {"importance", md.importance},
+                          {"pairs", nlohmann::json::array()}};
+      for (const Pair& pr : md.pairs)
+        m["pairs"].push_back({{"features", {pr.f1, pr.f2}},
+                              {"bins_per_cell", {pr.div1, pr.div2}},
+                              {"shape", {pr.n1, pr.n2}},
+                              {"values", pr.table},
+                              {"importance", pr.importance}});
+      j["models"].push_back(std::move(m));
+    }
+    return j;
+  }
+
+  void restore(const nlohmann::json& j) override {
+    Fit fit;
+    const size_t F = features_.size();
+    fit.group = j.at("group").get<std::vector<std::vector<uint16_t>>>();
+    if (fit.group.size() != F) throw std::runtime_error("the GAM's groups do not match the features");
+    for (const auto& e : j.at("shape_info")) {
+      ShapeInfo si;
+      si.n_groups = e.at("n_groups").get<int>();
+      si.n_smooth = e.at("n_smooth").get<int>();
+      si.labels = e.at("labels").get<std::vector<std::string>>();
+      si.edges = e.at("edges").get<std::vector<double>>();
+      si.counts = e.at("counts").get<std::vector<double>>();
+      fit.shape.push_back(std::move(si));
+    }
+    if (fit.shape.size() != F) throw std::runtime_error("the GAM's shapes do not match the features");
+    for (size_t f = 0; f < F; ++f) {
+      if (fit.group[f].size() != static_cast<size_t>(features_[f].n_bins()))
+        throw std::runtime_error("the groups of '" + features_[f].name +
+                                 "' do not match its bins");
+      for (uint16_t g : fit.group[f])
+        if (g >= fit.shape[f].n_groups)
+          throw std::runtime_error("a group of '" + features_[f].name + "' is out of range");
+    }
+    fit.monotone = j.at("monotone").get<std::vector<int>>();
+    fit.smoothing = j.at("smoothing").get<double>();
+    if (j.contains("cv")) fit.cv = CvChoice::from_json(j.at("cv"));
+    for (const auto& e : j.at("models")) {
+      Model md;
+      md.intercept = e.at("intercept").get<double>();
+      md.shapes = e.at("shapes").get<std::vector<std::vector<double>>>();
+      md.sd = e.value("sd", std::vector<std::vector<double>>());
+      md.importance = e.at("importance").get<std::vector<double>>();
+      if (md.shapes.size() != F) throw std::runtime_error("the GAM's shapes do not match the features");
+      for (size_t f = 0; f < F; ++f)
+        if (md.shapes[f].size() != static_cast<size_t>(fit.shape[f].n_groups))
+          throw std::runtime_error("the shape of '" + features_[f].name +
+                                   "' does not match its groups");
+      for (const auto& q : e.at("pairs")) {
+        Pair pr;
+        pr.f1 = q.at("features").at(0).get<size_t>();
+        pr.f2 = q.at("features").at(1).get<size_t>();
+        pr.div1 = q.at("bins_per_cell").at(0).get<int>();
+        pr.div2 = q.at("bins_per_cell").at(1).get<int>();
+        pr.n1 = q.at("shape").at(0).get<int>();
+        pr.n2 = q.at("shape").at(1).get<int>();
+        pr.table = q.at("values").get<std::vector<double>>();
+        pr.importance = q.at("importance").get<double>();
+        if (pr.f1 >= F || pr.f2 >= F || pr.div1 < 1 || pr.div2 < 1 || pr.n1 < 1 || pr.n2 < 1 ||
+            pr.table.size() != static_cast<size_t>(pr.n1) * static_cast<size_t>(pr.n2) ||
+            (fit.shape[pr.f1].n_groups - 1) / pr.div1 >= pr.n1 ||
+            (fit.shape[pr.f2].n_groups - 1) / pr.div2 >= pr.n2)
+          throw std::runtime_error("an interaction does not match its features' groups");
+        md.pairs.push_back(std::move(pr));
+      }
+      fit.models.push_back(std::move(md));
+    }
+    if (fit.models.size() != (k_ == 2 ? 1 : k_))
+      throw std::runtime_error("the GAM has " + std::to_string(fit.models.size()) +
+                               " models for " + std::to_string(k_) + " classes");
+    monotone_ = fit.monotone;
+    fit_ = std::move(fit);
+  }
+
   nlohmann::json explain() const override {
     nlohmann::json j;
     j["kind"] = "gam";

@@ -251,6 +251,72 @@ class LinearStudent : public GlassBoxStudent {
     return ovr_probs(m, k_, n);
   }
 
+  // Everything fit_ holds, to save the student and read it back (student.json).
+  nlohmann::json state() const override {
+    nlohmann::json j = glassbox_state(o_, k_);
+    nlohmann::json code = nlohmann::json::array();
+    for (const auto& row : fit_.code) {
+      nlohmann::json r = nlohmann::json::array();
+      for (const Coding& cd : row) r.push_back({cd.col, cd.x});
+      code.push_back(std::move(r));
+    }
+    nlohmann::json cols = nlohmann::json::array();
+    for (const Column& c : fit_.columns)
+      cols.push_back({{"feature", c.feature},
+                      {"bin", c.bin},
+                      {"missing", c.missing},
+                      {"mean", c.mean},
+                      {"sd", c.sd}});
+    j["code"] = std::move(code);
+    j["columns"] = std::move(cols);
+    j["intercepts"] = fit_.intercept;
+    j["weights"] = fit_.weights;
+    j["fitted_lambda"] = fit_.lambda;
+    if (!fit_.cv.grid.empty()) j["cv"] = fit_.cv.to_json();
+    return j;
+  }
+
+  void restore(const nlohmann::json& j) override {
+    Fit f;
+    const auto& code = j.at("code");
+    if (code.size() != features_.size())
+      throw std::runtime_error("the linear student's coding does not match the features");
+    for (size_t fi = 0; fi < code.size(); ++fi) {
+      std::vector<Coding> row;
+      for (const auto& e : code[fi]) row.push_back({e.at(0).get<int32_t>(), e.at(1).get<float>()});
+      if (row.size() != static_cast<size_t>(features_[fi].n_bins()))
+        throw std::runtime_error("the coding of '" + features_[fi].name +
+                                 "' does not match its bins");
+      f.code.push_back(std::move(row));
+    }
+    for (const auto& e : j.at("columns")) {
+      Column c;
+      c.feature = e.at("feature").get<size_t>();
+      c.bin = e.at("bin").get<int>();
+      c.missing = e.at("missing").get<bool>();
+      c.mean = e.at("mean").get<double>();
+      c.sd = e.at("sd").get<double>();
+      if (c.feature >= features_.size())
+        throw std::runtime_error("a column of the linear student names no feature");
+      f.columns.push_back(c);
+    }
+    f.intercept = j.at("intercepts").get<std::vector<double>>();
+    f.weights = j.at("weights").get<std::vector<std::vector<double>>>();
+    f.lambda = j.value("fitted_lambda", o_.lambda);
+    const size_t problems = k_ == 2 ? 1 : k_;
+    if (f.intercept.size() != problems || f.weights.size() != problems)
+      throw std::runtime_error("the linear student has " + std::to_string(f.weights.size()) +
+                               " models for " + std::to_string(k_) + " classes");
+    for (const auto& w : f.weights)
+      if (w.size() != f.columns.size())
+        throw std::runtime_error("the linear student's weights do not match its columns");
+    for (const auto& row : f.code)
+      for (const Coding& cd : row)
+        if (cd.col >= static_cast<int32_t>(f.columns.size()))
+          throw std::runtime_error("the linear student's coding names a missing column");
+    fit_ = std::move(f);
+  }
+
   nlohmann::json explain() const override {
     nlohmann::json j;
     j["kind"] = "linear";

@@ -77,6 +77,20 @@ nlohmann::json CvChoice::to_json() const {
           {"log_loss", log_loss},   {"agreement", agreement}, {"chosen", value()}};
 }
 
+CvChoice CvChoice::from_json(const nlohmann::json& j) {
+  CvChoice cv;
+  cv.parameter = j.at("parameter").get<std::string>();
+  cv.folds = j.at("folds").get<int>();
+  cv.grid = j.at("grid").get<std::vector<double>>();
+  cv.log_loss = j.value("log_loss", std::vector<double>());
+  cv.agreement = j.value("agreement", std::vector<double>());
+  const double chosen = j.at("chosen").get<double>();
+  for (size_t i = 0; i < cv.grid.size(); ++i)
+    if (cv.grid[i] == chosen) cv.chosen = i;
+  if (cv.grid.empty()) throw std::runtime_error("a cross-validation block without a grid");
+  return cv;
+}
+
 CvChoice cross_validate(
     const std::string& parameter, const std::vector<double>& grid, const Probs& target, int k,
     uint64_t seed,
@@ -239,6 +253,88 @@ std::unique_ptr<Student> make_student(const StudentOptions& o) {
   }
   throw Error(ErrorCode::kInvalidArgument, "unknown student '" + o.kind + "'",
               "use linear, tree, gam or transformer");
+}
+
+nlohmann::json Student::state() const {
+  throw Error(ErrorCode::kUnsupported, "the " + kind() + " student is not saved as JSON",
+              "a transformer student is saved as a Hugging Face folder (OUT/model)");
+}
+
+nlohmann::json glassbox_state(const StudentOptions& o, size_t k) {
+  return {{"kind", o.kind},
+          {"classes", k},
+          {"options",
+           {{"lambda", o.lambda},
+            {"l1_ratio", o.l1_ratio},
+            {"max_iter", o.max_iter},
+            {"max_depth", o.max_depth},
+            {"min_leaf", o.min_leaf},
+            {"rounds", o.rounds},
+            {"interactions", o.interactions},
+            {"learning_rate", o.learning_rate},
+            {"seed", o.seed},
+            {"cv_folds", o.cv_folds},
+            {"numeric", o.numeric},
+            {"bins", o.bins},
+            {"bags", o.bags},
+            {"smoothing", o.smoothing},
+            {"monotone", o.monotone}}}};
+}
+
+void GlassBoxStudent::restore_common(const nlohmann::json& j,
+                                     const std::vector<Feature>& features) {
+  features_ = features;
+  k_ = j.at("classes").get<size_t>();
+  if (k_ < 2) throw std::runtime_error("a student needs at least two classes");
+  const nlohmann::json& o = j.at("options");
+  o_.lambda = o.at("lambda").get<double>();
+  o_.l1_ratio = o.at("l1_ratio").get<double>();
+  o_.max_iter = o.at("max_iter").get<int>();
+  o_.max_depth = o.at("max_depth").get<int>();
+  o_.min_leaf = o.at("min_leaf").get<int>();
+  o_.rounds = o.at("rounds").get<int>();
+  o_.interactions = o.at("interactions").get<int>();
+  o_.learning_rate = o.at("learning_rate").get<double>();
+  o_.seed = o.at("seed").get<uint64_t>();
+  o_.cv_folds = o.value("cv_folds", o_.cv_folds);
+  o_.numeric = o.value("numeric", o_.numeric);
+  o_.bins = o.value("bins", o_.bins);
+  o_.bags = o.value("bags", o_.bags);
+  o_.smoothing = o.value("smoothing", o_.smoothing);
+  o_.monotone = o.value("monotone", o_.monotone);
+}
+
+std::unique_ptr<Student> student_from_state(const nlohmann::json& state, const Featurizer& f,
+                                            const std::string& source) {
+  std::string kind;
+  try {
+    kind = state.at("kind").get<std::string>();
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": not a saved student (" + std::string(e.what()) + ")",
+                "give the student.json that candor distill wrote");
+  }
+  if (kind != "linear" && kind != "tree" && kind != "gam")
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        source + ": a saved student of kind '" + kind + "' (candor reads linear, tree, gam)",
+        "distill the student again with this version of candor");
+  StudentOptions o;
+  o.kind = kind;
+  o.spec = kind;
+  std::unique_ptr<Student> s = make_student(o);
+  auto* g = static_cast<GlassBoxStudent*>(s.get());
+  try {
+    g->restore_common(state, f.features());
+    g->restore(state);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                source + ": the saved " + kind + " student is malformed (" + e.what() + ")",
+                "distill the student again (candor distill ... --out DIR)");
+  }
+  return s;
 }
 
 void Student::fit_text(const std::vector<std::string>&, const Probs&, const std::vector<int>&,

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "candor/distill.h"
 
 namespace candor::distill {
@@ -40,6 +42,7 @@ struct CvChoice {
   size_t chosen = 0;
   double value() const { return grid.at(chosen); }
   nlohmann::json to_json() const;
+  static CvChoice from_json(const nlohmann::json& j);  // what to_json wrote
 };
 // k-fold cross-validation: `fit_predict(train, test)` fits on the rows `train` (indices into
 // `target`) once per grid value and returns the probabilities of the rows `test` for each, in
@@ -59,12 +62,19 @@ class GlassBoxStudent : public Student {
  public:
   explicit GlassBoxStudent(StudentOptions o) : o_(std::move(o)) {}
   std::string kind() const override { return o_.kind; }  // "linear", "tree" or "gam"
+  // Reads the student's parameters back from state() (the kind and options are read by
+  // student_from_state); throws std::exception when they are malformed.
+  virtual void restore(const nlohmann::json& state) = 0;
+  void restore_common(const nlohmann::json& state, const std::vector<Feature>& features);
 
  protected:
   StudentOptions o_;
   std::vector<Feature> features_;
   size_t k_ = 0;
 };
+
+// The state every glass-box student writes: kind, options and class count.
+nlohmann::json glassbox_state(const StudentOptions& o, size_t k);
 
 std::unique_ptr<Student> make_linear_student(const StudentOptions& o);
 std::unique_ptr<Student> make_tree_student(const StudentOptions& o);

@@ -64,6 +64,50 @@ class TreeStudent : public GlassBoxStudent {
     return p;
   }
 
+  nlohmann::json state() const override {
+    nlohmann::json j = glassbox_state(o_, k_);
+    j["nodes"] = nlohmann::json::array();
+    for (const Node& nd : nodes_)
+      j["nodes"].push_back({{"feature", nd.feature},
+                            {"bin", nd.bin},
+                            {"equality", nd.equality},
+                            {"missing_left", nd.missing_left},
+                            {"left", nd.left},
+                            {"right", nd.right},
+                            {"value", nd.value},
+                            {"rows", nd.rows}});
+    return j;
+  }
+
+  void restore(const nlohmann::json& j) override {
+    nodes_.clear();
+    for (const auto& e : j.at("nodes")) {
+      Node nd;
+      nd.feature = e.at("feature").get<int>();
+      nd.bin = e.at("bin").get<uint16_t>();
+      nd.equality = e.at("equality").get<bool>();
+      nd.missing_left = e.value("missing_left", false);
+      nd.left = e.at("left").get<int>();
+      nd.right = e.at("right").get<int>();
+      nd.value = e.at("value").get<std::vector<double>>();
+      nd.rows = e.at("rows").get<size_t>();
+      nodes_.push_back(std::move(nd));
+    }
+    if (nodes_.empty()) throw std::runtime_error("the tree has no nodes");
+    const int n = static_cast<int>(nodes_.size());
+    for (int i = 0; i < n; ++i) {
+      const Node& nd = nodes_[i];
+      if (nd.feature < 0) {
+        if (nd.value.size() != k_) throw std::runtime_error("a leaf's probabilities miss classes");
+        continue;
+      }
+      // Children come after their parent (as build() numbers them): every path ends in a leaf.
+      if (nd.feature >= static_cast<int>(features_.size()) || nd.left <= i || nd.right <= i ||
+          nd.left >= n || nd.right >= n || nd.bin >= features_[nd.feature].n_bins())
+        throw std::runtime_error("node " + std::to_string(i) + " points outside the tree");
+    }
+  }
+
   nlohmann::json explain() const override {
     nlohmann::json j;
     j["kind"] = "tree";

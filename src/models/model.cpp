@@ -180,6 +180,34 @@ void reject_text_file(const fs::path& file) {
               "or a .gguf file; a data table goes to --data");
 }
 
+// A folder (or a file of it) that holds a table model candor trained, which load_model does not
+// run: an error that says what it is and which commands take it.
+void reject_table_model(const fs::path& p) {
+  std::error_code ec;
+  const bool dir = fs::is_directory(p, ec);
+  const fs::path folder = dir ? p : p.parent_path();
+  struct Kind {
+    const char* file;
+    const char* what;
+  };
+  for (const Kind& k : {Kind{"mlp.json", "an MLP that candor train fitted on table columns"},
+                        Kind{"student.json", "a glass-box student that candor distill fitted"}}) {
+    const fs::path saved = folder / k.file;
+    const bool named = p.filename() == k.file ||
+                       (std::string(k.file) == "mlp.json" && p.filename() == "model.ckpt");
+    if (!(dir || named) || !fs::is_regular_file(saved, ec)) continue;
+    const std::string s = p.string();
+    throw Error(ErrorCode::kUnsupported,
+                "'" + s + "' is " + k.what + " (" + saved.string() +
+                    "), a model over table rows, not a language model this command runs",
+                "commands that take it: candor predict --model " + s +
+                    " --data FILE --out FILE.csv (per-row classes and probabilities), candor info "
+                    "--model " +
+                    s + ", candor distill --teacher " + s +
+                    " --data FILE (a glass-box explanation of it)");
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
@@ -193,12 +221,18 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   // The compute dtype is checked before anything is read (f16 fails fast); the runtimes are
   // built in it (ModelConfig::compute_dtype).
   check_compute_dtype(parse_compute_dtype(options.compute_dtype));
+  // The --out folder of `candor distill --student transformer` (report.json beside the student's
+  // Hugging Face folder, OUT/model) stands for its student.
+  if (fs::is_directory(p, ec) && !looks_like_hf_model(path) &&
+      fs::is_regular_file(p / "report.json", ec) && looks_like_hf_model((p / "model").string()))
+    return load_model((p / "model").string(), options);
   std::unique_ptr<Model> model;
   if (looks_like_hf_model(path)) {
     model = load_hf_model(path, options);
   } else if (p.extension() == ".gguf") {
     model = load_gguf_model(path, options);
   } else {
+    reject_table_model(p);
     fs::path checkpoint = fs::is_directory(p, ec) ? find_checkpoint(p) : p;
     if (starts_with_fasttext_magic(checkpoint))
       throw Error(ErrorCode::kUnsupported,

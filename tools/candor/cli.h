@@ -33,6 +33,7 @@ Runner add_serve(CLI::App& app);
 // `candor audit verify-log | check-policy | supervise` (cmd_audit_supervision.cpp); the runner
 // returns -1 when none of them was given.
 Runner add_audit_supervision(CLI::App& audit);
+Runner add_predict(CLI::App& app);
 
 // An invalid command-line value: reported with exit code 2, as every jobs::RequestError is.
 class UsageError : public jobs::RequestError {

@@ -243,6 +243,9 @@ Runner add_distill(CLI::App& app) {
       std::cerr << "training the MLP teacher on " << s.train.size() << " rows...\n";
       mlp = distill::MlpClassifier::train(table, s.train, o->label, mo, to);
       teacher = std::unique_ptr<distill::Teacher>(mlp.release());
+    } else if (distill::SavedStudent::is_saved(o->teacher)) {
+      // A glass-box student candor distill saved (its folder or student.json).
+      teacher = distill::SavedStudent::load(o->teacher);
     } else if (distill::MlpClassifier::is_saved(o->teacher)) {
       // An MLP `candor train` saved (its folder, mlp.json or the model.ckpt beside it).
       mlp = distill::MlpClassifier::load(o->teacher);
@@ -285,6 +288,8 @@ Runner add_distill(CLI::App& app) {
     distill::write_report(r, o->out,
                           "candor distill: " + o->student + " student of " + teacher->describe());
     save_transformer_student(r, o->out);
+    // The glass-box student itself, reloadable: candor predict --model OUT reads it.
+    const bool saved = distill::SavedStudent::save(r, o->out, teacher->describe());
     const auto& f = r.test_fidelity;
     std::cout << "teacher   " << teacher->describe() << "\nstudent   " << o->student
               << "\nheld-out  " << f.rows << " rows: agreement " << pct(f.agreement) << ", mean KL "
@@ -294,6 +299,9 @@ Runner add_distill(CLI::App& app) {
                 << pct(f.student_accuracy);
     std::cout << "\nfit       " << r.fit_seconds << " s (total " << secs << " s)\nreport    "
               << o->out << "/report.html, " << o->out << "/report.json\n";
+    if (saved)
+      std::cout << "student   " << o->out << "/student.json (candor predict --model " << o->out
+                << " --data FILE --out FILE.csv)\n";
     return 0;
   };
 }

@@ -2,9 +2,11 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "candor/classifier.h"
+#include "candor/distill.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
 #include "cli.h"
@@ -42,6 +44,69 @@ int info_fasttext(const std::string& path, bool json) {
   return 0;
 }
 
+// A model candor fitted over table rows (the MLP of candor train, a glass-box student of candor
+// distill): its classes, the columns it reads and its size.
+int info_table_model(const std::string& path, bool json) {
+  nlohmann::ordered_json j = {{"model", path}, {"kind", "classifier"}, {"input", "table rows"}};
+  const distill::Featurizer* f = nullptr;
+  std::unique_ptr<distill::MlpClassifier> mlp;
+  std::unique_ptr<distill::SavedStudent> student;
+  std::string what;
+  if (distill::SavedStudent::is_saved(path)) {
+    student = distill::SavedStudent::load(path);
+    f = &student->featurizer();
+    j["architecture"] = student->student().kind() + " student";
+    j["format"] = "candor student.json";
+    j["labels"] = student->classes();
+    j["teacher"] = student->teacher();
+    what = "a " + student->student().kind() + " student distilled by candor distill";
+  } else {
+    mlp = distill::MlpClassifier::load(path);
+    f = &mlp->featurizer();
+    int64_t n = 0;
+    std::vector<int64_t> widths;
+    for (const at::Tensor& p : mlp->parameters()) {
+      n += p.numel();
+      if (p.dim() == 2) widths.push_back(p.size(1));
+    }
+    if (!widths.empty()) widths.pop_back();  // the output layer
+    j["architecture"] = "mlp";
+    j["format"] = "candor mlp.json";
+    j["parameters"] = n;
+    j["hidden"] = widths;
+    j["labels"] = mlp->classes();
+    what = "an MLP trained by candor train";
+  }
+  std::map<std::string, std::string> columns;  // column -> how it is read
+  for (const distill::Feature& x : f->features())
+    columns[x.column] = x.kind == distill::Feature::kNumeric       ? "numeric"
+                        : x.kind == distill::Feature::kCategorical ? "categorical"
+                                                                   : "text n-grams";
+  nlohmann::ordered_json cols = nlohmann::ordered_json::object();
+  for (const auto& [c, k] : columns) cols[c] = k;
+  j["columns"] = cols;
+  j["features"] = f->features().size();
+  j["threads"] = num_threads();
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::string cs;
+  for (const auto& [c, k] : columns) cs += (cs.empty() ? "" : ", ") + c + " (" + k + ")";
+  std::cout << "model          " << path << "\n"
+            << "architecture   " << what << "\n";
+  if (mlp)
+    std::cout << "parameters     " << j["parameters"] << " (hidden " << j["hidden"].dump() << ")\n";
+  std::cout << "input          table rows: " << cs << "\n"
+            << "features       " << f->features().size() << "\n"
+            << "classifier     " << j["labels"].size()
+            << " labels: " << join(j["labels"].get<std::vector<std::string>>()) << "\n"
+            << "commands       candor predict --model " << path
+            << " --data FILE --out FILE.csv; candor distill --teacher " << path
+            << " --data FILE (explains it with a glass-box student)\n";
+  return 0;
+}
+
 }  // namespace
 
 Runner add_info(CLI::App& app) {
@@ -62,6 +127,8 @@ Runner add_info(CLI::App& app) {
     check_prompt_and_threads("", o->threads);
     set_num_threads(o->threads);
     if (is_fasttext_file(o->model)) return info_fasttext(o->model, o->json);
+    if (distill::SavedStudent::is_saved(o->model) || distill::MlpClassifier::is_saved(o->model))
+      return info_table_model(o->model, o->json);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
     lo.compute_dtype = o->dtype;

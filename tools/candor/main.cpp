@@ -1,10 +1,14 @@
 // The candor command-line tool: one binary, one subcommand per job.
 #include <c10/util/Exception.h>
 
+#include <filesystem>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
+#include "candor/files.h"
 #include "candor/runtime.h"
 #include "cli.h"
 
@@ -31,11 +35,43 @@ bool runs_kernels(int argc, char** argv) {
   return true;
 }
 
+// `candor-engine --write-launcher-texts DIR`: what the launcher prints for --version, --help and
+// methods (with and without --json), written at build time from this command line, so that
+// those commands never load libtorch. Each file is written whole or not at all.
+int write_launcher_texts(CLI::App& app, CLI::App* methods, candor::cli::Runner run_methods,
+                         const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  auto write = [&](const std::string& name, const std::string& text) {
+    candor::write_file_atomic(dir + "/" + name, text);
+  };
+  write("version.txt", app.version() + "\n");
+  write("help.txt", app.help());
+  auto capture = [&](std::vector<std::string> args) {  // in reverse order, as CLI11 takes them
+    std::ostringstream out;
+    std::streambuf* old = std::cout.rdbuf(out.rdbuf());
+    try {
+      app.clear();
+      app.parse(args);
+      if (!methods->parsed()) throw std::runtime_error("methods was not parsed");
+      run_methods();
+    } catch (...) {
+      std::cout.rdbuf(old);
+      throw;
+    }
+    std::cout.rdbuf(old);
+    return out.str();
+  };
+  write("methods.txt", capture({"methods"}));
+  write("methods-json.txt", capture({"--json", "methods"}));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (runs_kernels(argc, argv)) candor::prepare_process(argc, argv);
-  CLI::App app{"candor: explanations for language models"};
+  CLI::App app{"candor: explanations for language models", "candor"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "candor 0.1.0");
   std::map<CLI::App*, candor::cli::Runner> runners;
@@ -54,10 +90,22 @@ int main(int argc, char** argv) {
   add("train", "Train a classifier (MLP or transformer) on a table's labels", candor::cli::add_train);
   add("audit", "Audit a model's outputs: group fairness, calibration, conformal sets",
       candor::cli::add_audit);
+  add("predict",
+      "Per-row predictions of a model over a CSV / JSON Lines file (class and "
+      "probabilities, or generated text)",
+      candor::cli::add_predict);
   add("convert", "Write a model as a Hugging Face safetensors folder", candor::cli::add_convert);
   add("serve", "Serve the model over an OpenAI-compatible API, explaining, checking and logging "
       "every answer", candor::cli::add_serve);
 
+  if (argc == 3 && std::string(argv[1]) == "--write-launcher-texts") {
+    CLI::App* methods = app.get_subcommand("methods");
+    try {
+      return write_launcher_texts(app, methods, runners[methods], argv[2]);
+    } catch (const std::exception& e) {
+      return report(e.what(), "", candor::cli::kExitRuntime);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
