@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -171,6 +172,9 @@ class Supervisor {
   Review run(const Exchange& exchange, bool async) const;
   Policy policy_;
   Swapper swapper_;
+  // Per check name: the swapper over the audits' word lists of the check's `attributes`
+  // (gender, race, religion, nationality, age; candor/audit.h), when it names any.
+  std::map<std::string, Swapper> attribute_swappers_;
 };
 
 }  // namespace candor::supervise

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 
+#include "candor/audit.h"
 #include "candor/error.h"
 #include "candor/supervise.h"
 
@@ -23,7 +24,32 @@ nlohmann::json Review::to_json() const {
 }
 
 Supervisor::Supervisor(Policy policy, Swapper swapper)
-    : policy_(std::move(policy)), swapper_(swapper ? std::move(swapper) : default_swapper()) {}
+    : policy_(std::move(policy)), swapper_(swapper ? std::move(swapper) : default_swapper()) {
+  // A counterfactual check that names `attributes` swaps the audits' word lists of those
+  // attributes (every variant of each, up to the check's max_swaps) instead of `swapper`.
+  for (const CheckSpec& spec : policy_.checks) {
+    if (spec.type != "counterfactual" || !spec.params.contains("attributes")) continue;
+    std::vector<audit::SwapLexicon> lexicons;
+    for (const auto& a : spec.params.at("attributes")) {
+      const std::string name = a.get<std::string>();
+      try {
+        lexicons.push_back(audit::builtin_swap_lexicon(name));
+      } catch (const Error& e) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "policy " + (policy_.source.empty() ? std::string("(built-in)") : policy_.source) +
+                        ": check '" + spec.name + "': attributes: " + e.what(),
+                    "name built-in attributes: gender, race, religion, nationality, age");
+      }
+    }
+    if (lexicons.empty()) continue;
+    attribute_swappers_[spec.name] = [lexicons](const std::string& prompt) {
+      std::vector<std::string> out;
+      for (const audit::SwapLexicon& lex : lexicons)
+        for (std::string& t : audit::swapped_texts(prompt, lex)) out.push_back(std::move(t));
+      return out;
+    };
+  }
+}
 
 Review Supervisor::review(const Exchange& exchange) const { return run(exchange, false); }
 
@@ -84,7 +110,9 @@ Review Supervisor::run(const Exchange& exchange, bool async) const {
     try {
       Exchange x = exchange;
       x.answer = wants_redaction ? answer : exchange.answer;
-      r = run_one(spec, x, swapper_, wants_redaction ? &redacted : nullptr);
+      auto own = attribute_swappers_.find(spec.name);
+      r = run_one(spec, x, own != attribute_swappers_.end() ? own->second : swapper_,
+                  wants_redaction ? &redacted : nullptr);
     } catch (const std::exception& e) {
       r = CheckResult();
       r.outcome = "error";

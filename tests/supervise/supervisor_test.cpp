@@ -6,6 +6,7 @@
 #include "candor/evaluate.h"
 #include "candor/generate.h"
 #include "candor/model.h"
+#include "candor/audit.h"
 #include "candor/supervise.h"
 #include "test_util.h"
 
@@ -324,6 +325,43 @@ TEST(Counterfactual, FlagsWhenASwapMovesTheAnswerAndSkipsWithoutTerms) {
   r = strict.review(x);
   EXPECT_EQ(r.checks[0].outcome, "skipped");
   EXPECT_EQ(r.decision, "allow");
+}
+
+// A check naming `attributes` swaps the audits' word lists of those attributes, not the default
+// gendered list: a prompt that mentions a religious term is probed once per other group.
+TEST(Counterfactual, AttributesSwapTheAuditsWordLists) {
+  const Model& model = builtin_lm();
+  GenerateOptions o;
+  o.max_new_tokens = 8;
+  o.token_stats = true;
+  std::string prompt = "Once upon a time, a girl went to the church. She";
+  GenerateResult g = generate(model, std::string_view(prompt), o);
+  ASSERT_FALSE(g.generated_ids.empty());
+  Exchange x;
+  x.model = &model;
+  x.prompt = prompt;
+  x.prompt_ids = g.prompt_ids;
+  x.answer_ids = g.generated_ids;
+  x.answer = g.text;
+  x.token_stats = g.token_stats;
+  const std::vector<std::string> expected =
+      audit::swapped_texts(prompt, audit::builtin_swap_lexicon("religion"));
+  ASSERT_GE(expected.size(), 2u) << "the religion list should have several groups";
+  Supervisor sup(policy_of(
+      "checks:\n  - type: counterfactual\n    threshold: 0\n    max_swaps: 64\n"
+      "    attributes: [religion]\n"));
+  Review r = sup.review(x);
+  ASSERT_EQ(r.checks[0].outcome, "fail") << r.to_json();
+  const auto& swaps = r.checks[0].measures["swaps"];
+  ASSERT_EQ(swaps.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(swaps[i]["prompt"], expected[i]);
+  for (const auto& s : swaps) EXPECT_EQ(s["prompt"].get<std::string>().find("church"), std::string::npos);
+
+  // The default (gendered) list would have swapped "girl" and "She"; the religion list keeps them.
+  EXPECT_NE(swaps[0]["prompt"].get<std::string>().find("girl"), std::string::npos);
+
+  EXPECT_THROW(Supervisor(policy_of("checks:\n  - type: counterfactual\n    attributes: [relgion]\n")),
+               Error);
 }
 
 }  // namespace
