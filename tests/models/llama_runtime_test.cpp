@@ -184,8 +184,11 @@ TEST(LlamaRuntime, EmbeddingInputEqualsTokenInputAndIsDifferentiable) {
     at::Tensor toks = random_tokens(1, 10, m->config().vocab_size, 6);
     at::Tensor ref;
     {
-      at::NoGradGuard ng;
-      ref = m->forward_tokens(toks);
+      at::NoGradGuard ng;  // the libtorch path, as the gradient pass below runs
+      ForwardArgs t;
+      t.tokens = toks;
+      t.libtorch_path = true;
+      ref = m->forward(t);
     }
     at::Tensor emb = m->embed(toks).detach().clone().requires_grad_(true);
     ForwardArgs a;
