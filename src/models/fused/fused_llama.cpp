@@ -13,6 +13,9 @@
 namespace candor::fused {
 namespace {
 
+// Queries per attention tile (rows of one score product).
+constexpr int64_t kQueryTile = 32;
+
 bool usable_weight(const at::Tensor& t) {
   return !t.defined() || (t.scalar_type() == at::kFloat && t.is_contiguous() && !t.is_complex() &&
                           t.device().is_cpu());
@@ -171,6 +174,10 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
       key_pos[b * S + past + t] = pos_p[b * T + t];
     }
   }
+  std::vector<uint8_t> any_padding(static_cast<size_t>(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) any_padding[static_cast<size_t>(b)] |= !key_real[b * S + s];
+  }
   const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
 
   // The arena: every buffer of the pass, allocated once.
@@ -182,8 +189,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
       N * QKV,               // qkv
       B * KV * GT * hd,      // q by key head: [B, KV, G * T, hd]
       cache ? 0 : 2 * N * KV * hd,  // k, v without a cache: [B, KV, T, hd] each
-      GT * S,                // scores of one key head
-      GT * hd,               // attention output of one key head
+      kQueryTile * S,        // scores of one tile of queries
       N * H * hd,            // o: heads side by side
   };
   int64_t total = 0;
@@ -202,8 +208,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   float* q = take(sizes[4]);
   float* kv_own = take(sizes[5]);
   float* scores = take(sizes[6]);
-  float* att = take(sizes[7]);
-  float* o = take(sizes[8]);
+  float* o = take(sizes[7]);
   {
     const at::Tensor xc = x_in.contiguous();
     std::copy(xc.data_ptr<float>(), xc.data_ptr<float>() + N * D, x);
@@ -239,39 +244,43 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     for (int64_t b = 0; b < B; ++b) {
       const uint8_t* real = key_real.data() + b * S;
       const int64_t* kpos = key_pos.data() + b * S;
+      const bool padded = any_padding[static_cast<size_t>(b)] != 0;
       for (int64_t kvh = 0; kvh < KV; ++kvh) {
         const float* K = kbase + (b * KV + kvh) * cap * hd;  // [S, hd]
         const float* V = vbase + (b * KV + kvh) * cap * hd;
-        const float* Q = q + (b * KV + kvh) * GT * hd;  // [G * T, hd]
-        gemm_nt(GT, S, hd, scale, Q, hd, K, hd, 0.0f, scores, S);
-        for (int64_t r = 0; r < GT; ++r) {
-          const int64_t t = r % T, self = past + t;
-          const int64_t qpos = pos_p[b * T + t];
-          float* sr = scores + r * S;
-          float mx = kNegInf;
-          for (int64_t s = 0; s < S; ++s) {
-            bool ok = s <= self && (real[s] || s == self);
-            if (ok && windowed) ok = qpos - kpos[s] < window;
-            if (!ok) {
-              sr[s] = kNegInf;
-            } else if (sr[s] > mx) {
-              mx = sr[s];
-            }
-          }
-          float sum = 0;
-          for (int64_t s = 0; s < S; ++s) {
-            const float e = sr[s] == kNegInf ? 0.0f : std::exp(sr[s] - mx);
-            sr[s] = e;
-            sum += e;
-          }
-          const float inv = 1.0f / sum;
-          for (int64_t s = 0; s < S; ++s) sr[s] *= inv;
-        }
-        gemm_nn(GT, hd, S, 1.0f, scores, S, V, hd, 0.0f, att, hd);
         for (int64_t g = 0; g < G; ++g) {
-          for (int64_t t = 0; t < T; ++t) {
-            const float* src = att + (g * T + t) * hd;
-            std::copy(src, src + hd, o + (b * T + t) * H * hd + (kvh * G + g) * hd);
+          // Query tiles: a tile's queries see keys [0, past + t1) only (causal), so the
+          // products skip most of the masked upper triangle.
+          for (int64_t t0 = 0; t0 < T; t0 += kQueryTile) {
+            const int64_t t1 = std::min(T, t0 + kQueryTile), m = t1 - t0, nk = past + t1;
+            const float* Q = q + ((b * KV + kvh) * GT + g * T + t0) * hd;  // [m, hd]
+            gemm_nt(m, nk, hd, scale, Q, hd, K, hd, 0.0f, scores, nk);
+            for (int64_t i = 0; i < m; ++i) {
+              const int64_t t = t0 + i, self = past + t;
+              float* sr = scores + i * nk;
+              // Keys after `self` are the future: no weight.
+              for (int64_t s = self + 1; s < nk; ++s) sr[s] = 0.0f;
+              if (padded || windowed) {
+                const int64_t qpos = pos_p[b * T + t];
+                for (int64_t s = 0; s < self; ++s) {
+                  if ((padded && !real[s]) || (windowed && qpos - kpos[s] >= window))
+                    sr[s] = kNegInf;
+                }
+              }
+              float mx = sr[self];  // a query always sees itself
+              for (int64_t s = 0; s < self; ++s) mx = std::max(mx, sr[s]);
+              float sum = 0;
+              for (int64_t s = 0; s <= self; ++s) {
+                const float e = std::exp(sr[s] - mx);  // exp(-inf) = 0: masked keys
+                sr[s] = e;
+                sum += e;
+              }
+              const float inv = 1.0f / sum;
+              for (int64_t s = 0; s <= self; ++s) sr[s] *= inv;
+            }
+            // Straight into the heads' columns of o: [m, hd] at row b * T + t0.
+            gemm_nn(m, hd, nk, 1.0f, scores, nk, V, hd, 0.0f,
+                    o + (b * T + t0) * H * hd + (kvh * G + g) * hd, H * hd);
           }
         }
       }
