@@ -1,6 +1,8 @@
 // The fused no-grad forward of the Llama family; see fused_llama.h.
 #include "models/fused/fused_llama.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -180,6 +182,15 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   }
   const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
 
+  // Attention runs on libtorch's intra-op threads, one (row, key head) pair per task, when its
+  // products are small enough that OpenBLAS computes them on the calling thread (at most
+  // 2^18 multiply-adds: OpenBLAS's threshold for threading a gemm), so that the two pools never
+  // run at once; larger products run one after the other, each threaded by OpenBLAS.
+  // Inside another parallel region (a caller's own workers) it runs on the calling thread.
+  const int64_t threads = kQueryTile * S * hd <= (int64_t{1} << 18) && !at::in_parallel_region()
+                              ? std::max(1, at::get_num_threads())
+                              : 1;
+
   // The arena: every buffer of the pass, allocated once.
   const int64_t GT = G * T;
   const int64_t sizes[] = {
@@ -189,7 +200,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
       N * QKV,               // qkv
       B * KV * GT * hd,      // q by key head: [B, KV, G * T, hd]
       cache ? 0 : 2 * N * KV * hd,  // k, v without a cache: [B, KV, T, hd] each
-      kQueryTile * S,        // scores of one tile of queries
+      threads * kQueryTile * S,  // scores of one tile of queries, per thread
       N * H * hd,            // o: heads side by side
   };
   int64_t total = 0;
@@ -207,7 +218,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   float* qkv = take(sizes[3]);
   float* q = take(sizes[4]);
   float* kv_own = take(sizes[5]);
-  float* scores = take(sizes[6]);
+  float* scores_all = take(sizes[6]);
   float* o = take(sizes[7]);
   {
     const at::Tensor xc = x_in.contiguous();
@@ -241,11 +252,14 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     }
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && S > window;
-    for (int64_t b = 0; b < B; ++b) {
-      const uint8_t* real = key_real.data() + b * S;
-      const int64_t* kpos = key_pos.data() + b * S;
-      const bool padded = any_padding[static_cast<size_t>(b)] != 0;
-      for (int64_t kvh = 0; kvh < KV; ++kvh) {
+    // One (row, key head) pair per task; each thread its own scores.
+    auto attend = [&](int64_t begin, int64_t end) {
+      float* scores = scores_all + (threads > 1 ? at::get_thread_num() : 0) * kQueryTile * S;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / KV, kvh = task % KV;
+        const uint8_t* real = key_real.data() + b * S;
+        const int64_t* kpos = key_pos.data() + b * S;
+        const bool padded = any_padding[static_cast<size_t>(b)] != 0;
         const float* K = kbase + (b * KV + kvh) * cap * hd;  // [S, hd]
         const float* V = vbase + (b * KV + kvh) * cap * hd;
         for (int64_t g = 0; g < G; ++g) {
@@ -284,6 +298,11 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
           }
         }
       }
+    };
+    if (threads > 1 && B * KV > 1) {
+      at::parallel_for(0, B * KV, 1, attend);
+    } else {
+      attend(0, B * KV);
     }
     add_bias(x, N, D, D, ptr(L.bo));
     gemm_nt(N, D, H * hd, 1.0f, o, H * hd, ptr(L.wo), H * hd, 1.0f, x, D);  // x += o Wo^T
