@@ -140,8 +140,7 @@ double forward_flops(const ModelConfig& c, int64_t B, int64_t T, int64_t outputs
   const double layer = static_cast<double>(c.dim) * (c.n_heads + 2 * c.n_kv_heads) * hd +
                        static_cast<double>(c.n_heads) * hd * c.dim +
                        3.0 * static_cast<double>(c.dim) * c.hidden_dim;
-  const double per_row = 2.0 * T * layer * c.n_layers +
-                         4.0 * T * T * c.n_heads * hd * c.n_layers +
+  const double per_row = 2.0 * T * layer * c.n_layers + 4.0 * T * T * c.n_heads * hd * c.n_layers +
                          2.0 * outputs * static_cast<double>(c.dim) * c.vocab_size;
   return per_row * static_cast<double>(B);
 }
@@ -237,12 +236,19 @@ void run_table(const Settings& s, TorchPeer* peer) {
               if (!t.empty()) p.push_back(sum / static_cast<double>(t.size()));
             }
           }
-          Row row{name, B == 1 ? "forward" : "kshap16", T, threads, median(f), median(l),
-                  p.empty() ? 0.0 : median(p), 2.0 * 1024 * 1024 * 1024 / median(g) / 1e6,
+          Row row{name,
+                  B == 1 ? "forward" : "kshap16",
+                  T,
+                  threads,
+                  median(f),
+                  median(l),
+                  p.empty() ? 0.0 : median(p),
+                  2.0 * 1024 * 1024 * 1024 / median(g) / 1e6,
                   forward_flops(c, B, T, 1)};
           rows.push_back(row);
-          std::printf("  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %.3f ms, torch %.3f ms\n",
-                      row.what.c_str(), (long long)T, threads, row.fused, row.libtorch, row.torch);
+          std::printf(
+              "  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %.3f ms, torch %.3f ms\n",
+              row.what.c_str(), (long long)T, threads, row.fused, row.libtorch, row.torch);
           std::fflush(stdout);
         }
       }
@@ -367,9 +373,10 @@ int main(int argc, char** argv) {
     }
   }
   const BlasInfo blas = blas_info();
-  std::printf("# bench_kernels\n\nBLAS %s (%s); medians over rounds, each round runs fused, "
-              "libtorch, a 1024^3 sgemm and PyTorch one after the other\n",
-              blas.library.c_str(), blas.core.c_str());
+  std::printf(
+      "# bench_kernels\n\nBLAS %s (%s); medians over rounds, each round runs fused, "
+      "libtorch, a 1024^3 sgemm and PyTorch one after the other\n",
+      blas.library.c_str(), blas.core.c_str());
   std::unique_ptr<TorchPeer> peer;
   if (s.torch) {
     peer = std::make_unique<TorchPeer>();

@@ -327,9 +327,9 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
       for (int64_t i = 0; i < op.numel(); ++i) {
         const int64_t r = op.data_ptr<int64_t>()[i];
         if (r < -T || r >= T) {
-          throw Error(ErrorCode::kInvalidArgument,
-                      "output position " + std::to_string(r) + " is outside a sequence of " +
-                          std::to_string(T) + " tokens");
+          throw Error(ErrorCode::kInvalidArgument, "output position " + std::to_string(r) +
+                                                       " is outside a sequence of " +
+                                                       std::to_string(T) + " tokens");
         }
         rows.push_back(r < 0 ? r + T : r);
       }

@@ -22,7 +22,8 @@ struct Direct {
 // The gradient of log p(target | input) at the last position, on the libtorch path, and the
 // values at the input and at the unk baseline (every position but BOS replaced).
 Direct direct(const Model& m, const std::vector<TokenId>& ids, TokenId target) {
-  at::Tensor tokens = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1});
+  at::Tensor tokens =
+      at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1});
   const int64_t T = tokens.size(1);
   Direct d;
   at::Tensor emb = m.embed(tokens).detach().requires_grad_(true);
@@ -65,13 +66,12 @@ TEST(SingleGradient, ScoresAndEndpointValuesEqualADirectComputation) {
       EXPECT_NEAR(a.target_values[0], d.fx, 1e-5 * std::max(1.0, std::abs(d.fx)));
       EXPECT_NEAR(a.baseline_values[0], d.fb, 1e-5 * std::max(1.0, std::abs(d.fb)));
       ASSERT_EQ(a.features.size(), static_cast<size_t>(T - 1));  // one per token, BOS excluded
-      at::Tensor emb = m.embed(at::tensor(std::vector<int64_t>(ids.begin(), ids.end()),
-                                          at::kLong).view({1, -1}))[0];
+      at::Tensor emb = m.embed(
+          at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, -1}))[0];
       for (size_t f = 0; f < a.features.size(); ++f) {
         const int64_t t = a.features[f].begin;
-        const double want = method == "saliency"
-                                ? d.grad[t].norm().item<double>()
-                                : (d.grad[t] * emb[t]).sum().item<double>();
+        const double want = method == "saliency" ? d.grad[t].norm().item<double>()
+                                                 : (d.grad[t] * emb[t]).sum().item<double>();
         EXPECT_NEAR(a.scores[f], want, 1e-5 * std::max(1.0, std::abs(want))) << "feature " << f;
       }
     }

@@ -17,8 +17,8 @@ namespace candor {
 namespace {
 
 const std::vector<std::string> kFixtures = {
-    "llama",        "llama3_scaled", "llama_sharded",  "llama_f16", "llama_bf16", "mistral_linear",
-    "mistral_window", "qwen2",       "qwen2_window",   "gpt2",      "gpt2_f16"};
+    "llama",          "llama3_scaled", "llama_sharded", "llama_f16", "llama_bf16", "mistral_linear",
+    "mistral_window", "qwen2",         "qwen2_window",  "gpt2",      "gpt2_f16"};
 
 std::string fixture(const std::string& name) {
   return std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/" + name;
@@ -56,7 +56,8 @@ Both run_both(const Model& m, ForwardArgs a) {
     EXPECT_EQ(fc.length(), rc.length());
     for (int64_t l = 0; l < m.config().n_layers; ++l) {
       const double scale = std::max(rc.keys(l).abs().max().item<double>(), 1e-30);
-      EXPECT_LE((fc.keys(l) - rc.keys(l)).abs().max().item<double>() / scale, 1e-5) << "layer " << l;
+      EXPECT_LE((fc.keys(l) - rc.keys(l)).abs().max().item<double>() / scale, 1e-5)
+          << "layer " << l;
       EXPECT_LE((fc.values(l) - rc.values(l)).abs().max().item<double>(),
                 1e-5 * std::max(rc.values(l).abs().max().item<double>(), 1e-30));
     }

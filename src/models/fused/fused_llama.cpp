@@ -116,8 +116,7 @@ std::string llama_unsupported(const ModelConfig& c, const LlamaWeights& w, at::S
                                         &w.final_norm_bias, &w.output};
   for (const LlamaLayerWeights& L : w.layers) {
     for (const at::Tensor* t : {&L.attn_norm, &L.wqkv, &L.wo, &L.ffn_norm, &L.w13, &L.w2,
-                                &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm_bias, &L.b13,
-                                &L.b2})
+                                &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm_bias, &L.b13, &L.b2})
       all.push_back(t);
   }
   for (const at::Tensor* t : all) {
@@ -130,8 +129,8 @@ bool cache_usable(const ModelConfig& c, KVCache& cache) {
   if (cache.batch() == 0) return true;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     for (const at::Tensor* t : {&cache.keys(l), &cache.values(l)}) {
-      if (!t->defined() || t->scalar_type() != at::kFloat || !t->is_contiguous() ||
-          t->dim() != 4 || t->size(1) != c.n_kv_heads || t->size(3) != c.head_dim())
+      if (!t->defined() || t->scalar_type() != at::kFloat || !t->is_contiguous() || t->dim() != 4 ||
+          t->size(1) != c.n_kv_heads || t->size(3) != c.head_dim())
         return false;
     }
   }
@@ -141,8 +140,7 @@ bool cache_usable(const ModelConfig& c, KVCache& cache) {
 
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x_in,
                          const at::Tensor& mask, const at::Tensor& positions,
-                         const at::Tensor& rope, KVCache* cache,
-                         const std::vector<int64_t>& rows) {
+                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows) {
   const int64_t B = x_in.size(0), T = x_in.size(1), D = c.dim;
   const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
   const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim;
@@ -194,14 +192,14 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   // The arena: every buffer of the pass, allocated once.
   const int64_t GT = G * T;
   const int64_t sizes[] = {
-      N * D,                 // x: the residual stream
-      std::max(N, B * P) * D,  // h: normed input of a projection (and of the output)
-      N * F2,                // f: the feed-forward's hidden units
-      N * QKV,               // qkv
-      B * KV * GT * hd,      // q by key head: [B, KV, G * T, hd]
+      N * D,                        // x: the residual stream
+      std::max(N, B * P) * D,       // h: normed input of a projection (and of the output)
+      N * F2,                       // f: the feed-forward's hidden units
+      N * QKV,                      // qkv
+      B * KV * GT * hd,             // q by key head: [B, KV, G * T, hd]
       cache ? 0 : 2 * N * KV * hd,  // k, v without a cache: [B, KV, T, hd] each
-      threads * kQueryTile * S,  // scores of one tile of queries, per thread
-      N * H * hd,            // o: heads side by side
+      threads * kQueryTile * S,     // scores of one tile of queries, per thread
+      N * H * hd,                   // o: heads side by side
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
@@ -324,8 +322,8 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   }
   at::Tensor logits = at::empty({B, P, c.vocab_size}, at::kFloat);
   if (B * P > 0)
-    gemm_nt(B * P, c.vocab_size, D, 1.0f, h, D, ptr(w.output), D, 0.0f,
-            logits.data_ptr<float>(), c.vocab_size);
+    gemm_nt(B * P, c.vocab_size, D, 1.0f, h, D, ptr(w.output), D, 0.0f, logits.data_ptr<float>(),
+            c.vocab_size);
   return logits;
 }
 

@@ -34,8 +34,7 @@ std::string llama_unsupported(const ModelConfig& c, const LlamaWeights& w, at::S
 // Returns logits [B, rows.size(), vocab] float.
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x,
                          const at::Tensor& mask, const at::Tensor& positions,
-                         const at::Tensor& rope, KVCache* cache,
-                         const std::vector<int64_t>& rows);
+                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows);
 
 // True when `cache` has the layout the fused path writes into (float, contiguous, [B, KV,
 // capacity, head_dim] per layer).
