@@ -12,6 +12,7 @@ packages=(
   fasttext
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libyaml-cpp-dev wrk
   python3-numpy python3-sklearn chromium
+  python3-torch
 )
 
 missing=()

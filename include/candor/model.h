@@ -169,6 +169,9 @@ struct ForwardArgs {
   CaptureOptions capture_options;
   bool last_only = false;       // logits of the last position only: [batch, 1, vocab]
   at::Tensor output_positions;  // [P] int64: logits at these positions only: [batch, P, vocab]
+  // Run libtorch's kernels even where the model's fused no-grad path would run (the reference
+  // the fused path is tested and benchmarked against).
+  bool libtorch_path = false;
 };
 
 // A loaded model. Thread safety: forward() may run concurrently on different caches.
@@ -211,6 +214,10 @@ class Model {
   // (the randomisation sanity check) leaves this model untouched. Models that cannot be copied
   // throw Error(kUnsupported) (the default).
   virtual std::unique_ptr<Model> clone() const;
+
+  // Which kernels forward() runs, for `candor info`: e.g. "fused (candor kernels) without
+  // gradients, libtorch with them", or "libtorch" and why the fused path does not apply.
+  virtual std::string forward_path() const { return "libtorch"; }
 
   // --- conveniences over forward() ------------------------------------------------------
   // Logits [seq, vocab] of one sequence.

@@ -82,6 +82,7 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
       at::tensor(std::vector<int64_t>(p.tokens.begin(), p.tokens.end()), at::kLong).unsqueeze(0);
 
   at::NoGradGuard no_grad;
+  at::Tensor predicted_logits;  // the target prediction's pass, when one runs
   if (!span.empty()) {
     for (size_t i = 0; i < span.size(); ++i) {
       p.step_positions.push_back(p.n_input - 1 + static_cast<int64_t>(i));
@@ -96,7 +97,8 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
       ForwardArgs a;
       a.tokens = p.ids;
       a.last_only = true;
-      target = static_cast<TokenId>(model.forward(a).argmax(-1).item<int64_t>());
+      predicted_logits = model.forward(a);  // [1, 1, V]: also gives f(x) below
+      target = static_cast<TokenId>(predicted_logits.argmax(-1).item<int64_t>());
     } else {
       check_target(target, "target token");
     }
@@ -113,6 +115,7 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
   std::vector<int64_t> st;
   for (TokenId t : p.step_tokens) st.push_back(std::max<TokenId>(t, 0));
   p.step_tokens_t = at::tensor(st, at::kLong);
+  if (predicted_logits.defined()) p.input_values = p.values_from_step_logits(predicted_logits)[0];
 
   p.embeddings = model.embed(p.ids).detach();
   at::Tensor base_vec;
@@ -335,6 +338,7 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
 
 std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p) {
   at::NoGradGuard ng;
+  if (p.input_values.defined()) return {p.input_values, p.values(p.baseline_embeddings)[0]};
   at::Tensor both = p.values(at::cat({p.embeddings, p.baseline_embeddings}, 0));
   return {both[0], both[1]};
 }

@@ -32,6 +32,9 @@ struct Problem {
   at::Tensor baseline_embeddings;  // [1, T, D] each position replaced by the baseline
   at::Tensor step_positions_t;     // [n_steps] int64
   at::Tensor step_tokens_t;        // [n_steps] int64 (0 where unused)
+  // [n_steps] f(x), when a pass already computed it: prepare()'s target prediction, or the
+  // method's own pass at the input; undefined otherwise (finish() then runs the forward).
+  at::Tensor input_values;
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_steps() const { return static_cast<int64_t>(step_positions.size()); }
@@ -101,7 +104,7 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
                    const at::Tensor& scores, std::chrono::steady_clock::time_point start,
                    double forward_positions);
 
-// f(x) and f(baseline input) per step (two no-grad forwards).
+// f(x) and f(baseline input) per step (no-grad forwards; f(x) from p.input_values when set).
 std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p);
 
 // The base of every method: its name and its options are those of the Options it is built

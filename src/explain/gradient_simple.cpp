@@ -19,6 +19,7 @@ class GradientExplainer : public Method {
     auto start = std::chrono::steady_clock::now();
     Problem p = prepare(model, request);
     ValuesAndGrads vg = values_and_grads(p, p.embeddings);
+    p.input_values = vg.values[0];  // f(x): finish() then runs only the baseline's forward
     std::vector<at::Tensor> rows;
     for (const at::Tensor& g : vg.grads) {  // [1, T, D]
       at::Tensor per_token;

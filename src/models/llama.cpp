@@ -8,6 +8,7 @@
 #include "candor/error.h"
 #include "models/activation.h"
 #include "models/compute_dtype.h"
+#include "models/fused/fused_llama.h"
 
 namespace candor {
 namespace {
@@ -70,6 +71,7 @@ LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
   const at::ScalarType requested = parse_compute_dtype(config_.compute_dtype);
   config_.compute_dtype = "f32";
   if (requested != at::kFloat) set_compute_dtype(requested);
+  fused_unsupported_ = fused::llama_unsupported(config_, weights_, dtype_);
   if (config_.positions != PositionKind::kRotary) return;
   // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim),
   // rescaled by the rope scaling rule.
@@ -133,6 +135,13 @@ void LlamaModel::set_compute_dtype(at::ScalarType type) {
   }
   dtype_ = type;
   config_.compute_dtype = compute_dtype_name(type);
+  fused_unsupported_ = fused::llama_unsupported(config_, weights_, dtype_);
+}
+
+std::string LlamaModel::forward_path() const {
+  if (fused_unsupported_.empty())
+    return "fused (candor kernels) without gradients, libtorch with them";
+  return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
@@ -297,6 +306,43 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     x = x + at::embedding(weights_.pos_embeddings, positions);
   }
 
+  // Keys, values, mask and next positions of the new tokens recorded in the cache.
+  auto record_in_cache = [&]() {
+    if (!cache) return;
+    cache->key_mask().narrow(1, past, T).copy_(mask.defined() ? mask : at::ones({B, T}, at::kBool));
+    at::Tensor added = mask.defined() ? mask.sum(1).to(at::kLong) : at::full({B}, T, at::kLong);
+    cache->next_position() = cache->next_position() + added;
+    cache->set_length(S);
+  };
+
+  // The fused path, when no gradient is needed and nothing is captured.
+  if (fused_unsupported_.empty() && !args.libtorch_path && !at::GradMode::is_enabled() &&
+      !args.capture && x.scalar_type() == at::kFloat &&
+      (!cache || fused::cache_usable(c, *cache))) {
+    std::vector<int64_t> rows;
+    if (args.last_only) {
+      rows.push_back(T - 1);
+    } else if (args.output_positions.defined()) {
+      const at::Tensor op = args.output_positions.to(at::kLong).contiguous().view({-1});
+      for (int64_t i = 0; i < op.numel(); ++i) {
+        const int64_t r = op.data_ptr<int64_t>()[i];
+        if (r < -T || r >= T) {
+          throw Error(ErrorCode::kInvalidArgument, "output position " + std::to_string(r) +
+                                                       " is outside a sequence of " +
+                                                       std::to_string(T) + " tokens");
+        }
+        rows.push_back(r < 0 ? r + T : r);
+      }
+    } else {
+      for (int64_t t = 0; t < T; ++t) rows.push_back(t);
+    }
+    if (cache) cache->reserve(T);
+    const at::Tensor table = rope_.defined() ? at::view_as_real(rope_) : at::Tensor();
+    at::Tensor logits = fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows);
+    record_in_cache();
+    return logits;
+  }
+
   // Sliding-window attention: the window only matters when a key can be `window` or more
   // tokens behind a query, i.e. when more than `window` positions are visible. Layers may
   // differ (Qwen2 windows only some): one bias for the windowed layers, one for the others.
@@ -397,12 +443,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     if (cap_res) cap->residual.push_back(out_f32(x));
   }
 
-  if (cache) {
-    cache->key_mask().narrow(1, past, T).copy_(mask.defined() ? mask : at::ones({B, T}, at::kBool));
-    at::Tensor added = mask.defined() ? mask.sum(1).to(at::kLong) : at::full({B}, T, at::kLong);
-    cache->next_position() = cache->next_position() + added;
-    cache->set_length(S);
-  }
+  record_in_cache();
   if (args.last_only) {
     x = x.narrow(1, T - 1, 1);
   } else if (args.output_positions.defined()) {

@@ -57,6 +57,7 @@ class LlamaModel : public Model {
   KVCache new_cache(int64_t batch, int64_t capacity) const override;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
   std::unique_ptr<Model> clone() const override;
+  std::string forward_path() const override;
 
   const LlamaWeights& weights() const { return weights_; }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
@@ -75,6 +76,7 @@ class LlamaModel : public Model {
   std::shared_ptr<Tokenizer> tokenizer_;
   at::Tensor rope_;  // [max_seq_len, head_dim / 2] complex64: e^{i * pos * theta^(-2j/hd)}
   at::ScalarType dtype_ = at::kFloat;  // compute dtype (ModelConfig::compute_dtype)
+  std::string fused_unsupported_;      // "" when the fused no-grad path can run, else why not
 };
 
 // Checks the hyper-parameters; throws Error(kInvalidArgument) naming `source` and the field.

@@ -172,6 +172,7 @@ Runner add_info(CLI::App& app) {
           {"slow", blas.slow},
           {"openblas_coretype", blas.coretype_env}}},
         {"threads", num_threads()},
+        {"forward_path", model->forward_path()},
     };
     if (o->json) {
       std::cout << j.dump(2) << "\n";
@@ -199,7 +200,8 @@ Runner add_info(CLI::App& app) {
                 << "\n"
                 << "BLAS           " << blas.library
                 << (blas.core.empty() ? "" : " (core " + blas.core + ")") << "\n"
-                << "threads        " << num_threads() << "\n";
+                << "threads        " << num_threads() << "\n"
+                << "forward        " << model->forward_path() << "\n";
     }
     if (blas.slow) std::cerr << "warning: " << blas.warning << "\n";
     return 0;

@@ -1,0 +1,395 @@
+// The fused no-grad forward against the libtorch path and PyTorch eager, in the same run.
+//
+// For stories260K and the GPT-2-small-sized random Llama (llama768), at 32 and 128 tokens and
+// 1 and 2 threads: a forward (one sequence, logits of the last position) and a KernelSHAP-style
+// batch (16 masked copies of the input embeddings, zero baseline, logits of the last position),
+// each through candor's fused path, candor's libtorch path and PyTorch eager (Debian's
+// python3-torch, bench/bench_kernels.py, served over a pipe so the three are measured
+// interleaved, round after round). Reported: medians, ratios to PyTorch, and each as a
+// fraction of the FLOP rate of a 1024^3 sgemm measured in the same rounds. Section 2 takes the
+// single-input gradient path (saliency) apart on llama768 at 32 tokens, one thread.
+//
+// Run: bench_kernels [--models=stories260K,llama768] [--lengths=32,128] [--threads=1,2]
+//                    [--rounds=7] [--no-torch] [--no-saliency]
+#include <ATen/ATen.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "candor/explain.h"
+#include "candor/model.h"
+#include "candor/runtime.h"
+
+namespace candor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string x;
+  while (std::getline(ss, x, ',')) out.push_back(x);
+  return out;
+}
+
+// bench_kernels.py as a co-process: requests on its stdin, answers from its stdout.
+class TorchPeer {
+ public:
+  bool start(std::string* why) {
+    const std::string script = std::string(CANDOR_SOURCE_DIR) + "/bench/bench_kernels.py";
+    const char* python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
+      *why = "cannot make pipes";
+      return false;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(to_child[0], 0);
+      dup2(from_child[1], 1);
+      close(to_child[1]);
+      close(from_child[0]);
+      execlp(python, python, script.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    out_ = fdopen(to_child[1], "w");
+    in_ = fdopen(from_child[0], "r");
+    const std::string hello = read_line();
+    if (hello.rfind("ready", 0) != 0) {
+      *why = hello.empty() ? "python3 did not start" : hello.substr(hello.find(' ') + 1);
+      return false;
+    }
+    version_ = hello.substr(6);
+    return true;
+  }
+  ~TorchPeer() {
+    if (out_) {
+      std::fprintf(out_, "quit\n");
+      std::fclose(out_);
+    }
+    if (in_) std::fclose(in_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+  }
+  std::string ask(const std::string& request) {
+    std::fprintf(out_, "%s\n", request.c_str());
+    std::fflush(out_);
+    return read_line();
+  }
+  // The timings of a "time" or "sgemm" request, ms.
+  std::vector<double> times(const std::string& request) {
+    std::istringstream in(ask(request));
+    std::string tag;
+    in >> tag;
+    std::vector<double> t;
+    double v;
+    while (in >> v) t.push_back(v);
+    return t;
+  }
+  const std::string& version() const { return version_; }
+
+ private:
+  std::string read_line() {
+    char buf[8192];
+    if (!in_ || !std::fgets(buf, sizeof buf, in_)) return "";
+    std::string s(buf);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  FILE* in_ = nullptr;
+  std::string version_;
+};
+
+struct Settings {
+  std::vector<std::string> models = {"stories260K", "llama768"};
+  std::vector<int64_t> lengths = {32, 128};
+  std::vector<int> threads = {1, 2};
+  int rounds = 7;
+  bool torch = true, saliency = true;
+};
+
+// FLOPs of a pass: projections at every position, attention over the full square (as the
+// kernels compute it), the output matrix at `outputs` positions per row.
+double forward_flops(const ModelConfig& c, int64_t B, int64_t T, int64_t outputs) {
+  const double hd = static_cast<double>(c.head_dim());
+  const double layer = static_cast<double>(c.dim) * (c.n_heads + 2 * c.n_kv_heads) * hd +
+                       static_cast<double>(c.n_heads) * hd * c.dim +
+                       3.0 * static_cast<double>(c.dim) * c.hidden_dim;
+  const double per_row = 2.0 * T * layer * c.n_layers + 4.0 * T * T * c.n_heads * hd * c.n_layers +
+                         2.0 * outputs * static_cast<double>(c.dim) * c.vocab_size;
+  return per_row * static_cast<double>(B);
+}
+
+double sgemm_ms(int64_t n) {
+  static at::Tensor a = at::randn({1024, 1024}), b = at::randn({1024, 1024});
+  (void)n;
+  auto t = Clock::now();
+  at::Tensor c = at::mm(a, b);
+  return ms_since(t);
+}
+
+// One sequence (B = 1) or a KernelSHAP batch (B = 16 masked copies).
+at::Tensor make_input(const Model& m, int64_t B, int64_t T) {
+  at::manual_seed(7 + T);
+  at::Tensor ids = at::randint(3, m.config().vocab_size, {1, T}, at::kLong);
+  at::Tensor emb = m.embed(ids);  // [1, T, D]
+  if (B == 1) return emb;
+  at::Tensor keep = at::rand({B, T, 1}) < 0.5;
+  return at::where(keep, emb.expand({B, T, -1}), at::zeros_like(emb)).contiguous();
+}
+
+double time_candor(const Model& m, const at::Tensor& emb, bool libtorch) {
+  at::NoGradGuard ng;
+  ForwardArgs a;
+  a.embeddings = emb;
+  a.last_only = true;
+  a.libtorch_path = libtorch;
+  auto t = Clock::now();
+  at::Tensor out = m.forward(a);
+  return ms_since(t);
+}
+
+struct Row {
+  std::string model, what;
+  int64_t T;
+  int threads;
+  double fused, libtorch, torch, sgemm_gflops, flops;
+};
+
+void run_table(const Settings& s, TorchPeer* peer) {
+  std::vector<Row> rows;
+  for (const std::string& name : s.models) {
+    std::unique_ptr<Model> model;
+    std::string why;
+    if (name == "stories260K") {
+      model = bench::load_stories(&why);
+      if (!model) {
+        std::printf("stories260K skipped: %s\n", why.c_str());
+        continue;
+      }
+    } else {
+      model = make_random_llama(bench::llama768_config(32000), 1234);
+    }
+    const ModelConfig& c = model->config();
+    if (peer) {
+      char req[256];
+      std::snprintf(req, sizeof req, "model %s %lld %lld %lld %lld %lld %lld", name.c_str(),
+                    (long long)c.dim, (long long)c.hidden_dim, (long long)c.n_layers,
+                    (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab_size);
+      peer->ask(req);
+    }
+    std::printf("%s: forward path: %s\n", name.c_str(), model->forward_path().c_str());
+    std::fflush(stdout);
+    for (int threads : s.threads) {
+      ThreadScope scope(threads);
+      for (int64_t T : s.lengths) {
+        for (int64_t B : {int64_t{1}, int64_t{16}}) {
+          at::Tensor emb = make_input(*model, B, T);
+          // A large model at 128 tokens x 16 rows is slow: fewer rounds there.
+          const double est = forward_flops(c, B, T, 1) / 2e10 * 1e3;  // ms at ~20 GFLOP/s
+          const int rounds = est > 3000 ? 1 : est > 800 ? std::min(3, s.rounds) : s.rounds;
+          const int inner = est < 5 ? 20 : 1;  // tiny passes: several per round
+          std::vector<double> f, l, p, g;
+          if (est < 3000) {  // warm-up
+            time_candor(*model, emb, false);
+            time_candor(*model, emb, true);
+          }
+          for (int r = 0; r < rounds; ++r) {
+            double tf = 0, tl = 0;
+            for (int i = 0; i < inner; ++i) tf += time_candor(*model, emb, false);
+            for (int i = 0; i < inner; ++i) tl += time_candor(*model, emb, true);
+            f.push_back(tf / inner);
+            l.push_back(tl / inner);
+            g.push_back(sgemm_ms(1024));
+            if (peer) {
+              char req[128];
+              std::snprintf(req, sizeof req, "time forward %lld %lld %d %d", (long long)B,
+                            (long long)T, threads, inner);
+              std::vector<double> t = peer->times(req);
+              double sum = 0;
+              for (double x : t) sum += x;
+              if (!t.empty()) p.push_back(sum / static_cast<double>(t.size()));
+            }
+          }
+          Row row{name,
+                  B == 1 ? "forward" : "kshap16",
+                  T,
+                  threads,
+                  median(f),
+                  median(l),
+                  p.empty() ? 0.0 : median(p),
+                  2.0 * 1024 * 1024 * 1024 / median(g) / 1e6,
+                  forward_flops(c, B, T, 1)};
+          rows.push_back(row);
+          std::printf(
+              "  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %.3f ms, torch %.3f ms\n",
+              row.what.c_str(), (long long)T, threads, row.fused, row.libtorch, row.torch);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  std::printf(
+      "\n| model | pass | tokens | threads | fused ms | libtorch ms | PyTorch ms | fused / "
+      "PyTorch | libtorch / PyTorch | fused GFLOP/s | sgemm GFLOP/s | fused / sgemm rate |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    const double gf = r.flops / r.fused / 1e6;
+    auto ratio = [&](double x) {
+      char b[32];
+      if (r.torch > 0)
+        std::snprintf(b, sizeof b, "%.2f", x / r.torch);
+      else
+        std::snprintf(b, sizeof b, "-");
+      return std::string(b);
+    };
+    std::printf("| %s | %s | %lld | %d | %.3f | %.3f | %s | %s | %s | %.1f | %.1f | %.2f |\n",
+                r.model.c_str(), r.what.c_str(), (long long)r.T, r.threads, r.fused, r.libtorch,
+                r.torch > 0 ? std::to_string(r.torch).substr(0, 7).c_str() : "-",
+                ratio(r.fused).c_str(), ratio(r.libtorch).c_str(), gf, r.sgemm_gflops,
+                gf / r.sgemm_gflops);
+  }
+}
+
+// Section 2: saliency on llama768 at 32 tokens, one thread, taken apart.
+void run_saliency(const Settings& s, TorchPeer* peer) {
+  ThreadScope scope(1);
+  auto model = bench::make_large();
+  const int64_t T = 32;
+  const std::vector<TokenId> ids = bench::make_prompt(*model, true, T);
+  at::Tensor ids_t =
+      at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).unsqueeze(0);
+  ExplainRequest req;
+  req.input_ids = ids;
+  std::unique_ptr<Explainer> ex = make_explainer("saliency");
+  if (peer) {
+    const ModelConfig& c = model->config();
+    char r[256];
+    std::snprintf(r, sizeof r, "model llama768 %lld %lld %lld %lld %lld %lld", (long long)c.dim,
+                  (long long)c.hidden_dim, (long long)c.n_layers, (long long)c.n_heads,
+                  (long long)c.n_kv_heads, (long long)c.vocab_size);
+    peer->ask(r);
+  }
+  auto fwd_bwd = [&](int64_t B) {  // forward with grad at the last position + backward
+    at::Tensor emb = model->embed(ids_t).expand({B, T, -1}).contiguous().requires_grad_(true);
+    auto t = Clock::now();
+    ForwardArgs a;
+    a.embeddings = emb;
+    a.output_positions = at::tensor(std::vector<int64_t>{T - 1}, at::kLong);
+    at::Tensor v = at::log_softmax(model->forward(a), -1).select(-1, 5).sum();
+    v.backward();
+    return ms_since(t);
+  };
+  std::vector<double> explain, fb1, fb8, fwd_lt, fwd_fused, torch_fb;
+  ex->explain(*model, req);
+  for (int r = 0; r < s.rounds; ++r) {
+    auto t = Clock::now();
+    ex->explain(*model, req);
+    explain.push_back(ms_since(t));
+    fb1.push_back(fwd_bwd(1));
+    fb8.push_back(fwd_bwd(8) / 8);
+    at::Tensor emb = model->embed(ids_t);
+    fwd_lt.push_back(time_candor(*model, emb, true));
+    fwd_fused.push_back(time_candor(*model, emb, false));
+    if (peer) {
+      std::vector<double> t2 = peer->times("time fwdbwd 1 32 1 1");
+      if (!t2.empty()) torch_fb.push_back(t2[0]);
+    }
+  }
+  std::printf(
+      "\n## Saliency, llama768, 32 tokens, 1 thread (medians of %d rounds)\n\n"
+      "| what | ms |\n|---|---|\n"
+      "| explain(saliency) end to end (target: top prediction) | %.1f |\n"
+      "| forward with grad + backward, batch 1 | %.1f |\n"
+      "| forward with grad + backward, batch 8, per row | %.1f |\n"
+      "| no-grad forward, libtorch path | %.1f |\n"
+      "| no-grad forward, fused path | %.1f |\n"
+      "| PyTorch eager forward + backward, batch 1 | %s |\n",
+      s.rounds, median(explain), median(fb1), median(fb8), median(fwd_lt), median(fwd_fused),
+      torch_fb.empty() ? "-" : std::to_string(median(torch_fb)).substr(0, 6).c_str());
+}
+
+}  // namespace
+}  // namespace candor
+
+int main(int argc, char** argv) {
+  candor::prepare_process(argc, argv);
+  using namespace candor;
+  Settings s;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&](const char* key) {
+      const std::string k = std::string(key) + "=";
+      return a.rfind(k, 0) == 0 ? a.substr(k.size()) : std::string();
+    };
+    if (!val("--models").empty()) {
+      s.models = split(val("--models"));
+    } else if (!val("--lengths").empty()) {
+      s.lengths.clear();
+      for (auto& x : split(val("--lengths"))) s.lengths.push_back(std::stoll(x));
+    } else if (!val("--threads").empty()) {
+      s.threads.clear();
+      for (auto& x : split(val("--threads"))) s.threads.push_back(std::stoi(x));
+    } else if (!val("--rounds").empty()) {
+      s.rounds = std::max(1, std::stoi(val("--rounds")));
+    } else if (a == "--no-torch") {
+      s.torch = false;
+    } else if (a == "--no-saliency") {
+      s.saliency = false;
+    } else if (a == "--only-saliency") {
+      s.models.clear();
+    } else {
+      std::fprintf(stderr,
+                   "unknown argument %s\nusage: bench_kernels [--models=stories260K,llama768] "
+                   "[--lengths=32,128] [--threads=1,2] [--rounds=7] [--no-torch] "
+                   "[--no-saliency] [--only-saliency]\n",
+                   a.c_str());
+      return 2;
+    }
+  }
+  const BlasInfo blas = blas_info();
+  std::printf(
+      "# bench_kernels\n\nBLAS %s (%s); medians over rounds, each round runs fused, "
+      "libtorch, a 1024^3 sgemm and PyTorch one after the other\n",
+      blas.library.c_str(), blas.core.c_str());
+  std::unique_ptr<TorchPeer> peer;
+  if (s.torch) {
+    peer = std::make_unique<TorchPeer>();
+    std::string why;
+    if (!peer->start(&why)) {
+      std::printf("PyTorch side skipped: %s\n", why.c_str());
+      peer.reset();
+    } else {
+      std::printf("PyTorch eager %s (python3-torch)\n", peer->version().c_str());
+    }
+  }
+  std::fflush(stdout);
+  if (!s.models.empty()) run_table(s, peer.get());
+  if (s.saliency) run_saliency(s, peer.get());
+  return 0;
+}

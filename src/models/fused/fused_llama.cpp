@@ -1,0 +1,330 @@
+// The fused no-grad forward of the Llama family; see fused_llama.h.
+#include "models/fused/fused_llama.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "candor/error.h"
+#include "models/fused/gemm.h"
+
+namespace candor::fused {
+namespace {
+
+// Queries per attention tile (rows of one score product).
+constexpr int64_t kQueryTile = 32;
+
+bool usable_weight(const at::Tensor& t) {
+  return !t.defined() || (t.scalar_type() == at::kFloat && t.is_contiguous() && !t.is_complex() &&
+                          t.device().is_cpu());
+}
+
+const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// out[n, :] = norm(x[n, :]) * weight (+ bias), for `rows` rows of width `dim`.
+void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, const float* weight,
+               const float* bias, float* out, int64_t ldo) {
+  const int64_t D = c.dim;
+  const double eps = c.norm_eps;
+  for (int64_t n = 0; n < rows; ++n) {
+    const float* xr = x + n * ldx;
+    float* o = out + n * ldo;
+    if (c.norm == NormKind::kRMSNorm) {
+      double ss = 0;
+      for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+      const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+      for (int64_t i = 0; i < D; ++i) o[i] = xr[i] * r * weight[i];
+    } else {
+      double s = 0;
+      for (int64_t i = 0; i < D; ++i) s += xr[i];
+      const double mean = s / static_cast<double>(D);
+      double v = 0;
+      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
+      const float r = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(D) + eps));
+      const float m = static_cast<float>(mean);
+      for (int64_t i = 0; i < D; ++i) o[i] = (xr[i] - m) * r * weight[i] + (bias ? bias[i] : 0.f);
+    }
+  }
+}
+
+void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bias) {
+  if (!bias) return;
+  for (int64_t n = 0; n < rows; ++n) {
+    float* r = y + n * ld;
+    for (int64_t i = 0; i < width; ++i) r[i] += bias[i];
+  }
+}
+
+// The feed-forward activation over f [rows, ld], in place: SwiGLU writes silu(gate) * up over
+// the gate half (columns [0, F)); the others act on the F columns.
+void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  constexpr float kInvSqrt2 = 0.7071067811865476f;
+  for (int64_t n = 0; n < rows; ++n) {
+    float* r = f + n * ld;
+    switch (a) {
+      case Activation::kSwiGLU:
+        for (int64_t i = 0; i < F; ++i) {
+          const float g = r[i];
+          r[i] = g / (1.0f + std::exp(-g)) * r[F + i];
+        }
+        break;
+      case Activation::kGeluTanh:
+        for (int64_t i = 0; i < F; ++i) {
+          const float v = r[i];
+          r[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+        }
+        break;
+      case Activation::kGelu:
+        for (int64_t i = 0; i < F; ++i) r[i] = 0.5f * r[i] * (1.0f + std::erf(r[i] * kInvSqrt2));
+        break;
+      case Activation::kRelu:
+        for (int64_t i = 0; i < F; ++i) r[i] = std::max(r[i], 0.0f);
+        break;
+    }
+  }
+}
+
+// dst[0, hd) = src rotated by the pairs (cos, sin) of `table` (interleaved pairs 2j, 2j + 1),
+// as the complex product (a + ib)(cos + i sin); a plain copy without a table.
+inline void rotate_into(const float* src, float* dst, const float* table, int64_t hd) {
+  if (!table) {
+    std::copy(src, src + hd, dst);
+    return;
+  }
+  for (int64_t j = 0; j < hd / 2; ++j) {
+    const float a = src[2 * j], b = src[2 * j + 1];
+    const float co = table[2 * j], si = table[2 * j + 1];
+    dst[2 * j] = a * co - b * si;
+    dst[2 * j + 1] = a * si + b * co;
+  }
+}
+
+}  // namespace
+
+std::string llama_unsupported(const ModelConfig& c, const LlamaWeights& w, at::ScalarType dtype) {
+  if (dtype != at::kFloat) return "computes in " + c.compute_dtype + " (the fused path is float32)";
+  if (!gemm_available()) return "no BLAS sgemm found in the process";
+  if (c.positions == PositionKind::kRotary && c.head_dim() % 2 != 0) return "odd head dimension";
+  if (c.dim > (int64_t{1} << 30) / 8 || c.vocab_size > (int64_t{1} << 30))
+    return "dimensions beyond BLAS's 32-bit sizes";
+  std::vector<const at::Tensor*> all = {&w.tok_embeddings, &w.pos_embeddings, &w.final_norm,
+                                        &w.final_norm_bias, &w.output};
+  for (const LlamaLayerWeights& L : w.layers) {
+    for (const at::Tensor* t : {&L.attn_norm, &L.wqkv, &L.wo, &L.ffn_norm, &L.w13, &L.w2,
+                                &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm_bias, &L.b13, &L.b2})
+      all.push_back(t);
+  }
+  for (const at::Tensor* t : all) {
+    if (!usable_weight(*t)) return "weights that are not contiguous float32 tensors";
+  }
+  return "";
+}
+
+bool cache_usable(const ModelConfig& c, KVCache& cache) {
+  if (cache.batch() == 0) return true;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    for (const at::Tensor* t : {&cache.keys(l), &cache.values(l)}) {
+      if (!t->defined() || t->scalar_type() != at::kFloat || !t->is_contiguous() || t->dim() != 4 ||
+          t->size(1) != c.n_kv_heads || t->size(3) != c.head_dim())
+        return false;
+    }
+  }
+  return cache.key_mask().defined() && cache.key_mask().is_contiguous() &&
+         cache.key_mask().scalar_type() == at::kBool;
+}
+
+at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x_in,
+                         const at::Tensor& mask, const at::Tensor& positions,
+                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows) {
+  const int64_t B = x_in.size(0), T = x_in.size(1), D = c.dim;
+  const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
+  const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim;
+  const bool gated = c.activation == Activation::kSwiGLU;
+  const int64_t F2 = gated ? 2 * F : F;
+  const int64_t past = cache ? cache->length() : 0, S = past + T;
+  const int64_t cap = cache ? cache->capacity() : T;
+  const int64_t P = static_cast<int64_t>(rows.size());
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+
+  // Per-row facts shared by every layer: which keys are real, the positions of the keys (for
+  // the sliding window), the rotary position of each new token.
+  std::vector<uint8_t> key_real(B * S, 1);
+  std::vector<int64_t> key_pos(B * S, 0);
+  const at::Tensor pos = positions.to(at::kLong).contiguous();
+  const int64_t* pos_p = pos.data_ptr<int64_t>();
+  at::Tensor mask_c;
+  if (mask.defined()) mask_c = mask.to(at::kBool).contiguous();
+  const bool* mask_p = mask_c.defined() ? mask_c.data_ptr<bool>() : nullptr;
+  const bool* km = cache && past > 0 ? cache->key_mask().data_ptr<bool>() : nullptr;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t count = 0;
+    for (int64_t s = 0; s < past; ++s) {
+      const bool real = km[b * cap + s];
+      key_real[b * S + s] = real;
+      key_pos[b * S + s] = count;
+      count += real;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      key_real[b * S + past + t] = mask_p ? mask_p[b * T + t] : 1;
+      key_pos[b * S + past + t] = pos_p[b * T + t];
+    }
+  }
+  std::vector<uint8_t> any_padding(static_cast<size_t>(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) any_padding[static_cast<size_t>(b)] |= !key_real[b * S + s];
+  }
+  const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
+
+  // Attention runs on libtorch's intra-op threads, one (row, key head) pair per task, when its
+  // products are small enough that OpenBLAS computes them on the calling thread (at most
+  // 2^18 multiply-adds: OpenBLAS's threshold for threading a gemm), so that the two pools never
+  // run at once; larger products run one after the other, each threaded by OpenBLAS.
+  // Inside another parallel region (a caller's own workers) it runs on the calling thread.
+  const int64_t threads = kQueryTile * S * hd <= (int64_t{1} << 18) && !at::in_parallel_region()
+                              ? std::max(1, at::get_num_threads())
+                              : 1;
+
+  // The arena: every buffer of the pass, allocated once.
+  const int64_t GT = G * T;
+  const int64_t sizes[] = {
+      N * D,                        // x: the residual stream
+      std::max(N, B * P) * D,       // h: normed input of a projection (and of the output)
+      N * F2,                       // f: the feed-forward's hidden units
+      N * QKV,                      // qkv
+      B * KV * GT * hd,             // q by key head: [B, KV, G * T, hd]
+      cache ? 0 : 2 * N * KV * hd,  // k, v without a cache: [B, KV, T, hd] each
+      threads * kQueryTile * S,     // scores of one tile of queries, per thread
+      N * H * hd,                   // o: heads side by side
+  };
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  std::unique_ptr<float[]> arena(new float[static_cast<size_t>(total)]);
+  float* cur = arena.get();
+  auto take = [&](int64_t n) {
+    float* p = cur;
+    cur += n;
+    return p;
+  };
+  float* x = take(sizes[0]);
+  float* h = take(sizes[1]);
+  float* f = take(sizes[2]);
+  float* qkv = take(sizes[3]);
+  float* q = take(sizes[4]);
+  float* kv_own = take(sizes[5]);
+  float* scores_all = take(sizes[6]);
+  float* o = take(sizes[7]);
+  {
+    const at::Tensor xc = x_in.contiguous();
+    std::copy(xc.data_ptr<float>(), xc.data_ptr<float>() + N * D, x);
+  }
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
+    // Attention block.
+    norm_rows(c, x, D, N, ptr(L.attn_norm), ptr(L.attn_norm_bias), h, D);
+    gemm_nt(N, QKV, D, 1.0f, h, D, ptr(L.wqkv), D, 0.0f, qkv, QKV);
+    add_bias(qkv, N, QKV, QKV, ptr(L.bqkv));
+    // Keys and values of the new positions: into the cache, or the arena.
+    float* kbase = cache ? cache->keys(l).data_ptr<float>() : kv_own;
+    float* vbase = cache ? cache->values(l).data_ptr<float>() : kv_own + N * KV * hd;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < T; ++t) {
+        const float* row = qkv + (b * T + t) * QKV;
+        const float* table = rope_p ? rope_p + pos_p[b * T + t] * hd : nullptr;
+        for (int64_t hh = 0; hh < H; ++hh) {
+          const int64_t kvh = hh / G, g = hh % G;
+          rotate_into(row + hh * hd, q + ((b * KV + kvh) * GT + g * T + t) * hd, table, hd);
+        }
+        for (int64_t kvh = 0; kvh < KV; ++kvh) {
+          const int64_t off = ((b * KV + kvh) * cap + past + t) * hd;
+          rotate_into(row + (H + kvh) * hd, kbase + off, table, hd);
+          std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, vbase + off);
+        }
+      }
+    }
+    const int64_t window = c.window_of(l);
+    const bool windowed = window > 0 && S > window;
+    // One (row, key head) pair per task; each thread its own scores.
+    auto attend = [&](int64_t begin, int64_t end) {
+      float* scores = scores_all + (threads > 1 ? at::get_thread_num() : 0) * kQueryTile * S;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / KV, kvh = task % KV;
+        const uint8_t* real = key_real.data() + b * S;
+        const int64_t* kpos = key_pos.data() + b * S;
+        const bool padded = any_padding[static_cast<size_t>(b)] != 0;
+        const float* K = kbase + (b * KV + kvh) * cap * hd;  // [S, hd]
+        const float* V = vbase + (b * KV + kvh) * cap * hd;
+        for (int64_t g = 0; g < G; ++g) {
+          // Query tiles: a tile's queries see keys [0, past + t1) only (causal), so the
+          // products skip most of the masked upper triangle.
+          for (int64_t t0 = 0; t0 < T; t0 += kQueryTile) {
+            const int64_t t1 = std::min(T, t0 + kQueryTile), m = t1 - t0, nk = past + t1;
+            const float* Q = q + ((b * KV + kvh) * GT + g * T + t0) * hd;  // [m, hd]
+            gemm_nt(m, nk, hd, scale, Q, hd, K, hd, 0.0f, scores, nk);
+            for (int64_t i = 0; i < m; ++i) {
+              const int64_t t = t0 + i, self = past + t;
+              float* sr = scores + i * nk;
+              // Keys after `self` are the future: no weight.
+              for (int64_t s = self + 1; s < nk; ++s) sr[s] = 0.0f;
+              if (padded || windowed) {
+                const int64_t qpos = pos_p[b * T + t];
+                for (int64_t s = 0; s < self; ++s) {
+                  if ((padded && !real[s]) || (windowed && qpos - kpos[s] >= window))
+                    sr[s] = kNegInf;
+                }
+              }
+              float mx = sr[self];  // a query always sees itself
+              for (int64_t s = 0; s < self; ++s) mx = std::max(mx, sr[s]);
+              float sum = 0;
+              for (int64_t s = 0; s <= self; ++s) {
+                const float e = std::exp(sr[s] - mx);  // exp(-inf) = 0: masked keys
+                sr[s] = e;
+                sum += e;
+              }
+              const float inv = 1.0f / sum;
+              for (int64_t s = 0; s <= self; ++s) sr[s] *= inv;
+            }
+            // Straight into the heads' columns of o: [m, hd] at row b * T + t0.
+            gemm_nn(m, hd, nk, 1.0f, scores, nk, V, hd, 0.0f,
+                    o + (b * T + t0) * H * hd + (kvh * G + g) * hd, H * hd);
+          }
+        }
+      }
+    };
+    if (threads > 1 && B * KV > 1) {
+      at::parallel_for(0, B * KV, 1, attend);
+    } else {
+      attend(0, B * KV);
+    }
+    add_bias(x, N, D, D, ptr(L.bo));
+    gemm_nt(N, D, H * hd, 1.0f, o, H * hd, ptr(L.wo), H * hd, 1.0f, x, D);  // x += o Wo^T
+    // Feed-forward block.
+    norm_rows(c, x, D, N, ptr(L.ffn_norm), ptr(L.ffn_norm_bias), h, D);
+    gemm_nt(N, F2, D, 1.0f, h, D, ptr(L.w13), D, 0.0f, f, F2);
+    add_bias(f, N, F2, F2, ptr(L.b13));
+    activate_rows(c.activation, f, N, F, F2);
+    add_bias(x, N, D, D, ptr(L.b2));
+    gemm_nt(N, D, F, 1.0f, f, F2, ptr(L.w2), F, 1.0f, x, D);  // x += act(f) W2^T
+  }
+
+  // The final norm and the output projection, at the positions asked for only.
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t p = 0; p < P; ++p) {
+      norm_rows(c, x + (b * T + rows[static_cast<size_t>(p)]) * D, D, 1, ptr(w.final_norm),
+                ptr(w.final_norm_bias), h + (b * P + p) * D, D);
+    }
+  }
+  at::Tensor logits = at::empty({B, P, c.vocab_size}, at::kFloat);
+  if (B * P > 0)
+    gemm_nt(B * P, c.vocab_size, D, 1.0f, h, D, ptr(w.output), D, 0.0f, logits.data_ptr<float>(),
+            c.vocab_size);
+  return logits;
+}
+
+}  // namespace candor::fused
