@@ -12,8 +12,12 @@ packages=(
   fasttext
   libcpp-httplib-dev libsqlite3-dev sqlite3 libssl-dev libyaml-cpp-dev wrk
   python3-numpy python3-sklearn chromium
-  python3-torch
+  python3-torch openssl
 )
+
+# Node.js and npm drive the browser tests and fetch the reference tokenizers; an image may ship
+# its own Node.js (which carries npm), so Debian's are installed only when none is present.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -228,6 +228,38 @@ TEST(CliPredict, DistilledStudentsEqualTheLibrary) {
   }
 }
 
+// A distilled glass-box student is a model under audit too (issue 15): the fairness audit's
+// accuracy is the share of rows where the student's class is the label, computed here from
+// the student's own predictions.
+TEST(CliPredict, ADistilledStudentIsAuditedWithModel) {
+  const std::string dir = testing::temp_dir();
+  const std::string data = write(dir, "t.csv", table_csv());
+  const std::string out = dir + "/tree";
+  testing::CliRun r =
+      cli("distill --teacher-column label --data " + data + " --student tree --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = cli("audit fairness --model " + out + " --data " + data +
+          " --label label --label-positive yes --group colour --n-boot 10 --out " + dir + "/a");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(dir + "/a/audit.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["model"]["kind"], "student");
+  ASSERT_EQ(j["groups"].size(), 3u);
+  data::ReadOptions ro;
+  ro.types["x"] = data::ColumnType::kNumeric;
+  data::Table t = data::read_table(data, ro);
+  std::unique_ptr<distill::SavedStudent> s = distill::SavedStudent::load(out);
+  distill::Probs p = s->predict(t, all_rows(t));
+  const std::vector<std::string> classes = s->classes();
+  size_t right = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    size_t best = std::max_element(p[i].begin(), p[i].end()) - p[i].begin();
+    right += classes[best] == t.column("label").raw[i];
+  }
+  EXPECT_NEAR(j["overall"]["metrics"]["accuracy"].get<double>(),
+              double(right) / double(p.size()), 1e-12);
+}
+
 // Defect 3 of issue 13: a model candor trained is accepted wherever a model is: info describes
 // the MLP of candor train and a distilled student; the commands that run language models say
 // what it is and which commands take it, instead of "no model checkpoint found".

@@ -72,6 +72,12 @@ AuditModel load_audit_model(const AuditModelArgs& a) {
   if (!std::filesystem::exists(a.model, ec))
     throw usage_error("--model " + a.model + ": no such file or folder",
                       "give a fastText .ftz/.bin, a classifier folder or a causal LM");
+  if (distill::SavedStudent::is_saved(a.model)) {
+    // A glass-box student candor distill saved (its folder or student.json).
+    m.kind = "student";
+    m.teacher = distill::SavedStudent::load(a.model);
+    return m;
+  }
   if (distill::MlpClassifier::is_saved(a.model)) {
     m.kind = "mlp";
     m.teacher = distill::MlpClassifier::load(a.model);
