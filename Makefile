@@ -20,6 +20,9 @@ BUILTIN_LM := $(abspath models/builtin/lm)
 DEMO_MODEL ?= $(if $(wildcard $(SHARED)/models/stories260K/stories260K.bin),$(SHARED)/models/stories260K,$(BUILTIN_LM))
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Paths relative to the tree, so that every clone and worktree of candor shares the cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 
 .PHONY: setup configure build demo test format lint bench clean
 

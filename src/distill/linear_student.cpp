@@ -303,6 +303,7 @@ class LinearStudent : public GlassBoxStudent {
     f.intercept = j.at("intercepts").get<std::vector<double>>();
     f.weights = j.at("weights").get<std::vector<std::vector<double>>>();
     f.lambda = j.value("fitted_lambda", o_.lambda);
+    if (j.contains("cv")) f.cv = CvChoice::from_json(j.at("cv"));
     const size_t problems = k_ == 2 ? 1 : k_;
     if (f.intercept.size() != problems || f.weights.size() != problems)
       throw std::runtime_error("the linear student has " + std::to_string(f.weights.size()) +

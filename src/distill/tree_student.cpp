@@ -66,6 +66,8 @@ class TreeStudent : public GlassBoxStudent {
 
   nlohmann::json state() const override {
     nlohmann::json j = glassbox_state(o_, k_);
+    j["fitted_min_leaf"] = min_leaf_;
+    if (!cv_.grid.empty()) j["cv"] = cv_.to_json();
     j["nodes"] = nlohmann::json::array();
     for (const Node& nd : nodes_)
       j["nodes"].push_back({{"feature", nd.feature},
@@ -80,6 +82,8 @@ class TreeStudent : public GlassBoxStudent {
   }
 
   void restore(const nlohmann::json& j) override {
+    min_leaf_ = j.value("fitted_min_leaf", o_.min_leaf);
+    cv_ = j.contains("cv") ? CvChoice::from_json(j.at("cv")) : CvChoice();
     nodes_.clear();
     for (const auto& e : j.at("nodes")) {
       Node nd;
