@@ -163,6 +163,10 @@ struct Server::Impl {
   }
 
   Caller authorize(const httplib::Request& req, const std::string& role) const;
+  // A client request's admission, in this order: 503 while the model loads, the key (401/403),
+  // 413 for a body over the policy's limit. Returns the caller and the supervision in force,
+  // which the request keeps to its end (a SIGHUP reload does not change it midway).
+  std::pair<Caller, std::shared_ptr<const Supervision>> admit(const httplib::Request& req) const;
   void routes();
   void finish(const httplib::Request& req, httplib::Response& res, const std::string& endpoint,
               Clock::time_point t0, const std::string& extra);
@@ -840,6 +844,31 @@ json Server::Impl::final_chunk_json(const Completion& c) const {
   return chunk;
 }
 
+std::pair<Caller, std::shared_ptr<const Supervision>> Server::Impl::admit(
+    const httplib::Request& req) const {
+  if (!ready) {
+    HttpError e;
+    e.status = 503;
+    e.type = "server_error";
+    e.code = "loading";
+    e.message = "the model is still loading";
+    e.retry_after_s = 1;
+    throw e;
+  }
+  Caller caller = authorize(req, "client");
+  auto sup = current();
+  if (static_cast<int64_t>(req.body.size()) > sup->policy.limits.max_body_bytes) {
+    HttpError e;
+    e.status = 413;
+    e.code = "body_too_large";
+    e.message = "the request body is " + std::to_string(req.body.size()) +
+                " bytes, more than the " + std::to_string(sup->policy.limits.max_body_bytes) +
+                " the policy allows";
+    throw e;
+  }
+  return {std::move(caller), std::move(sup)};
+}
+
 void Server::Impl::handle_completion(const httplib::Request& req, httplib::Response& res,
                                      bool chat) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
@@ -847,26 +876,9 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
   std::string extra;
   bool streaming = false;
   try {
-    if (!ready) {
-      HttpError e;
-      e.status = 503;
-      e.type = "server_error";
-      e.code = "loading";
-      e.message = "the model is still loading";
-      e.retry_after_s = 1;
-      throw e;
-    }
-    const Caller caller = authorize(req, "client");
-    auto sup = current();
-    if (static_cast<int64_t>(req.body.size()) > sup->policy.limits.max_body_bytes) {
-      HttpError e;
-      e.status = 413;
-      e.code = "body_too_large";
-      e.message = "the request body is " + std::to_string(req.body.size()) +
-                  " bytes, more than the " + std::to_string(sup->policy.limits.max_body_bytes) +
-                  " the policy allows";
-      throw e;
-    }
+    auto admitted = admit(req);
+    const Caller caller = std::move(admitted.first);
+    auto sup = std::move(admitted.second);
     json body;
     try {
       body = json::parse(req.body);
@@ -954,26 +966,10 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
 
 void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response& res) {
   guarded(req, res, "/v1/explain", [&](std::string* extra) {
-    if (!ready) {
-      HttpError e;
-      e.status = 503;
-      e.type = "server_error";
-      e.code = "loading";
-      e.message = "the model is still loading";
-      e.retry_after_s = 1;
-      throw e;
-    }
-    const Caller caller = authorize(req, "client");
-    auto sup = current();
+    auto admitted = admit(req);
+    const Caller caller = std::move(admitted.first);
+    auto sup = std::move(admitted.second);
     const supervise::Policy& pol = sup->policy;
-    if (static_cast<int64_t>(req.body.size()) > pol.limits.max_body_bytes) {
-      HttpError e;
-      e.status = 413;
-      e.code = "body_too_large";
-      e.message = "the request body is larger than the " +
-                  std::to_string(pol.limits.max_body_bytes) + " bytes the policy allows";
-      throw e;
-    }
     json body;
     try {
       body = json::parse(req.body);
