@@ -89,6 +89,11 @@ struct Feature {
                                         // columns is "missing")
   std::vector<double> centers;          // kNumeric: mean training value of each bin but the
                                         // missing one (upper.size() values), in the column's units
+  // The bin that stands for the column when an explanation removes it (table_explain.h): for
+  // kNumeric the bin of the training mean (`mean`), for kCategorical the most frequent training
+  // level, for kNgram 0 (absent). -1: unknown (a featurizer saved before baselines were kept).
+  int baseline = -1;
+  double mean = 0;  // kNumeric: the mean of the training values (baseline >= 0 only)
   int n_bins() const { return static_cast<int>(bin_labels.size()); }
 };
 
@@ -159,6 +164,16 @@ class MlpClassifier : public Teacher {
   const std::vector<at::Tensor>& parameters() const { return params_; }
   // The featurizer fitted with it: the input columns it reads and how.
   const Featurizer& featurizer() const { return featurizer_; }
+  // The network on its one-hot input (what the column explainers differentiate, table_explain.h):
+  // entry offsets()[f] + b is 1 when feature f is in bin b; n_onehot() entries in all.
+  const std::vector<int64_t>& offsets() const { return offsets_; }
+  int64_t n_onehot() const;
+  // Logits [batch, classes] of inputs `x` [batch, n_onehot()] (one-hot or any point between
+  // two), computed in x's dtype (float or double) with gradients when x requires them.
+  at::Tensor logits_of(const at::Tensor& x) const;
+  // Logits [rows][classes] of featurized rows, dense bins [feature][row] (Featurizer::transform),
+  // computed in double precision.
+  Probs logits_of_bins(const std::vector<std::vector<uint16_t>>& bins) const;
 
   // Saves the classifier (featurizer, classes, weights) as `dir`/mlp.json, written atomically
   // (a temporary file renamed); `dir` is created. `candor train` saves every MLP it trains.
@@ -179,8 +194,8 @@ class MlpClassifier : public Teacher {
                                               const train::TrainOptions& options);
 
  private:
-  at::Tensor logits(const std::vector<std::vector<uint16_t>>& bins,
-                    const std::vector<int64_t>& idx) const;  // [batch, classes]
+  at::Tensor logits(const std::vector<std::vector<uint16_t>>& bins, const std::vector<int64_t>& idx,
+                    at::ScalarType dtype = at::kFloat) const;  // [batch, classes]
   std::vector<std::string> classes_;
   Featurizer featurizer_;
   std::vector<int64_t> offsets_;  // first one-hot index of each feature

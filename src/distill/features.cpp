@@ -108,6 +108,18 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       }
       for (size_t b = 0; b < f.upper.size(); ++b)
         f.centers.push_back(cnt[b] > 0 ? sum[b] / cnt[b] : (b > 0 ? f.upper[b - 1] : 0.0));
+      // The explanations' baseline: the bin of the training mean (the missing bin when every
+      // training value is missing).
+      if (v.empty()) {
+        f.baseline = static_cast<int>(f.upper.size());
+      } else {
+        double total = 0;
+        for (double x : v) total += x;
+        f.mean = total / static_cast<double>(v.size());
+        f.baseline = static_cast<int>(std::min<size_t>(
+            std::lower_bound(f.upper.begin(), f.upper.end(), f.mean) - f.upper.begin(),
+            f.upper.size() - 1));
+      }
       for (size_t b = 0; b < f.upper.size(); ++b) {
         if (f.upper.size() == 1)
           f.bin_labels.push_back("any");
@@ -122,11 +134,19 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       features_.push_back(std::move(f));
     } else if (c.type == data::ColumnType::kCategorical) {
       f.kind = Feature::kCategorical;
-      std::vector<uint8_t> seen(c.categories.size(), 0);
+      std::vector<size_t> seen(c.categories.size(), 0);
       for (size_t r : rows)
-        if (!c.is_missing(r)) seen[c.codes[r]] = 1;
-      for (size_t k = 0; k < c.categories.size(); ++k)
-        if (seen[k]) f.bin_labels.push_back(c.categories[k]);
+        if (!c.is_missing(r)) ++seen[c.codes[r]];
+      size_t most = 0;  // the explanations' baseline: the most frequent level (the first of ties)
+      for (size_t k = 0; k < c.categories.size(); ++k) {
+        if (!seen[k]) continue;
+        if (f.baseline < 0 || seen[k] > most) {
+          most = seen[k];
+          f.baseline = static_cast<int>(f.bin_labels.size());
+        }
+        f.bin_labels.push_back(c.categories[k]);
+      }
+      if (f.baseline < 0) f.baseline = 0;  // no level seen: the "missing or unseen" bin
       f.bin_labels.push_back("missing or unseen");
       features_.push_back(std::move(f));
     } else {
@@ -172,6 +192,7 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
       f.name = g;
       f.column = text_column_;
       f.bin_labels = {"absent", "present"};
+      f.baseline = 0;
       ngram_index_.emplace_back(g, features_.size());
       features_.push_back(std::move(f));
     }
@@ -325,6 +346,10 @@ nlohmann::json Featurizer::state() const {
       e["upper"] = std::vector<double>(f.upper.begin(), f.upper.end() - 1);
       e["centers"] = f.centers;
     }
+    if (f.baseline >= 0 && f.kind != Feature::kNgram) {
+      e["baseline"] = f.baseline;
+      if (f.kind == Feature::kNumeric) e["mean"] = f.mean;
+    }
     j["features"].push_back(std::move(e));
   }
   return j;
@@ -364,6 +389,13 @@ Featurizer Featurizer::from_state(const nlohmann::json& j, const std::string& so
         }
         if (f.centers.size() != f.upper.size())
           throw std::runtime_error("numeric feature '" + f.name + "' has mismatched centres");
+      }
+      if (f.kind == Feature::kNgram) f.baseline = 0;
+      if (e.contains("baseline")) {
+        f.baseline = e.at("baseline").get<int>();
+        if (f.baseline < 0 || f.baseline >= f.n_bins())
+          throw std::runtime_error("feature '" + f.name + "' has a baseline outside its bins");
+        if (f.kind == Feature::kNumeric) f.mean = e.at("mean").get<double>();
       }
       if (f.kind == Feature::kNgram) fz.ngram_index_.emplace_back(f.name, fz.features_.size());
       fz.features_.push_back(std::move(f));

@@ -23,7 +23,7 @@ namespace candor::distill {
 std::string MlpClassifier::describe() const { return "MLP classifier trained by candor"; }
 
 at::Tensor MlpClassifier::logits(const std::vector<std::vector<uint16_t>>& bins,
-                                 const std::vector<int64_t>& idx) const {
+                                 const std::vector<int64_t>& idx, at::ScalarType dtype) const {
   const int64_t B = static_cast<int64_t>(idx.size());
   const int64_t F = static_cast<int64_t>(offsets_.size());
   at::Tensor ids = at::empty({B, F}, at::kLong);  // [batch, features] one-hot indices
@@ -31,14 +31,45 @@ at::Tensor MlpClassifier::logits(const std::vector<std::vector<uint16_t>>& bins,
   for (int64_t i = 0; i < B; ++i)
     for (int64_t f = 0; f < F; ++f) p[i * F + f] = offsets_[f] + bins[f][idx[i]];
   // First layer: sum of the embeddings of the active bins + bias.
-  at::Tensor h = at::embedding(params_[0], ids).sum(1).add(params_[1]);  // [B, H0]
+  auto param = [&](size_t i) { return dtype == at::kFloat ? params_[i] : params_[i].to(dtype); };
+  at::Tensor h = at::embedding(param(0), ids).sum(1).add(param(1));  // [B, H0]
   size_t k = 2;
   for (int64_t l = 0; l < n_layers_; ++l) {
     h = at::relu(h);
-    h = at::linear(h, params_[k], params_[k + 1]);
+    h = at::linear(h, param(k), param(k + 1));
     k += 2;
   }
   return h;  // [B, classes]
+}
+
+int64_t MlpClassifier::n_onehot() const {
+  return params_.empty() ? 0 : params_[0].size(0);
+}
+
+at::Tensor MlpClassifier::logits_of(const at::Tensor& x) const {
+  const auto dt = x.scalar_type();
+  at::Tensor h = at::matmul(x, params_[0].to(dt)).add(params_[1].to(dt));
+  size_t k = 2;
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    h = at::relu(h);
+    h = at::linear(h, params_[k].to(dt), params_[k + 1].to(dt));
+    k += 2;
+  }
+  return h;
+}
+
+Probs MlpClassifier::logits_of_bins(const std::vector<std::vector<uint16_t>>& bins) const {
+  at::NoGradGuard ng;
+  const size_t n = bins.empty() ? 0 : bins[0].size();
+  std::vector<int64_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = static_cast<int64_t>(i);
+  at::Tensor lg = logits(bins, idx, at::kDouble).contiguous();
+  const size_t C = classes_.size();
+  Probs out(n, std::vector<double>(C));
+  const double* d = lg.data_ptr<double>();
+  for (size_t i = 0; i < n; ++i)
+    for (size_t c = 0; c < C; ++c) out[i][c] = d[i * C + c];
+  return out;
 }
 
 Probs MlpClassifier::predict(const data::Table& table, const std::vector<size_t>& rows) const {

@@ -12,7 +12,9 @@
 #include "candor/jobs_explain.h"
 #include "candor/jobs_temperature.h"
 #include "candor/report.h"
+#include "candor/runtime.h"
 #include "cli.h"
+#include "explain_table.h"
 
 namespace candor::cli {
 
@@ -22,6 +24,9 @@ Runner add_explain(CLI::App& app) {
     std::string json_path, html_path;
     bool no_progress = false;
     bool temperature_scaling = false;  // explain the model with its saved temperature
+    // A model over table rows (candor train's MLP, a distilled student): the rows to explain.
+    std::string data, csv_path, on_error = "fail";
+    std::vector<std::string> rows;
   };
   auto o = std::make_shared<Opts>();
   jobs::ExplainOptions& j = o->job;
@@ -30,7 +35,17 @@ Runner add_explain(CLI::App& app) {
       ->required();
   app.add_option("--tokenizer", j.model.tokenizer,
                  "Tokenizer file (default: found beside the model)");
-  app.add_option("--prompt,-p", j.prompt, "The input text")->required();
+  app.add_option("--prompt,-p", j.prompt,
+                 "The input text (required, but for a model over table rows: --data, --row)");
+  app.add_option("--data", o->data,
+                 "A model over table rows (the MLP of candor train, a student of candor "
+                 "distill): the CSV or JSON Lines file whose rows are explained per column");
+  app.add_option("--row", o->rows,
+                 "With --data: the rows to explain, counted from 0 after the header: N, A-B, "
+                 "N,M,... or all (repeatable; default all)");
+  app.add_option("--csv", o->csv_path,
+                 "With --data: write one line per row and method with each column's score");
+  app.add_option("--on-error", o->on_error, "With --data: fail | skip bad records (default fail)");
   add_chat_options(app, &j.chat, &j.system);
   auto* g =
       app.add_option("--generate", j.generate, "Generate N tokens greedily and explain the span");
@@ -64,6 +79,41 @@ Runner add_explain(CLI::App& app) {
                "Explain the model's logits divided by the temperature `candor audit calibration "
                "--save-temperature` saved beside it");
   return [o]() {
+    if (is_table_model(o->job.model.path)) {
+      const jobs::ExplainOptions& jo = o->job;
+      TableExplainArgs t;
+      t.model = jo.model.path;
+      t.data = o->data;
+      t.prompt = jo.prompt;
+      t.target = jo.target;
+      t.contrast = jo.contrast;
+      t.target_function = jo.target_function;
+      t.tokenizer = jo.model.tokenizer;
+      t.granularity = jo.granularity;
+      t.baseline = jo.baseline;
+      t.on_error = o->on_error;
+      t.json_path = o->json_path;
+      t.html_path = o->html_path;
+      t.csv_path = o->csv_path;
+      t.methods = jo.methods;
+      t.rows = o->rows;
+      t.generate = jo.generate;
+      t.chat = jo.chat;
+      t.evaluate = jo.evaluate;
+      t.consensus = jo.consensus;
+      t.temperature_scaling = o->temperature_scaling;
+      t.no_progress = o->no_progress;
+      check_prompt_and_threads("", jo.threads);
+      set_num_threads(jo.threads);
+      return run_explain_table(t);
+    }
+    if (!o->data.empty() || !o->rows.empty() || !o->csv_path.empty())
+      throw usage_error(std::string(!o->data.empty() ? "--data" : !o->rows.empty() ? "--row" : "--csv") +
+                            " explains rows of a table model (the MLP of candor train, a student "
+                            "of candor distill); '" + o->job.model.path + "' is not one",
+                        "explain a text with --prompt TEXT");
+    if (o->job.prompt.empty())
+      throw usage_error("--prompt is required", "give the input text with --prompt TEXT");
     // The outputs are checked before the work, not after it.
     if (!o->json_path.empty()) check_output_file(o->json_path, "--json");
     if (!o->html_path.empty()) check_output_file(o->html_path, "--html");
