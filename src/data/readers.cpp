@@ -11,6 +11,7 @@
 
 #include "candor/data.h"
 #include "candor/error.h"
+#include "candor/utf8.h"
 #include "data/internal.h"
 
 namespace candor::data {
@@ -42,41 +43,6 @@ std::string read_file(const std::string& path) {
   in.read(text.data(), size);
   text.resize(static_cast<size_t>(in.gcount()));
   return text;
-}
-
-// The offset of the first byte of `s` that is not part of well-formed UTF-8 (no overlong forms,
-// surrogates or code points above U+10FFFF), or npos.
-size_t invalid_utf8_at(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (size_t k = 2; k < len; ++k)
-      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-    i += len;
-  }
-  return std::string::npos;
 }
 
 // "not valid UTF-8 (byte 0xFF at offset 4 of the field)" for a text that is not UTF-8.
@@ -314,24 +280,6 @@ int hex_value(char c) {
   return -1;
 }
 
-void append_utf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 // Decodes the JSON string starting at s[*i] == '"' into *out (allocated once, at most the size of
 // its source text) and moves *i past the closing quote. False when it is not a valid string.
 bool scan_json_string(std::string_view s, size_t* i, std::string* out) {
@@ -408,7 +356,7 @@ bool scan_json_string(std::string_view s, size_t* i, std::string* out) {
           k += 6;
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
-        append_utf8(cp, out);
+        utf8::append(static_cast<char32_t>(cp), out);
         break;
       }
       default:
@@ -542,7 +490,7 @@ Table parse_csv(const std::string& text_in, const std::string& name, const ReadO
                 "a CSV file needs a header row naming its columns");
   c.header = rec.fields;
   for (size_t j = 0; j < c.header.size(); ++j) {
-    const size_t at = invalid_utf8_at(c.header[j]);
+    const size_t at = utf8::invalid_at(c.header[j]);
     if (at != std::string::npos)
       throw Error(ErrorCode::kInvalidArgument,
                   name + " line " + std::to_string(rec.line) + ": header column " +
@@ -588,7 +536,7 @@ Table parse_csv(const std::string& text_in, const std::string& name, const ReadO
     }
     bool utf8_ok = true;
     for (size_t j = 0; j < m && utf8_ok; ++j) {
-      const size_t at = invalid_utf8_at(rec.fields[j]);
+      const size_t at = utf8::invalid_at(rec.fields[j]);
       if (at == std::string::npos) continue;
       bad(rec.line, "column '" + c.header[j] + "': " + utf8_problem(rec.fields[j], at, "the field"),
           kUtf8Hint);
@@ -631,7 +579,7 @@ Table parse_jsonl(const std::string& t, const std::string& name, const ReadOptio
     }
     for (int64_t b : pending_blank) bad(b, "empty line");
     pending_blank.clear();
-    const size_t bad_at = invalid_utf8_at(text);
+    const size_t bad_at = utf8::invalid_at(text);
     if (bad_at != std::string::npos) {
       bad(line, utf8_problem(text, bad_at, "the line"), kUtf8Hint);
       continue;

@@ -14,47 +14,6 @@
 
 namespace candor::tokenizers::unicode {
 
-char32_t next_codepoint(std::string_view text, size_t* i) {
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const unsigned char lead = p[*i];
-  if (lead < 0x80) {
-    ++*i;
-    return lead;
-  }
-  if (lead < 0xE0) {
-    const char32_t cp = ((lead & 0x1Fu) << 6) | (p[*i + 1] & 0x3Fu);
-    *i += 2;
-    return cp;
-  }
-  if (lead < 0xF0) {
-    const char32_t cp = ((lead & 0x0Fu) << 12) | ((p[*i + 1] & 0x3Fu) << 6) | (p[*i + 2] & 0x3Fu);
-    *i += 3;
-    return cp;
-  }
-  const char32_t cp = ((lead & 0x07u) << 18) | ((p[*i + 1] & 0x3Fu) << 12) |
-                      ((p[*i + 2] & 0x3Fu) << 6) | (p[*i + 3] & 0x3Fu);
-  *i += 4;
-  return cp;
-}
-
-void append_utf8(char32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 namespace {
 
 // Oniguruma's \s (and the Rust regex crate's) is the White_Space property; ICU's \s is

@@ -11,12 +11,13 @@
 #include <utility>
 #include <vector>
 
+#include "candor/utf8.h"
+
 namespace candor::tokenizers::unicode {
 
-// Decodes the code point at text[*i] (valid UTF-8 assumed) and advances *i past it.
-char32_t next_codepoint(std::string_view text, size_t* i);
-// Appends the UTF-8 encoding of `cp`.
-void append_utf8(char32_t cp, std::string* out);
+// Decoding and encoding of code points: candor/utf8.h.
+using utf8::next_codepoint;
+inline void append_utf8(char32_t cp, std::string* out) { utf8::append(cp, out); }
 
 // A compiled pattern. Thread-safe: each call uses its own matcher.
 class Regex {

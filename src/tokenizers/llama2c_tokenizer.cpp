@@ -164,7 +164,7 @@ class Llama2cTokenizer final : public Tokenizer {
     };
     add_codepoint(" ", 0);
     for (size_t i = 0; i < text.size();) {
-      const size_t length = utf8_sequence_length(static_cast<unsigned char>(text[i]));
+      const size_t length = sequence_length(static_cast<unsigned char>(text[i]));
       add_codepoint(text.substr(i, length), i);
       i += length;
     }

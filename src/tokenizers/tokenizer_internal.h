@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "candor/tokenizer.h"
+#include "candor/utf8.h"
 
 namespace candor::tokenizers {
 
@@ -47,22 +48,12 @@ std::unique_ptr<Tokenizer> load_slow_vocab_files(const std::string& folder,
 // when it is not a readable regular file. `what` names the expected format in messages.
 std::string read_tokenizer_file(const std::string& path, const char* what);
 
-// Describes the first malformed UTF-8 sequence of `text` ("truncated sequence", "overlong
-// encoding", ...), or returns nullptr when `text` is valid. `*bad_offset` gets its byte offset.
-const char* utf8_problem(std::string_view text, size_t* bad_offset);
-
 // Throws Error(kInvalidArgument) naming the byte offset and the problem when `text` is not valid
 // UTF-8.
 void require_valid_utf8(std::string_view text);
 
-// Number of bytes of the UTF-8 sequence that starts with `lead` (1 for anything that is not a
-// multi-byte lead byte). Only meaningful on validated text.
-inline size_t utf8_sequence_length(unsigned char lead) {
-  if (lead >= 0xF0) return 4;
-  if (lead >= 0xE0) return 3;
-  if (lead >= 0xC0) return 2;
-  return 1;
-}
+// Number of bytes of the UTF-8 sequence that starts with `lead` (candor/utf8.h).
+using utf8::sequence_length;
 
 // True when `piece` is exactly a byte piece "<0xAB>" (two hex digits); `*byte` gets its value.
 bool parse_byte_piece(std::string_view piece, uint8_t* byte);
