@@ -130,4 +130,44 @@ void copy_prefix(const std::string& src, const std::string& dst, long n) {
   }
 }
 
+std::string write_tiny_fasttext(const std::string& path) {
+  std::ofstream f(path, std::ios::binary);
+  auto i32 = [&](int32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+  auto i64 = [&](int64_t v) { f.write(reinterpret_cast<const char*>(&v), 8); };
+  auto f64 = [&](double v) { f.write(reinterpret_cast<const char*>(&v), 8); };
+  auto u8 = [&](uint8_t v) { f.write(reinterpret_cast<const char*>(&v), 1); };
+  auto entry = [&](const std::string& s, int64_t count, int8_t type) {
+    f.write(s.c_str(), static_cast<std::streamsize>(s.size() + 1));
+    i64(count);
+    u8(static_cast<uint8_t>(type));
+  };
+  auto matrix = [&](int64_t rows, int64_t cols, const std::vector<float>& v) {
+    i64(rows);
+    i64(cols);
+    f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  };
+  i32(793712314);  // magic
+  i32(12);         // version
+  // dim, ws, epoch, minCount, neg, wordNgrams, loss (softmax), model (supervised), bucket,
+  // minn, maxn, lrUpdateRate, t
+  for (int32_t v : {2, 5, 5, 1, 5, 1, 3, 3, 0, 0, 0, 100}) i32(v);
+  f64(1e-4);
+  i32(6);    // dictionary size
+  i32(4);    // words
+  i32(2);    // labels
+  i64(100);  // tokens seen
+  i64(-1);   // no pruned index
+  entry("good", 10, 0);
+  entry("bad", 10, 0);
+  entry("movie", 10, 0);
+  entry("</s>", 10, 0);
+  entry("__label__pos", 5, 1);
+  entry("__label__neg", 5, 1);
+  u8(0);  // dense input
+  matrix(4, 2, {2, 0, -2, 0, 0, 1, 0, 0});
+  u8(0);  // dense output
+  matrix(2, 2, {1, 0, -1, 0});
+  return path;
+}
+
 }  // namespace candor::testing

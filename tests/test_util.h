@@ -60,4 +60,9 @@ std::string write_llama2c_checkpoint(const std::string& path, int dim, int hidde
                                      unsigned seed = 1);
 // Copies the first `n` bytes of `src` to `dst` (n < 0: all, then appends -n zero bytes).
 void copy_prefix(const std::string& src, const std::string& dst, long n);
+// Writes a tiny supervised fastText model (file version 12, softmax, dim 2, no n-grams): words
+// good (2, 0), bad (-2, 0), movie (0, 1), </s> (0, 0); labels __label__pos (1, 0), __label__neg
+// (-1, 0). logit(pos) - logit(neg) of a text is the mean over its words and </s> of 2 * x[0].
+// Returns the path.
+std::string write_tiny_fasttext(const std::string& path);
 }  // namespace candor::testing
