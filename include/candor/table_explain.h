@@ -55,10 +55,10 @@ struct TableExplainerInfo {
 std::vector<TableExplainerInfo> list_table_explainers();
 
 struct RowExplanation {
-  size_t row = 0;    // index of the row in the table
-  int64_t line = 0;  // its line in the file
-  std::string predicted;               // the predicted class
-  std::vector<double> probabilities;   // per class
+  size_t row = 0;                         // index of the row in the table
+  int64_t line = 0;                       // its line in the file
+  std::string predicted;                  // the predicted class
+  std::vector<double> probabilities;      // per class
   std::vector<Attribution> attributions;  // one per method, in order
 };
 

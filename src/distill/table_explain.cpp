@@ -54,8 +54,8 @@ at::Tensor target_tensor(const at::Tensor& logits, int64_t c, const std::string&
   at::Tensor lp = at::log_softmax(logits, 1);
   if (tf == "logprob") return lp.select(1, c);
   if (tf == "prob") return lp.select(1, c).exp();
-  at::Tensor others = logits.index_fill(1, at::tensor({c}, at::kLong),
-                                        -std::numeric_limits<double>::infinity());
+  at::Tensor others =
+      logits.index_fill(1, at::tensor({c}, at::kLong), -std::numeric_limits<double>::infinity());
   return logits.select(1, c) - at::logsumexp(others, {1});
 }
 
@@ -96,7 +96,9 @@ struct Game {
 
 std::vector<TableExplainerInfo> list_table_explainers() {
   return {
-      {"occlusion", "f(row) - f(row with the column at its baseline), one column at a time", {},
+      {"occlusion",
+       "f(row) - f(row with the column at its baseline), one column at a time",
+       {},
        false},
       {"exact_shapley",
        "Shapley values over the columns, by enumerating every coalition (2^k model evaluations)",
@@ -188,13 +190,13 @@ void TableExplainer::check(const TableExplainOptions& o) const {
   for (const MethodSpec& m : methods)
     if (m.name == "exact_shapley" &&
         columns_.size() > static_cast<size_t>(m.options.get_int("max_columns")))
-      throw Error(ErrorCode::kInvalidArgument,
-                  "exact_shapley over " + std::to_string(columns_.size()) +
-                      " columns needs 2^" + std::to_string(columns_.size()) +
-                      " model evaluations per row, above max_columns=" +
-                      m.options.get("max_columns"),
-                  "use shapley_sampling, or raise max_columns (at most " +
-                      std::to_string(kMaxExactColumns) + ")");
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          "exact_shapley over " + std::to_string(columns_.size()) + " columns needs 2^" +
+              std::to_string(columns_.size()) +
+              " model evaluations per row, above max_columns=" + m.options.get("max_columns"),
+          "use shapley_sampling, or raise max_columns (at most " +
+              std::to_string(kMaxExactColumns) + ")");
   if (!o.target.empty()) {
     bool found = std::find(classes_.begin(), classes_.end(), o.target) != classes_.end();
     std::string digits = o.target[0] == '#' ? o.target.substr(1) : o.target;
@@ -223,8 +225,9 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
   for (size_t r : rows)
     if (r >= table.n_rows())
       throw Error(ErrorCode::kInvalidArgument,
-                  table.source() + ": row " + std::to_string(r) + " is out of range (the table has " +
-                      std::to_string(table.n_rows()) + " data rows, 0.." +
+                  table.source() + ": row " + std::to_string(r) +
+                      " is out of range (the table has " + std::to_string(table.n_rows()) +
+                      " data rows, 0.." +
                       std::to_string(table.n_rows() == 0 ? 0 : table.n_rows() - 1) + ")",
                   "give a row index below " + std::to_string(table.n_rows()));
   for (const std::string& c : columns_) table.column(c);  // throws naming the file's columns
@@ -353,11 +356,11 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
       rx.predicted = classes_[std::max_element(rx.probabilities.begin(), rx.probabilities.end()) -
                               rx.probabilities.begin()];
     }
-    const size_t c = target_class >= 0
-                         ? static_cast<size_t>(target_class)
-                         : static_cast<size_t>(std::find(classes_.begin(), classes_.end(),
-                                                         rx.predicted) -
-                                               classes_.begin());
+    const size_t c =
+        target_class >= 0
+            ? static_cast<size_t>(target_class)
+            : static_cast<size_t>(std::find(classes_.begin(), classes_.end(), rx.predicted) -
+                                  classes_.begin());
     const std::vector<double> ends =
         values({std::vector<char>(k, 1), std::vector<char>(k, 0)}, c);  // f(x), f(baseline)
 
@@ -425,8 +428,8 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
         at::Tensor P = (B.unsqueeze(0) + alpha.unsqueeze(1) * (X - B).unsqueeze(0))
                            .detach()
                            .requires_grad_(true);
-        at::Tensor t = target_tensor(mlp_->logits_of(P), static_cast<int64_t>(c),
-                                     o.target_function);
+        at::Tensor t =
+            target_tensor(mlp_->logits_of(P), static_cast<int64_t>(c), o.target_function);
         t.sum().backward();
         at::Tensor contrib = (P.grad().mean(0) * (X - B)).contiguous();
         const double* cp = contrib.data_ptr<double>();
@@ -459,9 +462,8 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
       if (path)
         a.convergence_delta = {std::accumulate(scores.begin(), scores.end(), 0.0) -
                                (ends[0] - ends[1])};
-      a.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                               t0)
-                         .count();
+      a.elapsed_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       a.forward_passes = evaluations;
       nlohmann::json probs = nlohmann::json::object();
       for (size_t q = 0; q < classes_.size(); ++q) probs[classes_[q]] = rx.probabilities[q];
@@ -479,8 +481,8 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
       if (from_table)
         a.warnings.push_back(
             "the model was saved without its training baselines: a removed column takes the "
-            "mean / most frequent value of the explained table (" + table.source() +
-            ") instead; train or distill it again to fix the baseline");
+            "mean / most frequent value of the explained table (" +
+            table.source() + ") instead; train or distill it again to fix the baseline");
       rx.attributions.push_back(std::move(a));
     }
     out.push_back(std::move(rx));

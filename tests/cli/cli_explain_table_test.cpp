@@ -58,9 +58,9 @@ const Trained& trained() {
 TEST(CliExplainTable, ARowOfATrainedMlpIsExplainedPerColumn) {
   const Trained& t = trained();
   const std::string json = t.dir + "/row.json", html = t.dir + "/row.html";
-  testing::CliRun r =
-      cli("explain --model " + t.mlp + " --data " + t.data + " --row 4 --method occlusion " +
-          "--method exact_shapley --method integrated_gradients --json " + json + " --html " + html);
+  testing::CliRun r = cli(
+      "explain --model " + t.mlp + " --data " + t.data + " --row 4 --method occlusion " +
+      "--method exact_shapley --method integrated_gradients --json " + json + " --html " + html);
   ASSERT_EQ(r.code, 0) << r.out;
   // Row 4 is line 6: x = 48, colour = blue.
   EXPECT_THAT(r.out, HasSubstr("row 4 (line 6) of " + t.data + ": x=48, colour=blue"));
@@ -121,10 +121,10 @@ TEST(CliExplainTable, SeveralRowsGiveATableAndACsv) {
       sum += s;
       EXPECT_NEAR(out.column(k == 0 ? "x" : "colour").numeric[i], s, 1e-5 * (1 + std::fabs(s)));
     }
-    EXPECT_NEAR(sum,
-                a["steps"][0]["target_value"].get<double>() -
-                    a["steps"][0]["baseline_value"].get<double>(),
-                1e-9);
+    EXPECT_NEAR(
+        sum,
+        a["steps"][0]["target_value"].get<double>() - a["steps"][0]["baseline_value"].get<double>(),
+        1e-9);
   }
 }
 

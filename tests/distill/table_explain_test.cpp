@@ -92,8 +92,7 @@ std::string rewritten(const data::Table& t, size_t r, unsigned keep, const Featu
 }
 
 // v(S) for every coalition S of the three columns, through predict() on rewritten rows.
-std::vector<double> brute_values(const MlpClassifier& m, const data::Table& t, size_t r,
-                                 size_t c) {
+std::vector<double> brute_values(const MlpClassifier& m, const data::Table& t, size_t r, size_t c) {
   std::string body;
   for (unsigned s = 0; s < 8; ++s) body += rewritten(t, r, s, m.featurizer());
   data::Table rows = parse(body);
@@ -192,8 +191,7 @@ TEST(TableExplain, IntegratedGradientsAreComplete) {
       const double change = ig.target_values[0] - ig.baseline_values[0];
       double sum = 0;
       for (double s : ig.scores) sum += s;
-      EXPECT_NEAR(sum, change, 1e-2 * std::max(1.0, std::fabs(change)))
-          << tf << " row " << rx.row;
+      EXPECT_NEAR(sum, change, 1e-2 * std::max(1.0, std::fabs(change))) << tf << " row " << rx.row;
       EXPECT_NEAR(ig.convergence_delta[0], sum - change, 1e-12);
       // The three methods explain the same value from the same baseline.
       EXPECT_DOUBLE_EQ(rx.attributions[1].target_values[0], ig.target_values[0]);

@@ -153,8 +153,8 @@ int run_explain_table(const TableExplainArgs& a) {
     if (!a.no_progress && rows.size() > 1 && pct != last && (tty || pct == 100)) {
       last = pct;
       std::cerr << "\rexplaining " << rows.size() << " rows [" << std::string(pct / 5, '#')
-                << std::string(20 - pct / 5, '.') << "] " << pct << "%"
-                << (pct == 100 ? "\n" : "") << std::flush;
+                << std::string(20 - pct / 5, '.') << "] " << pct << "%" << (pct == 100 ? "\n" : "")
+                << std::flush;
     }
     return !interrupt_token().cancelled();
   };
@@ -275,9 +275,9 @@ int run_explain_table(const TableExplainArgs& a) {
     ReportContext c = context_of(done[0]);
     if (done.size() > 1) {
       c.prompt = std::to_string(done.size()) + " rows of " + a.data;
-      c.target_description =
-          done[0].attributions[0].target_function + " of the " +
-          (a.target.empty() ? std::string("predicted class of each row") : "class '" + a.target + "'");
+      c.target_description = done[0].attributions[0].target_function + " of the " +
+                             (a.target.empty() ? std::string("predicted class of each row")
+                                               : "class '" + a.target + "'");
     }
     write_file_atomic(a.html_path, render_html(all, c));
     std::cerr << "wrote " << a.html_path << "\n";
