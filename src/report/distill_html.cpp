@@ -67,7 +67,7 @@ std::string cell_value(const json& v) {
 // whatever they are: every top-level field but its tables.
 std::string settings_html(const json& student) {
   static const char* const skip[] = {"kind", "models", "rules", "epoch_losses", "cv", "band",
-                                     "splits"};
+                                     "splits", "interactions_cv"};
   std::ostringstream h;
   h << "<table class=meta><caption class=small style='text-align:left'>settings</caption>";
   for (auto it = student.begin(); it != student.end(); ++it) {
@@ -76,9 +76,11 @@ std::string settings_html(const json& student) {
       << "</td></tr>";
   }
   h << "</table>\n";
-  // The cross-validation that chose the student's strength: the grid and each value's figures.
-  if (student.contains("cv") && student["cv"].is_object() && student["cv"].contains("grid")) {
-    const json& cv = student["cv"];
+  // The cross-validations that chose the student's strength (and, for a GAM, its number of
+  // pairwise interactions): the grid and each value's figures.
+  for (const char* key : {"cv", "interactions_cv"}) {
+    if (!student.contains(key) || !student[key].is_object() || !student[key].contains("grid")) continue;
+    const json& cv = student[key];
     const json& grid = cv["grid"];
     h << "<p>" << html_escape(plain(cv.value("parameter", std::string("strength")))) << " = <b>"
       << cell_value(cv.value("chosen", json())) << "</b>, chosen by " << cv.value("folds", 0)
