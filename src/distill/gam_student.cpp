@@ -430,7 +430,9 @@ class GamStudent : public GlassBoxStudent {
     for (int b = 0; b < nv; ++b) {
       const double mid = total > 0 ? (cum + 0.5 * cnt[b]) / total : double(b) / nv;
       cum += cnt[b];
-      const int q = std::min(target - 1, static_cast<int>(std::floor(target * mid)));
+      // With no more bins than groups, each bin is its own group (the quantile rule would merge
+      // the small bins of a skewed column's tail, the ones that tell its large values apart).
+      const int q = nv <= o_.bins ? b : std::min(target - 1, static_cast<int>(std::floor(target * mid)));
       if (prev >= 0 && q != prev) {
         last_of_group.push_back(b - 1);
         ++gi;
