@@ -486,13 +486,17 @@ std::string step_matrix_csv(const std::vector<Attribution>& as) {
   for (const auto& a : as) {
     if (a.n_steps() < 2 || a.scores.empty()) continue;
     any = true;
-    for (int64_t s = 0; s < a.n_steps(); ++s)
+    const std::string method = field(a.method);
+    std::vector<std::string> features;
+    for (int64_t f = 0; f < a.n_features(); ++f)
+      features.push_back(field(feature_text(a, static_cast<size_t>(f))));
+    for (int64_t s = 0; s < a.n_steps(); ++s) {
+      const std::string row = method + "," + std::to_string(s) + "," + field(a.step_texts[s]) + ",";
       for (int64_t f = 0; f < a.n_features(); ++f) {
         if (a.features[f].begin > a.step_positions[s]) continue;
-        o << field(a.method) << "," << s << "," << field(a.step_texts[s]) << "," << f << ","
-          << field(feature_text(a, static_cast<size_t>(f))) << "," << report::fmt_num(a.score(s, f), 9)
-          << "\n";
+        o << row << f << "," << features[f] << "," << report::fmt_num(a.score(s, f), 7) << "\n";
       }
+    }
   }
   return any ? o.str() : std::string();
 }
