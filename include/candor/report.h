@@ -19,10 +19,21 @@ struct ReportContext {
   std::string prompt;              // the input text
   std::string generated_text;      // the explained continuation, "" when none
   std::string target_description;  // e.g. "log p(' girl')" or "span of 12 generated tokens"
+  // File name (beside the page) of step_matrix_csv's output, named by the page when a step x
+  // feature matrix is too large to print whole; "" when none is written.
+  std::string scores_csv;
 };
 
 // A self-contained HTML page for several attributions of the same request.
 std::string render_html(const std::vector<Attribution>& attributions, const ReportContext& context);
+
+// Every method's step x feature scores as CSV (method, step, step token, feature, feature text,
+// score; one row per cell a step can see), for the matrices a page shows only in part; "" when
+// no attribution has more than one step.
+std::string step_matrix_csv(const std::vector<Attribution>& attributions);
+// Whether render_html would leave cells of a step x feature matrix out (so that the full matrix
+// belongs in step_matrix_csv's file).
+bool step_matrix_too_large(const std::vector<Attribution>& attributions);
 
 // A console view: the text coloured by score (ANSI colours when `color`), then the strongest
 // features with their scores.

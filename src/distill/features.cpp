@@ -94,6 +94,10 @@ void Featurizer::fit(const data::Table& table, const std::vector<size_t>& rows,
           double q = v[static_cast<size_t>(double(b) / o.max_bins * (v.size() - 1))];
           if (f.upper.empty() || q > f.upper.back()) f.upper.push_back(q);
         }
+        // The cuts are inner quantiles: the last bin (above the last cut) is added, not put in
+        // place of the last cut (which, on a skewed column such as a capital gain that is 0 in
+        // 92% of rows, is the only cut among its non-zero values).
+        if (f.upper.back() < v.back()) f.upper.push_back(v.back());
       }
       if (f.upper.empty()) f.upper.push_back(0.0);
       f.upper.back() = INFINITY;

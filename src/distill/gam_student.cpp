@@ -125,9 +125,11 @@ class GamStudent : public GlassBoxStudent {
           });
       fit_.smoothing = fit_.cv.value();
     }
+    choose_pairs(g, ys, target);
     std::vector<double> ones(n, 1.0);
     fit_.models.clear();
-    for (const auto& y : ys) fit_.models.push_back(fit_model(g, y, ones, fit_.smoothing));
+    for (const auto& y : ys)
+      fit_.models.push_back(fit_model(g, y, ones, fit_.smoothing, nullptr, fit_.n_pairs));
     // Confidence bands: the spread of the shapes refitted on bootstrap samples of the rows.
     if (o_.bags >= 2) {
       std::mt19937_64 rng(o_.seed * 7919 + 17);
@@ -144,7 +146,7 @@ class GamStudent : public GlassBoxStudent {
         std::vector<double> w(n, 0.0);
         for (size_t i = 0; i < n; ++i) w[rng() % n] += 1.0;
         for (size_t c = 0; c < ys.size(); ++c) {
-          Model m = fit_model(g, ys[c], w, fit_.smoothing, &fit_.models[c]);
+          Model m = fit_model(g, ys[c], w, fit_.smoothing, &fit_.models[c], fit_.n_pairs);
           centre(m, g, ones);
           for (size_t f = 0; f < F; ++f)
             for (size_t q = 0; q < m.shapes[f].size(); ++q) {
@@ -193,6 +195,7 @@ class GamStudent : public GlassBoxStudent {
     j["monotone"] = fit_.monotone;
     j["smoothing"] = fit_.smoothing;
     if (!fit_.cv.grid.empty()) j["cv"] = fit_.cv.to_json();
+    if (!fit_.pairs_cv.grid.empty()) j["interactions_cv"] = fit_.pairs_cv.to_json();
     j["models"] = nlohmann::json::array();
     for (const Model& md : fit_.models) {
       nlohmann::json m = {{"intercept", md.intercept},
@@ -237,6 +240,7 @@ class GamStudent : public GlassBoxStudent {
     fit.monotone = j.at("monotone").get<std::vector<int>>();
     fit.smoothing = j.at("smoothing").get<double>();
     if (j.contains("cv")) fit.cv = CvChoice::from_json(j.at("cv"));
+    if (j.contains("interactions_cv")) fit.pairs_cv = CvChoice::from_json(j.at("interactions_cv"));
     for (const auto& e : j.at("models")) {
       Model md;
       md.intercept = e.at("intercept").get<double>();
@@ -265,6 +269,7 @@ class GamStudent : public GlassBoxStudent {
           throw std::runtime_error("an interaction does not match its features' groups");
         md.pairs.push_back(std::move(pr));
       }
+      fit.n_pairs = static_cast<int>(md.pairs.size());
       fit.models.push_back(std::move(md));
     }
     if (fit.models.size() != (k_ == 2 ? 1 : k_))
@@ -283,6 +288,8 @@ class GamStudent : public GlassBoxStudent {
     j["bins"] = o_.bins;
     j["bags"] = o_.bags;
     if (!fit_.cv.grid.empty()) j["cv"] = fit_.cv.to_json();
+    j["interactions"] = fit_.n_pairs;
+    if (!fit_.pairs_cv.grid.empty()) j["interactions_cv"] = fit_.pairs_cv.to_json();
     if (o_.bags >= 2)
       j["band"] = "shape +- 1.96 SD of " + std::to_string(o_.bags) + " bootstrap refits";
     j["models"] = nlohmann::json::array();
@@ -355,6 +362,8 @@ class GamStudent : public GlassBoxStudent {
     std::vector<int> monotone;  // [feature]: +1 rising, -1 falling, 0 free
     double smoothing = 0;
     CvChoice cv;
+    int n_pairs = 0;     // the pairwise interactions fitted
+    CvChoice pairs_cv;   // how many, when chosen by cross-validation
     std::vector<Model> models;  // one per one-vs-rest problem
   };
 
@@ -421,7 +430,9 @@ class GamStudent : public GlassBoxStudent {
     for (int b = 0; b < nv; ++b) {
       const double mid = total > 0 ? (cum + 0.5 * cnt[b]) / total : double(b) / nv;
       cum += cnt[b];
-      const int q = std::min(target - 1, static_cast<int>(std::floor(target * mid)));
+      // With no more bins than groups, each bin is its own group (the quantile rule would merge
+      // the small bins of a skewed column's tail, the ones that tell its large values apart).
+      const int q = nv <= o_.bins ? b : std::min(target - 1, static_cast<int>(std::floor(target * mid)));
       if (prev >= 0 && q != prev) {
         last_of_group.push_back(b - 1);
         ++gi;
@@ -458,7 +469,7 @@ class GamStudent : public GlassBoxStudent {
   // ridge on unordered levels, projects monotone shapes, then boosts the strongest pairs.
   // `init`: the shapes to start from (a warm start: the fit at a neighbouring strength).
   Model fit_model(const Bins& g, const std::vector<double>& y, const std::vector<double>& w,
-                  double lambda, const Model* init = nullptr) const {
+                  double lambda, const Model* init = nullptr, int n_pairs = 0) const {
     const size_t n = y.size(), F = features_.size();
     Model md;
     double W = 0, sy = 0;
@@ -533,21 +544,77 @@ class GamStudent : public GlassBoxStudent {
       }
       if (max_step < 1e-4) break;
     }
-    if (o_.interactions > 0) fit_pairs(md, g, y, w, m);
+    if (n_pairs > 0) boost_pairs(md, g, y, w, m, rank_pairs(g, y, w, m), n_pairs);
     return md;
   }
 
-  // The pairs (of non-text features) whose joint Newton step on coarse cells gains most, boosted
-  // with ridge-penalised steps for half as many rounds as the shapes.
-  void fit_pairs(Model& md, const Bins& g, const std::vector<double>& y,
-                 const std::vector<double>& w, std::vector<double>& m) const {
+  // The number of pairwise interactions: the option when given (or when cross-validation is
+  // off), else chosen by k-fold cross-validation on the training rows, like the smoothness: per
+  // fold the main effects are fitted once at the chosen smoothness, then the strongest 0, 1, 2,
+  // 3, 5 or 8 pairs are boosted on top and scored on the fold's held-out rows.
+  void choose_pairs(const Bins& g, const std::vector<std::vector<double>>& ys, const Probs& target) {
+    const size_t n = target.size();
+    fit_.n_pairs = o_.interactions;
+    fit_.pairs_cv = CvChoice();
+    size_t cand = 0;
+    for (const Feature& f : features_) cand += f.kind != Feature::kNgram;
+    const size_t max_pairs = cand * (cand - (cand > 0)) / 2;
+    if (o_.cv_folds < 2 || was_given(o_, "interactions") || n < 2 * size_t(o_.cv_folds) ||
+        max_pairs == 0)
+      return;
+    std::vector<double> grid;
+    for (double q : {0.0, 1.0, 2.0, 3.0, 5.0, 8.0})
+      if (q <= double(max_pairs)) grid.push_back(q);
+    fit_.pairs_cv = cross_validate(
+        "interactions", grid, target, o_.cv_folds, o_.seed + 1,
+        [&](const std::vector<uint32_t>& train, const std::vector<uint32_t>& test) {
+          std::vector<double> w(n, 0.0);
+          for (uint32_t i : train) w[i] = 1.0;
+          const Bins gv = select_rows(g, test);
+          std::vector<Model> base;
+          std::vector<std::vector<double>> margin;
+          std::vector<std::vector<std::pair<size_t, size_t>>> ranked;
+          for (const auto& y : ys) {
+            base.push_back(fit_model(g, y, w, fit_.smoothing));
+            margin.push_back(margins(base.back(), g));
+            ranked.push_back(rank_pairs(g, y, w, margin.back()));
+          }
+          std::vector<Probs> out;
+          for (double q : grid) {
+            std::vector<Model> ms = base;
+            for (size_t c = 0; c < ms.size() && q > 0; ++c) {
+              std::vector<double> m = margin[c];
+              boost_pairs(ms[c], g, ys[c], w, m, ranked[c], static_cast<int>(q));
+            }
+            out.push_back(predict_groups(ms, gv));
+          }
+          return out;
+        });
+    fit_.n_pairs = static_cast<int>(fit_.pairs_cv.value());
+  }
+
+  // The margins (log-odds) of every row under the main effects of `md`.
+  std::vector<double> margins(const Model& md, const Bins& g) const {
+    const size_t n = g.empty() ? 0 : g[0].size();
+    std::vector<double> m(n, md.intercept);
+    for (size_t f = 0; f < features_.size(); ++f)
+      for (size_t i = 0; i < n; ++i) m[i] += md.shapes[f][g[f][i]];
+    return m;
+  }
+
+  int coarse(size_t f) const { return (fit_.shape[f].n_groups + 7) / 8; }
+  int cells(size_t f) const { return (fit_.shape[f].n_groups + coarse(f) - 1) / coarse(f); }
+
+  // The pairs (of non-text features), those whose joint Newton step on coarse cells from the
+  // margins m gains most first.
+  std::vector<std::pair<size_t, size_t>> rank_pairs(const Bins& g, const std::vector<double>& y,
+                                                    const std::vector<double>& w,
+                                                    const std::vector<double>& m) const {
     const size_t n = y.size();
     std::vector<size_t> cand;
     for (size_t f = 0; f < features_.size(); ++f)
       if (features_[f].kind != Feature::kNgram) cand.push_back(f);
-    if (cand.size() < 2) return;
-    auto coarse = [&](size_t f) { return (fit_.shape[f].n_groups + 7) / 8; };
-    auto cells = [&](size_t f) { return (fit_.shape[f].n_groups + coarse(f) - 1) / coarse(f); };
+    if (cand.size() < 2) return {};
     std::vector<double> gr(n), h(n);
     for (size_t i = 0; i < n; ++i) {
       const double p = sigmoid(m[i]);
@@ -571,10 +638,21 @@ class GamStudent : public GlassBoxStudent {
       }
     std::stable_sort(gains.begin(), gains.end(),
                      [](const auto& x, const auto& z) { return std::get<0>(x) > std::get<0>(z); });
-    for (int q = 0; q < o_.interactions && q < static_cast<int>(gains.size()); ++q) {
+    std::vector<std::pair<size_t, size_t>> ranked;
+    for (const auto& x : gains) ranked.emplace_back(std::get<1>(x), std::get<2>(x));
+    return ranked;
+  }
+
+  // Adds the first `count` of the ranked pairs to md, boosted from the margins m (updated) with
+  // ridge-penalised steps for half as many rounds as the shapes.
+  void boost_pairs(Model& md, const Bins& g, const std::vector<double>& y,
+                   const std::vector<double>& w, std::vector<double>& m,
+                   const std::vector<std::pair<size_t, size_t>>& ranked, int count) const {
+    const size_t n = y.size();
+    for (int q = 0; q < count && q < static_cast<int>(ranked.size()); ++q) {
       Pair pr;
-      pr.f1 = std::get<1>(gains[q]);
-      pr.f2 = std::get<2>(gains[q]);
+      pr.f1 = ranked[q].first;
+      pr.f2 = ranked[q].second;
       pr.div1 = coarse(pr.f1);
       pr.div2 = coarse(pr.f2);
       pr.n1 = cells(pr.f1);

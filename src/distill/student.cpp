@@ -181,7 +181,8 @@ const Bound* glassbox_fields(const std::string& kind) {
         bind(OptionSpec::integer("rounds", d.rounds, 0, kMany, "boosting rounds"),
              &StudentOptions::rounds),
         bind(OptionSpec::integer("interactions", d.interactions, 0, kMany,
-                                 "pairwise interactions fitted"),
+                                 "pairwise interactions fitted (default: chosen by "
+                                 "cross-validation among 0, 1, 2, 3, 5 and 8)"),
              &StudentOptions::interactions),
         bind(OptionSpec::real("learning_rate", d.learning_rate, 0, 1,
                               "share of each Newton step taken (1: the whole step)")

@@ -38,15 +38,42 @@ std::string counterfactual_html(const json& a) {
       << "</td><td>" << cf_interval(a["mean_abs_logprob_change_ci"]) << "</td></tr>";
   s << "</table>";
   if (a.contains("per_target") && !a["per_target"].empty()) {
-    s << "<h2>By target group</h2><table><tr><th>swapped to</th><th>n</th><th>flip share</th><th>mean |&Delta;|</th></tr>";
+    s << "<h2>By target group</h2>";
+    std::vector<Bar> flips, deltas;
+    double top_flip = 0, top_delta = 0;
+    for (const json& t : a["per_target"]) {
+      Bar f, d;
+      f.label = d.label = t.value("to", "");
+      f.value = t["flip_share"].is_number() ? t["flip_share"].get<double>() : 0.0;
+      d.value = t["mean_abs_delta"].is_number() ? t["mean_abs_delta"].get<double>() : 0.0;
+      top_flip = std::max(top_flip, f.value);
+      top_delta = std::max(top_delta, d.value);
+      flips.push_back(f);
+      deltas.push_back(d);
+    }
+    Axes ax;
+    ax.width = std::max(300, 100 + 70 * static_cast<int>(flips.size()));
+    ax.height = 280;
+    ax.x_title = "swapped to (target group)";
+    ax.y0 = 0;
+    ax.y1 = std::min(1.0, std::max(0.05, top_flip * 1.25));
+    ax.y_title = lm ? "share whose top token changes" : "share whose class changes";
+    s << "<div class='curves'><figure>" << bar_chart(flips, ax, "flip share per target group")
+      << "<figcaption>Share of swaps that change the " << (lm ? "top next token" : "predicted class")
+      << " (0 to 1), per group swapped to.</figcaption></figure>";
+    ax.y1 = std::max(1e-6, top_delta * 1.25);
+    ax.y_title = lm ? "mean JS divergence (nats)" : "mean |change of p| (0 to 1)";
+    s << "<figure>" << bar_chart(deltas, ax, "mean change per target group", true, 4)
+      << "<figcaption>Mean " << delta << ", per group swapped to.</figcaption></figure></div>";
+    s << "<table class=num><tr><th>swapped to</th><th>n</th><th>flip share</th><th>mean |&Delta;|</th></tr>";
     for (const json& t : a["per_target"])
       s << "<tr><td>" << html_escape(t.value("to", "")) << "</td><td>" << t.value("n", 0) << "</td><td>"
         << cf_num(t["flip_share"]) << "</td><td>" << cf_num(t["mean_abs_delta"], 4) << "</td></tr>";
     s << "</table>";
   }
   s << "<h2>The largest changes</h2><p>Each swapped word is coloured by the change it makes alone (the contrast "
-       "between the original and the text with only that word swapped): red raises, blue lowers "
-    << (lm ? "the divergence" : "the original class's probability") << ".</p>";
+       "between the original and the text with only that word swapped): orange to red raises, blue lowers "
+    << (lm ? "the divergence" : "the original class's probability") << "; the list under each text gives the numbers.</p>";
   for (const json& w : a["worst"]) {
     double scale = 1e-9;
     for (const json& x : w["words"]) scale = std::max(scale, std::fabs(x.value("effect", 0.0)));
@@ -55,7 +82,8 @@ std::string counterfactual_html(const json& a) {
       s << ": " << html_escape(w["label_before"].get<std::string>()) << " &rarr; "
         << html_escape(w["label_after"].get<std::string>());
     s << ", p " << cf_num(w["p_before"]) << " &rarr; " << cf_num(w["p_after"]) << " (&Delta; " << cf_num(w["delta"], 4)
-      << ")</p><p>" << html_escape(w.value("original", "")) << "</p><p>";
+      << ")</p><p>" << html_escape(w.value("original", "")) << "</p><div class=fig>"
+      << diverging_legend(scale, "change made by the word alone") << "<p data-colour=value>";
     // The swapped text, with the replaced words marked.
     const std::string swapped = w.value("swapped", "");
     size_t at = 0;
@@ -63,12 +91,15 @@ std::string counterfactual_html(const json& a) {
       const std::string to = x.value("to", "");
       const size_t p = swapped.find(to, at);
       if (p == std::string::npos) continue;
-      s << html_escape(swapped.substr(at, p - at)) << "<mark style='background:"
-        << diverging_colour(x.value("effect", 0.0), scale) << "' title='" << html_escape(x.value("from", "")) << " → "
-        << html_escape(to) << ": " << fmt_num(x.value("effect", 0.0), 4) << "'>" << html_escape(to) << "</mark>";
+      s << html_escape(swapped.substr(at, p - at)) << "<mark style='"
+        << colour_style(diverging_colour(x.value("effect", 0.0), scale)) << "'>" << html_escape(to) << "</mark>";
       at = p + to.size();
     }
-    s << html_escape(swapped.substr(at)) << "</p>";
+    s << html_escape(swapped.substr(at)) << "</p></div><ul class=small>";
+    for (const json& x : w["words"])
+      s << "<li>" << html_escape(x.value("from", "")) << " &rarr; " << html_escape(x.value("to", "")) << ": "
+        << fmt_signed(x.value("effect", 0.0), 4) << "</li>";
+    s << "</ul>";
     if (w.contains("exact_contrast")) {
       const json& x = w["exact_contrast"];
       s << "<p>Exact attribution of " << html_escape(x.value("explained", "")) << " (the six largest features and, in bold, every one holding a swapped word): " << cf_num(x["before"]) << " &rarr; "

@@ -15,32 +15,33 @@ using nlohmann::json;
 std::string gnum(const json& v, int prec = 3) { return audit_num(v, prec); }
 std::string gci(const json& c) { return audit_ci(c); }
 
-// Bars from the centre (score 0) of a [-1, 1] axis, whiskers for the intervals.
+// One bar per group: its mean score on the [-1, 1] axis, with its interval as a whisker and the
+// value printed.
 std::string mean_bars_svg(const json& groups) {
-  const int label_w = 120, W = 300, row_h = 18, H = static_cast<int>(groups.size()) * row_h + 24;
-  const double mid = label_w + W / 2.0;
-  auto x = [&](double v) { return mid + std::clamp(v, -1.0, 1.0) * W / 2.0; };
-  std::ostringstream s;
-  s << "<figure><svg width='" << label_w + W + 20 << "' height='" << H << "' font-size='11'>";
-  s << "<line x1='" << mid << "' x2='" << mid << "' y1='0' y2='" << H - 18 << "' stroke='#888'/>";
-  for (size_t i = 0; i < groups.size(); ++i) {
-    const json& g = groups[i];
-    const int y = static_cast<int>(i) * row_h + 4;
-    s << "<text x='" << label_w - 4 << "' y='" << y + 12 << "' text-anchor='end'>" << html_escape(g.value("group", ""))
-      << "</text>";
-    const double m = g.value("mean", 0.0);
-    s << "<rect x='" << std::min(mid, x(m)) << "' y='" << y << "' width='" << std::abs(x(m) - mid) << "' height='"
-      << row_h - 6 << "' fill='" << (m < 0 ? "#d45a4a" : "#4a7fd4") << "'/>";
+  std::vector<Bar> bars;
+  for (const json& g : groups) {
+    Bar b;
+    b.label = g.value("group", "");
+    b.value = g["mean"].is_number() ? g["mean"].get<double>() : 0.0;
     const json& ci = g["ci"];
     if (ci.is_array() && ci.size() == 2 && ci[0].is_number()) {
-      const int cy = y + (row_h - 6) / 2;
-      s << "<line x1='" << x(ci[0].get<double>()) << "' x2='" << x(ci[1].get<double>()) << "' y1='" << cy << "' y2='"
-        << cy << "' stroke='#222'/>";
+      b.has_ci = true;
+      b.lo = ci[0].get<double>();
+      b.hi = ci[1].get<double>();
     }
+    bars.push_back(b);
   }
-  s << "<text x='" << label_w << "' y='" << H - 4 << "'>-1</text><text x='" << mid - 3 << "' y='" << H - 4
-    << "'>0</text><text x='" << label_w + W - 8 << "' y='" << H - 4 << "'>+1</text>";
-  s << "</svg><figcaption>Mean score of the continuations per group, with its interval.</figcaption></figure>";
+  Axes ax;
+  ax.y0 = -1;
+  ax.y1 = 1;
+  ax.width = std::max(320, 90 + 70 * static_cast<int>(bars.size()));
+  ax.height = 300;
+  ax.x_title = "group named in the prompt";
+  ax.y_title = "mean score (-1 negative, +1 positive)";
+  std::ostringstream s;
+  s << "<figure>" << bar_chart(bars, ax, "mean score of the continuations per group")
+    << "<figcaption>Mean score of the continuations per group (the number above or below each "
+       "bar), with its bootstrap interval as a whisker.</figcaption></figure>";
   return s.str();
 }
 
@@ -107,16 +108,53 @@ std::string uncertainty_html(const nlohmann::json& g) {
     << gnum(u["rule"]["margin_below"]) << ", outlined).</p>";
   double max_h = 1e-9;
   for (const json& t : u["tokens"]) max_h = std::max(max_h, t.value("entropy", 0.0));
-  s << "<p class='tokens' style='line-height:2'>";
+  s << "<div class=fig>"
+    << sequential_legend(0, max_h, "entropy of the next-token distribution (nats)")
+    << "<p class='text' data-colour=value>";
   for (const json& t : u["tokens"]) {
     const double h = t.value("entropy", 0.0);
-    s << "<span style='background:" << diverging_colour(h, max_h) << ";"
-      << (t.value("uncertain", false) ? "outline:2px solid #c00;" : "") << "' title='entropy " << fmt_num(h, 3)
-      << ", margin " << fmt_num(t.value("margin", 0.0), 3) << ", log p " << fmt_num(t.value("logprob", 0.0), 3)
-      << "'>" << html_escape(visible_text(t.value("text", ""))) << "</span>";
+    s << "<span class='tok' style='" << colour_style(sequential_colour(h / max_h))
+      << (t.value("uncertain", false) ? ";outline:2px solid #b2182b" : "") << "'>"
+      << html_escape(visible_text(t.value("text", ""))) << "</span>";
   }
-  s << "</p><p>Colour: entropy of the next-token distribution (0 white, " << fmt_num(max_h, 3)
-    << " nats the most intense).</p>";
+  s << "</p></div><p class=small>Each answer token is coloured by the entropy of the distribution "
+       "it was drawn from (white: 0 nats, the model was sure; dark blue: "
+    << fmt_num(max_h, 3) << " nats, the most uncertain token here); a red outline marks the "
+       "uncertain tokens. &#9251; marks a space.</p>";
+  std::vector<Bar> bars;
+  for (const json& t : u["tokens"]) {
+    Bar b;
+    b.label = visible_text(t.value("text", ""));
+    b.value = t.value("entropy", 0.0);
+    bars.push_back(b);
+  }
+  if (!bars.empty()) {
+    Axes ax;
+    ax.y0 = 0;
+    ax.y1 = std::max(max_h, u["rule"]["entropy_at_least"].is_number()
+                                ? u["rule"]["entropy_at_least"].get<double>()
+                                : 0.0) * 1.1;
+    ax.width = std::min(1060, std::max(360, 90 + 26 * static_cast<int>(bars.size())));
+    ax.height = 300;
+    ax.bottom = 70;
+    ax.x_title = "answer token";
+    ax.y_title = "entropy (nats)";
+    s << "<figure>" << bar_chart(bars, ax, "entropy per answer token", bars.size() <= 24)
+      << "<figcaption>Entropy of the next-token distribution at each answer token";
+    if (bars.size() > 24) s << " (the values are in the table below)";
+    s << ".</figcaption></figure>";
+  }
+  s << "<table class=num><caption class=small>every answer token: entropy and top-1 margin of "
+       "its distribution, log-probability of the chosen token</caption><tr><th>position</th><th>token</th>"
+       "<th>entropy (nats)</th><th>top-1 margin</th><th>log p</th><th>uncertain</th></tr>";
+  size_t i = 0;
+  for (const json& t : u["tokens"])
+    s << "<tr><td>" << i++ << "</td><td style='text-align:left'>"
+      << html_escape(visible_text(t.value("text", ""))) << "</td><td>"
+      << fmt_num(t.value("entropy", 0.0), 3) << "</td><td>" << fmt_num(t.value("margin", 0.0), 3)
+      << "</td><td>" << fmt_num(t.value("logprob", 0.0), 3) << "</td><td>"
+      << (t.value("uncertain", false) ? "yes" : "") << "</td></tr>";
+  s << "</table>";
   if (u.contains("self_consistency")) {
     const json& c = u["self_consistency"];
     s << "<h2>Self-consistency</h2><p>" << c.value("n_samples", 0) << " samples at temperature "

@@ -126,7 +126,8 @@ std::string fairness_html(const json& a) {
         << "</td><td>" << g["n"] << "</td>";
       for (auto it = first.begin(); it != first.end(); ++it) {
         const json& v = g["metrics"].value(it.key(), json());
-        h << "<td title='" << audit_ci(g["ci"].value(it.key(), json())) << "'>" << audit_num(v) << "</td>";
+        const std::string ci = audit_ci(g["ci"].value(it.key(), json()));
+        h << "<td>" << audit_num(v) << (ci.empty() ? "" : "<br><span class=small>" + ci + "</span>") << "</td>";
       }
       h << "</tr>\n";
     };
@@ -164,8 +165,7 @@ std::string reliability_svg(const json& bins, const std::string& caption) {
     const double lo = b["lo"].get<double>(), hi = b["hi"].get<double>(), acc = b["accuracy"].get<double>(),
                  conf = b["confidence"].get<double>();
     s << "<rect x='" << pad + lo * S << "' y='" << pad + (1 - acc) * S << "' width='" << (hi - lo) * S
-      << "' height='" << acc * S << "' fill='#4a7fd4' fill-opacity='.7' stroke='#fff'><title>n="
-      << b["n"] << " confidence=" << fmt_num(conf, 3) << " accuracy=" << fmt_num(acc, 3) << "</title></rect>"
+      << "' height='" << acc * S << "' fill='#4a7fd4' fill-opacity='.7' stroke='#fff'/>"
       << "<circle cx='" << pad + conf * S << "' cy='" << pad + (1 - conf) * S << "' r='2.5' fill='#d55e00'/>";
   }
   for (int t = 0; t <= 2; ++t)
@@ -177,7 +177,15 @@ std::string reliability_svg(const json& bins, const std::string& caption) {
     << "<text class='axis-title' x='8' y='" << pad + S / 2 << "' transform='rotate(-90 8 " << pad + S / 2
     << ")' text-anchor='middle'>accuracy (share correct)</text></svg><figcaption>" << html_escape(caption)
     << "<br><span class='small'>bars: accuracy per bin; dots: mean confidence; dashed: perfect calibration</span>"
-    << "</figcaption></figure>";
+    << "<details><summary>values per bin</summary><table class=num><tr><th>bin</th><th>rows</th>"
+       "<th>confidence</th><th>accuracy</th></tr>";
+  for (const json& b : bins) {
+    if (b["n"].get<int64_t>() == 0) continue;
+    s << "<tr><td>" << fmt_num(b["lo"].get<double>(), 3) << "&ndash;" << fmt_num(b["hi"].get<double>(), 3)
+      << "</td><td>" << b["n"] << "</td><td>" << fmt_num(b["confidence"].get<double>(), 3) << "</td><td>"
+      << fmt_num(b["accuracy"].get<double>(), 3) << "</td></tr>";
+  }
+  s << "</table></details></figcaption></figure>";
   return s.str();
 }
 
@@ -315,6 +323,34 @@ std::string audit_summary(const json& a) {
     for (const json& m : a["methods"])
       o << " " << html_escape(m["score"].get<std::string>()) << ": coverage <b>" << audit_num(m["coverage"])
         << "</b>, mean set size " << audit_num(m["mean_set_size"]) << ".";
+  } else if (kind == "counterfactual") {
+    const bool lm = a.value("model_kind", "") == "causal_lm";
+    o << "Checks whether swapping " << html_escape(a.value("attribute", "group")) << " terms changes the "
+      << (lm ? "model's next token" : "model's answer") << ": " << a.value("n_pairs", 0) << " swapped texts from "
+      << a.value("n_mentioning", 0) << " of " << a.value("n_texts", 0) << " texts. The "
+      << (lm ? "top next token" : "predicted class") << " changes for <b>" << audit_num(a["flip_share"])
+      << "</b> " << audit_ci(a["flip_share_ci"]) << " of the swaps; the mean "
+      << (lm ? "Jensen&ndash;Shannon divergence" : "|change of p|") << " is <b>" << audit_num(a["mean_abs_delta"], 4)
+      << "</b> (0 means the swap changes nothing; lower is fairer).";
+  } else if (kind == "generation") {
+    const json& gap = a["gap"];
+    std::string between;
+    for (const json& b : gap["between"]) between += (between.empty() ? "" : " and ") + b.get<std::string>();
+    o << "Checks whether the model's continuations of the same prompts read more negatively for some groups: "
+      << a.value("n_samples", 0) << " continuations scored from -1 (negative) to +1 (positive). The largest gap "
+      << "between group means is <b>" << audit_num(gap["value"]) << "</b> " << audit_ci(gap["ci"]) << " between "
+      << html_escape(between) << " (permutation p = " << audit_num(gap["p_value"])
+      << "; 0 means no gap, a small p that it is unlikely by chance).";
+  } else if (kind == "uncertainty") {
+    const json& u = a["uncertainty"];
+    const json& ans = u["answer"];
+    o << "Shows how sure the model " << html_escape(a.value("model", "")) << " was of each token of its answer: "
+      << ans.value("n_tokens", 0) << " tokens, mean log-probability <b>" << audit_num(ans["mean_logprob"])
+      << "</b> (0 is certain, lower is less sure), <b>" << u.value("n_uncertain", 0) << "</b> uncertain tokens";
+    if (u.contains("self_consistency"))
+      o << "; " << u["self_consistency"].value("n_samples", 0) << " resampled answers agree with it at <b>"
+        << audit_num(u["self_consistency"]["agreement"]) << "</b> (1 is full agreement)";
+    o << ".";
   } else {
     return "";
   }

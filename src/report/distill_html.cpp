@@ -67,7 +67,7 @@ std::string cell_value(const json& v) {
 // whatever they are: every top-level field but its tables.
 std::string settings_html(const json& student) {
   static const char* const skip[] = {"kind", "models", "rules", "epoch_losses", "cv", "band",
-                                     "splits"};
+                                     "splits", "interactions_cv"};
   std::ostringstream h;
   h << "<table class=meta><caption class=small style='text-align:left'>settings</caption>";
   for (auto it = student.begin(); it != student.end(); ++it) {
@@ -76,9 +76,11 @@ std::string settings_html(const json& student) {
       << "</td></tr>";
   }
   h << "</table>\n";
-  // The cross-validation that chose the student's strength: the grid and each value's figures.
-  if (student.contains("cv") && student["cv"].is_object() && student["cv"].contains("grid")) {
-    const json& cv = student["cv"];
+  // The cross-validations that chose the student's strength (and, for a GAM, its number of
+  // pairwise interactions): the grid and each value's figures.
+  for (const char* key : {"cv", "interactions_cv"}) {
+    if (!student.contains(key) || !student[key].is_object() || !student[key].contains("grid")) continue;
+    const json& cv = student[key];
     const json& grid = cv["grid"];
     h << "<p>" << html_escape(plain(cv.value("parameter", std::string("strength")))) << " = <b>"
       << cell_value(cv.value("chosen", json())) << "</b>, chosen by " << cv.value("folds", 0)
@@ -263,7 +265,7 @@ std::string shape_svg(const std::string& feature, const std::vector<std::string>
       << fmt_num(std::min(y, zero)) << "' width='" << fmt_num(std::max(0.5, 0.8 * band))
       << "' height='" << fmt_num(std::max(0.5, std::fabs(zero - y))) << "' fill='"
       << (v[b] >= 0 ? "#d55e00" : "#0072b2") << "'><title>" << html_escape(bins[b]) << ": "
-      << fmt_num(v[b]) << "</title></rect>";
+      << fmt_num(v[b], 3) << "</title></rect>";
     if (!lower.empty() && !upper.empty()) {
       const double cx = ax.px(b + 0.5);
       s << "<line x1='" << fmt_num(cx) << "' x2='" << fmt_num(cx) << "' y1='"
@@ -356,7 +358,7 @@ std::string pair_svg(const json& pr, const json& shapes, const std::string& titl
       s << "<rect x='" << L + b * cell << "' y='" << T + a * cell << "' width='" << cell
         << "' height='" << cell << "' fill='" << bg << "' stroke='#fff'><title>"
         << html_escape(merged_label(b1, div1, a)) << ", " << html_escape(merged_label(b2, div2, b))
-        << ": " << fmt_num(v) << "</title></rect>";
+        << ": " << fmt_num(v, 3) << "</title></rect>";
       if (print)
         s << "<text x='" << L + b * cell + cell / 2 << "' y='" << T + a * cell + cell / 2 + 3
           << "' text-anchor='middle' font-size='9' data-bg='" << bg << "' style='fill:"
@@ -377,7 +379,19 @@ std::string pair_svg(const json& pr, const json& shapes, const std::string& titl
     << "</text><text class='axis-title' x='10' y='" << T + n1 * cell / 2 << "' transform='rotate(-90 10 "
     << T + n1 * cell / 2 << ")' text-anchor='middle' font-size='11'>" << html_escape(f1)
     << "</text></svg>";
-  return "<div class=fig>" + report::diverging_legend(mx, title) + s.str() + "</div>";
+  // Every cell's value, printed (the tooltips only repeat them).
+  std::ostringstream t;
+  t << "<details><summary>values per cell</summary><table class=num><tr><th>"
+    << html_escape(f1) << " \\ " << html_escape(f2) << "</th>";
+  for (int b = 0; b < n2; ++b) t << "<th>" << html_escape(merged_label(b2, div2, b)) << "</th>";
+  t << "</tr>";
+  for (int a = 0; a < n1; ++a) {
+    t << "<tr><th>" << html_escape(merged_label(b1, div1, a)) << "</th>";
+    for (int b = 0; b < n2; ++b) t << "<td>" << fmt_num(table[a * n2 + b], 3) << "</td>";
+    t << "</tr>";
+  }
+  t << "</table></details>";
+  return "<div class=fig>" + report::diverging_legend(mx, title) + s.str() + t.str() + "</div>";
 }
 
 std::string gam_html(const json& student, const std::vector<std::string>& classes) {

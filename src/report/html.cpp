@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 #include "candor/report.h"
 #include "report/html_page.h"
@@ -19,8 +20,14 @@ using report::visible_text;
 std::string esc(const std::string& s) { return report::html_escape(s, true); }
 std::string fmt(double v, int prec = 4) { return report::fmt_num(v, prec); }
 
-// Matrices with more cells than this show colours only (values: the JSON output).
+// Matrices with more cells than this show the strongest kMaxRows steps and kMaxCols features
+// (with their values); the rest is in the CSV beside the page and in the JSON output.
 constexpr int64_t kMaxPrintedCells = 600;
+constexpr int64_t kMaxRows = 16, kMaxCols = 24;
+// Attention maps with more query tokens than this print no values in their cells; the strongest
+// kTopLinks weights of each layer are listed under the map instead.
+constexpr int64_t kMaxPrintedQueries = 14;
+constexpr size_t kTopLinks = 12;
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
@@ -64,7 +71,7 @@ void heat_text(std::ostringstream& o, const Attribution& a,
     }
     double v = feature_scores[f];
     o << "<span class='" << cls << "' style='" << colour_style(diverging_colour(v, scale))
-      << "' title='" << esc(feature_text(a, static_cast<size_t>(f))) << ": " << fmt(v) << "'>"
+      << "' title='" << esc(feature_text(a, static_cast<size_t>(f))) << ": " << fmt(v, 3) << "'>"
       << esc(a.token_texts[t]) << "</span>";
   }
   o << "</div></div>";
@@ -81,9 +88,86 @@ void top_table(std::ostringstream& o, const Attribution& a, const std::vector<do
     o << "<tr><th style='text-align:left'>" << esc(feature_text(a, order[i])) << "</th><td>"
       << fmt(tot[order[i]], 3) << "</td></tr>";
   o << "</table>";
+  if (order.size() > n) {
+    o << "<details><summary>all " << order.size() << " feature scores, in text order</summary>"
+      << "<table class=num><tr><th>feature</th><th>score</th></tr>";
+    for (size_t f = 0; f < tot.size(); ++f)
+      o << "<tr><th style='text-align:left'>" << esc(feature_text(a, f)) << "</th><td>"
+        << fmt(tot[f], 3) << "</td></tr>";
+    o << "</table></details>";
+  }
 }
 
-void attribution_card(std::ostringstream& o, const Attribution& a) {
+// The rows (steps) and columns (features) of `a`'s step x feature matrix a page prints: all of
+// them when the matrix is small, else the kMaxRows steps and kMaxCols features with the largest
+// sums of |score|, in their order.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> shown_cells(const Attribution& a) {
+  const int64_t S = a.n_steps(), F = a.n_features();
+  std::vector<double> row(S, 0.0), col(F, 0.0);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t f = 0; f < F; ++f) {
+      const double v = std::fabs(a.score(s, f));
+      row[s] += v;
+      col[f] += v;
+    }
+  auto pick = [](const std::vector<double>& mass, int64_t keep) {
+    std::vector<int64_t> idx(mass.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    if (static_cast<int64_t>(idx.size()) > keep) {
+      std::stable_sort(idx.begin(), idx.end(),
+                       [&](int64_t x, int64_t y) { return mass[x] > mass[y]; });
+      idx.resize(keep);
+      std::sort(idx.begin(), idx.end());
+    }
+    return idx;
+  };
+  if (S * F <= kMaxPrintedCells) return {pick(row, S), pick(col, F)};
+  return {pick(row, kMaxRows), pick(col, kMaxCols)};
+}
+
+// Generated step x feature matrix, every printed cell with its value.
+void step_matrix(std::ostringstream& o, const Attribution& a, const std::string& csv) {
+  const double scale = max_abs(a.scores);
+  const auto [rows, cols] = shown_cells(a);
+  const int64_t S = a.n_steps(), F = a.n_features();
+  const bool whole = static_cast<int64_t>(rows.size()) == S && static_cast<int64_t>(cols.size()) == F;
+  o << "<div class=fig><p class=small>per generated step (rows) and input feature (columns)";
+  if (!whole)
+    o << ": the " << rows.size() << " steps and " << cols.size()
+      << " features with the largest sums of |score| (in text order) of " << S << " &times; " << F
+      << "; the other " << S - static_cast<int64_t>(rows.size()) << " steps and "
+      << F - static_cast<int64_t>(cols.size()) << " features are left out here. "
+      << "The whole matrix is in "
+      << (csv.empty() ? std::string("the JSON output (--json)")
+                      : "<b>" + esc(csv) + "</b> beside this page and in the JSON output (--json)")
+      << ", scores[step][feature]";
+  else if (F > 12)
+    o << "; scroll sideways to see all " << F << " features";
+  o << "</p>" << report::diverging_legend(scale, score_title(a))
+    << "<div class=scroll><table class=grid data-colour=value><tr><th>step \\ "
+       "feature</th>";
+  for (int64_t f : cols)
+    o << "<th class=rot><span>" << esc(report::shorten(feature_text(a, static_cast<size_t>(f)), 16))
+      << "</span></th>";
+  o << "</tr>";
+  for (int64_t s : rows) {
+    o << "<tr><th>" << esc(visible_text(a.step_texts[s])) << "</th>";
+    for (int64_t f : cols) {
+      if (a.features[f].begin > a.step_positions[s]) {
+        o << "<td style='background:#f4f4f4'></td>";
+      } else {
+        const double v = a.score(s, f);
+        o << "<td style='" << colour_style(diverging_colour(v, scale)) << "'>" << fmt(v, 2)
+          << "</td>";
+      }
+    }
+    o << "</tr>";
+  }
+  o << "</table></div><p class=small>grey: the feature comes after the step and cannot "
+       "affect it</p></div>";
+}
+
+void attribution_card(std::ostringstream& o, const Attribution& a, const std::string& csv) {
   o << "<div class=card><h3>" << esc(a.method) << "</h3><div class=small>";
   for (const auto& [k, v] : a.options) o << esc(k) << "=" << esc(v) << " ";
   o << "</div>";
@@ -110,42 +194,7 @@ void attribution_card(std::ostringstream& o, const Attribution& a) {
   o << "; " << fmt(a.elapsed_ms, 3) << " ms, " << fmt(a.forward_passes, 3)
     << " forward-pass equivalents</p>";
   top_table(o, a, tot);
-  if (a.n_steps() > 1) {
-    // Generated step x feature matrix: values printed when it is small enough to read.
-    const double scale = max_abs(a.scores);
-    const bool print = a.n_steps() * a.n_features() <= kMaxPrintedCells;
-    o << "<div class=fig><p class=small>per generated step (rows) and input feature (columns)";
-    if (!print)
-      o << "; " << a.n_steps() << " &times; " << a.n_features()
-        << " cells are too many to print: the values are in the JSON output (--json), "
-           "scores[step][feature]";
-    if (a.n_features() > 12) o << "; scroll sideways to see all " << a.n_features() << " features";
-    o << "</p>" << report::diverging_legend(scale, score_title(a))
-      << "<div class=scroll><table class=grid data-colour=value><tr><th>step \\ "
-         "feature</th>";
-    for (size_t f = 0; f < a.features.size(); ++f)
-      o << "<th class=rot><span>" << esc(report::shorten(feature_text(a, f), 16))
-        << "</span></th>";
-    o << "</tr>";
-    for (int64_t s = 0; s < a.n_steps(); ++s) {
-      o << "<tr><th>" << esc(visible_text(a.step_texts[s])) << "</th>";
-      for (int64_t f = 0; f < a.n_features(); ++f) {
-        bool vis = a.features[f].begin <= a.step_positions[s];
-        double v = a.score(s, f);
-        if (!vis) {
-          o << "<td style='background:#f4f4f4'></td>";
-        } else {
-          // No text in the cell: no text colour to pick.
-          const std::string bg = diverging_colour(v, scale);
-          o << "<td style='" << (print ? colour_style(bg) : "background:" + bg) << "' title='"
-            << fmt(v, 3) << "'>" << (print ? fmt(v, 2) : "") << "</td>";
-        }
-      }
-      o << "</tr>";
-    }
-    o << "</table></div><p class=small>grey: the feature comes after the step and cannot "
-         "affect it</p></div>";
-  }
+  if (a.n_steps() > 1) step_matrix(o, a, csv);
   o << "</div>";
 }
 
@@ -205,11 +254,11 @@ void lens_grid(std::ostringstream& o, const Attribution& a) {
       std::string top;
       if (st.contains("top") && st["top"].is_array() && !st["top"].empty())
         top = st["top"][0].value("text", "");
+      // The tooltip names the layer's next most probable tokens; the numbers are in the cell.
       std::ostringstream tip;
-      tip << "target p=" << fmt(p, 3) << " rank=" << st.value("target_rank", -1);
+      tip << "most probable:";
       if (st.contains("top"))
-        for (const auto& t : st["top"])
-          tip << "\n" << visible_text(t.value("text", "")) << " " << fmt(t.value("prob", 0.0), 3);
+        for (const auto& t : st["top"]) tip << " " << visible_text(t.value("text", ""));
       o << "<td style='" << colour_style(report::sequential_colour(p)) << "' title='"
         << esc(tip.str()) << "'>" << esc(report::shorten(visible_text(top), 12))
         << "<br>p=" << fmt(p, 2) << " rank " << st.value("target_rank", -1) << "</td>";
@@ -228,7 +277,7 @@ void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::
   const int64_t q = static_cast<int64_t>(m.size());
   const double cell = std::max(1.5, std::min(24.0, 520.0 / std::max<int64_t>(1, q)));
   const int64_t every = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(11.0 / cell)));
-  const bool print = q <= 14 && cell >= 24;
+  const bool print = q <= kMaxPrintedQueries && cell >= 24;
   const double L = 96, T = 96, W = L + cell * q + 10, H = T + cell * q + 10;
   auto label = [&](int64_t i) {
     return esc(report::shorten(visible_text(i < n ? a.token_texts[i] : ""), 10));
@@ -241,9 +290,10 @@ void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::
       double v = m[i][j].get<double>();
       if (v <= 0) continue;
       const std::string bg = report::sequential_colour(v);
+      // The tooltip names the cell; its value is printed in it or listed under the map.
       o << "<rect x='" << fmt(L + j * cell) << "' y='" << fmt(T + i * cell) << "' width='"
         << fmt(cell) << "' height='" << fmt(cell) << "' fill='" << bg << "'><title>" << label(i)
-        << " &#8594; " << label(j) << ": " << fmt(v, 3) << "</title></rect>";
+        << " &#8594; " << label(j) << "</title></rect>";
       if (print)
         o << "<text x='" << fmt(L + (j + 0.5) * cell) << "' y='" << fmt(T + (i + 0.5) * cell + 3)
           << "' text-anchor='middle' font-size='8' data-bg='" << bg << "' style='fill:"
@@ -266,7 +316,30 @@ void attention_map(std::ostringstream& o, const Attribution& a, const nlohmann::
     << ")' text-anchor='middle' font-size='11'>query token (attending)</text></svg>"
     << "<figcaption>layer " << layer;
   if (every > 1) o << ": one token in " << every << " labelled";
-  if (print) o << "; cell values in percent";
+  if (print) {
+    o << "; cell values in percent";
+  } else {
+    // The strongest weights, printed: what the colours say, in numbers.
+    std::vector<std::tuple<double, int64_t, int64_t>> links;
+    for (int64_t i = 0; i < q; ++i)
+      for (int64_t j = 0; j < static_cast<int64_t>(m[i].size()); ++j)
+        links.emplace_back(m[i][j].get<double>(), i, j);
+    const size_t k = std::min(kTopLinks, links.size());
+    std::partial_sort(links.begin(), links.begin() + k, links.end(), [](const auto& x, const auto& y) {
+      return std::get<0>(x) > std::get<0>(y);
+    });
+    o << "<table class=num><caption class=small>the " << k << " largest of " << links.size()
+      << " weights (" << links.size() - k
+      << " more in the JSON output)</caption><tr><th>query</th><th>key</th><th>weight</th></tr>";
+    for (size_t l = 0; l < k; ++l) {
+      const auto& [v, i, j] = links[l];
+      o << "<tr><td style='text-align:left'>" << esc(visible_text(i < n ? a.token_texts[i] : ""))
+        << " (position " << i << ")</td><td style='text-align:left'>"
+        << esc(visible_text(j < n ? a.token_texts[j] : "")) << " (position " << j << ")</td><td>"
+        << fmt(v, 3) << "</td></tr>";
+    }
+    o << "</table>";
+  }
   o << "</figcaption></figure>";
 }
 
@@ -276,7 +349,8 @@ void attention_maps(std::ostringstream& o, const Attribution& a) {
   if (!att.is_array() || att.empty()) return;
   o << "<h2>Attention maps</h2><div class=fig><p class=small>head-averaged attention per "
        "layer: how much each query token (row) draws from each earlier key token (column); "
-       "&#9251; marks a space; the values are in the JSON output (--json), "
+       "&#9251; marks a space; small maps print their values (in percent), large ones list "
+       "their largest weights under the map; all values are in the JSON output (--json), "
        "extra.attention[layer][query][key]</p>"
     << report::sequential_legend(0, 1, "attention weight (mean over heads)") << "<div class=shapes>";
   for (size_t l = 0; l < att.size(); ++l)
@@ -394,6 +468,39 @@ std::string summary(const std::vector<Attribution>& as, const ReportContext& c) 
 
 }  // namespace
 
+bool step_matrix_too_large(const std::vector<Attribution>& as) {
+  for (const auto& a : as)
+    if (a.n_steps() > 1 && a.n_steps() * a.n_features() > kMaxPrintedCells) return true;
+  return false;
+}
+
+std::string step_matrix_csv(const std::vector<Attribution>& as) {
+  auto field = [](const std::string& s) {
+    std::string q = "\"";
+    for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    return q + "\"";
+  };
+  std::ostringstream o;
+  bool any = false;
+  o << "method,step,step_token,feature,feature_text,score\n";
+  for (const auto& a : as) {
+    if (a.n_steps() < 2 || a.scores.empty()) continue;
+    any = true;
+    const std::string method = field(a.method);
+    std::vector<std::string> features;
+    for (int64_t f = 0; f < a.n_features(); ++f)
+      features.push_back(field(feature_text(a, static_cast<size_t>(f))));
+    for (int64_t s = 0; s < a.n_steps(); ++s) {
+      const std::string row = method + "," + std::to_string(s) + "," + field(a.step_texts[s]) + ",";
+      for (int64_t f = 0; f < a.n_features(); ++f) {
+        if (a.features[f].begin > a.step_positions[s]) continue;
+        o << row << f << "," << features[f] << "," << report::fmt_num(a.score(s, f), 7) << "\n";
+      }
+    }
+  }
+  return any ? o.str() : std::string();
+}
+
 std::string render_html(const std::vector<Attribution>& as, const ReportContext& c) {
   std::ostringstream o;
   o << report::page_begin(c.title);
@@ -417,7 +524,7 @@ std::string render_html(const std::vector<Attribution>& as, const ReportContext&
        "(its legend gives the numbers). A dashed outline marks generated tokens; grey text is "
        "not a feature.</p>";
   o << "<h2>Attributions</h2><div class=methods>";
-  for (const auto& a : as) attribution_card(o, a);
+  for (const auto& a : as) attribution_card(o, a, c.scores_csv);
   o << "</div>";
   side_by_side(o, as);
   quality_table(o, as);

@@ -192,7 +192,13 @@ std::string legend_svg(const std::string& title, F colour_at,
   }
   s << "<rect x='" << bar_x << "' y='" << bar_y << "' width='" << bar_w << "' height='" << bar_h
     << "' fill='none' stroke='#767676'/>";
-  for (const auto& [u, label] : ticks) {
+  // Long numbers ("-9.51e-05") would run into each other: then only the ends and the middle.
+  size_t longest = 0;
+  for (const auto& t : ticks) longest = std::max(longest, t.second.size());
+  const bool sparse = longest > 7 && ticks.size() > 3;
+  for (size_t k = 0; k < ticks.size(); ++k) {
+    const auto& [u, label] = ticks[k];
+    if (sparse && k != 0 && k + 1 != ticks.size() && std::fabs(u - 0.5) > 1e-9) continue;
     const double x = bar_x + u * bar_w;
     const char* anchor = u <= 0.01 ? "start" : u >= 0.99 ? "end" : "middle";
     s << "<line x1='" << fmt_num(x) << "' x2='" << fmt_num(x) << "' y1='" << bar_y + bar_h
@@ -306,6 +312,52 @@ std::string Axes::open(const std::string& aria_label) const {
   s << "<text class='axis-title' x='14' y='" << fmt_num(cy) << "' transform='rotate(-90 14 "
     << fmt_num(cy) << ")' text-anchor='middle' font-size='12'>" << html_escape(y_title)
     << "</text>";
+  return s.str();
+}
+
+std::string bar_chart(const std::vector<Bar>& bars, Axes ax, const std::string& aria_label,
+                      bool print_values, int prec) {
+  ax.x_labels.clear();
+  for (const Bar& b : bars) ax.x_labels.push_back(b.label);
+  if (ax.x_labels.empty()) ax.x_labels.push_back("");
+  ax.x0 = 0;
+  ax.x1 = static_cast<double>(std::max<size_t>(1, bars.size()));
+  std::ostringstream s;
+  s << ax.open(aria_label);
+  const double lo = std::min(ax.y0, ax.y1), hi = std::max(ax.y0, ax.y1);
+  const double base = std::clamp(0.0, lo, hi);
+  const double band = (ax.px(ax.x1) - ax.px(ax.x0)) / ax.x1;
+  const double w = std::max(1.0, band * 0.6);
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const Bar& b = bars[i];
+    const double cx = ax.px(static_cast<double>(i) + 0.5);
+    const double v = std::clamp(b.value, lo, hi);
+    const double y_base = ax.py(base), y_v = ax.py(v);
+    if (std::isfinite(b.value))
+      s << "<rect x='" << fmt_num(cx - w / 2) << "' y='" << fmt_num(std::min(y_base, y_v))
+        << "' width='" << fmt_num(w) << "' height='" << fmt_num(std::fabs(y_v - y_base))
+        << "' fill='#0072b2'/>";
+    double end = y_v;  // where the value label goes: beyond the bar or its whisker
+    if (b.has_ci && std::isfinite(b.lo) && std::isfinite(b.hi)) {
+      const double y_lo = ax.py(std::clamp(b.lo, lo, hi)), y_hi = ax.py(std::clamp(b.hi, lo, hi));
+      const double cap = std::min(6.0, w / 2);
+      s << "<line x1='" << fmt_num(cx) << "' x2='" << fmt_num(cx) << "' y1='" << fmt_num(y_lo)
+        << "' y2='" << fmt_num(y_hi) << "' stroke='#1a1a1a' stroke-width='1.5'/>";
+      for (double y : {y_lo, y_hi})
+        s << "<line x1='" << fmt_num(cx - cap) << "' x2='" << fmt_num(cx + cap) << "' y1='"
+          << fmt_num(y) << "' y2='" << fmt_num(y) << "' stroke='#1a1a1a' stroke-width='1.5'/>";
+      end = b.value >= base ? std::min(y_v, y_hi) : std::max(y_v, y_lo);
+    }
+    if (print_values && std::isfinite(b.value)) {
+      const bool up = b.value >= base;
+      s << "<text class='value' x='" << fmt_num(cx) << "' y='" << fmt_num(up ? end - 4 : end + 12)
+        << "' text-anchor='middle' font-size='10'>" << fmt_num(b.value, prec) << "</text>";
+    }
+  }
+  if (lo < 0 && hi > 0)
+    s << "<line x1='" << fmt_num(ax.px(ax.x0)) << "' x2='" << fmt_num(ax.px(ax.x1)) << "' y1='"
+      << fmt_num(ax.py(0)) << "' y2='" << fmt_num(ax.py(0)) << "' stroke='#1a1a1a'/>";
+  s << "</svg>";
   return s.str();
 }
 

@@ -82,6 +82,20 @@ struct Axes {
   std::string open(const std::string& aria_label) const;
 };
 
+// One bar of bar_chart: a category, its value and, when has_ci, an interval drawn as a whisker.
+struct Bar {
+  std::string label;
+  double value = 0;
+  bool has_ci = false;
+  double lo = 0, hi = 0;
+};
+// Vertical bars on the frame `axes` (its y range, titles and size; its x_labels are set from the
+// bars), each from 0 (or the nearer end of the y range) to its value, in one colour. With
+// print_values, each value is printed (fmt_num, `prec` digits) beyond the end of its bar, so
+// that no value is readable only on hover.
+std::string bar_chart(const std::vector<Bar>& bars, Axes axes, const std::string& aria_label,
+                      bool print_values = true, int prec = 3);
+
 // Line styles that differ without colour: Okabe–Ito colours, dash patterns and markers.
 const char* series_colour(size_t i);
 const char* series_dash(size_t i);  // "" for solid

@@ -218,6 +218,64 @@ TEST(Students, GamShapesAreFewLabelledMonotoneAndBanded) {
             std::string::npos);
 }
 
+// The number of pairwise interactions is chosen by cross-validation on the training rows: a
+// teacher whose answer is an interaction of two columns (x > 50 exactly when y <= 50, an XOR no
+// sum of shapes can fit) gets at least the one pair (x, y), first; a teacher additive in the
+// columns gets none that the held-out folds do not pay for; a given number is kept.
+TEST(Students, GamInteractionsAreChosenByCrossValidation) {
+  std::mt19937_64 rng(9);
+  std::string xor_csv = "x,y,z,teacher\n", add_csv = xor_csv;
+  for (int i = 0; i < 2000; ++i) {
+    const double x = double(rng() % 10000) / 100, y = double(rng() % 10000) / 100,
+                 z = double(rng() % 10000) / 100;
+    const std::string row = std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ",";
+    xor_csv += row + (((x > 50) != (y > 50)) ? "yes" : "no") + "\n";
+    add_csv += row + ((x + 0.5 * y > 75) ? "yes" : "no") + "\n";
+  }
+  auto fit = [](const std::string& csv, const std::string& spec) {
+    data::Table t = data::parse_csv(csv, "pairs.csv");
+    auto teacher = column_teacher(t, "teacher");
+    DistillOptions o;
+    o.features.exclude = {"teacher"};
+    o.student = parse_student(spec);
+    o.seed = 3;
+    DistillResult r = distill(t, *teacher, o);
+    return std::make_pair(r.test_fidelity.agreement, r.to_json());
+  };
+  const auto [xor_agree, xor_report] = fit(xor_csv, "gam:bags=0");
+  const nlohmann::json& xj = xor_report["student"];
+  ASSERT_TRUE(xj.contains("interactions_cv")) << xj.dump();
+  EXPECT_EQ(xj["interactions_cv"]["parameter"], "interactions");
+  EXPECT_EQ(xj["interactions_cv"]["grid"], nlohmann::json({0, 1, 2, 3}));  // 3 columns: 3 pairs
+  const int chosen = xj["interactions"].get<int>();
+  EXPECT_GE(chosen, 1);
+  EXPECT_EQ(xj["interactions_cv"]["chosen"].get<double>(), chosen);
+  ASSERT_EQ(xj["models"][0]["interactions"].size(), static_cast<size_t>(chosen));
+  const auto first = xj["models"][0]["interactions"][0]["features"];
+  EXPECT_EQ(first, nlohmann::json({"x", "y"}));
+  // Held-out: the pairs the CV kept carry the XOR; without them the GAM is near chance.
+  const auto [none_agree, none_report] = fit(xor_csv, "gam:bags=0,interactions=0");
+  const nlohmann::json& nj = none_report["student"];
+  EXPECT_FALSE(nj.contains("interactions_cv"));
+  EXPECT_TRUE(nj["models"][0]["interactions"].empty());
+  std::cout << "XOR teacher: " << chosen << " pairs chosen, held-out agreement " << xor_agree
+            << " (no pairs: " << none_agree << "); log-loss per count "
+            << xj["interactions_cv"]["log_loss"].dump() << "\n";
+  EXPECT_GT(xor_agree, none_agree + 0.2) << xor_agree << " vs " << none_agree;
+  // The CV's own held-out figures say the same: the chosen count beats no pairs.
+  const auto ll = xj["interactions_cv"]["log_loss"].get<std::vector<double>>();
+  EXPECT_LT(ll[static_cast<size_t>(chosen) == 5 ? 4 : std::min<size_t>(chosen, 3)], ll[0]);
+  // An additive teacher: the main effects fit it; pairs, if any, add nothing held out.
+  const auto [add_agree, add_report] = fit(add_csv, "gam:bags=0");
+  ASSERT_TRUE(add_report["student"].contains("interactions_cv"));
+  EXPECT_GE(add_agree, 0.95);
+  std::cout << "additive teacher: " << add_report["student"]["interactions"] << " pairs chosen, held-out "
+            << add_agree << "\n";
+  // The report names the choice.
+  const std::string html = render_distill_html(xor_report, "t");
+  EXPECT_NE(html.find("interactions = <b>"), std::string::npos);
+}
+
 TEST(Students, SameSeedSameStudent) {
   data::Table t = synthetic(800, 2);
   auto teacher = column_teacher(t, "teacher");

@@ -287,6 +287,66 @@ TEST(ConsoleView, TopCutLeadingSpacesQualityAndWarnings) {
   EXPECT_TRUE(saturation_warnings(a).empty());
 }
 
+// A step x feature matrix too large to print whole (40 steps x 60 features): the page prints the
+// 16 steps and 24 features with the largest sums of |score| with their values, says how many are
+// left out and names the CSV beside it; the CSV holds every cell.
+TEST(Reports, LargeStepMatrixPrintsItsStrongestCellsAndNamesTheCsv) {
+  Attribution a;
+  a.method = "input_x_gradient";
+  a.target_function = "logprob";
+  a.tokens = {1};
+  a.token_texts = {"<s>"};
+  for (int f = 0; f < 60; ++f) {
+    a.tokens.push_back(10 + f);
+    a.token_texts.push_back(" w" + std::to_string(f));
+    a.features.push_back({"w" + std::to_string(f), f + 1, f + 2});
+  }
+  for (int s = 0; s < 40; ++s) {
+    a.tokens.push_back(100 + s);
+    a.token_texts.push_back(" g" + std::to_string(s));
+    a.step_tokens.push_back(100 + s);
+    a.step_texts.push_back(" g" + std::to_string(s));
+    a.step_positions.push_back(60 + s);
+    a.target_values.push_back(-1);
+    a.baseline_values.push_back(-2);
+  }
+  a.n_input_tokens = 61;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-0.01, 0.01);
+  for (int s = 0; s < 40; ++s)
+    for (int f = 0; f < 60; ++f) a.scores.push_back(u(rng));
+  a.scores[7 * 60 + 33] = 9.87;          // the strongest cell: printed
+  a.scores[8 * 60 + 50] = 0.000123456;  // feature 50 is weak everywhere: left out
+  for (int s = 0; s < 40; ++s) a.scores[s * 60 + 50] = s == 8 ? 0.000123456 : 1e-7;
+  ASSERT_TRUE(step_matrix_too_large({a}));
+  ReportContext c;
+  c.scores_csv = "page.scores.csv";
+  const std::string html = render_html({a}, c);
+  expect_page(html, c.title);
+  EXPECT_THAT(html, ::testing::HasSubstr("the 16 steps and 24 features with the largest sums of |score|"));
+  EXPECT_THAT(html, ::testing::HasSubstr("the other 24 steps and 36 features are left out here"));
+  EXPECT_THAT(html, ::testing::HasSubstr("<b>page.scores.csv</b> beside this page"));
+  EXPECT_THAT(html, ::testing::HasSubstr(">9.9</td>"));
+  EXPECT_EQ(html.find(">0.00012</td>"), std::string::npos);
+  const std::string csv = step_matrix_csv({a});
+  EXPECT_EQ(csv.rfind("method,step,step_token,feature,feature_text,score\n", 0), 0u);
+  EXPECT_EQ(count(csv, "\n"), 1u + 40 * 60);
+  // The step token as generated, the feature as the page labels it.
+  EXPECT_NE(csv.find("\"input_x_gradient\",7,\" g7\",33,\"\xE2\x90\xA3w33\",9.87\n"), std::string::npos);
+  EXPECT_NE(csv.find(",8,\" g8\",50,\"\xE2\x90\xA3w50\",0.000123456\n"), std::string::npos);
+  // A small matrix is printed whole and needs no CSV.
+  Attribution small = a;
+  small.features.resize(10);
+  small.step_tokens.resize(5);
+  small.step_texts.resize(5);
+  small.step_positions.resize(5);
+  small.target_values.resize(5);
+  small.baseline_values.resize(5);
+  small.scores.assign(50, 0.5);
+  EXPECT_FALSE(step_matrix_too_large({small}));
+  EXPECT_EQ(render_html({small}, ReportContext{}).find("left out here"), std::string::npos);
+}
+
 TEST(BenchmarkPages, DecoyWinAndCaughtRatesInMarkdownAndHtml) {
   nlohmann::json s = {{"metrics", {"comprehensiveness"}},
                       {"methods", {"occlusion"}},

@@ -8,6 +8,8 @@
 //  - every visible text has WCAG AA contrast (4.5:1, 3:1 for large text) against its effective
 //    background, from the computed styles (SVG text over a coloured shape names that colour in
 //    data-bg);
+//  - no value is readable only on hover: every number in a tooltip (a title attribute or an SVG
+//    <title>) is also printed in the page's text;
 //  - the page does not overflow sideways and loads nothing from the network.
 // Saves a full-page screenshot. Prints one JSON object: {file, screenshot, problems, stats}.
 //
@@ -127,6 +129,27 @@ async function main() {
           problems.push('contrast ' + r.toFixed(2) + ':1 for "' + snippet(el) + '" (' + (isSvg ? cs.fill : cs.color) +
                         ' on rgb(' + [bg.r, bg.g, bg.b].map(Math.round).join(',') + '))');
       }
+      // no value only on hover: the numbers of every tooltip are printed somewhere on the page
+      const numbersOf = (t) => (t.replace(/\u2212/g, '-').match(/[-+]?\d*\.?\d+(?:e[-+]?\d+)?/gi) || [])
+        .map((x) => x.replace(/^\+/, ''));
+      const printed = new Set();
+      const pw = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      for (let n = pw.nextNode(); n; n = pw.nextNode()) {
+        const el = n.parentElement;
+        if (!el || el.closest('title,style,script')) continue;
+        for (const x of numbersOf(n.textContent)) printed.add(x);
+      }
+      const tips = [];
+      for (const el of document.querySelectorAll('[title]')) tips.push([el, el.getAttribute('title')]);
+      for (const t of document.querySelectorAll('svg title')) tips.push([t.parentElement, t.textContent]);
+      stats.tooltips = tips.length;
+      let hoverOnly = 0;
+      for (const [el, tip] of tips) {
+        const missing = numbersOf(tip).filter((x) => !printed.has(x));
+        if (missing.length && hoverOnly++ < 5)
+          problems.push('a value readable only on hover: "' + tip.slice(0, 60) + '" (' + missing.join(', ') + ' not printed)');
+      }
+      if (hoverOnly > 5) problems.push((hoverOnly - 5) + ' more tooltips with values readable only on hover');
       // fits the page sideways
       const doc = document.documentElement;
       if (doc.scrollWidth > doc.clientWidth + 1)

@@ -130,6 +130,7 @@ TEST_F(ReportBrowser, TheCheckerFindsEachFault) {
         "<div class=fig><table data-colour=value><tr><td style='background:#2166ac;color:#fff'>"
         "x</td></tr></table></div>"
         "<p>Logit of class #1</p>"
+        "<p><span title='score 0.4242'>hover me</span></p>"
         "<div style='width:3000px'>too wide</div>"
         "<img src='http://127.0.0.1:9/x.png'></body></html>");
   std::vector<std::string> problems;
@@ -138,7 +139,8 @@ TEST_F(ReportBrowser, TheCheckerFindsEachFault) {
   for (const auto& p : problems) all += p + "\n";
   for (const char* want : {"contrast 2.8", "has 0 axis titles", "neither a chart nor a legend",
                            "without a legend with numbers", "no summary", "expected text missing",
-                           "placeholder", "px wide", "loads from the network"})
+                           "placeholder", "px wide", "loads from the network",
+                           "only on hover: \"score 0.4242\""})
     EXPECT_NE(all.find(want), std::string::npos) << "not reported: " << want << "\n" << all;
 }
 
@@ -285,6 +287,62 @@ TEST_F(ReportBrowser, AuditsOfFairnessCalibrationAndConformalSets) {
   cli("audit conformal --data " + data + " --label label --probability p_yes,p_no "
       "--classes yes,no --group sex --out " + dir_ + "/conf");
   check_in_browser(dir_ + "/conf/report.html", "audit_conformal", {"female"});
+}
+
+TEST_F(ReportBrowser, AuditOfCounterfactualSwaps) {
+  REQUIRE_BROWSER();
+  std::string csv = "text\n";
+  const char* lines[] = {"He said the film was great.", "She thought the food was awful.",
+                         "My brother loved the hotel.", "Her mother hated the service.",
+                         "The man was kind and the meal was fine.", "His sister found it boring."};
+  for (int i = 0; i < 24; ++i) csv += std::string("\"") + lines[i % 6] + "\"\n";
+  write(dir_ + "/cf.csv", csv);
+  cli("audit counterfactual --model " + kSentiment + " --data " + dir_ +
+      "/cf.csv --attribute gender --names none --n-boot 50 --out " + dir_ + "/cf");
+  check_in_browser(dir_ + "/cf/report.html", "audit_counterfactual", {"By target group", "flip share"});
+  // A causal LM read as a prompt: the next token's Jensen-Shannon divergence.
+  cli("audit counterfactual --model " + kLm + " --data " + dir_ +
+      "/cf.csv --attribute gender --names none --n-boot 20 --worst 2 --out " + dir_ + "/cf_lm");
+  check_in_browser(dir_ + "/cf_lm/report.html", "audit_counterfactual_lm", {"Jensen"});
+}
+
+TEST_F(ReportBrowser, AuditOfGenerationProbes) {
+  REQUIRE_BROWSER();
+  write(dir_ + "/t.txt", "The {group} was very\nEveryone said the {group} is\n");
+  write(dir_ + "/g.csv", "boy,boy\ngirl,girl\nman,man\n");
+  cli("audit generation --model " + kLm + " --templates " + dir_ + "/t.txt --groups " + dir_ +
+      "/g.csv --samples 4 --max-new-tokens 8 --n-boot 50 --permutations 99 --out " + dir_ + "/gen");
+  check_in_browser(dir_ + "/gen/report.html", "audit_generation", {"boy", "girl", "Largest gap"});
+}
+
+TEST_F(ReportBrowser, GenerationUncertainty) {
+  REQUIRE_BROWSER();
+  cli("generate --model " + kLm + " --prompt 'Once upon a time' -n 16 --samples 4 --html " + dir_ +
+      "/u.html");
+  check_in_browser(dir_ + "/u.html", "generate_uncertainty", {"Self-consistency", "entropy (nats)"});
+}
+
+// A step x feature matrix too large to print whole (40 steps x 60 features) and attention maps
+// too large to print values in: the page prints the strongest part with its values, says how
+// much is left out, and the full matrix is in the CSV beside the page.
+TEST_F(ReportBrowser, LargeMatricesPrintTheirStrongestCellsAndSayWhereTheRestIs) {
+  REQUIRE_BROWSER();
+  std::string prompt;
+  const char* words[] = {"Once", "upon", "a", "time", "there", "was", "a", "little", "girl",
+                         "named", "Lily", "who", "loved", "her", "red", "ball", "and", "the"};
+  for (int i = 0; i < 60; ++i) prompt += std::string(i ? " " : "") + words[i % 18];
+  const std::string html = dir_ + "/large.html";
+  cli("explain --model " + kLm + " -p '" + prompt + "' --generate 40 --method input_x_gradient "
+      "--method attention --no-progress --html " + html);
+  check_in_browser(html, "explain_large", {"are left out here", "large.scores.csv", "largest of"});
+  std::ifstream f(dir_ + "/large.scores.csv");
+  ASSERT_TRUE(f.good()) << "no CSV beside the page";
+  std::string line;
+  size_t rows = 0;
+  std::getline(f, line);
+  EXPECT_EQ(line, "method,step,step_token,feature,feature_text,score");
+  while (std::getline(f, line)) ++rows;
+  EXPECT_GT(rows, 600u);  // more cells than the page prints
 }
 
 }  // namespace

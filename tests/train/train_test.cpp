@@ -129,6 +129,40 @@ TEST(Adult, GamStudentImitatesMlpTeacher) {
             << r.fit_seconds << " s\n";
   EXPECT_GE(r.test_fidelity.agreement, 0.95);
   EXPECT_LE(std::fabs(r.test_fidelity.student_accuracy - r.test_fidelity.teacher_accuracy), 0.02);
+  // scikit-learn's comparable models on the same rows and teacher labels, in the same run:
+  // LogisticRegression, an additive boosted model (its nearest GAM) and unconstrained boosting.
+  // The GAM is within 1 point of the additive model and at least as good as the logistic one.
+  std::string out;
+  if (testing::run_command("/usr/bin/python3 -c 'import sklearn, numpy' 2>&1", &out) != 0) {
+    std::cout << "scikit-learn comparison skipped: python3-sklearn is absent (scripts/setup.sh)\n";
+  } else {
+    const data::Split split = distill::distill_split(test, d);
+    std::vector<size_t> all = all_rows(test);
+    const distill::Probs p = teacher->predict(test, all);
+    std::vector<std::string> where(test.n_rows(), "train");
+    for (size_t row : split.test) where[row] = "test";
+    const std::string side = testing::temp_dir() + "/adult_teacher.csv";
+    {
+      std::ofstream f(side);
+      f << "teacher_1,split_1\n";
+      for (size_t i = 0; i < all.size(); ++i) f << (p[i][1] > p[i][0] ? 1 : 0) << "," << where[i] << "\n";
+    }
+    ASSERT_EQ(testing::run_command("/usr/bin/python3 " + std::string(CANDOR_SOURCE_DIR) +
+                                       "/tests/distill/sklearn_agreement.py --gam '" +
+                                       testing::shared_path("data/fairness/adult_test.csv") +
+                                       "' income " + side + " 4 2>&1",
+                                   &out),
+              0)
+        << out;
+    const nlohmann::json sk = nlohmann::json::parse(out.substr(out.find('{')));
+    const double lr = sk["logistic"][0].get<double>(), additive = sk["additive_boosting"][0].get<double>(),
+                 boosting = sk["boosting"][0].get<double>();
+    std::cout << "same rows, scikit-learn: LogisticRegression " << lr << ", additive boosting "
+              << additive << ", boosting " << boosting << ", DecisionTree(depth 4) "
+              << sk["tree"][0].get<double>() << "\n";
+    EXPECT_GE(r.test_fidelity.agreement, additive - 0.01);
+    EXPECT_GE(r.test_fidelity.agreement, lr);
+  }
   EXPECT_GT(r.test_fidelity.teacher_accuracy, 0.82);
   EXPECT_EQ(r.test_fidelity.slices.size(), 2u + r.test_fidelity.slices.size() - 2u);
   bool has_female = false;

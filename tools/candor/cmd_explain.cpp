@@ -4,6 +4,7 @@
 // bar and prints.
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -171,6 +172,15 @@ Runner add_explain(CLI::App& app) {
       std::cerr << "wrote " << o->json_path << "\n";
     }
     if (!o->html_path.empty()) {
+      // A step x feature matrix too large to print whole goes beside the page as CSV.
+      if (step_matrix_too_large(r.attributions)) {
+        const std::filesystem::path page(o->html_path);
+        const std::filesystem::path csv =
+            page.parent_path() / (page.stem().string() + ".scores.csv");
+        write_file_atomic(csv.string(), step_matrix_csv(r.attributions));
+        r.context.scores_csv = csv.filename().string();
+        std::cerr << "wrote " << csv.string() << "\n";
+      }
       write_file_atomic(o->html_path, render_html(r.attributions, r.context));
       std::cerr << "wrote " << o->html_path << "\n";
     }
