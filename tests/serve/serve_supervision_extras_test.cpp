@@ -109,9 +109,9 @@ struct Running {
 
 // The value of a Prometheus sample line `name{labels} value` (0 when absent).
 double metric_value(const std::string& text, const std::string& series) {
-  const size_t at = text.find(series + " ");
+  const size_t at = text.find("\n" + series + " ");
   if (at == std::string::npos) return 0;
-  return std::stod(text.substr(at + series.size() + 1));
+  return std::stod(text.substr(at + series.size() + 2));
 }
 
 // Waits (at most `seconds`) for `pred`.
@@ -502,10 +502,13 @@ std::string answer_with(uint64_t seed, int attempt) {
 
 std::vector<std::string> words_of(const std::string& text) {
   std::vector<std::string> out;
-  std::regex word("[a-z]{3,}");
+  std::regex word("\\b[A-Za-z]{3,}\\b");
   for (auto it = std::sregex_iterator(text.begin(), text.end(), word); it != std::sregex_iterator();
-       ++it)
-    out.push_back(it->str());
+       ++it) {
+    std::string w = it->str();
+    for (auto& ch : w) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out.push_back(w);
+  }
   return out;
 }
 
