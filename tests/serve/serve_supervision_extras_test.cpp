@@ -3,6 +3,9 @@
 // the OTLP collector is a cpp-httplib server on another free loopback port inside the test.
 // Every wait is bounded in count and time.
 #include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -10,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -483,6 +487,126 @@ TEST(Otlp, TraceparentAndEndpointParsing) {
   EXPECT_EQ(serve::otlp_endpoint("https://h:1/v1/traces").second, "/v1/traces");
   EXPECT_NE(testing::error_of([] { serve::otlp_endpoint("127.0.0.1:4318"); }).find("http://"),
             std::string::npos);
+}
+
+TEST(Otlp, ACheckInErrorHasNoScoreAndAnErrorType) {
+  serve::GenAiSpan s;
+  s.trace_id = std::string(32, 'a');
+  s.span_id = std::string(16, 'b');
+  s.operation = "chat";
+  s.model = "m";
+  s.response_id = "chatcmpl-1";
+  s.seed = UINT64_MAX;  // does not fit an OTLP integer: sent as text
+  supervise::CheckResult bad;
+  bad.name = "probe";
+  bad.type = "counterfactual";
+  bad.outcome = "error";
+  bad.detail = "the counterfactual check needs the model";
+  s.checks = {bad};
+  json j = serve::otlp_span_json(s);
+  EXPECT_EQ(j["name"], "chat m");
+  EXPECT_FALSE(j.contains("parentSpanId"));
+  EXPECT_EQ(attribute(j["attributes"], "gen_ai.request.seed"), std::to_string(UINT64_MAX));
+  ASSERT_EQ(j["events"].size(), 1u);
+  const json& e = j["events"][0]["attributes"];
+  EXPECT_TRUE(attribute(e, "gen_ai.evaluation.score.value").is_null());
+  EXPECT_EQ(attribute(e, "gen_ai.evaluation.score.label"), "error");
+  EXPECT_EQ(attribute(e, "error.type"), "check_error");
+  EXPECT_EQ(attribute(e, "gen_ai.evaluation.explanation"), bad.detail);
+  json req = serve::otlp_request_json({j});
+  EXPECT_EQ(attribute(req["resourceSpans"][0]["resource"]["attributes"], "service.name"), "candor");
+  EXPECT_EQ(req["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"], "candor.serve");
+}
+
+// `candor serve --temperature-scaling --otlp URL` as a child process: the temperature saved
+// beside a model folder is applied and recorded, and the request's span reaches the collector.
+TEST_F(ServeExtras, CliServesTheSavedTemperatureAndExportsSpans) {
+  const std::string dir = testing::temp_dir(), model = dir + "/model";
+  std::filesystem::create_directories(model);
+  for (const char* f : {"stories260K.bin", "tok512.bin"})
+    std::filesystem::create_symlink(testing::shared_path(std::string("models/stories260K/") + f),
+                                    model + "/" + f);
+  jobs::save_temperature(model, 2.0, {{"fitted_on", "test"}});
+  Collector col;
+  const std::string log = dir + "/serve.log";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    ::dup2(::fileno(stderr), 1);
+    std::vector<std::string> args = {CANDOR_CLI_PATH, "serve", "--model", model, "--db",
+                                     dir + "/audit.db", "--listen", "127.0.0.1:0",
+                                     "--temperature-scaling", "--otlp", col.url()};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  pid_t running = pid;  // killed and reaped on every way out of the test
+  struct Reap {
+    pid_t* pid;
+    ~Reap() {
+      if (*pid <= 0) return;
+      int status = 0;
+      ::kill(*pid, SIGKILL);
+      ::waitpid(*pid, &status, 0);
+    }
+  } reap{&running};
+  auto read_log = [&] {
+    std::ifstream in(log);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  int port = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::smatch m;
+        const std::string text = read_log();
+        if (!std::regex_search(text, m, std::regex(R"(ready: )"))) return false;
+        if (!std::regex_search(text, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")))
+          return false;
+        port = std::stoi(m[1]);
+        return true;
+      },
+      60))
+      << read_log();
+  const std::string text = read_log();
+  EXPECT_NE(text.find("temperature scaling: every logit is divided by 2"), std::string::npos)
+      << text;
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(60, 0);
+  auto res = c.Post("/v1/completions",
+                    R"({"prompt": "Once upon a time", "max_tokens": 0, "echo": true, "logprobs": 0})",
+                    "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["candor"]["temperature_scaling"], 2.0);
+  // The first scored token's log-probability is the scaled one.
+  const std::vector<TokenId> ids =
+      jobs::encode_prompt(stories260k().tokenizer(), "Once upon a time", false, "");
+  at::Tensor lsm;
+  {
+    at::NoGradGuard no_grad;
+    lsm = at::log_softmax(stories260k().logits(ids).to(at::kDouble) / 2.0, -1);
+  }
+  EXPECT_NEAR(body["choices"][0]["logprobs"]["token_logprobs"][0].get<double>(),
+              lsm[0][ids[1]].item<double>(), 1e-4);
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 1; }));
+  EXPECT_EQ(attribute(col.spans()[0]["attributes"], "candor.temperature_scaling"), 2.0);
+  EXPECT_EQ(attribute(col.spans()[0]["attributes"], "candor.audit_id"), body["candor"]["audit_id"]);
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  EXPECT_TRUE(eventually(
+      [&] {
+        if (running > 0 && ::waitpid(pid, &status, WNOHANG) == pid) running = -1;
+        return running < 0;
+      },
+      60));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_log();
 }
 
 // ---------------------------------------------------------------------------------------------
