@@ -21,7 +21,9 @@ json strings_value(const std::vector<std::string>& v) {
   for (const auto& s : v) values.push_back(str_value(s));
   return {{"arrayValue", {{"values", values}}}};
 }
-json attr(const std::string& key, json value) { return {{"key", key}, {"value", std::move(value)}}; }
+json attr(const std::string& key, json value) {
+  return {{"key", key}, {"value", std::move(value)}};
+}
 
 bool is_hex(const std::string& s, size_t n) {
   if (s.size() != n) return false;
@@ -84,7 +86,8 @@ json otlp_span_json(const GenAiSpan& s) {
   a.push_back(attr("gen_ai.request.max_tokens", int_value(s.max_tokens)));
   a.push_back(attr("gen_ai.request.temperature", double_value(s.temperature)));
   a.push_back(attr("gen_ai.request.top_p", double_value(s.top_p)));
-  if (s.top_k > 0) a.push_back(attr("gen_ai.request.top_k", double_value(static_cast<double>(s.top_k))));
+  if (s.top_k > 0)
+    a.push_back(attr("gen_ai.request.top_k", double_value(static_cast<double>(s.top_k))));
   // The seed is a 64-bit unsigned value; OTLP integers are signed 64-bit, so it travels as text
   // when it does not fit.
   if (s.seed <= static_cast<uint64_t>(INT64_MAX))
@@ -108,12 +111,13 @@ json otlp_span_json(const GenAiSpan& s) {
     // The conventions' message shape: role and a list of parts, as a JSON string.
     json in = json::array();
     for (const json& m : s.input_messages)
-      in.push_back({{"role", m.value("role", "user")},
-                    {"parts", json::array({{{"type", "text"}, {"content", m.value("content", "")}}})}});
-    json out = json::array(
-        {{{"role", "assistant"},
-          {"parts", json::array({{{"type", "text"}, {"content", s.output_text}}})},
-          {"finish_reason", s.finish_reason}}});
+      in.push_back(
+          {{"role", m.value("role", "user")},
+           {"parts", json::array({{{"type", "text"}, {"content", m.value("content", "")}}})}});
+    json out =
+        json::array({{{"role", "assistant"},
+                      {"parts", json::array({{{"type", "text"}, {"content", s.output_text}}})},
+                      {"finish_reason", s.finish_reason}}});
     const auto dump = [](const json& j) {
       return j.dump(-1, ' ', false, json::error_handler_t::replace);
     };
@@ -168,13 +172,15 @@ std::pair<std::string, std::string> otlp_endpoint(const std::string& url) {
                 "--otlp '" + url + "' is not an http:// or https:// URL",
                 "give the collector's OTLP/HTTP base URL, e.g. http://127.0.0.1:4318");
   const size_t slash = url.find('/', scheme + 3);
-  std::string base = url.substr(0, slash), path = slash == std::string::npos ? "" : url.substr(slash);
+  std::string base = url.substr(0, slash),
+              path = slash == std::string::npos ? "" : url.substr(slash);
   if (base.size() <= scheme + 3)
     throw Error(ErrorCode::kInvalidArgument, "--otlp '" + url + "' names no host",
                 "e.g. http://127.0.0.1:4318");
   while (!path.empty() && path.back() == '/') path.pop_back();
   const std::string suffix = "/v1/traces";
-  if (path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0)
+  if (path.size() < suffix.size() ||
+      path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0)
     path += suffix;
   return {base, path};
 }

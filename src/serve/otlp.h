@@ -26,9 +26,9 @@ struct GenAiSpan {
   std::string span_id;         // 16 lower-case hex digits
   std::string parent_span_id;  // "" for a root span
   int64_t start_unix_ns = 0, end_unix_ns = 0;
-  std::string operation;       // "chat" | "text_completion"
-  std::string model;           // the served id (request and response model)
-  std::string response_id;     // "cmpl-..." / "chatcmpl-..."
+  std::string operation;    // "chat" | "text_completion"
+  std::string model;        // the served id (request and response model)
+  std::string response_id;  // "cmpl-..." / "chatcmpl-..."
   std::string finish_reason;
   int64_t input_tokens = 0, output_tokens = 0;
   int64_t max_tokens = 0;

@@ -352,11 +352,11 @@ struct Server::Impl::Completion {
   std::string audit_id;
   json timings = json::object();
 
-  int attempt = 0;                 // 0: the first sample; k: the k-th regeneration
-  json attempts = json::array();   // the earlier attempts (attempt_json), when regenerated
-  std::string regeneration_note;   // why a regenerate decision did not sample again
-  std::string traceparent;         // the request's W3C trace context header, if any
-  std::string trace_id;            // the exported span's trace id (with --otlp)
+  int attempt = 0;                // 0: the first sample; k: the k-th regeneration
+  json attempts = json::array();  // the earlier attempts (attempt_json), when regenerated
+  std::string regeneration_note;  // why a regenerate decision did not sample again
+  std::string traceparent;        // the request's W3C trace context header, if any
+  std::string trace_id;           // the exported span's trace id (with --otlp)
 };
 
 std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
@@ -669,8 +669,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     all.push_back(attempt_json(c));
     rec.parameters["regeneration"] = {{"attempts", valid_utf8(all)},
                                       {"max_regenerations", pol.limits.max_regenerations}};
-    if (!c.regeneration_note.empty())
-      rec.parameters["regeneration"]["note"] = c.regeneration_note;
+    if (!c.regeneration_note.empty()) rec.parameters["regeneration"]["note"] = c.regeneration_note;
   }
   if (pol.log_content) {
     rec.prompt = valid_utf8(c.prompt_text);
@@ -1330,9 +1329,9 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   if (!s.opt.otlp_url.empty()) {
     if (s.opt.otlp_queue < 1)
       throw Error(ErrorCode::kInvalidArgument, "the OTLP queue must hold at least one span");
-    s.otlp = std::make_unique<OtlpExporter>(
-        s.opt.otlp_url, static_cast<size_t>(s.opt.otlp_queue), s.opt.otlp_timeout_ms, &s.metrics,
-        [&s](const std::string& line) { s.notice(line); });
+    s.otlp = std::make_unique<OtlpExporter>(s.opt.otlp_url, static_cast<size_t>(s.opt.otlp_queue),
+                                            s.opt.otlp_timeout_ms, &s.metrics,
+                                            [&s](const std::string& line) { s.notice(line); });
   }
   const int queue = s.opt.queue == 0 ? 4 * s.opt.parallel : std::max(0, s.opt.queue);
   s.admission = std::make_unique<Admission>(s.opt.parallel, queue);

@@ -217,8 +217,8 @@ class Reader {
   std::string source_;
 };
 
-const std::vector<std::string> kTopKeys = {"version", "explain", "limits", "log_content", "checks",
-                                           "export_content"};
+const std::vector<std::string> kTopKeys = {"version",     "explain", "limits",
+                                           "log_content", "checks",  "export_content"};
 const std::vector<std::string> kExplainKeys = {"enabled",         "method",      "granularity",
                                                "allowed_methods", "max_methods", "evaluate",
                                                "top_features"};

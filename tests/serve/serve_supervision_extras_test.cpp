@@ -146,10 +146,8 @@ TEST_F(ServeExtras, TemperatureScalingServesLogSoftmaxOfLogitsOverT) {
   o.temperature_scaling = T;
   Running r(o, supervision(kNoExplain));
   const std::string prompt = "Once upon a time, there was a little girl named Lily";
-  auto [status, body] = r.post("/v1/completions", {{"prompt", prompt},
-                                                   {"max_tokens", 0},
-                                                   {"echo", true},
-                                                   {"logprobs", 2}});
+  auto [status, body] = r.post(
+      "/v1/completions", {{"prompt", prompt}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 2}});
   ASSERT_EQ(status, 200) << body.dump();
   const Tokenizer& tok = stories260k().tokenizer();
   const std::vector<TokenId> ids = jobs::encode_prompt(tok, prompt, false, "");
@@ -205,9 +203,10 @@ TEST_F(ServeExtras, TemperatureScalingServesLogSoftmaxOfLogitsOverT) {
   ASSERT_EQ(glp.size(), ref.result.generated_ids.size());
   const int64_t n_prompt = static_cast<int64_t>(ref.result.prompt_ids.size());
   for (size_t i = 0; i < glp.size(); ++i)
-    EXPECT_NEAR(glp[i].get<double>(),
-                full[n_prompt + static_cast<int64_t>(i) - 1][ref.result.generated_ids[i]].item<double>(),
-                1e-4)
+    EXPECT_NEAR(
+        glp[i].get<double>(),
+        full[n_prompt + static_cast<int64_t>(i) - 1][ref.result.generated_ids[i]].item<double>(),
+        1e-4)
         << i;
   // Recorded in every audit record's parameters.
   auto recs = r.log->records();
@@ -220,7 +219,8 @@ TEST_F(ServeExtras, TemperatureScalingServesLogSoftmaxOfLogitsOverT) {
 TEST_F(ServeExtras, CliTemperatureScalingWithoutASavedTemperatureSaysWhatToRun) {
   const std::string dir = testing::temp_dir();
   const std::string model = dir + "/stories260K.bin";
-  std::filesystem::create_symlink(testing::shared_path("models/stories260K/stories260K.bin"), model);
+  std::filesystem::create_symlink(testing::shared_path("models/stories260K/stories260K.bin"),
+                                  model);
   testing::CliRun run = testing::run_cli("serve --model " + model + " --listen 127.0.0.1:0 --db " +
                                          dir + "/audit.db --temperature-scaling");
   const int rc = run.code;
@@ -317,10 +317,10 @@ TEST_F(ServeExtras, EachRequestIsExportedAsAGenAiSpanWithOneEvaluationEventPerCh
   o.otlp_url = col.url();
   Running r(o, supervision(kTwoChecks));
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736", parent = "00f067aa0ba902b7";
-  auto [status, body] = r.post(
-      "/v1/completions",
-      {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"seed", 5}, {"stop", {"zzz"}}},
-      {{"traceparent", "00-" + trace + "-" + parent + "-01"}});
+  auto [status, body] =
+      r.post("/v1/completions",
+             {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"seed", 5}, {"stop", {"zzz"}}},
+             {{"traceparent", "00-" + trace + "-" + parent + "-01"}});
   ASSERT_EQ(status, 200) << body.dump();
   ASSERT_TRUE(eventually([&] { return col.spans().size() >= 1; })) << "no span arrived";
   json span = col.spans()[0];
@@ -370,8 +370,9 @@ TEST_F(ServeExtras, EachRequestIsExportedAsAGenAiSpanWithOneEvaluationEventPerCh
   EXPECT_EQ(attribute(span["events"][1]["attributes"], "gen_ai.evaluation.score.label"), "fail");
 
   // Without a traceparent: a trace of its own, no parent. A chat request is a "chat" span.
-  auto [s2, b2] = r.post("/v1/chat/completions",
-                         {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 3}});
+  auto [s2, b2] =
+      r.post("/v1/chat/completions",
+             {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 3}});
   ASSERT_EQ(s2, 200) << b2.dump();
   ASSERT_TRUE(eventually([&] { return col.spans().size() >= 2; }));
   json chat = col.spans()[1];
@@ -406,7 +407,8 @@ TEST_F(ServeExtras, MessageContentIsExportedOnlyWhenThePolicyAllowsIt) {
   Collector col2;
   serve::ServerOptions o2;
   o2.otlp_url = col2.url();
-  Running r2(o2, supervision(std::string(kNoExplain) + "export_content: true\nlog_content: false\n"));
+  Running r2(o2,
+             supervision(std::string(kNoExplain) + "export_content: true\nlog_content: false\n"));
   ASSERT_EQ(r2.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}}).first,
             200);
   ASSERT_TRUE(eventually([&] { return col2.spans().size() >= 1; }));
@@ -457,7 +459,8 @@ TEST_F(ServeExtras, ADeadCollectorNeverFailsRequests) {
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}).first, 200);
   EXPECT_TRUE(eventually([&] {
-    return metric_value(r.metrics(), "candor_otlp_spans_dropped_total{reason=\"export_failed\"}") == 3;
+    return metric_value(r.metrics(), "candor_otlp_spans_dropped_total{reason=\"export_failed\"}") ==
+           3;
   })) << r.metrics();
   std::lock_guard<std::mutex> lock(r.lines_mu);
   bool said = false;
@@ -467,8 +470,8 @@ TEST_F(ServeExtras, ADeadCollectorNeverFailsRequests) {
 
 TEST(Otlp, TraceparentAndEndpointParsing) {
   std::string t, p;
-  EXPECT_TRUE(serve::parse_traceparent(
-      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &t, &p));
+  EXPECT_TRUE(
+      serve::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &t, &p));
   EXPECT_EQ(t, "4bf92f3577b34da6a3ce929d0e0e4736");
   EXPECT_EQ(p, "00f067aa0ba902b7");
   for (const char* bad : {"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -534,9 +537,10 @@ TEST_F(ServeExtras, CliServesTheSavedTemperatureAndExportsSpans) {
     FILE* f = std::freopen(log.c_str(), "w", stderr);
     (void)f;
     ::dup2(::fileno(stderr), 1);
-    std::vector<std::string> args = {CANDOR_CLI_PATH, "serve", "--model", model, "--db",
-                                     dir + "/audit.db", "--listen", "127.0.0.1:0",
-                                     "--temperature-scaling", "--otlp", col.url()};
+    std::vector<std::string> args = {CANDOR_CLI_PATH, "serve",       "--model",
+                                     model,           "--db",        dir + "/audit.db",
+                                     "--listen",      "127.0.0.1:0", "--temperature-scaling",
+                                     "--otlp",        col.url()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -578,9 +582,10 @@ TEST_F(ServeExtras, CliServesTheSavedTemperatureAndExportsSpans) {
       << text;
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(60, 0);
-  auto res = c.Post("/v1/completions",
-                    R"({"prompt": "Once upon a time", "max_tokens": 0, "echo": true, "logprobs": 0})",
-                    "application/json");
+  auto res =
+      c.Post("/v1/completions",
+             R"({"prompt": "Once upon a time", "max_tokens": 0, "echo": true, "logprobs": 0})",
+             "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   json body = json::parse(res->body);
@@ -655,10 +660,9 @@ TEST_F(ServeExtras, RegenerateSamplesAgainUntilTheChecksPass) {
   Running r({}, supervision(std::string(kNoExplain) +
                             "checks:\n  - name: words\n    type: blocked_terms\n    terms: [" +
                             term + "]\n    on_fail: regenerate\n"));
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"},
-                                                   {"max_tokens", 20},
-                                                   {"temperature", 1.0},
-                                                   {"seed", seed}});
+  auto [status, body] = r.post(
+      "/v1/completions",
+      {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 1.0}, {"seed", seed}});
   ASSERT_EQ(status, 200) << body.dump();
   EXPECT_EQ(body["choices"][0]["text"], second);
   EXPECT_EQ(body["candor"]["decision"], "allow") << body["candor"].dump();
@@ -692,10 +696,9 @@ TEST_F(ServeExtras, RegenerateStopsAtThePolicyLimit) {
                             "  max_regenerations: 3\n"
                             "checks:\n  - name: any\n    type: blocked_terms\n"
                             "    patterns: ['[a-z]']\n    on_fail: regenerate\n"));
-  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once upon a time"},
-                                                   {"max_tokens", 20},
-                                                   {"temperature", 1.0},
-                                                   {"seed", 9}});
+  auto [status, body] = r.post(
+      "/v1/completions",
+      {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 1.0}, {"seed", 9}});
   ASSERT_EQ(status, 200) << body.dump();
   const json& attempts = body["candor"]["attempts"];
   ASSERT_EQ(attempts.size(), 4u);

@@ -29,7 +29,8 @@ TEST(PolicyServiceKeys, DefaultsReadValuesAndJson) {
   EXPECT_EQ(j["export_content"], true);
   EXPECT_EQ(j["limits"]["max_regenerations"], 5);
   // JSON policies read the same keys.
-  Policy q = parse_policy(R"({"export_content": false, "limits": {"max_regenerations": 0}})", "p.json");
+  Policy q =
+      parse_policy(R"({"export_content": false, "limits": {"max_regenerations": 0}})", "p.json");
   EXPECT_FALSE(q.export_content);
   EXPECT_EQ(q.limits.max_regenerations, 0);
 }
