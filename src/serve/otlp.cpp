@@ -248,7 +248,9 @@ void OtlpExporter::loop() {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    const bool give_up = stopping_ && failing_;  // do not wait on a dead collector at shutdown
+    // At shutdown, do not wait on a dead collector, nor on a slow one past the drain deadline.
+    const bool give_up =
+        stopping_ && (failing_ || std::chrono::steady_clock::now() > drain_deadline_);
     const size_t depth = queue_.size();
     lock.unlock();
     if (metrics_) metrics_->gauge("candor_otlp_queue_depth", static_cast<double>(depth));
@@ -267,6 +269,8 @@ void OtlpExporter::loop() {
 void OtlpExporter::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_)
+      drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
     stopping_ = true;
   }
   cv_.notify_all();

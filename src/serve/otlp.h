@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -81,8 +82,9 @@ class OtlpExporter {
 
   // Queues a span (otlp_span_json); false when it was dropped because the queue is full.
   bool submit(nlohmann::json span);
-  // Sends what is queued (one more try per batch; nothing more once the collector has failed)
-  // and joins the sender. Idempotent.
+  // Sends what is queued and joins the sender: batches start only within one export timeout of
+  // the call, and none once the collector has failed (the rest are dropped and counted as
+  // "shutdown"), so stopping takes at most about two timeouts. Idempotent.
   void stop();
 
  private:
@@ -98,6 +100,7 @@ class OtlpExporter {
   std::condition_variable cv_;
   std::deque<nlohmann::json> queue_;
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_;  // set by stop()
   bool failing_ = false;  // the last POST failed (logged once until one succeeds)
   std::thread thread_;
 };
