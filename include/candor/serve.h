@@ -76,7 +76,27 @@ struct ServerOptions {
   // One line per request (method, path, status, milliseconds, tokens, decision) and the
   // server's notices; the CLI writes them to stderr. Null: silent.
   std::function<void(const std::string& line)> log;
+  // > 0: temperature scaling. The model given to set_model is served with every logit divided
+  // by this (jobs::temperature_scaled): the sampled tokens, the log-probabilities returned, the
+  // checks' entropies and margins and the explanations' targets all see the scaled logits, and
+  // each audit record's parameters hold it as `temperature_scaling`. 0: the model's own logits.
+  // `candor serve --temperature-scaling` reads the value `candor audit calibration
+  // --save-temperature` saved beside the model (jobs::load_temperature).
+  double temperature_scaling = 0;
+  // Non-empty: every completion is also exported as an OpenTelemetry GenAI span, with one
+  // `gen_ai.evaluation.result` event per check, as OTLP/JSON POSTed to URL/v1/traces (a URL that
+  // already ends in /v1/traces is used as it is). The export runs on a background thread from a
+  // bounded queue of `otlp_queue` spans: a slow or dead collector never delays or fails a
+  // request; spans that do not fit or cannot be delivered are counted in /metrics
+  // (candor_otlp_spans_dropped_total). docs/serve.md.
+  std::string otlp_url;
+  int otlp_queue = 1024;
+  int otlp_timeout_ms = 2000;  // connect / read / write timeout of one export POST
 };
+
+// The seed of a regenerated answer: attempt 0 is the request's seed; attempt k > 0 a seed derived
+// from it (splitmix64 of seed + k), so a regenerated answer is reproducible from the request.
+uint64_t regeneration_seed(uint64_t seed, int attempt);
 
 // A running service. Thread-safe: bind, start and stop from one controlling thread; set_model
 // and set_supervision from any.

@@ -48,6 +48,9 @@ struct Limits {
   int64_t max_prompt_tokens = 2048;
   int64_t max_body_bytes = 1 << 20;
   double request_timeout_ms = 30000;
+  // A failed check whose action is `regenerate` samples the answer again (a new seed derived from
+  // the request's) at most this many times; every attempt is recorded.
+  int64_t max_regenerations = 2;
 };
 
 struct Policy {
@@ -55,7 +58,10 @@ struct Policy {
   std::string hash;     // hex SHA-256 of the file's bytes (of the default's JSON for the default)
   ExplainPolicy explain;
   Limits limits;
-  bool log_content = true;  // prompts and answers go into the audit log and exported spans
+  bool log_content = true;  // prompts and answers go into the audit log
+  // Prompts and answers go into exported OpenTelemetry spans (gen_ai.input.messages,
+  // gen_ai.output.messages) too; off by default, and never without log_content.
+  bool export_content = false;
   std::vector<CheckSpec> checks;
   nlohmann::json to_json() const;
 };

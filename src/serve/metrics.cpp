@@ -61,6 +61,10 @@ const std::map<std::string, std::string>& help_texts() {
       {"candor_requests_in_flight", "Requests using the model"},
       {"candor_audit_queue_depth", "Audit records waiting to be committed"},
       {"candor_policy_reloads_total", "Policy reloads"},
+      {"candor_regenerations_total", "Answers sampled again because a check asked to regenerate"},
+      {"candor_otlp_spans_exported_total", "Spans the OTLP collector accepted"},
+      {"candor_otlp_spans_dropped_total", "Spans not exported, by reason"},
+      {"candor_otlp_queue_depth", "Spans waiting for the OTLP collector"},
   };
   return h;
 }

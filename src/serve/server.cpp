@@ -10,8 +10,10 @@
 
 #include "candor/evaluate.h"
 #include "candor/jobs.h"
+#include "candor/jobs_temperature.h"
 #include "candor/runtime.h"
 #include "serve/internal.h"
+#include "serve/otlp.h"
 
 namespace candor::serve {
 namespace {
@@ -138,8 +140,12 @@ struct Server::Impl {
   std::shared_ptr<store::AuditLog> audit;
   std::string weights_hash;
   std::shared_ptr<const Supervision> supervision;
+  // With temperature scaling: the served wrappers of the models given to set_model (kept until
+  // the server goes, as requests in flight may hold one).
+  std::vector<std::unique_ptr<Model>> scaled_models;
 
   Metrics metrics;
+  std::unique_ptr<OtlpExporter> otlp;  // with --otlp
   std::unique_ptr<Admission> admission;
 
   // Async checks: run one at a time on their own thread, drained at stop.
@@ -188,6 +194,12 @@ struct Server::Impl {
   void handle_audit_list(const httplib::Request& req, httplib::Response& res);
   void handle_audit_get(const httplib::Request& req, httplib::Response& res);
   void enqueue_async(std::function<void()> job);
+  // Regeneration: when the review asks for another sample and the policy allows one more,
+  // records this attempt, runs the request again with the next seed, and returns true.
+  bool resample(Completion& c, bool streaming);
+  json attempt_json(const Completion& c) const;
+  // The request as an OpenTelemetry GenAI span for the exporter (with --otlp).
+  void export_span(Completion& c);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -339,6 +351,12 @@ struct Server::Impl::Completion {
   std::string content;  // what the client gets: the answer, or nothing when blocked
   std::string audit_id;
   json timings = json::object();
+
+  int attempt = 0;                // 0: the first sample; k: the k-th regeneration
+  json attempts = json::array();  // the earlier attempts (attempt_json), when regenerated
+  std::string regeneration_note;  // why a regenerate decision did not sample again
+  std::string traceparent;        // the request's W3C trace context header, if any
+  std::string trace_id;           // the exported span's trace id (with --otlp)
 };
 
 std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
@@ -480,7 +498,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     g.temperature = static_cast<float>(p.temperature);
     g.top_p = static_cast<float>(p.top_p);
     g.top_k = p.top_k;
-    g.seed = p.seed;
+    g.seed = regeneration_seed(p.seed, c.attempt);
     g.token_stats = true;
     g.top_logprobs = std::max<int64_t>(0, p.logprobs);
     const auto t_gen = Clock::now();
@@ -540,7 +558,8 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   metrics.count("candor_prompt_tokens_total", {}, static_cast<double>(c.ids.size()));
 
   // --- the prompt's own log-probabilities (echo + logprobs, and max_tokens 0) ---
-  if (!p.chat && p.echo && (p.logprobs >= 0 || p.max_tokens == 0) && c.ids.size() > 1) {
+  if (!p.chat && p.echo && (p.logprobs >= 0 || p.max_tokens == 0) && c.ids.size() > 1 &&
+      c.prompt_logprobs.empty()) {
     const auto t_score = Clock::now();
     at::NoGradGuard no_grad;
     std::vector<int64_t> v(c.ids.begin(), c.ids.end());
@@ -617,6 +636,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     metrics.observe("candor_check_duration_seconds", {{"check", r.name}}, r.ms / 1000);
     metrics.count("candor_check_outcomes_total", {{"check", r.name}, {"outcome", r.outcome}});
   }
+  if (resample(c, emit != nullptr)) return;  // a later attempt answers (and is recorded)
   if (c.time_limited && c.review.decision == "allow") {
     c.review.reasons.push_back("the request reached the policy's time limit (" +
                                std::to_string(static_cast<int64_t>(pol.limits.request_timeout_ms)) +
@@ -643,6 +663,14 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   rec.parameters["prompt_tokens"] = c.ids.size();
   rec.parameters["completion_tokens"] = c.gen.generated_ids.size();
   rec.parameters["finish_reason"] = c.finish_reason;
+  if (opt.temperature_scaling > 0) rec.parameters["temperature_scaling"] = opt.temperature_scaling;
+  if (!c.attempts.empty() || !c.regeneration_note.empty()) {
+    json all = c.attempts;
+    all.push_back(attempt_json(c));
+    rec.parameters["regeneration"] = {{"attempts", valid_utf8(all)},
+                                      {"max_regenerations", pol.limits.max_regenerations}};
+    if (!c.regeneration_note.empty()) rec.parameters["regeneration"]["note"] = c.regeneration_note;
+  }
   if (pol.log_content) {
     rec.prompt = valid_utf8(c.prompt_text);
     if (p.chat) {
@@ -685,6 +713,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   metrics.observe("candor_audit_write_duration_seconds", {}, audit_ms / 1000);
   c.timings["audit_ms"] = audit_ms;
   c.audit_id = rec.id;
+  if (otlp) export_span(c);
 
   // --- async checks: appended to the same record later ---
   if (c.sup->review_async) {
@@ -807,6 +836,15 @@ json Server::Impl::response_json(const Completion& c) const {
                  {"seed", c.p.seed},
                  {"timings", c.timings}};
   if (!c.explanation_note.empty()) candor["explanation_note"] = c.explanation_note;
+  if (!c.attempts.empty() || !c.regeneration_note.empty()) {
+    json all = c.attempts;
+    all.push_back(attempt_json(c));
+    for (json& a : all) a.erase("answer");  // what the client may see is the final answer only
+    candor["attempts"] = all;
+    if (!c.regeneration_note.empty()) candor["regeneration_note"] = c.regeneration_note;
+  }
+  if (opt.temperature_scaling > 0) candor["temperature_scaling"] = opt.temperature_scaling;
+  if (!c.trace_id.empty()) candor["trace_id"] = c.trace_id;
   if (c.time_limited) candor["time_limited"] = true;
   return {{"id", c.id},
           {"object", p.chat ? "chat.completion" : "text_completion"},
@@ -888,6 +926,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     CompletionParams p = parse_completion(body, chat, sup->policy.limits.max_tokens);
     if (!p.seed_given) p.seed = std::random_device{}();
     auto c = prepare(p, caller, endpoint, t0);
+    c->traceparent = req.get_header_value("traceparent");
     // Admission: a slot for the model, or 429 when the queue is full.
     if (!admission->enter(c->deadline)) {
       HttpError e;
@@ -1083,6 +1122,8 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     rec.parameters = {{"methods", o.methods},   {"granularity", o.granularity},
                       {"target", o.target},     {"contrast", o.contrast},
                       {"generate", o.generate}, {"evaluate", o.evaluate}};
+    if (opt.temperature_scaling > 0)
+      rec.parameters["temperature_scaling"] = opt.temperature_scaling;
     if (pol.log_content) {
       rec.prompt = valid_utf8(o.prompt);
       rec.answer = valid_utf8(r.context.generated_text);
@@ -1280,6 +1321,18 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
                 "listen on 127.0.0.1, or give --api-keys FILE (docs/serve.md)");
   if (s.opt.tls_cert.empty() != s.opt.tls_key.empty())
     throw Error(ErrorCode::kInvalidArgument, "TLS needs both --tls-cert and --tls-key");
+  if (!(s.opt.temperature_scaling >= 0) || !std::isfinite(s.opt.temperature_scaling))
+    throw Error(ErrorCode::kInvalidArgument,
+                "the temperature scaling must be > 0 (or 0: none), got " +
+                    std::to_string(s.opt.temperature_scaling),
+                "fit one with candor audit calibration --save-temperature");
+  if (!s.opt.otlp_url.empty()) {
+    if (s.opt.otlp_queue < 1)
+      throw Error(ErrorCode::kInvalidArgument, "the OTLP queue must hold at least one span");
+    s.otlp = std::make_unique<OtlpExporter>(s.opt.otlp_url, static_cast<size_t>(s.opt.otlp_queue),
+                                            s.opt.otlp_timeout_ms, &s.metrics,
+                                            [&s](const std::string& line) { s.notice(line); });
+  }
   const int queue = s.opt.queue == 0 ? 4 * s.opt.parallel : std::max(0, s.opt.queue);
   s.admission = std::make_unique<Admission>(s.opt.parallel, queue);
   s.threads_per_request =
@@ -1372,6 +1425,7 @@ void Server::stop() {
   }
   s.async_cv.notify_all();
   if (s.async_thread.joinable()) s.async_thread.join();
+  if (s.otlp) s.otlp->stop();  // sends what is queued (bounded by the export timeout)
 }
 
 void Server::wait() {
@@ -1388,6 +1442,12 @@ void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
     throw Error(ErrorCode::kUnsupported,
                 "candor serve needs a causal language model; this one is a classifier",
                 "serve a language model (a llama2.c checkpoint, a Hugging Face or GGUF decoder)");
+  if (s.opt.temperature_scaling > 0) {
+    auto scaled = jobs::temperature_scaled(*model, s.opt.temperature_scaling);
+    model = scaled.get();
+    std::lock_guard<std::mutex> lock(s.state_mu);
+    s.scaled_models.push_back(std::move(scaled));
+  }
   {
     std::lock_guard<std::mutex> lock(s.state_mu);
     s.model = model;
@@ -1413,6 +1473,122 @@ int Server::port() const { return impl_->port; }
 std::string Server::url() const {
   return std::string(impl_->opt.tls_cert.empty() ? "http" : "https") + "://" + impl_->opt.host +
          ":" + std::to_string(impl_->port);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regeneration: a failed check with action `regenerate` samples the answer again
+// ---------------------------------------------------------------------------------------------
+
+uint64_t regeneration_seed(uint64_t seed, int attempt) {
+  if (attempt <= 0) return seed;
+  // splitmix64 of seed + attempt: well-spread seeds that differ for every attempt.
+  uint64_t z = seed + static_cast<uint64_t>(attempt) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+json Server::Impl::attempt_json(const Completion& c) const {
+  json a = {{"attempt", c.attempt},
+            {"seed", regeneration_seed(c.p.seed, c.attempt)},
+            {"completion_tokens", c.gen.generated_ids.size()},
+            {"finish_reason", c.finish_reason},
+            {"checks", checks_json(c.review)},
+            {"decision", c.review.decision},
+            {"reasons", c.review.reasons},
+            {"regenerate", c.review.regenerate}};
+  if (c.sup->policy.log_content) a["answer"] = c.answer;
+  return a;
+}
+
+bool Server::Impl::resample(Completion& c, bool streaming) {
+  if (!c.review.regenerate) return false;
+  const supervise::Policy& pol = c.sup->policy;
+  const int64_t limit = pol.limits.max_regenerations;
+  std::string why;
+  if (streaming)
+    why = "the answer was streamed as it was generated, so it was not sampled again";
+  else if (c.gen.generated_ids.empty() && c.p.max_tokens == 0)
+    why = "nothing was generated (max_tokens 0), so nothing was sampled again";
+  else if (c.attempt >= limit)
+    why = "still failing after " + std::to_string(c.attempt) + " regeneration" +
+          (c.attempt == 1 ? "" : "s") + " (the policy's limits.max_regenerations is " +
+          std::to_string(limit) + ")";
+  else if (c.time_limited || Clock::now() > c.deadline)
+    why = "the policy's time limit was reached, so it was not sampled again";
+  if (!why.empty()) {
+    c.regeneration_note = why;
+    c.review.reasons.push_back("regenerate: " + why);
+    return false;
+  }
+  json earlier = attempt_json(c);
+  earlier["timings"] = c.timings;
+  c.attempts.push_back(valid_utf8(earlier));
+  ++c.attempt;
+  metrics.count("candor_regenerations_total", {});
+  // What the next attempt computes again (the prompt's own log-probabilities are kept).
+  c.gen = GenerateResult();
+  c.answer.clear();
+  c.finish_reason = "length";
+  c.attributions.clear();
+  c.explain_request = ExplainRequest();
+  c.explanation = nullptr;
+  c.explanation_note.clear();
+  c.review = supervise::Review();
+  c.timings = json::object();
+  run(c, nullptr);
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenTelemetry: the request as a GenAI span with one evaluation event per check
+// ---------------------------------------------------------------------------------------------
+
+void Server::Impl::export_span(Completion& c) {
+  GenAiSpan span;
+  if (!parse_traceparent(c.traceparent, &span.trace_id, &span.parent_span_id))
+    span.trace_id = random_trace_hex(16);
+  span.span_id = random_trace_hex(8);
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  span.end_unix_ns = now_ns;
+  span.start_unix_ns = now_ns - static_cast<int64_t>(ms_since(c.t0) * 1e6);
+  span.operation = c.p.chat ? "chat" : "text_completion";
+  span.model = model_id();
+  span.response_id = c.id;
+  span.finish_reason = c.finish_reason;
+  span.input_tokens = static_cast<int64_t>(c.ids.size());
+  span.output_tokens = static_cast<int64_t>(c.gen.generated_ids.size());
+  span.max_tokens = c.p.max_tokens;
+  span.temperature = c.p.temperature;
+  span.top_p = c.p.top_p;
+  span.top_k = c.p.top_k;
+  span.seed = c.p.seed;
+  span.stop = c.p.stop;
+  span.server_address = opt.host;
+  span.server_port = port;
+  span.audit_id = c.audit_id;
+  span.decision = c.review.decision;
+  span.reasons = c.review.reasons;
+  span.policy_hash = c.sup->policy.hash;
+  span.weights_hash = c.weights_hash;
+  span.attempts = c.attempt + 1;
+  span.temperature_scaling = opt.temperature_scaling;
+  span.checks = c.review.checks;
+  const supervise::Policy& pol = c.sup->policy;
+  span.with_content = pol.export_content && pol.log_content;
+  if (span.with_content) {
+    if (c.p.chat) {
+      for (const auto& m : c.p.messages)
+        span.input_messages.push_back({{"role", m.role}, {"content", m.content}});
+    } else {
+      span.input_messages.push_back({{"role", "user"}, {"content", c.prompt_text}});
+    }
+    span.output_text = c.content;
+  }
+  c.trace_id = span.trace_id;
+  otlp->submit(valid_utf8(otlp_span_json(span)));
 }
 
 }  // namespace candor::serve

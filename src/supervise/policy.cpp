@@ -217,12 +217,13 @@ class Reader {
   std::string source_;
 };
 
-const std::vector<std::string> kTopKeys = {"version", "explain", "limits", "log_content", "checks"};
+const std::vector<std::string> kTopKeys = {"version",     "explain", "limits",
+                                           "log_content", "checks",  "export_content"};
 const std::vector<std::string> kExplainKeys = {"enabled",         "method",      "granularity",
                                                "allowed_methods", "max_methods", "evaluate",
                                                "top_features"};
 const std::vector<std::string> kLimitKeys = {"max_tokens", "max_prompt_tokens", "max_body_bytes",
-                                             "request_timeout_ms"};
+                                             "request_timeout_ms", "max_regenerations"};
 const std::vector<std::string> kCheckKeys = {"name", "type", "on_fail", "async"};
 
 void read_explain(const Reader& r, const YAML::Node& node, ExplainPolicy& e) {
@@ -281,6 +282,8 @@ void read_limits(const Reader& r, const YAML::Node& node, Limits& l) {
       l.max_body_bytes = r.integer(v, field, 1, 1e12);
     else if (key == "request_timeout_ms")
       l.request_timeout_ms = r.number(v, field, 1e-3, 1e9);
+    else if (key == "max_regenerations")
+      l.max_regenerations = r.integer(v, field, 0, 16);
   }
 }
 
@@ -387,6 +390,8 @@ Policy read_policy(const YAML::Node& root, const Reader& r) {
       read_limits(r, v, p.limits);
     } else if (key == "log_content") {
       p.log_content = r.boolean(v, "log_content");
+    } else if (key == "export_content") {
+      p.export_content = r.boolean(v, "export_content");
     } else if (key == "checks") {
       if (v.IsNull()) continue;
       if (!v.IsSequence()) r.fail(v.Mark(), "checks", "expected a list of checks");
@@ -488,8 +493,10 @@ nlohmann::json Policy::to_json() const {
            {{"max_tokens", limits.max_tokens},
             {"max_prompt_tokens", limits.max_prompt_tokens},
             {"max_body_bytes", limits.max_body_bytes},
-            {"request_timeout_ms", limits.request_timeout_ms}}},
+            {"request_timeout_ms", limits.request_timeout_ms},
+            {"max_regenerations", limits.max_regenerations}}},
           {"log_content", log_content},
+          {"export_content", export_content},
           {"checks", checks_json}};
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "candor/audit_log.h"
+#include "candor/jobs_temperature.h"
 #include "candor/serve.h"
 #include "candor/supervise.h"
 #include "cli.h"
@@ -43,8 +44,9 @@ void log_line(const std::string& line) {
 Runner add_serve(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, policy, db = "candor-audit.db", listen = "127.0.0.1:8080",
-                                          api_keys, tls_cert, tls_key, dtype = "f32", name;
-    int parallel = 1, threads = 0, queue = 0;
+                                          api_keys, tls_cert, tls_key, dtype = "f32", name, otlp;
+    int parallel = 1, threads = 0, queue = 0, otlp_queue = 1024;
+    bool temperature_scaling = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model,
@@ -66,6 +68,15 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--name", o->name, "The model's name in the API (default: the folder's name)");
   app.add_option("--tls-cert", o->tls_cert, "PEM certificate: serve HTTPS (with --tls-key)");
   app.add_option("--tls-key", o->tls_key, "PEM private key of --tls-cert");
+  app.add_flag("--temperature-scaling", o->temperature_scaling,
+               "Serve the model's logits divided by the temperature `candor audit calibration "
+               "--save-temperature` saved beside it (every log-probability, check and "
+               "explanation; recorded in each audit record)");
+  app.add_option("--otlp", o->otlp,
+                 "Export each request as an OpenTelemetry GenAI span (OTLP/JSON) to URL/v1/traces, "
+                 "e.g. http://127.0.0.1:4318");
+  app.add_option("--otlp-queue", o->otlp_queue,
+                 "Spans waiting for the OTLP collector before new ones are dropped (default 1024)");
   add_dtype_option(app, &o->dtype);
   return [o]() {
     serve::ServerOptions so;
@@ -99,6 +110,11 @@ Runner add_serve(CLI::App& app) {
           p.substr(p.find_last_of('/') == std::string::npos ? 0 : p.find_last_of('/') + 1);
     }
     so.log = log_line;
+    // The saved temperature is read before anything starts, so a missing one fails at once.
+    if (o->temperature_scaling) so.temperature_scaling = jobs::load_temperature(o->model);
+    if (o->otlp_queue < 1) throw usage_error("--otlp-queue must be at least 1");
+    so.otlp_url = o->otlp;
+    so.otlp_queue = o->otlp_queue;
     auto supervision = make_supervision(o->policy);
 
     // Signals are taken by this thread alone (sigwait below): blocked before any thread starts,
@@ -118,6 +134,11 @@ Runner add_serve(CLI::App& app) {
     log_line("listening on " + server.url());
     if (so.api_keys.empty())
       log_line("no --api-keys: every role is allowed, and only loopback is served");
+    if (so.temperature_scaling > 0)
+      log_line("temperature scaling: every logit is divided by " +
+               std::to_string(so.temperature_scaling) + " (" + jobs::temperature_path(o->model) +
+               ")");
+    if (!so.otlp_url.empty()) log_line("exporting OpenTelemetry spans to " + so.otlp_url);
     LoadOptions lo;
     lo.tokenizer_path = o->tokenizer;
     lo.compute_dtype = o->dtype;
