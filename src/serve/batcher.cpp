@@ -101,12 +101,16 @@ void DecodeScheduler::loop() {
     return std::all_of(rows_.begin(), rows_.end(), [](const auto& r) { return r->pending; });
   };
   std::vector<float> out;
+  std::chrono::steady_clock::duration last_step{0};
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait(lock, [&] { return any_pending() || (stopping_ && rows_.empty()); });
     if (!any_pending()) return;  // stopping, and every sequence has left
-    // Give the other sequences a moment to ask too: they are sampling their last token.
-    wake_.wait_until(lock, std::chrono::steady_clock::now() + gather_, all_pending);
+    // Give the other sequences a moment to ask too: they are sampling their last token (on a
+    // loaded machine their threads may wait for a core first, so the wait scales with the step:
+    // up to half the last step's time, at least `gather_`).
+    const auto wait = std::max<std::chrono::steady_clock::duration>(gather_, last_step / 2);
+    wake_.wait_until(lock, std::chrono::steady_clock::now() + wait, all_pending);
     if (!any_pending()) continue;  // the asking ones left meanwhile (cannot happen: they wait)
     std::vector<std::shared_ptr<Row>> batch = rows_;
     std::vector<StepRow> step(batch.size());
@@ -116,6 +120,7 @@ void DecodeScheduler::loop() {
       r.pending = false;
     }
     lock.unlock();
+    const auto t_step = std::chrono::steady_clock::now();
     std::string error;
     try {
       backend_->step(step, &out);
@@ -125,6 +130,7 @@ void DecodeScheduler::loop() {
     } catch (const std::exception& e) {
       error = e.what();
     }
+    last_step = std::chrono::steady_clock::now() - t_step;
     lock.lock();
     ++steps_;
     for (size_t i = 0; i < batch.size(); ++i) {

@@ -52,7 +52,8 @@ class DecodeBackend {
 
 class DecodeScheduler {
  public:
-  // `gather`: how long a step waits, once one sequence asks, for the others still decoding.
+  // `gather`: how long a step waits at least, once one sequence asks, for the others still
+  // decoding (at most half the last step's time when that is longer).
   explicit DecodeScheduler(std::shared_ptr<DecodeBackend> backend,
                            std::chrono::microseconds gather = std::chrono::microseconds(2000));
   ~DecodeScheduler();  // stop()
