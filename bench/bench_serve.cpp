@@ -4,7 +4,10 @@
 // of a 32-token answer (and the checks, when the policy has any) as a multiple of plain
 // generation; (c) throughput and p50 / p99 latency at 1, 4 and 16 concurrent clients with
 // --parallel 1 and 4. The audit log is the real SQLite one (durable) in a temporary folder.
-// Usage: bench_serve [--quick] [--large-only | --small-only]
+// (c) also reports the process's CPU seconds per generated token (robust to a loaded machine)
+// and, with --parallel 4, the mean batch of the batched decode steps (/metrics).
+// Usage: bench_serve [--quick] [--large-only | --small-only] [--load-only: (c) at 1 and 4
+// clients only]
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +18,7 @@
 #include <future>
 #include <iostream>
 #include <string>
+#include <sys/resource.h>
 #include <vector>
 
 #include "bench_common.h"
@@ -108,69 +112,93 @@ struct Bench {
     return s;
   }
 
-  void run(bool quick) const {
+  // CPU seconds (user + system) this process has used so far.
+  static double cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+  }
+
+  // A gauge's value from /metrics (-1 when absent).
+  static double gauge(int port, const std::string& name) {
+    httplib::Client c("127.0.0.1", port);
+    auto r = c.Get("/metrics");
+    if (!r) return -1;
+    const size_t at = r->body.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stod(r->body.substr(at + name.size() + 2));
+  }
+
+  void run(bool quick, bool load_only = false) const {
     const int64_t n_tokens = 32;
     json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
     GenerateOptions g;
     g.max_new_tokens = n_tokens;
     std::cout << "\n## " << name << " (" << usable_cores() << " cores)\n";
 
-    // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
-    std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain;
-    {
-      ThreadScope ts(threads);
-      for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
-    }
-    Served plain = start(1, plain_policy(), threads);
-    Served sup = start(1, supervised_policy(), threads);
-    const int port_plain = plain.server->port(), port_sup = sup.server->port();
-    int64_t toks = 0;
-    request(port_plain, body, &toks);
-    request(port_sup, body, nullptr);
-    for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
+    if (!load_only) {
+      // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
+      std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain;
       {
         ThreadScope ts(threads);
-        const auto t0 = Clock::now();
-        GenerateResult r = generate(model, prompt, g);
-        t_proc.push_back(seconds_since(t0));
+        for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
       }
-      json tm;
-      t_http.push_back(request(port_plain, body, nullptr, &tm));
-      srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
-      srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
-      t_sup.push_back(request(port_sup, body, nullptr, &tm));
-      sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
+      Served plain = start(1, plain_policy(), threads);
+      Served sup = start(1, supervised_policy(), threads);
+      const int port_plain = plain.server->port(), port_sup = sup.server->port();
+      int64_t toks = 0;
+      request(port_plain, body, &toks);
+      request(port_sup, body, nullptr);
+      for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
+        {
+          ThreadScope ts(threads);
+          const auto t0 = Clock::now();
+          GenerateResult r = generate(model, prompt, g);
+          t_proc.push_back(seconds_since(t0));
+        }
+        json tm;
+        t_http.push_back(request(port_plain, body, nullptr, &tm));
+        srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
+        srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
+        t_sup.push_back(request(port_sup, body, nullptr, &tm));
+        sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
+      }
+      const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
+      std::printf(
+          "(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
+          "overhead %+.1f%% (medians of %d)\n",
+          static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
+      std::printf(
+          "    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
+          "the rest (HTTP, JSON, admission) %.2f ms\n",
+          median(srv_gen) * 1e3, median(srv_audit) * 1e3,
+          (mh - median(srv_gen) - median(srv_audit)) * 1e3);
+      std::printf(
+          "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
+          "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
+          static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
+      std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
+      plain.server->stop();
+      sup.server->stop();
+      plain.log->close();
+      sup.log->close();
     }
-    const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
-    std::printf(
-        "(a) plain completion of %lld tokens: in process %.2f ms, through HTTP %.2f ms: "
-        "overhead %+.1f%% (medians of %d)\n",
-        static_cast<long long>(toks), mp * 1e3, mh * 1e3, 100 * (mh / mp - 1), reps);
-    std::printf(
-        "    of which, inside the server: generate %.2f ms, audit commit (durable) %.2f ms; "
-        "the rest (HTTP, JSON, admission) %.2f ms\n",
-        median(srv_gen) * 1e3, median(srv_audit) * 1e3,
-        (mh - median(srv_gen) - median(srv_audit)) * 1e3);
-    std::printf(
-        "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
-        "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
-        static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
-    std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
-    plain.server->stop();
-    sup.server->stop();
-    plain.log->close();
-    sup.log->close();
 
     // (c) throughput and latency.
-    std::printf("(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms\n");
+    std::printf(
+        "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
+    const std::vector<int> client_counts =
+        load_only ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16};
     for (int parallel : {1, 4}) {
-      for (int clients : {1, 4, 16}) {
+      for (int clients : client_counts) {
         const int per_client = quick ? 2 : std::max(2, reps * 2 / clients + 1);
         Served s = start(parallel, plain_policy(), std::max(1, usable_cores() / parallel));
         const int port = s.server->port();
         request(port, body, nullptr);
         std::vector<std::future<std::vector<double>>> fs;
         std::atomic<int64_t> total_tokens{0};
+        const double steps0 = gauge(port, "candor_batched_decode_steps");
+        const double rows0 = gauge(port, "candor_batched_decode_rows");
+        const double cpu0 = cpu_seconds();
         const auto t0 = Clock::now();
         for (int k = 0; k < clients; ++k)
           fs.push_back(std::async(std::launch::async, [&, k] {
@@ -189,9 +217,14 @@ struct Bench {
         for (auto& f : fs)
           for (double l : f.get()) all.push_back(l);
         const double wall = seconds_since(t0);
-        std::printf("    %7d  %8d  %8zu  %6.2f  %7.1f  %7.1f  %7.1f\n", clients, parallel,
-                    all.size(), all.size() / wall, total_tokens / wall, percentile(all, 0.5) * 1e3,
-                    percentile(all, 0.99) * 1e3);
+        const double cpu = cpu_seconds() - cpu0;
+        const double steps = gauge(port, "candor_batched_decode_steps") - steps0;
+        const double rows = gauge(port, "candor_batched_decode_rows") - rows0;
+        std::printf("    %7d  %8d  %8zu  %6.2f  %7.1f  %7.1f  %7.1f  %10.1f  %5.2f\n", clients,
+                    parallel, all.size(), all.size() / wall, total_tokens / wall,
+                    percentile(all, 0.5) * 1e3, percentile(all, 0.99) * 1e3,
+                    total_tokens > 0 ? cpu * 1e3 / total_tokens : 0.0,
+                    steps > 0 ? rows / steps : 1.0);
         s.server->stop();
         s.log->close();
       }
@@ -203,12 +236,13 @@ struct Bench {
 
 int main(int argc, char** argv) {
   prepare_process(argc, argv);
-  bool quick = false, small = true, large = true;
+  bool quick = false, small = true, large = true, load_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     if (a == "--large-only") small = false;
     if (a == "--small-only") large = false;
+    if (a == "--load-only") load_only = true;
   }
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("candor_bench_serve_" + std::to_string(::getpid())))
@@ -223,7 +257,7 @@ int main(int argc, char** argv) {
     } else {
       Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
             dir,      quick ? 5 : 30, 1}
-          .run(quick);
+          .run(quick, load_only);
     }
   }
   if (large) {
@@ -234,7 +268,7 @@ int main(int argc, char** argv) {
           dir,
           quick ? 3 : 8,
           0}
-        .run(quick);
+        .run(quick, load_only);
   }
   std::filesystem::remove_all(dir);
   return 0;

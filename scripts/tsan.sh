@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the concurrency tests that need no libtorch (the audit log's; cmake/tsan/CMakeLists.txt
-# lists them) with ThreadSanitizer in build-tsan and runs them; exits non-zero on any failure or
+# Builds the concurrency tests that need no libtorch (the audit log's, the service's decode
+# scheduler, admission and metrics; cmake/tsan/CMakeLists.txt lists them) with ThreadSanitizer in build-tsan and runs them; exits non-zero on any failure or
 # any ThreadSanitizer report. Usage: scripts/tsan.sh [--gtest_filter=...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

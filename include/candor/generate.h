@@ -56,6 +56,23 @@ void validate_generate_options(const GenerateOptions& options);
 GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
                         const GenerateOptions& options);
 
+// Where generate() reads its logits: by default the model's own KV cache, one sequence at a time;
+// the service feeds the sequences of concurrent requests through one batched forward instead
+// (src/serve/batcher.h). The pointers returned stay valid until the next call.
+class LogitSource {
+ public:
+  virtual ~LogitSource() = default;
+  // The logits [vocab] (float32) after the whole prompt.
+  virtual const float* prefill(const std::vector<TokenId>& prompt_ids) = 0;
+  // The logits [vocab] after one more token.
+  virtual const float* next(TokenId token) = 0;
+};
+
+// generate() with its logits from `source` (fresh: prefill() not yet called): the same pick of
+// each token, stop tokens, context limit and callback.
+GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
+                        const GenerateOptions& options, LogitSource& source);
+
 // Encodes `prompt` (BOS first when options.add_bos; an empty prompt is BOS alone) and generates.
 // Also throws Error(kInvalidArgument) when the prompt is not valid UTF-8.
 GenerateResult generate(const Model& model, std::string_view prompt,

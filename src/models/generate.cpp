@@ -167,8 +167,50 @@ void validate_generate_options(const GenerateOptions& o) {
     bad("top-p must be in (0, 1], got " + std::to_string(o.top_p), "e.g. --top-p 0.9");
 }
 
+namespace {
+
+// The default source: the model's own batch-1 KV cache.
+class CacheSource : public LogitSource {
+ public:
+  CacheSource(const Model& model, int64_t capacity) : model_(model) {
+    cache_ = model.new_cache(1, capacity);
+    args_.cache = &cache_;
+    args_.last_only = true;
+  }
+  const float* prefill(const std::vector<TokenId>& ids) override {
+    args_.tokens = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).unsqueeze(0);
+    return run();
+  }
+  const float* next(TokenId token) override {
+    args_.tokens = at::full({1, 1}, static_cast<int64_t>(token), at::kLong);
+    return run();
+  }
+
+ private:
+  const float* run() {
+    logits_ = model_.forward(args_).contiguous();  // [1, 1, V]
+    return logits_.data_ptr<float>();
+  }
+  const Model& model_;
+  KVCache cache_;
+  ForwardArgs args_;
+  at::Tensor logits_;
+};
+
+}  // namespace
+
 GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
                         const GenerateOptions& options) {
+  validate_generate_options(options);
+  check_prompt(prompt_ids, model.config());
+  at::NoGradGuard no_grad;
+  CacheSource source(model, std::min<int64_t>(model.config().max_seq_len,
+                                              prompt_ids.size() + options.max_new_tokens));
+  return generate(model, prompt_ids, options, source);
+}
+
+GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_ids,
+                        const GenerateOptions& options, LogitSource& source) {
   validate_generate_options(options);
   const ModelConfig& c = model.config();
   check_prompt(prompt_ids, c);
@@ -182,16 +224,10 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
       std::vector<TokenId>(prompt_ids.begin() + (prompt_ids[0] == tok.bos_id()), prompt_ids.end()));
   at::NoGradGuard no_grad;
   Rng rng(options.seed);
-  KVCache cache = model.new_cache(
-      1, std::min<int64_t>(c.max_seq_len, prompt_ids.size() + options.max_new_tokens));
 
   auto t0 = std::chrono::steady_clock::now();
-  ForwardArgs args;
-  args.tokens = at::tensor(std::vector<int64_t>(prompt_ids.begin(), prompt_ids.end()), at::kLong)
-                    .unsqueeze(0);
-  args.cache = &cache;
-  args.last_only = true;
-  at::Tensor logits = model.forward(args).contiguous();  // [1, 1, V]
+  const float* logits = source.prefill(prompt_ids);
+  int64_t length = static_cast<int64_t>(prompt_ids.size());  // positions the model has read
   r.prefill_ms = ms_since(t0);
 
   auto t1 = std::chrono::steady_clock::now();
@@ -199,21 +235,19 @@ GenerateResult generate(const Model& model, const std::vector<TokenId>& prompt_i
   r.stop_reason = "max_new_tokens";
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     std::string piece;
-    if (!take_token(logits.data_ptr<float>(), c.vocab_size, options, rng, stops, tok, &prev, &r,
-                    &piece))
-      break;
+    if (!take_token(logits, c.vocab_size, options, rng, stops, tok, &prev, &r, &piece)) break;
     const TokenId next = prev;
     if (options.on_token && !options.on_token(next, piece)) {
       r.stop_reason = "callback";
       break;
     }
     if (step + 1 == options.max_new_tokens) break;
-    if (cache.length() >= c.max_seq_len) {
+    if (length >= c.max_seq_len) {
       r.stop_reason = "context";
       break;
     }
-    args.tokens = at::full({1, 1}, static_cast<int64_t>(next), at::kLong);
-    logits = model.forward(args).contiguous();
+    logits = source.next(next);
+    ++length;
   }
   r.decode_ms = ms_since(t1);
   return r;

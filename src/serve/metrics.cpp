@@ -2,7 +2,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "serve/internal.h"
+#include "serve/metrics.h"
 
 namespace candor::serve {
 namespace {
@@ -60,6 +60,8 @@ const std::map<std::string, std::string>& help_texts() {
       {"candor_queue_depth", "Requests waiting for the model"},
       {"candor_requests_in_flight", "Requests using the model"},
       {"candor_audit_queue_depth", "Audit records waiting to be committed"},
+      {"candor_batched_decode_steps", "Batched decode steps run (--parallel > 1)"},
+      {"candor_batched_decode_rows", "Tokens read by batched decode steps (/ steps: mean batch)"},
       {"candor_policy_reloads_total", "Policy reloads"},
       {"candor_regenerations_total", "Answers sampled again because a check asked to regenerate"},
       {"candor_otlp_spans_exported_total", "Spans the OTLP collector accepted"},

@@ -12,6 +12,7 @@
 #include "candor/jobs.h"
 #include "candor/jobs_temperature.h"
 #include "candor/runtime.h"
+#include "serve/decode_model.h"
 #include "serve/internal.h"
 #include "serve/otlp.h"
 
@@ -143,6 +144,8 @@ struct Server::Impl {
   // With temperature scaling: the served wrappers of the models given to set_model (kept until
   // the server goes, as requests in flight may hold one).
   std::vector<std::unique_ptr<Model>> scaled_models;
+  // --parallel > 1: the decode steps of the requests in flight run as one batched forward.
+  std::unique_ptr<DecodeScheduler> scheduler;
 
   Metrics metrics;
   std::unique_ptr<OtlpExporter> otlp;  // with --otlp
@@ -328,6 +331,7 @@ struct Server::Impl::Completion {
   const Model* model = nullptr;
   std::shared_ptr<store::AuditLog> log;
   std::string weights_hash;
+  DecodeScheduler* scheduler = nullptr;  // null: decode alone
 
   std::vector<TokenId> ids;  // the prompt as fed, BOS included
   std::string prompt_text;   // what the model read (the chat transcript for chat)
@@ -376,6 +380,7 @@ std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const Completion
     c->model = model;
     c->log = audit;
     c->weights_hash = weights_hash;
+    c->scheduler = scheduler.get();
   }
   const supervise::Policy& pol = c->sup->policy;
   c->deadline =
@@ -532,7 +537,12 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
       return true;
     };
     try {
-      c.gen = generate(m, c.ids, g);
+      if (c.scheduler != nullptr) {
+        ScheduledSource batched(*c.scheduler);
+        c.gen = generate(m, c.ids, g, batched);
+      } else {
+        c.gen = generate(m, c.ids, g);
+      }
     } catch (const Error& e) {
       if (e.code() == ErrorCode::kInvalidArgument) throw bad_request(e.what());
       throw;
@@ -1238,6 +1248,10 @@ void Server::Impl::routes() {
     metrics.gauge("candor_requests_in_flight", admission->running());
     if (auto log = this->log())
       metrics.gauge("candor_audit_queue_depth", static_cast<double>(log->queue_depth()));
+    if (scheduler) {
+      metrics.gauge("candor_batched_decode_steps", static_cast<double>(scheduler->steps()));
+      metrics.gauge("candor_batched_decode_rows", static_cast<double>(scheduler->rows_read()));
+    }
     res.set_content(metrics.render(), "text/plain; version=0.0.4");
     finish(req, res, "/metrics", t0, "");
   });
@@ -1426,6 +1440,7 @@ void Server::stop() {
   s.async_cv.notify_all();
   if (s.async_thread.joinable()) s.async_thread.join();
   if (s.otlp) s.otlp->stop();  // sends what is queued (bounded by the export timeout)
+  if (s.scheduler) s.scheduler->stop();  // no request is left to use it
 }
 
 void Server::wait() {
@@ -1453,6 +1468,10 @@ void Server::set_model(const Model* model, std::shared_ptr<store::AuditLog> log,
     s.model = model;
     s.audit = std::move(log);
     s.weights_hash = std::move(weights_hash);
+    if (s.opt.parallel > 1 && !s.scheduler)
+      s.scheduler = std::make_unique<DecodeScheduler>(model_decode_backend(
+          *model, s.opt.threads > 0 ? std::min(usable_cores(), s.opt.threads * s.opt.parallel)
+                                       : usable_cores()));
   }
   s.ready = true;
 }
