@@ -1,9 +1,8 @@
 // GGUF, llama.cpp's single-file format (read from its public specification): a header (magic
 // "GGUF", version 2 or 3, tensor and metadata counts), typed metadata key/values, tensor infos
 // (name, dims with the fastest-varying first, ggml type, offset), then aligned tensor data.
-// Tensors of types F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are read; a Llama-family model's
-// matrices stay in their blocks (models/fused/qgemm.h) unless LoadOptions::dequantize, the
-// other tensors are dequantised to float32 at load. gguf_file.cpp reads the file, gguf_quant.cpp (de)quantises, gguf_model.cpp builds the
+// Types F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K are read; Llama matrices stay in their blocks
+// (models/fused/qgemm.h) unless LoadOptions::dequantize, other tensors become float32 at load. gguf_file.cpp reads the file, gguf_quant.cpp (de)quantises, gguf_model.cpp builds the
 // model (architectures from src/models/arch/) and its tokenizer, gguf_writer.cpp writes;
 // gguf_format.h holds what they share. Internal header.
 #pragma once
