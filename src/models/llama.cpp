@@ -276,6 +276,11 @@ std::unique_ptr<Model> LlamaModel::clone() const {
     w.output = w.tok_embeddings;  // one tensor, as in the original
   else
     own(w.output);
+  if (w.quant) {  // a copy is for changing its tensors: every weight a tensor, no blocks left
+    copy->dense_weights();
+    copy->weights_.quant.reset();
+    copy->fused_unsupported_ = fused::llama_unsupported(copy->config_, w, copy->dtype_);
+  }
   return copy;
 }
 

@@ -77,7 +77,8 @@ class LlamaModel : public Model {
   std::unique_ptr<Model> clone() const override;
   std::string forward_path() const override;
 
-  // Every weight as a tensor (quantized ones dequantised on first use, once).
+  // Every weight as a tensor (quantized ones dequantised on first use, once). The fused path
+  // goes on reading the quantized blocks: change weights in a clone(), which keeps none.
   const LlamaWeights& weights() const { return dense_weights(); }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
   // residual stream, projections, attention scores and KV cache in `type`; norms, rotary

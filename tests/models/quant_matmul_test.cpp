@@ -324,5 +324,34 @@ TEST(QuantModel, Stories260KKeptQuantizedEmbedsAndCountsItsParameters) {
   EXPECT_TRUE(q->embedding_matrix().equal(d->embedding_matrix()));
 }
 
+// A clone is for changing its weights (the sanity checks redraw them in place): it keeps no
+// quantized blocks, so its fused path sees the change.
+TEST(QuantModel, CloneHoldsTensorsOnlyAndItsFusedPathSeesChangedWeights) {
+  auto q = load_model(fixture("gguf/llama_q4_k_m.gguf"));
+  std::unique_ptr<Model> c = q->clone();
+  EXPECT_EQ(c->forward_path().find("weights kept"), std::string::npos) << c->forward_path();
+  EXPECT_NE(q->forward_path().find("weights kept"), std::string::npos) << q->forward_path();
+  at::Tensor ids = at::tensor(std::vector<int64_t>{1, 7, 30, 19, 4}, at::kLong).view({1, 5});
+  at::NoGradGuard ng;
+  EXPECT_LE(rel_diff(c->forward_tokens(ids), q->forward_tokens(ids)), 1e-5);
+  for (auto& [name, t] : c->named_parameters()) {
+    if (name.find("w13") != std::string::npos) t.mul_(0.5);
+  }
+  ForwardArgs a;
+  a.tokens = ids;
+  ForwardArgs r = a;
+  r.libtorch_path = true;
+  const at::Tensor fused = c->forward(a), reference = c->forward(r);
+  EXPECT_LE(rel_diff(fused, reference), 1e-5);
+  EXPECT_GT(rel_diff(fused, q->forward_tokens(ids)), 1e-3);  // the change is seen
+}
+
+// `candor info` names the path and the kept types.
+TEST(QuantModel, InfoSaysWhichWeightsStayQuantized) {
+  testing::CliRun r = testing::run_cli("info --model " + fixture("gguf/llama_q4_k_m.gguf"));
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("weights kept q4_k+q6_k"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace candor
