@@ -218,12 +218,53 @@ std::string LlamaModel::forward_path() const {
   std::string kept;
   if (weights_.quant) {
     kept = "; weights kept " + weights_.quant->type_summary() + " (" +
-           std::to_string(weights_.quant->bytes() >> 20) + " MiB), dequantised on the fly";
+           (weights_.quant->bytes() >= (size_t{1} << 20)
+                ? std::to_string(weights_.quant->bytes() >> 20) + " MiB"
+                : std::to_string(weights_.quant->bytes() >> 10) + " KiB") +
+           "), dequantised on the fly";
     if (dense_.done) kept += ", and as float32 for the libtorch path";
   }
   if (fused_unsupported_.empty())
     return "fused (candor kernels) without gradients, libtorch with them" + kept;
   return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
+}
+
+namespace {
+
+// Calls f(tensor or undefined, kept matrix or null) for every weight, tied matrices once.
+template <typename F>
+void each_weight(const LlamaWeights& w, bool tied, F&& f) {
+  const QuantWeights* q = w.quant.get();
+  auto one = [&](const at::Tensor& t, const fused::QuantMatrix* m) {
+    f(t, m && !m->empty() ? m : nullptr);
+  };
+  one(w.tok_embeddings, q ? &q->tok_embeddings : nullptr);
+  one(w.pos_embeddings, nullptr);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    const QuantLayerWeights* Q = q && l < q->layers.size() ? &q->layers[l] : nullptr;
+    for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm,
+                                &L.ffn_norm_bias, &L.b13, &L.b2})
+      one(*t, nullptr);
+    one(L.wqkv, Q ? &Q->wqkv : nullptr);
+    one(L.wo, Q ? &Q->wo : nullptr);
+    one(L.w13, Q ? &Q->w13 : nullptr);
+    one(L.w2, Q ? &Q->w2 : nullptr);
+  }
+  one(w.final_norm, nullptr);
+  one(w.final_norm_bias, nullptr);
+  if (!tied) one(w.output, q ? &q->output : nullptr);
+}
+
+}  // namespace
+
+int64_t LlamaModel::n_params() const {
+  if (!weights_.quant) return Model::n_params();
+  int64_t n = 0;
+  each_weight(weights_, config_.tied_embeddings, [&](const at::Tensor& t, const fused::QuantMatrix* m) {
+    n += m ? m->rows * m->cols : t.defined() ? t.numel() : 0;
+  });
+  return n;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {

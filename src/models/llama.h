@@ -74,6 +74,8 @@ class LlamaModel : public Model {
   at::Tensor unembed(const at::Tensor& hidden, bool apply_norm) const override;
   KVCache new_cache(int64_t batch, int64_t capacity) const override;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  // Without dequantising kept matrices.
+  int64_t n_params() const override;
   std::unique_ptr<Model> clone() const override;
   std::string forward_path() const override;
 

@@ -321,6 +321,8 @@ TEST(QuantModel, Stories260KKeptQuantizedEmbedsAndCountsItsParameters) {
   at::Tensor t = at::tensor(std::vector<int64_t>{1, 5, 300, 511, 7}, at::kLong).view({1, 5});
   EXPECT_TRUE(q->embed(t).equal(d->embed(t)));  // rows dequantised one by one: same values
   EXPECT_EQ(q->n_params(), d->n_params());
+  // Counted without dequantising.
+  EXPECT_EQ(q->forward_path().find("as float32"), std::string::npos) << q->forward_path();
   EXPECT_TRUE(q->embedding_matrix().equal(d->embedding_matrix()));
 }
 
@@ -351,6 +353,7 @@ TEST(QuantModel, InfoSaysWhichWeightsStayQuantized) {
   testing::CliRun r = testing::run_cli("info --model " + fixture("gguf/llama_q4_k_m.gguf"));
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("weights kept q4_k+q6_k"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("as float32"), std::string::npos) << "said after dequantising: " << r.out;
 }
 
 }  // namespace
