@@ -9,9 +9,14 @@
 // fraction of the FLOP rate of a 1024^3 sgemm measured in the same rounds. Section 2 takes the
 // single-input gradient path (saliency) apart on llama768 at 32 tokens, one thread.
 //
+// Section 3 runs llama768's Q4_K and Q8_0 GGUF copies, kept quantized in memory, against its
+// float32 forward (time and memory).
+//
 // Run: bench_kernels [--models=stories260K,llama768] [--lengths=32,128] [--threads=1,2]
-//                    [--rounds=7] [--no-torch] [--no-saliency]
+//                    [--rounds=7] [--no-torch] [--no-saliency] [--no-quant] [--only-quant]
+//                    [--quant-types=q4_k,q8_0]
 #include <ATen/ATen.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,7 +135,8 @@ struct Settings {
   std::vector<int64_t> lengths = {32, 128};
   std::vector<int> threads = {1, 2};
   int rounds = 7;
-  bool torch = true, saliency = true;
+  bool torch = true, saliency = true, quant = true;
+  std::vector<std::string> quant_types = {"q4_k", "q8_0"};
 };
 
 // FLOPs of a pass: projections at every position, attention over the full square (as the
@@ -334,6 +340,89 @@ void run_saliency(const Settings& s, TorchPeer* peer) {
       torch_fb.empty() ? "-" : std::to_string(median(torch_fb)).substr(0, 6).c_str());
 }
 
+// Resident memory of the process, in bytes (/proc/self/statm).
+double rss_bytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  std::fclose(f);
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+// Section 3: llama768 kept quantized (Q4_K, Q8_0 GGUF copies of the random model, loaded with
+// their matrices in blocks) against its float32 forward: one sequence, logits of the last
+// position, fused path, interleaved round after round; memory as the resident growth of
+// loading the model and running one forward (the file's pages count once touched).
+void run_quant(const Settings& s) {
+  std::printf("\n## llama768 with weights kept quantized vs float32 (fused forward, medians of %d "
+              "rounds)\n\n",
+              s.rounds);
+  std::fflush(stdout);
+  const double rss0 = rss_bytes();
+  auto f32 = bench::make_large();
+  {
+    at::Tensor e = make_input(*f32, 1, 8);
+    time_candor(*f32, e, false);
+  }
+  const double f32_mem = rss_bytes() - rss0;
+  const double f32_weights = 4.0 * static_cast<double>(f32->n_params());
+  char tmpl[] = "/tmp/candor_bench_quant_XXXXXX";
+  const char* dir = ::mkdtemp(tmpl);
+  if (!dir) {
+    std::printf("skipped: cannot make a temporary folder\n");
+    return;
+  }
+  struct Q {
+    std::string type;
+    std::unique_ptr<Model> model;
+    double mem = 0, file = 0;
+  };
+  std::vector<Q> qs;
+  for (const std::string& type : s.quant_types) {
+    const std::string path = std::string(dir) + "/llama768_" + type + ".gguf";
+    save_gguf(*f32, path, type);
+    struct stat st;
+    ::stat(path.c_str(), &st);
+    const double before = rss_bytes();
+    Q q{type, load_model(path), 0, static_cast<double>(st.st_size)};
+    at::Tensor e = make_input(*q.model, 1, 8);
+    time_candor(*q.model, e, false);
+    q.mem = rss_bytes() - before;
+    std::printf("%s: forward path: %s\n", type.c_str(), q.model->forward_path().c_str());
+    std::remove(path.c_str());
+    qs.push_back(std::move(q));
+  }
+  ::rmdir(dir);
+  std::printf("\n| weights | threads | tokens | ms | / f32 time | resident MB | / f32 resident | "
+              "weight bytes MB | / f32 weight bytes |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (int threads : s.threads) {
+    ThreadScope scope(threads);
+    for (int64_t T : s.lengths) {
+      at::Tensor emb = make_input(*f32, 1, T);
+      time_candor(*f32, emb, false);
+      for (Q& q : qs) time_candor(*q.model, emb, false);
+      std::vector<double> tf;
+      std::vector<std::vector<double>> tq(qs.size());
+      for (int r = 0; r < s.rounds; ++r) {
+        tf.push_back(time_candor(*f32, emb, false));
+        for (size_t i = 0; i < qs.size(); ++i) tq[i].push_back(time_candor(*qs[i].model, emb, false));
+      }
+      const double mf = median(tf);
+      std::printf("| f32 | %d | %lld | %.1f | 1.00 | %.0f | 1.00 | %.0f | 1.00 |\n", threads,
+                  (long long)T, mf, f32_mem / 1e6, f32_weights / 1e6);
+      for (size_t i = 0; i < qs.size(); ++i) {
+        const double mq = median(tq[i]);
+        std::printf("| %s | %d | %lld | %.1f | %.2f | %.0f | 1/%.1f | %.0f | 1/%.1f |\n",
+                    qs[i].type.c_str(), threads, (long long)T, mq, mq / mf, qs[i].mem / 1e6,
+                    f32_mem / std::max(1.0, qs[i].mem), qs[i].file / 1e6,
+                    f32_weights / qs[i].file);
+      }
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace candor
 
@@ -363,11 +452,21 @@ int main(int argc, char** argv) {
       s.saliency = false;
     } else if (a == "--only-saliency") {
       s.models.clear();
+      s.quant = false;
+    } else if (a == "--no-quant") {
+      s.quant = false;
+    } else if (a == "--only-quant") {
+      s.models.clear();
+      s.saliency = false;
+      s.torch = false;
+    } else if (!val("--quant-types").empty()) {
+      s.quant_types = split(val("--quant-types"));
     } else {
       std::fprintf(stderr,
                    "unknown argument %s\nusage: bench_kernels [--models=stories260K,llama768] "
                    "[--lengths=32,128] [--threads=1,2] [--rounds=7] [--no-torch] "
-                   "[--no-saliency] [--only-saliency]\n",
+                   "[--no-saliency] [--only-saliency] [--no-quant] [--only-quant] "
+                   "[--quant-types=q4_k,q8_0]\n",
                    a.c_str());
       return 2;
     }
@@ -391,5 +490,6 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   if (!s.models.empty()) run_table(s, peer.get());
   if (s.saliency) run_saliency(s, peer.get());
+  if (s.quant) run_quant(s);
   return 0;
 }

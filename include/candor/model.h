@@ -239,6 +239,11 @@ struct LoadOptions {
   // float32, and gradients flow through. "f16" is refused with Error(kUnsupported): libtorch's
   // CPU kernels have no float16 matmul.
   std::string compute_dtype = "f32";
+  // GGUF: false (default) keeps Q8_0, Q4_0, Q4_K, Q6_K, F16 and BF16 matrices in their blocks
+  // (about the file's size in memory; the fused path dequantises them on the fly, and the
+  // libtorch path, used for gradients, dequantises them once when first needed); true
+  // dequantises every tensor to float32 at load.
+  bool dequantize = false;
 };
 
 // Loads a model from a checkpoint file or from a folder holding it with its tokenizer.
@@ -260,8 +265,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
 void save_hf_folder(const Model& model, const std::string& dir, const std::string& dtype = "f32");
 
 // Writes a llama-architecture model with a scored (llama2.c / SentencePiece) vocabulary as one
-// GGUF file (llama.cpp's format), its vocabulary in the metadata; `type` "f32" or "q8_0"
-// (2-D weights whose rows hold a multiple of 32 values; the others stay F32). Throws
+// GGUF file (llama.cpp's format), its vocabulary in the metadata; `type` "f32", "q8_0",
+// "q4_k", "q6_k" or "bf16" (2-D weights whose rows hold a whole number of the type's blocks, 32
+// or 256 values; the others stay F32). Throws
 // Error(kUnsupported) for other architectures or tokenizers.
 void save_gguf(const Model& model, const std::string& path, const std::string& type = "f32");
 

@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
 
 #include "candor/error.h"
 #include "models/activation.h"
 #include "models/compute_dtype.h"
+#include "models/formats/tensor_source.h"
 #include "models/fused/fused_llama.h"
 
 namespace candor {
@@ -72,6 +74,10 @@ LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
   config_.compute_dtype = "f32";
   if (requested != at::kFloat) set_compute_dtype(requested);
   fused_unsupported_ = fused::llama_unsupported(config_, weights_, dtype_);
+  if (weights_.quant && !fused_unsupported_.empty()) {  // only the libtorch path runs
+    dense_weights();
+    weights_.quant.reset();
+  }
   if (config_.positions != PositionKind::kRotary) return;
   // Rotary table, computed in double then rounded once: frequency j = theta^(-2j / head_dim),
   // rescaled by the rope scaling rule.
@@ -106,6 +112,72 @@ LlamaModel::LlamaModel(ModelConfig config, LlamaWeights weights,
   rope_ = at::complex(r, i).clone();
 }
 
+bool QuantWeights::any() const {
+  if (!tok_embeddings.empty() || !output.empty()) return true;
+  for (const QuantLayerWeights& L : layers) {
+    if (!L.wqkv.empty() || !L.wo.empty() || !L.w13.empty() || !L.w2.empty()) return true;
+  }
+  return false;
+}
+
+size_t QuantWeights::bytes() const {
+  size_t b = tok_embeddings.bytes();
+  if (output.empty() || output.parts.front().data != tok_embeddings.parts.front().data)
+    b += output.bytes();
+  for (const QuantLayerWeights& L : layers) b += L.wqkv.bytes() + L.wo.bytes() + L.w13.bytes() + L.w2.bytes();
+  return b;
+}
+
+std::string QuantWeights::type_summary() const {
+  std::set<std::string> kinds;
+  auto add = [&](const fused::QuantMatrix& m) {
+    if (m.empty()) return;
+    std::string s = m.type_summary();
+    for (size_t i = 0, j; i <= s.size(); i = j + 1) {
+      j = s.find('+', i);
+      if (j == std::string::npos) j = s.size();
+      kinds.insert(s.substr(i, j - i));
+    }
+  };
+  add(tok_embeddings);
+  add(output);
+  for (const QuantLayerWeights& L : layers) {
+    for (const fused::QuantMatrix* m : {&L.wqkv, &L.wo, &L.w13, &L.w2}) add(*m);
+  }
+  std::string s;
+  for (const std::string& k : kinds) s += (s.empty() ? "" : "+") + k;
+  return s;
+}
+
+const LlamaWeights& LlamaModel::dense_weights() const {
+  if (!weights_.quant || dense_.done.load(std::memory_order_acquire)) return weights_;
+  std::lock_guard<std::mutex> lock(*dense_.mutex);
+  if (dense_.done.load(std::memory_order_relaxed)) return weights_;
+  auto fill = [](at::Tensor& t, const fused::QuantMatrix& m) {
+    if (m.empty() || t.defined()) return;
+    t = empty_weight({m.rows, m.cols});
+    fused::dequantize_rows(m, 0, m.rows, t.data_ptr<float>());
+  };
+  const QuantWeights& q = *weights_.quant;
+  const bool tied = !q.output.empty() && !q.tok_embeddings.empty() &&
+                    q.output.parts.front().data == q.tok_embeddings.parts.front().data;
+  fill(weights_.tok_embeddings, q.tok_embeddings);
+  if (tied)
+    weights_.output = weights_.tok_embeddings;
+  else
+    fill(weights_.output, q.output);
+  for (size_t l = 0; l < q.layers.size() && l < weights_.layers.size(); ++l) {
+    LlamaLayerWeights& L = weights_.layers[l];
+    const QuantLayerWeights& Q = q.layers[l];
+    fill(L.wqkv, Q.wqkv);
+    fill(L.wo, Q.wo);
+    fill(L.w13, Q.w13);
+    fill(L.w2, Q.w2);
+  }
+  dense_.done.store(true, std::memory_order_release);
+  return weights_;
+}
+
 void LlamaModel::set_compute_dtype(at::ScalarType type) {
   if (type != at::kFloat && type != at::kBFloat16 && type != at::kHalf) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -113,6 +185,10 @@ void LlamaModel::set_compute_dtype(at::ScalarType type) {
   }
   if (type == dtype_) return;
   check_compute_dtype(type);
+  if (weights_.quant) {  // another compute dtype: every weight a tensor, as before
+    dense_weights();
+    weights_.quant.reset();
+  }
   const bool tied = weights_.output.defined() && weights_.tok_embeddings.defined() &&
                     weights_.output.data_ptr() == weights_.tok_embeddings.data_ptr();
   // One tensor at a time, so the old copy of each is freed before the next is converted.
@@ -139,12 +215,60 @@ void LlamaModel::set_compute_dtype(at::ScalarType type) {
 }
 
 std::string LlamaModel::forward_path() const {
+  std::string kept;
+  if (weights_.quant) {
+    kept = "; weights kept " + weights_.quant->type_summary() + " (" +
+           (weights_.quant->bytes() >= (size_t{1} << 20)
+                ? std::to_string(weights_.quant->bytes() >> 20) + " MiB"
+                : std::to_string(weights_.quant->bytes() >> 10) + " KiB") +
+           "), dequantised on the fly";
+    if (dense_.done) kept += ", and as float32 for the libtorch path";
+  }
   if (fused_unsupported_.empty())
-    return "fused (candor kernels) without gradients, libtorch with them";
+    return "fused (candor kernels) without gradients, libtorch with them" + kept;
   return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
 }
 
+namespace {
+
+// Calls f(tensor or undefined, kept matrix or null) for every weight, tied matrices once.
+template <typename F>
+void each_weight(const LlamaWeights& w, bool tied, F&& f) {
+  const QuantWeights* q = w.quant.get();
+  auto one = [&](const at::Tensor& t, const fused::QuantMatrix* m) {
+    f(t, m && !m->empty() ? m : nullptr);
+  };
+  one(w.tok_embeddings, q ? &q->tok_embeddings : nullptr);
+  one(w.pos_embeddings, nullptr);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    const QuantLayerWeights* Q = q && l < q->layers.size() ? &q->layers[l] : nullptr;
+    for (const at::Tensor* t : {&L.attn_norm, &L.attn_norm_bias, &L.bqkv, &L.bo, &L.ffn_norm,
+                                &L.ffn_norm_bias, &L.b13, &L.b2})
+      one(*t, nullptr);
+    one(L.wqkv, Q ? &Q->wqkv : nullptr);
+    one(L.wo, Q ? &Q->wo : nullptr);
+    one(L.w13, Q ? &Q->w13 : nullptr);
+    one(L.w2, Q ? &Q->w2 : nullptr);
+  }
+  one(w.final_norm, nullptr);
+  one(w.final_norm_bias, nullptr);
+  if (!tied) one(w.output, q ? &q->output : nullptr);
+}
+
+}  // namespace
+
+int64_t LlamaModel::n_params() const {
+  if (!weights_.quant) return Model::n_params();
+  int64_t n = 0;
+  each_weight(weights_, config_.tied_embeddings, [&](const at::Tensor& t, const fused::QuantMatrix* m) {
+    n += m ? m->rows * m->cols : t.defined() ? t.numel() : 0;
+  });
+  return n;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> LlamaModel::named_parameters() const {
+  dense_weights();
   std::vector<std::pair<std::string, at::Tensor>> out;
   auto add = [&](const std::string& name, const at::Tensor& t) {
     if (t.defined()) out.emplace_back(name, t);
@@ -193,6 +317,11 @@ std::unique_ptr<Model> LlamaModel::clone() const {
     w.output = w.tok_embeddings;  // one tensor, as in the original
   else
     own(w.output);
+  if (w.quant) {  // a copy is for changing its tensors: every weight a tensor, no blocks left
+    copy->dense_weights();
+    copy->weights_.quant.reset();
+    copy->fused_unsupported_ = fused::llama_unsupported(copy->config_, w, copy->dtype_);
+  }
   return copy;
 }
 
@@ -219,13 +348,23 @@ at::Tensor LlamaModel::embed(const at::Tensor& tokens) const {
                                                    std::to_string(config_.vocab_size) + " tokens");
     }
   }
-  return at::embedding(weights_.tok_embeddings, tokens.to(at::kLong)).to(at::kFloat);
+  if (weights_.quant && !weights_.quant->tok_embeddings.empty() && !dense_.done) {
+    // Kept quantized: the rows dequantised.
+    const at::Tensor ids = tokens.to(at::kLong).contiguous();
+    std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
+    shape.push_back(config_.dim);
+    at::Tensor out = at::empty(shape, at::kFloat);
+    fused::gather_rows(weights_.quant->tok_embeddings, ids.data_ptr<int64_t>(), ids.numel(),
+                       out.data_ptr<float>());
+    return out;
+  }
+  return at::embedding(dense_weights().tok_embeddings, tokens.to(at::kLong)).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::unembed(const at::Tensor& hidden, bool apply_norm) const {
   const at::Tensor x = hidden.to(dtype_);
   at::Tensor h = apply_norm ? norm(x, weights_.final_norm, weights_.final_norm_bias) : x;
-  return at::linear(h, weights_.output).to(at::kFloat);
+  return at::linear(h, dense_weights().output).to(at::kFloat);
 }
 
 KVCache LlamaModel::new_cache(int64_t batch, int64_t capacity) const {
@@ -342,6 +481,7 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     record_in_cache();
     return logits;
   }
+  dense_weights();  // the libtorch path multiplies tensors: quantized matrices dequantised once
 
   // Sliding-window attention: the window only matters when a key can be `window` or more
   // tokens behind a query, i.e. when more than `window` positions are visible. Layers may

@@ -8,11 +8,14 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "candor/model.h"
+#include "models/fused/qgemm.h"
 
 namespace candor {
 
@@ -29,7 +32,22 @@ struct LlamaLayerWeights {
   at::Tensor attn_norm_bias, bqkv, bo, ffn_norm_bias, b13, b2;  // LayerNorm / linear biases
 };
 
+// The matrices of a GGUF model kept in their quantized blocks (empty: that one is a tensor).
+struct QuantLayerWeights {
+  fused::QuantMatrix wqkv, wo, w13, w2;
+};
+struct QuantWeights {
+  fused::QuantMatrix tok_embeddings, output;  // the same blocks when tied
+  std::vector<QuantLayerWeights> layers;
+  bool any() const;
+  size_t bytes() const;
+  std::string type_summary() const;  // e.g. "q4_k+q6_k"
+};
+
 struct LlamaWeights {
+  // Set when some matrices stay quantized (GGUF): those tensors below are then undefined until
+  // LlamaModel dequantises them for the libtorch path (LlamaModel::dense_weights()).
+  std::shared_ptr<const QuantWeights> quant;
   at::Tensor tok_embeddings;  // [vocab, dim]
   at::Tensor pos_embeddings;  // [max_seq_len, dim] (learned positions only)
   std::vector<LlamaLayerWeights> layers;
@@ -52,14 +70,18 @@ class LlamaModel : public Model {
   const Tokenizer& tokenizer() const override { return require_tokenizer(tokenizer_); }
   at::Tensor forward(const ForwardArgs& args) const override;
   at::Tensor embed(const at::Tensor& tokens) const override;
-  at::Tensor embedding_matrix() const override { return weights_.tok_embeddings; }
+  at::Tensor embedding_matrix() const override { return dense_weights().tok_embeddings; }
   at::Tensor unembed(const at::Tensor& hidden, bool apply_norm) const override;
   KVCache new_cache(int64_t batch, int64_t capacity) const override;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  // Without dequantising kept matrices.
+  int64_t n_params() const override;
   std::unique_ptr<Model> clone() const override;
   std::string forward_path() const override;
 
-  const LlamaWeights& weights() const { return weights_; }
+  // Every weight as a tensor (quantized ones dequantised on first use, once). The fused path
+  // goes on reading the quantized blocks: change weights in a clone(), which keeps none.
+  const LlamaWeights& weights() const { return dense_weights(); }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
   // residual stream, projections, attention scores and KV cache in `type`; norms, rotary
   // embeddings and softmax upcast to float and rounded back. Inputs (embeddings) and outputs
@@ -70,9 +92,25 @@ class LlamaModel : public Model {
 
  private:
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  // weights_ with every quantized matrix dequantised into its tensor (done once, thread-safe;
+  // the quantized blocks stay for the fused path).
+  const LlamaWeights& dense_weights() const;
+
+  // Whether dense_weights() has run (copyable, unlike a std::once_flag).
+  struct DenseFlag {
+    std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
+    std::atomic<bool> done{false};
+    DenseFlag() = default;
+    DenseFlag(const DenseFlag& o) : done(o.done.load()) {}
+    DenseFlag& operator=(const DenseFlag& o) {
+      done = o.done.load();
+      return *this;
+    }
+  };
 
   ModelConfig config_;
-  LlamaWeights weights_;
+  mutable LlamaWeights weights_;  // mutable: dense_weights() fills quantized matrices' tensors
+  mutable DenseFlag dense_;
   std::shared_ptr<Tokenizer> tokenizer_;
   at::Tensor rope_;  // [max_seq_len, head_dim / 2] complex64: e^{i * pos * theta^(-2j/hd)}
   at::ScalarType dtype_ = at::kFloat;  // compute dtype (ModelConfig::compute_dtype)

@@ -22,15 +22,18 @@ Runner add_convert(CLI::App& app) {
       ->required();
   app.add_option("--format", o->format, "hf (default: config.json + model.safetensors) or gguf");
   app.add_option("--dtype", o->dtype,
-                 "Weight type written: f32 (default), f16 or bf16 (hf); f32 or q8_0 (gguf)");
+                 "Weight type written: f32 (default), f16 or bf16 (hf); f32, q8_0, q4_k, q6_k or "
+                 "bf16 (gguf)");
   app.add_option("--threads", o->threads, "Intra-op threads (default: one per core)");
   return [o]() {
     if (o->format != "hf" && o->format != "gguf")
       throw usage_error("--format must be hf or gguf, got '" + o->format + "'");
     if (o->format == "hf" && o->dtype != "f32" && o->dtype != "f16" && o->dtype != "bf16")
       throw usage_error("--dtype must be f32, f16 or bf16 for --format hf, got '" + o->dtype + "'");
-    if (o->format == "gguf" && o->dtype != "f32" && o->dtype != "q8_0")
-      throw usage_error("--dtype must be f32 or q8_0 for --format gguf, got '" + o->dtype + "'");
+    if (o->format == "gguf" && o->dtype != "f32" && o->dtype != "q8_0" && o->dtype != "q4_k" &&
+        o->dtype != "q6_k" && o->dtype != "bf16")
+      throw usage_error("--dtype must be f32, q8_0, q4_k, q6_k or bf16 for --format gguf, got '" +
+                        o->dtype + "'");
     check_prompt_and_threads("", o->threads);
     std::unique_ptr<Model> model = load_cli_model(o->model, o->tokenizer, o->threads);
     if (o->format == "gguf") {

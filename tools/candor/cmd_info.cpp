@@ -141,6 +141,8 @@ Runner add_info(CLI::App& app) {
       windowed.push_back(std::to_string(l));
       windowed_ids.push_back(l);
     }
+    // Before named_parameters(), which dequantises matrices kept quantized (GGUF).
+    const std::string forward_path = model->forward_path();
     int64_t weight_bytes = 0;  // as held in memory (tied matrices counted once)
     for (const auto& [name, t] : model->named_parameters())
       weight_bytes += t.numel() * static_cast<int64_t>(t.element_size());
@@ -172,7 +174,7 @@ Runner add_info(CLI::App& app) {
           {"slow", blas.slow},
           {"openblas_coretype", blas.coretype_env}}},
         {"threads", num_threads()},
-        {"forward_path", model->forward_path()},
+        {"forward_path", forward_path},
     };
     if (o->json) {
       std::cout << j.dump(2) << "\n";
@@ -201,7 +203,7 @@ Runner add_info(CLI::App& app) {
                 << "BLAS           " << blas.library
                 << (blas.core.empty() ? "" : " (core " + blas.core + ")") << "\n"
                 << "threads        " << num_threads() << "\n"
-                << "forward        " << model->forward_path() << "\n";
+                << "forward        " << forward_path << "\n";
     }
     if (blas.slow) std::cerr << "warning: " << blas.warning << "\n";
     return 0;

@@ -22,6 +22,9 @@ namespace candor {
 
 class TensorSource;
 class GgufFile;
+namespace fused {
+struct QuantMatrix;
+}
 struct Architecture;
 
 // A runtime weight, or a block of rows of a fused one (q/k/v of wqkv, gate/up of w13).
@@ -214,9 +217,15 @@ const Architecture& distilbert_architecture();
 
 // Builds the model of `arch` from its tensors named in `format`; `config.model` carries the
 // provenance fields (source_format, dtype, compute_dtype, tokenizer_files) too.
+// `keep` (decoders only): offered each embedding, output and layer matrix as its parts (names
+// and runtime shapes, in row order); when it fills the QuantMatrix and returns true, the matrix
+// stays quantized (LlamaWeights::quant) instead of being read as float32.
+using QuantKeeper = std::function<bool(
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts, fused::QuantMatrix*)>;
 std::unique_ptr<Model> build_from_table(const Architecture& arch, const ArchConfig& config,
                                         const TensorSource& tensors, TensorFormat format,
-                                        std::shared_ptr<Tokenizer> tokenizer);
+                                        std::shared_ptr<Tokenizer> tokenizer,
+                                        const QuantKeeper& keep = {});
 
 // The tensors of `model` named and laid out as `format` stores them, in table order.
 // Throws Error(kUnsupported) for a model that is neither a decoder nor an encoder of candor's.

@@ -178,6 +178,26 @@ at::Tensor* target(EncoderWeights& w, EncoderLayerWeights* L, Slot s) {
   return nullptr;
 }
 
+// Where a matrix kept quantized goes (nullptr: this runtime tensor is always read as float).
+fused::QuantMatrix* quant_slot(LlamaWeights& w, LlamaLayerWeights* L, QuantWeights* q,
+                               int64_t layer, const at::Tensor* t) {
+  if (!q) return nullptr;
+  if (t == &w.tok_embeddings) return &q->tok_embeddings;
+  if (t == &w.output) return &q->output;
+  if (!L) return nullptr;
+  QuantLayerWeights& Q = q->layers[static_cast<size_t>(layer)];
+  if (t == &L->wqkv) return &Q.wqkv;
+  if (t == &L->wo) return &Q.wo;
+  if (t == &L->w13) return &Q.w13;
+  if (t == &L->w2) return &Q.w2;
+  return nullptr;
+}
+
+fused::QuantMatrix* quant_slot(EncoderWeights&, EncoderLayerWeights*, QuantWeights*, int64_t,
+                               const at::Tensor*) {
+  return nullptr;
+}
+
 bool present(const TensorName& e, const ArchConfig& a) {
   switch (e.presence) {
     case Presence::kAlways:
@@ -215,7 +235,7 @@ std::vector<Run> runs_of(const TensorTable& table, TensorFormat format) {
 template <typename Weights, typename LayerWeights>
 void read_run(const Run& run, int64_t layer, const ArchConfig& a, const Dims& d,
               const TensorSource& ts, TensorFormat format, const std::string& strip, Weights& w,
-              LayerWeights* L) {
+              LayerWeights* L, QuantWeights* q = nullptr, const QuantKeeper* keep = nullptr) {
   auto name = [&](const TensorName& e) {
     std::string n = layer_name(name_in(e, format), layer);
     if (!strip.empty() && n.compare(0, strip.size(), strip) == 0) n.erase(0, strip.size());
@@ -237,6 +257,13 @@ void read_run(const Run& run, int64_t layer, const ArchConfig& a, const Dims& d,
       return slot_offset(x->slot, d) < slot_offset(y->slot, d);
     });
     const bool hf = format == TensorFormat::kHf;
+    if (keep && *keep) {
+      if (fused::QuantMatrix* slot = quant_slot(w, L, q, layer, t)) {
+        std::vector<std::pair<std::string, std::vector<int64_t>>> parts;
+        for (const TensorName* e : group) parts.emplace_back(name(*e), slot_shape(e->slot, d));
+        if ((*keep)(parts, slot)) continue;  // stays quantized: the tensor stays undefined
+      }
+    }
     if (group.size() == 1 && slot_offset(group[0]->slot, d) == 0) {
       const TensorName& e = *group[0];
       const std::vector<int64_t> shape = slot_shape(e.slot, d);
@@ -265,7 +292,8 @@ void read_run(const Run& run, int64_t layer, const ArchConfig& a, const Dims& d,
 
 template <typename Weights, typename LayerWeights>
 Weights read_weights(const Architecture& arch, const ArchConfig& a, const TensorSource& ts,
-                     TensorFormat format) {
+                     TensorFormat format, QuantWeights* q = nullptr,
+                     const QuantKeeper* keep = nullptr) {
   const Dims d = dims_of(a);
   const std::vector<Run> runs = runs_of(*arch.tensors, format);
   // Checkpoints saved without the optional prefix: the first tensor tells.
@@ -277,11 +305,11 @@ Weights read_weights(const Architecture& arch, const ArchConfig& a, const Tensor
   w.layers.resize(static_cast<size_t>(a.model.n_layers));
   for (const Run& run : runs) {
     if (!run.layered) {
-      read_run<Weights, LayerWeights>(run, 0, a, d, ts, format, strip, w, nullptr);
+      read_run<Weights, LayerWeights>(run, 0, a, d, ts, format, strip, w, nullptr, q, keep);
       continue;
     }
     for (int64_t l = 0; l < a.model.n_layers; ++l)
-      read_run(run, l, a, d, ts, format, strip, w, &w.layers[static_cast<size_t>(l)]);
+      read_run(run, l, a, d, ts, format, strip, w, &w.layers[static_cast<size_t>(l)], q, keep);
   }
   return w;
 }
@@ -326,15 +354,23 @@ std::vector<std::pair<std::string, at::Tensor>> write_weights(const Architecture
 
 std::unique_ptr<Model> build_from_table(const Architecture& arch, const ArchConfig& config,
                                         const TensorSource& tensors, TensorFormat format,
-                                        std::shared_ptr<Tokenizer> tokenizer) {
+                                        std::shared_ptr<Tokenizer> tokenizer,
+                                        const QuantKeeper& keep) {
   if (arch.kind == ModelKind::kClassifier) {
     EncoderWeights w =
         read_weights<EncoderWeights, EncoderLayerWeights>(arch, config, tensors, format);
     return std::make_unique<EncoderClassifier>(config.model, config.encoder, std::move(w),
                                                std::move(tokenizer));
   }
-  LlamaWeights w = read_weights<LlamaWeights, LlamaLayerWeights>(arch, config, tensors, format);
-  if (config.model.tied_embeddings) w.output = w.tok_embeddings;
+  auto q = std::make_shared<QuantWeights>();
+  q->layers.resize(static_cast<size_t>(std::max<int64_t>(0, config.model.n_layers)));
+  LlamaWeights w = read_weights<LlamaWeights, LlamaLayerWeights>(arch, config, tensors, format,
+                                                                 q.get(), &keep);
+  if (config.model.tied_embeddings) {
+    w.output = w.tok_embeddings;
+    q->output = q->tok_embeddings;
+  }
+  if (q->any()) w.quant = std::move(q);
   return std::make_unique<LlamaModel>(config.model, std::move(w), std::move(tokenizer));
 }
 

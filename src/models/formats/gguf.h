@@ -1,8 +1,8 @@
 // GGUF, llama.cpp's single-file format (read from its public specification): a header (magic
 // "GGUF", version 2 or 3, tensor and metadata counts), typed metadata key/values, tensor infos
 // (name, dims with the fastest-varying first, ggml type, offset), then aligned tensor data.
-// Tensors of types F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are dequantised to float32 at
-// load. gguf_file.cpp reads the file, gguf_quant.cpp (de)quantises, gguf_model.cpp builds the
+// Types F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K are read; Llama matrices stay in their blocks
+// (models/fused/qgemm.h) unless LoadOptions::dequantize, other tensors become float32 at load. gguf_file.cpp reads the file, gguf_quant.cpp (de)quantises, gguf_model.cpp builds the
 // model (architectures from src/models/arch/) and its tokenizer, gguf_writer.cpp writes;
 // gguf_format.h holds what they share. Internal header.
 #pragma once
@@ -54,6 +54,9 @@ class GgufFile : public TensorSource {
   bool has_meta(const std::string& key) const { return metadata_.count(key) > 0; }
   const nlohmann::json& meta(const std::string& key) const;  // Error(kInvalidArgument) if absent
   uint32_t type(const std::string& name) const;
+  // The stored bytes of a tensor (in the mapping) and the mapping itself, which keeps them alive.
+  const uint8_t* data(const std::string& name) const;
+  std::shared_ptr<const void> mapping() const { return file_; }
 
  private:
   struct Info {
@@ -71,6 +74,12 @@ class GgufFile : public TensorSource {
 // Dequantises `n` values (a multiple of the type's block size) of ggml type `type` at `data`
 // into `out`. Throws Error(kUnsupported) for other types.
 void dequantize_ggml(uint32_t type, const uint8_t* data, int64_t n, float* out);
+// Quantises `n` floats (a multiple of the type's block size) as ggml type `type`: F32, F16,
+// BF16, Q8_0, Q4_K or Q6_K (simple round-to-nearest quantisers: per block or sub-block the scale
+// of its largest magnitude, Q4_K's minimum from the sub-block's minimum). Throws
+// Error(kUnsupported) for other types, Error(kInvalidArgument) when n is not a whole number of
+// blocks.
+std::string quantize_ggml(uint32_t type, const float* x, int64_t n);
 // Bytes taken by `n` values of `type` (0 for unknown types or n not a multiple of the block).
 size_t ggml_nbytes(uint32_t type, int64_t n);
 std::string ggml_type_name(uint32_t type);

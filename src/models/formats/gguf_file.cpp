@@ -205,6 +205,13 @@ uint32_t GgufFile::type(const std::string& name) const {
   return it->second.type;
 }
 
+const uint8_t* GgufFile::data(const std::string& name) const {
+  auto it = infos_.find(name);
+  if (it == infos_.end())
+    throw Error(ErrorCode::kNotFound, where() + ": no tensor named '" + name + "'");
+  return file_->data() + it->second.begin;
+}
+
 const nlohmann::json& GgufFile::meta(const std::string& key) const {
   auto it = metadata_.find(key);
   if (it == metadata_.end()) {

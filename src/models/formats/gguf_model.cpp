@@ -6,6 +6,7 @@
 #include "candor/tokenizer.h"
 #include "models/arch/arch.h"
 #include "models/formats/gguf.h"
+#include "models/fused/qgemm.h"
 
 namespace candor {
 namespace {
@@ -142,7 +143,33 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path, const LoadOption
   a.model.dtype = g->dtype_summary();
   a.model.compute_dtype = options.compute_dtype;
   a.model.tokenizer_files = std::move(files);
-  return build_from_table(arch, a, *g, TensorFormat::kGguf, std::move(tok));
+  // Matrices stay in their blocks when every part is of a type the quantized products take
+  // (at least one of them not F32) with whole blocks per row.
+  QuantKeeper keep;
+  if (!options.dequantize && a.model.compute_dtype == "f32") {
+    const GgufFile* gf = g.get();
+    keep = [gf](const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts,
+                fused::QuantMatrix* out) {
+      if (parts.empty() || parts[0].second.size() != 2) return false;
+      const int64_t cols = parts[0].second[1];
+      bool quantized = false;
+      fused::QuantMatrix m;
+      m.cols = cols;
+      for (const auto& [name, shape] : parts) {
+        if (!gf->has(name) || gf->shape(name) != shape) return false;  // load() says why
+        const uint32_t type = gf->type(name);
+        if (!fused::quant_type_usable(type, cols)) return false;
+        quantized = quantized || type != 0;
+        m.parts.push_back({type, shape[0], gf->data(name)});
+        m.rows += shape[0];
+      }
+      if (!quantized) return false;
+      m.keep = gf->mapping();
+      *out = std::move(m);
+      return true;
+    };
+  }
+  return build_from_table(arch, a, *g, TensorFormat::kGguf, std::move(tok), keep);
 }
 
 }  // namespace candor

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <fstream>
+#include <map>
 
 #include "candor/error.h"
 #include "candor/files.h"
@@ -38,10 +39,15 @@ class Writer {
 }  // namespace
 
 void save_gguf(const Model& model, const std::string& path, const std::string& type) {
-  if (type != "f32" && type != "q8_0") {
+  // The ggml type of the 2-D weights (the others stay F32) and general.file_type.
+  const std::map<std::string, std::pair<uint32_t, uint32_t>> kTypes = {
+      {"f32", {0, 0}}, {"q8_0", {8, 7}}, {"q4_k", {12, 15}}, {"q6_k", {14, 18}}, {"bf16", {30, 32}}};
+  if (!kTypes.count(type)) {
     throw Error(ErrorCode::kInvalidArgument, "unknown GGUF tensor type '" + type + "'",
-                "use f32 or q8_0");
+                "use f32, q8_0, q4_k, q6_k or bf16");
   }
+  const uint32_t wtype = kTypes.at(type).first;
+  const int64_t block = gguf::traits(wtype).block;
   const ModelConfig& m = model.config();
   // Families without a GGUF writer of their own (mistral, qwen2) are written as llama, whose
   // mapping refuses the layouts it cannot describe.
@@ -67,7 +73,7 @@ void save_gguf(const Model& model, const std::string& path, const std::string& t
   h.kv_str("general.architecture", arch->gguf_name);
   h.kv_str("general.name", "candor export");
   h.kv_u32("general.alignment", static_cast<uint32_t>(kDefaultAlignment));
-  h.kv_u32("general.file_type", type == "f32" ? 0 : 7);
+  h.kv_u32("general.file_type", kTypes.at(type).second);
   for (const auto& [key, value] : hyper) {
     if (value.is_string()) {
       h.kv_str(key, value.get<std::string>());
@@ -101,13 +107,13 @@ void save_gguf(const Model& model, const std::string& path, const std::string& t
   uint64_t offset = 0;
   for (const auto& [name, t0] : tensors) {
     at::Tensor t = t0.contiguous().to(at::kFloat);
-    const bool q8 = type == "q8_0" && t.dim() == 2 && t.size(1) % 32 == 0;
-    std::string data =
-        q8 ? quantize_q8_0(t) : std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4);
+    const bool q = wtype != 0 && t.dim() == 2 && t.size(1) % block == 0;
+    std::string data = q ? quantize_ggml(wtype, t.data_ptr<float>(), t.numel())
+                         : std::string(static_cast<const char*>(t.data_ptr()), t.numel() * 4);
     h.str(name);
     h.u32(static_cast<uint32_t>(t.dim()));
     for (int64_t d = t.dim() - 1; d >= 0; --d) h.u64(static_cast<uint64_t>(t.size(d)));
-    h.u32(q8 ? 8 : 0);
+    h.u32(q ? wtype : 0);
     h.u64(offset);
     offset += data.size();
     while (data.size() % kDefaultAlignment) data.push_back('\0');

@@ -11,6 +11,7 @@
 
 #include "candor/error.h"
 #include "models/fused/gemm.h"
+#include "models/fused/qgemm.h"
 
 namespace candor::fused {
 namespace {
@@ -24,6 +25,17 @@ bool usable_weight(const at::Tensor& t) {
 }
 
 const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// C[M, N] = A[M, K] · Wᵀ + beta · C with W the float tensor `t`, or, when `q` is set and not
+// empty, the quantized matrix (qgemm.h).
+void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const at::Tensor& t,
+            const QuantMatrix* q, float beta, float* C, int64_t ldc) {
+  if (q && !q->empty()) {
+    qgemm_nt(M, A, lda, *q, beta, C, ldc);
+  } else {
+    gemm_nt(M, N, K, 1.0f, A, lda, ptr(t), K, beta, C, ldc);
+  }
+}
 
 // out[n, :] = norm(x[n, :]) * weight (+ bias), for `rows` rows of width `dim`.
 void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, const float* weight,
@@ -226,9 +238,10 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
+    const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
     // Attention block.
     norm_rows(c, x, D, N, ptr(L.attn_norm), ptr(L.attn_norm_bias), h, D);
-    gemm_nt(N, QKV, D, 1.0f, h, D, ptr(L.wqkv), D, 0.0f, qkv, QKV);
+    linear(N, QKV, D, h, D, L.wqkv, QL ? &QL->wqkv : nullptr, 0.0f, qkv, QKV);
     add_bias(qkv, N, QKV, QKV, ptr(L.bqkv));
     // Keys and values of the new positions: into the cache, or the arena.
     float* kbase = cache ? cache->keys(l).data_ptr<float>() : kv_own;
@@ -303,14 +316,14 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
       attend(0, B * KV);
     }
     add_bias(x, N, D, D, ptr(L.bo));
-    gemm_nt(N, D, H * hd, 1.0f, o, H * hd, ptr(L.wo), H * hd, 1.0f, x, D);  // x += o Wo^T
+    linear(N, D, H * hd, o, H * hd, L.wo, QL ? &QL->wo : nullptr, 1.0f, x, D);  // x += o Wo^T
     // Feed-forward block.
     norm_rows(c, x, D, N, ptr(L.ffn_norm), ptr(L.ffn_norm_bias), h, D);
-    gemm_nt(N, F2, D, 1.0f, h, D, ptr(L.w13), D, 0.0f, f, F2);
+    linear(N, F2, D, h, D, L.w13, QL ? &QL->w13 : nullptr, 0.0f, f, F2);
     add_bias(f, N, F2, F2, ptr(L.b13));
     activate_rows(c.activation, f, N, F, F2);
     add_bias(x, N, D, D, ptr(L.b2));
-    gemm_nt(N, D, F, 1.0f, f, F2, ptr(L.w2), F, 1.0f, x, D);  // x += act(f) W2^T
+    linear(N, D, F, f, F2, L.w2, QL ? &QL->w2 : nullptr, 1.0f, x, D);  // x += act(f) W2^T
   }
 
   // The final norm and the output projection, at the positions asked for only.
@@ -322,8 +335,8 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   }
   at::Tensor logits = at::empty({B, P, c.vocab_size}, at::kFloat);
   if (B * P > 0)
-    gemm_nt(B * P, c.vocab_size, D, 1.0f, h, D, ptr(w.output), D, 0.0f, logits.data_ptr<float>(),
-            c.vocab_size);
+    linear(B * P, c.vocab_size, D, h, D, w.output, w.quant ? &w.quant->output : nullptr, 0.0f,
+           logits.data_ptr<float>(), c.vocab_size);
   return logits;
 }
 
