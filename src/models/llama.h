@@ -44,6 +44,10 @@ struct LlamaWeights {
 at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads);
 at::Tensor interleaved_to_rotate_half(const at::Tensor& w, int64_t n_heads);
 
+namespace fused {
+struct Tape;
+}  // namespace fused
+
 class LlamaModel : public Model {
  public:
   LlamaModel(ModelConfig config, LlamaWeights weights, std::shared_ptr<Tokenizer> tokenizer);
@@ -58,6 +62,9 @@ class LlamaModel : public Model {
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
   std::unique_ptr<Model> clone() const override;
   std::string forward_path() const override;
+  std::unique_ptr<GradientTape> forward_with_tape(const ForwardArgs& args,
+                                                  at::Tensor* logits) const override;
+  std::string gradient_path() const override;
 
   const LlamaWeights& weights() const { return weights_; }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
@@ -70,6 +77,8 @@ class LlamaModel : public Model {
 
  private:
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  // forward(); with a tape, the fused path keeping what its backward needs.
+  at::Tensor run(const ForwardArgs& args, fused::Tape* tape) const;
 
   ModelConfig config_;
   LlamaWeights weights_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "candor/error.h"
+#include "models/fused/fused_backward.h"
 #include "models/fused/gemm.h"
 
 namespace candor::fused {
@@ -140,7 +141,8 @@ bool cache_usable(const ModelConfig& c, KVCache& cache) {
 
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x_in,
                          const at::Tensor& mask, const at::Tensor& positions,
-                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows) {
+                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows,
+                         Tape* tape) {
   const int64_t B = x_in.size(0), T = x_in.size(1), D = c.dim;
   const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
   const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim;
@@ -179,6 +181,15 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     for (int64_t s = 0; s < S; ++s) any_padding[static_cast<size_t>(b)] |= !key_real[b * S + s];
   }
   const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
+  if (tape) {  // what the backward needs besides the kept activations
+    if (cache) throw Error(ErrorCode::kInternal, "a gradient pass cannot continue a KV cache");
+    tape->begin(c, B, T);
+    tape->rows = rows;
+    tape->key_real = key_real;
+    tape->key_pos = key_pos;
+    tape->any_padding = any_padding;
+    tape->rope = rope;
+  }
 
   // Attention runs on libtorch's intra-op threads, one (row, key head) pair per task, when its
   // products are small enough that OpenBLAS computes them on the calling thread (at most
@@ -226,6 +237,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
+    if (tape) tape->keep(Tape::kAttnInput, l, x, N * D);
     // Attention block.
     norm_rows(c, x, D, N, ptr(L.attn_norm), ptr(L.attn_norm_bias), h, D);
     gemm_nt(N, QKV, D, 1.0f, h, D, ptr(L.wqkv), D, 0.0f, qkv, QKV);
@@ -247,6 +259,11 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
           std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, vbase + off);
         }
       }
+    }
+    if (tape) {
+      tape->keep(Tape::kQ, l, q, N * H * hd);
+      tape->keep(Tape::kK, l, kbase, N * KV * hd);
+      tape->keep(Tape::kV, l, vbase, N * KV * hd);
     }
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && S > window;
@@ -304,15 +321,18 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     }
     add_bias(x, N, D, D, ptr(L.bo));
     gemm_nt(N, D, H * hd, 1.0f, o, H * hd, ptr(L.wo), H * hd, 1.0f, x, D);  // x += o Wo^T
+    if (tape) tape->keep(Tape::kFfnInput, l, x, N * D);
     // Feed-forward block.
     norm_rows(c, x, D, N, ptr(L.ffn_norm), ptr(L.ffn_norm_bias), h, D);
     gemm_nt(N, F2, D, 1.0f, h, D, ptr(L.w13), D, 0.0f, f, F2);
     add_bias(f, N, F2, F2, ptr(L.b13));
+    if (tape) tape->keep(Tape::kPreActivation, l, f, N * F2);
     activate_rows(c.activation, f, N, F, F2);
     add_bias(x, N, D, D, ptr(L.b2));
     gemm_nt(N, D, F, 1.0f, f, F2, ptr(L.w2), F, 1.0f, x, D);  // x += act(f) W2^T
   }
 
+  if (tape) std::copy(x, x + N * D, tape->final());
   // The final norm and the output projection, at the positions asked for only.
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {
