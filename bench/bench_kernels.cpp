@@ -236,8 +236,8 @@ void run_table(const Settings& s, TorchPeer* peer) {
                     (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab_size);
       peer->ask(req);
     }
-    std::printf("%s: forward path: %s; gradients: %s\n", name.c_str(), model->forward_path().c_str(),
-                model->gradient_path().c_str());
+    std::printf("%s: forward path: %s; gradients: %s\n", name.c_str(),
+                model->forward_path().c_str(), model->gradient_path().c_str());
     std::fflush(stdout);
     for (int threads : s.threads) {
       ThreadScope scope(threads);

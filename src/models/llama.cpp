@@ -380,7 +380,8 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
     }
     if (cache) cache->reserve(T);
     const at::Tensor table = rope_.defined() ? at::view_as_real(rope_) : at::Tensor();
-    at::Tensor logits = fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows, tape);
+    at::Tensor logits =
+        fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows, tape);
     record_in_cache();
     return logits;
   }

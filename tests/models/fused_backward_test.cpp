@@ -196,8 +196,7 @@ TEST(FusedBackward, MatchesCentralDifferences) {
     if (k == 0) u = at::zeros_like(x).index_put_({0, 4, 3}, 1.0f);  // one coordinate
     const double numeric = (L(x + h * u) - L(x - h * u)) / (2 * h);
     const double analytic = (grad * u.to(at::kDouble)).sum().item<double>();
-    EXPECT_NEAR(analytic, numeric, 2e-3 * std::max(1.0, std::abs(numeric)))
-        << "direction " << k;
+    EXPECT_NEAR(analytic, numeric, 2e-3 * std::max(1.0, std::abs(numeric))) << "direction " << k;
   }
 }
 

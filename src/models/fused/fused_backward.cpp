@@ -90,15 +90,16 @@ void activation_backward_rows(Activation a, const float* da, int64_t ldda, const
           const double v = fr[i];
           const double inner = kSqrt2OverPi * (v + 0.044715 * v * v * v);
           const double th = std::tanh(inner);
-          const double d = 0.5 * (1 + th) +
-                           0.5 * v * (1 - th * th) * kSqrt2OverPi * (1 + 3 * 0.044715 * v * v);
+          const double d =
+              0.5 * (1 + th) + 0.5 * v * (1 - th * th) * kSqrt2OverPi * (1 + 3 * 0.044715 * v * v);
           o[i] = static_cast<float>(dar[i] * d);
         }
         break;
       case Activation::kGelu:
         for (int64_t i = 0; i < F; ++i) {
           const double v = fr[i];
-          const double d = 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+          const double d =
+              0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
           o[i] = static_cast<float>(dar[i] * d);
         }
         break;
@@ -132,12 +133,12 @@ void Tape::begin(const ModelConfig& c, int64_t batch, int64_t tokens) {
   const int64_t N = B * T, hd = c.head_dim();
   const int64_t F2 = c.activation == Activation::kSwiGLU ? 2 * c.hidden_dim : c.hidden_dim;
   const int64_t sizes[kKinds] = {
-      N * c.dim,               // kAttnInput: residual stream entering the attention block
-      N * c.dim,               // kFfnInput: entering the feed-forward block
-      N * c.n_heads * hd,      // kQ: rotated queries [B, KV, G * T, hd]
-      N * c.n_kv_heads * hd,   // kK: rotated keys [B, KV, T, hd]
-      N * c.n_kv_heads * hd,   // kV: values [B, KV, T, hd]
-      N * F2,                  // kPreActivation: the feed-forward's pre-activations [N, F2]
+      N * c.dim,              // kAttnInput: residual stream entering the attention block
+      N * c.dim,              // kFfnInput: entering the feed-forward block
+      N * c.n_heads * hd,     // kQ: rotated queries [B, KV, G * T, hd]
+      N * c.n_kv_heads * hd,  // kK: rotated keys [B, KV, T, hd]
+      N * c.n_kv_heads * hd,  // kV: values [B, KV, T, hd]
+      N * F2,                 // kPreActivation: the feed-forward's pre-activations [N, F2]
   };
   int64_t off = 0;
   for (int k = 0; k < kKinds; ++k) {
@@ -162,9 +163,9 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   if (!tape.ready()) throw Error(ErrorCode::kInternal, "backward without a recorded forward");
   if (dlogits_in.dim() != 3 || dlogits_in.size(0) != tape.B || dlogits_in.size(1) != P ||
       dlogits_in.size(2) != V) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "the logits' gradient must have the logits' shape [" + std::to_string(tape.B) +
-                    ", " + std::to_string(P) + ", " + std::to_string(V) + "]");
+    throw Error(ErrorCode::kInvalidArgument, "the logits' gradient must have the logits' shape [" +
+                                                 std::to_string(tape.B) + ", " + std::to_string(P) +
+                                                 ", " + std::to_string(V) + "]");
   }
   const at::Tensor dlogits = dlogits_in.to(at::kFloat).contiguous();
   at::Tensor result = at::zeros({tape.B, T, D}, at::kFloat);
@@ -197,7 +198,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
       N * HD,                           // dout: gradient at the heads' outputs
       N * HD,                           // dq: [B, KV, G * T, hd]
       2 * N * KV * hd,                  // dk, dv: [B, KV, T, hd]
-      threads * 2 * kBackwardTile * T,     // probabilities and their gradient, per thread
+      threads * 2 * kBackwardTile * T,  // probabilities and their gradient, per thread
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
@@ -220,7 +221,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   float* dx = result.data_ptr<float>();  // the residual stream's gradient, layer by layer
 
   // The output projection and the final norm, at the positions the logits came from.
-  if (B * P > 0) gemm_nn(B * P, D, V, 1.0f, dlogits.data_ptr<float>(), V, weight_ptr(w.output), D, 0.0f, dh, D);
+  if (B * P > 0)
+    gemm_nn(B * P, D, V, 1.0f, dlogits.data_ptr<float>(), V, weight_ptr(w.output), D, 0.0f, dh, D);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {
       const int64_t row = b * T + tape.rows[static_cast<size_t>(p)];
@@ -331,7 +333,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
       }
     }
     gemm_nn(N, D, QKV, 1.0f, dqkv, QKV, weight_ptr(L.wqkv), D, 0.0f, dh, D);
-    norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx, D);
+    norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx,
+                       D);
   }
   return result;
 }
