@@ -1,9 +1,11 @@
 // The fused no-grad forward against the libtorch path and PyTorch eager, in the same run.
 //
 // For stories260K and the GPT-2-small-sized random Llama (llama768), at 32 and 128 tokens and
-// 1 and 2 threads: a forward (one sequence, logits of the last position) and a KernelSHAP-style
-// batch (16 masked copies of the input embeddings, zero baseline, logits of the last position),
-// each through candor's fused path, candor's libtorch path and PyTorch eager (Debian's
+// 1 and 2 threads: a forward (one sequence, logits of the last position), a KernelSHAP-style
+// batch (16 masked copies of the input embeddings, zero baseline, logits of the last position)
+// and a forward + backward to the input embeddings (one sequence, the gradient of the last
+// position's top logit: the fused path's hand-written backward, libtorch's autograd), each
+// through candor's fused path, candor's libtorch path and PyTorch eager (Debian's
 // python3-torch, bench/bench_kernels.py, served over a pipe so the three are measured
 // interleaved, round after round). Reported: medians, ratios to PyTorch, and each as a
 // fraction of the FLOP rate of a 1024^3 sgemm measured in the same rounds. Section 2 takes the
@@ -180,6 +182,37 @@ double time_candor(const Model& m, const at::Tensor& emb, bool libtorch) {
   return ms_since(t);
 }
 
+// Forward + backward to the embeddings: the gradient of the last position's top logit.
+double time_candor_grad(const Model& m, const at::Tensor& emb, bool libtorch) {
+  auto t = Clock::now();
+  ForwardArgs a;
+  a.last_only = true;
+  if (!libtorch) {
+    a.embeddings = emb;
+    at::Tensor logits;
+    std::unique_ptr<GradientTape> tape = m.forward_with_tape(a, &logits);
+    if (!tape) return 0;
+    at::Tensor d = at::zeros_like(logits);
+    d.view({-1, logits.size(-1)}).scatter_(1, logits.view({-1, logits.size(-1)}).argmax(1, true),
+                                          1.0f);
+    at::Tensor g = tape->backward(d);
+    return ms_since(t);
+  }
+  at::AutoGradMode grad(true);
+  at::Tensor e = emb.detach().requires_grad_(true);
+  a.embeddings = e;
+  a.libtorch_path = true;
+  std::get<0>(m.forward(a).max(-1)).sum().backward();
+  return ms_since(t);
+}
+
+// FLOPs of forward + backward to the inputs: the projections twice, the attention products
+// three times (scores and mix forward; dV, dP, dQ, dK backward), the output matrix twice.
+double fwdbwd_flops(const ModelConfig& c, int64_t T) {
+  const double hd = static_cast<double>(c.head_dim());
+  return 2.0 * forward_flops(c, 1, T, 1) + 4.0 * T * T * c.n_heads * hd * c.n_layers;
+}
+
 struct Row {
   std::string model, what;
   int64_t T;
@@ -209,33 +242,41 @@ void run_table(const Settings& s, TorchPeer* peer) {
                     (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab_size);
       peer->ask(req);
     }
-    std::printf("%s: forward path: %s\n", name.c_str(), model->forward_path().c_str());
+    std::printf("%s: forward path: %s; gradients: %s\n", name.c_str(),
+                model->forward_path().c_str(), model->gradient_path().c_str());
     std::fflush(stdout);
     for (int threads : s.threads) {
       ThreadScope scope(threads);
       for (int64_t T : s.lengths) {
-        for (int64_t B : {int64_t{1}, int64_t{16}}) {
+        for (const std::string what : {"forward", "kshap16", "fwdbwd"}) {
+          const int64_t B = what == "kshap16" ? 16 : 1;
+          const bool grad = what == "fwdbwd";
           at::Tensor emb = make_input(*model, B, T);
+          const double flops = grad ? fwdbwd_flops(c, T) : forward_flops(c, B, T, 1);
+          auto run = [&](bool libtorch) {
+            return grad ? time_candor_grad(*model, emb, libtorch)
+                        : time_candor(*model, emb, libtorch);
+          };
           // A large model at 128 tokens x 16 rows is slow: fewer rounds there.
-          const double est = forward_flops(c, B, T, 1) / 2e10 * 1e3;  // ms at ~20 GFLOP/s
+          const double est = flops / 2e10 * 1e3;  // ms at ~20 GFLOP/s
           const int rounds = est > 3000 ? 1 : est > 800 ? std::min(3, s.rounds) : s.rounds;
           const int inner = est < 5 ? 20 : 1;  // tiny passes: several per round
           std::vector<double> f, l, p, g;
           if (est < 3000) {  // warm-up
-            time_candor(*model, emb, false);
-            time_candor(*model, emb, true);
+            run(false);
+            run(true);
           }
           for (int r = 0; r < rounds; ++r) {
             double tf = 0, tl = 0;
-            for (int i = 0; i < inner; ++i) tf += time_candor(*model, emb, false);
-            for (int i = 0; i < inner; ++i) tl += time_candor(*model, emb, true);
+            for (int i = 0; i < inner; ++i) tf += run(false);
+            for (int i = 0; i < inner; ++i) tl += run(true);
             f.push_back(tf / inner);
             l.push_back(tl / inner);
             g.push_back(sgemm_ms(1024));
             if (peer) {
               char req[128];
-              std::snprintf(req, sizeof req, "time forward %lld %lld %d %d", (long long)B,
-                            (long long)T, threads, inner);
+              std::snprintf(req, sizeof req, "time %s %lld %lld %d %d", grad ? "fwdbwd" : "forward",
+                            (long long)B, (long long)T, threads, inner);
               std::vector<double> t = peer->times(req);
               double sum = 0;
               for (double x : t) sum += x;
@@ -243,14 +284,14 @@ void run_table(const Settings& s, TorchPeer* peer) {
             }
           }
           Row row{name,
-                  B == 1 ? "forward" : "kshap16",
+                  what,
                   T,
                   threads,
                   median(f),
                   median(l),
                   p.empty() ? 0.0 : median(p),
                   2.0 * 1024 * 1024 * 1024 / median(g) / 1e6,
-                  forward_flops(c, B, T, 1)};
+                  flops};
           rows.push_back(row);
           std::printf(
               "  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %.3f ms, torch %.3f ms\n",
@@ -311,7 +352,7 @@ void run_saliency(const Settings& s, TorchPeer* peer) {
     v.backward();
     return ms_since(t);
   };
-  std::vector<double> explain, fb1, fb8, fwd_lt, fwd_fused, torch_fb;
+  std::vector<double> explain, fb1, fb8, fwd_lt, fwd_fused, fb_fused, torch_fb;
   ex->explain(*model, req);
   for (int r = 0; r < s.rounds; ++r) {
     auto t = Clock::now();
@@ -322,6 +363,7 @@ void run_saliency(const Settings& s, TorchPeer* peer) {
     at::Tensor emb = model->embed(ids_t);
     fwd_lt.push_back(time_candor(*model, emb, true));
     fwd_fused.push_back(time_candor(*model, emb, false));
+    fb_fused.push_back(time_candor_grad(*model, emb, false));
     if (peer) {
       std::vector<double> t2 = peer->times("time fwdbwd 1 32 1 1");
       if (!t2.empty()) torch_fb.push_back(t2[0]);
@@ -331,12 +373,14 @@ void run_saliency(const Settings& s, TorchPeer* peer) {
       "\n## Saliency, llama768, 32 tokens, 1 thread (medians of %d rounds)\n\n"
       "| what | ms |\n|---|---|\n"
       "| explain(saliency) end to end (target: top prediction) | %.1f |\n"
-      "| forward with grad + backward, batch 1 | %.1f |\n"
+      "| forward with grad + backward (libtorch autograd), batch 1 | %.1f |\n"
       "| forward with grad + backward, batch 8, per row | %.1f |\n"
       "| no-grad forward, libtorch path | %.1f |\n"
       "| no-grad forward, fused path | %.1f |\n"
+      "| fused forward + hand-written backward, batch 1 | %.1f |\n"
       "| PyTorch eager forward + backward, batch 1 | %s |\n",
       s.rounds, median(explain), median(fb1), median(fb8), median(fwd_lt), median(fwd_fused),
+      median(fb_fused),
       torch_fb.empty() ? "-" : std::to_string(median(torch_fb)).substr(0, 6).c_str());
 }
 

@@ -174,6 +174,17 @@ struct ForwardArgs {
   bool libtorch_path = false;
 };
 
+// What a forward pass kept for a hand-written backward to its input embeddings (see
+// Model::forward_with_tape). Holds a pointer to its model: use it while the model lives.
+class GradientTape {
+ public:
+  virtual ~GradientTape() = default;
+  // The gradient of sum(dlogits * logits) with respect to the pass's input embeddings:
+  // dlogits shaped as the pass's logits -> [batch, seq, dim] float32. May be called several
+  // times (one forward, a backward per target); not concurrently on one tape.
+  virtual at::Tensor backward(const at::Tensor& dlogits) const = 0;
+};
+
 // A loaded model. Thread safety: forward() may run concurrently on different caches.
 class Model {
  public:
@@ -218,6 +229,17 @@ class Model {
   // Which kernels forward() runs, for `candor info`: e.g. "fused (candor kernels) without
   // gradients, libtorch with them", or "libtorch" and why the fused path does not apply.
   virtual std::string forward_path() const { return "libtorch"; }
+  // The logits of forward(args) into *logits, and what a hand-written backward to args.embeddings
+  // needs; null (nothing run) where the model has none for these arguments (a KV cache, capture,
+  // libtorch_path, a dtype or architecture its kernels do not cover): use autograd then.
+  virtual std::unique_ptr<GradientTape> forward_with_tape(const ForwardArgs& args,
+                                                          at::Tensor* logits) const {
+    (void)args;
+    (void)logits;
+    return nullptr;
+  }
+  // Which kernels gradients to the input embeddings run on, for `candor info`.
+  virtual std::string gradient_path() const { return "libtorch autograd"; }
 
   // --- conveniences over forward() ------------------------------------------------------
   // Logits [seq, vocab] of one sequence.

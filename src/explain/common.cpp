@@ -10,7 +10,33 @@
 
 namespace candor::explain {
 
-Problem prepare(const Model& model, const ExplainRequest& request) {
+namespace {
+
+// Sets the single step's target token (no span), refusing "A rather than A".
+void set_single_target(Problem& p, TokenId target, bool predicted) {
+  const bool classifier = p.model->config().kind == ModelKind::kClassifier;
+  if (p.function == TargetFunction::kContrast && target == p.contrast) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the contrast token " + std::to_string(p.contrast) + " is the " +
+                    (predicted ? "predicted " : "") + (classifier ? "class" : "token") +
+                    " explained: \"A rather than A\" is 0 for every input",
+                "contrast two different " + std::string(classifier ? "classes" : "tokens"));
+  }
+  p.step_tokens.assign(1, target);
+  p.step_tokens_t = at::tensor(std::vector<int64_t>{std::max<TokenId>(target, 0)}, at::kLong);
+}
+
+// The predicted target from logits [B, 1, V] of a pass whose row 0 is the input.
+void resolve_prediction(Problem& p, const at::Tensor& logits) {
+  if (!p.target_pending) return;
+  const TokenId target = static_cast<TokenId>(logits[0][0].argmax(-1).item<int64_t>());
+  set_single_target(p, target, true);
+  p.target_pending = false;
+}
+
+}  // namespace
+
+Problem prepare(const Model& model, const ExplainRequest& request, bool defer_prediction) {
   const ModelConfig& c = model.config();
   const Tokenizer& tok = model.tokenizer();
   if (request.input_ids.empty()) {
@@ -93,6 +119,8 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
     TokenId target = request.target.token;
     if (p.function == TargetFunction::kEntropy) {
       target = -1;
+    } else if (target < 0 && defer_prediction) {
+      p.target_pending = true;  // taken from the first gradient pass
     } else if (target < 0) {
       ForwardArgs a;
       a.tokens = p.ids;
@@ -102,19 +130,14 @@ Problem prepare(const Model& model, const ExplainRequest& request) {
     } else {
       check_target(target, "target token");
     }
-    if (p.function == TargetFunction::kContrast && target == p.contrast) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "the contrast token " + std::to_string(p.contrast) + " is the " +
-                      (request.target.token < 0 ? "predicted " : "") + (classifier ? "class" : "token") +
-                      " explained: \"A rather than A\" is 0 for every input",
-                  "contrast two different " + std::string(classifier ? "classes" : "tokens"));
-    }
     p.step_tokens.push_back(target);
   }
   p.step_positions_t = at::tensor(p.step_positions, at::kLong);
   std::vector<int64_t> st;
   for (TokenId t : p.step_tokens) st.push_back(std::max<TokenId>(t, 0));
   p.step_tokens_t = at::tensor(st, at::kLong);
+  if (span.empty() && !p.target_pending)
+    set_single_target(p, p.step_tokens[0], request.target.token < 0);
   if (predicted_logits.defined()) p.input_values = p.values_from_step_logits(predicted_logits)[0];
 
   p.embeddings = model.embed(p.ids).detach();
@@ -199,13 +222,63 @@ at::Tensor Problem::visible() const {
   return v;
 }
 
-ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings) {
+namespace {
+
+// The model's hand-written backward, where it has one: one forward keeping a tape, the values
+// and their gradient with respect to the (few) logits through autograd, then the tape's
+// backward from those logits to the embeddings. False (nothing run) where the model has none.
+struct Taped {
+  std::unique_ptr<GradientTape> tape;
+  at::Tensor logits;  // leaf requiring grad: [B, n_steps, V]
+  at::Tensor values;  // [B, n_steps], on the graph from `logits`
+};
+bool taped_values(const Problem& p, Problem* resolve, const at::Tensor& embeddings,
+                  Taped* out) {
+  ForwardArgs a;
+  a.embeddings = embeddings.detach();
+  a.output_positions = p.step_positions_t;
+  at::Tensor logits;
+  out->tape = p.model->forward_with_tape(a, &logits);
+  if (!out->tape) return false;
+  if (resolve) resolve_prediction(*resolve, logits);
+  at::AutoGradMode enable(true);
+  out->logits = logits.detach().requires_grad_(true);
+  out->values = p.values_from_step_logits(out->logits);
+  return true;
+}
+
+// d(sum over rows [0, rows) of step `s`'s values) / d embeddings through the tape.
+at::Tensor taped_grad(Taped& t, int64_t s, int64_t rows, bool retain) {
+  at::AutoGradMode enable(true);
+  t.values.select(1, s).narrow(0, 0, rows).sum().backward({}, retain);
+  at::Tensor dlogits = t.logits.grad().clone();
+  t.logits.mutable_grad().zero_();
+  return t.tape->backward(dlogits);
+}
+
+
+ValuesAndGrads values_and_grads_impl(const Problem& p, Problem* resolve,
+                                    const at::Tensor& embeddings, int64_t grad_rows) {
+  const int64_t rows = grad_rows < 0 ? embeddings.size(0) : grad_rows;
+  Taped t;
+  if (taped_values(p, resolve, embeddings, &t)) {
+    ValuesAndGrads out;
+    for (int64_t s = 0; s < p.n_steps(); ++s)
+      out.grads.push_back(taped_grad(t, s, rows, s + 1 < p.n_steps()));
+    out.values = t.values.detach();
+    return out;
+  }
   at::AutoGradMode enable(true);
   at::Tensor emb = embeddings.detach().requires_grad_(true);
   ValuesAndGrads out;
-  out.values = p.values(emb);
+  ForwardArgs a;
+  a.embeddings = emb;
+  a.output_positions = p.step_positions_t;
+  const at::Tensor logits = p.model->forward(a);
+  if (resolve) resolve_prediction(*resolve, logits.detach());
+  out.values = p.values_from_step_logits(logits);
   for (int64_t s = 0; s < p.n_steps(); ++s) {
-    out.values.select(1, s).sum().backward({}, /*retain_graph=*/s + 1 < p.n_steps());
+    out.values.select(1, s).narrow(0, 0, rows).sum().backward({}, s + 1 < p.n_steps());
     out.grads.push_back(emb.grad().clone());
     emb.mutable_grad().zero_();
   }
@@ -213,8 +286,26 @@ ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings) 
   return out;
 }
 
+}  // namespace
+
+ValuesAndGrads values_and_grads(Problem& p, const at::Tensor& embeddings, int64_t grad_rows) {
+  return values_and_grads_impl(p, &p, embeddings, grad_rows);
+}
+
+ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings,
+                                int64_t grad_rows) {
+  if (p.target_pending) throw Error(ErrorCode::kInternal, "the predicted target is not known yet");
+  return values_and_grads_impl(p, nullptr, embeddings, grad_rows);
+}
+
 at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step,
                               at::Tensor* values) {
+  Taped t;
+  if (taped_values(p, nullptr, embeddings, &t)) {
+    at::Tensor g = taped_grad(t, step, embeddings.size(0), false);
+    if (values) *values = t.values.detach();
+    return g;
+  }
   at::AutoGradMode enable(true);
   at::Tensor emb = embeddings.detach().requires_grad_(true);
   at::Tensor v = p.values(emb);  // [B, n_steps]
@@ -338,6 +429,8 @@ at::Tensor MaskScorer::score(const at::Tensor& keep, const ExplainContext* conte
 
 std::pair<at::Tensor, at::Tensor> endpoint_values(const Problem& p) {
   at::NoGradGuard ng;
+  if (p.input_values.defined() && p.baseline_values.defined())
+    return {p.input_values, p.baseline_values};
   if (p.input_values.defined()) return {p.input_values, p.values(p.baseline_embeddings)[0]};
   at::Tensor both = p.values(at::cat({p.embeddings, p.baseline_embeddings}, 0));
   return {both[0], both[1]};

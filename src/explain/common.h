@@ -35,6 +35,11 @@ struct Problem {
   // [n_steps] f(x), when a pass already computed it: prepare()'s target prediction, or the
   // method's own pass at the input; undefined otherwise (finish() then runs the forward).
   at::Tensor input_values;
+  // [n_steps] f(baseline input), when a pass already computed it (a batch row beside f(x)).
+  at::Tensor baseline_values;
+  // True while the predicted target token is still to be taken from the first gradient pass
+  // (prepare(..., defer_prediction = true)); step_tokens then holds a placeholder.
+  bool target_pending = false;
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_steps() const { return static_cast<int64_t>(step_positions.size()); }
@@ -57,14 +62,22 @@ struct Problem {
 
 // Validates the request and prepares it: builds features, decides the target token(s),
 // computes the embeddings of the input and of the baseline.
-Problem prepare(const Model& model, const ExplainRequest& request);
+// With `defer_prediction`, a predicted target (no token given) is not computed here but taken
+// from the logits of the first values_and_grads pass (one forward less).
+Problem prepare(const Model& model, const ExplainRequest& request, bool defer_prediction = false);
 
 // Values [B, n_steps] and per-step gradients w.r.t. `embeddings` ([n_steps] x [B, T, D]).
 struct ValuesAndGrads {
   at::Tensor values;
   std::vector<at::Tensor> grads;
 };
-ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings);
+// Gradients flow from rows [0, grad_rows) of the batch only (-1: all rows); the other rows'
+// gradients are zero and, on the fused path, cost nothing (rows whose values only are wanted).
+// The model's hand-written backward runs where it has one (Model::forward_with_tape), libtorch
+// autograd otherwise. A Problem whose target is pending gets it from this pass's logits.
+ValuesAndGrads values_and_grads(Problem& p, const at::Tensor& embeddings, int64_t grad_rows = -1);
+ValuesAndGrads values_and_grads(const Problem& p, const at::Tensor& embeddings,
+                                int64_t grad_rows = -1);
 // The gradient of step `step`'s values (summed over the batch) w.r.t. embeddings [B, T, D]
 // (one forward, one backward); `values`, when given, receives the forward's values [B, n_steps].
 at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, int64_t step,

@@ -17,11 +17,16 @@ class GradientExplainer : public Method {
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
     auto start = std::chrono::steady_clock::now();
-    Problem p = prepare(model, request);
-    ValuesAndGrads vg = values_and_grads(p, p.embeddings);
-    p.input_values = vg.values[0];  // f(x): finish() then runs only the baseline's forward
+    // One pass for everything: the predicted target (when none is given) from its logits,
+    // f(baseline) as a second batch row that no gradient flows from, f(x) and its gradient.
+    Problem p = prepare(model, request, /*defer_prediction=*/true);
+    ValuesAndGrads vg =
+        values_and_grads(p, at::cat({p.embeddings, p.baseline_embeddings}, 0), /*grad_rows=*/1);
+    p.input_values = vg.values[0];
+    p.baseline_values = vg.values[1];
     std::vector<at::Tensor> rows;
-    for (const at::Tensor& g : vg.grads) {  // [1, T, D]
+    for (const at::Tensor& full : vg.grads) {
+      const at::Tensor g = full.narrow(0, 0, 1);  // [1, T, D]
       at::Tensor per_token;
       if (name() == "input_x_gradient") {
         per_token = (g * p.embeddings).sum(-1);
@@ -36,8 +41,9 @@ class GradientExplainer : public Method {
     }
     at::Tensor token_scores = at::stack(rows, 1);  // [1, S, T]
     report_progress(&context, 1.0);
-    // One forward and one backward per step (a backward costs about two forwards).
-    double positions = static_cast<double>(p.length()) * (1 + 2 * p.n_steps());
+    // One forward of two rows and one backward of one row per step (a backward costs about
+    // two forwards).
+    double positions = static_cast<double>(p.length()) * (2 + 2 * p.n_steps());
     return finish(p, name(), o_, p.to_features(token_scores)[0], start, positions);
   }
 

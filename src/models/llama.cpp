@@ -10,6 +10,7 @@
 #include "models/activation.h"
 #include "models/compute_dtype.h"
 #include "models/formats/tensor_source.h"
+#include "models/fused/fused_backward.h"
 #include "models/fused/fused_llama.h"
 
 namespace candor {
@@ -225,7 +226,9 @@ std::string LlamaModel::forward_path() const {
     if (dense_.done) kept += ", and as float32 for the libtorch path";
   }
   if (fused_unsupported_.empty())
-    return "fused (candor kernels) without gradients, libtorch with them" + kept;
+    return "fused (candor kernels) without gradients and for gradients to the input embeddings, "
+           "libtorch for other gradients" +
+           kept;
   return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
 }
 
@@ -374,7 +377,49 @@ KVCache LlamaModel::new_cache(int64_t batch, int64_t capacity) const {
   return cache;
 }
 
-at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
+namespace {
+
+// A fused forward's tape and the model whose weights its backward reads.
+class FusedTape : public GradientTape {
+ public:
+  FusedTape(const ModelConfig* config, const LlamaWeights* weights)
+      : config_(config), weights_(weights) {}
+  at::Tensor backward(const at::Tensor& dlogits) const override {
+    at::NoGradGuard no_grad;
+    return fused::llama_backward(*config_, *weights_, tape, dlogits);
+  }
+  fused::Tape tape;
+
+ private:
+  const ModelConfig* config_;
+  const LlamaWeights* weights_;
+};
+
+}  // namespace
+
+std::string LlamaModel::gradient_path() const {
+  if (fused_unsupported_.empty()) return "fused (candor's hand-written backward)";
+  return "libtorch autograd (the fused path does not apply: " + fused_unsupported_ + ")";
+}
+
+std::unique_ptr<GradientTape> LlamaModel::forward_with_tape(const ForwardArgs& args,
+                                                            at::Tensor* logits) const {
+  if (!fused_unsupported_.empty() || args.libtorch_path || args.capture || args.cache ||
+      !args.embeddings.defined())
+    return nullptr;
+  at::NoGradGuard no_grad;
+  // The backward multiplies by float32 matrices: a model with kept quantized blocks makes its
+  // float32 copy once (as the libtorch path would); its forward still reads the blocks.
+  if (weights_.quant) dense_weights();
+  auto out = std::make_unique<FusedTape>(&config_, &weights_);
+  *logits = run(args, &out->tape);
+  if (!out->tape.ready()) return nullptr;  // the fused path did not run
+  return out;
+}
+
+at::Tensor LlamaModel::forward(const ForwardArgs& args) const { return run(args, nullptr); }
+
+at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
   const ModelConfig& c = config_;
   at::Tensor x;  // [B, T, D]
   if (args.embeddings.defined()) {
@@ -455,7 +500,8 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
   };
 
   // The fused path, when no gradient is needed and nothing is captured.
-  if (fused_unsupported_.empty() && !args.libtorch_path && !at::GradMode::is_enabled() &&
+  if (fused_unsupported_.empty() && !args.libtorch_path &&
+      (tape || !at::GradMode::is_enabled()) &&
       !args.capture && x.scalar_type() == at::kFloat &&
       (!cache || fused::cache_usable(c, *cache))) {
     std::vector<int64_t> rows;
@@ -477,7 +523,8 @@ at::Tensor LlamaModel::forward(const ForwardArgs& args) const {
     }
     if (cache) cache->reserve(T);
     const at::Tensor table = rope_.defined() ? at::view_as_real(rope_) : at::Tensor();
-    at::Tensor logits = fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows);
+    at::Tensor logits =
+        fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows, tape);
     record_in_cache();
     return logits;
   }

@@ -62,6 +62,10 @@ struct LlamaWeights {
 at::Tensor rotate_half_to_interleaved(const at::Tensor& w, int64_t n_heads);
 at::Tensor interleaved_to_rotate_half(const at::Tensor& w, int64_t n_heads);
 
+namespace fused {
+struct Tape;
+}  // namespace fused
+
 class LlamaModel : public Model {
  public:
   LlamaModel(ModelConfig config, LlamaWeights weights, std::shared_ptr<Tokenizer> tokenizer);
@@ -78,6 +82,9 @@ class LlamaModel : public Model {
   int64_t n_params() const override;
   std::unique_ptr<Model> clone() const override;
   std::string forward_path() const override;
+  std::unique_ptr<GradientTape> forward_with_tape(const ForwardArgs& args,
+                                                  at::Tensor* logits) const override;
+  std::string gradient_path() const override;
 
   // Every weight as a tensor (quantized ones dequantised on first use, once). The fused path
   // goes on reading the quantized blocks: change weights in a clone(), which keeps none.
@@ -107,6 +114,8 @@ class LlamaModel : public Model {
       return *this;
     }
   };
+  // forward(); with a tape, the fused path keeping what its backward needs.
+  at::Tensor run(const ForwardArgs& args, fused::Tape* tape) const;
 
   ModelConfig config_;
   mutable LlamaWeights weights_;  // mutable: dense_weights() fills quantized matrices' tensors

@@ -175,6 +175,7 @@ Runner add_info(CLI::App& app) {
           {"openblas_coretype", blas.coretype_env}}},
         {"threads", num_threads()},
         {"forward_path", forward_path},
+        {"gradient_path", model->gradient_path()},
     };
     if (o->json) {
       std::cout << j.dump(2) << "\n";
@@ -203,7 +204,8 @@ Runner add_info(CLI::App& app) {
                 << "BLAS           " << blas.library
                 << (blas.core.empty() ? "" : " (core " + blas.core + ")") << "\n"
                 << "threads        " << num_threads() << "\n"
-                << "forward        " << forward_path << "\n";
+                << "forward        " << forward_path << "\n"
+                << "gradients      " << model->gradient_path() << "\n";
     }
     if (blas.slow) std::cerr << "warning: " << blas.warning << "\n";
     return 0;

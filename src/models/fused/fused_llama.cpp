@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "candor/error.h"
+#include "models/fused/fused_backward.h"
 #include "models/fused/gemm.h"
 #include "models/fused/qgemm.h"
 
@@ -152,7 +153,8 @@ bool cache_usable(const ModelConfig& c, KVCache& cache) {
 
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x_in,
                          const at::Tensor& mask, const at::Tensor& positions,
-                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows) {
+                         const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows,
+                         Tape* tape) {
   const int64_t B = x_in.size(0), T = x_in.size(1), D = c.dim;
   const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
   const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim;
@@ -191,6 +193,15 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     for (int64_t s = 0; s < S; ++s) any_padding[static_cast<size_t>(b)] |= !key_real[b * S + s];
   }
   const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
+  if (tape) {  // what the backward needs besides the kept activations
+    if (cache) throw Error(ErrorCode::kInternal, "a gradient pass cannot continue a KV cache");
+    tape->begin(c, B, T);
+    tape->rows = rows;
+    tape->key_real = key_real;
+    tape->key_pos = key_pos;
+    tape->any_padding = any_padding;
+    tape->rope = rope;
+  }
 
   // Attention runs on libtorch's intra-op threads, one (row, key head) pair per task, when its
   // products are small enough that OpenBLAS computes them on the calling thread (at most
@@ -239,6 +250,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
     const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
+    if (tape) tape->keep(Tape::kAttnInput, l, x, N * D);
     // Attention block.
     norm_rows(c, x, D, N, ptr(L.attn_norm), ptr(L.attn_norm_bias), h, D);
     linear(N, QKV, D, h, D, L.wqkv, QL ? &QL->wqkv : nullptr, 0.0f, qkv, QKV);
@@ -260,6 +272,11 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
           std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, vbase + off);
         }
       }
+    }
+    if (tape) {
+      tape->keep(Tape::kQ, l, q, N * H * hd);
+      tape->keep(Tape::kK, l, kbase, N * KV * hd);
+      tape->keep(Tape::kV, l, vbase, N * KV * hd);
     }
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && S > window;
@@ -317,15 +334,18 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     }
     add_bias(x, N, D, D, ptr(L.bo));
     linear(N, D, H * hd, o, H * hd, L.wo, QL ? &QL->wo : nullptr, 1.0f, x, D);  // x += o Wo^T
+    if (tape) tape->keep(Tape::kFfnInput, l, x, N * D);
     // Feed-forward block.
     norm_rows(c, x, D, N, ptr(L.ffn_norm), ptr(L.ffn_norm_bias), h, D);
     linear(N, F2, D, h, D, L.w13, QL ? &QL->w13 : nullptr, 0.0f, f, F2);
     add_bias(f, N, F2, F2, ptr(L.b13));
+    if (tape) tape->keep(Tape::kPreActivation, l, f, N * F2);
     activate_rows(c.activation, f, N, F, F2);
     add_bias(x, N, D, D, ptr(L.b2));
     linear(N, D, F, f, F2, L.w2, QL ? &QL->w2 : nullptr, 1.0f, x, D);  // x += act(f) W2^T
   }
 
+  if (tape) std::copy(x, x + N * D, tape->final());
   // The final norm and the output projection, at the positions asked for only.
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {

@@ -44,6 +44,11 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
   gemm_rowmajor('N', 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_rowmajor('T', 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 bool gemm_available() { return resolve_sgemm() != nullptr; }
 
 }  // namespace candor::fused

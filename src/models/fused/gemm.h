@@ -13,6 +13,10 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64
 // C[M, N] = alpha * A[M, K] * B[K, N] + beta * C (B stored [K, N] row-major).
 void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+// C[M, N] = alpha * A^T * B + beta * C, where A is stored [K, M] and B [K, N] row-major (the
+// transposed products of the backward pass).
+void gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // True when a BLAS sgemm was found in the process.
 bool gemm_available();
 

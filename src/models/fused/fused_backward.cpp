@@ -1,0 +1,342 @@
+// The hand-written backward of the fused Llama-family forward; see fused_backward.h.
+#include "models/fused/fused_backward.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "candor/error.h"
+#include "models/fused/gemm.h"
+
+namespace candor::fused {
+namespace {
+
+// Queries per attention tile, as in the forward.
+constexpr int64_t kBackwardTile = 32;
+
+const float* weight_ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// dx[n, :] += d norm(x[n, :]) / dx applied to dy[n, :] (the norm's weight folded in), for
+// `rows` rows of width D. RMSNorm y = x r w with r = (mean x^2 + eps)^-1/2:
+//   dx = r g - x r^3 (g . x) / D, g = dy * w.
+// LayerNorm y = (x - m) r w + b: dx = r (g - mean g - xhat mean(g * xhat)), xhat = (x - m) r.
+void norm_backward_rows(const ModelConfig& c, const float* x, int64_t ldx, const float* dy,
+                        int64_t lddy, int64_t rows, const float* weight, float* dx, int64_t lddx) {
+  const int64_t D = c.dim;
+  const double eps = c.norm_eps;
+  for (int64_t n = 0; n < rows; ++n) {
+    const float* xr = x + n * ldx;
+    const float* dyr = dy + n * lddy;
+    float* o = dx + n * lddx;
+    if (c.norm == NormKind::kRMSNorm) {
+      double ss = 0, gx = 0;
+      for (int64_t i = 0; i < D; ++i) {
+        ss += static_cast<double>(xr[i]) * xr[i];
+        gx += static_cast<double>(dyr[i]) * weight[i] * xr[i];
+      }
+      const double r = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
+      const float a = static_cast<float>(r);
+      const float b = static_cast<float>(r * r * r * gx / static_cast<double>(D));
+      for (int64_t i = 0; i < D; ++i) o[i] += a * dyr[i] * weight[i] - b * xr[i];
+    } else {
+      double s = 0;
+      for (int64_t i = 0; i < D; ++i) s += xr[i];
+      const double mean = s / static_cast<double>(D);
+      double v = 0;
+      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
+      const double r = 1.0 / std::sqrt(v / static_cast<double>(D) + eps);
+      double sg = 0, sgx = 0;
+      for (int64_t i = 0; i < D; ++i) {
+        const double g = static_cast<double>(dyr[i]) * weight[i];
+        sg += g;
+        sgx += g * (xr[i] - mean) * r;
+      }
+      const double mg = sg / static_cast<double>(D), mgx = sgx / static_cast<double>(D);
+      for (int64_t i = 0; i < D; ++i) {
+        const double g = static_cast<double>(dyr[i]) * weight[i];
+        const double xhat = (xr[i] - mean) * r;
+        o[i] += static_cast<float>(r * (g - mg - xhat * mgx));
+      }
+    }
+  }
+}
+
+// The feed-forward activation's backward: da [rows, F] (gradient of the activation's output)
+// and f [rows, ld] (its pre-activation input, kept by the forward) -> df [rows, ld] (for
+// SwiGLU both halves, gate then up; else the F columns).
+void activation_backward_rows(Activation a, const float* da, int64_t ldda, const float* f,
+                              float* df, int64_t rows, int64_t F, int64_t ld) {
+  constexpr double kSqrt2OverPi = 0.7978845608028654;
+  constexpr double kInvSqrt2 = 0.7071067811865476;
+  constexpr double kInvSqrt2Pi = 0.3989422804014327;
+  for (int64_t n = 0; n < rows; ++n) {
+    const float* dar = da + n * ldda;
+    const float* fr = f + n * ld;
+    float* o = df + n * ld;
+    switch (a) {
+      case Activation::kSwiGLU:
+        // y = silu(g) u: dg = dy u s (1 + g (1 - s)), du = dy silu(g), s = sigmoid(g).
+        for (int64_t i = 0; i < F; ++i) {
+          const float g = fr[i], u = fr[F + i];
+          const float s = 1.0f / (1.0f + std::exp(-g));
+          o[i] = dar[i] * u * s * (1.0f + g * (1.0f - s));
+          o[F + i] = dar[i] * g * s;
+        }
+        break;
+      case Activation::kGeluTanh:
+        for (int64_t i = 0; i < F; ++i) {
+          const double v = fr[i];
+          const double inner = kSqrt2OverPi * (v + 0.044715 * v * v * v);
+          const double th = std::tanh(inner);
+          const double d =
+              0.5 * (1 + th) + 0.5 * v * (1 - th * th) * kSqrt2OverPi * (1 + 3 * 0.044715 * v * v);
+          o[i] = static_cast<float>(dar[i] * d);
+        }
+        break;
+      case Activation::kGelu:
+        for (int64_t i = 0; i < F; ++i) {
+          const double v = fr[i];
+          const double d =
+              0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+          o[i] = static_cast<float>(dar[i] * d);
+        }
+        break;
+      case Activation::kRelu:
+        for (int64_t i = 0; i < F; ++i) o[i] = fr[i] > 0 ? dar[i] : 0.0f;
+        break;
+    }
+  }
+}
+
+// The rotation's backward: dsrc[0, hd) = dy rotated back (the conjugate pairs); a copy
+// without a table.
+inline void unrotate_into(const float* dy, float* dsrc, const float* table, int64_t hd) {
+  if (!table) {
+    std::copy(dy, dy + hd, dsrc);
+    return;
+  }
+  for (int64_t j = 0; j < hd / 2; ++j) {
+    const float a = dy[2 * j], b = dy[2 * j + 1];
+    const float co = table[2 * j], si = table[2 * j + 1];
+    dsrc[2 * j] = a * co + b * si;
+    dsrc[2 * j + 1] = -a * si + b * co;
+  }
+}
+
+}  // namespace
+
+void Tape::begin(const ModelConfig& c, int64_t batch, int64_t tokens) {
+  B = batch;
+  T = tokens;
+  const int64_t N = B * T, hd = c.head_dim();
+  const int64_t F2 = c.activation == Activation::kSwiGLU ? 2 * c.hidden_dim : c.hidden_dim;
+  const int64_t sizes[kKinds] = {
+      N * c.dim,              // kAttnInput: residual stream entering the attention block
+      N * c.dim,              // kFfnInput: entering the feed-forward block
+      N * c.n_heads * hd,     // kQ: rotated queries [B, KV, G * T, hd]
+      N * c.n_kv_heads * hd,  // kK: rotated keys [B, KV, T, hd]
+      N * c.n_kv_heads * hd,  // kV: values [B, KV, T, hd]
+      N * F2,                 // kPreActivation: the feed-forward's pre-activations [N, F2]
+  };
+  int64_t off = 0;
+  for (int k = 0; k < kKinds; ++k) {
+    offset_[k] = off;
+    off += sizes[k];
+  }
+  n_layers_ = c.n_layers;
+  per_layer_ = off;
+  data_.reset(new float[static_cast<size_t>(n_layers_ * per_layer_ + N * c.dim)]);
+}
+
+float* Tape::at(Kind kind, int64_t l) { return data_.get() + l * per_layer_ + offset_[kind]; }
+
+void Tape::keep(Kind kind, int64_t l, const float* src, int64_t n) {
+  std::copy(src, src + n, at(kind, l));
+}
+
+at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tape& tape,
+                          const at::Tensor& dlogits_in) {
+  const int64_t T = tape.T, D = c.dim, V = c.vocab_size;
+  const int64_t P = static_cast<int64_t>(tape.rows.size());
+  if (!tape.ready()) throw Error(ErrorCode::kInternal, "backward without a recorded forward");
+  if (dlogits_in.dim() != 3 || dlogits_in.size(0) != tape.B || dlogits_in.size(1) != P ||
+      dlogits_in.size(2) != V) {
+    throw Error(ErrorCode::kInvalidArgument, "the logits' gradient must have the logits' shape [" +
+                                                 std::to_string(tape.B) + ", " + std::to_string(P) +
+                                                 ", " + std::to_string(V) + "]");
+  }
+  const at::Tensor dlogits = dlogits_in.to(at::kFloat).contiguous();
+  at::Tensor result = at::zeros({tape.B, T, D}, at::kFloat);
+  // Rows after the last one with a nonzero gradient get none: they are not run (a batch may
+  // carry rows whose values only are wanted, such as f(baseline) beside f(x)).
+  int64_t B = 0;
+  {
+    const at::Tensor nonzero = dlogits.ne(0).view({tape.B, -1}).any(1);
+    for (int64_t b = tape.B - 1; b >= 0 && B == 0; --b)
+      if (nonzero[b].item<bool>()) B = b + 1;
+  }
+  if (B == 0) return result;
+  const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
+  const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim, HD = H * hd;
+  const bool gated = c.activation == Activation::kSwiGLU;
+  const int64_t F2 = gated ? 2 * F : F;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const float* rope_p = tape.rope.defined() ? tape.rope.data_ptr<float>() : nullptr;
+
+  const int64_t threads = kBackwardTile * T * hd <= (int64_t{1} << 18) && !at::in_parallel_region()
+                              ? std::max(1, at::get_num_threads())
+                              : 1;
+  // The arena of the backward.
+  const int64_t GT = G * T;
+  const int64_t sizes[] = {
+      std::max(B * P, N) * D,           // dh: gradient at a norm's output
+      N * std::max(F2, QKV),            // dz: gradient at the feed-forward's pre-activations,
+                                        //     or at qkv
+      N * F,                            // da: gradient at the activation's output
+      N * HD,                           // dout: gradient at the heads' outputs
+      N * HD,                           // dq: [B, KV, G * T, hd]
+      2 * N * KV * hd,                  // dk, dv: [B, KV, T, hd]
+      threads * 2 * kBackwardTile * T,  // probabilities and their gradient, per thread
+  };
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  std::unique_ptr<float[]> arena(new float[static_cast<size_t>(total)]);
+  float* cur = arena.get();
+  auto take = [&](int64_t n) {
+    float* p = cur;
+    cur += n;
+    return p;
+  };
+  float* dh = take(sizes[0]);
+  float* dz = take(sizes[1]);
+  float* da = take(sizes[2]);
+  float* dout = take(sizes[3]);
+  float* dq = take(sizes[4]);
+  float* dk = take(sizes[5]);
+  float* dv = dk + N * KV * hd;
+  float* scratch_all = take(sizes[6]);
+
+  float* dx = result.data_ptr<float>();  // the residual stream's gradient, layer by layer
+
+  // The output projection and the final norm, at the positions the logits came from.
+  if (B * P > 0)
+    gemm_nn(B * P, D, V, 1.0f, dlogits.data_ptr<float>(), V, weight_ptr(w.output), D, 0.0f, dh, D);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t row = b * T + tape.rows[static_cast<size_t>(p)];
+      norm_backward_rows(c, tape.final() + row * D, D, dh + (b * P + p) * D, D, 1,
+                         weight_ptr(w.final_norm), dx + row * D, D);
+    }
+  }
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+
+  for (int64_t l = c.n_layers - 1; l >= 0; --l) {
+    const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
+    // Feed-forward block: x' = x + act(norm(x) W13^T + b13) W2^T + b2.
+    gemm_nn(N, F, D, 1.0f, dx, D, weight_ptr(L.w2), F, 0.0f, da, F);
+    activation_backward_rows(c.activation, da, F, tape.at(Tape::kPreActivation, l), dz, N, F, F2);
+    gemm_nn(N, D, F2, 1.0f, dz, F2, weight_ptr(L.w13), D, 0.0f, dh, D);
+    norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx, D);
+
+    // Attention block: x' = x + attention(norm(x) Wqkv^T + bqkv) Wo^T + bo.
+    gemm_nn(N, HD, D, 1.0f, dx, D, weight_ptr(L.wo), HD, 0.0f, dout, HD);
+    std::fill(dk, dk + 2 * N * KV * hd, 0.0f);
+    const float* q = tape.at(Tape::kQ, l);
+    const float* kbase = tape.at(Tape::kK, l);
+    const float* vbase = tape.at(Tape::kV, l);
+    const int64_t window = c.window_of(l);
+    const bool windowed = window > 0 && T > window;
+    auto attend_back = [&](int64_t begin, int64_t end) {
+      float* prob = scratch_all + (threads > 1 ? at::get_thread_num() : 0) * 2 * kBackwardTile * T;
+      float* dprob = prob + kBackwardTile * T;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / KV, kvh = task % KV;
+        const uint8_t* real = tape.key_real.data() + b * T;
+        const int64_t* kpos = tape.key_pos.data() + b * T;
+        const bool padded = tape.any_padding[static_cast<size_t>(b)] != 0;
+        const float* K = kbase + (b * KV + kvh) * T * hd;  // [T, hd]
+        const float* Vv = vbase + (b * KV + kvh) * T * hd;
+        float* dK = dk + (b * KV + kvh) * T * hd;
+        float* dV = dv + (b * KV + kvh) * T * hd;
+        for (int64_t g = 0; g < G; ++g) {
+          for (int64_t t0 = 0; t0 < T; t0 += kBackwardTile) {
+            const int64_t t1 = std::min(T, t0 + kBackwardTile), m = t1 - t0, nk = t1;
+            const float* Q = q + ((b * KV + kvh) * GT + g * T + t0) * hd;  // [m, hd]
+            float* dQ = dq + ((b * KV + kvh) * GT + g * T + t0) * hd;
+            const float* dO = dout + (b * T + t0) * HD + (kvh * G + g) * hd;  // [m, hd], ld HD
+            // The probabilities, as the forward computed them.
+            gemm_nt(m, nk, hd, scale, Q, hd, K, hd, 0.0f, prob, nk);
+            for (int64_t i = 0; i < m; ++i) {
+              const int64_t t = t0 + i, self = t;
+              float* sr = prob + i * nk;
+              for (int64_t s = self + 1; s < nk; ++s) sr[s] = 0.0f;
+              if (padded || windowed) {
+                const int64_t qpos = kpos[t];
+                for (int64_t s = 0; s < self; ++s) {
+                  if ((padded && !real[s]) || (windowed && qpos - kpos[s] >= window))
+                    sr[s] = kNegInf;
+                }
+              }
+              float mx = sr[self];
+              for (int64_t s = 0; s < self; ++s) mx = std::max(mx, sr[s]);
+              float sum = 0;
+              for (int64_t s = 0; s <= self; ++s) {
+                const float e = std::exp(sr[s] - mx);
+                sr[s] = e;
+                sum += e;
+              }
+              const float inv = 1.0f / sum;
+              for (int64_t s = 0; s <= self; ++s) sr[s] *= inv;
+            }
+            // dV += P^T dO; dP = dO V^T; dS = P (dP - sum(P dP)); dQ = scale dS K;
+            // dK += scale dS^T Q.
+            gemm_tn(nk, hd, m, 1.0f, prob, nk, dO, HD, 1.0f, dV, hd);
+            gemm_nt(m, nk, hd, 1.0f, dO, HD, Vv, hd, 0.0f, dprob, nk);
+            for (int64_t i = 0; i < m; ++i) {
+              const int64_t self = t0 + i;
+              const float* pr = prob + i * nk;
+              float* dr = dprob + i * nk;
+              double dot = 0;
+              for (int64_t s = 0; s <= self; ++s) dot += static_cast<double>(pr[s]) * dr[s];
+              const float d = static_cast<float>(dot);
+              for (int64_t s = 0; s <= self; ++s) dr[s] = pr[s] * (dr[s] - d);
+              for (int64_t s = self + 1; s < nk; ++s) dr[s] = 0.0f;
+            }
+            gemm_nn(m, hd, nk, scale, dprob, nk, K, hd, 0.0f, dQ, hd);
+            gemm_tn(nk, hd, m, scale, dprob, nk, Q, hd, 1.0f, dK, hd);
+          }
+        }
+      }
+    };
+    if (threads > 1 && B * KV > 1) {
+      at::parallel_for(0, B * KV, 1, attend_back);
+    } else {
+      attend_back(0, B * KV);
+    }
+    // Back to the qkv projection's output: rotary embeddings undone on q and k.
+    float* dqkv = dz;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < T; ++t) {
+        float* row = dqkv + (b * T + t) * QKV;
+        const float* table = rope_p ? rope_p + tape.key_pos[b * T + t] * hd : nullptr;
+        for (int64_t hh = 0; hh < H; ++hh) {
+          const int64_t kvh = hh / G, g = hh % G;
+          unrotate_into(dq + ((b * KV + kvh) * GT + g * T + t) * hd, row + hh * hd, table, hd);
+        }
+        for (int64_t kvh = 0; kvh < KV; ++kvh) {
+          const int64_t off = ((b * KV + kvh) * T + t) * hd;
+          unrotate_into(dk + off, row + (H + kvh) * hd, table, hd);
+          std::copy(dv + off, dv + off + hd, row + (H + KV + kvh) * hd);
+        }
+      }
+    }
+    gemm_nn(N, D, QKV, 1.0f, dqkv, QKV, weight_ptr(L.wqkv), D, 0.0f, dh, D);
+    norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx,
+                       D);
+  }
+  return result;
+}
+
+}  // namespace candor::fused
