@@ -32,6 +32,7 @@
 
 #include "candor/data.h"
 #include "candor/distill.h"
+#include "candor/evaluate/benchmark.h"
 #include "candor/explain.h"
 #include "candor/options.h"
 
@@ -84,12 +85,67 @@ class TableExplainer {
                                       const TableExplainOptions& options,
                                       const ExplainContext& context = {}) const;
 
+  // The explained value (target function of class `target_class`) of row `row` of `table` with
+  // the columns whose keep-mask entry is 0 at their baselines, one value per mask (entries in
+  // columns() order): the game the perturbation methods play and the evaluation grades on.
+  std::vector<double> coalition_values(const data::Table& table, size_t row,
+                                       const std::vector<std::vector<uint8_t>>& keep,
+                                       size_t target_class,
+                                       const std::string& target_function) const;
+
  private:
+  // Per feature, the bin a removed column takes (and its description per column, and whether it
+  // came from `table` because the model was saved without baselines).
+  std::vector<uint16_t> baseline_bins(const data::Table& table, std::vector<std::string>* texts,
+                                      bool* from_table) const;
+
   std::shared_ptr<const MlpClassifier> mlp_;
   std::shared_ptr<const SavedStudent> student_;
   const Featurizer* featurizer_ = nullptr;
   std::vector<std::string> columns_;
   std::vector<std::string> classes_;
 };
+
+// Grading the explanations of a table model (`candor evaluate` on a table model): each row is
+// explained with each method, and each explanation is scored on the model's own predictions with
+// the columns removed (set to their baselines) in the order of its scores, as the text evaluator
+// does with tokens (candor/evaluate/faithfulness.h): comprehensiveness f(x) - f(x without the
+// top n columns) and sufficiency f(x) - f(only the top n kept), n = clamp(ceil(q * k), 1, k) for
+// each fraction q, averaged over the fractions (AOPC); the deletion and insertion curves (f as the
+// top columns are removed / inserted, k = 0..columns) and their trapezoid areas.
+struct TableEvaluateOptions {
+  TableExplainOptions explain;  // methods, class, target function
+  // comprehensiveness | sufficiency | deletion | insertion, or faithfulness (all four, the
+  // default). The token-level metrics (infidelity, loo_kendall, sensitivity) are refused.
+  std::vector<std::string> metrics;
+  std::vector<double> fractions = {0.01, 0.05, 0.10, 0.20, 0.50};
+  bool decoys = false;       // also grade decoy:random (seeded) and decoy:inverted (the first
+                             // method's scores negated), with the win and caught rates
+  int64_t bootstrap = 1000;  // resamples of the table's intervals
+  uint64_t seed = 0;         // of the intervals and the random decoy
+};
+
+struct TableEvaluation {
+  std::vector<std::string> methods;  // table rows: the method specs, then the decoys
+  std::vector<std::string> metrics;  // table columns
+  std::vector<std::map<std::string, MethodRecord>> records;  // per explained row: name -> record
+  std::vector<int64_t> lines;                                // the data line of each record
+  // summarize_benchmark's table (rendered by render_benchmark_markdown / _html), with
+  // "decoy_ranking" when decoys were graded and "table_model": true.
+  nlohmann::json summary;
+};
+
+// Checks the options (metrics, fractions, methods, class, target function) before any work.
+// Throws Error(kInvalidArgument) naming what is wrong and what to give instead.
+void check_table_evaluation(const TableExplainer& explainer, const TableEvaluateOptions& options);
+
+// Explains rows `rows` of `table` and grades every explanation. Throws Error(kInvalidArgument)
+// for a metric that does not apply to columns or a bad option (before any work), Error(kCancelled)
+// when context.progress returns false.
+TableEvaluation evaluate_table_explanations(const TableExplainer& explainer,
+                                            const data::Table& table,
+                                            const std::vector<size_t>& rows,
+                                            const TableEvaluateOptions& options,
+                                            const ExplainContext& context = {});
 
 }  // namespace candor::distill

@@ -213,6 +213,108 @@ void TableExplainer::check(const TableExplainOptions& o) const {
   }
 }
 
+std::vector<uint16_t> TableExplainer::baseline_bins(const data::Table& table,
+                                                   std::vector<std::string>* texts,
+                                                   bool* from_table_out) const {
+  const std::vector<Feature>& features = featurizer_->features();
+  const size_t F = features.size();
+  std::vector<size_t> player(F);
+  for (size_t f = 0; f < F; ++f)
+    player[f] = std::find(columns_.begin(), columns_.end(), features[f].column) - columns_.begin();
+  std::vector<uint16_t> base(F, 0);
+  std::vector<std::string> base_text(columns_.size());
+  bool from_table = false;
+  std::vector<size_t> all(table.n_rows());
+  std::iota(all.begin(), all.end(), size_t{0});
+  std::vector<std::vector<uint16_t>> table_bins;
+  for (size_t f = 0; f < F; ++f) {
+    const Feature& ft = features[f];
+    int b = ft.baseline;
+    double mean = ft.mean;
+    if (b < 0) {
+      from_table = true;
+      const data::Column& c = table.column(ft.column);
+      if (ft.kind == Feature::kNumeric) {
+        double s = 0, n = 0;
+        for (size_t r = 0; r < c.size(); ++r)
+          if (!c.is_missing(r)) s += c.numeric[r], n += 1;
+        if (n == 0) {
+          b = ft.n_bins() - 1;
+        } else {
+          mean = s / n;
+          b = static_cast<int>(std::min<size_t>(
+              std::lower_bound(ft.upper.begin(), ft.upper.end(), mean) - ft.upper.begin(),
+              ft.upper.size() - 1));
+        }
+      } else {
+        if (table_bins.empty()) table_bins = featurizer_->transform(table, all);
+        std::vector<size_t> count(ft.n_bins(), 0);
+        for (uint16_t v : table_bins[f]) ++count[v];
+        b = static_cast<int>(std::max_element(count.begin(), count.end()) - count.begin());
+      }
+    }
+    base[f] = static_cast<uint16_t>(b);
+    std::string& t = base_text[player[f]];
+    if (ft.kind == Feature::kNumeric)
+      t = b == ft.n_bins() - 1 ? "missing" : "mean " + format_number(mean);
+    else if (ft.kind == Feature::kCategorical)
+      t = "most frequent '" + ft.bin_labels[b] + "'";
+    else
+      t = "empty text";
+  }
+  if (texts) *texts = std::move(base_text);
+  if (from_table_out) *from_table_out = from_table;
+  return base;
+}
+
+std::vector<double> TableExplainer::coalition_values(
+    const data::Table& table, size_t row, const std::vector<std::vector<uint8_t>>& keep,
+    size_t target_class, const std::string& target_function) const {
+  if (!is_target_function(target_function) || (target_function == "logit" && !mlp_))
+    check(TableExplainOptions{{"occlusion"}, "", target_function});  // throws naming it
+  if (row >= table.n_rows())
+    throw Error(ErrorCode::kInvalidArgument,
+                table.source() + ": row " + std::to_string(row) + " is out of range",
+                "give a row index below " + std::to_string(table.n_rows()));
+  if (target_class >= classes_.size())
+    throw Error(ErrorCode::kInvalidArgument,
+                "class index " + std::to_string(target_class) + " is not a class of this model",
+                "give 0.." + std::to_string(classes_.size() - 1));
+  const std::vector<Feature>& features = featurizer_->features();
+  const size_t F = features.size();
+  std::vector<size_t> player(F);
+  for (size_t f = 0; f < F; ++f)
+    player[f] = std::find(columns_.begin(), columns_.end(), features[f].column) - columns_.begin();
+  const std::vector<uint16_t> base = baseline_bins(table, nullptr, nullptr);
+  const std::vector<std::vector<uint16_t>> x = featurizer_->transform(table, {row});
+  std::vector<double> out;
+  out.reserve(keep.size());
+  for (size_t start = 0; start < keep.size(); start += kBatch) {
+    const size_t n = std::min(kBatch, keep.size() - start);
+    std::vector<std::vector<uint16_t>> bins(x.size(), std::vector<uint16_t>(n));
+    for (size_t q = 0; q < n; ++q) {
+      const auto& kq = keep[start + q];
+      if (kq.size() != columns_.size())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "a keep-mask has " + std::to_string(kq.size()) + " entries, the model " +
+                        std::to_string(columns_.size()) + " input columns",
+                    "give one entry per column, in columns() order");
+      for (size_t f = 0; f < F; ++f) bins[f][q] = kq[player[f]] ? x[f][0] : base[f];
+      for (size_t f = F; f < x.size(); ++f) bins[f][q] = x[f][0];  // the text's word count
+    }
+    Probs p;
+    if (mlp_) {
+      p = mlp_->logits_of_bins(bins);
+    } else {
+      p = student_->student().predict(bins);
+      for (auto& r : p)
+        for (double& v : r) v = std::log(std::max(v, 1e-300));
+    }
+    for (const auto& r : p) out.push_back(target_value(r, target_class, target_function));
+  }
+  return out;
+}
+
 std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
                                                     const std::vector<size_t>& rows,
                                                     const TableExplainOptions& given,
@@ -240,49 +342,9 @@ std::vector<RowExplanation> TableExplainer::explain(const data::Table& table,
     player[f] = std::find(columns_.begin(), columns_.end(), features[f].column) - columns_.begin();
 
   // The baseline bins: saved at training time, or (older saves) from the explained table.
-  std::vector<uint16_t> base(F, 0);
-  std::vector<std::string> base_text(k);
+  std::vector<std::string> base_text;
   bool from_table = false;
-  {
-    std::vector<size_t> all(table.n_rows());
-    std::iota(all.begin(), all.end(), size_t{0});
-    std::vector<std::vector<uint16_t>> table_bins;
-    for (size_t f = 0; f < F; ++f) {
-      const Feature& ft = features[f];
-      int b = ft.baseline;
-      double mean = ft.mean;
-      if (b < 0) {
-        from_table = true;
-        const data::Column& c = table.column(ft.column);
-        if (ft.kind == Feature::kNumeric) {
-          double s = 0, n = 0;
-          for (size_t r = 0; r < c.size(); ++r)
-            if (!c.is_missing(r)) s += c.numeric[r], n += 1;
-          if (n == 0) {
-            b = ft.n_bins() - 1;
-          } else {
-            mean = s / n;
-            b = static_cast<int>(std::min<size_t>(
-                std::lower_bound(ft.upper.begin(), ft.upper.end(), mean) - ft.upper.begin(),
-                ft.upper.size() - 1));
-          }
-        } else {
-          if (table_bins.empty()) table_bins = featurizer_->transform(table, all);
-          std::vector<size_t> count(ft.n_bins(), 0);
-          for (uint16_t v : table_bins[f]) ++count[v];
-          b = static_cast<int>(std::max_element(count.begin(), count.end()) - count.begin());
-        }
-      }
-      base[f] = static_cast<uint16_t>(b);
-      std::string& t = base_text[player[f]];
-      if (ft.kind == Feature::kNumeric)
-        t = b == ft.n_bins() - 1 ? "missing" : "mean " + format_number(mean);
-      else if (ft.kind == Feature::kCategorical)
-        t = "most frequent '" + ft.bin_labels[b] + "'";
-      else
-        t = "empty text";
-    }
-  }
+  const std::vector<uint16_t> base = baseline_bins(table, &base_text, &from_table);
 
   // One-hot layout of the MLP: the column of each entry.
   std::vector<size_t> entry_player;

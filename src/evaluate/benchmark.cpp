@@ -112,6 +112,12 @@ void fill_faithfulness(MethodRecord& r, const Faithfulness& f,
 
 }  // namespace
 
+MethodRecord faithfulness_record(const Faithfulness& f, const std::vector<std::string>& metrics) {
+  MethodRecord r;
+  fill_faithfulness(r, f, metrics);
+  return r;
+}
+
 MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
                               const Explainer& explainer, const Attribution& attribution,
                               const std::vector<std::string>& metrics,

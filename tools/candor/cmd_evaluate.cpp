@@ -17,27 +17,29 @@
 #include "candor/jobs_evaluate.h"
 #include "candor/report.h"
 #include "cli.h"
+#include "explain_table.h"
 
 namespace candor::cli {
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 Runner add_evaluate(CLI::App& app) {
   struct Opts {
     jobs::EvaluateOptions job;
     std::string out;
     bool no_progress = false;
+    std::vector<std::pair<CLI::Option*, std::string>> text_only;  // refused on a table model
   };
   auto o = std::make_shared<Opts>();
   jobs::EvaluateOptions& j = o->job;
   app.add_option("--model,-m", j.model.path, "Checkpoint file, or a folder holding it")->required();
-  app.add_option("--tokenizer", j.model.tokenizer,
-                 "Tokenizer file (default: found beside the model)");
+  o->text_only.push_back({app.add_option("--tokenizer", j.model.tokenizer,
+                                         "Tokenizer file (default: found beside the model)"),
+                          "--tokenizer"});
   app.add_option("--data", j.data, "Texts: .jsonl (one object a line) or .csv with a header")
       ->required();
-  app.add_option("--text-column", j.text_column, "Column (or JSON key) holding the text");
+  o->text_only.push_back(
+      {app.add_option("--text-column", j.text_column, "Column (or JSON key) holding the text"),
+       "--text-column"});
   app.add_option("--method", j.methods,
                  "Method spec NAME[:key=value,...] (repeatable; default integrated_gradients, "
                  "occlusion)");
@@ -46,15 +48,28 @@ Runner add_evaluate(CLI::App& app) {
                  "deletion | insertion | infidelity | loo_kendall | avg_sensitivity | "
                  "max_sensitivity (repeatable)");
   app.add_option("--out", o->out, "Output folder (table.md, table.json, report.html)")->required();
-  app.add_option("--removal", j.removal, "baseline (replace) | delete (default baseline)");
-  app.add_option("--baseline", j.baseline, "unk | pad | zero | token id (default unk)");
-  app.add_option("--max-tokens", j.max_tokens, "Keep the first N tokens of each text (64)");
-  app.add_option("--generate", j.generate,
-                 "Explain the model's greedy answer of N tokens to each text (the summed log-prob "
-                 "of the span) instead of its next token (0, the default)");
-  app.add_option("--curve-points", j.curve_points,
-                 "Points of the deletion/insertion curves (0: every feature count)");
-  app.add_option("--sensitivity-samples", j.sensitivity_samples, "Perturbations per example (4)");
+  o->text_only.push_back(
+      {app.add_option("--removal", j.removal, "baseline (replace) | delete (default baseline)"),
+       "--removal"});
+  o->text_only.push_back(
+      {app.add_option("--baseline", j.baseline, "unk | pad | zero | token id (default unk)"),
+       "--baseline"});
+  o->text_only.push_back(
+      {app.add_option("--max-tokens", j.max_tokens, "Keep the first N tokens of each text (64)"),
+       "--max-tokens"});
+  o->text_only.push_back(
+      {app.add_option(
+           "--generate", j.generate,
+           "Explain the model's greedy answer of N tokens to each text (the summed log-prob "
+           "of the span) instead of its next token (0, the default)"),
+       "--generate"});
+  o->text_only.push_back(
+      {app.add_option("--curve-points", j.curve_points,
+                      "Points of the deletion/insertion curves (0: every feature count)"),
+       "--curve-points"});
+  o->text_only.push_back({app.add_option("--sensitivity-samples", j.sensitivity_samples,
+                                         "Perturbations per example (4)"),
+                          "--sensitivity-samples"});
   app.add_option("--limit", j.limit, "Evaluate only the first N texts");
   app.add_option("--bootstrap", j.bootstrap, "Bootstrap resamples for the intervals (1000)");
   app.add_option("--seed", j.seed, "Seed of the random parts (0)");
@@ -65,17 +80,43 @@ Runner add_evaluate(CLI::App& app) {
   app.add_flag("--decoys", j.decoys,
                "Also grade decoy explanations (random, inverted, first, last, other_target) and "
                "report how often each method beats each decoy (docs/evaluation.md)");
-  app.add_option("--lexicon", j.lexicon,
-                 "With --decoys, also the lexicon decoy: |valence| of each feature's words in "
-                 "this VADER, AFINN or Bing lexicon (e.g. ../shared/lexicons/vader_lexicon.txt)");
-  app.add_option("--attack", j.attack,
-                 "Attack each method's explanations: substitution (nearest-neighbour tokens) | "
-                 "noise (embedding noise), with options NAME:key=value,... (n_candidates, "
-                 "n_rounds, top_k, success_below, max_prob_change, neighbours | radius); reports "
-                 "the success rate, the top-k intersection reached and the changes found");
+  o->text_only.push_back(
+      {app.add_option(
+           "--lexicon", j.lexicon,
+           "With --decoys, also the lexicon decoy: |valence| of each feature's words in "
+           "this VADER, AFINN or Bing lexicon (e.g. ../shared/lexicons/vader_lexicon.txt)"),
+       "--lexicon"});
+  o->text_only.push_back(
+      {app.add_option(
+           "--attack", j.attack,
+           "Attack each method's explanations: substitution (nearest-neighbour tokens) | "
+           "noise (embedding noise), with options NAME:key=value,... (n_candidates, "
+           "n_rounds, top_k, success_below, max_prob_change, neighbours | radius); reports "
+           "the success rate, the top-k intersection reached and the changes found"),
+       "--attack"});
   return [o]() {
+    const jobs::EvaluateOptions& j = o->job;
+    if (is_table_model(j.model.path)) {
+      // A model over table rows (candor train's MLP, a distilled student): graded per column.
+      TableEvaluateArgs t;
+      t.model = j.model.path;
+      t.data = j.data;
+      t.out = o->out;
+      t.on_error = j.on_error;
+      t.methods = j.methods;
+      t.metrics = j.metrics;
+      for (const auto& [opt, name] : o->text_only)
+        if (opt->count() > 0) t.text_only.push_back(name);
+      t.limit = j.limit;
+      t.bootstrap = j.bootstrap;
+      t.seed = j.seed;
+      t.threads = j.threads;
+      t.decoys = j.decoys;
+      t.no_progress = o->no_progress;
+      return run_evaluate_table(t);
+    }
     prepare_output_dir(o->out, "--out");  // before the work, not after it
-    InterruptScope interrupt;  // Ctrl-C keeps the finished examples; a rerun resumes
+    InterruptScope interrupt;             // Ctrl-C keeps the finished examples; a rerun resumes
     auto to_stderr = [](const std::string& line) { std::cerr << line << "\n"; };
     jobs::FileRecordStore store(o->out, to_stderr);
     const bool tty = ::isatty(STDERR_FILENO);

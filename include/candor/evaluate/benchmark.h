@@ -43,6 +43,10 @@ MethodRecord benchmark_record(const Model& model, const ExplainRequest& request,
 std::vector<MethodRecord> benchmark_faithfulness_records(
     const Model& model, const ExplainRequest& request, const std::vector<Attribution>& attributions,
     const std::vector<std::string>& metrics, const FaithfulnessOptions& faithfulness);
+// The record of already computed faithfulness figures (the metrics among `metrics` that `f`
+// holds; curves resampled to the grid): for models graded outside evaluate_faithfulness, such as
+// the per-column explanations of a table model.
+MethodRecord faithfulness_record(const Faithfulness& f, const std::vector<std::string>& metrics);
 nlohmann::json method_record_to_json(const MethodRecord& r);
 MethodRecord method_record_from_json(const nlohmann::json& j);
 
