@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -263,6 +264,132 @@ TEST(TableExplain, OldSavesTakeBaselinesFromTheTableAndSaySo) {
   // Explaining the training table itself, the baselines are the same.
   for (size_t k = 0; k < 3; ++k)
     EXPECT_NEAR(old[0].attributions[0].scores[k], now[0].attributions[0].scores[k], 1e-9);
+}
+
+// --- evaluate_table_explanations: the faithfulness of column explanations ------------------
+
+// Columns by score, highest first (ties: earlier column first), as the evaluator ranks them.
+std::vector<unsigned> by_score(const std::vector<double>& s) {
+  std::vector<unsigned> o = {0, 1, 2};
+  std::stable_sort(o.begin(), o.end(), [&](unsigned a, unsigned b) { return s[a] > s[b]; });
+  return o;
+}
+
+TEST(TableEvaluate, ComprehensivenessAndCurvesEqualBruteForce) {
+  const Fixture& fx = fixture();
+  TableExplainer ex(fx.mlp);
+  TableEvaluateOptions o;
+  o.explain.methods = {"occlusion", "exact_shapley"};
+  o.fractions = {0.3, 0.6, 1.0};  // 1, 2 and 3 of the three columns
+  o.bootstrap = 10;
+  const std::vector<size_t> rows = {3, 44, 250};
+  TableEvaluation ev = evaluate_table_explanations(ex, fx.table, rows, o);
+  ASSERT_EQ(ev.records.size(), rows.size());
+  EXPECT_EQ(ev.metrics, (std::vector<std::string>{"comprehensiveness", "sufficiency", "deletion",
+                                                  "insertion"}));
+  auto explained = ex.explain(fx.table, rows, o.explain);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (size_t m = 0; m < 2; ++m) {
+      const Attribution& a = explained[i].attributions[m];
+      const std::vector<double> v =
+          brute_values(*fx.mlp, fx.table, rows[i], static_cast<size_t>(a.step_tokens[0]));
+      const std::vector<unsigned> order = by_score(a.scores);
+      double comp = 0, suff = 0, del = 0, ins = 0;
+      unsigned top = 0;  // mask of the top n columns
+      std::vector<double> dv = {v[7]}, iv = {v[0]};
+      for (unsigned n = 1; n <= 3; ++n) {
+        top |= 1u << order[n - 1];
+        comp += v[7] - v[7 & ~top];
+        suff += v[7] - v[top];
+        dv.push_back(v[7 & ~top]);
+        iv.push_back(v[top]);
+      }
+      for (size_t q = 1; q < 4; ++q) {
+        del += 0.5 * (dv[q] + dv[q - 1]) / 3.0;
+        ins += 0.5 * (iv[q] + iv[q - 1]) / 3.0;
+      }
+      const MethodRecord& r = ev.records[i].at(o.explain.methods[m]);
+      EXPECT_NEAR(r.metrics.at("comprehensiveness"), comp / 3, 2e-3) << rows[i] << " " << m;
+      EXPECT_NEAR(r.metrics.at("sufficiency"), suff / 3, 2e-3) << rows[i] << " " << m;
+      EXPECT_NEAR(r.metrics.at("deletion"), del, 2e-3) << rows[i] << " " << m;
+      EXPECT_NEAR(r.metrics.at("insertion"), ins, 2e-3) << rows[i] << " " << m;
+      EXPECT_EQ(r.deletion_curve.size(), 21u);
+      EXPECT_NEAR(r.deletion_curve.front(), v[7], 2e-3);
+      EXPECT_NEAR(r.insertion_curve.front(), v[0], 2e-3);
+    }
+  }
+  // The summary is the benchmark table: a cell per method and metric over the three rows.
+  EXPECT_EQ(ev.summary["n_examples"], 3);
+  EXPECT_EQ(ev.summary["table"]["exact_shapley"]["comprehensiveness"]["n"], 3);
+  EXPECT_TRUE(ev.summary["table_model"].get<bool>());
+}
+
+TEST(TableEvaluate, ExactShapleyBeatsTheRandomDecoyOnAModelThatReadsOneColumn) {
+  // The label is the colour alone; age and text are noise the MLP learns to ignore.
+  std::string csv;
+  const char* colours[] = {"red", "green", "blue"};
+  const char* words[] = {"good film", "bad film", "so so", "good plot"};
+  for (int i = 0; i < 300; ++i) {
+    const int c = i % 3;
+    csv += std::to_string((i * 37) % 83) + ".5," + colours[c] + "," + words[(i * 7 / 3) % 4] + "," +
+           (c == 1 ? "yes" : "no") + "\n";
+  }
+  data::Table table = parse(csv);
+  std::vector<size_t> all(table.n_rows());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  MlpOptions mo;
+  mo.hidden = {8};
+  mo.features.min_count = 1;
+  train::TrainOptions to;
+  to.epochs = 8;
+  to.seed = 5;
+  auto mlp =
+      std::shared_ptr<const MlpClassifier>(MlpClassifier::train(table, all, "label", mo, to));
+  TableExplainer ex(mlp);
+  TableEvaluateOptions o;
+  o.explain.methods = {"exact_shapley"};
+  o.metrics = {"comprehensiveness", "deletion"};
+  o.fractions = {0.3};  // the top column alone
+  o.decoys = true;
+  o.bootstrap = 10;
+  const std::vector<size_t> rows = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
+  TableEvaluation ev = evaluate_table_explanations(ex, table, rows, o);
+  EXPECT_EQ(ev.methods,
+            (std::vector<std::string>{"exact_shapley", "decoy:random", "decoy:inverted"}));
+  double shap = 0, random = 0;
+  for (const auto& rec : ev.records) {
+    const double s = rec.at("exact_shapley").metrics.at("comprehensiveness");
+    const double d = rec.at("decoy:random").metrics.at("comprehensiveness");
+    EXPECT_GE(s, d - 1e-9);  // the colour first: no other column removes more
+    shap += s;
+    random += d;
+  }
+  EXPECT_GT(shap, random + 0.5 * static_cast<double>(rows.size()) * 0.1);
+  const auto& rank = ev.summary["decoy_ranking"]["comprehensiveness"];
+  EXPECT_GT(rank["win_rate"]["exact_shapley"]["decoy:random"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(rank["win_rate"]["exact_shapley"]["decoy:inverted"].get<double>(), 1.0);
+  // Deletion: removing the colour first drops the value sooner (lower area).
+  EXPECT_LT(ev.summary["table"]["exact_shapley"]["deletion"]["mean"].get<double>(),
+            ev.summary["table"]["decoy:random"]["deletion"]["mean"].get<double>());
+}
+
+TEST(TableEvaluate, MetricsOfTokensAndBadOptionsAreRefused) {
+  const Fixture& fx = fixture();
+  TableExplainer ex(fx.mlp);
+  TableEvaluateOptions o;
+  o.metrics = {"infidelity"};
+  EXPECT_THAT(error_of([&] { check_table_evaluation(ex, o); }),
+              HasSubstr("metric 'infidelity' grades token explanations"));
+  o.metrics = {"nonsense"};
+  EXPECT_THAT(error_of([&] { evaluate_table_explanations(ex, fx.table, {0}, o); }),
+              HasSubstr("unknown metric 'nonsense'"));
+  o.metrics = {};
+  o.fractions = {0.0};
+  EXPECT_THAT(error_of([&] { check_table_evaluation(ex, o); }), HasSubstr("is not in (0, 1]"));
+  o.fractions = {0.5};
+  o.explain.methods = {"lime"};
+  EXPECT_THAT(error_of([&] { check_table_evaluation(ex, o); }),
+              HasSubstr("does not explain a model over table rows"));
 }
 
 }  // namespace
