@@ -178,5 +178,63 @@ TEST(CliExplainTable, BadRowsColumnsAndOptionsAreNamed) {
   EXPECT_THAT(r.out, HasSubstr("--prompt is required"));
 }
 
+TEST(CliExplainTable, EvaluateGradesATableModelPerColumn) {
+  const Trained& t = trained();
+  const std::string out = t.dir + "/eval";
+  testing::CliRun r = cli("evaluate --model " + t.mlp + " --data " + t.data +
+                          " --limit 12 --method occlusion --method exact_shapley --decoys "
+                          "--bootstrap 50 --no-progress --out " +
+                          out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("| exact_shapley |"));
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(out + "/table.json"));
+  EXPECT_EQ(j["n_examples"], 12);
+  EXPECT_EQ(j["methods"], (std::vector<std::string>{"occlusion", "exact_shapley", "decoy:random",
+                                                    "decoy:inverted"}));
+  EXPECT_EQ(j["metrics"], (std::vector<std::string>{"comprehensiveness", "sufficiency", "deletion",
+                                                    "insertion"}));
+  EXPECT_EQ(j["columns"], (std::vector<std::string>{"x", "colour"}));
+  EXPECT_TRUE(j["table_model"].get<bool>());
+  EXPECT_EQ(j["table"]["exact_shapley"]["comprehensiveness"]["n"], 12);
+  EXPECT_TRUE(j["table"]["exact_shapley"]["comprehensiveness"].contains("ci_low"));
+  EXPECT_EQ(j["curves"]["occlusion"]["deletion"].size(), 21u);
+  EXPECT_TRUE(j["decoy_ranking"]["comprehensiveness"]["win_rate"]["exact_shapley"].contains(
+      "decoy:random"));
+  // The same figures as the library on the same rows.
+  data::ReadOptions ro;
+  ro.types["x"] = data::ColumnType::kNumeric;
+  ro.types["colour"] = data::ColumnType::kCategorical;
+  data::Table table = data::read_table(t.data, ro);
+  auto mlp = std::shared_ptr<const distill::MlpClassifier>(distill::MlpClassifier::load(t.mlp));
+  distill::TableEvaluateOptions o;
+  o.explain.methods = {"exact_shapley"};
+  std::vector<size_t> rows(12);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = i;
+  auto ev = distill::evaluate_table_explanations(distill::TableExplainer(mlp), table, rows, o);
+  EXPECT_NEAR(j["table"]["exact_shapley"]["comprehensiveness"]["mean"].get<double>(),
+              ev.summary["table"]["exact_shapley"]["comprehensiveness"]["mean"].get<double>(),
+              1e-9);
+  std::ifstream md(out + "/table.md"), html(out + "/report.html");
+  EXPECT_TRUE(md.good());
+  EXPECT_TRUE(html.good());
+}
+
+TEST(CliExplainTable, EvaluateRefusesTextOptionsOnATableModel) {
+  const Trained& t = trained();
+  for (const std::string& opt : {std::string("--baseline pad"), std::string("--max-tokens 8"),
+                                 std::string("--generate 2"), std::string("--attack noise")}) {
+    testing::CliRun r = cli("evaluate --model " + t.mlp + " --data " + t.data + " " + opt +
+                            " --out " + t.dir + "/bad_eval");
+    EXPECT_NE(r.code, 0) << opt;
+    const std::string name = opt.substr(0, opt.find(' '));
+    EXPECT_THAT(r.out, HasSubstr(name + ": '" + t.mlp + "' is a model over table rows")) << opt;
+    EXPECT_THAT(r.out, HasSubstr("leave " + name + " out")) << opt;
+  }
+  testing::CliRun r = cli("evaluate --model " + t.mlp + " --data " + t.data +
+                          " --metric avg_sensitivity --out " + t.dir + "/bad_eval");
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out, HasSubstr("grades token explanations of a language model"));
+}
+
 }  // namespace
 }  // namespace candor
