@@ -31,7 +31,10 @@ Runner add_evaluate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   jobs::EvaluateOptions& j = o->job;
-  app.add_option("--model,-m", j.model.path, "Checkpoint file, or a folder holding it")->required();
+  app.add_option("--model,-m", j.model.path,
+                 "Checkpoint file, or a folder holding it; or a table model (the folder of "
+                 "candor train, a distilled student), graded per column")
+      ->required();
   o->text_only.push_back({app.add_option("--tokenizer", j.model.tokenizer,
                                          "Tokenizer file (default: found beside the model)"),
                           "--tokenizer"});
