@@ -25,6 +25,7 @@
 #include "candor/serve.h"
 #include "candor/supervise.h"
 #include "serve/otlp.h"
+#include "serve/serve_harness.h"
 #include "test_util.h"
 
 namespace candor {
@@ -33,35 +34,8 @@ namespace {
 using nlohmann::json;
 using testing::stories260k;
 using Clock = std::chrono::steady_clock;
-
-class MemoryLog : public store::AuditLog {
- public:
-  store::AuditRecord append(store::AuditRecord r) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    r.seq = static_cast<int64_t>(records_.size()) + 1;
-    r.id = "rec" + std::to_string(r.seq);
-    r.time_ms = 1000 + r.seq;
-    records_.push_back(r);
-    return r;
-  }
-  std::optional<store::AuditRecord> get(const std::string& id) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& r : records_)
-      if (r.id == id) return r;
-    return std::nullopt;
-  }
-  store::AuditPage query(const store::AuditQuery&) const override { return {}; }
-  size_t queue_depth() const override { return 0; }
-  void close() override {}
-  std::vector<store::AuditRecord> records() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return records_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<store::AuditRecord> records_;
-};
+using serve_test::MemoryLog;
+using serve_test::Running;
 
 // A supervision from policy text (YAML), checks run by the library's Supervisor.
 std::shared_ptr<serve::Supervision> supervision(const std::string& yaml) {
@@ -73,43 +47,6 @@ std::shared_ptr<serve::Supervision> supervision(const std::string& yaml) {
 }
 
 const char* kNoExplain = "explain:\n  enabled: false\nlimits:\n  max_tokens: 64\n";
-
-struct Running {
-  std::shared_ptr<MemoryLog> log = std::make_shared<MemoryLog>();
-  std::unique_ptr<serve::Server> server;
-  std::vector<std::string> lines;
-  std::mutex lines_mu;
-  Running(serve::ServerOptions o, std::shared_ptr<serve::Supervision> sup) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.model_id = "stories260K";
-    o.log = [this](const std::string& l) {
-      std::lock_guard<std::mutex> lock(lines_mu);
-      lines.push_back(l);
-    };
-    server = std::make_unique<serve::Server>(o);
-    server->set_supervision(sup);
-    server->bind();
-    server->start();
-    server->set_model(&stories260k(), log, serve::weights_hash(stories260k()));
-  }
-  ~Running() { server->stop(); }
-  std::pair<int, json> post(const std::string& path, const json& body,
-                            const httplib::Headers& headers = {}) const {
-    httplib::Client c("127.0.0.1", server->port());
-    c.set_read_timeout(120, 0);
-    c.set_connection_timeout(5, 0);
-    auto r = c.Post(path.c_str(), headers, body.dump(), "application/json");
-    if (!r) return {-1, json()};
-    return {r->status, json::parse(r->body, nullptr, false)};
-  }
-  std::string metrics() const {
-    httplib::Client c("127.0.0.1", server->port());
-    c.set_read_timeout(30, 0);
-    auto r = c.Get("/metrics");
-    return r ? r->body : std::string();
-  }
-};
 
 // The value of a Prometheus sample line `name{labels} value` (0 when absent).
 double metric_value(const std::string& text, const std::string& series) {
