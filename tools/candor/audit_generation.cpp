@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "audit_model.h"
 #include "candor/generate.h"
@@ -77,7 +78,9 @@ int run_generation_probes(const GenerationProbeArgs& a) {
     lex = path.empty() ? audit::builtin_valence_lexicon() : audit::load_valence_lexicon(path);
     const audit::ValenceLexicon* l = &lex;
     score = [l](const std::string& text, int64_t* matched) { return l->score(text, matched); };
-    scorer_name = "valence lexicon " + lex.source + " (mean valence of matched words / " + std::to_string(lex.scale) + ")";
+    std::ostringstream scale;
+    scale << lex.scale;  // "3", not std::to_string's "3.000000"
+    scorer_name = "valence lexicon " + lex.source + " (mean valence of matched words / " + scale.str() + ")";
   }
   std::shared_ptr<const Model> model = load_cli_model(a.model, a.tokenizer, a.threads);
   if (!model->is_causal()) throw usage_error("--model " + a.model + " is not a causal LM");
