@@ -7,13 +7,13 @@
 #  2. the HTTP-level ones (tests/serve/serve_concurrency_test.cpp: parallel clients through the
 #     real server, group commit, metrics and policy reloads under load, stop mid-stream), in a
 #     second tree of the whole project configured with CANDOR_SANITIZE=thread in
-#     $CANDOR_TSAN_BUILD-service, building only tsan_serve_tests (the service and what it links;
+#     $CANDOR_TSAN_BUILD-service (or $CANDOR_TSAN_SERVICE_BUILD), building only tsan_serve_tests (the service and what it links;
 #     libtorch itself is not instrumented and runs with one intra-op thread).
 # Usage: scripts/tsan.sh [--gtest_filter=...]   (the filter goes to both binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${CANDOR_TSAN_BUILD:-build-tsan}
-SERVICE_BUILD=${BUILD}-service
+SERVICE_BUILD=${CANDOR_TSAN_SERVICE_BUILD:-${BUILD}-service}
 cmake -S cmake/tsan -B "$BUILD" -G Ninja -DCANDOR_SANITIZE=thread >/dev/null
 cmake --build "$BUILD" -j"${JOBS:-2}"
 cmake -S . -B "$SERVICE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCANDOR_SANITIZE=thread \
@@ -39,5 +39,7 @@ run() {
   if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then status=$rc; fi
 }
 run "$BUILD/tsan_tests" "$@"
-run "$SERVICE_BUILD/tests/tsan_serve_tests" "$@"
+# Only uninstrumented third-party code is suppressed there (each entry justified in the file).
+TSAN_OPTIONS="$TSAN_OPTIONS suppressions=$PWD/cmake/tsan/service.supp" \
+  run "$SERVICE_BUILD/tests/tsan_serve_tests" "$@"
 exit "$status"
