@@ -44,8 +44,8 @@ const ApiKey* find_api_key(const std::vector<ApiKey>& keys, const std::string& p
 
 // Hex SHA-256 of `bytes` (OpenSSL).
 std::string sha256_hex(const std::string& bytes);
-// Hex SHA-256 over a model's parameters (names, shapes and bytes, in order): the weights hash
-// of the audit records.
+// Hex SHA-256 over a model's weights as stored (names, layouts and bytes, in order; a quantized
+// matrix's blocks, never dequantised): the weights hash of the audit records.
 std::string weights_hash(const Model& model);
 
 // ---------------------------------------------------------------------------------------------
