@@ -92,6 +92,9 @@ struct ServerOptions {
   std::string otlp_url;
   int otlp_queue = 1024;
   int otlp_timeout_ms = 2000;  // connect / read / write timeout of one export POST
+  // An https:// collector's certificate is verified against this CA file (PEM) instead of the
+  // system's trusted authorities ("" : the system's).
+  std::string otlp_ca;
 };
 
 // The seed of a regenerated answer: attempt 0 is the request's seed; attempt k > 0 a seed derived
