@@ -1272,7 +1272,12 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
     integer("to", &q.to_ms, 0, INT64_MAX);
     integer("offset", &q.offset, 0, INT64_MAX);
     integer("limit", &q.limit, 1, 1000);
-    if (req.has_param("decision")) q.decision = req.get_param_value("decision");
+    if (req.has_param("decision")) {
+      q.decision = req.get_param_value("decision");
+      if (q.decision != "allow" && q.decision != "flag" && q.decision != "block")
+        throw bad_request("'decision' must be allow, flag or block, got '" + q.decision + "'",
+                          "decision");
+    }
     if (req.has_param("check")) q.check = req.get_param_value("check");
     if (req.has_param("model")) q.model_id = req.get_param_value("model");
     if (req.has_param("key")) q.key_id = req.get_param_value("key");
