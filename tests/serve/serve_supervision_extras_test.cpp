@@ -537,6 +537,18 @@ TEST_F(ServeExtras, AnAuditFailureIsExportedAsAnErrorSpan) {
   // What was generated before the failure is in the span.
   EXPECT_EQ(attribute(span["attributes"], "gen_ai.usage.output_tokens"), 3);
   EXPECT_FALSE(attribute(span["attributes"], "gen_ai.response.id").is_null());
+  // The same failure in a stream (the status was sent with the first event): the error event
+  // ends the stream, and the span carries the error.
+  auto c = r.client();
+  auto res = c.Post("/v1/completions",
+                    R"({"prompt":"Once","max_tokens":3,"stream":true})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("audit_queue_full"), std::string::npos) << res->body;
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 2; }));
+  const json streamed = col.spans()[1];
+  EXPECT_EQ(attribute(streamed["attributes"], "error.type"), "audit_queue_full");
+  EXPECT_EQ(streamed["status"]["code"], 2);
+  EXPECT_TRUE(attribute(streamed["attributes"], "candor.audit_id").is_null());
 }
 
 // /v1/explain is exported as an `explain` span with its methods and audit record.
