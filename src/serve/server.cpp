@@ -1031,12 +1031,12 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
             } catch (const HttpError& e) {
               send(error_json(e));
               status.status = e.status;
-              if (otlp) export_span(*c, &e);
+              if (otlp && c->span_id.empty()) export_span(*c, &e);
             } catch (const std::exception& e) {
               HttpError he = translate(e);
               send(error_json(he));
               status.status = he.status;
-              if (otlp) export_span(*c, &he);
+              if (otlp && c->span_id.empty()) export_span(*c, &he);
             }
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());
@@ -1724,6 +1724,7 @@ void Server::Impl::export_failed(bool chat, std::shared_ptr<Completion> c,
                                  const std::shared_ptr<const Supervision>& sup,
                                  Clock::time_point t0, const std::string& traceparent,
                                  const HttpError& error) {
+  if (c && !c->span_id.empty()) return;  // exported already (one span per request)
   if (!c) {  // it failed before prepare(): what is known of it
     c = std::make_shared<Completion>();
     c->p.chat = chat;
