@@ -44,8 +44,8 @@ const ApiKey* find_api_key(const std::vector<ApiKey>& keys, const std::string& p
 
 // Hex SHA-256 of `bytes` (OpenSSL).
 std::string sha256_hex(const std::string& bytes);
-// Hex SHA-256 over a model's parameters (names, shapes and bytes, in order): the weights hash
-// of the audit records.
+// Hex SHA-256 over a model's weights as stored (names, layouts and bytes, in order; a quantized
+// matrix's blocks, never dequantised): the weights hash of the audit records.
 std::string weights_hash(const Model& model);
 
 // ---------------------------------------------------------------------------------------------
@@ -92,6 +92,9 @@ struct ServerOptions {
   std::string otlp_url;
   int otlp_queue = 1024;
   int otlp_timeout_ms = 2000;  // connect / read / write timeout of one export POST
+  // An https:// collector's certificate is verified against this CA file (PEM) instead of the
+  // system's trusted authorities ("" : the system's).
+  std::string otlp_ca;
 };
 
 // The seed of a regenerated answer: attempt 0 is the request's seed; attempt k > 0 a seed derived

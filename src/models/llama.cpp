@@ -5,10 +5,13 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "candor/error.h"
+#include "candor/stored_weights.h"
 #include "models/activation.h"
 #include "models/compute_dtype.h"
+#include "models/formats/gguf.h"
 #include "models/formats/tensor_source.h"
 #include "models/fused/fused_backward.h"
 #include "models/fused/fused_llama.h"
@@ -639,6 +642,63 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
   at::Tensor normed = norm(x, weights_.final_norm, weights_.final_norm_bias);
   if (cap) cap->final_norm = out_f32(normed);
   return out_f32(at::linear(normed, weights_.output));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The weights as stored (for digests): a quantized matrix's blocks, never a float copy
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+void visit_tensor(const std::string& name, const at::Tensor& t, const StoredWeightVisitor& f) {
+  if (!t.defined()) return;
+  at::Tensor c = t.detach().contiguous();
+  std::ostringstream layout;
+  layout << c.sizes() << ':' << c.scalar_type();
+  f(name, layout.str(), c.data_ptr(), c.nbytes());
+}
+
+}  // namespace
+
+void visit_stored_weights(const Model& model, const StoredWeightVisitor& f) {
+  const auto* llama = dynamic_cast<const LlamaModel*>(&model);
+  if (llama == nullptr || !llama->stored_weights().quant) {
+    for (const auto& [name, t] : model.named_parameters()) visit_tensor(name, t, f);
+    return;
+  }
+  // The order and names of LlamaModel::named_parameters().
+  const LlamaWeights& w = llama->stored_weights();
+  const QuantWeights& q = *w.quant;
+  auto matrix = [&](const std::string& name, const at::Tensor& t, const fused::QuantMatrix* m) {
+    if (m == nullptr || m->empty()) return visit_tensor(name, t, f);
+    for (const fused::QuantPart& p : m->parts) {
+      const std::string layout = ggml_type_name(p.type) + "[" + std::to_string(p.rows) + ", " +
+                                 std::to_string(m->cols) + "]";
+      f(name, layout, p.data, static_cast<size_t>(p.rows) * fused::quant_row_bytes(p.type, m->cols));
+    }
+  };
+  matrix("tok_embeddings", w.tok_embeddings, &q.tok_embeddings);
+  visit_tensor("pos_embeddings", w.pos_embeddings, f);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& L = w.layers[l];
+    const QuantLayerWeights* Q = l < q.layers.size() ? &q.layers[l] : nullptr;
+    const std::string p = "layers." + std::to_string(l) + ".";
+    visit_tensor(p + "attn_norm", L.attn_norm, f);
+    visit_tensor(p + "attn_norm_bias", L.attn_norm_bias, f);
+    matrix(p + "wqkv", L.wqkv, Q ? &Q->wqkv : nullptr);
+    visit_tensor(p + "bqkv", L.bqkv, f);
+    matrix(p + "wo", L.wo, Q ? &Q->wo : nullptr);
+    visit_tensor(p + "bo", L.bo, f);
+    visit_tensor(p + "ffn_norm", L.ffn_norm, f);
+    visit_tensor(p + "ffn_norm_bias", L.ffn_norm_bias, f);
+    matrix(p + "w13", L.w13, Q ? &Q->w13 : nullptr);
+    visit_tensor(p + "b13", L.b13, f);
+    matrix(p + "w2", L.w2, Q ? &Q->w2 : nullptr);
+    visit_tensor(p + "b2", L.b2, f);
+  }
+  visit_tensor("final_norm", w.final_norm, f);
+  visit_tensor("final_norm_bias", w.final_norm_bias, f);
+  if (!llama->config().tied_embeddings) matrix("output", w.output, &q.output);
 }
 
 }  // namespace candor

@@ -89,6 +89,9 @@ class LlamaModel : public Model {
   // Every weight as a tensor (quantized ones dequantised on first use, once). The fused path
   // goes on reading the quantized blocks: change weights in a clone(), which keeps none.
   const LlamaWeights& weights() const { return dense_weights(); }
+  // The weights as stored: quantized matrices only in `quant` (their tensors undefined unless
+  // weights() has run); nothing is dequantised (candor::visit_stored_weights).
+  const LlamaWeights& stored_weights() const { return weights_; }
   // Converts every weight to `type` (kFloat or kBFloat16) and computes in it from then on: the
   // residual stream, projections, attention scores and KV cache in `type`; norms, rotary
   // embeddings and softmax upcast to float and rounded back. Inputs (embeddings) and outputs

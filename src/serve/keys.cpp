@@ -9,6 +9,7 @@
 
 #include "candor/error.h"
 #include "candor/serve.h"
+#include "candor/stored_weights.h"
 
 namespace candor::serve {
 namespace {
@@ -61,15 +62,16 @@ std::string sha256_hex(const std::string& bytes) {
 }
 
 std::string weights_hash(const Model& model) {
+  // Over the weights as stored: a quantized model's blocks, not a float32 copy of them (which
+  // would cost the memory the quantization saves). For float tensors the digest is the same as
+  // over named_parameters(): "name:sizes:dtype;" then the bytes.
   Sha256 h;
-  for (const auto& [name, t] : model.named_parameters()) {
-    at::Tensor c = t.detach().contiguous();
-    std::ostringstream head;
-    head << name << ':' << c.sizes() << ':' << c.scalar_type() << ';';
-    const std::string s = head.str();
-    h.update(s.data(), s.size());
-    h.update(c.data_ptr(), c.nbytes());
-  }
+  visit_stored_weights(model, [&](const std::string& name, const std::string& layout,
+                                  const void* data, size_t bytes) {
+    const std::string head = name + ':' + layout + ';';
+    h.update(head.data(), head.size());
+    h.update(data, bytes);
+  });
   return h.hex_digest();
 }
 

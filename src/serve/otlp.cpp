@@ -3,7 +3,11 @@
 #include "serve/otlp.h"
 
 #include <httplib.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
+#include <fstream>
 #include <random>
 
 #include "candor/error.h"
@@ -78,33 +82,41 @@ json otlp_span_json(const GenAiSpan& s) {
   a.push_back(attr("gen_ai.provider.name", str_value("candor")));
   a.push_back(attr("gen_ai.request.model", str_value(s.model)));
   a.push_back(attr("gen_ai.response.model", str_value(s.model)));
-  a.push_back(attr("gen_ai.response.id", str_value(s.response_id)));
-  a.push_back(attr("gen_ai.response.finish_reasons", strings_value({s.finish_reason})));
-  a.push_back(attr("gen_ai.output.type", str_value("text")));
-  a.push_back(attr("gen_ai.usage.input_tokens", int_value(s.input_tokens)));
-  a.push_back(attr("gen_ai.usage.output_tokens", int_value(s.output_tokens)));
-  a.push_back(attr("gen_ai.request.max_tokens", int_value(s.max_tokens)));
-  a.push_back(attr("gen_ai.request.temperature", double_value(s.temperature)));
-  a.push_back(attr("gen_ai.request.top_p", double_value(s.top_p)));
-  if (s.top_k > 0)
-    a.push_back(attr("gen_ai.request.top_k", double_value(static_cast<double>(s.top_k))));
-  // The seed is a 64-bit unsigned value; OTLP integers are signed 64-bit, so it travels as text
-  // when it does not fit.
-  if (s.seed <= static_cast<uint64_t>(INT64_MAX))
-    a.push_back(attr("gen_ai.request.seed", int_value(static_cast<int64_t>(s.seed))));
-  else
-    a.push_back(attr("gen_ai.request.seed", str_value(std::to_string(s.seed))));
-  if (!s.stop.empty()) a.push_back(attr("gen_ai.request.stop_sequences", strings_value(s.stop)));
+  if (!s.response_id.empty()) a.push_back(attr("gen_ai.response.id", str_value(s.response_id)));
+  if (!s.finish_reason.empty())
+    a.push_back(attr("gen_ai.response.finish_reasons", strings_value({s.finish_reason})));
+  if (s.with_request) {
+    a.push_back(attr("gen_ai.output.type", str_value("text")));
+    a.push_back(attr("gen_ai.usage.input_tokens", int_value(s.input_tokens)));
+    a.push_back(attr("gen_ai.usage.output_tokens", int_value(s.output_tokens)));
+    a.push_back(attr("gen_ai.request.max_tokens", int_value(s.max_tokens)));
+    a.push_back(attr("gen_ai.request.temperature", double_value(s.temperature)));
+    a.push_back(attr("gen_ai.request.top_p", double_value(s.top_p)));
+    if (s.top_k > 0)
+      a.push_back(attr("gen_ai.request.top_k", double_value(static_cast<double>(s.top_k))));
+    // The seed is a 64-bit unsigned value; OTLP integers are signed 64-bit, so it travels as
+    // text when it does not fit.
+    if (s.seed <= static_cast<uint64_t>(INT64_MAX))
+      a.push_back(attr("gen_ai.request.seed", int_value(static_cast<int64_t>(s.seed))));
+    else
+      a.push_back(attr("gen_ai.request.seed", str_value(std::to_string(s.seed))));
+    if (!s.stop.empty())
+      a.push_back(attr("gen_ai.request.stop_sequences", strings_value(s.stop)));
+  }
+  if (!s.methods.empty()) a.push_back(attr("candor.explain.methods", strings_value(s.methods)));
+  if (!s.error_type.empty()) a.push_back(attr("error.type", str_value(s.error_type)));
+  if (s.http_status > 0) a.push_back(attr("http.response.status_code", int_value(s.http_status)));
   if (!s.server_address.empty()) {
     a.push_back(attr("server.address", str_value(s.server_address)));
     a.push_back(attr("server.port", int_value(s.server_port)));
   }
-  a.push_back(attr("candor.audit_id", str_value(s.audit_id)));
-  a.push_back(attr("candor.decision", str_value(s.decision)));
-  a.push_back(attr("candor.reasons", strings_value(s.reasons)));
+  if (!s.audit_id.empty()) a.push_back(attr("candor.audit_id", str_value(s.audit_id)));
+  if (!s.addendum_id.empty()) a.push_back(attr("candor.addendum_id", str_value(s.addendum_id)));
+  if (!s.decision.empty()) a.push_back(attr("candor.decision", str_value(s.decision)));
+  if (!s.reasons.empty()) a.push_back(attr("candor.reasons", strings_value(s.reasons)));
   a.push_back(attr("candor.policy_hash", str_value(s.policy_hash)));
   if (!s.weights_hash.empty()) a.push_back(attr("candor.weights_hash", str_value(s.weights_hash)));
-  a.push_back(attr("candor.attempts", int_value(s.attempts)));
+  if (s.with_request) a.push_back(attr("candor.attempts", int_value(s.attempts)));
   if (s.temperature_scaling > 0)
     a.push_back(attr("candor.temperature_scaling", double_value(s.temperature_scaling)));
   if (s.with_content) {
@@ -133,7 +145,8 @@ json otlp_span_json(const GenAiSpan& s) {
       e.push_back(attr("gen_ai.evaluation.score.value", double_value(c.value)));
     e.push_back(attr("gen_ai.evaluation.score.label", str_value(c.outcome)));
     if (!c.detail.empty()) e.push_back(attr("gen_ai.evaluation.explanation", str_value(c.detail)));
-    e.push_back(attr("gen_ai.response.id", str_value(s.response_id)));
+    if (!s.response_id.empty()) e.push_back(attr("gen_ai.response.id", str_value(s.response_id)));
+    if (!s.audit_id.empty()) e.push_back(attr("candor.audit_id", str_value(s.audit_id)));
     if (c.outcome == "error") e.push_back(attr("error.type", str_value("check_error")));
     e.push_back(attr("candor.check.type", str_value(c.type)));
     e.push_back(attr("candor.check.threshold", double_value(c.threshold)));
@@ -143,15 +156,20 @@ json otlp_span_json(const GenAiSpan& s) {
                       {"attributes", e}});
   }
 
+  // Status: ERROR (2) with a message for a failed, timed-out or blocked request; unset else.
+  json status = json::object();
+  if (!s.error_type.empty())
+    status = {{"code", 2},
+              {"message", s.error_message.empty() ? s.error_type : s.error_message}};
   json span = {{"traceId", s.trace_id},
                {"spanId", s.span_id},
-               {"name", s.operation + " " + s.model},
+               {"name", s.name.empty() ? s.operation + " " + s.model : s.name},
                {"kind", 1},  // SPAN_KIND_INTERNAL: the model runs in this process
                {"startTimeUnixNano", std::to_string(s.start_unix_ns)},
                {"endTimeUnixNano", std::to_string(s.end_unix_ns)},
                {"attributes", a},
                {"events", events},
-               {"status", json::object()}};
+               {"status", status}};
   if (!s.parent_span_id.empty()) span["parentSpanId"] = s.parent_span_id;
   return span;
 }
@@ -189,13 +207,46 @@ std::pair<std::string, std::string> otlp_endpoint(const std::string& url) {
 // The sender
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// Throws unless `path` is a readable PEM file holding at least one certificate.
+void check_ca_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(ErrorCode::kInvalidArgument, "--otlp-ca: cannot read the CA file '" + path + "'",
+                "give the PEM file of the certificate authority that signed the collector's "
+                "certificate");
+  const std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+  const bool ok = cert != nullptr;
+  X509_free(cert);
+  BIO_free(bio);
+  if (!ok)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--otlp-ca: '" + path + "' holds no PEM certificate",
+                "give a file with '-----BEGIN CERTIFICATE-----' blocks (e.g. the collector's CA "
+                "certificate, or its self-signed certificate)");
+}
+
+}  // namespace
+
 OtlpExporter::OtlpExporter(const std::string& url, size_t capacity, int timeout_ms,
-                           Metrics* metrics, std::function<void(const std::string&)> notice)
-    : capacity_(std::max<size_t>(1, capacity)),
+                           Metrics* metrics, std::function<void(const std::string&)> notice,
+                           const std::string& ca_file)
+    : ca_file_(ca_file),
+      capacity_(std::max<size_t>(1, capacity)),
       timeout_ms_(std::max(1, timeout_ms)),
       metrics_(metrics),
       notice_(std::move(notice)) {
   std::tie(base_, path_) = otlp_endpoint(url);
+  if (!ca_file_.empty()) {
+    if (base_.rfind("https://", 0) != 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--otlp-ca is given but the collector '" + url + "' is not an https:// URL",
+                  "use https:// for the collector, or leave --otlp-ca out");
+    check_ca_file(ca_file_);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -219,6 +270,11 @@ bool OtlpExporter::submit(json span) {
 
 bool OtlpExporter::post(const std::vector<json>& batch) {
   httplib::Client client(base_);
+  const bool https = base_.rfind("https://", 0) == 0;
+  if (https) {
+    client.enable_server_certificate_verification(true);
+    if (!ca_file_.empty()) client.set_ca_cert_path(ca_file_.c_str());
+  }
   const time_t sec = timeout_ms_ / 1000;
   const time_t usec = static_cast<time_t>(timeout_ms_ % 1000) * 1000;
   client.set_connection_timeout(sec, usec);
@@ -228,10 +284,23 @@ bool OtlpExporter::post(const std::vector<json>& batch) {
       otlp_request_json(batch).dump(-1, ' ', false, json::error_handler_t::replace);
   auto res = client.Post(path_.c_str(), body, "application/json");
   const bool ok = res && res->status >= 200 && res->status < 300;
-  if (!ok && !failing_ && notice_)
-    notice_("OTLP export to " + base_ + path_ + " failed (" +
-            (res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error())) +
+  if (!ok && !failing_ && notice_) {
+    std::string why =
+        res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error());
+    if (!res && res.error() == httplib::Error::SSLServerVerification) {
+      const long v = client.get_openssl_verify_result();
+      why = "the collector's TLS certificate was not accepted: " +
+            std::string(v != X509_V_OK ? X509_verify_cert_error_string(v)
+                                       : "its name does not match the host") +
+            (ca_file_.empty()
+                 ? "; give the CA that signed it with --otlp-ca FILE"
+                 : "; it is not signed by the CA in --otlp-ca " + ca_file_);
+    } else if (!res && res.error() == httplib::Error::SSLConnection) {
+      why = "the TLS connection to the collector failed (is it an https:// collector?)";
+    }
+    notice_("OTLP export to " + base_ + path_ + " failed (" + why +
             "); spans are dropped and counted until it answers");
+  }
   if (ok && failing_ && notice_) notice_("OTLP export to " + base_ + path_ + " works again");
   failing_ = !ok;
   return ok;

@@ -27,10 +27,12 @@ struct GenAiSpan {
   std::string span_id;         // 16 lower-case hex digits
   std::string parent_span_id;  // "" for a root span
   int64_t start_unix_ns = 0, end_unix_ns = 0;
-  std::string operation;    // "chat" | "text_completion"
+  std::string operation;    // "chat" | "text_completion" | "explain" | "evaluate" (async checks)
+  std::string name;         // "" : "OPERATION MODEL"
   std::string model;        // the served id (request and response model)
-  std::string response_id;  // "cmpl-..." / "chatcmpl-..."
-  std::string finish_reason;
+  std::string response_id;  // "cmpl-..." / "chatcmpl-..." ("" : not exported)
+  std::string finish_reason;  // "" : not exported
+  bool with_request = true;   // the gen_ai.request.* and usage attributes (not for async checks)
   int64_t input_tokens = 0, output_tokens = 0;
   int64_t max_tokens = 0;
   double temperature = 1, top_p = 1;
@@ -45,6 +47,12 @@ struct GenAiSpan {
   int attempts = 1;                // answers sampled (1 + regenerations)
   double temperature_scaling = 0;  // > 0: the logits were divided by it
   std::vector<supervise::CheckResult> checks;
+  std::string addendum_id;             // async checks: the record their results were appended as
+  std::vector<std::string> methods;    // explain: the attribution methods
+  // A request that failed, timed out or was blocked: span status ERROR with this message, and
+  // the attribute error.type (a short class: the error code, "timeout", "blocked").
+  std::string error_type, error_message;
+  int http_status = 0;  // > 0: http.response.status_code
   // Message content, only when the policy allows it (export_content and log_content).
   bool with_content = false;
   nlohmann::json input_messages = nlohmann::json::array();  // [{role, content}]
@@ -74,8 +82,11 @@ std::pair<std::string, std::string> otlp_endpoint(const std::string& url);
 // not accept (no answer within the timeout, or a status other than 2xx) is dropped and counted.
 class OtlpExporter {
  public:
+  // An https:// URL's certificate is verified against `ca_file` (PEM), or the system's trusted
+  // authorities when it is "". Throws Error(kInvalidArgument) naming the file when it is not a
+  // readable PEM file of certificates, or is given for an http:// URL.
   OtlpExporter(const std::string& url, size_t capacity, int timeout_ms, Metrics* metrics,
-               std::function<void(const std::string&)> notice);
+               std::function<void(const std::string&)> notice, const std::string& ca_file = "");
   ~OtlpExporter();  // stop()
   OtlpExporter(const OtlpExporter&) = delete;
   OtlpExporter& operator=(const OtlpExporter&) = delete;
@@ -92,6 +103,7 @@ class OtlpExporter {
   bool post(const std::vector<nlohmann::json>& batch);
 
   std::string base_, path_;
+  std::string ca_file_;
   size_t capacity_;
   int timeout_ms_;
   Metrics* metrics_;

@@ -26,6 +26,12 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
+int64_t unix_nanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -181,9 +187,10 @@ struct Server::Impl {
               Clock::time_point t0, const std::string& extra);
   void send_error(httplib::Response& res, const HttpError& e) const;
   HttpError translate(const std::exception& e) const;
+  // Runs body(&extra), answering an exception with its error JSON; on_error (if any) sees it.
   template <typename F>
   void guarded(const httplib::Request& req, httplib::Response& res, const std::string& endpoint,
-               F&& body);
+               F&& body, const std::function<void(const HttpError&)>& on_error = nullptr);
 
   struct Completion;
   std::shared_ptr<Completion> prepare(const CompletionParams& p, const Caller& caller,
@@ -201,8 +208,19 @@ struct Server::Impl {
   // records this attempt, runs the request again with the next seed, and returns true.
   bool resample(Completion& c, bool streaming);
   json attempt_json(const Completion& c) const;
-  // The request as an OpenTelemetry GenAI span for the exporter (with --otlp).
-  void export_span(Completion& c);
+  // The request as an OpenTelemetry GenAI span for the exporter (with --otlp). With `error`, or
+  // when the request timed out or was blocked, the span's status is ERROR with error.type.
+  void export_span(Completion& c, const HttpError* error = nullptr);
+  // A completion that failed after admission, before or after prepare() (c null: before).
+  void export_failed(bool chat, std::shared_ptr<Completion> c,
+                     const std::shared_ptr<const Supervision>& sup, Clock::time_point t0,
+                     const std::string& traceparent, const HttpError& error);
+  // Async check results: a follow-up span in the request's trace, a child of its span.
+  void export_async_span(const std::string& trace_id, const std::string& parent_span_id,
+                         const std::string& audit_id, const store::AuditRecord* addendum,
+                         const supervise::Review* review, const std::string& policy_hash,
+                         const std::string& weights_hash, int64_t start_unix_ns,
+                         const std::string& error);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -302,15 +320,19 @@ void Server::Impl::finish(const httplib::Request& req, httplib::Response& res,
 
 template <typename F>
 void Server::Impl::guarded(const httplib::Request& req, httplib::Response& res,
-                           const std::string& endpoint, F&& body) {
+                           const std::string& endpoint, F&& body,
+                           const std::function<void(const HttpError&)>& on_error) {
   const auto t0 = Clock::now();
   std::string extra;
   try {
     body(&extra);
   } catch (const HttpError& e) {
     send_error(res, e);
+    if (on_error) on_error(e);
   } catch (const std::exception& e) {
-    send_error(res, translate(e));
+    const HttpError he = translate(e);
+    send_error(res, he);
+    if (on_error) on_error(he);
   }
   finish(req, res, endpoint, t0, extra);
 }
@@ -361,6 +383,7 @@ struct Server::Impl::Completion {
   std::string regeneration_note;  // why a regenerate decision did not sample again
   std::string traceparent;        // the request's W3C trace context header, if any
   std::string trace_id;           // the exported span's trace id (with --otlp)
+  std::string span_id;            // and its span id
 };
 
 std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
@@ -742,14 +765,28 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     base.model_id = model_id();
     base.weights_hash = c.weights_hash;
     base.policy_hash = pol.hash;
-    enqueue_async([sup, log, atts, exreq, exc, base]() mutable {
-      exc->explanation = atts->empty() ? nullptr : &(*atts)[0];
-      exc->explain_request = atts->empty() ? nullptr : exreq.get();
-      supervise::Review r = sup->review_async(*exc);
-      base.checks = valid_utf8(checks_json(r));
-      base.decision = r.decision;
-      base.reasons = valid_utf8(json(r.reasons));
-      log->append(std::move(base));
+    const std::string trace_id = c.trace_id, span_id = c.span_id;
+    enqueue_async([this, sup, log, atts, exreq, exc, base, trace_id, span_id,
+                   audit_id]() mutable {
+      const int64_t start_ns = unix_nanos();
+      const std::string policy_hash = base.policy_hash, wh = base.weights_hash;
+      try {
+        exc->explanation = atts->empty() ? nullptr : &(*atts)[0];
+        exc->explain_request = atts->empty() ? nullptr : exreq.get();
+        supervise::Review r = sup->review_async(*exc);
+        base.checks = valid_utf8(checks_json(r));
+        base.decision = r.decision;
+        base.reasons = valid_utf8(json(r.reasons));
+        const store::AuditRecord added = log->append(std::move(base));
+        if (otlp && !trace_id.empty())
+          export_async_span(trace_id, span_id, audit_id, &added, &r, policy_hash, wh, start_ns,
+                            "");
+      } catch (const std::exception& e) {
+        if (otlp && !trace_id.empty())
+          export_async_span(trace_id, span_id, audit_id, nullptr, nullptr, policy_hash, wh,
+                            start_ns, e.what());
+        throw;
+      }
     });
   }
 }
@@ -923,10 +960,14 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
   const auto t0 = Clock::now();
   std::string extra;
   bool streaming = false;
+  // For the span of a request that fails after admission (with --otlp).
+  std::shared_ptr<const Supervision> admitted_sup;
+  std::shared_ptr<Completion> prepared;
   try {
     auto admitted = admit(req);
     const Caller caller = std::move(admitted.first);
     auto sup = std::move(admitted.second);
+    admitted_sup = sup;
     json body;
     try {
       body = json::parse(req.body);
@@ -937,6 +978,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     if (!p.seed_given) p.seed = std::random_device{}();
     auto c = prepare(p, caller, endpoint, t0);
     c->traceparent = req.get_header_value("traceparent");
+    prepared = c;
     // Admission: a slot for the model, or 429 when the queue is full.
     if (!admission->enter(c->deadline)) {
       HttpError e;
@@ -989,10 +1031,12 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
             } catch (const HttpError& e) {
               send(error_json(e));
               status.status = e.status;
+              if (otlp && c->span_id.empty()) export_span(*c, &e);
             } catch (const std::exception& e) {
               HttpError he = translate(e);
               send(error_json(he));
               status.status = he.status;
+              if (otlp && c->span_id.empty()) export_span(*c, &he);
             }
             const std::string done = "data: [DONE]\n\n";
             sink.write(done.data(), done.size());
@@ -1003,8 +1047,13 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     }
   } catch (const HttpError& e) {
     send_error(res, e);
+    if (otlp && admitted_sup)
+      export_failed(chat, prepared, admitted_sup, t0, req.get_header_value("traceparent"), e);
   } catch (const std::exception& e) {
-    send_error(res, translate(e));
+    const HttpError he = translate(e);
+    send_error(res, he);
+    if (otlp && admitted_sup)
+      export_failed(chat, prepared, admitted_sup, t0, req.get_header_value("traceparent"), he);
   }
   if (!streaming) finish(req, res, endpoint, t0, extra);
 }
@@ -1014,10 +1063,37 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
 // ---------------------------------------------------------------------------------------------
 
 void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response& res) {
+  // The request as an `explain` span (with --otlp), once admitted: what it asked and its record.
+  GenAiSpan span;
+  std::shared_ptr<const Supervision> admitted_sup;
+  const auto t_start = Clock::now();
+  const int64_t start_ns = unix_nanos();
+  auto export_explain = [&](const HttpError* error) {
+    if (!otlp || !admitted_sup) return;
+    if (!parse_traceparent(req.get_header_value("traceparent"), &span.trace_id,
+                           &span.parent_span_id))
+      span.trace_id = random_trace_hex(16);
+    span.span_id = random_trace_hex(8);
+    span.start_unix_ns = start_ns;
+    span.end_unix_ns = start_ns + static_cast<int64_t>(ms_since(t_start) * 1e6);
+    span.operation = "explain";
+    span.model = model_id();
+    span.with_request = false;
+    span.server_address = opt.host;
+    span.server_port = port;
+    span.policy_hash = admitted_sup->policy.hash;
+    if (error != nullptr) {
+      span.error_type = error->code.empty() ? error->type : error->code;
+      span.error_message = error->message;
+      span.http_status = error->status;
+    }
+    otlp->submit(valid_utf8(otlp_span_json(span)));
+  };
   guarded(req, res, "/v1/explain", [&](std::string* extra) {
     auto admitted = admit(req);
     const Caller caller = std::move(admitted.first);
     auto sup = std::move(admitted.second);
+    admitted_sup = sup;
     const supervise::Policy& pol = sup->policy;
     json body;
     try {
@@ -1046,6 +1122,8 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
                   model_id() + "'";
       throw e;
     }
+    std::string user;
+    str("user", &user);
     str("prompt", &o.prompt);
     str("system", &o.system);
     str("granularity", &o.granularity);
@@ -1107,6 +1185,8 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     o.model.model = m;
     o.model.path = model_id();
     o.threads = threads_per_request;
+    span.methods = o.methods;
+    span.weights_hash = wh;
     if (!admission->enter(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
                                              pol.limits.request_timeout_ms)))) {
       HttpError e;
@@ -1126,6 +1206,7 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     store::AuditRecord rec;
     rec.endpoint = "/v1/explain";
     rec.key_id = caller.key_id;
+    rec.user = user;
     rec.model_id = model_id();
     rec.weights_hash = wh;
     rec.policy_hash = pol.hash;
@@ -1154,9 +1235,13 @@ void Server::Impl::handle_explain(const httplib::Request& req, httplib::Response
     }
     nlohmann::ordered_json env = r.envelope;
     env["audit_id"] = rec.id;
+    span.audit_id = rec.id;
+    span.decision = rec.decision;
+    export_explain(nullptr);
+    if (!span.trace_id.empty()) env["trace_id"] = span.trace_id;
     res.set_content(env.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     *extra = " audit=" + rec.id;
-  });
+  }, [&](const HttpError& e) { export_explain(&e); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1187,7 +1272,12 @@ void Server::Impl::handle_audit_list(const httplib::Request& req, httplib::Respo
     integer("to", &q.to_ms, 0, INT64_MAX);
     integer("offset", &q.offset, 0, INT64_MAX);
     integer("limit", &q.limit, 1, 1000);
-    if (req.has_param("decision")) q.decision = req.get_param_value("decision");
+    if (req.has_param("decision")) {
+      q.decision = req.get_param_value("decision");
+      if (q.decision != "allow" && q.decision != "flag" && q.decision != "block")
+        throw bad_request("'decision' must be allow, flag or block, got '" + q.decision + "'",
+                          "decision");
+    }
     if (req.has_param("check")) q.check = req.get_param_value("check");
     if (req.has_param("model")) q.model_id = req.get_param_value("model");
     if (req.has_param("key")) q.key_id = req.get_param_value("key");
@@ -1345,7 +1435,11 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
       throw Error(ErrorCode::kInvalidArgument, "the OTLP queue must hold at least one span");
     s.otlp = std::make_unique<OtlpExporter>(s.opt.otlp_url, static_cast<size_t>(s.opt.otlp_queue),
                                             s.opt.otlp_timeout_ms, &s.metrics,
-                                            [&s](const std::string& line) { s.notice(line); });
+                                            [&s](const std::string& line) { s.notice(line); },
+                                            s.opt.otlp_ca);
+  } else if (!s.opt.otlp_ca.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "--otlp-ca is given without --otlp",
+                "give the collector with --otlp https://HOST:PORT, or leave --otlp-ca out");
   }
   const int queue = s.opt.queue == 0 ? 4 * s.opt.parallel : std::max(0, s.opt.queue);
   s.admission = std::make_unique<Admission>(s.opt.parallel, queue);
@@ -1563,14 +1657,12 @@ bool Server::Impl::resample(Completion& c, bool streaming) {
 // OpenTelemetry: the request as a GenAI span with one evaluation event per check
 // ---------------------------------------------------------------------------------------------
 
-void Server::Impl::export_span(Completion& c) {
+void Server::Impl::export_span(Completion& c, const HttpError* error) {
   GenAiSpan span;
   if (!parse_traceparent(c.traceparent, &span.trace_id, &span.parent_span_id))
     span.trace_id = random_trace_hex(16);
   span.span_id = random_trace_hex(8);
-  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const int64_t now_ns = unix_nanos();
   span.end_unix_ns = now_ns;
   span.start_unix_ns = now_ns - static_cast<int64_t>(ms_since(c.t0) * 1e6);
   span.operation = c.p.chat ? "chat" : "text_completion";
@@ -1606,7 +1698,75 @@ void Server::Impl::export_span(Completion& c) {
     }
     span.output_text = c.content;
   }
+  if (error != nullptr) {
+    // The answer was never sent: no finish reason, and the error's class and message.
+    span.finish_reason.clear();
+    span.error_type = error->code.empty() ? error->type : error->code;
+    span.error_message = error->message;
+    span.http_status = error->status;
+  } else if (c.time_limited) {
+    span.error_type = "timeout";
+    span.error_message = "the request reached the policy's time limit (" +
+                         std::to_string(static_cast<int64_t>(pol.limits.request_timeout_ms)) +
+                         " ms)";
+  } else if (c.review.decision == "block") {
+    span.error_type = "blocked";
+    span.error_message = "the answer was blocked";
+    for (size_t i = 0; i < c.review.reasons.size(); ++i)
+      span.error_message += (i == 0 ? ": " : "; ") + c.review.reasons[i];
+  }
   c.trace_id = span.trace_id;
+  c.span_id = span.span_id;
+  otlp->submit(valid_utf8(otlp_span_json(span)));
+}
+
+void Server::Impl::export_failed(bool chat, std::shared_ptr<Completion> c,
+                                 const std::shared_ptr<const Supervision>& sup,
+                                 Clock::time_point t0, const std::string& traceparent,
+                                 const HttpError& error) {
+  if (c && !c->span_id.empty()) return;  // exported already (one span per request)
+  if (!c) {  // it failed before prepare(): what is known of it
+    c = std::make_shared<Completion>();
+    c->p.chat = chat;
+    c->p.max_tokens = 0;
+    c->t0 = t0;
+    c->sup = sup;
+    c->traceparent = traceparent;
+  }
+  export_span(*c, &error);
+}
+
+void Server::Impl::export_async_span(const std::string& trace_id,
+                                     const std::string& parent_span_id,
+                                     const std::string& audit_id,
+                                     const store::AuditRecord* addendum,
+                                     const supervise::Review* review,
+                                     const std::string& policy_hash,
+                                     const std::string& weights_hash, int64_t start_unix_ns,
+                                     const std::string& error) {
+  GenAiSpan span;
+  span.trace_id = trace_id;
+  span.parent_span_id = parent_span_id;
+  span.span_id = random_trace_hex(8);
+  span.start_unix_ns = start_unix_ns;
+  span.end_unix_ns = unix_nanos();
+  span.operation = "evaluate";
+  span.model = model_id();
+  span.name = "candor.async_checks " + model_id();
+  span.with_request = false;
+  span.audit_id = audit_id;
+  span.policy_hash = policy_hash;
+  span.weights_hash = weights_hash;
+  if (addendum != nullptr) span.addendum_id = addendum->id;
+  if (review != nullptr) {
+    span.decision = review->decision;
+    span.reasons = review->reasons;
+    span.checks = review->checks;
+  }
+  if (!error.empty()) {
+    span.error_type = "async_checks_failed";
+    span.error_message = error;
+  }
   otlp->submit(valid_utf8(otlp_span_json(span)));
 }
 

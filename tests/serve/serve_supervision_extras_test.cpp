@@ -174,9 +174,11 @@ TEST_F(ServeExtras, CliTemperatureScalingWithoutASavedTemperatureSaysWhatToRun) 
 // ---------------------------------------------------------------------------------------------
 
 // A tiny OTLP/HTTP collector: stores every /v1/traces body; `hold` makes it wait (bounded) before
-// answering, as a slow collector would.
+// answering, as a slow collector would. With a certificate and key it serves HTTPS.
 struct Collector {
-  httplib::Server http;
+  std::unique_ptr<httplib::Server> server;
+  httplib::Server& http;
+  bool tls = false;
   std::thread thread;
   int port = 0;
   std::mutex mu;
@@ -184,7 +186,11 @@ struct Collector {
   std::vector<json> bodies;
   bool hold = false;
   int held = 0;  // requests waiting in the handler
-  Collector() {
+  explicit Collector(const std::string& cert = "", const std::string& key = "")
+      : server(cert.empty() ? std::make_unique<httplib::Server>()
+                            : std::make_unique<httplib::SSLServer>(cert.c_str(), key.c_str())),
+        http(*server),
+        tls(!cert.empty()) {
     http.Post("/v1/traces", [this](const httplib::Request& req, httplib::Response& res) {
       std::unique_lock<std::mutex> lock(mu);
       ++held;
@@ -210,7 +216,9 @@ struct Collector {
     hold = false;
     cv.notify_all();
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::string url() const {
+    return std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port);
+  }
   // Every span received so far.
   std::vector<json> spans() {
     std::lock_guard<std::mutex> lock(mu);
@@ -405,6 +413,330 @@ TEST_F(ServeExtras, ADeadCollectorNeverFailsRequests) {
   bool said = false;
   for (const auto& l : r.lines) said = said || l.find("OTLP export to") != std::string::npos;
   EXPECT_TRUE(said) << "the failure is logged once";
+}
+
+// The span of a request, by its OTLP attribute candor.audit_id (null when none arrived).
+json span_of(Collector& col, const std::string& audit_id, const std::string& name_prefix = "") {
+  for (const json& s : col.spans())
+    if (attribute(s["attributes"], "candor.audit_id") == audit_id &&
+        s["name"].get<std::string>().rfind(name_prefix, 0) == 0)
+      return s;
+  return nullptr;
+}
+
+// Requests that fail after admission are exported too, with status ERROR (2), error.type and
+// the HTTP status; so are requests cut by the time limit and blocked answers.
+TEST_F(ServeExtras, FailedTimedOutAndBlockedRequestsAreExportedWithAnErrorStatus) {
+  Collector col;
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  o.api_keys = {{"c1", "client", serve::sha256_hex("good-key")}};
+  Running r(o, supervision(kTwoChecks));
+  const httplib::Headers key = {{"Authorization", "Bearer good-key"}};
+  // 1. Invalid JSON after admission: a chat span with error.type invalid_json and 400.
+  const std::string trace = "0af7651916cd43dd8448eb211c80319c", parent = "b7ad6b7169203331";
+  httplib::Headers with_trace = key;
+  with_trace.emplace("traceparent", "00-" + trace + "-" + parent + "-01");
+  auto [s1, b1] = r.post_raw("/v1/chat/completions", "{not json", with_trace);
+  ASSERT_EQ(s1, 400) << b1.dump();
+  // 2. An unknown model: 404 model_not_found.
+  auto [s2, b2] = r.post("/v1/completions", {{"prompt", "Once"}, {"model", "gpt-9"}}, key);
+  ASSERT_EQ(s2, 404) << b2.dump();
+  // Before admission (no key): nothing is exported.
+  auto [s0, b0] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+  ASSERT_EQ(s0, 401) << b0.dump();
+
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 2; })) << col.spans().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the 401 would come by now
+  const std::vector<json> spans = col.spans();
+  ASSERT_EQ(spans.size(), 2u) << "only admitted requests are exported";
+  const json& bad = spans[0]["name"] == "chat stories260K" ? spans[0] : spans[1];
+  const json& unknown = spans[0]["name"] == "chat stories260K" ? spans[1] : spans[0];
+  EXPECT_EQ(bad["traceId"], trace);
+  EXPECT_EQ(bad["parentSpanId"], parent);
+  EXPECT_EQ(bad["status"]["code"], 2);
+  EXPECT_NE(bad["status"]["message"].get<std::string>().find("not valid JSON"),
+            std::string::npos)
+      << bad.dump();
+  EXPECT_EQ(attribute(bad["attributes"], "error.type"), "invalid_json");
+  EXPECT_EQ(attribute(bad["attributes"], "http.response.status_code"), 400);
+  EXPECT_TRUE(attribute(bad["attributes"], "gen_ai.response.finish_reasons").is_null());
+  EXPECT_TRUE(attribute(bad["attributes"], "candor.audit_id").is_null());
+  EXPECT_EQ(unknown["name"], "text_completion stories260K");
+  EXPECT_EQ(attribute(unknown["attributes"], "error.type"), "model_not_found");
+  EXPECT_EQ(attribute(unknown["attributes"], "http.response.status_code"), 404);
+  EXPECT_EQ(unknown["status"]["code"], 2);
+}
+
+TEST_F(ServeExtras, TimedOutAndBlockedAnswersAreExportedWithAnErrorStatus) {
+  Collector col;
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  // Every answer of more than 2 tokens is blocked by the length check.
+  auto sup = supervision(
+      "explain:\n  enabled: false\nlimits:\n  max_tokens: 64\n"
+      "checks:\n  - name: short\n    type: length\n    max_tokens: 2\n    on_fail: block\n");
+  Running r(o, sup);
+  auto [s1, b1] = r.post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 6}});
+  ASSERT_EQ(s1, 200) << b1.dump();
+  ASSERT_EQ(b1["candor"]["decision"], "block");
+  const std::string blocked_id = b1["candor"]["audit_id"];
+  json blocked;
+  ASSERT_TRUE(eventually([&] { return !(blocked = span_of(col, blocked_id)).is_null(); }));
+  EXPECT_EQ(blocked["status"]["code"], 2);
+  EXPECT_EQ(attribute(blocked["attributes"], "error.type"), "blocked");
+  EXPECT_NE(blocked["status"]["message"].get<std::string>().find("blocked"), std::string::npos);
+  EXPECT_EQ(attribute(blocked["attributes"], "gen_ai.response.finish_reasons"),
+            json::array({"content_filter"}));
+  EXPECT_EQ(attribute(blocked["attributes"], "candor.decision"), "block");
+  // An allowed answer has no error status.
+  auto [s2, b2] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 1}});
+  ASSERT_EQ(s2, 200) << b2.dump();
+  ASSERT_EQ(b2["candor"]["decision"], "allow");
+  json ok;
+  ASSERT_TRUE(eventually([&] {
+    return !(ok = span_of(col, b2["candor"]["audit_id"].get<std::string>())).is_null();
+  }));
+  EXPECT_FALSE(ok["status"].contains("code")) << ok["status"].dump();
+  EXPECT_TRUE(attribute(ok["attributes"], "error.type").is_null());
+
+  // The time limit: the request answers, cut short, and its span says "timeout".
+  Collector col2;
+  serve::ServerOptions o2;
+  o2.otlp_url = col2.url();
+  auto fast = supervision(kNoExplain);
+  fast->policy.limits.request_timeout_ms = 1;
+  Running r2(o2, fast);
+  auto [s3, b3] = r2.post("/v1/completions",
+                          {{"prompt", "Once upon a time"}, {"max_tokens", 60}, {"temperature", 0}});
+  ASSERT_EQ(s3, 200) << b3.dump();
+  ASSERT_EQ(b3["candor"]["time_limited"], true);
+  json timed;
+  ASSERT_TRUE(eventually([&] {
+    return !(timed = span_of(col2, b3["candor"]["audit_id"].get<std::string>())).is_null();
+  }));
+  EXPECT_EQ(timed["status"]["code"], 2);
+  EXPECT_EQ(attribute(timed["attributes"], "error.type"), "timeout");
+  EXPECT_NE(timed["status"]["message"].get<std::string>().find("time limit"), std::string::npos);
+}
+
+// A request that fails at its audit record (a full write queue: 429) is exported with the error
+// and what it had generated.
+TEST_F(ServeExtras, AnAuditFailureIsExportedAsAnErrorSpan) {
+  Collector col;
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  Running r(o, supervision(kNoExplain));
+  r.log->full = true;
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 3}});
+  ASSERT_EQ(status, 429) << body.dump();
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 1; }));
+  const json span = col.spans()[0];
+  EXPECT_EQ(attribute(span["attributes"], "error.type"), "audit_queue_full");
+  EXPECT_EQ(attribute(span["attributes"], "http.response.status_code"), 429);
+  // What was generated before the failure is in the span.
+  EXPECT_EQ(attribute(span["attributes"], "gen_ai.usage.output_tokens"), 3);
+  EXPECT_FALSE(attribute(span["attributes"], "gen_ai.response.id").is_null());
+  // The same failure in a stream (the status was sent with the first event): the error event
+  // ends the stream, and the span carries the error.
+  auto c = r.client();
+  auto res = c.Post("/v1/completions",
+                    R"({"prompt":"Once","max_tokens":3,"stream":true})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_NE(res->body.find("audit_queue_full"), std::string::npos) << res->body;
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 2; }));
+  const json streamed = col.spans()[1];
+  EXPECT_EQ(attribute(streamed["attributes"], "error.type"), "audit_queue_full");
+  EXPECT_EQ(streamed["status"]["code"], 2);
+  EXPECT_TRUE(attribute(streamed["attributes"], "candor.audit_id").is_null());
+}
+
+// /v1/explain is exported as an `explain` span with its methods and audit record.
+TEST_F(ServeExtras, ExplainRequestsAreExportedAsExplainSpans) {
+  Collector col;
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  auto sup = supervision("limits:\n  max_tokens: 64\n");
+  sup->policy.explain.method = "occlusion";
+  Running r(o, sup);
+  const std::string trace = "5bf92f3577b34da6a3ce929d0e0e4736", parent = "10f067aa0ba902b7";
+  auto [status, body] = r.post("/v1/explain",
+                               {{"prompt", "Once upon a time"},
+                                {"methods", {"occlusion"}},
+                                {"generate", 4},
+                                {"user", "reviewer-7"}},
+                               {{"traceparent", "00-" + trace + "-" + parent + "-01"}});
+  ASSERT_EQ(status, 200) << body.dump();
+  const std::string id = body["audit_id"];
+  json span;
+  ASSERT_TRUE(eventually([&] { return !(span = span_of(col, id)).is_null(); }));
+  EXPECT_EQ(span["name"], "explain stories260K");
+  EXPECT_EQ(span["traceId"], trace);
+  EXPECT_EQ(span["parentSpanId"], parent);
+  EXPECT_EQ(body["trace_id"], trace);
+  EXPECT_EQ(attribute(span["attributes"], "gen_ai.operation.name"), "explain");
+  EXPECT_EQ(attribute(span["attributes"], "candor.explain.methods"), json::array({"occlusion"}));
+  EXPECT_EQ(attribute(span["attributes"], "candor.decision"), "allow");
+  EXPECT_FALSE(span["status"].contains("code"));
+  // The record keeps the request's user.
+  bool user_recorded = false;
+  for (const auto& rec : r.log->records()) user_recorded |= rec.id == id && rec.user == "reviewer-7";
+  EXPECT_TRUE(user_recorded);
+  // A failing explain request (a model not served here): an error span.
+  auto [s2, b2] = r.post("/v1/explain", {{"prompt", "Once"}, {"model", "gpt-9"}});
+  ASSERT_EQ(s2, 404) << b2.dump();
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 2; }));
+  json failed;
+  for (const json& s : col.spans())
+    if (s["status"].contains("code")) failed = s;
+  ASSERT_FALSE(failed.is_null());
+  EXPECT_EQ(failed["name"], "explain stories260K");
+  EXPECT_EQ(attribute(failed["attributes"], "error.type"), "model_not_found");
+  EXPECT_EQ(attribute(failed["attributes"], "http.response.status_code"), 404);
+}
+
+// Async check results follow as a child span of the request's span, in its trace, linked by
+// candor.audit_id, with one evaluation event per async check.
+TEST_F(ServeExtras, AsyncCheckResultsFollowAsAChildSpanInTheSameTrace) {
+  Collector col;
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  auto sup = supervision(kNoExplain);
+  sup->review_async = [](const supervise::Exchange& ex) {
+    supervise::Review rv;
+    supervise::CheckResult c;
+    c.name = "slow_probe";
+    c.type = "counterfactual";
+    c.outcome = "fail";
+    c.value = 0.75;
+    c.threshold = 0.5;
+    c.async = true;
+    c.detail = "answer of " + std::to_string(ex.answer_ids.size()) + " tokens";
+    rv.checks.push_back(c);
+    rv.decision = "flag";
+    rv.reasons.push_back("slow_probe failed");
+    return rv;
+  };
+  Running r(o, sup);
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 4}});
+  ASSERT_EQ(status, 200) << body.dump();
+  const std::string id = body["candor"]["audit_id"];
+  json main, follow;
+  ASSERT_TRUE(eventually([&] {
+    main = span_of(col, id, "text_completion");
+    follow = span_of(col, id, "candor.async_checks");
+    return !main.is_null() && !follow.is_null();
+  })) << col.spans().size();
+  EXPECT_EQ(follow["traceId"], main["traceId"]);
+  EXPECT_EQ(follow["parentSpanId"], main["spanId"]);
+  EXPECT_NE(follow["spanId"], main["spanId"]);
+  EXPECT_EQ(attribute(follow["attributes"], "gen_ai.operation.name"), "evaluate");
+  EXPECT_EQ(attribute(follow["attributes"], "candor.decision"), "flag");
+  // The addendum record the results were appended as.
+  std::string addendum;
+  for (const auto& rec : r.log->records())
+    if (rec.kind == "addendum" && rec.refers_to == id) addendum = rec.id;
+  ASSERT_FALSE(addendum.empty());
+  EXPECT_EQ(attribute(follow["attributes"], "candor.addendum_id"), addendum);
+  ASSERT_EQ(follow["events"].size(), 1u);
+  const json& e = follow["events"][0]["attributes"];
+  EXPECT_EQ(attribute(e, "gen_ai.evaluation.name"), "slow_probe");
+  EXPECT_EQ(attribute(e, "gen_ai.evaluation.score.label"), "fail");
+  EXPECT_DOUBLE_EQ(attribute(e, "gen_ai.evaluation.score.value").get<double>(), 0.75);
+  EXPECT_EQ(attribute(e, "candor.audit_id"), id);
+  EXPECT_LE(std::stoll(main["endTimeUnixNano"].get<std::string>()),
+            std::stoll(follow["endTimeUnixNano"].get<std::string>()));
+}
+
+// ---- HTTPS collectors ----
+
+struct TestCert {
+  std::string dir, cert, key;
+  bool ok = false;
+};
+
+// A self-signed certificate for 127.0.0.1 (made with the openssl command).
+TestCert make_cert(const std::string& cn = "127.0.0.1") {
+  TestCert c;
+  c.dir = testing::temp_dir();
+  c.cert = c.dir + "/cert.pem";
+  c.key = c.dir + "/key.pem";
+  c.ok = testing::run_command("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + c.key +
+                              " -out " + c.cert + " -days 1 -subj /CN=" + cn +
+                              " -addext subjectAltName=IP:" + cn + " 2>/dev/null") == 0;
+  return c;
+}
+
+TEST_F(ServeExtras, AnHttpsCollectorTrustedThroughTheCaFileReceivesSpans) {
+  TestCert c = make_cert();
+  if (!c.ok) GTEST_SKIP() << "skipped: the openssl command could not make a test certificate";
+  Collector col(c.cert, c.key);
+  ASSERT_GT(col.port, 0);
+  ASSERT_EQ(col.url().rfind("https://", 0), 0u);
+  serve::ServerOptions o;
+  o.otlp_url = col.url();
+  o.otlp_ca = c.cert;  // self-signed: the certificate is its own CA
+  Running r(o, supervision(kNoExplain));
+  auto [status, body] = r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+  ASSERT_EQ(status, 200) << body.dump();
+  ASSERT_TRUE(eventually([&] { return col.spans().size() >= 1; })) << r.metrics();
+  EXPECT_EQ(attribute(col.spans()[0]["attributes"], "candor.audit_id"),
+            body["candor"]["audit_id"]);
+  EXPECT_TRUE(eventually(
+      [&] { return metric_value(r.metrics(), "candor_otlp_spans_exported_total") == 1; }));
+}
+
+TEST_F(ServeExtras, AnUntrustedHttpsCollectorIsRefusedWithAClearError) {
+  TestCert c = make_cert(), other = make_cert();
+  if (!c.ok || !other.ok)
+    GTEST_SKIP() << "skipped: the openssl command could not make a test certificate";
+  Collector col(c.cert, c.key);
+  // Without --otlp-ca the self-signed certificate is not trusted; with another CA neither.
+  for (const std::string& ca : {std::string(), other.cert}) {
+    serve::ServerOptions o;
+    o.otlp_url = col.url();
+    o.otlp_ca = ca;
+    o.otlp_timeout_ms = 5000;
+    Running r(o, supervision(kNoExplain));
+    ASSERT_EQ(r.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}).first, 200);
+    EXPECT_TRUE(eventually([&] {
+      return metric_value(r.metrics(),
+                          "candor_otlp_spans_dropped_total{reason=\"export_failed\"}") == 1;
+    })) << r.metrics();
+    std::string said;
+    {
+      std::lock_guard<std::mutex> lock(r.lines_mu);
+      for (const auto& l : r.lines)
+        if (l.find("OTLP export to") != std::string::npos) said = l;
+    }
+    EXPECT_NE(said.find("certificate"), std::string::npos) << said;
+    EXPECT_NE(said.find("--otlp-ca"), std::string::npos) << said;
+    if (!ca.empty()) EXPECT_NE(said.find(ca), std::string::npos) << said;
+  }
+  EXPECT_TRUE(col.spans().empty());
+}
+
+TEST_F(ServeExtras, ABadOtlpCaFileIsRefusedAtStart) {
+  const std::string dir = testing::temp_dir();
+  const std::string junk = dir + "/junk.pem";
+  std::ofstream(junk) << "not a certificate\n";
+  serve::ServerOptions o;
+  o.port = 0;
+  o.otlp_url = "https://127.0.0.1:4318";
+  o.otlp_ca = dir + "/missing.pem";
+  std::string err = testing::error_of([&] { serve::Server s(o); });
+  EXPECT_NE(err.find("missing.pem"), std::string::npos) << err;
+  EXPECT_NE(err.find("--otlp-ca"), std::string::npos) << err;
+  o.otlp_ca = junk;
+  err = testing::error_of([&] { serve::Server s(o); });
+  EXPECT_NE(err.find("junk.pem"), std::string::npos) << err;
+  EXPECT_NE(err.find("no PEM certificate"), std::string::npos) << err;
+  // A CA file for a plain http:// collector, or without a collector, is a mistake too.
+  o.otlp_url = "http://127.0.0.1:4318";
+  EXPECT_NE(testing::error_of([&] { serve::Server s(o); }).find("https://"), std::string::npos);
+  o.otlp_url.clear();
+  EXPECT_NE(testing::error_of([&] { serve::Server s(o); }).find("without --otlp"),
+            std::string::npos);
 }
 
 TEST(Otlp, TraceparentAndEndpointParsing) {

@@ -44,7 +44,7 @@ void log_line(const std::string& line) {
 Runner add_serve(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, policy, db = "candor-audit.db", listen = "127.0.0.1:8080",
-                                          api_keys, tls_cert, tls_key, dtype = "f32", name, otlp;
+                                          api_keys, tls_cert, tls_key, dtype = "f32", name, otlp, otlp_ca;
     int parallel = 1, threads = 0, queue = 0, otlp_queue = 1024;
     bool temperature_scaling = false;
   };
@@ -75,6 +75,9 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--otlp", o->otlp,
                  "Export each request as an OpenTelemetry GenAI span (OTLP/JSON) to URL/v1/traces, "
                  "e.g. http://127.0.0.1:4318");
+  app.add_option("--otlp-ca", o->otlp_ca,
+                 "PEM file of the CA that signed an https:// collector's certificate (default: "
+                 "the system's trusted authorities)");
   app.add_option("--otlp-queue", o->otlp_queue,
                  "Spans waiting for the OTLP collector before new ones are dropped (default 1024)");
   add_dtype_option(app, &o->dtype);
@@ -115,6 +118,7 @@ Runner add_serve(CLI::App& app) {
     if (o->otlp_queue < 1) throw usage_error("--otlp-queue must be at least 1");
     so.otlp_url = o->otlp;
     so.otlp_queue = o->otlp_queue;
+    so.otlp_ca = o->otlp_ca;
     auto supervision = make_supervision(o->policy);
 
     // Signals are taken by this thread alone (sigwait below): blocked before any thread starts,
