@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "models/formats/gguf.h"
 #include "models/fused/gemm.h"
 #include "models/fused/vec.h"
 
@@ -230,6 +231,47 @@ TEST_F(VecKernels, SmallProductsEqualATripleLoop) {
       }
     }
   }
+}
+
+// The vector expansion of Q8_0 and Q4_K blocks gives the GGUF reader's values to the bit, on
+// random blocks whose f16 scales include zero, subnormal, negative and large ones.
+TEST_F(VecKernels, DequantizedBlocksEqualTheReadersBitForBit) {
+  std::mt19937 rng(40);
+  auto half = [&](int i) -> uint16_t {
+    switch (i % 5) {
+      case 0: return 0;                                                     // zero
+      case 1: return static_cast<uint16_t>(1 + rng() % 1023);              // subnormal
+      case 2: return static_cast<uint16_t>(0x8000 | (14 << 10) | (rng() % 1024));  // negative
+      case 3: return static_cast<uint16_t>((25 << 10) | (rng() % 1024));   // large
+      default: return static_cast<uint16_t>(((8 + rng() % 10) << 10) | (rng() % 1024));
+    }
+  };
+  struct Case { uint32_t type; int64_t block_values, block_bytes, scales; };
+  for (const Case c : {Case{8, 32, 34, 1}, Case{12, 256, 144, 2}}) {
+    for (int64_t blocks : {1, 3, 17}) {
+      SCOPED_TRACE(std::to_string(c.type) + " x " + std::to_string(blocks));
+      std::vector<uint8_t> data(static_cast<size_t>(blocks * c.block_bytes));
+      for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t k = 0; k < c.scales; ++k) {
+          const uint16_t h = half(static_cast<int>(b * c.scales + k));
+          data[b * c.block_bytes + 2 * k] = static_cast<uint8_t>(h & 0xFF);
+          data[b * c.block_bytes + 2 * k + 1] = static_cast<uint8_t>(h >> 8);
+        }
+      }
+      const int64_t n = blocks * c.block_values;
+      std::vector<float> ref(static_cast<size_t>(n)), mine(static_cast<size_t>(n), -1.0f);
+      dequantize_ggml(c.type, data.data(), n, ref.data());
+      ASSERT_TRUE(vec::dequantize_blocks(c.type, data.data(), n, mine.data()));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(mine[i], ref[i]) << i;
+    }
+  }
+  float out = 0;
+  EXPECT_FALSE(vec::dequantize_blocks(14, nullptr, 0, &out));  // Q6_K: the reader's loops
+  vec::set_simd(false);
+  std::vector<uint8_t> block(34, 0);
+  EXPECT_FALSE(vec::dequantize_blocks(8, block.data(), 32, &out));  // scalar kernels in use
+  vec::set_simd(true);
 }
 
 // set_simd switches what kernels() returns, and the BLAS entry points agree either way on a

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -449,6 +450,71 @@ const Kernels kAvx2 = {
     v_gemm_tn,
 };
 
+// IEEE half to float, exactly (as c10's conversion the GGUF reader uses).
+inline float half_to_float(const uint8_t* p) {
+  const uint32_t h = static_cast<uint32_t>(p[0] | (p[1] << 8));
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float f = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    return sign ? -f : f;
+  }
+  const uint32_t bits = exp == 31 ? sign | 0x7F800000u | (mant << 13)
+                                  : sign | ((exp + 112) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Q8_0: per 32 values, f16 d and 32 int8 q: x = d q.
+CANDOR_AVX2 void v_dequant_q8_0(const uint8_t* p, int64_t n, float* y) {
+  for (int64_t b = 0; b < n / 32; ++b, p += 34, y += 32) {
+    const __m256 d = _mm256_set1_ps(half_to_float(p));
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 + 8 * g));
+      _mm256_storeu_ps(y + 8 * g, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+    }
+  }
+}
+
+// Q4_K: per 256 values, f16 d and dmin, 12 bytes of 6-bit scales and mins of 8 sub-blocks,
+// 128 bytes of nibbles (64 values per 32 bytes: low nibbles, then high): x = d s q - dmin m.
+CANDOR_AVX2 void v_dequant_q4_k(const uint8_t* p, int64_t n, float* y) {
+  const __m256i low4 = _mm256_set1_epi32(0x0F);
+  for (int64_t b = 0; b < n / 256; ++b, p += 144) {
+    const float d = half_to_float(p), dmin = half_to_float(p + 2);
+    const uint8_t* sc = p + 4;
+    const uint8_t* q = p + 16;
+    auto scale_min = [&](int j, int* s, int* m) {
+      if (j < 4) {
+        *s = sc[j] & 63;
+        *m = sc[j + 4] & 63;
+      } else {
+        *s = (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4);
+        *m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+      }
+    };
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+      int s1, m1, s2, m2;
+      scale_min(is, &s1, &m1);
+      scale_min(is + 1, &s2, &m2);
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(s1));
+      const __m256 n1 = _mm256_set1_ps(dmin * static_cast<float>(m1));
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(s2));
+      const __m256 n2 = _mm256_set1_ps(dmin * static_cast<float>(m2));
+      for (int l = 0; l < 32; l += 8) {
+        const __m256i bytes =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + l)));
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, low4));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4));
+        // Multiply, then subtract (two roundings, as the scalar loop).
+        _mm256_storeu_ps(y + l, _mm256_sub_ps(_mm256_mul_ps(d1, lo), n1));
+        _mm256_storeu_ps(y + 32 + l, _mm256_sub_ps(_mm256_mul_ps(d2, hi), n2));
+      }
+      y += 64;
+    }
+  }
+}
+
 bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -474,6 +540,26 @@ std::atomic<const Kernels*>& active() {
 const Kernels& scalar_kernels() { return kScalar; }
 const Kernels* avx2_kernels() { return detect(); }
 const Kernels& kernels() { return *active().load(std::memory_order_relaxed); }
+
+bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != &kAvx2) return false;
+  if (type == 8) {
+    v_dequant_q8_0(p, n, y);
+    return true;
+  }
+  if (type == 12) {
+    v_dequant_q4_k(p, n, y);
+    return true;
+  }
+#else
+  (void)type;
+  (void)p;
+  (void)n;
+  (void)y;
+#endif
+  return false;
+}
 
 float* pass_arena(int which, int64_t n, std::unique_ptr<float[]>* own) {
   if (n > kKeptArenaFloats) {

@@ -67,6 +67,12 @@ const Kernels& kernels();
 // for benchmarks and tests comparing the two). Returns whether vector kernels are now in use.
 bool set_simd(bool on);
 
+// Expands n values (whole blocks) of GGUF Q8_0 (ggml type 8) or Q4_K (12) at p into y with the
+// AVX2 kernels, to the same bits as the GGUF reader's loops (dequantize_ggml); false, doing
+// nothing, for another type or when the scalar kernels are in use (the caller then uses
+// dequantize_ggml).
+bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y);
+
 // The arena of one pass (`which`: 0 the forward, 1 the backward): the calling thread's
 // buffer of at least n floats, kept for its next pass when at most kKeptArenaFloats, so that
 // small passes, run by the thousand, neither allocate nor fault pages in; a larger one is
