@@ -16,7 +16,11 @@
 //
 // Run: bench_kernels [--models=stories260K,llama768] [--lengths=32,128] [--threads=1,2]
 //                    [--rounds=7] [--no-torch] [--no-saliency] [--no-quant] [--only-quant]
-//                    [--quant-types=q4_k,q8_0]
+//                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N]
+// --scalar: the fused path's scalar elementwise kernels instead of AVX2 (models/fused/vec.h).
+// --loop=N: only the fused forward and forward + backward of the first model and length, N
+// times each, timed per pass (for a profiler: `perf record build/bench/bench_kernels
+// --models=stories260K --lengths=128 --loop=200`).
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -36,6 +40,7 @@
 #include "candor/explain.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
+#include "models/fused/vec.h"
 
 namespace candor {
 namespace {
@@ -139,6 +144,7 @@ struct Settings {
   int rounds = 7;
   bool torch = true, saliency = true, quant = true;
   std::vector<std::string> quant_types = {"q4_k", "q8_0"};
+  int loop = 0;  // --loop=N
 };
 
 // FLOPs of a pass: projections at every position, attention over the full square (as the
@@ -219,6 +225,28 @@ struct Row {
   int threads;
   double fused, libtorch, torch, sgemm_gflops, flops;
 };
+
+// --loop=N: the fused forward and forward + backward, N times each, on one thread.
+void run_loop(const Settings& s) {
+  std::string why;
+  std::unique_ptr<Model> model = s.models.front() == "stories260K"
+                                     ? bench::load_stories(&why)
+                                     : make_random_llama(bench::llama768_config(32000), 1234);
+  if (!model) {
+    std::printf("%s skipped: %s\n", s.models.front().c_str(), why.c_str());
+    return;
+  }
+  ThreadScope scope(s.threads.front());
+  const int64_t T = s.lengths.front();
+  const at::Tensor emb = make_input(*model, 1, T);
+  std::vector<double> f, g;
+  for (int i = 0; i < s.loop; ++i) f.push_back(time_candor(*model, emb, false));
+  for (int i = 0; i < s.loop; ++i) g.push_back(time_candor_grad(*model, emb, false));
+  std::printf("%s T=%lld threads %d kernels %s: forward %.3f ms, forward + backward %.3f ms "
+              "(medians of %d)\n",
+              s.models.front().c_str(), (long long)T, s.threads.front(),
+              fused::vec::kernels().name, median(f), median(g), s.loop);
+}
 
 void run_table(const Settings& s, TorchPeer* peer) {
   std::vector<Row> rows;
@@ -503,6 +531,10 @@ int main(int argc, char** argv) {
       s.models.clear();
       s.saliency = false;
       s.torch = false;
+    } else if (a == "--scalar") {
+      fused::vec::set_simd(false);
+    } else if (!val("--loop").empty()) {
+      s.loop = std::max(1, std::stoi(val("--loop")));
     } else if (!val("--quant-types").empty()) {
       s.quant_types = split(val("--quant-types"));
     } else {
@@ -510,10 +542,15 @@ int main(int argc, char** argv) {
                    "unknown argument %s\nusage: bench_kernels [--models=stories260K,llama768] "
                    "[--lengths=32,128] [--threads=1,2] [--rounds=7] [--no-torch] "
                    "[--no-saliency] [--only-saliency] [--no-quant] [--only-quant] "
-                   "[--quant-types=q4_k,q8_0]\n",
+                   "[--quant-types=q4_k,q8_0] [--scalar] [--loop=N]\n",
                    a.c_str());
       return 2;
     }
+  }
+  if (s.loop > 0) {
+    if (s.models.empty()) s.models = {"stories260K"};
+    run_loop(s);
+    return 0;
   }
   const BlasInfo blas = blas_info();
   std::printf(

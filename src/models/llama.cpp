@@ -411,9 +411,7 @@ std::unique_ptr<GradientTape> LlamaModel::forward_with_tape(const ForwardArgs& a
       !args.embeddings.defined())
     return nullptr;
   at::NoGradGuard no_grad;
-  // The backward multiplies by float32 matrices: a model with kept quantized blocks makes its
-  // float32 copy once (as the libtorch path would); its forward still reads the blocks.
-  if (weights_.quant) dense_weights();
+  // Forward and backward both read kept quantized blocks as they are (no float32 copy).
   auto out = std::make_unique<FusedTape>(&config_, &weights_);
   *logits = run(args, &out->tape);
   if (!out->tape.ready()) return nullptr;  // the fused path did not run
@@ -475,9 +473,6 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
 
   // Rotary positions count the real tokens of each row.
   at::Tensor positions;  // [B, T] int64
-  bool padded = mask.defined() && !mask.all().item<bool>();
-  if (cache && past > 0)
-    padded = padded || !cache->key_mask().narrow(1, 0, past).all().item<bool>();
   if (mask.defined()) {
     at::Tensor m = mask.to(at::kLong);
     positions = m.cumsum(1) - m;
@@ -486,10 +481,7 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
   }
   if (cache) positions = positions + cache->next_position().unsqueeze(1);
   positions = positions.clamp(0, c.max_seq_len - 1);
-  at::Tensor rope;  // [B, T, 1, hd/2] complex
-  if (c.positions == PositionKind::kRotary) {
-    rope = rope_.index({positions}).unsqueeze(2);
-  } else if (c.positions == PositionKind::kLearned) {
+  if (c.positions == PositionKind::kLearned) {
     x = x + at::embedding(weights_.pos_embeddings, positions);
   }
 
@@ -532,6 +524,12 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
     return logits;
   }
   dense_weights();  // the libtorch path multiplies tensors: quantized matrices dequantised once
+  // (Computed here, not before the fused path, which needs neither.)
+  bool padded = mask.defined() && !mask.all().item<bool>();
+  if (cache && past > 0)
+    padded = padded || !cache->key_mask().narrow(1, 0, past).all().item<bool>();
+  at::Tensor rope;  // [B, T, 1, hd/2] complex
+  if (c.positions == PositionKind::kRotary) rope = rope_.index({positions}).unsqueeze(2);
 
   // Sliding-window attention: the window only matters when a key can be `window` or more
   // tokens behind a query, i.e. when more than `window` positions are visible. Layers may

@@ -358,3 +358,80 @@ TEST(QuantModel, InfoSaysWhichWeightsStayQuantized) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// ---- the backward reads the blocks ----------------------------------------------------------
+
+// The fused gradient (forward_with_tape + backward) of a model loaded from `path` with its
+// matrices kept in blocks equals the same file dequantised at load, and the kept model makes no
+// float32 copy of its matrices for it (its own accounting, forward_path(), says so).
+void expect_same_gradients(const std::string& path, const std::string& kept_types) {
+  SCOPED_TRACE(path);
+  auto q = load_model(path);
+  LoadOptions dense_options;
+  dense_options.dequantize = true;
+  auto d = load_model(path, dense_options);
+  ASSERT_NE(q->forward_path().find("weights kept " + kept_types), std::string::npos)
+      << q->forward_path();
+  ASSERT_NE(q->gradient_path().find("fused"), std::string::npos) << q->gradient_path();
+  const int64_t V = q->config().vocab_size;
+  at::manual_seed(5);
+  at::Tensor ids = at::randint(3, V, {2, 23}, at::kLong);
+  at::Tensor mask = at::ones({2, 23}, at::kBool);
+  mask[1].narrow(0, 0, 3).fill_(false);  // left padding on the second row
+  at::NoGradGuard ng;
+  ForwardArgs a;
+  a.embeddings = d->embed(ids);
+  a.attention_mask = mask;
+  at::Tensor lq, ld;
+  auto tq = q->forward_with_tape(a, &lq);
+  auto td = d->forward_with_tape(a, &ld);
+  ASSERT_TRUE(tq && td);
+  EXPECT_LE(rel_diff(lq, ld), 1e-5);
+  const at::Tensor dlogits = at::randn(ld.sizes(), at::kFloat);
+  const at::Tensor gq = tq->backward(dlogits), gd = td->backward(dlogits);
+  EXPECT_LE(rel_diff(gq, gd), 1e-5);
+  EXPECT_GT(gd.abs().max().item<double>(), 1e-6);
+  EXPECT_EQ(q->forward_path().find("as float32"), std::string::npos)
+      << "the gradient pass made a float32 copy: " << q->forward_path();
+  // And against libtorch autograd on the dequantised model (which the kept one must match).
+  at::AutoGradMode grad(true);
+  at::Tensor e = a.embeddings.detach().clone().requires_grad_(true);
+  ForwardArgs r = a;
+  r.embeddings = e;
+  r.libtorch_path = true;
+  (d->forward(r) * dlogits).sum().backward();
+  EXPECT_LE(rel_diff(gq, e.grad()), 1e-4);
+}
+
+TEST(QuantBackward, Q4KAndQ6KFixtureReadsItsBlocks) {
+  expect_same_gradients(fixture("gguf/llama_q4_k_m.gguf"), "q4_k+q6_k");
+}
+
+TEST(QuantBackward, Q8_0AndBf16FixtureReadsItsBlocks) {
+  expect_same_gradients(fixture("gguf/llama_mixed.gguf"), "bf16+f16+q4_0+q8_0");
+}
+
+TEST(QuantBackward, Stories260KInEveryTypeReadsItsBlocks) {
+  CANDOR_REQUIRE_SHARED(kStories);
+  const std::string dir = testing::temp_dir();
+  // Q8_0 and BF16 (stories260K's rows of 64 and 172 values are not whole K-quant blocks of 256:
+  // the Q4_K + Q6_K fixture above covers those).
+  for (const char* type : {"q8_0", "bf16"}) {
+    SCOPED_TRACE(type);
+    const std::string path = dir + "/s_" + type + ".gguf";
+    save_gguf(testing::stories260k(), path, type);
+    auto probe = load_model(path);
+    const std::string fp = probe->forward_path();
+    const size_t at = fp.find("weights kept ");
+    ASSERT_NE(at, std::string::npos) << fp;
+    const std::string kept = fp.substr(at + 13, fp.find_first_of(" ,;)", at + 13) - at - 13);
+    EXPECT_NE(kept.find(type), std::string::npos) << fp;
+    expect_same_gradients(path, kept);
+  }
+}
+
+}  // namespace
+}  // namespace candor

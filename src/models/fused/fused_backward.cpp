@@ -9,6 +9,8 @@
 
 #include "candor/error.h"
 #include "models/fused/gemm.h"
+#include "models/fused/qgemm.h"
+#include "models/fused/vec.h"
 
 namespace candor::fused {
 namespace {
@@ -17,6 +19,18 @@ namespace {
 constexpr int64_t kBackwardTile = 32;
 
 const float* weight_ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// C[M, K] = G[M, N] · W for the [N, K] weight of a linear layer: the float tensor `t`, or, when
+// `q` is set and not empty, the matrix kept in its quantized blocks (read as they are, with no
+// float32 copy).
+void linear_backward(int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg,
+                     const at::Tensor& t, const QuantMatrix* q, float* C, int64_t ldc) {
+  if (q && !q->empty()) {
+    qgemm_nn(M, G, ldg, *q, 0.0f, C, ldc);
+  } else {
+    gemm_nn(M, K, N, 1.0f, G, ldg, weight_ptr(t), K, 0.0f, C, ldc);
+  }
+}
 
 // dx[n, :] += d norm(x[n, :]) / dx applied to dy[n, :] (the norm's weight folded in), for
 // `rows` rows of width D. RMSNorm y = x r w with r = (mean x^2 + eps)^-1/2:
@@ -31,15 +45,12 @@ void norm_backward_rows(const ModelConfig& c, const float* x, int64_t ldx, const
     const float* dyr = dy + n * lddy;
     float* o = dx + n * lddx;
     if (c.norm == NormKind::kRMSNorm) {
-      double ss = 0, gx = 0;
-      for (int64_t i = 0; i < D; ++i) {
-        ss += static_cast<double>(xr[i]) * xr[i];
-        gx += static_cast<double>(dyr[i]) * weight[i] * xr[i];
-      }
+      const vec::Kernels& k = vec::kernels();
+      const double ss = k.sum_squares(xr, D), gx = k.rms_grad_dot(dyr, weight, xr, D);
       const double r = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
       const float a = static_cast<float>(r);
       const float b = static_cast<float>(r * r * r * gx / static_cast<double>(D));
-      for (int64_t i = 0; i < D; ++i) o[i] += a * dyr[i] * weight[i] - b * xr[i];
+      k.rms_grad_apply(D, a, dyr, weight, b, xr, o);
     } else {
       double s = 0;
       for (int64_t i = 0; i < D; ++i) s += xr[i];
@@ -78,12 +89,7 @@ void activation_backward_rows(Activation a, const float* da, int64_t ldda, const
     switch (a) {
       case Activation::kSwiGLU:
         // y = silu(g) u: dg = dy u s (1 + g (1 - s)), du = dy silu(g), s = sigmoid(g).
-        for (int64_t i = 0; i < F; ++i) {
-          const float g = fr[i], u = fr[F + i];
-          const float s = 1.0f / (1.0f + std::exp(-g));
-          o[i] = dar[i] * u * s * (1.0f + g * (1.0f - s));
-          o[F + i] = dar[i] * g * s;
-        }
+        vec::kernels().swiglu_backward(F, dar, fr, fr + F, o, o + F);
         break;
       case Activation::kGeluTanh:
         for (int64_t i = 0; i < F; ++i) {
@@ -117,12 +123,7 @@ inline void unrotate_into(const float* dy, float* dsrc, const float* table, int6
     std::copy(dy, dy + hd, dsrc);
     return;
   }
-  for (int64_t j = 0; j < hd / 2; ++j) {
-    const float a = dy[2 * j], b = dy[2 * j + 1];
-    const float co = table[2 * j], si = table[2 * j + 1];
-    dsrc[2 * j] = a * co + b * si;
-    dsrc[2 * j + 1] = -a * si + b * co;
-  }
+  vec::kernels().unrotate(dy, dsrc, table, hd);
 }
 
 }  // namespace
@@ -202,8 +203,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
-  std::unique_ptr<float[]> arena(new float[static_cast<size_t>(total)]);
-  float* cur = arena.get();
+  std::unique_ptr<float[]> own;
+  float* cur = vec::pass_arena(1, total, &own);
   auto take = [&](int64_t n) {
     float* p = cur;
     cur += n;
@@ -222,7 +223,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
 
   // The output projection and the final norm, at the positions the logits came from.
   if (B * P > 0)
-    gemm_nn(B * P, D, V, 1.0f, dlogits.data_ptr<float>(), V, weight_ptr(w.output), D, 0.0f, dh, D);
+    linear_backward(B * P, V, D, dlogits.data_ptr<float>(), V, w.output,
+                    w.quant ? &w.quant->output : nullptr, dh, D);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {
       const int64_t row = b * T + tape.rows[static_cast<size_t>(p)];
@@ -234,14 +236,15 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
 
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
+    const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
     // Feed-forward block: x' = x + act(norm(x) W13^T + b13) W2^T + b2.
-    gemm_nn(N, F, D, 1.0f, dx, D, weight_ptr(L.w2), F, 0.0f, da, F);
+    linear_backward(N, D, F, dx, D, L.w2, QL ? &QL->w2 : nullptr, da, F);
     activation_backward_rows(c.activation, da, F, tape.at(Tape::kPreActivation, l), dz, N, F, F2);
-    gemm_nn(N, D, F2, 1.0f, dz, F2, weight_ptr(L.w13), D, 0.0f, dh, D);
+    linear_backward(N, F2, D, dz, F2, L.w13, QL ? &QL->w13 : nullptr, dh, D);
     norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx, D);
 
     // Attention block: x' = x + attention(norm(x) Wqkv^T + bqkv) Wo^T + bo.
-    gemm_nn(N, HD, D, 1.0f, dx, D, weight_ptr(L.wo), HD, 0.0f, dout, HD);
+    linear_backward(N, D, HD, dx, D, L.wo, QL ? &QL->wo : nullptr, dout, HD);
     std::fill(dk, dk + 2 * N * KV * hd, 0.0f);
     const float* q = tape.at(Tape::kQ, l);
     const float* kbase = tape.at(Tape::kK, l);
@@ -279,16 +282,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
                     sr[s] = kNegInf;
                 }
               }
-              float mx = sr[self];
-              for (int64_t s = 0; s < self; ++s) mx = std::max(mx, sr[s]);
-              float sum = 0;
-              for (int64_t s = 0; s <= self; ++s) {
-                const float e = std::exp(sr[s] - mx);
-                sr[s] = e;
-                sum += e;
-              }
-              const float inv = 1.0f / sum;
-              for (int64_t s = 0; s <= self; ++s) sr[s] *= inv;
+              vec::kernels().softmax(sr, self + 1);
             }
             // dV += P^T dO; dP = dO V^T; dS = P (dP - sum(P dP)); dQ = scale dS K;
             // dK += scale dS^T Q.
@@ -298,10 +292,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
               const int64_t self = t0 + i;
               const float* pr = prob + i * nk;
               float* dr = dprob + i * nk;
-              double dot = 0;
-              for (int64_t s = 0; s <= self; ++s) dot += static_cast<double>(pr[s]) * dr[s];
-              const float d = static_cast<float>(dot);
-              for (int64_t s = 0; s <= self; ++s) dr[s] = pr[s] * (dr[s] - d);
+              vec::kernels().softmax_backward(pr, dr, self + 1);
               for (int64_t s = self + 1; s < nk; ++s) dr[s] = 0.0f;
             }
             gemm_nn(m, hd, nk, scale, dprob, nk, K, hd, 0.0f, dQ, hd);
@@ -332,7 +323,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
         }
       }
     }
-    gemm_nn(N, D, QKV, 1.0f, dqkv, QKV, weight_ptr(L.wqkv), D, 0.0f, dh, D);
+    linear_backward(N, QKV, D, dqkv, QKV, L.wqkv, QL ? &QL->wqkv : nullptr, dh, D);
     norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx,
                        D);
   }

@@ -13,6 +13,7 @@
 #include "models/fused/fused_backward.h"
 #include "models/fused/gemm.h"
 #include "models/fused/qgemm.h"
+#include "models/fused/vec.h"
 
 namespace candor::fused {
 namespace {
@@ -47,10 +48,10 @@ void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, 
     const float* xr = x + n * ldx;
     float* o = out + n * ldo;
     if (c.norm == NormKind::kRMSNorm) {
-      double ss = 0;
-      for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+      const vec::Kernels& k = vec::kernels();
+      const double ss = k.sum_squares(xr, D);
       const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
-      for (int64_t i = 0; i < D; ++i) o[i] = xr[i] * r * weight[i];
+      k.scale_mul(D, xr, r, weight, o);
     } else {
       double s = 0;
       for (int64_t i = 0; i < D; ++i) s += xr[i];
@@ -66,10 +67,8 @@ void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, 
 
 void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bias) {
   if (!bias) return;
-  for (int64_t n = 0; n < rows; ++n) {
-    float* r = y + n * ld;
-    for (int64_t i = 0; i < width; ++i) r[i] += bias[i];
-  }
+  const vec::Kernels& k = vec::kernels();
+  for (int64_t n = 0; n < rows; ++n) k.add(width, bias, y + n * ld);
 }
 
 // The feed-forward activation over f [rows, ld], in place: SwiGLU writes silu(gate) * up over
@@ -81,10 +80,7 @@ void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) 
     float* r = f + n * ld;
     switch (a) {
       case Activation::kSwiGLU:
-        for (int64_t i = 0; i < F; ++i) {
-          const float g = r[i];
-          r[i] = g / (1.0f + std::exp(-g)) * r[F + i];
-        }
+        vec::kernels().swiglu(F, r, r + F);
         break;
       case Activation::kGeluTanh:
         for (int64_t i = 0; i < F; ++i) {
@@ -109,12 +105,7 @@ inline void rotate_into(const float* src, float* dst, const float* table, int64_
     std::copy(src, src + hd, dst);
     return;
   }
-  for (int64_t j = 0; j < hd / 2; ++j) {
-    const float a = src[2 * j], b = src[2 * j + 1];
-    const float co = table[2 * j], si = table[2 * j + 1];
-    dst[2 * j] = a * co - b * si;
-    dst[2 * j + 1] = a * si + b * co;
-  }
+  vec::kernels().rotate(src, dst, table, hd);
 }
 
 }  // namespace
@@ -226,8 +217,8 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
-  std::unique_ptr<float[]> arena(new float[static_cast<size_t>(total)]);
-  float* cur = arena.get();
+  std::unique_ptr<float[]> own;
+  float* cur = vec::pass_arena(0, total, &own);
   auto take = [&](int64_t n) {
     float* p = cur;
     cur += n;
@@ -309,16 +300,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
                     sr[s] = kNegInf;
                 }
               }
-              float mx = sr[self];  // a query always sees itself
-              for (int64_t s = 0; s < self; ++s) mx = std::max(mx, sr[s]);
-              float sum = 0;
-              for (int64_t s = 0; s <= self; ++s) {
-                const float e = std::exp(sr[s] - mx);  // exp(-inf) = 0: masked keys
-                sr[s] = e;
-                sum += e;
-              }
-              const float inv = 1.0f / sum;
-              for (int64_t s = 0; s <= self; ++s) sr[s] *= inv;
+              vec::kernels().softmax(sr, self + 1);  // a query always sees itself
             }
             // Straight into the heads' columns of o: [m, hd] at row b * T + t0.
             gemm_nn(m, hd, nk, 1.0f, scores, nk, V, hd, 0.0f,

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 
 #include "candor/error.h"
+#include "models/fused/vec.h"
 
 namespace candor::fused {
 namespace {
@@ -32,20 +33,33 @@ void gemm_rowmajor(char ta, char tb, int64_t M, int64_t N, int64_t K, float alph
   fn(&tb, &ta, &m, &n, &k, &alpha, B, &lb, A, &la, &beta, C, &lc);
 }
 
+// The vector kernels to use for a product this small (vec::kSmallProduct), or null: BLAS.
+const vec::Kernels* small(int64_t M, int64_t N, int64_t K) {
+  if (M * N * K > vec::kSmallProduct) return nullptr;
+  const vec::Kernels& k = vec::kernels();
+  return &k == &vec::scalar_kernels() ? nullptr : &k;
+}
+
 }  // namespace
 
 void gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (const vec::Kernels* k = small(M, N, K))
+    return k->gemm_nt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_rowmajor('N', 'T', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (const vec::Kernels* k = small(M, N, K))
+    return k->gemm_nn(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_rowmajor('N', 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (const vec::Kernels* k = small(M, N, K))
+    return k->gemm_tn(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_rowmajor('T', 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -10,6 +10,7 @@
 #include "models/formats/gguf.h"
 #include "models/formats/gguf_format.h"
 #include "models/fused/gemm.h"
+#include "models/fused/vec.h"
 
 namespace candor::fused {
 namespace {
@@ -39,7 +40,8 @@ void for_each_panel(const QuantMatrix& W, F&& f) {
     const size_t rb = quant_row_bytes(p.type, K);
     for (int64_t r = 0; r < p.rows; r += step) {
       const int64_t n = std::min(step, p.rows - r);
-      dequantize_ggml(p.type, p.data + static_cast<size_t>(r) * rb, n * K, buf);
+      const uint8_t* src = p.data + static_cast<size_t>(r) * rb;
+      if (!vec::dequantize_blocks(p.type, src, n * K, buf)) dequantize_ggml(p.type, src, n * K, buf);
       f(r0 + r, n, static_cast<const float*>(buf));
     }
     r0 += p.rows;

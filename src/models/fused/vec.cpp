@@ -1,0 +1,585 @@
+// The fused path's elementwise kernels, scalar and AVX2 + FMA; see vec.h.
+#include "models/fused/vec.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CANDOR_VEC_X86 1
+#endif
+
+namespace candor::fused::vec {
+namespace {
+
+// ---- scalar: the reference ------------------------------------------------------------------
+
+float s_dot(const float* a, const float* b, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void s_add(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+double s_sum_squares(const float* x, int64_t n) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  return ss;
+}
+
+void s_scale_mul(int64_t n, const float* x, float r, const float* w, float* o) {
+  for (int64_t i = 0; i < n; ++i) o[i] = x[i] * r * w[i];
+}
+
+double s_rms_grad_dot(const float* dy, const float* w, const float* x, int64_t n) {
+  double gx = 0;
+  for (int64_t i = 0; i < n; ++i) gx += static_cast<double>(dy[i]) * w[i] * x[i];
+  return gx;
+}
+
+void s_rms_grad_apply(int64_t n, float a, const float* dy, const float* w, float b, const float* x,
+                      float* o) {
+  for (int64_t i = 0; i < n; ++i) o[i] += a * dy[i] * w[i] - b * x[i];
+}
+
+void s_rotate(const float* src, float* dst, const float* table, int64_t hd) {
+  for (int64_t j = 0; j < hd / 2; ++j) {
+    const float a = src[2 * j], b = src[2 * j + 1];
+    const float co = table[2 * j], si = table[2 * j + 1];
+    dst[2 * j] = a * co - b * si;
+    dst[2 * j + 1] = a * si + b * co;
+  }
+}
+
+void s_unrotate(const float* dy, float* dsrc, const float* table, int64_t hd) {
+  for (int64_t j = 0; j < hd / 2; ++j) {
+    const float a = dy[2 * j], b = dy[2 * j + 1];
+    const float co = table[2 * j], si = table[2 * j + 1];
+    dsrc[2 * j] = a * co + b * si;
+    dsrc[2 * j + 1] = -a * si + b * co;
+  }
+}
+
+void s_softmax(float* s, int64_t n) {
+  float mx = s[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, s[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = std::exp(s[i] - mx);  // exp(-inf) = 0: masked keys
+    s[i] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) s[i] *= inv;
+}
+
+void s_softmax_backward(const float* p, float* d, int64_t n) {
+  double dot = 0;
+  for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(p[i]) * d[i];
+  const float m = static_cast<float>(dot);
+  for (int64_t i = 0; i < n; ++i) d[i] = p[i] * (d[i] - m);
+}
+
+void s_swiglu(int64_t n, float* g, const float* u) {
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void s_swiglu_backward(int64_t n, const float* da, const float* g, const float* u, float* dg,
+                       float* du) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-g[i]));
+    dg[i] = da[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    du[i] = da[i] * g[i] * s;
+  }
+}
+
+// C = alpha * sum_k A(i, k) B(k, :) + beta C, A(i, k) = A[i * sai + k * sak].
+void s_gemm_rows(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t sai,
+                 int64_t sak, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = alpha * A[i * sai + k * sak];
+      const float* b = B + k * ldb;
+      for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+    }
+  }
+}
+
+void s_gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      const float d = alpha * s_dot(A + i * lda, B + j * ldb, K);
+      C[i * ldc + j] = beta == 0.0f ? d : d + beta * C[i * ldc + j];
+    }
+  }
+}
+
+void s_gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  s_gemm_rows(M, N, K, alpha, A, lda, 1, B, ldb, beta, C, ldc);
+}
+
+void s_gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  s_gemm_rows(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
+}
+
+const Kernels kScalar = {
+    "scalar",     s_dot,        s_add,          s_sum_squares,      s_scale_mul,
+    s_rms_grad_dot, s_rms_grad_apply, s_rotate, s_unrotate,         s_softmax,
+    s_softmax_backward, s_swiglu, s_swiglu_backward, s_gemm_nt,      s_gemm_nn,
+    s_gemm_tn,
+};
+
+// ---- AVX2 + FMA ---------------------------------------------------------------------------
+
+#ifdef CANDOR_VEC_X86
+#define CANDOR_AVX2 __attribute__((target("avx2,fma")))
+
+CANDOR_AVX2 inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+CANDOR_AVX2 inline float hmax(__m256 v) {
+  __m128 lo = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+CANDOR_AVX2 inline double hsum_pd(__m256d v) {
+  __m128d lo = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  lo = _mm_add_sd(lo, _mm_unpackhi_pd(lo, lo));
+  return _mm_cvtsd_f64(lo);
+}
+
+// exp(x), lanewise: a degree-6 polynomial on [-ln2/2, ln2/2] after taking out 2^n (Cody-Waite
+// reduction), within 2 ulp of std::exp; inputs below ln(FLT_MIN) (-inf among them) give 0,
+// inputs above 88 are taken as 88.
+CANDOR_AVX2 inline __m256 exp256(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f);
+  const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+  __m256 n = _mm256_floor_ps(
+      _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(tiny, y);
+}
+
+CANDOR_AVX2 float v_dot(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  if (i + 8 <= n) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    i += 8;
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+CANDOR_AVX2 void v_add(int64_t n, const float* x, float* y) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+CANDOR_AVX2 double v_sum_squares(const float* x, int64_t n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    const __m256d b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+    s0 = _mm256_fmadd_pd(a, a, s0);
+    s1 = _mm256_fmadd_pd(b, b, s1);
+  }
+  double s = hsum_pd(_mm256_add_pd(s0, s1));
+  for (; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+CANDOR_AVX2 void v_scale_mul(int64_t n, const float* x, float r, const float* w, float* o) {
+  const __m256 rv = _mm256_set1_ps(r);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(
+        o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(w + i)));
+  }
+  for (; i < n; ++i) o[i] = x[i] * r * w[i];
+}
+
+CANDOR_AVX2 double v_rms_grad_dot(const float* dy, const float* w, const float* x, int64_t n) {
+  __m256d s = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(dy + i));
+    const __m256d b = _mm256_cvtps_pd(_mm_loadu_ps(w + i));
+    const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    s = _mm256_fmadd_pd(_mm256_mul_pd(a, b), c, s);
+  }
+  double r = hsum_pd(s);
+  for (; i < n; ++i) r += static_cast<double>(dy[i]) * w[i] * x[i];
+  return r;
+}
+
+CANDOR_AVX2 void v_rms_grad_apply(int64_t n, float a, const float* dy, const float* w, float b,
+                                  const float* x, float* o) {
+  const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_mul_ps(_mm256_mul_ps(av, _mm256_loadu_ps(dy + i)), _mm256_loadu_ps(w + i));
+    const __m256 t = _mm256_fnmadd_ps(bv, _mm256_loadu_ps(x + i), g);
+    _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), t));
+  }
+  for (; i < n; ++i) o[i] += a * dy[i] * w[i] - b * x[i];
+}
+
+// Complex products of interleaved pairs: fmaddsub gives v co - swap(v) si in even lanes and
+// v co + swap(v) si in odd ones (the rotation); fmsubadd the other signs (its inverse).
+CANDOR_AVX2 void v_rotate(const float* src, float* dst, const float* table, int64_t hd) {
+  int64_t i = 0;
+  for (; i + 8 <= hd; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i), t = _mm256_loadu_ps(table + i);
+    const __m256 swapped = _mm256_permute_ps(v, 0xB1);
+    _mm256_storeu_ps(dst + i, _mm256_fmaddsub_ps(v, _mm256_moveldup_ps(t),
+                                                 _mm256_mul_ps(swapped, _mm256_movehdup_ps(t))));
+  }
+  s_rotate(src + i, dst + i, table + i, hd - i);
+}
+
+CANDOR_AVX2 void v_unrotate(const float* dy, float* dsrc, const float* table, int64_t hd) {
+  int64_t i = 0;
+  for (; i + 8 <= hd; i += 8) {
+    const __m256 v = _mm256_loadu_ps(dy + i), t = _mm256_loadu_ps(table + i);
+    const __m256 swapped = _mm256_permute_ps(v, 0xB1);
+    _mm256_storeu_ps(dsrc + i, _mm256_fmsubadd_ps(v, _mm256_moveldup_ps(t),
+                                                  _mm256_mul_ps(swapped, _mm256_movehdup_ps(t))));
+  }
+  s_unrotate(dy + i, dsrc + i, table + i, hd - i);
+}
+
+CANDOR_AVX2 void v_softmax(float* s, int64_t n) {
+  int64_t i = 0;
+  __m256 mv = _mm256_set1_ps(s[0]);
+  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
+  float mx = hmax(mv);
+  for (; i < n; ++i) mx = std::max(mx, s[i]);
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 sv = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+    _mm256_storeu_ps(s + i, e);
+    sv = _mm256_add_ps(sv, e);
+  }
+  float sum = hsum(sv);
+  for (; i < n; ++i) {
+    const float e = std::exp(s[i] - mx);
+    s[i] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+  const __m256 iv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), iv));
+  for (; i < n; ++i) s[i] *= inv;
+}
+
+CANDOR_AVX2 void v_softmax_backward(const float* p, float* d, int64_t n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i)), _mm256_cvtps_pd(_mm_loadu_ps(d + i)), s0);
+    s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(p + i + 4)),
+                         _mm256_cvtps_pd(_mm_loadu_ps(d + i + 4)), s1);
+  }
+  double dot = hsum_pd(_mm256_add_pd(s0, s1));
+  for (; i < n; ++i) dot += static_cast<double>(p[i]) * d[i];
+  const float mf = static_cast<float>(dot);
+  const __m256 m = _mm256_set1_ps(mf);
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(p + i),
+                                          _mm256_sub_ps(_mm256_loadu_ps(d + i), m)));
+  }
+  for (; i < n; ++i) d[i] = p[i] * (d[i] - mf);
+}
+
+CANDOR_AVX2 void v_swiglu(int64_t n, float* g, const float* u) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(g + i);
+    const __m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
+    _mm256_storeu_ps(g + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
+  }
+  s_swiglu(n - i, g + i, u + i);
+}
+
+CANDOR_AVX2 void v_swiglu_backward(int64_t n, const float* da, const float* g, const float* u,
+                                   float* dg, float* du) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(g + i), a = _mm256_loadu_ps(da + i);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one);  // 1 + g (1 - s)
+    _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(a, _mm256_loadu_ps(u + i)), s), t));
+    _mm256_storeu_ps(du + i, _mm256_mul_ps(_mm256_mul_ps(a, x), s));
+  }
+  s_swiglu_backward(n - i, da + i, g + i, u + i, dg + i, du + i);
+}
+
+// Eight dot products of a against b0..b7 (K a multiple of 8), as one vector of 8 sums (named
+// accumulators, so that they stay in registers).
+CANDOR_AVX2 inline __m256 dot8(const float* a, const float* b, int64_t ldb, int64_t K) {
+  __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0, p4 = p0, p5 = p0, p6 = p0, p7 = p0;
+  for (int64_t k = 0; k < K; k += 8) {
+    const __m256 av = _mm256_loadu_ps(a + k);
+    p0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + k), p0);
+    p1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + ldb + k), p1);
+    p2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 2 * ldb + k), p2);
+    p3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 3 * ldb + k), p3);
+    p4 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 4 * ldb + k), p4);
+    p5 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 5 * ldb + k), p5);
+    p6 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 6 * ldb + k), p6);
+    p7 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 7 * ldb + k), p7);
+  }
+  const __m256 h01 = _mm256_hadd_ps(p0, p1), h23 = _mm256_hadd_ps(p2, p3);
+  const __m256 h45 = _mm256_hadd_ps(p4, p5), h67 = _mm256_hadd_ps(p6, p7);
+  const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                       _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+
+CANDOR_AVX2 void v_gemm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc) {
+  const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
+  for (int64_t i = 0; i < M; ++i) {
+    const float* a = A + i * lda;
+    float* c = C + i * ldc;
+    int64_t j = 0;
+    if (K % 8 == 0) {
+      for (; j + 8 <= N; j += 8) {
+        __m256 d = _mm256_mul_ps(al, dot8(a, B + j * ldb, ldb, K));
+        if (beta != 0.0f) d = _mm256_fmadd_ps(be, _mm256_loadu_ps(c + j), d);
+        _mm256_storeu_ps(c + j, d);
+      }
+    }
+    for (; j < N; ++j) {
+      const float d = alpha * v_dot(a, B + j * ldb, K);
+      c[j] = beta == 0.0f ? d : d + beta * c[j];
+    }
+  }
+}
+
+// C = alpha * sum_k A(i, k) B(k, :) + beta C, A(i, k) = A[i * sai + k * sak]: eight columns at a
+// time, with four partial sums over k.
+CANDOR_AVX2 void v_gemm_rows(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                             int64_t sai, int64_t sak, const float* B, int64_t ldb, float beta,
+                             float* C, int64_t ldc) {
+  const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
+  for (int64_t i = 0; i < M; ++i) {
+    const float* a = A + i * sai;
+    float* c = C + i * ldc;
+    int64_t j = 0;
+    for (; j + 8 <= N; j += 8) {
+      __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        s0 = _mm256_fmadd_ps(_mm256_set1_ps(a[k * sak]), _mm256_loadu_ps(B + k * ldb + j), s0);
+        s1 = _mm256_fmadd_ps(_mm256_set1_ps(a[(k + 1) * sak]), _mm256_loadu_ps(B + (k + 1) * ldb + j), s1);
+        s2 = _mm256_fmadd_ps(_mm256_set1_ps(a[(k + 2) * sak]), _mm256_loadu_ps(B + (k + 2) * ldb + j), s2);
+        s3 = _mm256_fmadd_ps(_mm256_set1_ps(a[(k + 3) * sak]), _mm256_loadu_ps(B + (k + 3) * ldb + j), s3);
+      }
+      for (; k < K; ++k)
+        s0 = _mm256_fmadd_ps(_mm256_set1_ps(a[k * sak]), _mm256_loadu_ps(B + k * ldb + j), s0);
+      __m256 d = _mm256_mul_ps(al, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+      if (beta != 0.0f) d = _mm256_fmadd_ps(be, _mm256_loadu_ps(c + j), d);
+      _mm256_storeu_ps(c + j, d);
+    }
+    for (; j < N; ++j) {
+      float s = 0;
+      for (int64_t k = 0; k < K; ++k) s += a[k * sak] * B[k * ldb + j];
+      c[j] = beta == 0.0f ? alpha * s : alpha * s + beta * c[j];
+    }
+  }
+}
+
+CANDOR_AVX2 void v_gemm_nn(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc) {
+  v_gemm_rows(M, N, K, alpha, A, lda, 1, B, ldb, beta, C, ldc);
+}
+
+CANDOR_AVX2 void v_gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                           int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                           int64_t ldc) {
+  v_gemm_rows(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
+}
+
+const Kernels kAvx2 = {
+    "avx2",       v_dot,        v_add,          v_sum_squares,      v_scale_mul,
+    v_rms_grad_dot, v_rms_grad_apply, v_rotate, v_unrotate,         v_softmax,
+    v_softmax_backward, v_swiglu, v_swiglu_backward, v_gemm_nt,      v_gemm_nn,
+    v_gemm_tn,
+};
+
+// IEEE half to float, exactly (as c10's conversion the GGUF reader uses).
+inline float half_to_float(const uint8_t* p) {
+  const uint32_t h = static_cast<uint32_t>(p[0] | (p[1] << 8));
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float f = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    return sign ? -f : f;
+  }
+  const uint32_t bits = exp == 31 ? sign | 0x7F800000u | (mant << 13)
+                                  : sign | ((exp + 112) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Q8_0: per 32 values, f16 d and 32 int8 q: x = d q.
+CANDOR_AVX2 void v_dequant_q8_0(const uint8_t* p, int64_t n, float* y) {
+  for (int64_t b = 0; b < n / 32; ++b, p += 34, y += 32) {
+    const __m256 d = _mm256_set1_ps(half_to_float(p));
+    for (int g = 0; g < 4; ++g) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 + 8 * g));
+      _mm256_storeu_ps(y + 8 * g, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+    }
+  }
+}
+
+// Q4_K: per 256 values, f16 d and dmin, 12 bytes of 6-bit scales and mins of 8 sub-blocks,
+// 128 bytes of nibbles (64 values per 32 bytes: low nibbles, then high): x = d s q - dmin m.
+CANDOR_AVX2 void v_dequant_q4_k(const uint8_t* p, int64_t n, float* y) {
+  const __m256i low4 = _mm256_set1_epi32(0x0F);
+  for (int64_t b = 0; b < n / 256; ++b, p += 144) {
+    const float d = half_to_float(p), dmin = half_to_float(p + 2);
+    const uint8_t* sc = p + 4;
+    const uint8_t* q = p + 16;
+    auto scale_min = [&](int j, int* s, int* m) {
+      if (j < 4) {
+        *s = sc[j] & 63;
+        *m = sc[j + 4] & 63;
+      } else {
+        *s = (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4);
+        *m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+      }
+    };
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+      int s1, m1, s2, m2;
+      scale_min(is, &s1, &m1);
+      scale_min(is + 1, &s2, &m2);
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(s1));
+      const __m256 n1 = _mm256_set1_ps(dmin * static_cast<float>(m1));
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(s2));
+      const __m256 n2 = _mm256_set1_ps(dmin * static_cast<float>(m2));
+      for (int l = 0; l < 32; l += 8) {
+        const __m256i bytes =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + l)));
+        const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, low4));
+        const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4));
+        // Multiply, then subtract (two roundings, as the scalar loop).
+        _mm256_storeu_ps(y + l, _mm256_sub_ps(_mm256_mul_ps(d1, lo), n1));
+        _mm256_storeu_ps(y + 32 + l, _mm256_sub_ps(_mm256_mul_ps(d2, hi), n2));
+      }
+      y += 64;
+    }
+  }
+}
+
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif  // CANDOR_VEC_X86
+
+const Kernels* detect() {
+#ifdef CANDOR_VEC_X86
+  static const bool has = cpu_has_avx2();
+  return has ? &kAvx2 : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
+std::atomic<const Kernels*>& active() {
+  static std::atomic<const Kernels*> k{detect() ? detect() : &kScalar};
+  return k;
+}
+
+}  // namespace
+
+const Kernels& scalar_kernels() { return kScalar; }
+const Kernels* avx2_kernels() { return detect(); }
+const Kernels& kernels() { return *active().load(std::memory_order_relaxed); }
+
+bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != &kAvx2) return false;
+  if (type == 8) {
+    v_dequant_q8_0(p, n, y);
+    return true;
+  }
+  if (type == 12) {
+    v_dequant_q4_k(p, n, y);
+    return true;
+  }
+#else
+  (void)type;
+  (void)p;
+  (void)n;
+  (void)y;
+#endif
+  return false;
+}
+
+float* pass_arena(int which, int64_t n, std::unique_ptr<float[]>* own) {
+  if (n > kKeptArenaFloats) {
+    own->reset(new float[static_cast<size_t>(n)]);
+    return own->get();
+  }
+  thread_local std::unique_ptr<float[]> kept[2];
+  thread_local int64_t size[2] = {0, 0};
+  const int w = which != 0;
+  if (size[w] < n) {
+    kept[w].reset(new float[static_cast<size_t>(n)]);
+    size[w] = n;
+  }
+  return kept[w].get();
+}
+
+bool set_simd(bool on) {
+  const Kernels* k = on && detect() ? detect() : &kScalar;
+  active().store(k, std::memory_order_relaxed);
+  return k != &kScalar;
+}
+
+}  // namespace candor::fused::vec

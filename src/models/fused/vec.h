@@ -1,0 +1,87 @@
+// Vectorised elementwise kernels of the fused path: the norms, rotary embeddings, attention
+// softmax, SwiGLU, residual and bias additions, their backwards, and the small products of
+// attention (q·k and p·v for small head dimensions, where a BLAS call costs more than its
+// arithmetic). Two implementations of one table: the scalar loops, which are the reference and
+// the fallback, and AVX2 + FMA, compiled with __attribute__((target)) so the library still
+// runs on any x86-64 (chosen at run time with __builtin_cpu_supports) and elsewhere. The two
+// agree within float rounding (the exponential is a polynomial within 2 ulp of std::exp; sums
+// are taken in another order); tests/models/vec_test.cpp compares them. Internal header (no
+// libtorch types).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+namespace candor::fused::vec {
+
+struct Kernels {
+  const char* name;  // "scalar" or "avx2"
+
+  // sum a[i] * b[i].
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] += x[i].
+  void (*add)(int64_t n, const float* x, float* y);
+  // sum x[i]^2, accumulated in double.
+  double (*sum_squares)(const float* x, int64_t n);
+  // o[i] = x[i] * r * w[i] (RMSNorm's output).
+  void (*scale_mul)(int64_t n, const float* x, float r, const float* w, float* o);
+  // RMSNorm backward: gx = sum dy[i] w[i] x[i] (double) is returned by rms_grad_dot, then
+  // o[i] += a dy[i] w[i] - b x[i].
+  double (*rms_grad_dot)(const float* dy, const float* w, const float* x, int64_t n);
+  void (*rms_grad_apply)(int64_t n, float a, const float* dy, const float* w, float b,
+                         const float* x, float* o);
+  // Rotary embedding of one head: dst = src rotated by the (cos, sin) pairs of `table`
+  // (interleaved pairs 2j, 2j + 1); unrotate applies the inverse (the backward). hd even.
+  void (*rotate)(const float* src, float* dst, const float* table, int64_t hd);
+  void (*unrotate)(const float* dy, float* dsrc, const float* table, int64_t hd);
+  // In place over s[0, n): s = exp(s - max s) / sum (entries of -inf give 0). n >= 1 and at
+  // least one entry finite.
+  void (*softmax)(float* s, int64_t n);
+  // Softmax backward in place: d[i] = p[i] (d[i] - sum p d), the sum in double.
+  void (*softmax_backward)(const float* p, float* d, int64_t n);
+  // SwiGLU in place over the gate: g[i] = silu(g[i]) * u[i].
+  void (*swiglu)(int64_t n, float* g, const float* u);
+  // SwiGLU backward: from the output's gradient da and the pre-activations g, u:
+  // dg = da u s (1 + g (1 - s)), du = da silu(g), s = sigmoid(g).
+  void (*swiglu_backward)(int64_t n, const float* da, const float* g, const float* u, float* dg,
+                          float* du);
+  // The small products (row-major, strides in floats; beta 0 does not read C):
+  //   gemm_nt: C[M, N] = alpha A[M, K] B[N, K]ᵀ + beta C
+  //   gemm_nn: C[M, N] = alpha A[M, K] B[K, N] + beta C
+  //   gemm_tn: C[M, N] = alpha A[K, M]ᵀ B[K, N] + beta C
+  void (*gemm_nt)(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+  void (*gemm_nn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+  void (*gemm_tn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+};
+
+// The scalar loops (the reference).
+const Kernels& scalar_kernels();
+// The AVX2 + FMA kernels, or null when this CPU (or compiler) has none.
+const Kernels* avx2_kernels();
+// The kernels in use: AVX2 when the CPU has it, unless turned off by set_simd(false).
+const Kernels& kernels();
+// Turns the vector kernels on (the default where the CPU has them) or off (the scalar loops;
+// for benchmarks and tests comparing the two). Returns whether vector kernels are now in use.
+bool set_simd(bool on);
+
+// Expands n values (whole blocks) of GGUF Q8_0 (ggml type 8) or Q4_K (12) at p into y with the
+// AVX2 kernels, to the same bits as the GGUF reader's loops (dequantize_ggml); false, doing
+// nothing, for another type or when the scalar kernels are in use (the caller then uses
+// dequantize_ggml).
+bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y);
+
+// The arena of one pass (`which`: 0 the forward, 1 the backward): the calling thread's
+// buffer of at least n floats, kept for its next pass when at most kKeptArenaFloats, so that
+// small passes, run by the thousand, neither allocate nor fault pages in; a larger one is
+// allocated into *own for this pass only. Valid until the thread's next call with `which`.
+constexpr int64_t kKeptArenaFloats = int64_t{1} << 22;  // 16 MB
+float* pass_arena(int which, int64_t n, std::unique_ptr<float[]>* own);
+
+// Products at most this many multiply-adds go through gemm_* above rather than BLAS (a BLAS
+// call costs a few microseconds of setup and packing, more than such a product's arithmetic).
+constexpr int64_t kSmallProduct = int64_t{1} << 15;
+
+}  // namespace candor::fused::vec

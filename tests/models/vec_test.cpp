@@ -1,0 +1,298 @@
+// The fused path's vector kernels (src/models/fused/vec.h) against their scalar versions, on odd
+// sizes (vector bodies with every length of scalar tail), within float rounding; the scalar
+// versions against plain double-precision formulas; and the small products against a
+// triple loop in double, with strides, both betas and sizes that are not multiples of 8.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "models/formats/gguf.h"
+#include "models/fused/gemm.h"
+#include "models/fused/vec.h"
+
+namespace candor::fused {
+namespace {
+
+const int64_t kSizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 33, 64, 100, 260, 1000};
+
+std::vector<float> random_vector(int64_t n, uint32_t seed, float lo = -3.0f, float hi = 3.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// |a - b| <= rel * max(|b|, scale) elementwise.
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, double rel,
+                  double scale, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double tol = rel * std::max<double>(std::fabs(b[i]), scale);
+    ASSERT_LE(std::fabs(static_cast<double>(a[i]) - b[i]), tol)
+        << what << " at " << i << " of " << a.size() << ": " << a[i] << " vs " << b[i];
+  }
+}
+
+class VecKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    v_ = vec::avx2_kernels();
+    if (!v_) GTEST_SKIP() << "this CPU has no AVX2 + FMA: only the scalar kernels run here";
+  }
+  const vec::Kernels& s_ = vec::scalar_kernels();
+  const vec::Kernels* v_ = nullptr;
+};
+
+TEST_F(VecKernels, ReductionsEqualScalar) {
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    const auto a = random_vector(n, 1), b = random_vector(n, 2), c = random_vector(n, 3);
+    double ref = 0, abs_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ref += static_cast<double>(a[i]) * b[i];
+      abs_sum += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    const double eps = std::numeric_limits<float>::epsilon();
+    EXPECT_NEAR(v_->dot(a.data(), b.data(), n), ref, 2 * n * eps * abs_sum + 1e-30);
+    EXPECT_NEAR(s_.dot(a.data(), b.data(), n), ref, 2 * n * eps * abs_sum + 1e-30);
+    // Double accumulations: the same to double rounding.
+    const double ss = s_.sum_squares(a.data(), n);
+    EXPECT_NEAR(v_->sum_squares(a.data(), n), ss, 1e-12 * ss);
+    const double g = s_.rms_grad_dot(a.data(), b.data(), c.data(), n);
+    EXPECT_NEAR(v_->rms_grad_dot(a.data(), b.data(), c.data(), n), g, 1e-12 * (std::fabs(g) + n));
+  }
+}
+
+TEST_F(VecKernels, ElementwiseEqualScalar) {
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    const auto x = random_vector(n, 4), w = random_vector(n, 5), dy = random_vector(n, 6);
+    std::vector<float> ys = random_vector(n, 7), yv = ys;
+    s_.add(n, x.data(), ys.data());
+    v_->add(n, x.data(), yv.data());
+    EXPECT_EQ(ys, yv);  // one rounding each: identical
+    std::vector<float> os(x.size()), ov(x.size());
+    s_.scale_mul(n, x.data(), 0.37f, w.data(), os.data());
+    v_->scale_mul(n, x.data(), 0.37f, w.data(), ov.data());
+    EXPECT_EQ(os, ov);  // (x r) w in both
+    ys = random_vector(n, 8);
+    yv = ys;
+    s_.rms_grad_apply(n, 0.8f, dy.data(), w.data(), -0.3f, x.data(), ys.data());
+    v_->rms_grad_apply(n, 0.8f, dy.data(), w.data(), -0.3f, x.data(), yv.data());
+    expect_close(yv, ys, 4e-7, 10.0, "rms_grad_apply");
+  }
+}
+
+TEST_F(VecKernels, RotationsEqualScalarAndUndoEachOther) {
+  for (int64_t hd : {2, 4, 6, 8, 10, 16, 18, 64, 128, 130}) {
+    SCOPED_TRACE(hd);
+    const auto src = random_vector(hd, 9);
+    std::vector<float> table(static_cast<size_t>(hd));
+    for (int64_t j = 0; j < hd / 2; ++j) {
+      const double angle = 0.37 * static_cast<double>(j + 1);
+      table[2 * j] = static_cast<float>(std::cos(angle));
+      table[2 * j + 1] = static_cast<float>(std::sin(angle));
+    }
+    std::vector<float> rs(src.size()), rv(src.size()), back(src.size());
+    s_.rotate(src.data(), rs.data(), table.data(), hd);
+    v_->rotate(src.data(), rv.data(), table.data(), hd);
+    expect_close(rv, rs, 1e-6, 3.0, "rotate");
+    // Against the complex product in double.
+    for (int64_t j = 0; j < hd / 2; ++j) {
+      const double a = src[2 * j], b = src[2 * j + 1], co = table[2 * j], si = table[2 * j + 1];
+      EXPECT_NEAR(rv[2 * j], a * co - b * si, 1e-5);
+      EXPECT_NEAR(rv[2 * j + 1], a * si + b * co, 1e-5);
+    }
+    std::vector<float> us(src.size());
+    s_.unrotate(rv.data(), us.data(), table.data(), hd);
+    v_->unrotate(rv.data(), back.data(), table.data(), hd);
+    expect_close(back, us, 1e-6, 3.0, "unrotate");
+    expect_close(back, src, 1e-5, 3.0, "unrotate(rotate(x)) = x");
+  }
+}
+
+TEST_F(VecKernels, SoftmaxEqualsScalarWithMaskedEntries) {
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    std::vector<float> s = random_vector(n, 10, -20.0f, 20.0f);
+    if (n > 2) s[1] = -std::numeric_limits<float>::infinity();  // a masked key
+    if (n > 9) s[n - 2] = -std::numeric_limits<float>::infinity();
+    std::vector<float> ps = s, pv = s;
+    s_.softmax(ps.data(), n);
+    v_->softmax(pv.data(), n);
+    expect_close(pv, ps, 1e-6, 1e-30, "softmax");
+    double total = 0;
+    for (float p : pv) total += p;
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    if (n > 2) EXPECT_EQ(pv[1], 0.0f);
+    // Against exp in double.
+    const double mx = *std::max_element(s.begin(), s.end());
+    double z = 0;
+    for (float x : s) z += std::exp(static_cast<double>(x) - mx);
+    // (s - max is rounded to float first: a relative error of up to |s - max| ulp.)
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isinf(s[i])) {
+        EXPECT_EQ(pv[i], 0.0f);
+        continue;
+      }
+      const double x = static_cast<double>(s[i]) - mx;
+      EXPECT_NEAR(pv[i], std::exp(x) / z, (2e-6 + 1.2e-7 * std::fabs(x)) * pv[i] + 1e-38);
+    }
+
+    std::vector<float> d = random_vector(n, 11), ds = d, dv = d;
+    s_.softmax_backward(pv.data(), ds.data(), n);
+    v_->softmax_backward(pv.data(), dv.data(), n);
+    expect_close(dv, ds, 1e-6, 1e-6, "softmax_backward");
+  }
+}
+
+TEST_F(VecKernels, SwiGLUAndItsBackwardEqualScalar) {
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    std::vector<float> g = random_vector(n, 12, -12.0f, 12.0f), u = random_vector(n, 13);
+    if (n > 3) {  // beyond the exponential's range either way
+      g[0] = -95.0f;
+      g[2] = 95.0f;
+    }
+    std::vector<float> gs = g, gv = g;
+    s_.swiglu(n, gs.data(), u.data());
+    v_->swiglu(n, gv.data(), u.data());
+    expect_close(gv, gs, 1e-6, 1e-6, "swiglu");
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = g[i];
+      EXPECT_NEAR(gv[i], x / (1 + std::exp(-x)) * u[i], 1e-6 * std::fabs(x * u[i]) + 1e-30);
+    }
+    const auto da = random_vector(n, 14);
+    std::vector<float> dgs(g.size()), dus(g.size()), dgv(g.size()), duv(g.size());
+    s_.swiglu_backward(n, da.data(), g.data(), u.data(), dgs.data(), dus.data());
+    v_->swiglu_backward(n, da.data(), g.data(), u.data(), dgv.data(), duv.data());
+    // dg = da u s (1 + g (1 - s)) cancels near g = -1.28: bounded by its terms' magnitude.
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = g[i], s = 1 / (1 + std::exp(-x));
+      const double terms = std::fabs(da[i] * u[i] * s) * (1 + std::fabs(x * (1 - s)));
+      EXPECT_NEAR(dgv[i], dgs[i], 1e-6 * terms + 1e-30) << "dg at " << i;
+    }
+    expect_close(duv, dus, 2e-6, 1e-5, "swiglu_backward du");
+  }
+}
+
+// The three small products against a triple loop in double.
+TEST_F(VecKernels, SmallProductsEqualATripleLoop) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {32, 40, 8}, {7, 9, 16}, {17, 8, 33},
+                               {32, 128, 8}, {5, 17, 24}, {1, 100, 8}, {9, 3, 64}};
+  uint32_t seed = 20;
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], N = sh[1], K = sh[2];
+    for (const vec::Kernels* k : {&s_, v_}) {
+      for (float beta : {0.0f, 1.0f, 0.5f}) {
+        for (int form = 0; form < 3; ++form) {
+          SCOPED_TRACE(std::string(k->name) + " form " + std::to_string(form) + " M=" +
+                       std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+                       " beta=" + std::to_string(beta));
+          // Strides wider than the rows, so a kernel reading past its row would show.
+          const int64_t lda = (form == 2 ? M : K) + 3, ldb = (form == 0 ? K : N) + 2, ldc = N + 5;
+          const auto A = random_vector((form == 2 ? K : M) * lda, ++seed);
+          const auto B = random_vector((form == 0 ? N : K) * ldb, ++seed);
+          std::vector<float> C = random_vector(M * ldc, ++seed);
+          if (beta == 0.0f) std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+          const std::vector<float> C0 = C;
+          const float alpha = 0.75f;
+          auto a = [&](int64_t i, int64_t kk) { return form == 2 ? A[kk * lda + i] : A[i * lda + kk]; };
+          auto b = [&](int64_t kk, int64_t j) { return form == 0 ? B[j * ldb + kk] : B[kk * ldb + j]; };
+          if (form == 0) k->gemm_nt(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+          if (form == 1) k->gemm_nn(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+          if (form == 2) k->gemm_tn(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+          for (int64_t i = 0; i < M; ++i) {
+            for (int64_t j = 0; j < N; ++j) {
+              double ref = 0, mag = 0;
+              for (int64_t kk = 0; kk < K; ++kk) {
+                ref += static_cast<double>(a(i, kk)) * b(kk, j);
+                mag += std::fabs(static_cast<double>(a(i, kk)) * b(kk, j));
+              }
+              ref *= alpha;
+              if (beta != 0.0f) ref += beta * static_cast<double>(C0[i * ldc + j]);
+              ASSERT_NEAR(C[i * ldc + j], ref, 1e-6 * (K * mag + 10)) << i << ", " << j;
+            }
+            for (int64_t j = N; j < ldc; ++j) {  // the padding of each row is left alone
+              if (beta == 0.0f) {
+                ASSERT_TRUE(std::isnan(C[i * ldc + j]));
+              } else {
+                ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The vector expansion of Q8_0 and Q4_K blocks gives the GGUF reader's values to the bit, on
+// random blocks whose f16 scales include zero, subnormal, negative and large ones.
+TEST_F(VecKernels, DequantizedBlocksEqualTheReadersBitForBit) {
+  std::mt19937 rng(40);
+  auto half = [&](int i) -> uint16_t {
+    switch (i % 5) {
+      case 0: return 0;                                                     // zero
+      case 1: return static_cast<uint16_t>(1 + rng() % 1023);              // subnormal
+      case 2: return static_cast<uint16_t>(0x8000 | (14 << 10) | (rng() % 1024));  // negative
+      case 3: return static_cast<uint16_t>((25 << 10) | (rng() % 1024));   // large
+      default: return static_cast<uint16_t>(((8 + rng() % 10) << 10) | (rng() % 1024));
+    }
+  };
+  struct Case { uint32_t type; int64_t block_values, block_bytes, scales; };
+  for (const Case c : {Case{8, 32, 34, 1}, Case{12, 256, 144, 2}}) {
+    for (int64_t blocks : {1, 3, 17}) {
+      SCOPED_TRACE(std::to_string(c.type) + " x " + std::to_string(blocks));
+      std::vector<uint8_t> data(static_cast<size_t>(blocks * c.block_bytes));
+      for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t k = 0; k < c.scales; ++k) {
+          const uint16_t h = half(static_cast<int>(b * c.scales + k));
+          data[b * c.block_bytes + 2 * k] = static_cast<uint8_t>(h & 0xFF);
+          data[b * c.block_bytes + 2 * k + 1] = static_cast<uint8_t>(h >> 8);
+        }
+      }
+      const int64_t n = blocks * c.block_values;
+      std::vector<float> ref(static_cast<size_t>(n)), mine(static_cast<size_t>(n), -1.0f);
+      dequantize_ggml(c.type, data.data(), n, ref.data());
+      ASSERT_TRUE(vec::dequantize_blocks(c.type, data.data(), n, mine.data()));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(mine[i], ref[i]) << i;
+    }
+  }
+  float out = 0;
+  EXPECT_FALSE(vec::dequantize_blocks(14, nullptr, 0, &out));  // Q6_K: the reader's loops
+  vec::set_simd(false);
+  std::vector<uint8_t> block(34, 0);
+  EXPECT_FALSE(vec::dequantize_blocks(8, block.data(), 32, &out));  // scalar kernels in use
+  vec::set_simd(true);
+}
+
+// set_simd switches what kernels() returns, and the BLAS entry points agree either way on a
+// product small enough to take the vector path.
+TEST_F(VecKernels, SwitchingOffGivesTheScalarKernels) {
+  EXPECT_FALSE(vec::set_simd(false));
+  EXPECT_EQ(std::string(vec::kernels().name), "scalar");
+  // Turned off, gemm_nt goes through BLAS.
+  if (!gemm_available()) {
+    vec::set_simd(true);
+    GTEST_SKIP() << "no BLAS sgemm in this process (libtorch not loaded)";
+  }
+  const int64_t M = 16, N = 24, K = 8;
+  const auto A = random_vector(M * K, 30), B = random_vector(N * K, 31);
+  std::vector<float> blas(M * N), mine(M * N);
+  gemm_nt(M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, blas.data(), N);
+  EXPECT_TRUE(vec::set_simd(true));
+  EXPECT_EQ(std::string(vec::kernels().name), "avx2");
+  gemm_nt(M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, mine.data(), N);
+  expect_close(mine, blas, 1e-5, 1.0, "small gemm_nt vs BLAS");
+}
+
+}  // namespace
+}  // namespace candor::fused
