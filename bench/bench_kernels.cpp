@@ -2,20 +2,28 @@
 //
 // For stories260K and the GPT-2-small-sized random Llama (llama768), at 32 and 128 tokens and
 // 1 and 2 threads: a forward (one sequence, logits of the last position), a KernelSHAP-style
-// batch (16 masked copies of the input embeddings, zero baseline, logits of the last position)
-// and a forward + backward to the input embeddings (one sequence, the gradient of the last
-// position's top logit: the fused path's hand-written backward, libtorch's autograd), each
-// through candor's fused path, candor's libtorch path and PyTorch eager (Debian's
+// batch (16 masked copies of the input embeddings, zero baseline, logits of the last position),
+// a forward + backward to the input embeddings (one sequence, the gradient of the last
+// position's top logit: the fused path's hand-written backward, libtorch's autograd) and
+// integrated gradients with 50 points batched as Captum batches them (internal_batch_size
+// --ig-chunk, 10 by default: each chunk one forward + one backward), each through candor's fused
+// path, candor's libtorch path (not for integrated gradients) and PyTorch eager (Debian's
 // python3-torch, bench/bench_kernels.py, served over a pipe so the three are measured
-// interleaved, round after round). Reported: medians, ratios to PyTorch, and each as a
-// fraction of the FLOP rate of a 1024^3 sgemm measured in the same rounds. Section 2 takes the
+// interleaved, round after round). Reported: medians, ratios to PyTorch, each as a fraction of
+// the FLOP rate of a 1024^3 sgemm measured in the same rounds, and 2 threads against 1.
+// PyTorch runs on candor's own weights (dumped to a temporary file), and a check compares the
+// two sides' logits, gradient and integrated gradients on the same ids. Section 2 takes the
 // single-input gradient path (saliency) apart on llama768 at 32 tokens, one thread.
 //
-// Section 3 runs llama768's Q4_K and Q8_0 GGUF copies, kept quantized in memory, against its
-// float32 forward (time and memory).
+// The report (markdown) goes to stdout, progress to stderr: bench/bench_kernels.sh runs it all.
+//
+// Section 3 (run first, so that resident memory is measured in a fresh process) runs
+// llama768's Q4_K and Q8_0 GGUF copies, kept quantized in memory, against its float32 forward
+// (time and memory).
 //
 // Run: bench_kernels [--models=stories260K,llama768] [--lengths=32,128] [--threads=1,2]
-//                    [--rounds=7] [--no-torch] [--no-saliency] [--no-quant] [--only-quant]
+//                    [--rounds=7] [--passes=forward,kshap16,fwdbwd,ig50] [--ig-chunk=10]
+//                    [--no-torch] [--no-saliency] [--no-quant] [--only-quant]
 //                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N]
 // --scalar: the fused path's scalar elementwise kernels instead of AVX2 (models/fused/vec.h).
 // --loop=N: only the fused forward and forward + backward of the first model and length, N
@@ -145,6 +153,9 @@ struct Settings {
   bool torch = true, saliency = true, quant = true;
   std::vector<std::string> quant_types = {"q4_k", "q8_0"};
   int loop = 0;  // --loop=N
+  std::vector<std::string> passes = {"forward", "kshap16", "fwdbwd", "ig50"};
+  int ig_points = 50;
+  int ig_chunk = 10;  // Captum's internal_batch_size
 };
 
 // FLOPs of a pass: projections at every position, attention over the full square (as the
@@ -219,11 +230,168 @@ double fwdbwd_flops(const ModelConfig& c, int64_t T) {
   return 2.0 * forward_flops(c, 1, T, 1) + 4.0 * T * T * c.n_heads * hd * c.n_layers;
 }
 
+// Integrated gradients of one sequence x [1, T, D] as Captum computes them (riemann_middle,
+// zero baseline, internal_batch_size = chunk): the points' scaled copies in chunks of `chunk`
+// rows, each chunk one fused forward with a tape and one backward of the target logit at the
+// last position; the gradients averaged and multiplied by x - baseline. Returns ms (0 when the
+// model has no fused backward); the attribution [T, D] into *attr when given.
+double time_candor_ig(const Model& m, const at::Tensor& x, int64_t target, int points, int chunk,
+                      at::Tensor* attr = nullptr) {
+  auto t = Clock::now();
+  at::Tensor total = at::zeros({x.size(1), x.size(2)}, at::kFloat);
+  for (int start = 0; start < points; start += chunk) {
+    const int64_t n = std::min(chunk, points - start);
+    at::Tensor alphas = (at::arange(start, start + n, at::kFloat) + 0.5) / points;
+    ForwardArgs a;
+    a.embeddings = (alphas.view({n, 1, 1}) * x).contiguous();  // baseline + a * (x - baseline)
+    a.last_only = true;
+    at::Tensor logits;
+    std::unique_ptr<GradientTape> tape = m.forward_with_tape(a, &logits);
+    if (!tape) return 0;
+    at::Tensor d = at::zeros_like(logits);
+    d.select(-1, target).fill_(1.0f);
+    total.add_(tape->backward(d).sum(0));
+  }
+  at::Tensor result = x[0] * total / static_cast<double>(points);
+  const double ms = ms_since(t);
+  if (attr) *attr = result;
+  return ms;
+}
+
+// The top logit's id at the last position of x [1, T, D].
+int64_t top_token(const Model& m, const at::Tensor& x) {
+  at::NoGradGuard ng;
+  ForwardArgs a;
+  a.embeddings = x;
+  a.last_only = true;
+  return m.forward(a).reshape({-1}).argmax().item<int64_t>();
+}
+
+bool write_f32(FILE* f, const at::Tensor& t) {
+  const at::Tensor c = t.detach().to(at::kFloat).contiguous();
+  return std::fwrite(c.data_ptr<float>(), sizeof(float), c.numel(), f) ==
+         static_cast<size_t>(c.numel());
+}
+
+bool write_f32(const std::string& path, const at::Tensor& t) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return false;
+  const bool ok = write_f32(f, t);
+  return std::fclose(f) == 0 && ok;
+}
+
+bool write_text(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return false;
+  const bool ok = std::fputs(text.c_str(), f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+// A temporary folder, removed with what it holds when this goes.
+struct TempDir {
+  std::string path;
+  std::vector<std::string> files;
+  TempDir() {
+    char tmpl[] = "/tmp/candor_bench_kernels_XXXXXX";
+    if (::mkdtemp(tmpl)) path = tmpl;
+  }
+  std::string file(const std::string& name) {
+    files.push_back(path + "/" + name);
+    return files.back();
+  }
+  ~TempDir() {
+    for (const std::string& f : files) std::remove(f.c_str());
+    if (!path.empty()) ::rmdir(path.c_str());
+  }
+};
+
+// Loads `name` into the PyTorch side with this model's own weights: its named parameters,
+// float32, one after the other in `path`, their names and shapes in path.txt (what
+// bench_kernels.py's load_weights reads). False (why in *why) when it cannot.
+bool send_model(TorchPeer* peer, const std::string& name, const Model& m, std::string* why) {
+  const ModelConfig& c = m.config();
+  TempDir dir;
+  if (dir.path.empty()) {
+    *why = "cannot make a temporary folder under /tmp";
+    return false;
+  }
+  const std::string path = dir.file("weights.f32");
+  const std::string names = dir.file("weights.f32.txt");
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::string manifest;
+  bool ok = f != nullptr;
+  for (const auto& [pname, t] : m.named_parameters()) {
+    if (!ok) break;
+    ok = write_f32(f, t);
+    manifest += pname;
+    for (int64_t s : t.sizes()) manifest += " " + std::to_string(s);
+    manifest += "\n";
+  }
+  if (f && std::fclose(f) != 0) ok = false;
+  if (!ok || !write_text(names, manifest)) {
+    *why = "cannot write the weights to " + path + " (disk full?)";
+    return false;
+  }
+  char req[512];
+  std::snprintf(req, sizeof req, "model %s %lld %lld %lld %lld %lld %lld %.9g %.9g %s",
+                name.c_str(), (long long)c.dim, (long long)c.hidden_dim, (long long)c.n_layers,
+                (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab_size,
+                static_cast<double>(c.norm_eps), static_cast<double>(c.rope_theta), path.c_str());
+  const std::string answer = peer->ask(req);
+  if (answer != "ok") {
+    *why = answer.empty() ? "python3 gave no answer" : answer;
+    return false;
+  }
+  return true;
+}
+
+// The same computation on both sides, one thread: for T random ids, the last position's logits
+// (fused forward), the gradient of its top logit to the embeddings (hand-written backward) and
+// integrated gradients of that logit; bench_kernels.py computes its own and prints the largest
+// differences relative to the largest value. Returns that line.
+std::string check_same(TorchPeer* peer, const Model& m, int64_t T, const Settings& s) {
+  ThreadScope scope(1);
+  TempDir dir;
+  if (dir.path.empty()) return "skipped: cannot make a temporary folder under /tmp";
+  at::manual_seed(99);
+  at::Tensor ids = at::randint(3, m.config().vocab_size, {1, T}, at::kLong);
+  at::Tensor x = m.embed(ids);
+  at::Tensor logits;
+  {
+    at::NoGradGuard ng;
+    ForwardArgs a;
+    a.embeddings = x;
+    a.last_only = true;
+    logits = m.forward(a).reshape({-1});
+  }
+  const int64_t target = logits.argmax().item<int64_t>();
+  ForwardArgs a;
+  a.embeddings = x;
+  a.last_only = true;
+  at::Tensor tape_logits;
+  std::unique_ptr<GradientTape> tape = m.forward_with_tape(a, &tape_logits);
+  if (!tape) return "skipped: the model has no fused backward";
+  at::Tensor d = at::zeros_like(tape_logits);
+  d.select(-1, target).fill_(1.0f);
+  at::Tensor grad = tape->backward(d)[0];
+  at::Tensor ig;
+  time_candor_ig(m, x, target, s.ig_points, s.ig_chunk, &ig);
+  std::string id_text;
+  for (int64_t i = 0; i < T; ++i) id_text += std::to_string(ids[0][i].item<int64_t>()) + " ";
+  if (!write_text(dir.file("ids.txt"), id_text) ||
+      !write_text(dir.file("target.txt"), std::to_string(target)) ||
+      !write_f32(dir.file("logits.f32"), logits) || !write_f32(dir.file("grad.f32"), grad) ||
+      !write_f32(dir.file("ig.f32"), ig))
+    return "skipped: cannot write under " + dir.path;
+  return peer->ask("check " + dir.path + " " + std::to_string(s.ig_points) + " " +
+                   std::to_string(s.ig_chunk));
+}
+
 struct Row {
   std::string model, what;
   int64_t T;
   int threads;
-  double fused, libtorch, torch, sgemm_gflops, flops;
+  double fused, libtorch, torch, sgemm_gflops, flops;  // libtorch < 0: not run
 };
 
 // --loop=N: the fused forward and forward + backward, N times each, on one thread.
@@ -248,8 +416,24 @@ void run_loop(const Settings& s) {
               fused::vec::kernels().name, median(f), median(g), s.loop);
 }
 
-void run_table(const Settings& s, TorchPeer* peer) {
+// "12.345" for ms values, "-" when not measured.
+std::string ms_text(double v) {
+  if (v <= 0) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, v >= 100 ? "%.1f" : "%.3f", v);
+  return b;
+}
+
+std::string ratio_text(double a, double b) {
+  if (a <= 0 || b <= 0) return "-";
+  char t[32];
+  std::snprintf(t, sizeof t, "%.2f", a / b);
+  return t;
+}
+
+void run_table(const Settings& s, TorchPeer* peer_all) {
   std::vector<Row> rows;
+  std::vector<std::string> checks;
   for (const std::string& name : s.models) {
     std::unique_ptr<Model> model;
     std::string why;
@@ -259,29 +443,40 @@ void run_table(const Settings& s, TorchPeer* peer) {
         std::printf("stories260K skipped: %s\n", why.c_str());
         continue;
       }
-    } else {
+    } else if (name == "llama768") {
       model = make_random_llama(bench::llama768_config(32000), 1234);
+    } else {
+      std::printf("%s skipped: unknown model (stories260K or llama768)\n", name.c_str());
+      continue;
     }
     const ModelConfig& c = model->config();
-    if (peer) {
-      char req[256];
-      std::snprintf(req, sizeof req, "model %s %lld %lld %lld %lld %lld %lld", name.c_str(),
-                    (long long)c.dim, (long long)c.hidden_dim, (long long)c.n_layers,
-                    (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab_size);
-      peer->ask(req);
+    TorchPeer* peer = peer_all;
+    if (peer && !send_model(peer, name, *model, &why)) {
+      std::printf("%s: PyTorch side skipped: %s\n", name.c_str(), why.c_str());
+      peer = nullptr;
     }
-    std::printf("%s: forward path: %s; gradients: %s\n", name.c_str(),
-                model->forward_path().c_str(), model->gradient_path().c_str());
-    std::fflush(stdout);
+    std::fprintf(stderr, "%s: forward path: %s; gradients: %s\n", name.c_str(),
+                 model->forward_path().c_str(), model->gradient_path().c_str());
+    if (peer) {
+      const int64_t T = s.lengths.front();
+      const std::string line = check_same(peer, *model, T, s);
+      checks.push_back("| " + name + " | " + std::to_string(T) + " | " + line + " |");
+      std::fprintf(stderr, "  check, %lld tokens: %s\n", (long long)T, line.c_str());
+    }
     for (int threads : s.threads) {
       ThreadScope scope(threads);
       for (int64_t T : s.lengths) {
-        for (const std::string what : {"forward", "kshap16", "fwdbwd"}) {
-          const int64_t B = what == "kshap16" ? 16 : 1;
+        for (const std::string& what : s.passes) {
+          const bool ig = what == "ig50";
+          const int64_t B = what == "kshap16" ? 16 : ig ? s.ig_chunk : 1;
           const bool grad = what == "fwdbwd";
-          at::Tensor emb = make_input(*model, B, T);
-          const double flops = grad ? fwdbwd_flops(c, T) : forward_flops(c, B, T, 1);
+          at::Tensor emb = make_input(*model, ig ? 1 : B, T);
+          const int64_t target = ig ? top_token(*model, emb) : 0;
+          const double flops = ig     ? s.ig_points * fwdbwd_flops(c, T)
+                               : grad ? fwdbwd_flops(c, T)
+                                      : forward_flops(c, B, T, 1);
           auto run = [&](bool libtorch) {
+            if (ig) return time_candor_ig(*model, emb, target, s.ig_points, s.ig_chunk);
             return grad ? time_candor_grad(*model, emb, libtorch)
                         : time_candor(*model, emb, libtorch);
           };
@@ -290,21 +485,25 @@ void run_table(const Settings& s, TorchPeer* peer) {
           const int rounds = est > 3000 ? 1 : est > 800 ? std::min(3, s.rounds) : s.rounds;
           const int inner = est < 5 ? 20 : 1;  // tiny passes: several per round
           std::vector<double> f, l, p, g;
-          if (est < 3000) {  // warm-up
+          if (ig) {  // warm-up: one chunk
+            time_candor_ig(*model, emb, target, s.ig_chunk, s.ig_chunk);
+          } else if (est < 3000) {
             run(false);
             run(true);
           }
           for (int r = 0; r < rounds; ++r) {
             double tf = 0, tl = 0;
             for (int i = 0; i < inner; ++i) tf += run(false);
-            for (int i = 0; i < inner; ++i) tl += run(true);
+            if (!ig)  // integrated gradients: fused against PyTorch only
+              for (int i = 0; i < inner; ++i) tl += run(true);
             f.push_back(tf / inner);
-            l.push_back(tl / inner);
+            l.push_back(ig ? -1.0 : tl / inner);
             g.push_back(sgemm_ms(1024));
             if (peer) {
               char req[128];
-              std::snprintf(req, sizeof req, "time %s %lld %lld %d %d", grad ? "fwdbwd" : "forward",
-                            (long long)B, (long long)T, threads, inner);
+              std::snprintf(req, sizeof req, "time %s %lld %lld %d %d %d",
+                            ig ? "ig" : grad ? "fwdbwd" : B > 1 ? "kshap" : "forward",
+                            (long long)B, (long long)T, threads, inner, s.ig_points);
               std::vector<double> t = peer->times(req);
               double sum = 0;
               for (double x : t) sum += x;
@@ -321,33 +520,52 @@ void run_table(const Settings& s, TorchPeer* peer) {
                   2.0 * 1024 * 1024 * 1024 / median(g) / 1e6,
                   flops};
           rows.push_back(row);
-          std::printf(
-              "  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %.3f ms, torch %.3f ms\n",
-              row.what.c_str(), (long long)T, threads, row.fused, row.libtorch, row.torch);
-          std::fflush(stdout);
+          std::fprintf(stderr,
+                       "  %-8s T=%-4lld threads %d: fused %.3f ms, libtorch %s ms, torch %s ms "
+                       "(%d rounds)\n",
+                       row.what.c_str(), (long long)T, threads, row.fused,
+                       ms_text(row.libtorch).c_str(), ms_text(row.torch).c_str(), rounds);
         }
       }
     }
   }
   std::printf(
-      "\n| model | pass | tokens | threads | fused ms | libtorch ms | PyTorch ms | fused / "
+      "\n## Passes\n\n"
+      "| model | pass | tokens | threads | fused ms | libtorch ms | PyTorch ms | fused / "
       "PyTorch | libtorch / PyTorch | fused GFLOP/s | sgemm GFLOP/s | fused / sgemm rate |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
-    const double gf = r.flops / r.fused / 1e6;
-    auto ratio = [&](double x) {
-      char b[32];
-      if (r.torch > 0)
-        std::snprintf(b, sizeof b, "%.2f", x / r.torch);
-      else
-        std::snprintf(b, sizeof b, "-");
-      return std::string(b);
-    };
-    std::printf("| %s | %s | %lld | %d | %.3f | %.3f | %s | %s | %s | %.1f | %.1f | %.2f |\n",
-                r.model.c_str(), r.what.c_str(), (long long)r.T, r.threads, r.fused, r.libtorch,
-                r.torch > 0 ? std::to_string(r.torch).substr(0, 7).c_str() : "-",
-                ratio(r.fused).c_str(), ratio(r.libtorch).c_str(), gf, r.sgemm_gflops,
-                gf / r.sgemm_gflops);
+    const double gf = r.fused > 0 ? r.flops / r.fused / 1e6 : 0;
+    std::printf("| %s | %s | %lld | %d | %s | %s | %s | %s | %s | %.1f | %.1f | %.2f |\n",
+                r.model.c_str(), r.what.c_str(), (long long)r.T, r.threads,
+                ms_text(r.fused).c_str(), ms_text(r.libtorch).c_str(), ms_text(r.torch).c_str(),
+                ratio_text(r.fused, r.torch).c_str(), ratio_text(r.libtorch, r.torch).c_str(), gf,
+                r.sgemm_gflops, gf / r.sgemm_gflops);
+  }
+  // 2 threads against 1: time at 1 thread / time at 2 threads, per side.
+  bool header = false;
+  for (const Row& one : rows) {
+    if (one.threads != 1) continue;
+    for (const Row& two : rows) {
+      if (two.threads != 2 || two.model != one.model || two.what != one.what || two.T != one.T)
+        continue;
+      if (!header) {
+        std::printf("\n## 2 threads against 1 (time with 1 thread / time with 2)\n\n"
+                    "| model | pass | tokens | fused | libtorch | PyTorch | sgemm |\n"
+                    "|---|---|---|---|---|---|---|\n");
+        header = true;
+      }
+      std::printf("| %s | %s | %lld | %s | %s | %s | %.2f |\n", one.model.c_str(),
+                  one.what.c_str(), (long long)one.T, ratio_text(one.fused, two.fused).c_str(),
+                  ratio_text(one.libtorch, two.libtorch).c_str(),
+                  ratio_text(one.torch, two.torch).c_str(), two.sgemm_gflops / one.sgemm_gflops);
+    }
+  }
+  if (!checks.empty()) {
+    std::printf("\n## Same computation on both sides (candor fused vs PyTorch eager, one thread; "
+                "*_rel: largest difference / largest value)\n\n| model | tokens | values |\n"
+                "|---|---|---|\n");
+    for (const std::string& line : checks) std::printf("%s\n", line.c_str());
   }
 }
 
@@ -439,6 +657,14 @@ void run_quant(const Settings& s) {
   }
   const double f32_mem = rss_bytes() - rss0;
   const double f32_weights = 4.0 * static_cast<double>(f32->n_params());
+  // Resident growth below half the weights' bytes means memory freed before was reused: the
+  // resident columns are then not measured.
+  const bool mem_ok = f32_mem > 0.5 * f32_weights;
+  if (!mem_ok)
+    std::printf("(resident growth of loading float32 llama768: %.0f MB, under half its %.0f MB "
+                "of weights: memory freed earlier was reused, so the resident columns are not "
+                "measured; run with --only-quant)\n",
+                f32_mem / 1e6, f32_weights / 1e6);
   char tmpl[] = "/tmp/candor_bench_quant_XXXXXX";
   const char* dir = ::mkdtemp(tmpl);
   if (!dir) {
@@ -481,13 +707,20 @@ void run_quant(const Settings& s) {
         for (size_t i = 0; i < qs.size(); ++i) tq[i].push_back(time_candor(*qs[i].model, emb, false));
       }
       const double mf = median(tf);
-      std::printf("| f32 | %d | %lld | %.1f | 1.00 | %.0f | 1.00 | %.0f | 1.00 |\n", threads,
-                  (long long)T, mf, f32_mem / 1e6, f32_weights / 1e6);
+      auto mem_text = [&](double m) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.0f", m / 1e6);
+        return mem_ok ? std::string(b) : std::string("-");
+      };
+      std::printf("| f32 | %d | %lld | %.1f | 1.00 | %s | 1.00 | %.0f | 1.00 |\n", threads,
+                  (long long)T, mf, mem_text(f32_mem).c_str(), f32_weights / 1e6);
       for (size_t i = 0; i < qs.size(); ++i) {
         const double mq = median(tq[i]);
-        std::printf("| %s | %d | %lld | %.1f | %.2f | %.0f | 1/%.1f | %.0f | 1/%.1f |\n",
-                    qs[i].type.c_str(), threads, (long long)T, mq, mq / mf, qs[i].mem / 1e6,
-                    f32_mem / std::max(1.0, qs[i].mem), qs[i].file / 1e6,
+        char ratio[32] = "-";
+        if (mem_ok) std::snprintf(ratio, sizeof ratio, "1/%.1f", f32_mem / std::max(1.0, qs[i].mem));
+        std::printf("| %s | %d | %lld | %.1f | %.2f | %s | %s | %.0f | 1/%.1f |\n",
+                    qs[i].type.c_str(), threads, (long long)T, mq, mq / mf,
+                    mem_text(qs[i].mem).c_str(), ratio, qs[i].file / 1e6,
                     f32_weights / qs[i].file);
       }
       std::fflush(stdout);
@@ -537,10 +770,22 @@ int main(int argc, char** argv) {
       s.loop = std::max(1, std::stoi(val("--loop")));
     } else if (!val("--quant-types").empty()) {
       s.quant_types = split(val("--quant-types"));
+    } else if (!val("--passes").empty()) {
+      s.passes = split(val("--passes"));
+      for (const std::string& p : s.passes) {
+        if (p != "forward" && p != "kshap16" && p != "fwdbwd" && p != "ig50") {
+          std::fprintf(stderr, "unknown pass %s: use forward, kshap16, fwdbwd or ig50\n",
+                       p.c_str());
+          return 2;
+        }
+      }
+    } else if (!val("--ig-chunk").empty()) {
+      s.ig_chunk = std::max(1, std::stoi(val("--ig-chunk")));
     } else {
       std::fprintf(stderr,
                    "unknown argument %s\nusage: bench_kernels [--models=stories260K,llama768] "
-                   "[--lengths=32,128] [--threads=1,2] [--rounds=7] [--no-torch] "
+                   "[--lengths=32,128] [--threads=1,2] [--rounds=7] "
+                   "[--passes=forward,kshap16,fwdbwd,ig50] [--ig-chunk=10] [--no-torch] "
                    "[--no-saliency] [--only-saliency] [--no-quant] [--only-quant] "
                    "[--quant-types=q4_k,q8_0] [--scalar] [--loop=N]\n",
                    a.c_str());
@@ -555,8 +800,23 @@ int main(int argc, char** argv) {
   const BlasInfo blas = blas_info();
   std::printf(
       "# bench_kernels\n\nBLAS %s (%s); medians over rounds, each round runs fused, "
-      "libtorch, a 1024^3 sgemm and PyTorch one after the other\n",
-      blas.library.c_str(), blas.core.c_str());
+      "libtorch, a 1024^3 sgemm and PyTorch one after the other (1 round, no full warm-up, "
+      "for passes estimated over 3 s).\n\n"
+      "Passes: `forward` one sequence, logits of the last position; `kshap16` 16 masked copies "
+      "of one sequence's embeddings (zero baseline), logits of the last position; `fwdbwd` one "
+      "sequence, gradient of the last position's top logit to the embeddings; `ig50` integrated "
+      "gradients, %d points (Riemann midpoints, zero baseline) in chunks of %d rows as Captum's "
+      "internal_batch_size runs them, each chunk one forward + one backward (fused path only; "
+      "no libtorch column).\n\n"
+      "FLOPs counted (2 per multiply-add): forward = B x [2 T (D (H+2KV) hd + H hd D + 3 D F) L "
+      "+ 4 T^2 H hd L + 2 D V] (projections at every position, attention scores and mix over the "
+      "full T x T square as the kernels compute it, output matrix at the last position only); "
+      "fwdbwd = 2 x forward + 4 T^2 H hd L (the backward to the inputs repeats every projection "
+      "once, transposed; attention needs dV, dP, dQ, dK: four products against the forward's "
+      "two; no weight gradients; recomputed attention probabilities not counted); ig50 = %d x "
+      "fwdbwd. GFLOP/s = FLOPs / fused time; the sgemm rate is a 1024^3 at::mm in the same "
+      "rounds with the same thread count.\n",
+      blas.library.c_str(), blas.core.c_str(), s.ig_points, s.ig_chunk, s.ig_points);
   std::unique_ptr<TorchPeer> peer;
   if (s.torch) {
     peer = std::make_unique<TorchPeer>();
@@ -569,8 +829,10 @@ int main(int argc, char** argv) {
     }
   }
   std::fflush(stdout);
+  // The quantized section first: its memory figures are the process's resident growth, which
+  // the earlier sections' freed (and reused) memory would hide.
+  if (s.quant) run_quant(s);
   if (!s.models.empty()) run_table(s, peer.get());
   if (s.saliency) run_saliency(s, peer.get());
-  if (s.quant) run_quant(s);
   return 0;
 }

@@ -4,13 +4,24 @@ q/k/v and gate/up projections, complex rotary, keys repeated for grouped-query a
 causal mask added to the scores), one process serving timing requests from bench_kernels.
 
 Protocol (one request per line on stdin, one answer per line on stdout):
-  model NAME DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB   -> ok     (random weights, std 0.02)
-  time WHAT BATCH TOKENS THREADS REPS                  -> ms t1 t2 ... (each repetition, ms)
-  sgemm N THREADS REPS                                 -> ms t1 t2 ...
+  model NAME DIM HIDDEN LAYERS HEADS KV_HEADS VOCAB [EPS THETA WEIGHTS]
+                                     -> ok   (WEIGHTS: candor's parameters dumped by
+                                              bench_kernels, WEIGHTS.txt naming them; without
+                                              it random weights, std 0.02)
+  time WHAT BATCH TOKENS THREADS REPS [POINTS]
+                                     -> ms t1 t2 ... (each repetition, ms)
+  check DIR POINTS CHUNK             -> check key=value ... (the same computation as candor's,
+                                        compared with candor's values in DIR)
+  sgemm N THREADS REPS               -> ms t1 t2 ...
   quit
-WHAT: forward (logits of the last position, no grad) | fwdbwd (forward with the input
-embeddings requiring grad, backward of the last position's top logit to them).
-Timings do not depend on weight values, so a model is built from its shape alone.
+WHAT: forward (BATCH sequences, logits of the last position, no grad) | kshap (one sequence's
+embeddings in BATCH copies, each token kept or replaced by the zero baseline at random,
+logits of the last position, no grad) | fwdbwd (forward with the input embeddings requiring
+grad, backward of the last position's top logit to them) | ig (integrated gradients of one
+sequence as Captum computes them: POINTS scaled copies of the embeddings against a zero
+baseline, run in chunks of BATCH rows, forward + backward of the target logit per chunk,
+gradients averaged and multiplied by input - baseline).
+Timings do not depend on weight values; the check does, so bench_kernels sends its weights.
 """
 import sys
 import time
@@ -22,27 +33,63 @@ except ImportError:
     sys.exit(0)
 
 
+def load_weights(path):
+    """candor's named parameters: PATH holds them as float32, one after the other, in the
+    order and shapes that PATH.txt lists (one "name dim0 [dim1]" a line)."""
+    with open(path, "rb") as f:
+        buf = bytearray(f.read())
+    flat = torch.frombuffer(buf, dtype=torch.float32)
+    out, at = {}, 0
+    with open(path + ".txt") as f:
+        for line in f:
+            name, *shape = line.split()
+            shape = [int(x) for x in shape]
+            n = 1
+            for x in shape:
+                n *= x
+            out[name] = flat[at:at + n].view(*shape)
+            at += n
+    if at != flat.numel():
+        raise ValueError("%s holds %d floats, %s.txt names %d" % (path, flat.numel(), path, at))
+    return out
+
+
 class Llama:
-    def __init__(self, dim, hidden, layers, heads, kv_heads, vocab, max_len=1024):
+    def __init__(self, dim, hidden, layers, heads, kv_heads, vocab, eps=1e-5, theta=10000.0,
+                 weights=None, max_len=1024):
         g = torch.Generator().manual_seed(0)
         r = lambda *s: torch.randn(*s, generator=g) * 0.02
         self.dim, self.heads, self.kv, self.hd = dim, heads, kv_heads, dim // heads
+        self.eps = eps
         hd = self.hd
-        self.emb = r(vocab, dim)
         self.layers = []
-        for _ in range(layers):
-            self.layers.append(dict(
-                an=torch.ones(dim), wq=r(heads * hd, dim), wk=r(kv_heads * hd, dim),
-                wv=r(kv_heads * hd, dim), wo=r(dim, heads * hd), fn=torch.ones(dim),
-                w1=r(hidden, dim), w3=r(hidden, dim), w2=r(dim, hidden)))
-        self.norm = torch.ones(dim)
-        freqs = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+        if weights is None:
+            self.emb = r(vocab, dim)
+            for _ in range(layers):
+                self.layers.append(dict(
+                    an=torch.ones(dim), wq=r(heads * hd, dim), wk=r(kv_heads * hd, dim),
+                    wv=r(kv_heads * hd, dim), wo=r(dim, heads * hd), fn=torch.ones(dim),
+                    w1=r(hidden, dim), w3=r(hidden, dim), w2=r(dim, hidden)))
+            self.norm = torch.ones(dim)
+            self.out = self.emb
+        else:  # candor's fused q/k/v and gate/up matrices split as PyTorch users keep them
+            w = weights
+            self.emb = w["tok_embeddings"]
+            for l in range(layers):
+                p = "layers.%d." % l
+                wq, wk, wv = w[p + "wqkv"].split([heads * hd, kv_heads * hd, kv_heads * hd])
+                w1, w3 = w[p + "w13"].split([hidden, hidden])
+                self.layers.append(dict(
+                    an=w[p + "attn_norm"], wq=wq, wk=wk, wv=wv, wo=w[p + "wo"],
+                    fn=w[p + "ffn_norm"], w1=w1, w3=w3, w2=w[p + "w2"]))
+            self.norm = w["final_norm"]
+            self.out = w.get("output", self.emb)
+        freqs = 1.0 / (theta ** (torch.arange(0, hd, 2).float() / hd))
         angles = torch.outer(torch.arange(max_len).float(), freqs)
         self.rope = torch.polar(torch.ones_like(angles), angles)
 
-    @staticmethod
-    def rmsnorm(x, w, eps=1e-5):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+    def rmsnorm(self, x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
 
     def rotate(self, t, rope):
         B, T, H, hd = t.shape
@@ -68,7 +115,116 @@ class Llama:
             x = x + o @ L["wo"].t()
             h = self.rmsnorm(x, L["fn"])
             x = x + (torch.nn.functional.silu(h @ L["w1"].t()) * (h @ L["w3"].t())) @ L["w2"].t()
-        return self.rmsnorm(x[:, -1], self.norm) @ self.emb.t()
+        return self.rmsnorm(x[:, -1], self.norm) @ self.out.t()
+
+
+def integrated_gradients(model, x, target, points, chunk):
+    """Captum's IntegratedGradients (method riemann_middle, baseline zeros, internal_batch_size
+    = chunk) written out: the attribution [T, D] of the target logit at the last position."""
+    alphas = (torch.arange(points, dtype=torch.float32) + 0.5) / points
+    baseline = torch.zeros_like(x)
+    total = torch.zeros_like(x)
+    for start in range(0, points, chunk):
+        a = alphas[start:start + chunk].view(-1, 1, 1)
+        scaled = (baseline + a * (x - baseline)).requires_grad_(True)
+        logits = model.forward(scaled)
+        (grad,) = torch.autograd.grad(logits[:, target].sum(), scaled)
+        total += grad.sum(0)
+    return (x - baseline) * total / points
+
+
+def masked_copies(x, batch, g):
+    keep = torch.rand(batch, x.shape[0], 1, generator=g) < 0.5
+    return torch.where(keep, x.expand(batch, -1, -1), torch.zeros_like(x))
+
+
+def read_f32(path, *shape):
+    with open(path, "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.float32).view(*shape)
+
+
+def rel(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def check(model, d, points, chunk):
+    """The same computation as candor's on the ids in d/ids.txt: last-position logits, the
+    gradient of the target logit to the embeddings, integrated gradients."""
+    with open(d + "/ids.txt") as f:
+        ids = torch.tensor([int(t) for t in f.read().split()])
+    target = int(open(d + "/target.txt").read())
+    T, D = ids.numel(), model.dim
+    x = model.emb[ids].clone()
+    with torch.no_grad():
+        logits = model.forward(x.unsqueeze(0))[0]
+    e = x.clone().unsqueeze(0).requires_grad_(True)
+    model.forward(e)[0, target].backward()
+    grad = e.grad[0]
+    ig = integrated_gradients(model, x, target, points, chunk)
+    c_logits = read_f32(d + "/logits.f32", -1)
+    c_grad = read_f32(d + "/grad.f32", T, D)
+    c_ig = read_f32(d + "/ig.f32", T, D)
+    return ("check target=%d logit_candor=%.6g logit_torch=%.6g logits_rel=%.2e grad_rel=%.2e "
+            "ig_rel=%.2e ig_sum_candor=%.6g ig_sum_torch=%.6g" % (
+                target, float(c_logits[target]), float(logits[target]), rel(c_logits, logits),
+                rel(c_grad, grad), rel(c_ig, ig), float(c_ig.sum()), float(ig.sum())))
+
+
+def serve(f, model, vocab):
+    """Answers one request; returns the (possibly new) model and its vocabulary size."""
+    if f[0] == "model":
+        dim, hidden, layers, heads, kv, vocab = map(int, f[2:8])
+        eps = float(f[8]) if len(f) > 8 else 1e-5
+        theta = float(f[9]) if len(f) > 9 else 10000.0
+        weights = load_weights(f[10]) if len(f) > 10 and f[10] != "-" else None
+        model = Llama(dim, hidden, layers, heads, kv, vocab, eps, theta, weights)
+        print("ok", flush=True)
+    elif f[0] == "time":
+        what, B, T, threads, reps = f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5])
+        points = int(f[6]) if len(f) > 6 else 50
+        torch.set_num_threads(threads)
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(3, vocab, (1 if what in ("kshap", "ig") else B, T), generator=g)
+        target = 0
+        if what == "ig":
+            with torch.no_grad():
+                target = int(model.forward(model.emb[ids])[0].argmax())
+        times = []
+        if what == "ig":  # the warm-up: one chunk (a whole run of 50 points is long)
+            integrated_gradients(model, model.emb[ids][0], target, B, B)
+        for _ in range(reps + (0 if what == "ig" else 1)):  # else the first is a warm-up
+            emb = model.emb[ids].clone()
+            if what == "kshap":  # built outside the timing, as on candor's side
+                emb = masked_copies(emb[0], B, g)
+            start = time.perf_counter()
+            if what in ("forward", "kshap"):
+                with torch.no_grad():
+                    model.forward(emb)
+            elif what == "ig":
+                integrated_gradients(model, emb[0], target, points, B)
+            else:
+                emb.requires_grad_(True)
+                logits = model.forward(emb)
+                logits.max(-1).values.sum().backward()
+            times.append((time.perf_counter() - start) * 1e3)
+        print("ms " + " ".join("%.4f" % t for t in times[(0 if what == "ig" else 1):]),
+              flush=True)
+    elif f[0] == "check":
+        torch.set_num_threads(1)
+        print(check(model, f[1], int(f[2]), int(f[3])), flush=True)
+    elif f[0] == "sgemm":
+        n, threads, reps = int(f[1]), int(f[2]), int(f[3])
+        torch.set_num_threads(threads)
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        times = []
+        for _ in range(reps + 1):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append((time.perf_counter() - start) * 1e3)
+        print("ms " + " ".join("%.4f" % t for t in times[1:]), flush=True)
+    else:
+        print("error unknown request " + f[0], flush=True)
+    return model, vocab
 
 
 def main():
@@ -81,40 +237,10 @@ def main():
             continue
         if f[0] == "quit":
             break
-        if f[0] == "model":
-            dim, hidden, layers, heads, kv, vocab = map(int, f[2:8])
-            model = Llama(dim, hidden, layers, heads, kv, vocab)
-            print("ok", flush=True)
-        elif f[0] == "time":
-            what, B, T, threads, reps = f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5])
-            torch.set_num_threads(threads)
-            g = torch.Generator().manual_seed(1)
-            ids = torch.randint(3, vocab, (B, T), generator=g)
-            times = []
-            for _ in range(reps + 1):  # the first is a warm-up
-                emb = model.emb[ids].clone()
-                start = time.perf_counter()
-                if what == "forward":
-                    with torch.no_grad():
-                        model.forward(emb)
-                else:
-                    emb.requires_grad_(True)
-                    logits = model.forward(emb)
-                    logits.max(-1).values.sum().backward()
-                times.append((time.perf_counter() - start) * 1e3)
-            print("ms " + " ".join("%.4f" % t for t in times[1:]), flush=True)
-        elif f[0] == "sgemm":
-            n, threads, reps = int(f[1]), int(f[2]), int(f[3])
-            torch.set_num_threads(threads)
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            times = []
-            for _ in range(reps + 1):
-                start = time.perf_counter()
-                torch.mm(a, b)
-                times.append((time.perf_counter() - start) * 1e3)
-            print("ms " + " ".join("%.4f" % t for t in times[1:]), flush=True)
-        else:
-            print("error unknown request " + f[0], flush=True)
+        try:
+            model, vocab = serve(f, model, vocab)
+        except Exception as e:  # an answer, so that bench_kernels never waits forever
+            print("error %s: %s" % (type(e).__name__, str(e).replace("\n", " ")), flush=True)
 
 
 if __name__ == "__main__":
