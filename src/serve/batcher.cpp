@@ -101,6 +101,8 @@ void DecodeScheduler::loop() {
     return std::all_of(rows_.begin(), rows_.end(), [](const auto& r) { return r->pending; });
   };
   std::vector<float> out;
+  std::vector<std::shared_ptr<Row>> batch;  // kept across steps: no allocation per step
+  std::vector<StepRow> step;
   std::chrono::steady_clock::duration last_step{0};
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
@@ -112,8 +114,8 @@ void DecodeScheduler::loop() {
     const auto wait = std::max<std::chrono::steady_clock::duration>(gather_, last_step / 2);
     wake_.wait_until(lock, std::chrono::steady_clock::now() + wait, all_pending);
     if (!any_pending()) continue;  // the asking ones left meanwhile (cannot happen: they wait)
-    std::vector<std::shared_ptr<Row>> batch = rows_;
-    std::vector<StepRow> step(batch.size());
+    batch.assign(rows_.begin(), rows_.end());
+    step.resize(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       Row& r = *batch[i];
       step[i] = {r.id, r.sequence.get(), r.token, r.pending};
@@ -144,6 +146,8 @@ void DecodeScheduler::loop() {
       r.ready = true;
     }
     done_.notify_all();
+    // The rows that left meanwhile are released here, outside the step.
+    for (auto& r : batch) r.reset();
   }
 }
 
