@@ -138,7 +138,8 @@ class ModelBackend : public DecodeBackend {
         reallocate(std::max<int64_t>(2 * slot, static_cast<int64_t>(rows.size())),
                    std::max(cache_.capacity(), n + 1));
       }
-      if (n + 1 > cache_.capacity()) reallocate(static_cast<int64_t>(slot_id_.size()), n + 1);
+      if (n + 1 > cache_.capacity())
+        reallocate(static_cast<int64_t>(slot_id_.size()), std::max(n + 1, 2 * cache_.capacity()));
       // Columns [length, n) become real for this row only: masked in the others (the mask
       // beyond length() is false everywhere).
       if (n > cache_.length()) cache_.set_length(n);
@@ -209,7 +210,7 @@ class ModelBackend : public DecodeBackend {
   void reallocate(int64_t slots, int64_t capacity) {
     ++reallocations_;
     const int64_t context = model_.config().max_seq_len;
-    capacity = std::min(context, std::max({capacity, 2 * cache_.capacity(), int64_t{256}}));
+    capacity = std::min(context, std::max(capacity, int64_t{256}));
     KVCache fresh = model_.new_cache(slots, capacity);
     const int64_t old_slots = cache_.batch(), length = cache_.length();
     if (old_slots > 0) {
