@@ -137,7 +137,7 @@ struct Bench {
 
     if (!load_only) {
       // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
-      std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain;
+      std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain, srv_before;
       {
         ThreadScope ts(threads);
         for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
@@ -159,6 +159,7 @@ struct Bench {
         t_http.push_back(request(port_plain, body, nullptr, &tm));
         srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
         srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
+        srv_before.push_back(tm.value("before_audit_ms", 0.0) / 1e3);
         t_sup.push_back(request(port_sup, body, nullptr, &tm));
         sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
       }
@@ -172,6 +173,17 @@ struct Bench {
           "the rest (HTTP, JSON, admission) %.2f ms\n",
           median(srv_gen) * 1e3, median(srv_audit) * 1e3,
           (mh - median(srv_gen) - median(srv_audit)) * 1e3);
+      // The rest split: inside the handler before the audit (parse, tokenise, admission, checks:
+      // before_audit_ms - generate_ms) and outside it (connect, HTTP, response JSON).
+      std::vector<double> pre, outside;
+      for (size_t i = 0; i < t_http.size(); ++i) {
+        pre.push_back(srv_before[i] - srv_gen[i]);
+        outside.push_back(t_http[i] - srv_before[i] - srv_audit[i]);
+      }
+      std::printf(
+          "    the rest: in the handler besides generation %.2f ms; connection, HTTP and "
+          "response JSON %.2f ms (medians)\n",
+          median(pre) * 1e3, median(outside) * 1e3);
       std::printf(
           "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
           "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",

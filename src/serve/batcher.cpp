@@ -19,8 +19,11 @@ struct DecodeScheduler::Row {
 };
 
 DecodeScheduler::DecodeScheduler(std::shared_ptr<DecodeBackend> backend,
-                                 std::chrono::microseconds gather)
-    : backend_(std::move(backend)), vocab_(backend_->vocab_size()), gather_(gather) {
+                                 std::chrono::microseconds gather, bool alone_inline)
+    : backend_(std::move(backend)),
+      vocab_(backend_->vocab_size()),
+      gather_(gather),
+      alone_inline_(alone_inline) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -72,6 +75,29 @@ const float* DecodeScheduler::Sequence::prompt_logits() const { return logits_.d
 const float* DecodeScheduler::Sequence::next(TokenId token) {
   DecodeScheduler& s = *owner_;
   std::unique_lock<std::mutex> lock(s.mu_);
+  if (s.alone_inline_ && s.rows_.size() == 1 && !s.stepping_) {
+    // Alone: the step runs here. A sequence joining meanwhile waits for it in the loop.
+    s.stepping_ = true;
+    lock.unlock();
+    const std::vector<StepRow> rows = {{row_->id, row_->sequence.get(), token, true}};
+    std::string error;
+    try {
+      s.backend_->step(rows, &logits_);
+      if (static_cast<int64_t>(logits_.size()) < s.vocab_)
+        error = "the backend returned " + std::to_string(logits_.size()) + " logits for 1 row";
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    lock.lock();
+    s.stepping_ = false;
+    ++s.steps_;
+    ++s.rows_read_;
+    lock.unlock();
+    s.wake_.notify_all();
+    if (!error.empty())
+      throw Error(ErrorCode::kInternal, "a batched decoding step failed: " + error);
+    return logits_.data();
+  }
   row_->token = token;
   row_->pending = true;
   row_->ready = false;
@@ -101,10 +127,14 @@ void DecodeScheduler::loop() {
     return std::all_of(rows_.begin(), rows_.end(), [](const auto& r) { return r->pending; });
   };
   std::vector<float> out;
+  std::vector<std::shared_ptr<Row>> batch;  // kept across steps: no allocation per step
+  std::vector<StepRow> step;
   std::chrono::steady_clock::duration last_step{0};
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    wake_.wait(lock, [&] { return any_pending() || (stopping_ && rows_.empty()); });
+    wake_.wait(lock, [&] {
+      return (any_pending() && !stepping_) || (stopping_ && rows_.empty() && !stepping_);
+    });
     if (!any_pending()) return;  // stopping, and every sequence has left
     // Give the other sequences a moment to ask too: they are sampling their last token (on a
     // loaded machine their threads may wait for a core first, so the wait scales with the step:
@@ -112,13 +142,14 @@ void DecodeScheduler::loop() {
     const auto wait = std::max<std::chrono::steady_clock::duration>(gather_, last_step / 2);
     wake_.wait_until(lock, std::chrono::steady_clock::now() + wait, all_pending);
     if (!any_pending()) continue;  // the asking ones left meanwhile (cannot happen: they wait)
-    std::vector<std::shared_ptr<Row>> batch = rows_;
-    std::vector<StepRow> step(batch.size());
+    batch.assign(rows_.begin(), rows_.end());
+    step.resize(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       Row& r = *batch[i];
       step[i] = {r.id, r.sequence.get(), r.token, r.pending};
       r.pending = false;
     }
+    stepping_ = true;
     lock.unlock();
     const auto t_step = std::chrono::steady_clock::now();
     std::string error;
@@ -132,6 +163,7 @@ void DecodeScheduler::loop() {
     }
     last_step = std::chrono::steady_clock::now() - t_step;
     lock.lock();
+    stepping_ = false;
     ++steps_;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!step[i].fed) continue;
@@ -144,6 +176,8 @@ void DecodeScheduler::loop() {
       r.ready = true;
     }
     done_.notify_all();
+    // The rows that left meanwhile are released here, outside the step.
+    for (auto& r : batch) r.reset();
   }
 }
 

@@ -54,8 +54,11 @@ class DecodeScheduler {
  public:
   // `gather`: how long a step waits at least, once one sequence asks, for the others still
   // decoding (at most half the last step's time when that is longer).
+  // `alone_inline`: a sequence alone in the batch steps on its own thread (false: every step
+  // goes through the scheduler's thread, as the tests of batching want).
   explicit DecodeScheduler(std::shared_ptr<DecodeBackend> backend,
-                           std::chrono::microseconds gather = std::chrono::microseconds(2000));
+                           std::chrono::microseconds gather = std::chrono::microseconds(2000),
+                           bool alone_inline = true);
   ~DecodeScheduler();  // stop()
   DecodeScheduler(const DecodeScheduler&) = delete;
   DecodeScheduler& operator=(const DecodeScheduler&) = delete;
@@ -70,7 +73,8 @@ class DecodeScheduler {
     // The logits after the prompt (vocab_size floats).
     const float* prompt_logits() const;
     // Reads `token`; blocks until the batched step that read it has run and returns the logits
-    // after it (valid until the next call). Throws what the step threw (Error kInternal naming
+    // after it (valid until the next call). A sequence alone in the batch runs its step on the
+    // calling thread (no hand-off to the scheduler's thread). Throws what the step threw (Error kInternal naming
     // it), Error(kCancelled) once the scheduler has stopped.
     const float* next(TokenId token);
 
@@ -98,12 +102,14 @@ class DecodeScheduler {
   std::shared_ptr<DecodeBackend> backend_;
   const int64_t vocab_;
   const std::chrono::microseconds gather_;
+  const bool alone_inline_;
   mutable std::mutex mu_;
   std::condition_variable wake_;   // the loop: a sequence asked, left, or stop
   std::condition_variable done_;   // the sequences: a step finished
   std::vector<std::shared_ptr<Row>> rows_;  // in the batch, in order of joining
   uint64_t next_id_ = 1;
   bool stopping_ = false;
+  bool stepping_ = false;  // a step runs (on the loop's thread, or a lone sequence's own)
   int64_t steps_ = 0, rows_read_ = 0;
   std::thread thread_;
 };

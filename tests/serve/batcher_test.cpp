@@ -138,7 +138,9 @@ std::vector<TokenId> through(DecodeScheduler& s, const std::vector<TokenId>& pro
 // what they get alone; the steps never overlap, rows never come back, and steps are batched.
 TEST(DecodeScheduler, ConcurrentSequencesDecodeAsAloneInSharedSteps) {
   auto backend = std::make_shared<FakeBackend>();
-  DecodeScheduler s(backend, std::chrono::milliseconds(200));
+  // Every step through the scheduler: the fake steps are instant, so a sequence alone would
+  // otherwise finish on its own thread before the next one joins.
+  DecodeScheduler s(backend, std::chrono::milliseconds(200), /*alone_inline=*/false);
   constexpr int kThreads = 6, kEach = 12;
   std::vector<std::vector<std::pair<int, std::vector<TokenId>>>> got(kThreads);
   std::vector<std::thread> threads;
@@ -161,6 +163,20 @@ TEST(DecodeScheduler, ConcurrentSequencesDecodeAsAloneInSharedSteps) {
   // Six sequences in lock-step most of the time: far fewer steps than tokens read.
   EXPECT_GT(backend->max_rows, 1);
   EXPECT_LT(s.steps() * 2, s.rows_read()) << s.steps() << " steps, " << s.rows_read() << " rows";
+}
+
+// A sequence alone in the batch steps on its own thread: the same tokens, one row per step, the
+// steps counted; a second one joining afterwards goes through the scheduler as before.
+TEST(DecodeScheduler, ALoneSequenceStepsInlineAndDecodesAsAlone) {
+  auto backend = std::make_shared<FakeBackend>();
+  DecodeScheduler s(backend, std::chrono::milliseconds(1));
+  EXPECT_EQ(through(s, prompt_of(7), 20), alone(prompt_of(7), 20));
+  EXPECT_EQ(through(s, prompt_of(8), 5), alone(prompt_of(8), 5));
+  s.stop();
+  EXPECT_EQ(s.steps(), backend->steps);
+  EXPECT_EQ(s.rows_read(), s.steps());
+  EXPECT_EQ(backend->max_rows, 1);
+  EXPECT_FALSE(backend->overlapped);
 }
 
 // A sequence that stops asking (its client is slow) does not hold the others: after the gather
