@@ -202,8 +202,8 @@ TEST(FusedLayerBackward, LeanTapeGivesTheFullTapesGradients) {
 }
 
 // What the lean tape saves: an integrated-gradients chunk of 50 points x 128 tokens on the
-// GPT-2-small-sized Llama (dim 768, hidden 2048, 12 layers): 2.44 GB of full tape, 0.47 GB lean
-// (5.2x less), and the default budget makes that chunk lean while integrated gradients'
+// GPT-2-small-sized Llama (dim 768, hidden 2048, 12 layers): 2.46 GB of full tape, 0.49 GB lean
+// (5.0x less), and the default budget makes that chunk lean while integrated gradients'
 // default chunk of 16 x 128 tokens (0.78 GB) stays full.
 TEST(FusedLayerBackward, LeanTapeSizeOnTheLargeModel) {
   ModelConfig c;
@@ -217,9 +217,10 @@ TEST(FusedLayerBackward, LeanTapeSizeOnTheLargeModel) {
   const int64_t full = fused::Tape::full_bytes(c, 50, 128);
   const int64_t lean = fused::Tape::lean_bytes(c, 50, 128);
   // Per token and layer: 2 x 768 block inputs + 768 q + 2 x 768 k, v + 2 x 2048 pre-activations.
-  EXPECT_EQ(full, 4 * 6400 * (12 * (1536 + 768 + 1536 + 4096) + 768));
-  EXPECT_EQ(lean, 4 * 6400 * (12 * 1536 + 768));
-  EXPECT_GT(static_cast<double>(full) / static_cast<double>(lean), 5.0);
+  EXPECT_EQ(full, int64_t{4} * 6400 * (12 * (1536 + 768 + 1536 + 4096) + 768));
+  EXPECT_EQ(lean, int64_t{4} * 6400 * (12 * 1536 + 768));
+  // 5.17x per layer; the final residual stream, kept by both, makes it 5.0x in all.
+  EXPECT_GE(static_cast<double>(full) / static_cast<double>(lean), 4.99);
   EXPECT_GT(full, fused::tape_budget());
   EXPECT_LT(fused::Tape::full_bytes(c, 16, 128), fused::tape_budget());  // IG's default chunk
 }

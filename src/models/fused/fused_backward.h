@@ -66,7 +66,7 @@ struct Tape {
 
 // The largest full tape (bytes) a pass keeps; beyond it the tape is lean. Default 1 GiB (on a
 // 768-wide, 12-layer Llama, integrated gradients' default chunk of 16 x 128 tokens, 0.78 GB,
-// stays full; a chunk of 50 x 128 tokens, 2.44 GB full, becomes 0.47 GB lean). 0: always lean.
+// stays full; a chunk of 50 x 128 tokens, 2.46 GB full, becomes 0.49 GB lean). 0: always lean.
 // Process-wide.
 void set_tape_budget(int64_t bytes);
 int64_t tape_budget();
