@@ -172,6 +172,11 @@ struct ForwardArgs {
   // Run libtorch's kernels even where the model's fused no-grad path would run (the reference
   // the fused path is tested and benchmarked against).
   bool libtorch_path = false;
+  // The input enters the stack at this layer: `embeddings` are then the residual stream after
+  // layer start_layer - 1 (Activations::residual[start_layer - 1]), and the layers before it
+  // (and learned position embeddings) are skipped. 0: the input embeddings (the default).
+  // Models without a layer stack to enter (encoders) throw Error(kUnsupported) for > 0.
+  int64_t start_layer = 0;
 };
 
 // What a forward pass kept for a hand-written backward to its input embeddings (see
@@ -179,9 +184,10 @@ struct ForwardArgs {
 class GradientTape {
  public:
   virtual ~GradientTape() = default;
-  // The gradient of sum(dlogits * logits) with respect to the pass's input embeddings:
-  // dlogits shaped as the pass's logits -> [batch, seq, dim] float32. May be called several
-  // times (one forward, a backward per target); not concurrently on one tape.
+  // The gradient of sum(dlogits * logits) with respect to the pass's input embeddings (with
+  // ForwardArgs::start_layer: the residual stream the pass started from, for layer
+  // attribution): dlogits shaped as the pass's logits -> [batch, seq, dim] float32. May be
+  // called several times (one forward, a backward per target); not concurrently on one tape.
   virtual at::Tensor backward(const at::Tensor& dlogits) const = 0;
 };
 

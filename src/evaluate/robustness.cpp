@@ -29,6 +29,15 @@ class NoisyEmbeddings : public Model {
     if (tokens.dim() >= 1 && tokens.size(-1) == noise_.size(0)) e = e + noise_;
     return e;
   }
+  // Gradient methods (and so the attacks and sensitivities that rerun them) take the base
+  // model's hand-written backward: the noise is already in the embeddings they pass.
+  std::unique_ptr<GradientTape> forward_with_tape(const ForwardArgs& args,
+                                                  at::Tensor* logits) const override {
+    if (!args.embeddings.defined()) return nullptr;
+    return base_.forward_with_tape(args, logits);
+  }
+  std::string forward_path() const override { return base_.forward_path(); }
+  std::string gradient_path() const override { return base_.gradient_path(); }
   at::Tensor embedding_matrix() const override { return base_.embedding_matrix(); }
   at::Tensor unembed(const at::Tensor& h, bool n) const override { return base_.unembed(h, n); }
   KVCache new_cache(int64_t b, int64_t c) const override { return base_.new_cache(b, c); }

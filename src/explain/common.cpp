@@ -193,6 +193,7 @@ at::Tensor Problem::values_from_step_logits(const at::Tensor& logits,
 at::Tensor Problem::values(const at::Tensor& emb) const {
   ForwardArgs a;
   a.embeddings = emb;
+  a.start_layer = start_layer;
   a.output_positions = step_positions_t;
   return values_from_step_logits(model->forward(a));
 }
@@ -236,6 +237,7 @@ bool taped_values(const Problem& p, Problem* resolve, const at::Tensor& embeddin
                   Taped* out) {
   ForwardArgs a;
   a.embeddings = embeddings.detach();
+  a.start_layer = p.start_layer;
   a.output_positions = p.step_positions_t;
   at::Tensor logits;
   out->tape = p.model->forward_with_tape(a, &logits);
@@ -273,6 +275,7 @@ ValuesAndGrads values_and_grads_impl(const Problem& p, Problem* resolve,
   ValuesAndGrads out;
   ForwardArgs a;
   a.embeddings = emb;
+  a.start_layer = p.start_layer;
   a.output_positions = p.step_positions_t;
   const at::Tensor logits = p.model->forward(a);
   if (resolve) resolve_prediction(*resolve, logits.detach());
@@ -312,6 +315,42 @@ at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, in
   v.select(1, step).sum().backward();
   if (values) *values = v.detach();
   return emb.grad();
+}
+
+void enter_layer(Problem& p, int64_t layer, const std::string& method) {
+  const int64_t n_layers = p.model->config().n_layers;
+  if (!p.model->is_causal()) {
+    throw Error(ErrorCode::kUnsupported,
+                "method '" + method + "' needs a causal language model with a layer stack",
+                "layer attribution runs on the Llama family and GPT-2; use the input methods "
+                "(integrated_gradients, input_x_gradient) on a classifier");
+  }
+  if (layer < 0 || layer >= n_layers) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "option layer of method '" + method + "' must be in [0, " +
+                    std::to_string(n_layers - 1) + "] for this model, got " +
+                    std::to_string(layer),
+                "layers count from 0; the model has " + std::to_string(n_layers));
+  }
+  at::NoGradGuard ng;
+  Activations acts;
+  ForwardArgs a;
+  a.embeddings = at::cat({p.embeddings, p.baseline_embeddings}, 0);
+  a.output_positions = p.step_positions_t;
+  a.capture = &acts;
+  a.capture_options.residual = true;
+  const at::Tensor logits = p.model->forward(a);
+  if (static_cast<int64_t>(acts.residual.size()) != n_layers)
+    throw Error(ErrorCode::kInternal, "the model did not capture its residual stream");
+  const at::Tensor h = acts.residual[static_cast<size_t>(layer)].to(at::kFloat).contiguous();
+  p.embeddings = h.narrow(0, 0, 1).clone();
+  p.baseline_embeddings = h.narrow(0, 1, 1).clone();
+  p.start_layer = layer + 1;
+  if (!p.target_pending) {
+    const at::Tensor v = p.values_from_step_logits(logits);
+    p.input_values = v[0];
+    p.baseline_values = v[1];
+  }
 }
 
 void report_progress(const ExplainContext* context, double fraction) {

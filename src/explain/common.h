@@ -28,6 +28,10 @@ struct Problem {
   TargetFunction function = TargetFunction::kLogProb;
   TokenId contrast = -1;
   at::Tensor ids;                  // [1, T] int64
+  // Layer attribution (enter_layer): the pass starts at this layer, and `embeddings` and
+  // `baseline_embeddings` are the residual stream after layer start_layer - 1 of the input and
+  // of the baseline input; 0: input embeddings.
+  int64_t start_layer = 0;
   at::Tensor embeddings;           // [1, T, D] detached input embeddings
   at::Tensor baseline_embeddings;  // [1, T, D] each position replaced by the baseline
   at::Tensor step_positions_t;     // [n_steps] int64
@@ -59,6 +63,12 @@ struct Problem {
   // [n_steps, n_features] float.
   at::Tensor visible() const;
 };
+
+// Moves a prepared problem to layer `layer`'s output (0-based; the residual stream after that
+// layer): embeddings and baseline_embeddings become that layer's output for the input and for
+// the baseline input (one no-grad pass capturing the residual stream), start_layer = layer + 1.
+// Values, gradients and f(baseline) are then those of the rest of the stack; f(x) is unchanged.
+void enter_layer(Problem& p, int64_t layer, const std::string& method);
 
 // Validates the request and prepares it: builds features, decides the target token(s),
 // computes the embeddings of the input and of the baseline.

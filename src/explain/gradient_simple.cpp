@@ -1,4 +1,5 @@
-// Single-gradient methods: saliency (gradient norm per token) and input x gradient.
+// Single-gradient methods: saliency (gradient norm per token), input x gradient, and layer
+// gradient x activation (a layer's output times the gradient with respect to it).
 #include "explain/common.h"
 
 #include "candor/error.h"
@@ -12,6 +13,7 @@ class GradientExplainer : public Method {
     if (name() == "saliency") {
       norm_ = o_.get("norm");  // l2, l1 or max (checked against the declaration)
     }
+    if (name() == "layer_gradient_x_activation") layer_ = o_.get_int("layer");
   }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
@@ -19,7 +21,9 @@ class GradientExplainer : public Method {
     auto start = std::chrono::steady_clock::now();
     // One pass for everything: the predicted target (when none is given) from its logits,
     // f(baseline) as a second batch row that no gradient flows from, f(x) and its gradient.
-    Problem p = prepare(model, request, /*defer_prediction=*/true);
+    Problem p = prepare(model, request, /*defer_prediction=*/layer_ < 0);
+    // At a layer: its outputs on the input and the baseline input become the pass's inputs.
+    if (layer_ >= 0) enter_layer(p, layer_, name());
     ValuesAndGrads vg =
         values_and_grads(p, at::cat({p.embeddings, p.baseline_embeddings}, 0), /*grad_rows=*/1);
     p.input_values = vg.values[0];
@@ -28,7 +32,7 @@ class GradientExplainer : public Method {
     for (const at::Tensor& full : vg.grads) {
       const at::Tensor g = full.narrow(0, 0, 1);  // [1, T, D]
       at::Tensor per_token;
-      if (name() == "input_x_gradient") {
+      if (name() == "input_x_gradient" || layer_ >= 0) {
         per_token = (g * p.embeddings).sum(-1);
       } else if (norm_ == "l2") {
         per_token = g.norm(2, -1);
@@ -44,11 +48,13 @@ class GradientExplainer : public Method {
     // One forward of two rows and one backward of one row per step (a backward costs about
     // two forwards).
     double positions = static_cast<double>(p.length()) * (2 + 2 * p.n_steps());
+    if (layer_ >= 0) positions += 2 * static_cast<double>(p.length());  // enter_layer's pass
     return finish(p, name(), o_, p.to_features(token_scores)[0], start, positions);
   }
 
  private:
   std::string norm_;
+  int64_t layer_ = -1;
 };
 
 }  // namespace

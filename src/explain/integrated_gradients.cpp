@@ -49,6 +49,7 @@ class IntegratedGradients : public Method {
   explicit IntegratedGradients(Options o) : Method(std::move(o)) {
     // Types, bounds and choices are checked against the declarations (registry.cpp).
     n_points_ = o_.get_int("n_steps");
+    if (name() == "layer_integrated_gradients") layer_ = o_.get_int("layer");
     method_ = o_.get("method");
     rule_ = o_.get("rule");  // adaptive, probed or plain
     batch_ = o_.get_int("internal_batch_size");
@@ -74,7 +75,11 @@ class IntegratedGradients : public Method {
   Attribution explain(const Model& model, const ExplainRequest& request,
                       const ExplainContext& context) const override {
     auto start = std::chrono::steady_clock::now();
-    Run run(*this, prepare(model, request), context);
+    Problem problem = prepare(model, request);
+    // Layer attribution: the path runs between the layer's outputs on the baseline input and
+    // on the input, through the rest of the stack (the fused backward starts there too).
+    if (layer_ >= 0) enter_layer(problem, layer_, name());
+    Run run(*this, std::move(problem), context);
     const int64_t S = run.S;
     at::Tensor acc = at::zeros({S, run.T, run.D}, at::kDouble);  // sum of weighted gradients
     nlohmann::json panels_json = nlohmann::json::array();
@@ -120,8 +125,17 @@ class IntegratedGradients : public Method {
     // Like every method, the count leaves out finish()'s f(x) and f(baseline) passes.
     Attribution out =
         finish(run.p, name(), o_, run.p.to_features(token_scores), start, run.positions);
+    // At a layer, positions outside the features (the BOS token, a span's own tokens) have
+    // outputs that differ between the input and the baseline, so part of f(x) - f(baseline)
+    // lies there: reported, and counted in the completeness check.
+    std::vector<double> unassigned(static_cast<size_t>(S), 0.0);
+    if (layer_ >= 0) {
+      const at::Tensor outside = (run.p.token_feature < 0).to(at::kDouble);  // [T]
+      const at::Tensor u = (token_scores * outside).sum(-1);                // [S]
+      for (int64_t s = 0; s < S; ++s) unassigned[static_cast<size_t>(s)] = u[s].item<double>();
+    }
     for (int64_t s = 0; s < S; ++s) {
-      double sum = 0;
+      double sum = unassigned[static_cast<size_t>(s)];
       for (int64_t f = 0; f < out.n_features(); ++f) sum += out.score(s, f);
       out.convergence_delta.push_back(sum - (out.target_values[s] - out.baseline_values[s]));
     }
@@ -129,6 +143,10 @@ class IntegratedGradients : public Method {
                  {"n_chunks", run.n_chunks},
                  {"gradient_points", run.gradient_points},
                  {"rule", rule_}};
+    if (layer_ >= 0) {
+      out.extra["layer"] = layer_;
+      out.extra["layer_unassigned"] = unassigned;  // per step: the part outside the features
+    }
     if (rule_ == "adaptive") {
       out.extra["max_held_points"] = run.max_held;
       out.extra["rule_points"] = rule_points;
@@ -624,6 +642,7 @@ class IntegratedGradients : public Method {
   static constexpr int64_t kFirstPanels = 8;
 
   int64_t n_points_ = 0;
+  int64_t layer_ = -1;  // layer_integrated_gradients: the layer whose output is attributed
   std::string method_;
   std::string rule_;
   int64_t batch_ = 0;

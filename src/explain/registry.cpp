@@ -36,6 +36,44 @@ OptionSpecs noise_options() {
           seed(), batch(16, kMaxPoints)};
 }
 
+// integrated_gradients and layer_integrated_gradients share these.
+OptionSpecs ig_options() {
+  return {S::integer("n_steps", 64, 1, kMaxPoints,
+                     "gradient points on the path (per step of a span with per_step)"),
+          S::choice("method", "gausslegendre",
+                    {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+                     "riemann_trapezoid"},
+                    "the integration rule"),
+          S::choice("rule", "adaptive", {"adaptive", "probed", "plain"},
+                    "how gausslegendre places its points: bisected Gauss-Lobatto panels, "
+                    "probe-placed Gauss-Legendre panels, or one rule"),
+          S::integer("probes", 32, 0, 1 << 16,
+                     "forward passes + 1 that place rule=probed's panels (0: rule=plain)"),
+          S::integer("per_panel", 0, 1, 64, "points per panel (auto: 2 for adaptive, 4 for probed)")
+              .or_word("auto", true),
+          S::boolean("per_step", true, "a rule per step of a span, sharing one budget"),
+          S::real("tol", 0, 0, 1,
+                  "stop once the panels' errors sum below tol x |f(x) - f(baseline)| (0: use "
+                  "n_steps points)"),
+          S::real("initial", 0, 0, 1,
+                  "share of n_steps in the first equal panels (auto: 0.25 adaptive, 0.75 probed)")
+              .or_word("auto", true),
+          S::integer("max_steps", 0, 1, kMaxPoints,
+                     "most points with tol > 0 (>= n_steps; n_steps: the same)")
+              .or_word("n_steps", true),
+          batch(16, kMaxPoints)};
+}
+
+S layer() {
+  return S::integer("layer", 0, 0, 1 << 16,
+                    "the layer (from 0) whose output is attributed: the residual stream after it");
+}
+
+OptionSpecs with_layer(OptionSpecs o) {
+  o.insert(o.begin(), layer());
+  return o;
+}
+
 const std::vector<Entry>& registry() {
   static const std::vector<Entry> entries = {
       // --- gradient methods ------------------------------------------------------------------
@@ -57,31 +95,19 @@ const std::vector<Entry>& registry() {
        "passes; rule=plain (or probes=0) is one n_steps-point Gauss-Legendre rule; tol > 0: "
        "stop once the panels' errors sum below tol, max_steps: allow more points until then; "
        "per_step: a rule per step of a span",
-       {S::integer("n_steps", 64, 1, kMaxPoints,
-                   "gradient points on the path (per step of a span with per_step)"),
-        S::choice("method", "gausslegendre",
-                  {"gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
-                   "riemann_trapezoid"},
-                  "the integration rule"),
-        S::choice("rule", "adaptive", {"adaptive", "probed", "plain"},
-                  "how gausslegendre places its points: bisected Gauss-Lobatto panels, "
-                  "probe-placed Gauss-Legendre panels, or one rule"),
-        S::integer("probes", 32, 0, 1 << 16,
-                   "forward passes + 1 that place rule=probed's panels (0: rule=plain)"),
-        S::integer("per_panel", 0, 1, 64, "points per panel (auto: 2 for adaptive, 4 for probed)")
-            .or_word("auto", true),
-        S::boolean("per_step", true, "a rule per step of a span, sharing one budget"),
-        S::real("tol", 0, 0, 1,
-                "stop once the panels' errors sum below tol x |f(x) - f(baseline)| (0: use "
-                "n_steps points)"),
-        S::real("initial", 0, 0, 1,
-                "share of n_steps in the first equal panels (auto: 0.25 adaptive, 0.75 probed)")
-            .or_word("auto", true),
-        S::integer("max_steps", 0, 1, kMaxPoints,
-                   "most points with tol > 0 (>= n_steps; n_steps: the same)")
-            .or_word("n_steps", true),
-        batch(16, kMaxPoints)},
+       ig_options(),
        explain::make_integrated_gradients},
+      {"layer_integrated_gradients",
+       "integrated gradients at a layer's output: the gradient of the rest of the stack "
+       "integrated from the layer's output on the baseline input to its output on the input, "
+       "times their difference, summed over the width per position (completeness: scores sum "
+       "to f(x) - f(baseline)); options as integrated_gradients",
+       with_layer(ig_options()), explain::make_integrated_gradients},
+      {"layer_gradient_x_activation",
+       "a layer's output times the target's gradient with respect to it, summed over the width "
+       "per position",
+       {layer()},
+       explain::make_gradient},
       {"smoothgrad",
        "mean over n_samples noisy copies of the input (noise std = stdev x the std of the "
        "feature embeddings) of the base gradient score (saliency or input_x_gradient)",

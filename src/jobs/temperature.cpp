@@ -10,6 +10,18 @@ namespace candor::jobs {
 
 namespace {
 
+class ScaledTape : public GradientTape {
+ public:
+  ScaledTape(std::unique_ptr<GradientTape> inner, double t) : inner_(std::move(inner)), t_(t) {}
+  at::Tensor backward(const at::Tensor& dlogits) const override {
+    return inner_->backward(dlogits / t_);
+  }
+
+ private:
+  std::unique_ptr<GradientTape> inner_;
+  double t_;
+};
+
 class TemperatureScaled : public Model {
  public:
   TemperatureScaled(const Model* inner, std::unique_ptr<Model> owned, double t)
@@ -19,6 +31,17 @@ class TemperatureScaled : public Model {
   int64_t n_params() const override { return inner_->n_params(); }
   at::Tensor forward(const ForwardArgs& args) const override { return inner_->forward(args) / t_; }
   at::Tensor embed(const at::Tensor& tokens) const override { return inner_->embed(tokens); }
+  // The inner model's hand-written backward, with the scale applied on both sides: logits / T,
+  // and d/dlogits of the inner pass = dlogits / T.
+  std::unique_ptr<GradientTape> forward_with_tape(const ForwardArgs& args,
+                                                  at::Tensor* logits) const override {
+    std::unique_ptr<GradientTape> inner = inner_->forward_with_tape(args, logits);
+    if (!inner) return nullptr;
+    *logits = *logits / t_;
+    return std::make_unique<ScaledTape>(std::move(inner), t_);
+  }
+  std::string forward_path() const override { return inner_->forward_path(); }
+  std::string gradient_path() const override { return inner_->gradient_path(); }
   at::Tensor embedding_matrix() const override { return inner_->embedding_matrix(); }
   at::Tensor unembed(const at::Tensor& hidden, bool apply_norm) const override {
     return inner_->unembed(hidden, apply_norm) / t_;

@@ -118,6 +118,11 @@ at::Tensor EncoderClassifier::forward(const ForwardArgs& args) const {
                 "the " + c.architecture + " classifier is bidirectional: forward() takes no cache",
                 "run whole sequences (Model::is_causal() is false)");
   }
+  if (args.start_layer != 0) {
+    throw Error(ErrorCode::kUnsupported,
+                "the " + c.architecture + " classifier cannot start a pass at a layer",
+                "layer attribution runs on causal language models (Llama family, GPT-2)");
+  }
   at::Tensor x;  // [B, T, D]
   if (args.embeddings.defined()) {
     if (args.embeddings.dim() != 3 || args.embeddings.size(2) != c.dim) {

@@ -441,6 +441,13 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
   }
   const int64_t B = x.size(0), T = x.size(1);
   if (T == 0) throw Error(ErrorCode::kInvalidArgument, "forward() got an empty sequence");
+  const int64_t first = args.start_layer;  // layer the input enters at (layer attribution)
+  if (first < 0 || first > c.n_layers || (first > 0 && !args.embeddings.defined())) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "start_layer " + std::to_string(first) + " is not in [0, " +
+                    std::to_string(c.n_layers) + "] or comes without embeddings",
+                "give the residual stream after layer start_layer - 1 as the embeddings");
+  }
 
   at::Tensor mask;  // [B, T] bool
   if (args.attention_mask.defined()) {
@@ -481,7 +488,7 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
   }
   if (cache) positions = positions + cache->next_position().unsqueeze(1);
   positions = positions.clamp(0, c.max_seq_len - 1);
-  if (c.positions == PositionKind::kLearned) {
+  if (c.positions == PositionKind::kLearned && first == 0) {
     x = x + at::embedding(weights_.pos_embeddings, positions);
   }
 
@@ -519,7 +526,7 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
     if (cache) cache->reserve(T);
     const at::Tensor table = rope_.defined() ? at::view_as_real(rope_) : at::Tensor();
     at::Tensor logits =
-        fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows, tape);
+        fused::llama_forward(c, weights_, x, mask, positions, table, cache, rows, tape, first);
     record_in_cache();
     return logits;
   }
@@ -598,7 +605,7 @@ at::Tensor LlamaModel::run(const ForwardArgs& args, fused::Tape* tape) const {
     return at::view_as_real(z * rope).reshape({B, T, heads, hd});
   };
 
-  for (int64_t l = 0; l < c.n_layers; ++l) {
+  for (int64_t l = first; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = weights_.layers[l];
     at::Tensor h = norm(x, L.attn_norm, L.attn_norm_bias);
     at::Tensor qkv = at::linear(h, L.wqkv, L.bqkv);  // [B, T, (H + 2KV) * hd]

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -29,6 +30,17 @@ void linear_backward(int64_t M, int64_t N, int64_t K, const float* G, int64_t ld
     qgemm_nn(M, G, ldg, *q, 0.0f, C, ldc);
   } else {
     gemm_nn(M, K, N, 1.0f, G, ldg, weight_ptr(t), K, 0.0f, C, ldc);
+  }
+}
+
+// C[M, N] = A[M, K] · Wᵀ as the forward computes it (fused_llama.cpp's linear, beta 0): the
+// lean tape's recomputation, through the quantized blocks when the model keeps them.
+void linear_forward(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                    const at::Tensor& t, const QuantMatrix* q, float* C, int64_t ldc) {
+  if (q && !q->empty()) {
+    qgemm_nt(M, A, lda, *q, 0.0f, C, ldc);
+  } else {
+    gemm_nt(M, N, K, 1.0f, A, lda, weight_ptr(t), K, 0.0f, C, ldc);
   }
 }
 
@@ -126,34 +138,122 @@ inline void unrotate_into(const float* dy, float* dsrc, const float* table, int6
   vec::kernels().unrotate(dy, dsrc, table, hd);
 }
 
+// The forward's norm, recomputed for a lean tape: out[n, :] = norm(x[n, :]) * weight (+ bias),
+// as fused_llama.cpp's norm_rows computes it.
+void norm_forward_rows(const ModelConfig& c, const float* x, int64_t rows, const float* weight,
+                       const float* bias, float* out) {
+  const int64_t D = c.dim;
+  const double eps = c.norm_eps;
+  for (int64_t n = 0; n < rows; ++n) {
+    const float* xr = x + n * D;
+    float* o = out + n * D;
+    if (c.norm == NormKind::kRMSNorm) {
+      double ss = 0;
+      for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+      const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
+      for (int64_t i = 0; i < D; ++i) o[i] = xr[i] * r * weight[i];
+    } else {
+      double sum = 0;
+      for (int64_t i = 0; i < D; ++i) sum += xr[i];
+      const double mean = sum / static_cast<double>(D);
+      double v = 0;
+      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
+      const float r = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(D) + eps));
+      const float m = static_cast<float>(mean);
+      for (int64_t i = 0; i < D; ++i) o[i] = (xr[i] - m) * r * weight[i] + (bias ? bias[i] : 0.f);
+    }
+  }
+}
+
+void add_bias_rows(float* y, int64_t rows, int64_t width, const float* bias) {
+  if (!bias) return;
+  for (int64_t n = 0; n < rows; ++n)
+    for (int64_t i = 0; i < width; ++i) y[n * width + i] += bias[i];
+}
+
+// The forward's rotation (dst = src (cos + i sin) per pair), or a copy without a table.
+inline void rotate_forward(const float* src, float* dst, const float* table, int64_t hd) {
+  if (!table) {
+    std::copy(src, src + hd, dst);
+    return;
+  }
+  for (int64_t j = 0; j < hd / 2; ++j) {
+    const float a = src[2 * j], b = src[2 * j + 1];
+    const float co = table[2 * j], si = table[2 * j + 1];
+    dst[2 * j] = a * co - b * si;
+    dst[2 * j + 1] = a * si + b * co;
+  }
+}
+
 }  // namespace
 
-void Tape::begin(const ModelConfig& c, int64_t batch, int64_t tokens) {
+namespace {
+
+std::atomic<int64_t> g_tape_budget{int64_t{1} << 30};
+
+// Floats per token of one layer's kept buffers, by kind (full layout).
+void kind_sizes(const ModelConfig& c, int64_t out[Tape::kKinds]) {
+  const int64_t hd = c.head_dim();
+  const int64_t F2 = c.activation == Activation::kSwiGLU ? 2 * c.hidden_dim : c.hidden_dim;
+  out[Tape::kAttnInput] = c.dim;              // residual stream entering the attention block
+  out[Tape::kFfnInput] = c.dim;               // entering the feed-forward block
+  out[Tape::kQ] = c.n_heads * hd;             // rotated queries [B, KV, G * T, hd]
+  out[Tape::kK] = c.n_kv_heads * hd;          // rotated keys [B, KV, T, hd]
+  out[Tape::kV] = c.n_kv_heads * hd;          // values [B, KV, T, hd]
+  out[Tape::kPreActivation] = F2;             // the feed-forward's pre-activations [N, F2]
+}
+
+int64_t tape_floats(const ModelConfig& c, int64_t N, int64_t layers, bool lean) {
+  int64_t per[Tape::kKinds];
+  kind_sizes(c, per);
+  int64_t per_token = 0;
+  for (int k = 0; k < Tape::kKinds; ++k)
+    if (!lean || k == Tape::kAttnInput || k == Tape::kFfnInput) per_token += per[k];
+  return layers * N * per_token + N * c.dim;
+}
+
+}  // namespace
+
+void set_tape_budget(int64_t bytes) { g_tape_budget = std::max<int64_t>(0, bytes); }
+int64_t tape_budget() { return g_tape_budget; }
+
+int64_t Tape::full_bytes(const ModelConfig& c, int64_t batch, int64_t tokens, int64_t first) {
+  return 4 * tape_floats(c, batch * tokens, c.n_layers - first, false);
+}
+
+int64_t Tape::lean_bytes(const ModelConfig& c, int64_t batch, int64_t tokens, int64_t first) {
+  return 4 * tape_floats(c, batch * tokens, c.n_layers - first, true);
+}
+
+void Tape::begin(const ModelConfig& c, int64_t batch, int64_t tokens, int64_t first_layer) {
   B = batch;
   T = tokens;
-  const int64_t N = B * T, hd = c.head_dim();
-  const int64_t F2 = c.activation == Activation::kSwiGLU ? 2 * c.hidden_dim : c.hidden_dim;
-  const int64_t sizes[kKinds] = {
-      N * c.dim,              // kAttnInput: residual stream entering the attention block
-      N * c.dim,              // kFfnInput: entering the feed-forward block
-      N * c.n_heads * hd,     // kQ: rotated queries [B, KV, G * T, hd]
-      N * c.n_kv_heads * hd,  // kK: rotated keys [B, KV, T, hd]
-      N * c.n_kv_heads * hd,  // kV: values [B, KV, T, hd]
-      N * F2,                 // kPreActivation: the feed-forward's pre-activations [N, F2]
-  };
+  first = first_layer;
+  const int64_t N = B * T;
+  lean_ = full_bytes(c, B, T, first) > tape_budget();
+  int64_t per[kKinds];
+  kind_sizes(c, per);
   int64_t off = 0;
   for (int k = 0; k < kKinds; ++k) {
+    const bool kept = !lean_ || k == kAttnInput || k == kFfnInput;
     offset_[k] = off;
-    off += sizes[k];
+    size_[k] = kept ? N * per[k] : 0;
+    off += size_[k];
   }
   n_layers_ = c.n_layers;
   per_layer_ = off;
-  data_.reset(new float[static_cast<size_t>(n_layers_ * per_layer_ + N * c.dim)]);
+  const int64_t floats = (n_layers_ - first) * per_layer_ + N * c.dim;
+  bytes_ = 4 * floats;
+  data_.reset(new float[static_cast<size_t>(floats)]);
 }
 
-float* Tape::at(Kind kind, int64_t l) { return data_.get() + l * per_layer_ + offset_[kind]; }
+float* Tape::at(Kind kind, int64_t l) {
+  if (size_[kind] == 0) return nullptr;
+  return data_.get() + (l - first) * per_layer_ + offset_[kind];
+}
 
 void Tape::keep(Kind kind, int64_t l, const float* src, int64_t n) {
+  if (size_[kind] == 0) return;
   std::copy(src, src + n, at(kind, l));
 }
 
@@ -200,6 +300,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
       N * HD,                           // dq: [B, KV, G * T, hd]
       2 * N * KV * hd,                  // dk, dv: [B, KV, T, hd]
       threads * 2 * kBackwardTile * T,  // probabilities and their gradient, per thread
+      tape.lean() ? N * (HD + 2 * KV * hd + F2) : 0,  // lean tape: recomputed q, k, v, f
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
@@ -218,6 +319,10 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   float* dk = take(sizes[5]);
   float* dv = dk + N * KV * hd;
   float* scratch_all = take(sizes[6]);
+  float* rq = tape.lean() ? take(sizes[7]) : nullptr;  // lean tape only: q [B, KV, G * T, hd], k, v [B, KV, T, hd], f
+  float* rk = rq ? rq + N * HD : nullptr;
+  float* rv = rk ? rk + N * KV * hd : nullptr;
+  float* rf = rv ? rv + N * KV * hd : nullptr;
 
   float* dx = result.data_ptr<float>();  // the residual stream's gradient, layer by layer
 
@@ -234,12 +339,20 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   }
   const float kNegInf = -std::numeric_limits<float>::infinity();
 
-  for (int64_t l = c.n_layers - 1; l >= 0; --l) {
+  for (int64_t l = c.n_layers - 1; l >= tape.first; --l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
     const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
     // Feed-forward block: x' = x + act(norm(x) W13^T + b13) W2^T + b2.
+    const float* pre = tape.at(Tape::kPreActivation, l);
+    if (tape.lean()) {  // the pre-activations again, from the block's input
+      norm_forward_rows(c, tape.at(Tape::kFfnInput, l), N, weight_ptr(L.ffn_norm),
+                        weight_ptr(L.ffn_norm_bias), dh);
+      linear_forward(N, F2, D, dh, D, L.w13, QL ? &QL->w13 : nullptr, rf, F2);
+      add_bias_rows(rf, N, F2, weight_ptr(L.b13));
+      pre = rf;
+    }
     linear_backward(N, D, F, dx, D, L.w2, QL ? &QL->w2 : nullptr, da, F);
-    activation_backward_rows(c.activation, da, F, tape.at(Tape::kPreActivation, l), dz, N, F, F2);
+    activation_backward_rows(c.activation, da, F, pre, dz, N, F, F2);
     linear_backward(N, F2, D, dz, F2, L.w13, QL ? &QL->w13 : nullptr, dh, D);
     norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx, D);
 
@@ -249,6 +362,31 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
     const float* q = tape.at(Tape::kQ, l);
     const float* kbase = tape.at(Tape::kK, l);
     const float* vbase = tape.at(Tape::kV, l);
+    if (tape.lean()) {  // q, k and v again, from the block's input, laid out as the forward's
+      norm_forward_rows(c, tape.at(Tape::kAttnInput, l), N, weight_ptr(L.attn_norm),
+                        weight_ptr(L.attn_norm_bias), dh);
+      float* qkv = dz;  // free until it takes the gradient at qkv below
+      linear_forward(N, QKV, D, dh, D, L.wqkv, QL ? &QL->wqkv : nullptr, qkv, QKV);
+      add_bias_rows(qkv, N, QKV, weight_ptr(L.bqkv));
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t t = 0; t < T; ++t) {
+          const float* row = qkv + (b * T + t) * QKV;
+          const float* table = rope_p ? rope_p + tape.key_pos[b * T + t] * hd : nullptr;
+          for (int64_t hh = 0; hh < H; ++hh) {
+            const int64_t kvh = hh / G, g = hh % G;
+            rotate_forward(row + hh * hd, rq + ((b * KV + kvh) * GT + g * T + t) * hd, table, hd);
+          }
+          for (int64_t kvh = 0; kvh < KV; ++kvh) {
+            const int64_t off = ((b * KV + kvh) * T + t) * hd;
+            rotate_forward(row + (H + kvh) * hd, rk + off, table, hd);
+            std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, rv + off);
+          }
+        }
+      }
+      q = rq;
+      kbase = rk;
+      vbase = rv;
+    }
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && T > window;
     auto attend_back = [&](int64_t begin, int64_t end) {

@@ -145,7 +145,7 @@ bool cache_usable(const ModelConfig& c, KVCache& cache) {
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x_in,
                          const at::Tensor& mask, const at::Tensor& positions,
                          const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows,
-                         Tape* tape) {
+                         Tape* tape, int64_t first) {
   const int64_t B = x_in.size(0), T = x_in.size(1), D = c.dim;
   const int64_t H = c.n_heads, KV = c.n_kv_heads, G = H / KV, hd = c.head_dim();
   const int64_t N = B * T, QKV = (H + 2 * KV) * hd, F = c.hidden_dim;
@@ -186,7 +186,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   const float* rope_p = rope.defined() ? rope.data_ptr<float>() : nullptr;
   if (tape) {  // what the backward needs besides the kept activations
     if (cache) throw Error(ErrorCode::kInternal, "a gradient pass cannot continue a KV cache");
-    tape->begin(c, B, T);
+    tape->begin(c, B, T, first);
     tape->rows = rows;
     tape->key_real = key_real;
     tape->key_pos = key_pos;
@@ -238,7 +238,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   }
   const float kNegInf = -std::numeric_limits<float>::infinity();
 
-  for (int64_t l = 0; l < c.n_layers; ++l) {
+  for (int64_t l = first; l < c.n_layers; ++l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
     const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
     if (tape) tape->keep(Tape::kAttnInput, l, x, N * D);

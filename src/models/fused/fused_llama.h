@@ -32,12 +32,13 @@ std::string llama_unsupported(const ModelConfig& c, const LlamaWeights& w, at::S
 //              positions and length are left to the caller)
 //   rows       the positions whose logits are returned
 //   tape       null, or where the pass keeps what llama_backward needs (no cache then)
+//   first      the layer x enters at (x: the residual stream after layer first - 1)
 // Returns logits [B, rows.size(), vocab] float.
 struct Tape;
 at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::Tensor& x,
                          const at::Tensor& mask, const at::Tensor& positions,
                          const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows,
-                         Tape* tape = nullptr);
+                         Tape* tape = nullptr, int64_t first = 0);
 
 // True when `cache` has the layout the fused path writes into (float, contiguous, [B, KV,
 // capacity, head_dim] per layer).
