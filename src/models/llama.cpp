@@ -12,6 +12,7 @@
 #include "models/formats/tensor_source.h"
 #include "models/fused/fused_backward.h"
 #include "models/fused/fused_llama.h"
+#include "models/fused/pool.h"
 
 namespace candor {
 namespace {
@@ -228,7 +229,8 @@ std::string LlamaModel::forward_path() const {
   if (fused_unsupported_.empty())
     return "fused (candor kernels) without gradients and for gradients to the input embeddings, "
            "libtorch for other gradients" +
-           kept;
+           kept + "; " + std::to_string(fused::kernel_threads()) +
+           " kernel thread(s) in candor's pool (OpenBLAS on one thread inside it)";
   return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
 }
 
