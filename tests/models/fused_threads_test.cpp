@@ -353,5 +353,17 @@ TEST(FusedPool, AWholeForwardAndBackwardAgreeOnOneTwoAndFourThreads) {
   }
 }
 
+// `candor info` says how many threads the fused kernels run on (--threads).
+TEST(FusedPool, InfoNamesTheKernelThreads) {
+  const std::string model = std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/llama";
+  testing::CliRun one = testing::run_cli("info --threads 1 --model " + model);
+  EXPECT_EQ(one.code, 0) << one.out;
+  EXPECT_NE(one.out.find("; 1 kernel thread\n"), std::string::npos) << one.out;
+  if (usable_cores() < 2) GTEST_SKIP() << "one core: --threads 2 runs on one";
+  testing::CliRun two = testing::run_cli("info --threads 2 --model " + model);
+  EXPECT_EQ(two.code, 0) << two.out;
+  EXPECT_NE(two.out.find("; 2 kernel threads in candor's pool"), std::string::npos) << two.out;
+}
+
 }  // namespace
 }  // namespace candor
