@@ -149,16 +149,26 @@ std::mutex blas_mutex;
 int blas_holders = 0;
 int blas_saved = 0;
 
-template <typename Fn>
-Fn blas_fn(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+// OpenBLAS's thread-count functions, looked up once (null without OpenBLAS).
+struct BlasThreads {
+  int (*get)() = nullptr;
+  void (*set)(int) = nullptr;
+};
+
+const BlasThreads& blas_threads() {
+  static const BlasThreads fns = [] {
+    BlasThreads b;
+    b.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    b.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    return b;
+  }();
+  return fns;
 }
 
 void hold_blas() {
   std::lock_guard<std::mutex> lock(blas_mutex);
   if (blas_holders++ > 0) return;
-  auto get = blas_fn<int (*)()>("openblas_get_num_threads");
-  auto set = blas_fn<void (*)(int)>("openblas_set_num_threads");
+  const auto [get, set] = blas_threads();
   blas_saved = get ? get() : 0;
   if (set && blas_saved != 1) set(1);
 }
@@ -166,8 +176,7 @@ void hold_blas() {
 void release_blas() {
   std::lock_guard<std::mutex> lock(blas_mutex);
   if (--blas_holders > 0) return;
-  auto get = blas_fn<int (*)()>("openblas_get_num_threads");
-  auto set = blas_fn<void (*)(int)>("openblas_set_num_threads");
+  const auto [get, set] = blas_threads();
   // Put back the count found, unless a ThreadScope changed it meanwhile.
   if (set && get && blas_saved > 1 && get() == 1) set(blas_saved);
 }
