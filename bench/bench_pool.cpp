@@ -78,8 +78,8 @@ int main(int argc, char** argv) {
     at::Tensor logits;
     std::unique_ptr<GradientTape> tape = model->forward_with_tape(a, &logits);
     at::Tensor d = at::zeros_like(logits);
-    d.view({-1, logits.size(-1)}).scatter_(1, logits.view({-1, logits.size(-1)}).argmax(1, true),
-                                          1.0f);
+    d.view({-1, logits.size(-1)})
+        .scatter_(1, logits.view({-1, logits.size(-1)}).argmax(1, true), 1.0f);
     tape->backward(d);
     return ms_since(t);
   };
@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "round %d done\n", r + 1);
   }
-  std::printf("\n| pass | 1 thread ms | 2 threads ms | 1 thread / 2 threads (median of rounds) |\n"
-              "|---|---|---|---|\n");
+  std::printf(
+      "\n| pass | 1 thread ms | 2 threads ms | 1 thread / 2 threads (median of rounds) |\n"
+      "|---|---|---|---|\n");
   for (const Series& s : series)
     std::printf("| %s | %.1f | %.1f | %.2f |\n", s.name, median(s.one), median(s.two),
                 median(s.ratio));

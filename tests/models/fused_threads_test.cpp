@@ -3,8 +3,8 @@
 // products (sgemm by columns or rows, the quantized products by panels or rows) and whole
 // fused passes (logits, KV cache steps, gradients to the embeddings) agree on 1, 2 and 4
 // threads within float rounding (OpenBLAS's kernels round a block of columns differently from
-// the whole: a few ulps, measured), and really ran on several; OpenBLAS is held at one thread while a
-// pass runs on the pool and given back its count afterwards.
+// the whole: a few ulps, measured), and really ran on several; OpenBLAS is held at one thread while
+// a pass runs on the pool and given back its count afterwards.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -338,8 +338,7 @@ TEST(FusedPool, AWholeForwardAndBackwardAgreeOnOneTwoAndFourThreads) {
     r.attention_mask = attn;
     r.libtorch_path = true;
     const at::Tensor ref = model->forward(r);
-    EXPECT_LE((one.logits - ref).abs().max().item<double>() / ref.abs().max().item<double>(),
-              1e-5);
+    EXPECT_LE((one.logits - ref).abs().max().item<double>() / ref.abs().max().item<double>(), 1e-5);
   }
   for (int threads : {2, 4}) {
     SCOPED_TRACE(std::to_string(threads) + " threads");

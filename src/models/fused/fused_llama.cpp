@@ -82,9 +82,8 @@ void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bi
 void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   constexpr float kInvSqrt2 = 0.7071067811865476f;
-  if (split_rows(rows, 8 * F, [&](int64_t r0, int64_t r1) {
-        activate_rows(a, f + r0 * ld, r1 - r0, F, ld);
-      }))
+  if (split_rows(rows, 8 * F,
+                 [&](int64_t r0, int64_t r1) { activate_rows(a, f + r0 * ld, r1 - r0, F, ld); }))
     return;
   for (int64_t n = 0; n < rows; ++n) {
     float* r = f + n * ld;

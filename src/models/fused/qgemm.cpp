@@ -61,7 +61,8 @@ std::vector<Panel> panels_of(const QuantMatrix& W) {
   for (const QuantPart& p : W.parts) {
     const size_t rb = quant_row_bytes(p.type, K);
     for (int64_t r = 0; r < p.rows; r += step)
-      out.push_back({p.type, p.data + static_cast<size_t>(r) * rb, r0 + r, std::min(step, p.rows - r)});
+      out.push_back(
+          {p.type, p.data + static_cast<size_t>(r) * rb, r0 + r, std::min(step, p.rows - r)});
     r0 += p.rows;
   }
   return out;
