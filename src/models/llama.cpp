@@ -15,6 +15,7 @@
 #include "models/formats/tensor_source.h"
 #include "models/fused/fused_backward.h"
 #include "models/fused/fused_llama.h"
+#include "models/fused/pool.h"
 
 namespace candor {
 namespace {
@@ -218,6 +219,17 @@ void LlamaModel::set_compute_dtype(at::ScalarType type) {
   fused_unsupported_ = fused::llama_unsupported(config_, weights_, dtype_);
 }
 
+namespace {
+
+// The fused kernels' threads, for forward_path (what `candor info` shows).
+std::string kernel_threads_text() {
+  const int n = fused::kernel_threads();
+  if (n <= 1) return "1 kernel thread";
+  return std::to_string(n) + " kernel threads in candor's pool (OpenBLAS on one thread inside it)";
+}
+
+}  // namespace
+
 std::string LlamaModel::forward_path() const {
   std::string kept;
   if (weights_.quant) {
@@ -231,7 +243,7 @@ std::string LlamaModel::forward_path() const {
   if (fused_unsupported_.empty())
     return "fused (candor kernels) without gradients and for gradients to the input embeddings, "
            "libtorch for other gradients" +
-           kept;
+           kept + "; " + kernel_threads_text();
   return "libtorch (the fused path does not apply: " + fused_unsupported_ + ")";
 }
 

@@ -19,6 +19,7 @@
 #include "candor/generate.h"
 #include "candor/model.h"
 #include "models/formats/gguf.h"
+#include "models/fused/fused_backward.h"
 #include "models/fused/qgemm.h"
 #include "models/llama.h"
 #include "test_util.h"
@@ -394,6 +395,17 @@ void expect_same_gradients(const std::string& path, const std::string& kept_type
   const at::Tensor gq = tq->backward(dlogits), gd = td->backward(dlogits);
   EXPECT_LE(rel_diff(gq, gd), 1e-5);
   EXPECT_GT(gd.abs().max().item<double>(), 1e-6);
+  // A lean tape (block inputs only) recomputes q, k, v and the pre-activations through the
+  // blocks in the backward: the same gradients, still no float32 copy.
+  {
+    const int64_t budget = fused::tape_budget();
+    fused::set_tape_budget(0);
+    at::Tensor ll;
+    auto tl = q->forward_with_tape(a, &ll);
+    fused::set_tape_budget(budget);
+    ASSERT_TRUE(tl);
+    EXPECT_LE(rel_diff(tl->backward(dlogits), gq), 1e-5) << "lean tape";
+  }
   EXPECT_EQ(q->forward_path().find("as float32"), std::string::npos)
       << "the gradient pass made a float32 copy: " << q->forward_path();
   // And against libtorch autograd on the dequantised model (which the kept one must match).

@@ -12,6 +12,7 @@
 #include "models/fused/gemm.h"
 #include "models/fused/qgemm.h"
 #include "models/fused/vec.h"
+#include "models/fused/pool.h"
 
 namespace candor::fused {
 namespace {
@@ -51,6 +52,11 @@ void linear_forward(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 void norm_backward_rows(const ModelConfig& c, const float* x, int64_t ldx, const float* dy,
                         int64_t lddy, int64_t rows, const float* weight, float* dx, int64_t lddx) {
   const int64_t D = c.dim;
+  if (split_rows(rows, 6 * D, [&](int64_t r0, int64_t r1) {
+        norm_backward_rows(c, x + r0 * ldx, ldx, dy + r0 * lddy, lddy, r1 - r0, weight,
+                           dx + r0 * lddx, lddx);
+      }))
+    return;
   const double eps = c.norm_eps;
   for (int64_t n = 0; n < rows; ++n) {
     const float* xr = x + n * ldx;
@@ -94,6 +100,11 @@ void activation_backward_rows(Activation a, const float* da, int64_t ldda, const
   constexpr double kSqrt2OverPi = 0.7978845608028654;
   constexpr double kInvSqrt2 = 0.7071067811865476;
   constexpr double kInvSqrt2Pi = 0.3989422804014327;
+  if (split_rows(rows, 8 * F, [&](int64_t r0, int64_t r1) {
+        activation_backward_rows(a, da + r0 * ldda, ldda, f + r0 * ld, df + r0 * ld, r1 - r0, F,
+                                 ld);
+      }))
+    return;
   for (int64_t n = 0; n < rows; ++n) {
     const float* dar = da + n * ldda;
     const float* fr = f + n * ld;
@@ -286,9 +297,9 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const float* rope_p = tape.rope.defined() ? tape.rope.data_ptr<float>() : nullptr;
 
-  const int64_t threads = kBackwardTile * T * hd <= (int64_t{1} << 18) && !at::in_parallel_region()
-                              ? std::max(1, at::get_num_threads())
-                              : 1;
+  // The pass's threads (pool.h), as in the forward.
+  const PassThreads pass;
+  const int64_t threads = pass.threads();
   // The arena of the backward.
   const int64_t GT = G * T;
   const int64_t sizes[] = {
@@ -389,8 +400,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
     }
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && T > window;
-    auto attend_back = [&](int64_t begin, int64_t end) {
-      float* prob = scratch_all + (threads > 1 ? at::get_thread_num() : 0) * 2 * kBackwardTile * T;
+    auto attend_back = [&](int64_t begin, int64_t end, int slot) {
+      float* prob = scratch_all + slot * 2 * kBackwardTile * T;
       float* dprob = prob + kBackwardTile * T;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / KV, kvh = task % KV;
@@ -439,15 +450,12 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
         }
       }
     };
-    if (threads > 1 && B * KV > 1) {
-      at::parallel_for(0, B * KV, 1, attend_back);
-    } else {
-      attend_back(0, B * KV);
-    }
+    parallel_for(B * KV, 1, attend_back);
     // Back to the qkv projection's output: rotary embeddings undone on q and k.
     float* dqkv = dz;
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t t = 0; t < T; ++t) {
+    parallel_for(N, std::max<int64_t>(1, 8192 / QKV), [&](int64_t n0, int64_t n1, int) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const int64_t b = n / T, t = n % T;
         float* row = dqkv + (b * T + t) * QKV;
         const float* table = rope_p ? rope_p + tape.key_pos[b * T + t] * hd : nullptr;
         for (int64_t hh = 0; hh < H; ++hh) {
@@ -460,7 +468,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
           std::copy(dv + off, dv + off + hd, row + (H + KV + kvh) * hd);
         }
       }
-    }
+    });
     linear_backward(N, QKV, D, dqkv, QKV, L.wqkv, QL ? &QL->wqkv : nullptr, dh, D);
     norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx,
                        D);

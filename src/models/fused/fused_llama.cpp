@@ -12,6 +12,7 @@
 #include "candor/error.h"
 #include "models/fused/fused_backward.h"
 #include "models/fused/gemm.h"
+#include "models/fused/pool.h"
 #include "models/fused/qgemm.h"
 #include "models/fused/vec.h"
 
@@ -43,6 +44,10 @@ void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const 
 void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, const float* weight,
                const float* bias, float* out, int64_t ldo) {
   const int64_t D = c.dim;
+  if (split_rows(rows, 4 * D, [&](int64_t r0, int64_t r1) {
+        norm_rows(c, x + r0 * ldx, ldx, r1 - r0, weight, bias, out + r0 * ldo, ldo);
+      }))
+    return;
   const double eps = c.norm_eps;
   for (int64_t n = 0; n < rows; ++n) {
     const float* xr = x + n * ldx;
@@ -76,6 +81,9 @@ void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bi
 void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   constexpr float kInvSqrt2 = 0.7071067811865476f;
+  if (split_rows(rows, 8 * F,
+                 [&](int64_t r0, int64_t r1) { activate_rows(a, f + r0 * ld, r1 - r0, F, ld); }))
+    return;
   for (int64_t n = 0; n < rows; ++n) {
     float* r = f + n * ld;
     switch (a) {
@@ -194,14 +202,11 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     tape->rope = rope;
   }
 
-  // Attention runs on libtorch's intra-op threads, one (row, key head) pair per task, when its
-  // products are small enough that OpenBLAS computes them on the calling thread (at most
-  // 2^18 multiply-adds: OpenBLAS's threshold for threading a gemm), so that the two pools never
-  // run at once; larger products run one after the other, each threaded by OpenBLAS.
-  // Inside another parallel region (a caller's own workers) it runs on the calling thread.
-  const int64_t threads = kQueryTile * S * hd <= (int64_t{1} << 18) && !at::in_parallel_region()
-                              ? std::max(1, at::get_num_threads())
-                              : 1;
+  // The pass's threads (pool.h): --threads of the job, OpenBLAS held at one thread meanwhile.
+  // Attention runs one (row, key head) pair per task on them; inside another parallel region
+  // (a caller's own workers) everything runs on the calling thread.
+  const PassThreads pass;
+  const int64_t threads = pass.threads();
 
   // The arena: every buffer of the pass, allocated once.
   const int64_t GT = G * T;
@@ -249,8 +254,9 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     // Keys and values of the new positions: into the cache, or the arena.
     float* kbase = cache ? cache->keys(l).data_ptr<float>() : kv_own;
     float* vbase = cache ? cache->values(l).data_ptr<float>() : kv_own + N * KV * hd;
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t t = 0; t < T; ++t) {
+    parallel_for(N, std::max<int64_t>(1, 8192 / QKV), [&](int64_t n0, int64_t n1, int) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const int64_t b = n / T, t = n % T;
         const float* row = qkv + (b * T + t) * QKV;
         const float* table = rope_p ? rope_p + pos_p[b * T + t] * hd : nullptr;
         for (int64_t hh = 0; hh < H; ++hh) {
@@ -263,7 +269,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
           std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, vbase + off);
         }
       }
-    }
+    });
     if (tape) {
       tape->keep(Tape::kQ, l, q, N * H * hd);
       tape->keep(Tape::kK, l, kbase, N * KV * hd);
@@ -272,8 +278,8 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
     const int64_t window = c.window_of(l);
     const bool windowed = window > 0 && S > window;
     // One (row, key head) pair per task; each thread its own scores.
-    auto attend = [&](int64_t begin, int64_t end) {
-      float* scores = scores_all + (threads > 1 ? at::get_thread_num() : 0) * kQueryTile * S;
+    auto attend = [&](int64_t begin, int64_t end, int slot) {
+      float* scores = scores_all + slot * kQueryTile * S;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / KV, kvh = task % KV;
         const uint8_t* real = key_real.data() + b * S;
@@ -309,11 +315,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
         }
       }
     };
-    if (threads > 1 && B * KV > 1) {
-      at::parallel_for(0, B * KV, 1, attend);
-    } else {
-      attend(0, B * KV);
-    }
+    parallel_for(B * KV, 1, attend);
     add_bias(x, N, D, D, ptr(L.bo));
     linear(N, D, H * hd, o, H * hd, L.wo, QL ? &QL->wo : nullptr, 1.0f, x, D);  // x += o Wo^T
     if (tape) tape->keep(Tape::kFfnInput, l, x, N * D);

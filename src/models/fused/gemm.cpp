@@ -6,6 +6,7 @@
 
 #include "candor/error.h"
 #include "models/fused/vec.h"
+#include "models/fused/pool.h"
 
 namespace candor::fused {
 namespace {
@@ -20,6 +21,10 @@ SgemmFn resolve_sgemm() {
   return fn;
 }
 
+// Columns (or rows) of C per block of a split: a multiple of sgemm's register tiles.
+constexpr int64_t kColumnGrain = 64;
+constexpr int64_t kRowGrain = 16;
+
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
 void gemm_rowmajor(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -27,6 +32,25 @@ void gemm_rowmajor(char ta, char tb, int64_t M, int64_t N, int64_t K, float alph
   if (!fn) {
     throw Error(ErrorCode::kInternal, "no BLAS sgemm in the process",
                 "install libopenblas0-pthread (libtorch loads it)");
+  }
+  // On the pass's threads (pool.h): each thread multiplies a block of C's columns (its slice of
+  // B), or of C's rows when C is taller than wide. Every element of C is still one dot product
+  // over all of K; OpenBLAS's kernels round a block a few ulps differently from the whole.
+  if (worth_splitting(static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K))) {
+    if (N >= M && N >= 2 * kColumnGrain) {
+      parallel_for(N, kColumnGrain, [&](int64_t j0, int64_t j1, int) {
+        const float* Bj = tb == 'N' ? B + j0 : B + j0 * ldb;
+        gemm_rowmajor(ta, tb, M, j1 - j0, K, alpha, A, lda, Bj, ldb, beta, C + j0, ldc);
+      });
+      return;
+    }
+    if (M >= 2 * kRowGrain) {
+      parallel_for(M, kRowGrain, [&](int64_t i0, int64_t i1, int) {
+        const float* Ai = ta == 'N' ? A + i0 * lda : A + i0;
+        gemm_rowmajor(ta, tb, i1 - i0, N, K, alpha, Ai, lda, B, ldb, beta, C + i0 * ldc, ldc);
+      });
+      return;
+    }
   }
   const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(K);
   const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);

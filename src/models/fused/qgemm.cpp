@@ -11,6 +11,7 @@
 #include "models/formats/gguf_format.h"
 #include "models/fused/gemm.h"
 #include "models/fused/vec.h"
+#include "models/fused/pool.h"
 
 namespace candor::fused {
 namespace {
@@ -46,6 +47,27 @@ void for_each_panel(const QuantMatrix& W, F&& f) {
     }
     r0 += p.rows;
   }
+}
+
+// The panels of W in row order, for the pass's threads to share out.
+struct Panel {
+  uint32_t type;
+  const uint8_t* data;
+  int64_t r0, n;
+};
+
+std::vector<Panel> panels_of(const QuantMatrix& W) {
+  std::vector<Panel> out;
+  const int64_t K = W.cols, step = panel_rows(K);
+  int64_t r0 = 0;
+  for (const QuantPart& p : W.parts) {
+    const size_t rb = quant_row_bytes(p.type, K);
+    for (int64_t r = 0; r < p.rows; r += step)
+      out.push_back(
+          {p.type, p.data + static_cast<size_t>(r) * rb, r0 + r, std::min(step, p.rows - r)});
+    r0 += p.rows;
+  }
+  return out;
 }
 
 }  // namespace
@@ -87,6 +109,23 @@ std::string QuantMatrix::type_summary() const {
 void qgemm_nt(int64_t M, const float* A, int64_t lda, const QuantMatrix& W, float beta, float* C,
               int64_t ldc) {
   if (M <= 0) return;
+  // On the pass's threads (pool.h): each takes whole panels (columns of C), each element of C
+  // one product over all of K as on one thread.
+  if (worth_splitting(static_cast<double>(M) * static_cast<double>(W.rows) *
+                      static_cast<double>(W.cols))) {
+    const std::vector<Panel> panels = panels_of(W);
+    if (panels.size() > 1) {
+      parallel_for(static_cast<int64_t>(panels.size()), 1, [&](int64_t p0, int64_t p1, int) {
+        float* buf = panel_buffer(panel_rows(W.cols) * W.cols);
+        for (int64_t i = p0; i < p1; ++i) {
+          const Panel& p = panels[static_cast<size_t>(i)];
+          dequantize_ggml(p.type, p.data, p.n * W.cols, buf);
+          gemm_nt(M, p.n, W.cols, 1.0f, A, lda, buf, W.cols, beta, C + p.r0, ldc);
+        }
+      });
+      return;
+    }
+  }
   for_each_panel(W, [&](int64_t r0, int64_t n, const float* w) {
     gemm_nt(M, n, W.cols, 1.0f, A, lda, w, W.cols, beta, C + r0, ldc);
   });
@@ -95,6 +134,15 @@ void qgemm_nt(int64_t M, const float* A, int64_t lda, const QuantMatrix& W, floa
 void qgemm_nn(int64_t M, const float* G, int64_t ldg, const QuantMatrix& W, float beta, float* C,
               int64_t ldc) {
   if (M <= 0) return;
+  // On the pass's threads: each takes a block of rows of G and C through every panel (the
+  // panels' sum in the same order as on one thread).
+  if (M >= 32 && worth_splitting(static_cast<double>(M) * static_cast<double>(W.rows) *
+                                 static_cast<double>(W.cols))) {
+    parallel_for(M, 16, [&](int64_t i0, int64_t i1, int) {
+      qgemm_nn(i1 - i0, G + i0 * ldg, ldg, W, beta, C + i0 * ldc, ldc);
+    });
+    return;
+  }
   bool first = true;
   for_each_panel(W, [&](int64_t r0, int64_t n, const float* w) {
     gemm_nn(M, W.cols, n, 1.0f, G + r0, ldg, w, W.cols, first ? beta : 1.0f, C, ldc);
