@@ -33,6 +33,36 @@ except ImportError:
     sys.exit(0)
 
 
+def _openblas_setter():
+    """openblas_set_num_threads of the OpenBLAS that torch loaded, or None. torch.set_num_threads
+    sets the OpenMP count only: Debian's torch calls BLAS through libblas.so.3 (OpenBLAS here),
+    whose own threads would otherwise run at the machine's core count beside a "1 thread" row."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line and line.count("/")}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        return fn
+    return None
+
+
+_OPENBLAS_SET = _openblas_setter()
+
+
+def set_threads(n):
+    """n threads for the whole of PyTorch's work: OpenMP (elementwise ops) and BLAS."""
+    torch.set_num_threads(n)
+    if _OPENBLAS_SET is not None:
+        _OPENBLAS_SET(n)
+
+
 def load_weights(path):
     """candor's named parameters: PATH holds them as float32, one after the other, in the
     order and shapes that PATH.txt lists (one "name dim0 [dim1]" a line)."""
@@ -182,7 +212,7 @@ def serve(f, model, vocab):
     elif f[0] == "time":
         what, B, T, threads, reps = f[1], int(f[2]), int(f[3]), int(f[4]), int(f[5])
         points = int(f[6]) if len(f) > 6 else 50
-        torch.set_num_threads(threads)
+        set_threads(threads)
         g = torch.Generator().manual_seed(1)
         ids = torch.randint(3, vocab, (1 if what in ("kshap", "ig") else B, T), generator=g)
         target = 0
@@ -210,11 +240,11 @@ def serve(f, model, vocab):
         print("ms " + " ".join("%.4f" % t for t in times[(0 if what == "ig" else 1):]),
               flush=True)
     elif f[0] == "check":
-        torch.set_num_threads(1)
+        set_threads(1)
         print(check(model, f[1], int(f[2]), int(f[3])), flush=True)
     elif f[0] == "sgemm":
         n, threads, reps = int(f[1]), int(f[2]), int(f[3])
-        torch.set_num_threads(threads)
+        set_threads(threads)
         a, b = torch.randn(n, n), torch.randn(n, n)
         times = []
         for _ in range(reps + 1):
