@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "candor/error.h"
+#include "models/fused/fused_llama.h"
 #include "models/fused/gemm.h"
 #include "models/fused/qgemm.h"
 #include "models/fused/vec.h"
@@ -21,29 +22,6 @@ namespace {
 constexpr int64_t kBackwardTile = 32;
 
 const float* weight_ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
-
-// C[M, K] = G[M, N] · W for the [N, K] weight of a linear layer: the float tensor `t`, or, when
-// `q` is set and not empty, the matrix kept in its quantized blocks (read as they are, with no
-// float32 copy).
-void linear_backward(int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg,
-                     const at::Tensor& t, const QuantMatrix* q, float* C, int64_t ldc) {
-  if (q && !q->empty()) {
-    qgemm_nn(M, G, ldg, *q, 0.0f, C, ldc);
-  } else {
-    gemm_nn(M, K, N, 1.0f, G, ldg, weight_ptr(t), K, 0.0f, C, ldc);
-  }
-}
-
-// C[M, N] = A[M, K] · Wᵀ as the forward computes it (fused_llama.cpp's linear, beta 0): the
-// lean tape's recomputation, through the quantized blocks when the model keeps them.
-void linear_forward(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                    const at::Tensor& t, const QuantMatrix* q, float* C, int64_t ldc) {
-  if (q && !q->empty()) {
-    qgemm_nt(M, A, lda, *q, 0.0f, C, ldc);
-  } else {
-    gemm_nt(M, N, K, 1.0f, A, lda, weight_ptr(t), K, 0.0f, C, ldc);
-  }
-}
 
 // dx[n, :] += d norm(x[n, :]) / dx applied to dy[n, :] (the norm's weight folded in), for
 // `rows` rows of width D. RMSNorm y = x r w with r = (mean x^2 + eps)^-1/2:
@@ -149,51 +127,10 @@ inline void unrotate_into(const float* dy, float* dsrc, const float* table, int6
   vec::kernels().unrotate(dy, dsrc, table, hd);
 }
 
-// The forward's norm, recomputed for a lean tape: out[n, :] = norm(x[n, :]) * weight (+ bias),
-// as fused_llama.cpp's norm_rows computes it.
-void norm_forward_rows(const ModelConfig& c, const float* x, int64_t rows, const float* weight,
-                       const float* bias, float* out) {
-  const int64_t D = c.dim;
-  const double eps = c.norm_eps;
-  for (int64_t n = 0; n < rows; ++n) {
-    const float* xr = x + n * D;
-    float* o = out + n * D;
-    if (c.norm == NormKind::kRMSNorm) {
-      double ss = 0;
-      for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-      const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
-      for (int64_t i = 0; i < D; ++i) o[i] = xr[i] * r * weight[i];
-    } else {
-      double sum = 0;
-      for (int64_t i = 0; i < D; ++i) sum += xr[i];
-      const double mean = sum / static_cast<double>(D);
-      double v = 0;
-      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
-      const float r = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(D) + eps));
-      const float m = static_cast<float>(mean);
-      for (int64_t i = 0; i < D; ++i) o[i] = (xr[i] - m) * r * weight[i] + (bias ? bias[i] : 0.f);
-    }
-  }
-}
-
 void add_bias_rows(float* y, int64_t rows, int64_t width, const float* bias) {
   if (!bias) return;
-  for (int64_t n = 0; n < rows; ++n)
-    for (int64_t i = 0; i < width; ++i) y[n * width + i] += bias[i];
-}
-
-// The forward's rotation (dst = src (cos + i sin) per pair), or a copy without a table.
-inline void rotate_forward(const float* src, float* dst, const float* table, int64_t hd) {
-  if (!table) {
-    std::copy(src, src + hd, dst);
-    return;
-  }
-  for (int64_t j = 0; j < hd / 2; ++j) {
-    const float a = src[2 * j], b = src[2 * j + 1];
-    const float co = table[2 * j], si = table[2 * j + 1];
-    dst[2 * j] = a * co - b * si;
-    dst[2 * j + 1] = a * si + b * co;
-  }
+  const vec::Kernels& k = vec::kernels();
+  for (int64_t n = 0; n < rows; ++n) k.add(width, bias, y + n * width);
 }
 
 }  // namespace
@@ -330,7 +267,9 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   float* dk = take(sizes[5]);
   float* dv = dk + N * KV * hd;
   float* scratch_all = take(sizes[6]);
-  float* rq = tape.lean() ? take(sizes[7]) : nullptr;  // lean tape only: q [B, KV, G * T, hd], k, v [B, KV, T, hd], f
+  float* rq = tape.lean()
+                  ? take(sizes[7])
+                  : nullptr;  // lean tape only: q [B, KV, G * T, hd], k, v [B, KV, T, hd], f
   float* rk = rq ? rq + N * HD : nullptr;
   float* rv = rk ? rk + N * KV * hd : nullptr;
   float* rf = rv ? rv + N * KV * hd : nullptr;
@@ -339,8 +278,8 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
 
   // The output projection and the final norm, at the positions the logits came from.
   if (B * P > 0)
-    linear_backward(B * P, V, D, dlogits.data_ptr<float>(), V, w.output,
-                    w.quant ? &w.quant->output : nullptr, dh, D);
+    linear_nn(B * P, V, D, dlogits.data_ptr<float>(), V, weight_ptr(w.output),
+              w.quant ? &w.quant->output : nullptr, 0.0f, dh, D);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {
       const int64_t row = b * T + tape.rows[static_cast<size_t>(p)];
@@ -356,28 +295,28 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
     // Feed-forward block: x' = x + act(norm(x) W13^T + b13) W2^T + b2.
     const float* pre = tape.at(Tape::kPreActivation, l);
     if (tape.lean()) {  // the pre-activations again, from the block's input
-      norm_forward_rows(c, tape.at(Tape::kFfnInput, l), N, weight_ptr(L.ffn_norm),
-                        weight_ptr(L.ffn_norm_bias), dh);
-      linear_forward(N, F2, D, dh, D, L.w13, QL ? &QL->w13 : nullptr, rf, F2);
+      norm_rows(c, tape.at(Tape::kFfnInput, l), D, N, weight_ptr(L.ffn_norm),
+                weight_ptr(L.ffn_norm_bias), dh, D);
+      linear_nt(N, F2, D, dh, D, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, rf, F2);
       add_bias_rows(rf, N, F2, weight_ptr(L.b13));
       pre = rf;
     }
-    linear_backward(N, D, F, dx, D, L.w2, QL ? &QL->w2 : nullptr, da, F);
+    linear_nn(N, D, F, dx, D, weight_ptr(L.w2), QL ? &QL->w2 : nullptr, 0.0f, da, F);
     activation_backward_rows(c.activation, da, F, pre, dz, N, F, F2);
-    linear_backward(N, F2, D, dz, F2, L.w13, QL ? &QL->w13 : nullptr, dh, D);
+    linear_nn(N, F2, D, dz, F2, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, dh, D);
     norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx, D);
 
     // Attention block: x' = x + attention(norm(x) Wqkv^T + bqkv) Wo^T + bo.
-    linear_backward(N, D, HD, dx, D, L.wo, QL ? &QL->wo : nullptr, dout, HD);
+    linear_nn(N, D, HD, dx, D, weight_ptr(L.wo), QL ? &QL->wo : nullptr, 0.0f, dout, HD);
     std::fill(dk, dk + 2 * N * KV * hd, 0.0f);
     const float* q = tape.at(Tape::kQ, l);
     const float* kbase = tape.at(Tape::kK, l);
     const float* vbase = tape.at(Tape::kV, l);
     if (tape.lean()) {  // q, k and v again, from the block's input, laid out as the forward's
-      norm_forward_rows(c, tape.at(Tape::kAttnInput, l), N, weight_ptr(L.attn_norm),
-                        weight_ptr(L.attn_norm_bias), dh);
+      norm_rows(c, tape.at(Tape::kAttnInput, l), D, N, weight_ptr(L.attn_norm),
+                weight_ptr(L.attn_norm_bias), dh, D);
       float* qkv = dz;  // free until it takes the gradient at qkv below
-      linear_forward(N, QKV, D, dh, D, L.wqkv, QL ? &QL->wqkv : nullptr, qkv, QKV);
+      linear_nt(N, QKV, D, dh, D, weight_ptr(L.wqkv), QL ? &QL->wqkv : nullptr, 0.0f, qkv, QKV);
       add_bias_rows(qkv, N, QKV, weight_ptr(L.bqkv));
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t t = 0; t < T; ++t) {
@@ -385,11 +324,11 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
           const float* table = rope_p ? rope_p + tape.key_pos[b * T + t] * hd : nullptr;
           for (int64_t hh = 0; hh < H; ++hh) {
             const int64_t kvh = hh / G, g = hh % G;
-            rotate_forward(row + hh * hd, rq + ((b * KV + kvh) * GT + g * T + t) * hd, table, hd);
+            rotate_into(row + hh * hd, rq + ((b * KV + kvh) * GT + g * T + t) * hd, table, hd);
           }
           for (int64_t kvh = 0; kvh < KV; ++kvh) {
             const int64_t off = ((b * KV + kvh) * T + t) * hd;
-            rotate_forward(row + (H + kvh) * hd, rk + off, table, hd);
+            rotate_into(row + (H + kvh) * hd, rk + off, table, hd);
             std::copy(row + (H + KV + kvh) * hd, row + (H + KV + kvh + 1) * hd, rv + off);
           }
         }
@@ -469,7 +408,7 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
         }
       }
     });
-    linear_backward(N, QKV, D, dqkv, QKV, L.wqkv, QL ? &QL->wqkv : nullptr, dh, D);
+    linear_nn(N, QKV, D, dqkv, QKV, weight_ptr(L.wqkv), QL ? &QL->wqkv : nullptr, 0.0f, dh, D);
     norm_backward_rows(c, tape.at(Tape::kAttnInput, l), D, dh, D, N, weight_ptr(L.attn_norm), dx,
                        D);
   }

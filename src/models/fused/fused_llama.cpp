@@ -33,14 +33,11 @@ const float* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>()
 // empty, the quantized matrix (qgemm.h).
 void linear(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const at::Tensor& t,
             const QuantMatrix* q, float beta, float* C, int64_t ldc) {
-  if (q && !q->empty()) {
-    qgemm_nt(M, A, lda, *q, beta, C, ldc);
-  } else {
-    gemm_nt(M, N, K, 1.0f, A, lda, ptr(t), K, beta, C, ldc);
-  }
+  linear_nt(M, N, K, A, lda, ptr(t), q, beta, C, ldc);
 }
 
-// out[n, :] = norm(x[n, :]) * weight (+ bias), for `rows` rows of width `dim`.
+}  // namespace
+
 void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, const float* weight,
                const float* bias, float* out, int64_t ldo) {
   const int64_t D = c.dim;
@@ -69,6 +66,8 @@ void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, 
     }
   }
 }
+
+namespace {
 
 void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bias) {
   if (!bias) return;
@@ -106,17 +105,15 @@ void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) 
   }
 }
 
-// dst[0, hd) = src rotated by the pairs (cos, sin) of `table` (interleaved pairs 2j, 2j + 1),
-// as the complex product (a + ib)(cos + i sin); a plain copy without a table.
-inline void rotate_into(const float* src, float* dst, const float* table, int64_t hd) {
+}  // namespace
+
+void rotate_into(const float* src, float* dst, const float* table, int64_t hd) {
   if (!table) {
     std::copy(src, src + hd, dst);
     return;
   }
   vec::kernels().rotate(src, dst, table, hd);
 }
-
-}  // namespace
 
 std::string llama_unsupported(const ModelConfig& c, const LlamaWeights& w, at::ScalarType dtype) {
   if (dtype != at::kFloat) return "computes in " + c.compute_dtype + " (the fused path is float32)";

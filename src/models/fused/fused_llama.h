@@ -40,6 +40,15 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
                          const at::Tensor& rope, KVCache* cache, const std::vector<int64_t>& rows,
                          Tape* tape = nullptr, int64_t first = 0);
 
+// The forward's row kernels, shared with the backward's recomputation (lean tape):
+// out[n, :] = norm(x[n, :]) * weight (+ bias) for `rows` rows of width c.dim (strides ldx, ldo
+// in floats), and one head's rotary embedding, dst[0, hd) = src rotated by the (cos, sin) pairs
+// of `table` (interleaved pairs 2j, 2j + 1, the complex product (a + ib)(cos + i sin)), a copy
+// without a table.
+void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, const float* weight,
+               const float* bias, float* out, int64_t ldo);
+void rotate_into(const float* src, float* dst, const float* table, int64_t hd);
+
 // True when `cache` has the layout the fused path writes into (float, contiguous, [B, KV,
 // capacity, head_dim] per layer).
 bool cache_usable(const ModelConfig& c, KVCache& cache);

@@ -154,6 +154,24 @@ void qgemm_nn(int64_t M, const float* G, int64_t ldg, const QuantMatrix& W, floa
   }
 }
 
+void linear_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* w,
+               const QuantMatrix* q, float beta, float* C, int64_t ldc) {
+  if (q && !q->empty()) {
+    qgemm_nt(M, A, lda, *q, beta, C, ldc);
+  } else {
+    gemm_nt(M, N, K, 1.0f, A, lda, w, K, beta, C, ldc);
+  }
+}
+
+void linear_nn(int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg, const float* w,
+               const QuantMatrix* q, float beta, float* C, int64_t ldc) {
+  if (q && !q->empty()) {
+    qgemm_nn(M, G, ldg, *q, beta, C, ldc);
+  } else {
+    gemm_nn(M, K, N, 1.0f, G, ldg, w, K, beta, C, ldc);
+  }
+}
+
 void dequantize_rows(const QuantMatrix& W, int64_t r0, int64_t n, float* out) {
   if (r0 < 0 || n < 0 || r0 + n > W.rows)
     throw Error(ErrorCode::kInternal, "dequantize_rows: rows out of range");

@@ -45,6 +45,15 @@ void qgemm_nt(int64_t M, const float* A, int64_t lda, const QuantMatrix& W, floa
 // C[M, W.cols] = G[M, W.rows] · W + beta · C.
 void qgemm_nn(int64_t M, const float* G, int64_t ldg, const QuantMatrix& W, float beta, float* C,
               int64_t ldc);
+// A linear layer's two products, whichever way its [N, K] weight is kept: the float matrix `w`
+// (row-major, as nn.Linear keeps it), or, when `q` is set and not empty, its quantized blocks
+// (read as they are, no float32 copy). The forward's and the backward's one dispatch.
+//   linear_nt: C[M, N] = A[M, K] · Wᵀ + beta · C
+//   linear_nn: C[M, K] = G[M, N] · W + beta · C
+void linear_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* w,
+               const QuantMatrix* q, float beta, float* C, int64_t ldc);
+void linear_nn(int64_t M, int64_t N, int64_t K, const float* G, int64_t ldg, const float* w,
+               const QuantMatrix* q, float beta, float* C, int64_t ldc);
 // out[i, :] = row r0 + i of W as floats, for i < n (out: n x W.cols).
 void dequantize_rows(const QuantMatrix& W, int64_t r0, int64_t n, float* out);
 // out[i, :] = row ids[i] of W as floats (an embedding lookup).
