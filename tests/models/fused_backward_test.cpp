@@ -106,6 +106,17 @@ void check_model(const Model& m, const std::string& name) {
   // Row 1 had no gradient; positions after the last asked for have none either.
   EXPECT_EQ(g.fused[1].abs().max().item<double>(), 0.0);
 
+  // The last position only, one target logit per row (saliency, integrated gradients): the
+  // output matrix's backward sums the rows the targets name, and the last layer runs at the
+  // one live row of each sequence.
+  a.output_positions = at::tensor(std::vector<int64_t>{T - 1}, at::kLong);
+  at::Tensor target = at::zeros({2, 1, V}, at::kFloat);
+  target[0][0][5] = 1.0f;
+  target[1][0][V - 1] = -2.0f;
+  g = both(m, a, target);
+  EXPECT_LE(rel_diff(g.fused, g.reference), kTol);
+  EXPECT_GT(g.reference.abs().max().item<double>(), 0.0);
+
   // A padded batch: row 0 left-padded by 3, row 1 right-padded by 2, row 2 full; a batch of
   // three (attention then runs on the intra-op threads when there are several).
   std::vector<int64_t> toks, mask;

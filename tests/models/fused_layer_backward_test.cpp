@@ -252,3 +252,55 @@ TEST(FusedLayerBackward, LeanTapeHoldsWhatItSays) {
 
 }  // namespace
 }  // namespace candor
+
+namespace candor {
+namespace {
+
+// The large buffers of gradient passes are kept for the next pass (no fresh pages to fault in
+// and zero), the smallest that fits serves, at most kKeptRegions stay, and they can be given
+// back at once.
+TEST(FusedLayerBackward, GradientBuffersAreKeptForTheNextPassAndGivenBack) {
+  fused::release_kept_regions();
+  EXPECT_EQ(fused::kept_region_bytes(), 0u);
+  const size_t MB = size_t{1} << 20;
+  {
+    fused::KeptRegion r(3 * MB);
+    ASSERT_NE(r.floats(), nullptr);
+    EXPECT_GE(r.bytes(), 3 * MB);
+    r.floats()[0] = 1.0f;
+    r.floats()[3 * MB / 4 - 1] = 2.0f;
+  }
+  EXPECT_EQ(fused::kept_region_bytes(), 3 * MB);
+  {
+    fused::KeptRegion r(MB);  // the kept 3 MB serves
+    EXPECT_EQ(r.bytes(), 3 * MB);
+    EXPECT_EQ(fused::kept_region_bytes(), 0u);
+    fused::KeptRegion moved(std::move(r));
+    EXPECT_EQ(r.floats(), nullptr);
+    EXPECT_EQ(moved.bytes(), 3 * MB);
+  }
+  {
+    fused::KeptRegion a(MB), b(2 * MB), c(4 * MB);  // a takes the 3 MB; b, c are new
+    EXPECT_EQ(fused::kept_region_bytes(), 0u);
+  }
+  // Three let go, two kept: the smallest (2 MB) went back.
+  EXPECT_EQ(fused::kept_region_bytes(), 7 * MB);
+  // A tape lives in a kept region, and leaves it kept.
+  auto m = load_model(std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/llama");
+  fused::release_kept_regions();
+  {
+    ForwardArgs a;
+    a.embeddings = at::randn({2, 9, m->config().dim}, at::kFloat);
+    at::Tensor logits;
+    auto tape = m->forward_with_tape(a, &logits);
+    ASSERT_TRUE(tape);
+    EXPECT_GT(tape->backward(at::ones_like(logits)).abs().max().item<double>(), 0.0);
+  }
+  EXPECT_GE(fused::kept_region_bytes(),
+            static_cast<size_t>(fused::Tape::full_bytes(m->config(), 2, 9)));
+  fused::release_kept_regions();
+  EXPECT_EQ(fused::kept_region_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace candor

@@ -406,6 +406,25 @@ void expect_same_gradients(const std::string& path, const std::string& kept_type
     ASSERT_TRUE(tl);
     EXPECT_LE(rel_diff(tl->backward(dlogits), gq), 1e-5) << "lean tape";
   }
+  // One target logit at the last position (saliency, integrated gradients): the output
+  // matrix's backward reads the one row it names from the blocks, the last layer runs at one
+  // row per sequence, on the full and on the lean tape.
+  for (int64_t budget : {fused::tape_budget(), int64_t{0}}) {
+    const int64_t kept = fused::tape_budget();
+    fused::set_tape_budget(budget);
+    ForwardArgs o = a;
+    o.last_only = true;
+    at::Tensor l1, l2;
+    auto t1 = q->forward_with_tape(o, &l1);
+    auto t2 = d->forward_with_tape(o, &l2);
+    fused::set_tape_budget(kept);
+    ASSERT_TRUE(t1 && t2);
+    at::Tensor one = at::zeros(l2.sizes(), at::kFloat);
+    one.select(-1, 7).fill_(1.0f);
+    const at::Tensor g1 = t1->backward(one), g2 = t2->backward(one);
+    EXPECT_LE(rel_diff(g1, g2), 1e-5) << "budget " << budget;
+    EXPECT_GT(g2.abs().max().item<double>(), 1e-7);
+  }
   EXPECT_EQ(q->forward_path().find("as float32"), std::string::npos)
       << "the gradient pass made a float32 copy: " << q->forward_path();
   // And against libtorch autograd on the dequantised model (which the kept one must match).

@@ -7,13 +7,18 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <utility>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "candor/error.h"
 #include "models/fused/fused_llama.h"
 #include "models/fused/gemm.h"
+#include "models/fused/pool.h"
 #include "models/fused/qgemm.h"
 #include "models/fused/vec.h"
-#include "models/fused/pool.h"
 
 namespace candor::fused {
 namespace {
@@ -127,6 +132,47 @@ inline void unrotate_into(const float* dy, float* dsrc, const float* table, int6
   vec::kernels().unrotate(dy, dsrc, table, hd);
 }
 
+// The output projection's backward, dh[r, :] = g[r, :] · W for the [V, D] output matrix (float
+// `w`, or quantized `q`). When every row of g has few nonzero logits (one target logit, as
+// saliency and integrated gradients ask), the rows of W they name are summed instead: the
+// product would read the whole matrix (98 MB on a 32000 x 768 vocabulary) for one row of it.
+void output_backward(int64_t R, int64_t V, int64_t D, const float* g, const float* w,
+                     const QuantMatrix* q, float* dh) {
+  constexpr int64_t kFewLogits = 16;
+  std::vector<int64_t> nz;  // (row, logit) pairs
+  bool sparse = true;
+  for (int64_t r = 0; r < R && sparse; ++r) {
+    int64_t count = 0;
+    const float* gr = g + r * V;
+    for (int64_t j = 0; j < V; ++j) {
+      if (gr[j] == 0.0f) continue;
+      if (++count > kFewLogits) {
+        sparse = false;
+        break;
+      }
+      nz.push_back(r);
+      nz.push_back(j);
+    }
+  }
+  if (!sparse) {
+    linear_nn(R, V, D, g, V, w, q, 0.0f, dh, D);
+    return;
+  }
+  std::fill(dh, dh + R * D, 0.0f);
+  std::vector<float> row(q && !q->empty() ? static_cast<size_t>(D) : 0);
+  for (size_t i = 0; i < nz.size(); i += 2) {
+    const int64_t r = nz[i], j = nz[i + 1];
+    const float* wr = w ? w + j * D : nullptr;
+    if (!row.empty()) {
+      dequantize_rows(*q, j, 1, row.data());
+      wr = row.data();
+    }
+    const float a = g[r * V + j];
+    float* o = dh + r * D;
+    for (int64_t k = 0; k < D; ++k) o[k] += a * wr[k];
+  }
+}
+
 void add_bias_rows(float* y, int64_t rows, int64_t width, const float* bias) {
   if (!bias) return;
   const vec::Kernels& k = vec::kernels();
@@ -137,18 +183,138 @@ void add_bias_rows(float* y, int64_t rows, int64_t width, const float* bias) {
 
 namespace {
 
+// The kept regions (KeptRegion), under one lock.
+struct KeptRegions {
+  std::mutex mu;
+  std::vector<std::pair<void*, size_t>> free;  // at most kKeptRegions
+};
+KeptRegions& kept() {
+  static KeptRegions* k = new KeptRegions;  // never destroyed: regions may go after main
+  return *k;
+}
+
+size_t page_round(size_t bytes) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+}  // namespace
+
+KeptRegion::KeptRegion(size_t bytes) {
+  if (bytes == 0) return;
+  const size_t want = page_round(bytes);
+  void* unmap = nullptr;
+  size_t unmap_bytes = 0;
+  {
+    KeptRegions& k = kept();
+    std::lock_guard<std::mutex> lock(k.mu);
+    // The smallest kept region that is large enough; else, with every slot full, the smallest
+    // goes back to the system to make room for the new one.
+    int best = -1;
+    for (size_t i = 0; i < k.free.size(); ++i) {
+      if (k.free[i].second >= want &&
+          (best < 0 || k.free[i].second < k.free[static_cast<size_t>(best)].second))
+        best = static_cast<int>(i);
+    }
+    if (best >= 0) {
+      p_ = k.free[static_cast<size_t>(best)].first;
+      bytes_ = k.free[static_cast<size_t>(best)].second;
+      k.free.erase(k.free.begin() + best);
+      return;
+    }
+    if (static_cast<int>(k.free.size()) >= kKeptRegions) {
+      auto smallest =
+          std::min_element(k.free.begin(), k.free.end(),
+                           [](const auto& a, const auto& b) { return a.second < b.second; });
+      unmap = smallest->first;
+      unmap_bytes = smallest->second;
+      k.free.erase(smallest);
+    }
+  }
+  if (unmap) ::munmap(unmap, unmap_bytes);
+  void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    release_kept_regions();  // what is kept may be what is missing
+    p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  }
+  if (p == MAP_FAILED) {
+    throw Error(ErrorCode::kResourceExhausted,
+                "cannot map " + std::to_string(want >> 20) + " MB for a gradient pass",
+                "use fewer tokens or a smaller internal_batch_size, or lower the tape budget");
+  }
+  p_ = p;
+  bytes_ = want;
+}
+
+KeptRegion::~KeptRegion() {
+  if (!p_) return;
+  ::madvise(p_, bytes_, MADV_FREE);  // the system may take the pages back meanwhile
+  KeptRegions& k = kept();
+  void* unmap = nullptr;
+  size_t unmap_bytes = 0;
+  {
+    std::lock_guard<std::mutex> lock(k.mu);
+    k.free.emplace_back(p_, bytes_);
+    if (static_cast<int>(k.free.size()) > kKeptRegions) {  // the smallest goes
+      auto smallest =
+          std::min_element(k.free.begin(), k.free.end(),
+                           [](const auto& a, const auto& b) { return a.second < b.second; });
+      unmap = smallest->first;
+      unmap_bytes = smallest->second;
+      k.free.erase(smallest);
+    }
+  }
+  if (unmap) ::munmap(unmap, unmap_bytes);
+}
+
+KeptRegion::KeptRegion(KeptRegion&& o) noexcept : p_(o.p_), bytes_(o.bytes_) {
+  o.p_ = nullptr;
+  o.bytes_ = 0;
+}
+
+KeptRegion& KeptRegion::operator=(KeptRegion&& o) noexcept {
+  if (this != &o) {
+    KeptRegion old(std::move(*this));
+    p_ = o.p_;
+    bytes_ = o.bytes_;
+    o.p_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void release_kept_regions() {
+  std::vector<std::pair<void*, size_t>> all;
+  {
+    KeptRegions& k = kept();
+    std::lock_guard<std::mutex> lock(k.mu);
+    all.swap(k.free);
+  }
+  for (const auto& r : all) ::munmap(r.first, r.second);
+}
+
+size_t kept_region_bytes() {
+  KeptRegions& k = kept();
+  std::lock_guard<std::mutex> lock(k.mu);
+  size_t n = 0;
+  for (const auto& r : k.free) n += r.second;
+  return n;
+}
+
+namespace {
+
 std::atomic<int64_t> g_tape_budget{int64_t{1} << 30};
 
 // Floats per token of one layer's kept buffers, by kind (full layout).
 void kind_sizes(const ModelConfig& c, int64_t out[Tape::kKinds]) {
   const int64_t hd = c.head_dim();
   const int64_t F2 = c.activation == Activation::kSwiGLU ? 2 * c.hidden_dim : c.hidden_dim;
-  out[Tape::kAttnInput] = c.dim;              // residual stream entering the attention block
-  out[Tape::kFfnInput] = c.dim;               // entering the feed-forward block
-  out[Tape::kQ] = c.n_heads * hd;             // rotated queries [B, KV, G * T, hd]
-  out[Tape::kK] = c.n_kv_heads * hd;          // rotated keys [B, KV, T, hd]
-  out[Tape::kV] = c.n_kv_heads * hd;          // values [B, KV, T, hd]
-  out[Tape::kPreActivation] = F2;             // the feed-forward's pre-activations [N, F2]
+  out[Tape::kAttnInput] = c.dim;      // residual stream entering the attention block
+  out[Tape::kFfnInput] = c.dim;       // entering the feed-forward block
+  out[Tape::kQ] = c.n_heads * hd;     // rotated queries [B, KV, G * T, hd]
+  out[Tape::kK] = c.n_kv_heads * hd;  // rotated keys [B, KV, T, hd]
+  out[Tape::kV] = c.n_kv_heads * hd;  // values [B, KV, T, hd]
+  out[Tape::kPreActivation] = F2;     // the feed-forward's pre-activations [N, F2]
 }
 
 int64_t tape_floats(const ModelConfig& c, int64_t N, int64_t layers, bool lean) {
@@ -192,12 +358,13 @@ void Tape::begin(const ModelConfig& c, int64_t batch, int64_t tokens, int64_t fi
   per_layer_ = off;
   const int64_t floats = (n_layers_ - first) * per_layer_ + N * c.dim;
   bytes_ = 4 * floats;
-  data_.reset(new float[static_cast<size_t>(floats)]);
+  storage_ = KeptRegion(static_cast<size_t>(floats) * sizeof(float));
+  data_ = storage_.floats();
 }
 
 float* Tape::at(Kind kind, int64_t l) {
   if (size_[kind] == 0) return nullptr;
-  return data_.get() + (l - first) * per_layer_ + offset_[kind];
+  return data_ + (l - first) * per_layer_ + offset_[kind];
 }
 
 void Tape::keep(Kind kind, int64_t l, const float* src, int64_t n) {
@@ -252,8 +419,17 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   };
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
+  // Small arenas are the thread's own (vec.h); a large one (an integrated-gradients chunk)
+  // a kept region, so its pages are not faulted in afresh on every pass.
   std::unique_ptr<float[]> own;
-  float* cur = vec::pass_arena(1, total, &own);
+  KeptRegion region;
+  float* cur = nullptr;
+  if (total <= vec::kKeptArenaFloats) {
+    cur = vec::pass_arena(1, total, &own);
+  } else {
+    region = KeptRegion(static_cast<size_t>(total) * sizeof(float));
+    cur = region.floats();
+  }
   auto take = [&](int64_t n) {
     float* p = cur;
     cur += n;
@@ -278,8 +454,26 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
 
   // The output projection and the final norm, at the positions the logits came from.
   if (B * P > 0)
-    linear_nn(B * P, V, D, dlogits.data_ptr<float>(), V, weight_ptr(w.output),
-              w.quant ? &w.quant->output : nullptr, 0.0f, dh, D);
+    output_backward(B * P, V, D, dlogits.data_ptr<float>(), weight_ptr(w.output),
+                    w.quant ? &w.quant->output : nullptr, dh);
+  // Entering the last layer, the residual stream's gradient is zero but at those positions;
+  // the last layer's feed-forward block (row by row) keeps it so, and its attention block's
+  // queries elsewhere get none. Both are run at those rows only when they are few (a quarter
+  // of the rows at most): the rows, sorted, and a flag per row.
+  std::vector<int64_t> live;
+  std::vector<uint8_t> is_live;
+  if (tape.first < c.n_layers) {
+    is_live.assign(static_cast<size_t>(N), 0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t p = 0; p < P; ++p)
+        is_live[static_cast<size_t>(b * T + tape.rows[static_cast<size_t>(p)])] = 1;
+    for (int64_t n = 0; n < N; ++n)
+      if (is_live[static_cast<size_t>(n)]) live.push_back(n);
+    if (4 * static_cast<int64_t>(live.size()) > N) {
+      live.clear();
+      is_live.clear();
+    }
+  }
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t p = 0; p < P; ++p) {
       const int64_t row = b * T + tape.rows[static_cast<size_t>(p)];
@@ -292,22 +486,61 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
   for (int64_t l = c.n_layers - 1; l >= tape.first; --l) {
     const LlamaLayerWeights& L = w.layers[static_cast<size_t>(l)];
     const QuantLayerWeights* QL = w.quant ? &w.quant->layers[static_cast<size_t>(l)] : nullptr;
+    // The last layer, when its gradient lives at a few rows: its feed-forward block and the
+    // attention's output projection at those rows only (gathered), the queries elsewhere
+    // skipped in the attention below.
+    const bool few = l == c.n_layers - 1 && !live.empty();
+    if (few) {
+      const int64_t M = static_cast<int64_t>(live.size());
+      std::vector<float> g(static_cast<size_t>(M * (2 * D + F2 + HD)));
+      float* xin = g.data();
+      float* dxr = xin + M * D;
+      float* prer = dxr + M * D;
+      float* doutr = prer + M * F2;
+      const float* ffn_in = tape.at(Tape::kFfnInput, l);
+      const float* kept_pre = tape.at(Tape::kPreActivation, l);
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t n = live[static_cast<size_t>(i)];
+        std::copy(ffn_in + n * D, ffn_in + (n + 1) * D, xin + i * D);
+        std::copy(dx + n * D, dx + (n + 1) * D, dxr + i * D);
+        if (kept_pre) std::copy(kept_pre + n * F2, kept_pre + (n + 1) * F2, prer + i * F2);
+      }
+      if (!kept_pre) {  // lean tape: the pre-activations of these rows again
+        norm_rows(c, xin, D, M, weight_ptr(L.ffn_norm), weight_ptr(L.ffn_norm_bias), dh, D);
+        linear_nt(M, F2, D, dh, D, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, prer, F2);
+        add_bias_rows(prer, M, F2, weight_ptr(L.b13));
+      }
+      linear_nn(M, D, F, dxr, D, weight_ptr(L.w2), QL ? &QL->w2 : nullptr, 0.0f, da, F);
+      activation_backward_rows(c.activation, da, F, prer, dz, M, F, F2);
+      linear_nn(M, F2, D, dz, F2, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, dh, D);
+      norm_backward_rows(c, xin, D, dh, D, M, weight_ptr(L.ffn_norm), dxr, D);
+      linear_nn(M, D, HD, dxr, D, weight_ptr(L.wo), QL ? &QL->wo : nullptr, 0.0f, doutr, HD);
+      std::fill(dout, dout + N * HD, 0.0f);
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t n = live[static_cast<size_t>(i)];
+        std::copy(dxr + i * D, dxr + (i + 1) * D, dx + n * D);
+        std::copy(doutr + i * HD, doutr + (i + 1) * HD, dout + n * HD);
+      }
+    }
     // Feed-forward block: x' = x + act(norm(x) W13^T + b13) W2^T + b2.
     const float* pre = tape.at(Tape::kPreActivation, l);
-    if (tape.lean()) {  // the pre-activations again, from the block's input
+    if (!few && tape.lean()) {  // the pre-activations again, from the block's input
       norm_rows(c, tape.at(Tape::kFfnInput, l), D, N, weight_ptr(L.ffn_norm),
                 weight_ptr(L.ffn_norm_bias), dh, D);
       linear_nt(N, F2, D, dh, D, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, rf, F2);
       add_bias_rows(rf, N, F2, weight_ptr(L.b13));
       pre = rf;
     }
-    linear_nn(N, D, F, dx, D, weight_ptr(L.w2), QL ? &QL->w2 : nullptr, 0.0f, da, F);
-    activation_backward_rows(c.activation, da, F, pre, dz, N, F, F2);
-    linear_nn(N, F2, D, dz, F2, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, dh, D);
-    norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx, D);
+    if (!few) {
+      linear_nn(N, D, F, dx, D, weight_ptr(L.w2), QL ? &QL->w2 : nullptr, 0.0f, da, F);
+      activation_backward_rows(c.activation, da, F, pre, dz, N, F, F2);
+      linear_nn(N, F2, D, dz, F2, weight_ptr(L.w13), QL ? &QL->w13 : nullptr, 0.0f, dh, D);
+      norm_backward_rows(c, tape.at(Tape::kFfnInput, l), D, dh, D, N, weight_ptr(L.ffn_norm), dx,
+                         D);
+    }
 
     // Attention block: x' = x + attention(norm(x) Wqkv^T + bqkv) Wo^T + bo.
-    linear_nn(N, D, HD, dx, D, weight_ptr(L.wo), QL ? &QL->wo : nullptr, 0.0f, dout, HD);
+    if (!few) linear_nn(N, D, HD, dx, D, weight_ptr(L.wo), QL ? &QL->wo : nullptr, 0.0f, dout, HD);
     std::fill(dk, dk + 2 * N * KV * hd, 0.0f);
     const float* q = tape.at(Tape::kQ, l);
     const float* kbase = tape.at(Tape::kK, l);
@@ -357,6 +590,11 @@ at::Tensor llama_backward(const ModelConfig& c, const LlamaWeights& w, const Tap
             const float* Q = q + ((b * KV + kvh) * GT + g * T + t0) * hd;  // [m, hd]
             float* dQ = dq + ((b * KV + kvh) * GT + g * T + t0) * hd;
             const float* dO = dout + (b * T + t0) * HD + (kvh * G + g) * hd;  // [m, hd], ld HD
+            if (few && std::find(is_live.begin() + b * T + t0, is_live.begin() + b * T + t1,
+                                 uint8_t{1}) == is_live.begin() + b * T + t1) {
+              std::fill(dQ, dQ + m * hd, 0.0f);  // no gradient at these queries
+              continue;
+            }
             // The probabilities, as the forward computed them.
             gemm_nt(m, nk, hd, scale, Q, hd, K, hd, 0.0f, prob, nk);
             for (int64_t i = 0; i < m; ++i) {

@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -17,6 +18,36 @@
 #include "models/llama.h"
 
 namespace candor::fused {
+
+// Page-aligned memory for the large buffers of gradient passes (the tape, the backward's
+// arena) that, when let go, is kept for the next pass instead of going back to the system: a
+// tape of an integrated-gradients chunk is hundreds of megabytes, and fresh pages cost the
+// kernel's zeroing and a fault each (13% of llama768's integrated gradients before this). At
+// most kKeptRegions regions are kept, process-wide; while kept their pages are marked
+// MADV_FREE, so the system takes them back under memory pressure (they read as zeros then).
+// release_kept_regions() gives them all back now. Move-only.
+class KeptRegion {
+ public:
+  static constexpr int kKeptRegions = 2;
+  KeptRegion() = default;
+  // A region of at least `bytes` bytes: a kept one large enough, or a new one.
+  explicit KeptRegion(size_t bytes);
+  ~KeptRegion();
+  KeptRegion(KeptRegion&& o) noexcept;
+  KeptRegion& operator=(KeptRegion&& o) noexcept;
+  KeptRegion(const KeptRegion&) = delete;
+  KeptRegion& operator=(const KeptRegion&) = delete;
+  float* floats() const { return static_cast<float*>(p_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+// Unmaps every kept region (the memory goes back to the system at once).
+void release_kept_regions();
+// Bytes of the regions kept now (for tests).
+size_t kept_region_bytes();
 
 // What one forward pass keeps for its backward (filled by llama_forward when given a tape).
 // Two layouts: the full tape keeps, per layer, the block inputs, rotated q/k, v and the
@@ -43,8 +74,8 @@ struct Tape {
   // residual stream (entering the final norm) is final(). Null for a kind the tape does not keep.
   float* at(Kind kind, int64_t l);
   const float* at(Kind kind, int64_t l) const { return const_cast<Tape*>(this)->at(kind, l); }
-  float* final() { return data_.get() + (n_layers_ - first) * per_layer_; }
-  const float* final() const { return data_.get() + (n_layers_ - first) * per_layer_; }
+  float* final() { return data_ + (n_layers_ - first) * per_layer_; }
+  const float* final() const { return data_ + (n_layers_ - first) * per_layer_; }
   // Copies `n` floats from `src` into the kept buffer (nothing for a kind not kept).
   void keep(Kind kind, int64_t l, const float* src, int64_t n);
   bool ready() const { return data_ != nullptr; }
@@ -61,7 +92,8 @@ struct Tape {
   bool lean_ = false;
   int64_t offset_[kKinds] = {};
   int64_t size_[kKinds] = {};
-  std::unique_ptr<float[]> data_;
+  KeptRegion storage_;
+  float* data_ = nullptr;
 };
 
 // The largest full tape (bytes) a pass keeps; beyond it the tape is lean. Default 1 GiB (on a
