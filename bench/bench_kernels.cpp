@@ -24,11 +24,14 @@
 // Run: bench_kernels [--models=stories260K,llama768] [--lengths=32,128] [--threads=1,2]
 //                    [--rounds=7] [--passes=forward,kshap16,fwdbwd,ig50] [--ig-chunk=10]
 //                    [--no-torch] [--no-saliency] [--no-quant] [--only-quant]
-//                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N]
+//                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N] [--dequant]
 // --scalar: the fused path's scalar elementwise kernels instead of AVX2 (models/fused/vec.h).
 // --loop=N: only the fused forward and forward + backward of the first model and length, N
 // times each, timed per pass (for a profiler: `perf record build/bench/bench_kernels
-// --models=stories260K --lengths=128 --loop=200`).
+// --models=stories260K --lengths=128 --loop=200`). With --loop the first model may also be
+// gpt2_768, a GPT-2-small-sized random model (LayerNorm, tanh GELU, learned positions, biases;
+// vocabulary 50257, tied), for the LayerNorm and GELU kernels.
+// --dequant: only the block expansion of each GGUF type, the reader's loops against AVX2.
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -39,6 +42,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -48,7 +52,9 @@
 #include "candor/explain.h"
 #include "candor/model.h"
 #include "candor/runtime.h"
+#include "models/formats/gguf.h"
 #include "models/fused/vec.h"
+#include "models/llama.h"
 
 namespace candor {
 namespace {
@@ -153,6 +159,7 @@ struct Settings {
   bool torch = true, saliency = true, quant = true;
   std::vector<std::string> quant_types = {"q4_k", "q8_0"};
   int loop = 0;  // --loop=N
+  bool dequant = false;  // --dequant
   std::vector<std::string> passes = {"forward", "kshap16", "fwdbwd", "ig50"};
   int ig_points = 50;
   int ig_chunk = 10;  // Captum's internal_batch_size
@@ -394,11 +401,135 @@ struct Row {
   double fused, libtorch, torch, sgemm_gflops, flops;  // libtorch < 0: not run
 };
 
+// GPT-2 small's shapes (12 layers of 768, 12 heads, MLP 3072, vocabulary 50257, tied) with
+// random weights (normal, std 0.02; LayerNorm weights 1, biases 0.02-normal).
+std::unique_ptr<Model> make_gpt2_768() {
+  ModelConfig c;
+  c.architecture = "gpt2";
+  c.source_format = "random";
+  c.dim = 768;
+  c.hidden_dim = 3072;
+  c.n_layers = 12;
+  c.n_heads = c.n_kv_heads = 12;
+  c.vocab_size = 50257;
+  c.max_seq_len = 1024;
+  c.norm = NormKind::kLayerNorm;
+  c.positions = PositionKind::kLearned;
+  c.activation = Activation::kGeluTanh;
+  c.attention_bias = true;
+  c.tied_embeddings = true;
+  at::Generator gen = at::detail::createCPUGenerator(4321);
+  auto randn = [&](std::vector<int64_t> shape) {
+    return at::normal(0.0, 0.02, shape, gen, at::TensorOptions().dtype(at::kFloat));
+  };
+  const int64_t D = c.dim, F = c.hidden_dim;
+  LlamaWeights w;
+  w.tok_embeddings = randn({c.vocab_size, D});
+  w.pos_embeddings = randn({c.max_seq_len, D});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LlamaLayerWeights L;
+    L.attn_norm = at::ones({D});
+    L.attn_norm_bias = randn({D});
+    L.wqkv = randn({3 * D, D});
+    L.bqkv = randn({3 * D});
+    L.wo = randn({D, D});
+    L.bo = randn({D});
+    L.ffn_norm = at::ones({D});
+    L.ffn_norm_bias = randn({D});
+    L.w13 = randn({F, D});
+    L.b13 = randn({F});
+    L.w2 = randn({D, F});
+    L.b2 = randn({D});
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = at::ones({D});
+  w.final_norm_bias = randn({D});
+  w.output = w.tok_embeddings;
+  return std::make_unique<LlamaModel>(c, std::move(w), nullptr);
+}
+
+// --dequant: the expansion of one 64K-value panel (qgemm's panel size) of each GGUF block type
+// by the GGUF reader's scalar loops (dequantize_ggml) and by the AVX2 kernels
+// (vec::dequantize_blocks), interleaved round after round over 64 panels of random weights
+// (256 MB of floats out per type and side); medians of the per-round times, in the thread's
+// CPU time (on a loaded machine wall time would charge the long scalar rounds for the
+// preemptions the short vector rounds escape).
+double thread_cpu_ms() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+
+double process_cpu_ms() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+
+void run_dequant(const Settings& s) {
+  constexpr int64_t kPanel = int64_t{1} << 16, kPanels = 64;
+  const int64_t n = kPanel * kPanels;
+  std::vector<float> w(static_cast<size_t>(n));
+  {
+    at::Generator gen = at::detail::createCPUGenerator(7);
+    at::Tensor t = at::normal(0.0, 0.02, {n}, gen, at::TensorOptions().dtype(at::kFloat));
+    std::memcpy(w.data(), t.data_ptr<float>(), sizeof(float) * static_cast<size_t>(n));
+  }
+  std::printf("\n## Block expansion, one panel of %lld values at a time, %lld panels (medians of "
+              "%d rounds, thread CPU ms per %lld values)\n\n| type | reader's loops | AVX2 | ratio |\n"
+              "|---|---|---|---|\n",
+              (long long)kPanel, (long long)kPanels, s.rounds, (long long)n);
+  struct T { uint32_t type; const char* name; };
+  for (const T t : {T{8, "Q8_0"}, T{12, "Q4_K"}, T{14, "Q6_K"}, T{2, "Q4_0"}, T{1, "F16"},
+                    T{30, "BF16"}}) {
+    std::string blocks;
+    if (t.type == 2) {  // candor does not write Q4_0: f16 scale 2^-9, random nibbles
+      blocks.assign(static_cast<size_t>(n / 32 * 18), '\0');
+      uint32_t r = 12345;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        blocks[b * 18] = 0;
+        blocks[b * 18 + 1] = 0x18;
+        for (int j = 2; j < 18; ++j) {
+          r = r * 1664525u + 1013904223u;
+          blocks[b * 18 + j] = static_cast<char>(r >> 24);
+        }
+      }
+    } else {
+      blocks = quantize_ggml(t.type, w.data(), n);
+    }
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(blocks.data());
+    const size_t panel_bytes = blocks.size() / kPanels;
+    std::vector<float> out(static_cast<size_t>(kPanel));
+    std::vector<double> ts, tv;
+    bool vec_ok = true;
+    for (int r = 0; r < s.rounds + 1; ++r) {
+      double t0 = thread_cpu_ms();
+      for (int64_t k = 0; k < kPanels; ++k) dequantize_ggml(t.type, p + k * panel_bytes, kPanel, out.data());
+      const double a = thread_cpu_ms() - t0;
+      t0 = thread_cpu_ms();
+      for (int64_t k = 0; k < kPanels; ++k)
+        vec_ok = fused::vec::dequantize_blocks(t.type, p + k * panel_bytes, kPanel, out.data()) && vec_ok;
+      const double b = thread_cpu_ms() - t0;
+      if (r > 0) {  // the first round warms up
+        ts.push_back(a);
+        tv.push_back(b);
+      }
+    }
+    if (!vec_ok) {
+      std::printf("| %s | %.2f | - (no vector kernel here) | - |\n", t.name, median(ts));
+      continue;
+    }
+    std::printf("| %s | %.2f | %.2f | %.2fx |\n", t.name, median(ts), median(tv),
+                median(ts) / median(tv));
+  }
+}
+
 // --loop=N: the fused forward and forward + backward, N times each, on one thread.
 void run_loop(const Settings& s) {
   std::string why;
-  std::unique_ptr<Model> model = s.models.front() == "stories260K"
-                                     ? bench::load_stories(&why)
+  std::unique_ptr<Model> model = s.models.front() == "stories260K" ? bench::load_stories(&why)
+                                 : s.models.front() == "gpt2_768"
+                                     ? make_gpt2_768()
                                      : make_random_llama(bench::llama768_config(32000), 1234);
   if (!model) {
     std::printf("%s skipped: %s\n", s.models.front().c_str(), why.c_str());
@@ -407,13 +538,23 @@ void run_loop(const Settings& s) {
   ThreadScope scope(s.threads.front());
   const int64_t T = s.lengths.front();
   const at::Tensor emb = make_input(*model, 1, T);
-  std::vector<double> f, g;
-  for (int i = 0; i < s.loop; ++i) f.push_back(time_candor(*model, emb, false));
-  for (int i = 0; i < s.loop; ++i) g.push_back(time_candor_grad(*model, emb, false));
+  std::vector<double> f, g, fc, gc;  // wall ms; process CPU ms (steadier on a loaded machine)
+  for (int i = 0; i < s.loop; ++i) {
+    const double c0 = process_cpu_ms();
+    f.push_back(time_candor(*model, emb, false));
+    fc.push_back(process_cpu_ms() - c0);
+  }
+  for (int i = 0; i < s.loop; ++i) {
+    const double c0 = process_cpu_ms();
+    g.push_back(time_candor_grad(*model, emb, false));
+    gc.push_back(process_cpu_ms() - c0);
+  }
   std::printf("%s T=%lld threads %d kernels %s: forward %.3f ms, forward + backward %.3f ms "
-              "(medians of %d)\n",
+              "(medians of %d); CPU ms: forward %.3f, forward + backward %.3f\n",
               s.models.front().c_str(), (long long)T, s.threads.front(),
-              fused::vec::kernels().name, median(f), median(g), s.loop);
+              fused::vec::kernels().name, median(f), median(g), s.loop, median(fc), median(gc));
+  std::fprintf(stderr, "forward path: %s; gradients: %s\n", model->forward_path().c_str(),
+               model->gradient_path().c_str());
 }
 
 // "12.345" for ms values, "-" when not measured.
@@ -766,6 +907,8 @@ int main(int argc, char** argv) {
       s.torch = false;
     } else if (a == "--scalar") {
       fused::vec::set_simd(false);
+    } else if (a == "--dequant") {
+      s.dequant = true;
     } else if (!val("--loop").empty()) {
       s.loop = std::max(1, std::stoi(val("--loop")));
     } else if (!val("--quant-types").empty()) {
@@ -787,10 +930,14 @@ int main(int argc, char** argv) {
                    "[--lengths=32,128] [--threads=1,2] [--rounds=7] "
                    "[--passes=forward,kshap16,fwdbwd,ig50] [--ig-chunk=10] [--no-torch] "
                    "[--no-saliency] [--only-saliency] [--no-quant] [--only-quant] "
-                   "[--quant-types=q4_k,q8_0] [--scalar] [--loop=N]\n",
+                   "[--quant-types=q4_k,q8_0] [--scalar] [--loop=N] [--dequant]\n",
                    a.c_str());
       return 2;
     }
+  }
+  if (s.dequant) {
+    run_dequant(s);
+    return 0;
   }
   if (s.loop > 0) {
     if (s.models.empty()) s.models = {"stories260K"};

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -267,11 +268,200 @@ TEST_F(VecKernels, DequantizedBlocksEqualTheReadersBitForBit) {
     }
   }
   float out = 0;
-  EXPECT_FALSE(vec::dequantize_blocks(14, nullptr, 0, &out));  // Q6_K: the reader's loops
+  EXPECT_FALSE(vec::dequantize_blocks(0, nullptr, 0, &out));  // F32: the reader's copy
   vec::set_simd(false);
   std::vector<uint8_t> block(34, 0);
   EXPECT_FALSE(vec::dequantize_blocks(8, block.data(), 32, &out));  // scalar kernels in use
   vec::set_simd(true);
+}
+
+// LayerNorm and its backward, vector against scalar, with and without a bias, on rows centred
+// at 0 and rows far from it (where the mean matters); and the backward's invariants: its sum
+// over the row is 0, and so is its dot product with xhat (up to eps).
+TEST_F(VecKernels, LayerNormAndItsBackwardEqualScalar) {
+  for (int64_t n : kSizes) {
+    for (const float offset : {0.0f, 40.0f}) {
+      SCOPED_TRACE(std::to_string(n) + " offset " + std::to_string(offset));
+      auto x = random_vector(n, 60, -3.0f + offset, 3.0f + offset);
+      const auto w = random_vector(n, 61, 0.5f, 1.5f), b = random_vector(n, 62);
+      const auto dy = random_vector(n, 63);
+      const double eps = 1e-5;
+      for (const float* bias : {static_cast<const float*>(nullptr), b.data()}) {
+        std::vector<float> os(n), ov(n, -7.0f);
+        s_.layer_norm(n, x.data(), eps, w.data(), bias, os.data());
+        v_->layer_norm(n, x.data(), eps, w.data(), bias, ov.data());
+        expect_close(ov, os, 2e-6, 1e-3, "layer_norm");
+      }
+      // The scalar forward against the formula in double.
+      {
+        double mean = 0, var = 0;
+        for (float xi : x) mean += xi;
+        mean /= static_cast<double>(n);
+        for (float xi : x) var += (xi - mean) * (xi - mean);
+        const double r = 1.0 / std::sqrt(var / static_cast<double>(n) + eps);
+        std::vector<float> os(n), ref(n);
+        s_.layer_norm(n, x.data(), eps, w.data(), b.data(), os.data());
+        for (int64_t i = 0; i < n; ++i)
+          ref[i] = static_cast<float>((x[i] - mean) * r * w[i] + b[i]);
+        // x - m in float: an error of up to ulp(|m|) / 2, times r w.
+        expect_close(os, ref, 1e-5, 1e-2 + 0.01 * offset, "scalar layer_norm vs double");
+      }
+      const auto start = random_vector(n, 64);  // the backward adds to what is there
+      std::vector<float> gs = start, gv = start;
+      s_.layer_norm_backward(n, x.data(), dy.data(), w.data(), eps, gs.data());
+      v_->layer_norm_backward(n, x.data(), dy.data(), w.data(), eps, gv.data());
+      double scale = 0;
+      for (int64_t i = 0; i < n; ++i) scale = std::max(scale, std::fabs(double(gs[i]) - start[i]));
+      expect_close(gv, gs, 1e-5, std::max(scale, 1e-3), "layer_norm_backward");
+      if (n >= 2) {
+        double sum = 0, dot = 0, mean = 0;
+        for (float xi : x) mean += xi;
+        mean /= static_cast<double>(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double d = double(gv[i]) - start[i];
+          sum += d;
+          dot += d * (x[i] - mean);
+        }
+        EXPECT_LE(std::fabs(sum), 1e-4 * std::max(1.0, scale) * n) << "sum of dx";
+        EXPECT_LE(std::fabs(dot), 1e-3 * std::max(1.0, scale) * n) << "dx . (x - mean)";
+      }
+    }
+  }
+}
+
+// GELU (tanh form) and its backward: vector against scalar and both against the formula in
+// double, over [-8, 8] and a few far and special values. The scalar forward's 1 + tanh(u)
+// loses digits where tanh u is near -1 (an absolute error of about |x| ulp(1) / 2), the
+// vector's x sigmoid(2u) does not: the tolerance against the scalar allows for that.
+TEST_F(VecKernels, GeluTanhAndItsBackwardEqualScalar) {
+  // In double, with 0.5 (1 + tanh u) written as sigmoid(2u) (no cancellation in the tail).
+  const double k = 0.7978845608028654, c = 0.044715;
+  const auto sig = [&](double v) { return 1 / (1 + std::exp(-2 * k * (v + c * v * v * v))); };
+  const auto ref = [&](double v) { return v * sig(v); };
+  const auto dref = [&](double v) {
+    const double s = sig(v);  // 0.5 (1 + th), and 1 - th^2 = 4 s (1 - s)
+    return s + 2 * v * s * (1 - s) * k * (1 + 3 * c * v * v);
+  };
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    auto x = random_vector(n, 70, -8.0f, 8.0f);
+    const float special[] = {0.0f, -0.0f, 1e-20f, -1e-20f, 30.0f, -30.0f, 1e4f, -1e4f, -0.7522f};
+    for (int64_t i = 0; i < n && i < 9; ++i) x[static_cast<size_t>(i * 7 % n)] = special[i];
+    const auto da = random_vector(n, 71);
+    std::vector<float> fs = x, fv = x;
+    s_.gelu_tanh(n, fs.data());
+    v_->gelu_tanh(n, fv.data());
+    std::vector<float> bs(n), bv(n, -7.0f);
+    s_.gelu_tanh_backward(n, da.data(), x.data(), bs.data());
+    v_->gelu_tanh_backward(n, da.data(), x.data(), bv.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const double r = ref(x[i]), ax = std::fabs(x[i]);
+      // The vector's relative error grows as |2u| ulp in the far negative tail (exp's argument).
+      ASSERT_LE(std::fabs(fv[i] - r), 2e-5 * std::fabs(r) + 1e-30) << "vector gelu at " << x[i];
+      ASSERT_LE(std::fabs(fs[i] - r), 4e-6 * std::fabs(r) + 1e-7 * ax) << "scalar gelu at " << x[i];
+      ASSERT_LE(std::fabs(fv[i] - fs[i]), 4e-6 * std::fabs(fs[i]) + 1e-7 * ax)
+          << "gelu at " << x[i];
+      const double dr = da[i] * dref(x[i]);
+      ASSERT_LE(std::fabs(bs[i] - dr), 1e-6 * std::fabs(dr) + 1e-12 * std::fabs(da[i]))
+          << "scalar backward at " << x[i];
+      ASSERT_LE(std::fabs(bv[i] - dr), 1e-5 * std::fabs(dr) + 1e-7 * std::fabs(da[i]))
+          << "vector backward at " << x[i];
+    }
+  }
+}
+
+// GELU (erf form) and its backward: vector against scalar and against erfc in double, over
+// [-14, 14] and special values. The vector computes Phi(x) as 0.5 erfc(-x / sqrt 2), keeping
+// relative precision in the negative tail, where its error grows as x^2 ulp (exp's argument);
+// the scalar's 1 + erf loses digits there (an absolute error of about |x| ulp(1) / 2).
+TEST_F(VecKernels, GeluErfAndItsBackwardEqualScalar) {
+  const auto phi = [](double v) { return 0.5 * std::erfc(-v / std::sqrt(2.0)); };
+  for (int64_t n : kSizes) {
+    SCOPED_TRACE(n);
+    auto x = random_vector(n, 72, -14.0f, 14.0f);
+    const float special[] = {0.0f, -0.0f, 1e-20f, -1e-20f, 30.0f, -30.0f, 1e4f, -1e4f, 1.4142135f};
+    for (int64_t i = 0; i < n && i < 9; ++i) x[static_cast<size_t>(i * 7 % n)] = special[i];
+    const auto da = random_vector(n, 73);
+    std::vector<float> fs = x, fv = x;
+    s_.gelu_erf(n, fs.data());
+    v_->gelu_erf(n, fv.data());
+    std::vector<float> bs(n), bv(n, -7.0f);
+    s_.gelu_erf_backward(n, da.data(), x.data(), bs.data());
+    v_->gelu_erf_backward(n, da.data(), x.data(), bv.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = x[i], r = v * phi(v), ax = std::fabs(v);
+      const double a2 = std::min(v * v, 200.0);
+      ASSERT_LE(std::fabs(fv[i] - r), 2e-6 * (1 + a2) * std::fabs(r) + 1e-37) << "vector gelu at " << v;
+      ASSERT_LE(std::fabs(fs[i] - r), 4e-6 * std::fabs(r) + 1e-7 * ax) << "scalar gelu at " << v;
+      ASSERT_LE(std::fabs(fv[i] - fs[i]), 4e-6 * std::fabs(fs[i]) + 1e-7 * ax) << "gelu at " << v;
+      const double dr = da[i] * (phi(v) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI));
+      ASSERT_LE(std::fabs(bs[i] - dr), 1e-6 * std::fabs(dr) + 1e-12 * std::fabs(da[i]))
+          << "scalar backward at " << v;
+      ASSERT_LE(std::fabs(bv[i] - dr), 4e-6 * std::fabs(dr) + 2e-7 * std::fabs(da[i]))
+          << "vector backward at " << v;
+    }
+  }
+}
+
+// The vector expansion of Q6_K and Q4_0 blocks gives the GGUF reader's values to the bit, on
+// 1, 2, 3 and 17 random blocks whose f16 scales include zero, subnormal, negative and large
+// ones (Q6_K's int8 sub-block scales random, negative among them).
+TEST_F(VecKernels, Q6KAndQ4_0BlocksEqualTheReadersBitForBit) {
+  std::mt19937 rng(41);
+  const uint16_t halves[] = {0, 0x0001, 0x03FF, 0x8000 | (14 << 10) | 123, (25 << 10) | 999,
+                             (15 << 10), (9 << 10) | 77};
+  // type, values and bytes per block, where the block's f16 scale is.
+  struct Case { uint32_t type; int64_t block_values, block_bytes, half_at; };
+  for (const Case c : {Case{14, 256, 210, 208}, Case{2, 32, 18, 0}}) {
+    for (int64_t blocks : {1, 2, 3, 17}) {
+      SCOPED_TRACE(std::to_string(c.type) + " x " + std::to_string(blocks));
+      std::vector<uint8_t> data(static_cast<size_t>(blocks * c.block_bytes));
+      for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint16_t h = halves[(b + blocks) % 7];
+        data[b * c.block_bytes + c.half_at] = static_cast<uint8_t>(h & 0xFF);
+        data[b * c.block_bytes + c.half_at + 1] = static_cast<uint8_t>(h >> 8);
+      }
+      const int64_t n = blocks * c.block_values;
+      std::vector<float> ref(static_cast<size_t>(n)), mine(static_cast<size_t>(n), -1.0f);
+      dequantize_ggml(c.type, data.data(), n, ref.data());
+      ASSERT_TRUE(vec::dequantize_blocks(c.type, data.data(), n, mine.data()));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(mine[i], ref[i]) << i;
+    }
+  }
+}
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// F16 and BF16: every one of the 65536 bit patterns (zeros, subnormals, infinities and NaNs
+// among them) to the reader's bits, then lengths 1..40 (every tail after the vector body) at
+// odd offsets.
+TEST_F(VecKernels, F16AndBf16EqualTheReadersBitForBit) {
+  std::vector<uint8_t> all(2 * 65536);
+  for (uint32_t h = 0; h < 65536; ++h) {
+    all[2 * h] = static_cast<uint8_t>(h & 0xFF);
+    all[2 * h + 1] = static_cast<uint8_t>(h >> 8);
+  }
+  for (uint32_t type : {1u, 30u}) {
+    SCOPED_TRACE(type);
+    std::vector<float> ref(65536), mine(65536, -1.0f);
+    dequantize_ggml(type, all.data(), 65536, ref.data());
+    ASSERT_TRUE(vec::dequantize_blocks(type, all.data(), 65536, mine.data()))
+        << "no vector expansion (F16 needs the CPU's F16C)";
+    for (uint32_t h = 0; h < 65536; ++h) ASSERT_EQ(bits_of(mine[h]), bits_of(ref[h])) << h;
+    for (int64_t n = 1; n <= 40; ++n) {
+      const uint8_t* p = all.data() + 2 * (977 * n % 60000);
+      std::vector<float> r(n), m(n + 1, -1.0f);
+      dequantize_ggml(type, p, n, r.data());
+      ASSERT_TRUE(vec::dequantize_blocks(type, p, n, m.data()));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bits_of(m[i]), bits_of(r[i])) << n << " " << i;
+      EXPECT_EQ(m[n], -1.0f) << "wrote past the end at n = " << n;
+    }
+  }
 }
 
 // set_simd switches what kernels() returns, and the BLAS entry points agree either way on a

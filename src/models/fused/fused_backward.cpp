@@ -53,24 +53,7 @@ void norm_backward_rows(const ModelConfig& c, const float* x, int64_t ldx, const
       const float b = static_cast<float>(r * r * r * gx / static_cast<double>(D));
       k.rms_grad_apply(D, a, dyr, weight, b, xr, o);
     } else {
-      double s = 0;
-      for (int64_t i = 0; i < D; ++i) s += xr[i];
-      const double mean = s / static_cast<double>(D);
-      double v = 0;
-      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
-      const double r = 1.0 / std::sqrt(v / static_cast<double>(D) + eps);
-      double sg = 0, sgx = 0;
-      for (int64_t i = 0; i < D; ++i) {
-        const double g = static_cast<double>(dyr[i]) * weight[i];
-        sg += g;
-        sgx += g * (xr[i] - mean) * r;
-      }
-      const double mg = sg / static_cast<double>(D), mgx = sgx / static_cast<double>(D);
-      for (int64_t i = 0; i < D; ++i) {
-        const double g = static_cast<double>(dyr[i]) * weight[i];
-        const double xhat = (xr[i] - mean) * r;
-        o[i] += static_cast<float>(r * (g - mg - xhat * mgx));
-      }
+      vec::kernels().layer_norm_backward(D, xr, dyr, weight, eps, o);
     }
   }
 }
@@ -80,9 +63,6 @@ void norm_backward_rows(const ModelConfig& c, const float* x, int64_t ldx, const
 // SwiGLU both halves, gate then up; else the F columns).
 void activation_backward_rows(Activation a, const float* da, int64_t ldda, const float* f,
                               float* df, int64_t rows, int64_t F, int64_t ld) {
-  constexpr double kSqrt2OverPi = 0.7978845608028654;
-  constexpr double kInvSqrt2 = 0.7071067811865476;
-  constexpr double kInvSqrt2Pi = 0.3989422804014327;
   if (split_rows(rows, 8 * F, [&](int64_t r0, int64_t r1) {
         activation_backward_rows(a, da + r0 * ldda, ldda, f + r0 * ld, df + r0 * ld, r1 - r0, F,
                                  ld);
@@ -98,22 +78,10 @@ void activation_backward_rows(Activation a, const float* da, int64_t ldda, const
         vec::kernels().swiglu_backward(F, dar, fr, fr + F, o, o + F);
         break;
       case Activation::kGeluTanh:
-        for (int64_t i = 0; i < F; ++i) {
-          const double v = fr[i];
-          const double inner = kSqrt2OverPi * (v + 0.044715 * v * v * v);
-          const double th = std::tanh(inner);
-          const double d =
-              0.5 * (1 + th) + 0.5 * v * (1 - th * th) * kSqrt2OverPi * (1 + 3 * 0.044715 * v * v);
-          o[i] = static_cast<float>(dar[i] * d);
-        }
+        vec::kernels().gelu_tanh_backward(F, dar, fr, o);
         break;
       case Activation::kGelu:
-        for (int64_t i = 0; i < F; ++i) {
-          const double v = fr[i];
-          const double d =
-              0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
-          o[i] = static_cast<float>(dar[i] * d);
-        }
+        vec::kernels().gelu_erf_backward(F, dar, fr, o);
         break;
       case Activation::kRelu:
         for (int64_t i = 0; i < F; ++i) o[i] = fr[i] > 0 ? dar[i] : 0.0f;

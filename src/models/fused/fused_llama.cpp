@@ -55,14 +55,7 @@ void norm_rows(const ModelConfig& c, const float* x, int64_t ldx, int64_t rows, 
       const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(D) + eps));
       k.scale_mul(D, xr, r, weight, o);
     } else {
-      double s = 0;
-      for (int64_t i = 0; i < D; ++i) s += xr[i];
-      const double mean = s / static_cast<double>(D);
-      double v = 0;
-      for (int64_t i = 0; i < D; ++i) v += (xr[i] - mean) * (xr[i] - mean);
-      const float r = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(D) + eps));
-      const float m = static_cast<float>(mean);
-      for (int64_t i = 0; i < D; ++i) o[i] = (xr[i] - m) * r * weight[i] + (bias ? bias[i] : 0.f);
+      vec::kernels().layer_norm(D, xr, eps, weight, bias, o);
     }
   }
 }
@@ -78,8 +71,6 @@ void add_bias(float* y, int64_t rows, int64_t width, int64_t ld, const float* bi
 // The feed-forward activation over f [rows, ld], in place: SwiGLU writes silu(gate) * up over
 // the gate half (columns [0, F)); the others act on the F columns.
 void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  constexpr float kInvSqrt2 = 0.7071067811865476f;
   if (split_rows(rows, 8 * F,
                  [&](int64_t r0, int64_t r1) { activate_rows(a, f + r0 * ld, r1 - r0, F, ld); }))
     return;
@@ -90,13 +81,10 @@ void activate_rows(Activation a, float* f, int64_t rows, int64_t F, int64_t ld) 
         vec::kernels().swiglu(F, r, r + F);
         break;
       case Activation::kGeluTanh:
-        for (int64_t i = 0; i < F; ++i) {
-          const float v = r[i];
-          r[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-        }
+        vec::kernels().gelu_tanh(F, r);
         break;
       case Activation::kGelu:
-        for (int64_t i = 0; i < F; ++i) r[i] = 0.5f * r[i] * (1.0f + std::erf(r[i] * kInvSqrt2));
+        vec::kernels().gelu_erf(F, r);
         break;
       case Activation::kRelu:
         for (int64_t i = 0; i < F; ++i) r[i] = std::max(r[i], 0.0f);

@@ -119,7 +119,8 @@ void qgemm_nt(int64_t M, const float* A, int64_t lda, const QuantMatrix& W, floa
         float* buf = panel_buffer(panel_rows(W.cols) * W.cols);
         for (int64_t i = p0; i < p1; ++i) {
           const Panel& p = panels[static_cast<size_t>(i)];
-          dequantize_ggml(p.type, p.data, p.n * W.cols, buf);
+          if (!vec::dequantize_blocks(p.type, p.data, p.n * W.cols, buf))
+            dequantize_ggml(p.type, p.data, p.n * W.cols, buf);
           gemm_nt(M, p.n, W.cols, 1.0f, A, lda, buf, W.cols, beta, C + p.r0, ldc);
         }
       });
@@ -179,8 +180,9 @@ void dequantize_rows(const QuantMatrix& W, int64_t r0, int64_t n, float* out) {
   for (const QuantPart& p : W.parts) {
     const int64_t lo = std::max(r0, base), hi = std::min(r0 + n, base + p.rows);
     if (lo < hi) {
-      dequantize_ggml(p.type, p.data + static_cast<size_t>(lo - base) * quant_row_bytes(p.type, W.cols),
-                      (hi - lo) * W.cols, out + (lo - r0) * W.cols);
+      const uint8_t* src = p.data + static_cast<size_t>(lo - base) * quant_row_bytes(p.type, W.cols);
+      if (!vec::dequantize_blocks(p.type, src, (hi - lo) * W.cols, out + (lo - r0) * W.cols))
+        dequantize_ggml(p.type, src, (hi - lo) * W.cols, out + (lo - r0) * W.cols);
     }
     base += p.rows;
   }

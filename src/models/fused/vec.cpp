@@ -132,11 +132,81 @@ void s_gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int
   s_gemm_rows(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
 }
 
+void s_layer_norm(int64_t n, const float* x, double eps, const float* w, const float* b,
+                  float* o) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  const double mean = s / static_cast<double>(n);
+  double v = 0;
+  for (int64_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
+  const float r = static_cast<float>(1.0 / std::sqrt(v / static_cast<double>(n) + eps));
+  const float m = static_cast<float>(mean);
+  for (int64_t i = 0; i < n; ++i) o[i] = (x[i] - m) * r * w[i] + (b ? b[i] : 0.f);
+}
+
+void s_layer_norm_backward(int64_t n, const float* x, const float* dy, const float* w, double eps,
+                           float* o) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  const double mean = s / static_cast<double>(n);
+  double v = 0;
+  for (int64_t i = 0; i < n; ++i) v += (x[i] - mean) * (x[i] - mean);
+  const double r = 1.0 / std::sqrt(v / static_cast<double>(n) + eps);
+  double sg = 0, sgx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i];
+    sg += g;
+    sgx += g * (x[i] - mean) * r;
+  }
+  const double mg = sg / static_cast<double>(n), mgx = sgx / static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i];
+    const double xhat = (x[i] - mean) * r;
+    o[i] += static_cast<float>(r * (g - mg - xhat * mgx));
+  }
+}
+
+constexpr float kSqrt2OverPiF = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+
+void s_gelu_tanh(int64_t n, float* x) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPiF * (v + kGeluCubic * v * v * v)));
+  }
+}
+
+void s_gelu_tanh_backward(int64_t n, const float* da, const float* x, float* o) {
+  constexpr double k = 0.7978845608028654;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    const double th = std::tanh(k * (v + 0.044715 * v * v * v));
+    const double d = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v);
+    o[i] = static_cast<float>(da[i] * d);
+  }
+}
+
+void s_gelu_erf(int64_t n, float* x) {
+  constexpr float kInvSqrt2 = 0.7071067811865476f;
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+void s_gelu_erf_backward(int64_t n, const float* da, const float* x, float* o) {
+  constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    const double d = 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+    o[i] = static_cast<float>(da[i] * d);
+  }
+}
+
 const Kernels kScalar = {
     "scalar",     s_dot,        s_add,          s_sum_squares,      s_scale_mul,
     s_rms_grad_dot, s_rms_grad_apply, s_rotate, s_unrotate,         s_softmax,
     s_softmax_backward, s_swiglu, s_swiglu_backward, s_gemm_nt,      s_gemm_nn,
     s_gemm_tn,
+    s_layer_norm, s_layer_norm_backward, s_gelu_tanh, s_gelu_tanh_backward,
+    s_gelu_erf, s_gelu_erf_backward,
 };
 
 // ---- AVX2 + FMA ---------------------------------------------------------------------------
@@ -443,11 +513,225 @@ CANDOR_AVX2 void v_gemm_tn(int64_t M, int64_t N, int64_t K, float alpha, const f
   v_gemm_rows(M, N, K, alpha, A, 1, lda, B, ldb, beta, C, ldc);
 }
 
+// sum x[i] in double.
+CANDOR_AVX2 double v_sum(const float* x, int64_t n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
+  }
+  double s = hsum_pd(_mm256_add_pd(s0, s1));
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
+// sum (x[i] - mean)^2 in double.
+CANDOR_AVX2 double v_sum_sq_dev(const float* x, double mean, int64_t n) {
+  const __m256d m = _mm256_set1_pd(mean);
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), m);
+    const __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)), m);
+    s0 = _mm256_fmadd_pd(a, a, s0);
+    s1 = _mm256_fmadd_pd(b, b, s1);
+  }
+  double s = hsum_pd(_mm256_add_pd(s0, s1));
+  for (; i < n; ++i) s += (x[i] - mean) * (x[i] - mean);
+  return s;
+}
+
+CANDOR_AVX2 void v_layer_norm(int64_t n, const float* x, double eps, const float* w,
+                              const float* b, float* o) {
+  const double mean = v_sum(x, n) / static_cast<double>(n);
+  const double var = v_sum_sq_dev(x, mean, n) / static_cast<double>(n);
+  const float r = static_cast<float>(1.0 / std::sqrt(var + eps));
+  const float m = static_cast<float>(mean);
+  const __m256 rv = _mm256_set1_ps(r), mv = _mm256_set1_ps(m);
+  int64_t i = 0;
+  // (x - m) r w (+ b): multiply, then add, rounding as the scalar loop does.
+  for (; i + 8 <= n; i += 8) {
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), rv),
+                             _mm256_loadu_ps(w + i));
+    if (b) y = _mm256_add_ps(y, _mm256_loadu_ps(b + i));
+    _mm256_storeu_ps(o + i, y);
+  }
+  for (; i < n; ++i) o[i] = (x[i] - m) * r * w[i] + (b ? b[i] : 0.f);
+}
+
+CANDOR_AVX2 void v_layer_norm_backward(int64_t n, const float* x, const float* dy, const float* w,
+                                       double eps, float* o) {
+  const double mean = v_sum(x, n) / static_cast<double>(n);
+  const double r = 1.0 / std::sqrt(v_sum_sq_dev(x, mean, n) / static_cast<double>(n) + eps);
+  // sum g and sum g (x - mean), g = dy w, in double.
+  const __m256d m = _mm256_set1_pd(mean);
+  __m256d sg = _mm256_setzero_pd(), sgx = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d g = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(dy + i)),
+                                    _mm256_cvtps_pd(_mm_loadu_ps(w + i)));
+    sg = _mm256_add_pd(sg, g);
+    sgx = _mm256_fmadd_pd(g, _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), m), sgx);
+  }
+  double sgs = hsum_pd(sg), sgxs = hsum_pd(sgx);
+  for (; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i];
+    sgs += g;
+    sgxs += g * (x[i] - mean);
+  }
+  const double mg = sgs / static_cast<double>(n), mgx = sgxs * r / static_cast<double>(n);
+  // o += r (g - mg - xhat mgx), xhat = (x - mean) r, in double as the scalar loop (in float,
+  // r g and its cancelling terms would leave rounding of r |g| where the row is nearly
+  // constant and r large).
+  const __m256d rv = _mm256_set1_pd(r), mgv = _mm256_set1_pd(mg), mgxv = _mm256_set1_pd(mgx);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const __m256d g = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(dy + i)),
+                                    _mm256_cvtps_pd(_mm_loadu_ps(w + i)));
+    const __m256d xhat = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), m), rv);
+    const __m256d t = _mm256_mul_pd(rv, _mm256_fnmadd_pd(xhat, mgxv, _mm256_sub_pd(g, mgv)));
+    _mm_storeu_ps(o + i, _mm_add_ps(_mm_loadu_ps(o + i), _mm256_cvtpd_ps(t)));
+  }
+  for (; i < n; ++i) {
+    const double g = static_cast<double>(dy[i]) * w[i];
+    const double xhat = (x[i] - mean) * r;
+    o[i] += static_cast<float>(r * (g - mg - xhat * mgx));
+  }
+}
+
+// GELU (tanh form) as x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): 0.5 (1 + tanh u) is
+// sigmoid(2u), which has no cancellation where tanh u is near -1.
+CANDOR_AVX2 inline __m256 gelu_sigmoid(__m256 v) {
+  const __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(kGeluCubic), v),
+                                       _mm256_mul_ps(v, v), v);
+  const __m256 minus_2u = _mm256_mul_ps(_mm256_set1_ps(-2.0f * kSqrt2OverPiF), inner);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp256(minus_2u)));
+}
+
+CANDOR_AVX2 void v_gelu_tanh(int64_t n, float* x) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, gelu_sigmoid(v)));
+  }
+  if (i < n) {  // the tail through the same formula, padded to 8 lanes
+    float t[8] = {0};
+    std::copy(x + i, x + n, t);
+    const __m256 v = _mm256_loadu_ps(t);
+    _mm256_storeu_ps(t, _mm256_mul_ps(v, gelu_sigmoid(v)));
+    std::copy(t, t + (n - i), x + i);
+  }
+}
+
+// d/dx: 0.5 (1 + th) + 0.5 x (1 - th^2) k (1 + 3 c x^2) = s + 2 x s (1 - s) k (1 + 3 c x^2),
+// s = sigmoid(2u).
+CANDOR_AVX2 inline void gelu_tanh_backward_8(const float* da, const float* x, float* o) {
+  const __m256 one = _mm256_set1_ps(1.0f), k2 = _mm256_set1_ps(2.0f * kSqrt2OverPiF),
+               c3 = _mm256_set1_ps(3.0f * kGeluCubic);
+  const __m256 v = _mm256_loadu_ps(x);
+  const __m256 s = gelu_sigmoid(v);
+  const __m256 poly = _mm256_fmadd_ps(_mm256_mul_ps(c3, v), v, one);  // 1 + 3 c x^2
+  const __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(k2, v), s),
+                                 _mm256_mul_ps(_mm256_sub_ps(one, s), poly));
+  _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(da), _mm256_add_ps(s, t)));
+}
+
+CANDOR_AVX2 void v_gelu_tanh_backward(int64_t n, const float* da, const float* x, float* o) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) gelu_tanh_backward_8(da + i, x + i, o + i);
+  if (i < n) {  // the tail through the same formula, padded to 8 lanes
+    float ta[8] = {0}, tx[8] = {0}, to[8];
+    std::copy(da + i, da + n, ta);
+    std::copy(x + i, x + n, tx);
+    gelu_tanh_backward_8(ta, tx, to);
+    std::copy(to, to + (n - i), o + i);
+  }
+}
+
+// Phi(v) = 0.5 erfc(-v / sqrt 2) lanewise, and exp(-v^2 / 2) beside it (the backward's
+// density). With a = |v| / sqrt 2: for a <= 1, erf(a) = a P(a^2), P a degree-6 polynomial in
+// 2 a^2 - 1; for a > 1, erfc(a) = exp(-a^2) s Q(s), s = 1 / a, Q a degree-12 polynomial in
+// 2 s - 1 (the tail is computed as erfc, so Phi of large negative v keeps its relative
+// precision). Both are Chebyshev interpolants (of erf(sqrt t) / sqrt t on [0, 1] and of
+// erfc(1 / s) exp(1 / s^2) / s on (0, 1]), within 3e-8 relative before float rounding.
+CANDOR_AVX2 inline __m256 normal_cdf(__m256 v, __m256* density_exp) {
+  static const float kP[] = {9.654687643e-01f,  -1.405360997e-01f, 1.985249855e-02f,
+                             -2.285419498e-03f, 2.175119880e-04f,  -1.766908099e-05f,
+                             1.231640113e-06f};
+  static const float kQ[] = {5.107913613e-01f,  -8.360547572e-02f, -9.158574045e-03f,
+                             1.486973837e-02f,  -6.793217734e-03f, 1.331239939e-03f,
+                             6.122449995e-04f,  -8.190415101e-04f, 5.344944657e-04f,
+                             -1.776306017e-04f, -7.190764882e-05f, 9.817320097e-05f,
+                             -2.781844887e-05f};
+  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f),
+               half = _mm256_set1_ps(0.5f);
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_andnot_ps(sign_mask, _mm256_mul_ps(v, _mm256_set1_ps(0.7071067811865476f)));
+  const __m256 a2 = _mm256_mul_ps(a, a);
+  const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), a2));
+  *density_exp = e;
+  // a <= 1: erfc(a) = 1 - a P(2 a^2 - 1).
+  const __m256 u = _mm256_fmsub_ps(two, a2, one);
+  __m256 p = _mm256_set1_ps(kP[6]);
+  for (int k = 5; k >= 0; --k) p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(kP[k]));
+  const __m256 erfc_small = _mm256_fnmadd_ps(a, p, one);
+  // a > 1: erfc(a) = exp(-a^2) s Q(2 s - 1), s = 1 / a (a = 0 gives s = inf: not selected).
+  const __m256 s = _mm256_div_ps(one, _mm256_max_ps(a, one));
+  const __m256 w = _mm256_fmsub_ps(two, s, one);
+  __m256 q = _mm256_set1_ps(kQ[12]);
+  for (int k = 11; k >= 0; --k) q = _mm256_fmadd_ps(q, w, _mm256_set1_ps(kQ[k]));
+  const __m256 erfc_large = _mm256_mul_ps(e, _mm256_mul_ps(s, q));
+  const __m256 erfc_a = _mm256_blendv_ps(erfc_small, erfc_large, _mm256_cmp_ps(a, one, _CMP_GT_OQ));
+  // Phi = 0.5 erfc(a) for v < 0, 1 - 0.5 erfc(a) otherwise.
+  const __m256 lower = _mm256_mul_ps(half, erfc_a);
+  return _mm256_blendv_ps(_mm256_sub_ps(one, lower), lower,
+                          _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
+CANDOR_AVX2 void v_gelu_erf(int64_t n, float* x) {
+  int64_t i = 0;
+  __m256 e;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, normal_cdf(v, &e)));
+  }
+  if (i < n) {  // the tail through the same formula, padded to 8 lanes
+    float t[8] = {0};
+    std::copy(x + i, x + n, t);
+    const __m256 v = _mm256_loadu_ps(t);
+    _mm256_storeu_ps(t, _mm256_mul_ps(v, normal_cdf(v, &e)));
+    std::copy(t, t + (n - i), x + i);
+  }
+}
+
+CANDOR_AVX2 inline void gelu_erf_backward_8(const float* da, const float* x, float* o) {
+  __m256 e;
+  const __m256 v = _mm256_loadu_ps(x);
+  const __m256 cdf = normal_cdf(v, &e);  // e = exp(-v^2 / 2)
+  const __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_set1_ps(0.3989422804014327f)), e, cdf);
+  _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(da), d));
+}
+
+CANDOR_AVX2 void v_gelu_erf_backward(int64_t n, const float* da, const float* x, float* o) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) gelu_erf_backward_8(da + i, x + i, o + i);
+  if (i < n) {  // the tail through the same formula, padded to 8 lanes
+    float ta[8] = {0}, tx[8] = {0}, to[8];
+    std::copy(da + i, da + n, ta);
+    std::copy(x + i, x + n, tx);
+    gelu_erf_backward_8(ta, tx, to);
+    std::copy(to, to + (n - i), o + i);
+  }
+}
+
 const Kernels kAvx2 = {
     "avx2",       v_dot,        v_add,          v_sum_squares,      v_scale_mul,
     v_rms_grad_dot, v_rms_grad_apply, v_rotate, v_unrotate,         v_softmax,
     v_softmax_backward, v_swiglu, v_swiglu_backward, v_gemm_nt,      v_gemm_nn,
     v_gemm_tn,
+    v_layer_norm, v_layer_norm_backward, v_gelu_tanh, v_gelu_tanh_backward,
+    v_gelu_erf, v_gelu_erf_backward,
 };
 
 // IEEE half to float, exactly (as c10's conversion the GGUF reader uses).
@@ -515,6 +799,101 @@ CANDOR_AVX2 void v_dequant_q4_k(const uint8_t* p, int64_t n, float* y) {
   }
 }
 
+// Q4_0: per 32 values, f16 d and 16 bytes of nibbles (low nibbles values 0..15, high ones
+// 16..31): x = d (q - 8).
+CANDOR_AVX2 void v_dequant_q4_0(const uint8_t* p, int64_t n, float* y) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  for (int64_t b = 0; b < n / 32; ++b, p += 18, y += 32) {
+    const __m256 d = _mm256_set1_ps(half_to_float(p));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, low4), eight);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), low4), eight);
+    _mm256_storeu_ps(y, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                 _mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                  _mm_srli_si128(hi, 8)))));
+  }
+}
+
+// 32 signed bytes q to floats: the first 16 times s0, the next 16 times s1.
+CANDOR_AVX2 inline void scale_32(__m256i q, float s0, float s1, float* y) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m256 a = _mm256_set1_ps(s0), b = _mm256_set1_ps(s1);
+  _mm256_storeu_ps(y, _mm256_mul_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(a, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                               _mm_srli_si128(lo, 8)))));
+  _mm256_storeu_ps(y + 16, _mm256_mul_ps(b, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+  _mm256_storeu_ps(y + 24, _mm256_mul_ps(b, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                                _mm_srli_si128(hi, 8)))));
+}
+
+// Q6_K: per 256 values, 128 bytes of low 4 bits, 64 bytes of high 2 bits, 16 int8 scales of
+// sub-blocks of 16, f16 d: x = (d s) (q - 32), the scale product rounded first as the reader's
+// loop does. Per half of 128 values, value l + 32 j (j = 0..3) takes its low bits from ql[l]
+// (j = 0, 2: low / high nibble) or ql[l + 32] (j = 1, 3) and its high bits from bits 2j, 2j + 1
+// of qh[l].
+CANDOR_AVX2 void v_dequant_q6_k(const uint8_t* p, int64_t n, float* y) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), m03 = _mm256_set1_epi8(0x03),
+                m0c = _mm256_set1_epi8(0x0C), m30 = _mm256_set1_epi8(0x30),
+                mc0 = _mm256_set1_epi8(static_cast<char>(0xC0)), k32 = _mm256_set1_epi8(32);
+  for (int64_t b = 0; b < n / 256; ++b, p += 210) {
+    const uint8_t* ql = p;
+    const uint8_t* qh = p + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192);
+    const float d = half_to_float(p + 208);
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, y += 128) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      // Shifts of 16-bit lanes, masked so that no bit crosses into the neighbouring byte.
+      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(a, low4),
+                                         _mm256_slli_epi16(_mm256_and_si256(h, m03), 4));
+      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(c, low4),
+                                         _mm256_slli_epi16(_mm256_and_si256(h, m0c), 2));
+      const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4),
+                                         _mm256_and_si256(h, m30));
+      const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4),
+                                         _mm256_srli_epi16(_mm256_and_si256(h, mc0), 2));
+      const __m256i qs[4] = {q1, q2, q3, q4};
+      for (int j = 0; j < 4; ++j) {
+        const float s0 = d * sc[2 * j], s1 = d * sc[2 * j + 1];
+        scale_32(_mm256_sub_epi8(qs[j], k32), s0, s1, y + 32 * j);
+      }
+    }
+  }
+}
+
+// BF16: the 16 bits are a float's upper half.
+CANDOR_AVX2 void v_dequant_bf16(const uint8_t* p, int64_t n, float* y) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i)));
+    _mm256_storeu_ps(y + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+  }
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(p[2 * i] | (p[2 * i + 1] << 8)) << 16;
+    std::memcpy(&y[i], &bits, 4);
+  }
+}
+
+// F16 through the F16C conversion (exact, as every half is a float).
+__attribute__((target("avx2,fma,f16c"))) void v_dequant_f16(const uint8_t* p, int64_t n,
+                                                             float* y) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))));
+  for (; i < n; ++i) y[i] = half_to_float(p + 2 * i);
+}
+
+bool cpu_has_f16c() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("f16c");
+}
+
 bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -550,6 +929,23 @@ bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y) {
   }
   if (type == 12) {
     v_dequant_q4_k(p, n, y);
+    return true;
+  }
+  if (type == 14) {
+    v_dequant_q6_k(p, n, y);
+    return true;
+  }
+  if (type == 2) {
+    v_dequant_q4_0(p, n, y);
+    return true;
+  }
+  if (type == 30) {
+    v_dequant_bf16(p, n, y);
+    return true;
+  }
+  static const bool f16c = cpu_has_f16c();
+  if (type == 1 && f16c) {
+    v_dequant_f16(p, n, y);
     return true;
   }
 #else

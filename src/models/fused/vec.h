@@ -55,6 +55,24 @@ struct Kernels {
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
   void (*gemm_tn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+  // LayerNorm of one row of n: o[i] = (x[i] - m) r w[i] + b[i] (b may be null), the mean m and
+  // r = (mean (x - m)^2 + eps)^-1/2 taken in double (the mean first, then the squared
+  // deviations) and rounded to float before the row is written.
+  void (*layer_norm)(int64_t n, const float* x, double eps, const float* w, const float* b,
+                     float* o);
+  // LayerNorm backward of one row, added to o: o[i] += r (g[i] - mean g - xhat[i] mean(g xhat)),
+  // g = dy w, xhat = (x - m) r (the sums in double).
+  void (*layer_norm_backward)(int64_t n, const float* x, const float* dy, const float* w,
+                              double eps, float* o);
+  // GELU, tanh form, in place: x = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); its
+  // backward o[i] = da[i] gelu'(x[i]) from the pre-activation x.
+  void (*gelu_tanh)(int64_t n, float* x);
+  void (*gelu_tanh_backward)(int64_t n, const float* da, const float* x, float* o);
+  // GELU, exact (erf) form, in place: x = x Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2)); its
+  // backward o[i] = da[i] (Phi(x) + x phi(x)), phi the normal density.
+  void (*gelu_erf)(int64_t n, float* x);
+  void (*gelu_erf_backward)(int64_t n, const float* da, const float* x, float* o);
 };
 
 // The scalar loops (the reference).
@@ -67,10 +85,10 @@ const Kernels& kernels();
 // for benchmarks and tests comparing the two). Returns whether vector kernels are now in use.
 bool set_simd(bool on);
 
-// Expands n values (whole blocks) of GGUF Q8_0 (ggml type 8) or Q4_K (12) at p into y with the
-// AVX2 kernels, to the same bits as the GGUF reader's loops (dequantize_ggml); false, doing
-// nothing, for another type or when the scalar kernels are in use (the caller then uses
-// dequantize_ggml).
+// Expands n values (whole blocks) of GGUF Q8_0 (ggml type 8), Q4_K (12), Q6_K (14), Q4_0 (2),
+// F16 (1; with the CPU's F16C conversion) or BF16 (30) at p into y with the AVX2 kernels, to
+// the same bits as the GGUF reader's loops (dequantize_ggml); false, doing nothing, for another
+// type or when the scalar kernels are in use (the caller then uses dequantize_ggml).
 bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y);
 
 // The arena of one pass (`which`: 0 the forward, 1 the backward): the calling thread's
