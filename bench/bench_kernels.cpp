@@ -27,8 +27,8 @@
 //                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N]
 // --scalar: the fused path's scalar elementwise kernels instead of AVX2 (models/fused/vec.h).
 // --loop=N: only the fused forward and forward + backward of the first model and length, N
-// times each, timed per pass (for a profiler: `perf record build/bench/bench_kernels
-// --models=stories260K --lengths=128 --loop=200`).
+// times each (those of them --passes names), timed per pass (for a profiler: `perf record -g
+// build/bench/bench_kernels --models=stories260K --lengths=128 --passes=forward --loop=200`).
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -408,8 +408,13 @@ void run_loop(const Settings& s) {
   const int64_t T = s.lengths.front();
   const at::Tensor emb = make_input(*model, 1, T);
   std::vector<double> f, g;
-  for (int i = 0; i < s.loop; ++i) f.push_back(time_candor(*model, emb, false));
-  for (int i = 0; i < s.loop; ++i) g.push_back(time_candor_grad(*model, emb, false));
+  auto wants = [&](const char* p) {
+    return std::find(s.passes.begin(), s.passes.end(), p) != s.passes.end();
+  };
+  if (wants("forward"))
+    for (int i = 0; i < s.loop; ++i) f.push_back(time_candor(*model, emb, false));
+  if (wants("fwdbwd"))
+    for (int i = 0; i < s.loop; ++i) g.push_back(time_candor_grad(*model, emb, false));
   std::printf("%s T=%lld threads %d kernels %s: forward %.3f ms, forward + backward %.3f ms "
               "(medians of %d)\n",
               s.models.front().c_str(), (long long)T, s.threads.front(),
