@@ -27,8 +27,8 @@
 //                    [--quant-types=q4_k,q8_0] [--scalar] [--loop=N] [--dequant]
 // --scalar: the fused path's scalar elementwise kernels instead of AVX2 (models/fused/vec.h).
 // --loop=N: only the fused forward and forward + backward of the first model and length, N
-// times each, timed per pass (for a profiler: `perf record build/bench/bench_kernels
-// --models=stories260K --lengths=128 --loop=200`). With --loop the first model may also be
+// times each (those of them --passes names), timed per pass (for a profiler: `perf record -g
+// build/bench/bench_kernels --models=stories260K --lengths=128 --passes=forward --loop=200`). With --loop the first model may also be
 // gpt2_768, a GPT-2-small-sized random model (LayerNorm, tanh GELU, learned positions, biases;
 // vocabulary 50257, tied), for the LayerNorm and GELU kernels.
 // --dequant: only the block expansion of each GGUF type, the reader's loops against AVX2.
@@ -539,16 +539,21 @@ void run_loop(const Settings& s) {
   const int64_t T = s.lengths.front();
   const at::Tensor emb = make_input(*model, 1, T);
   std::vector<double> f, g, fc, gc;  // wall ms; process CPU ms (steadier on a loaded machine)
-  for (int i = 0; i < s.loop; ++i) {
-    const double c0 = process_cpu_ms();
-    f.push_back(time_candor(*model, emb, false));
-    fc.push_back(process_cpu_ms() - c0);
-  }
-  for (int i = 0; i < s.loop; ++i) {
-    const double c0 = process_cpu_ms();
-    g.push_back(time_candor_grad(*model, emb, false));
-    gc.push_back(process_cpu_ms() - c0);
-  }
+  auto wants = [&](const char* p) {
+    return std::find(s.passes.begin(), s.passes.end(), p) != s.passes.end();
+  };
+  if (wants("forward"))
+    for (int i = 0; i < s.loop; ++i) {
+      const double c0 = process_cpu_ms();
+      f.push_back(time_candor(*model, emb, false));
+      fc.push_back(process_cpu_ms() - c0);
+    }
+  if (wants("fwdbwd"))
+    for (int i = 0; i < s.loop; ++i) {
+      const double c0 = process_cpu_ms();
+      g.push_back(time_candor_grad(*model, emb, false));
+      gc.push_back(process_cpu_ms() - c0);
+    }
   std::printf("%s T=%lld threads %d kernels %s: forward %.3f ms, forward + backward %.3f ms "
               "(medians of %d); CPU ms: forward %.3f, forward + backward %.3f\n",
               s.models.front().c_str(), (long long)T, s.threads.front(),

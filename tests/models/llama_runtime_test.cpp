@@ -4,6 +4,8 @@
 // stories260K when present.
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "candor/error.h"
 #include "candor/model.h"
 #include "test_util.h"
@@ -131,7 +133,12 @@ TEST(LlamaRuntime, ExpandedPrefixCacheServesEveryRow) {
     for (int64_t r = 0; r < 3; ++r) {
       at::Tensor solo =
           m->forward_tokens(at::cat({prefix, tails.narrow(0, r, 1)}, 1)).narrow(1, 8, 4);
-      EXPECT_LE(max_diff(got.narrow(0, r, 1), solo), 1e-5) << "row " << r;
+      // Both sides are the fused path, but their products round differently (some of the
+      // prefix's 8-row products fall below vec::kSmallProduct and run on the vector kernels,
+      // the 12 rows of `solo` go through sgemm): a few ulps of the largest logit
+      // (stories260K's are about 16, where an ulp is 1.9e-6).
+      const double tol = 2e-6 * std::max(1.0, solo.abs().max().item<double>());
+      EXPECT_LE(max_diff(got.narrow(0, r, 1), solo), tol) << "row " << r;
     }
   }
 }

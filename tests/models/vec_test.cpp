@@ -484,5 +484,91 @@ TEST_F(VecKernels, SwitchingOffGivesTheScalarKernels) {
   expect_close(mine, blas, 1e-5, 1.0, "small gemm_nt vs BLAS");
 }
 
+// The streamed product (gemm_nt_stream: tiles of 3 x 4 with K-long accumulators, remainders of
+// rows, columns and K) against a double-precision triple loop, with padded strides.
+TEST_F(VecKernels, StreamedProductEqualsATripleLoop) {
+  const int64_t shapes[][3] = {{1, 4, 32},  {1, 5, 260}, {2, 9, 300}, {3, 8, 256},
+                               {4, 13, 17}, {7, 6, 771}, {32, 20, 768}, {48, 7, 263}};
+  uint32_t seed = 70;
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], N = sh[1], K = sh[2];
+    for (float beta : {0.0f, 1.0f}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" +
+                   std::to_string(K) + " beta=" + std::to_string(beta));
+      const int64_t lda = K + 3, ldb = K + 1, ldc = N + 5;
+      const auto A = random_vector(M * lda, ++seed), B = random_vector(N * ldb, ++seed);
+      std::vector<float> C = random_vector(M * ldc, ++seed);
+      if (beta == 0.0f) std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+      const std::vector<float> C0 = C;
+      ASSERT_TRUE(vec::gemm_nt_stream(M, N, K, 0.5f, A.data(), lda, B.data(), ldb, beta,
+                                      C.data(), ldc));
+      for (int64_t i = 0; i < M; ++i) {
+        for (int64_t j = 0; j < N; ++j) {
+          double ref = 0, mag = 0;
+          for (int64_t kk = 0; kk < K; ++kk) {
+            ref += static_cast<double>(A[i * lda + kk]) * B[j * ldb + kk];
+            mag += std::fabs(static_cast<double>(A[i * lda + kk]) * B[j * ldb + kk]);
+          }
+          ref *= 0.5;
+          if (beta != 0.0f) ref += C0[i * ldc + j];
+          ASSERT_NEAR(C[i * ldc + j], ref, 1e-6 * (mag + 10)) << i << ", " << j;
+        }
+        for (int64_t j = N; j < ldc; ++j) {  // the padding of each row is left alone
+          if (beta == 0.0f) {
+            ASSERT_TRUE(std::isnan(C[i * ldc + j]));
+          } else {
+            ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
+          }
+        }
+      }
+    }
+  }
+  vec::set_simd(false);  // the scalar kernels in use: the caller is told to use BLAS
+  float c = 0;
+  const float one = 1;
+  EXPECT_FALSE(vec::gemm_nt_stream(1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1));
+  vec::set_simd(true);
+}
+
+// One query row's attention (attn_scores_t, then attn_softmax_mix) against softmax(q·k) v in
+// double, for head sizes 1 to 32 and key counts across the vector blocks, with a masked key;
+// and the vector and scalar versions against each other.
+TEST_F(VecKernels, AttentionRowEqualsSoftmaxOfScores) {
+  uint32_t seed = 90;
+  for (int64_t hd : {1, 4, 8, 12, 16, 32}) {
+    for (int64_t n : {1, 2, 7, 8, 9, 31, 32, 33, 64, 100}) {
+      for (bool simd : {true, false}) {
+        SCOPED_TRACE("hd=" + std::to_string(hd) + " n=" + std::to_string(n) +
+                     (simd ? " avx2" : " scalar"));
+        vec::set_simd(simd);
+        const int64_t S = n + 5, S8 = (S + 7) / 8 * 8;  // keys stored beyond n, as in a pass
+        const auto q = random_vector(hd, ++seed), V = random_vector(S * hd, ++seed);
+        auto Kt = random_vector(hd * S8, ++seed);
+        std::vector<float> s(static_cast<size_t>(S8), 0.0f), out(static_cast<size_t>(hd));
+        const float scale = 0.3f;
+        vec::attn_scores_t(q.data(), Kt.data(), S8, n, hd, scale, s.data());
+        const bool masked = n > 2;
+        if (masked) s[1] = -std::numeric_limits<float>::infinity();
+        vec::attn_softmax_mix(s.data(), n, V.data(), hd, hd, out.data());
+        std::vector<double> p(static_cast<size_t>(n));
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          double a = 0;
+          for (int64_t d = 0; d < hd; ++d) a += static_cast<double>(q[d]) * Kt[d * S8 + j];
+          p[j] = masked && j == 1 ? -1e300 : scale * a;
+          mx = std::max(mx, p[j]);
+        }
+        for (int64_t j = 0; j < n; ++j) sum += p[j] = masked && j == 1 ? 0.0 : std::exp(p[j] - mx);
+        for (int64_t c = 0; c < hd; ++c) {
+          double ref = 0;
+          for (int64_t j = 0; j < n; ++j) ref += p[j] / sum * V[j * hd + c];
+          ASSERT_NEAR(out[c], ref, 2e-6 * 3.0 + 1e-6 * std::fabs(ref)) << c;
+        }
+      }
+    }
+  }
+  vec::set_simd(true);
+}
+
 }  // namespace
 }  // namespace candor::fused

@@ -21,6 +21,8 @@ namespace {
 
 // Queries per attention tile (rows of one score product).
 constexpr int64_t kQueryTile = 32;
+// Head dimensions up to this attend one query row at a time (llama_forward's row path).
+constexpr int64_t kRowPathHeadDim = 32;
 
 bool usable_weight(const at::Tensor& t) {
   return !t.defined() || (t.scalar_type() == at::kFloat && t.is_contiguous() && !t.is_complex() &&
@@ -195,6 +197,11 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
 
   // The arena: every buffer of the pass, allocated once.
   const int64_t GT = G * T;
+  // Small heads attend one query row at a time over keys transposed (vec::attn_scores_t):
+  // a tile's product of head_dim-long dot products costs more in reductions and in the masked
+  // corner than it computes.
+  const bool row_path = hd <= kRowPathHeadDim;
+  const int64_t S8 = (S + 7) / 8 * 8;  // whole blocks of eight keys (vec.h)
   const int64_t sizes[] = {
       N * D,                        // x: the residual stream
       std::max(N, B * P) * D,       // h: normed input of a projection (and of the output)
@@ -203,6 +210,7 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
       B * KV * GT * hd,             // q by key head: [B, KV, G * T, hd]
       cache ? 0 : 2 * N * KV * hd,  // k, v without a cache: [B, KV, T, hd] each
       threads * kQueryTile * S,     // scores of one tile of queries, per thread
+      row_path ? threads * hd * S8 : 0,  // keys transposed [hd, S8], per thread (row path)
       N * H * hd,                   // o: heads side by side
   };
   int64_t total = 0;
@@ -221,7 +229,8 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
   float* q = take(sizes[4]);
   float* kv_own = take(sizes[5]);
   float* scores_all = take(sizes[6]);
-  float* o = take(sizes[7]);
+  float* kt_all = take(sizes[7]);
+  float* o = take(sizes[8]);
   {
     const at::Tensor xc = x_in.contiguous();
     std::copy(xc.data_ptr<float>(), xc.data_ptr<float>() + N * D, x);
@@ -272,6 +281,31 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
         const bool padded = any_padding[static_cast<size_t>(b)] != 0;
         const float* K = kbase + (b * KV + kvh) * cap * hd;  // [S, hd]
         const float* V = vbase + (b * KV + kvh) * cap * hd;
+        if (row_path) {
+          float* kt = kt_all + slot * hd * S8;  // [hd, S8], the columns past S zero
+          for (int64_t d = 0; d < hd; ++d) {
+            float* row = kt + d * S8;
+            for (int64_t s = 0; s < S; ++s) row[s] = K[s * hd + d];
+            std::fill(row + S, row + S8, 0.0f);
+          }
+          for (int64_t g = 0; g < G; ++g) {
+            for (int64_t t = 0; t < T; ++t) {
+              const int64_t self = past + t, n = self + 1;  // causal: keys [0, self]
+              vec::attn_scores_t(q + ((b * KV + kvh) * GT + g * T + t) * hd, kt, S8, n, hd, scale,
+                                 scores);
+              if (padded || windowed) {
+                const int64_t qpos = pos_p[b * T + t];
+                for (int64_t s = 0; s < self; ++s) {
+                  if ((padded && !real[s]) || (windowed && qpos - kpos[s] >= window))
+                    scores[s] = kNegInf;
+                }
+              }
+              vec::attn_softmax_mix(scores, n, V, hd, hd,
+                                    o + (b * T + t) * H * hd + (kvh * G + g) * hd);
+            }
+          }
+          continue;
+        }
         for (int64_t g = 0; g < G; ++g) {
           // Query tiles: a tile's queries see keys [0, past + t1) only (causal), so the
           // products skip most of the masked upper triangle.

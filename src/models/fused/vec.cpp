@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -725,6 +726,139 @@ CANDOR_AVX2 void v_gelu_erf_backward(int64_t n, const float* da, const float* x,
   }
 }
 
+// The streamed product C = alpha A Bᵀ + beta C (gemm_nt_stream): tiles of Q rows of A by R rows
+// of B, each Q x R block of dot products over all of K in Q * R accumulators, B read once per
+// tile straight from where it lies (no packed copy), A from cache.
+template <int Q, int R>
+CANDOR_AVX2 inline void nt_stream_tile(int64_t K, float alpha, const float* A, int64_t lda,
+                                       const float* B, int64_t ldb, float beta, float* C,
+                                       int64_t ldc) {
+  __m256 acc[Q][4];
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) acc[q][r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 a[Q];
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) a[q] = _mm256_loadu_ps(A + q * lda + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_loadu_ps(B + r * ldb + k);
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) acc[q][r] = _mm256_fmadd_ps(a[q], b, acc[q][r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q) {
+    // The four sums of row q: hadd pairs, then the two halves.
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[q][0], acc[q][1]),
+                                    _mm256_hadd_ps(acc[q][2], acc[q][3]));
+    float sums[4];
+    _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    float* c = C + q * ldc;
+    for (int r = 0; r < R; ++r) {
+      float d = sums[r];
+      for (int64_t kk = k; kk < K; ++kk) d += A[q * lda + kk] * B[r * ldb + kk];
+      d *= alpha;
+      c[r] = beta == 0.0f ? d : d + beta * c[r];
+    }
+  }
+}
+
+template <int R>
+CANDOR_AVX2 inline void nt_stream_panel(int64_t M, int64_t K, float alpha, const float* A,
+                                        int64_t lda, const float* B, int64_t ldb, float beta,
+                                        float* C, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 3 <= M; i += 3)
+    nt_stream_tile<3, R>(K, alpha, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
+  if (M - i == 2) nt_stream_tile<2, R>(K, alpha, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
+  if (M - i == 1) nt_stream_tile<1, R>(K, alpha, A + i * lda, lda, B, ldb, beta, C + i * ldc, ldc);
+}
+
+CANDOR_AVX2 void v_gemm_nt_stream(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                                  int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                                  int64_t ldc) {
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4)
+    nt_stream_panel<4>(M, K, alpha, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+  for (; j < N; ++j) nt_stream_panel<1>(M, K, alpha, A, lda, B + j * ldb, ldb, beta, C + j, ldc);
+}
+
+// Attention of one query over keys laid out transposed (attn_scores_t) and the mix of values
+// (attn_mix); see vec.h.
+CANDOR_AVX2 void v_attn_scores_t(const float* q, const float* Kt, int64_t ldk, int64_t n,
+                                 int64_t hd, float scale, float* s) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t d = 0; d < hd; ++d) {
+      const __m256 qd = _mm256_set1_ps(q[d]);
+      const float* k = Kt + d * ldk + j;
+      a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k), a0);
+      a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), a1);
+      a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), a2);
+      a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), a3);
+    }
+    const __m256 sc = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(sc, a0));
+    _mm256_storeu_ps(s + j + 8, _mm256_mul_ps(sc, a1));
+    _mm256_storeu_ps(s + j + 16, _mm256_mul_ps(sc, a2));
+    _mm256_storeu_ps(s + j + 24, _mm256_mul_ps(sc, a3));
+  }
+  for (; j < n; j += 8) {  // the last block rounded up: ldk and s have room (vec.h)
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; ++d)
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(q[d]), _mm256_loadu_ps(Kt + d * ldk + j), a0);
+    _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_set1_ps(scale), a0));
+  }
+}
+
+
+CANDOR_AVX2 void v_attn_mix(const float* p, const float* V, int64_t ldv, int64_t n, int64_t hd,
+                            float* out) {
+  int64_t c = 0;
+  for (; c + 8 <= hd; c += 8) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float* v = V + c;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv), a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 1]), _mm256_loadu_ps(v + (j + 1) * ldv), a1);
+      a2 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 2]), _mm256_loadu_ps(v + (j + 2) * ldv), a2);
+      a3 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 3]), _mm256_loadu_ps(v + (j + 3) * ldv), a3);
+    }
+    for (; j < n; ++j)
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv), a0);
+    _mm256_storeu_ps(out + c, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  }
+  for (; c < hd; ++c) {
+    float a = 0;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * V[j * ldv + c];
+    out[c] = a;
+  }
+}
+
+CANDOR_AVX2 void v_attn_softmax_mix(float* s, int64_t n, const float* V, int64_t ldv,
+                                    int64_t hd, float* out) {
+  const int64_t n8 = (n + 7) / 8 * 8;
+  for (int64_t j = n; j < n8; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  __m256 mv = _mm256_loadu_ps(s);
+  for (int64_t j = 8; j < n8; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + j));
+  const __m256 m = _mm256_set1_ps(hmax(mv));
+  __m256 sv = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n8; j += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+    _mm256_storeu_ps(s + j, e);
+    sv = _mm256_add_ps(sv, e);
+  }
+  const float inv = 1.0f / hsum(sv);
+  v_attn_mix(s, V, ldv, n, hd, out);
+  for (int64_t c = 0; c < hd; ++c) out[c] *= inv;
+}
+
 const Kernels kAvx2 = {
     "avx2",       v_dot,        v_add,          v_sum_squares,      v_scale_mul,
     v_rms_grad_dot, v_rms_grad_apply, v_rotate, v_unrotate,         v_softmax,
@@ -970,6 +1104,50 @@ float* pass_arena(int which, int64_t n, std::unique_ptr<float[]>* own) {
     size[w] = n;
   }
   return kept[w].get();
+}
+
+bool gemm_nt_stream(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != detect() || detect() == nullptr) return false;
+  v_gemm_nt_stream(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return true;
+#else
+  (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta;
+  (void)C, (void)ldc;
+  return false;
+#endif
+}
+
+void attn_scores_t(const float* q, const float* Kt, int64_t ldk, int64_t n, int64_t hd,
+                   float scale, float* s) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != &kScalar) return v_attn_scores_t(q, Kt, ldk, n, hd, scale, s);
+#endif
+  for (int64_t j = 0; j < n; ++j) {
+    float a = 0;
+    for (int64_t d = 0; d < hd; ++d) a += q[d] * Kt[d * ldk + j];
+    s[j] = scale * a;
+  }
+}
+
+void attn_softmax_mix(float* s, int64_t n, const float* V, int64_t ldv, int64_t hd, float* out) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != &kScalar) return v_attn_softmax_mix(s, n, V, ldv, hd, out);
+#endif
+  s_softmax(s, n);
+  attn_mix(s, V, ldv, n, hd, out);
+}
+
+void attn_mix(const float* p, const float* V, int64_t ldv, int64_t n, int64_t hd, float* out) {
+#ifdef CANDOR_VEC_X86
+  if (&kernels() != &kScalar) return v_attn_mix(p, V, ldv, n, hd, out);
+#endif
+  for (int64_t c = 0; c < hd; ++c) {
+    float a = 0;
+    for (int64_t j = 0; j < n; ++j) a += p[j] * V[j * ldv + c];
+    out[c] = a;
+  }
 }
 
 bool set_simd(bool on) {

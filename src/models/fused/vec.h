@@ -91,6 +91,31 @@ bool set_simd(bool on);
 // type or when the scalar kernels are in use (the caller then uses dequantize_ggml).
 bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y);
 
+// C[M, N] = alpha A[M, K] B[N, K]ᵀ + beta C (row-major, strides in floats; beta 0 does not read
+// C) with the vector kernels, reading B where it lies instead of packing a copy as sgemm does:
+// for few rows of A (a short sequence against a weight matrix, which then streams from memory
+// once while the arithmetic runs) this beats sgemm, whose packing pass reads and writes the
+// whole matrix before any arithmetic. Each element is one dot product over all of K. False,
+// doing nothing, when the vector kernels are not in use (the caller then uses BLAS).
+bool gemm_nt_stream(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Attention of one query row, for small head dimensions (where one BLAS or tiled product per
+// block of queries costs more than it computes):
+//   attn_scores_t: s[j] = scale * sum_d q[d] Kt[d * ldk + j] for j < n (the keys laid out
+//                  transposed, [hd, ldk], so that eight keys' scores are one vector product);
+//   attn_mix:      out[c] = sum_{j < n} p[j] V[j * ldv + c] for c < hd.
+//   attn_softmax_mix: s = softmax(s[0, n)) in place (entries of -inf give 0; n >= 1, one entry
+//                  finite), then out = attn_mix(s) (normalised after the mix).
+// Each sum runs over d (resp. j) in order within a vector lane; the scalar loops when the
+// vector kernels are off. The vector kernels compute whole blocks of eight keys: attn_scores_t
+// reads Kt up to column round_up(n, 8) (so ldk >= that) and writes s up to there, and
+// attn_softmax_mix uses s up to there as scratch.
+void attn_scores_t(const float* q, const float* Kt, int64_t ldk, int64_t n, int64_t hd,
+                   float scale, float* s);
+void attn_mix(const float* p, const float* V, int64_t ldv, int64_t n, int64_t hd, float* out);
+void attn_softmax_mix(float* s, int64_t n, const float* V, int64_t ldv, int64_t hd, float* out);
+
 // The arena of one pass (`which`: 0 the forward, 1 the backward): the calling thread's
 // buffer of at least n floats, kept for its next pass when at most kKeptArenaFloats, so that
 // small passes, run by the thousand, neither allocate nor fault pages in; a larger one is
