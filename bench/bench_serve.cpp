@@ -7,13 +7,15 @@
 // (c) also reports the process's CPU seconds per generated token (robust to a loaded machine)
 // and, with --parallel 4, the mean batch of the batched decode steps (/metrics).
 // Usage: bench_serve [--quick] [--large-only | --small-only] [--load-only: (c) at 1 and 4
-// clients only]
+// clients only | --no-load: (a) and (b) only] [--reps N: medians of N in (a) and (b)]
+// [--explain-loop N: only the explanation of (b) in process, N times, beside generation]
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -23,6 +25,8 @@
 
 #include "bench_common.h"
 #include "candor/audit_log.h"
+#include "candor/explain.h"
+#include "candor/jobs_explain.h"
 #include "candor/generate.h"
 #include "candor/runtime.h"
 #include "candor/serve.h"
@@ -128,7 +132,41 @@ struct Bench {
     return at == std::string::npos ? -1 : std::stod(r->body.substr(at + name.size() + 2));
   }
 
-  void run(bool quick, bool load_only = false) const {
+  // The supervised request's explanation in process, alone, `n` times (for profiling and for the
+  // split of (b)): the greedy 32-token answer's word-level occlusion and its envelope.
+  void explain_loop(int n) const {
+    GenerateOptions g;
+    g.max_new_tokens = 32;
+    ThreadScope ts(threads);
+    const GenerateResult r = generate(model, prompt, g);
+    ExplainRequest req;
+    req.input_ids = r.prompt_ids;
+    req.target.span = r.generated_ids;
+    req.granularity = parse_granularity("word");
+    auto ex = make_explainer("occlusion");
+    std::vector<double> t_gen, t_ex, t_env;
+    for (int i = 0; i < n; ++i) {
+      auto t0 = Clock::now();
+      generate(model, prompt, g);
+      t_gen.push_back(seconds_since(t0));
+      t0 = Clock::now();
+      std::vector<Attribution> atts{ex->explain(model, req)};
+      t_ex.push_back(seconds_since(t0));
+      t0 = Clock::now();
+      ReportContext rc;
+      rc.prompt = prompt;
+      rc.generated_text = r.text;
+      const auto env = jobs::explain_envelope(rc, atts);
+      t_env.push_back(seconds_since(t0));
+    }
+    std::printf(
+        "in process, %s: generation %.2f ms, word-level occlusion of the %zu-token answer %.2f ms "
+        "(%.2fx), its JSON envelope %.2f ms (medians of %d)\n",
+        name.c_str(), median(t_gen) * 1e3, r.generated_ids.size(), median(t_ex) * 1e3,
+        median(t_ex) / median(t_gen), median(t_env) * 1e3, n);
+  }
+
+  void run(bool quick, bool load_only = false, bool no_load = false) const {
     const int64_t n_tokens = 32;
     json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
     GenerateOptions g;
@@ -195,6 +233,7 @@ struct Bench {
       sup.log->close();
     }
 
+    if (no_load) return;
     // (c) throughput and latency.
     std::printf(
         "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
@@ -248,13 +287,18 @@ struct Bench {
 
 int main(int argc, char** argv) {
   prepare_process(argc, argv);
-  bool quick = false, small = true, large = true, load_only = false;
+  bool quick = false, small = true, large = true, load_only = false, no_load = false;
+  int explain_only = 0;  // --explain-loop N: only the in-process explanation, N times
+  int reps = 0;  // 0: the default (30 / 8, or 5 / 3 with --quick)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     if (a == "--large-only") small = false;
     if (a == "--small-only") large = false;
     if (a == "--load-only") load_only = true;
+    if (a == "--no-load") no_load = true;
+    if (a == "--explain-loop" && i + 1 < argc) explain_only = std::max(1, std::atoi(argv[++i]));
+    if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
   }
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("candor_bench_serve_" + std::to_string(::getpid())))
@@ -267,20 +311,22 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
-            dir,      quick ? 5 : 30, 1}
-          .run(quick, load_only);
+      Bench b{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
+            dir,      reps > 0 ? reps : quick ? 5 : 30, 1};
+      if (explain_only > 0) b.explain_loop(explain_only);
+      else b.run(quick, load_only, no_load);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
-    Bench{*big,
-          "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
-          dir,
-          quick ? 3 : 8,
-          0}
-        .run(quick, load_only);
+    Bench b{*big,
+            "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+            "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
+            dir,
+            reps > 0 ? reps : quick ? 3 : 8,
+            0};
+    if (explain_only > 0) b.explain_loop(explain_only);
+    else b.run(quick, load_only, no_load);
   }
   std::filesystem::remove_all(dir);
   return 0;
