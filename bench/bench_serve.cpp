@@ -7,13 +7,15 @@
 // (c) also reports the process's CPU seconds per generated token (robust to a loaded machine)
 // and, with --parallel 4, the mean batch of the batched decode steps (/metrics).
 // Usage: bench_serve [--quick] [--large-only | --small-only] [--load-only: (c) at 1 and 4
-// clients only]
+// clients only | --no-load: (a) and (b) only] [--reps N: medians of N in (a) and (b)]
+// [--explain-loop N: only the explanation of (b) in process, N times, beside generation]
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <iostream>
@@ -23,6 +25,8 @@
 
 #include "bench_common.h"
 #include "candor/audit_log.h"
+#include "candor/explain.h"
+#include "candor/jobs_explain.h"
 #include "candor/generate.h"
 #include "candor/runtime.h"
 #include "candor/serve.h"
@@ -128,7 +132,58 @@ struct Bench {
     return at == std::string::npos ? -1 : std::stod(r->body.substr(at + name.size() + 2));
   }
 
-  void run(bool quick, bool load_only = false) const {
+  // The supervised request's explanation in process, alone, `n` times (for profiling and for the
+  // split of (b)): the greedy 32-token answer's word-level occlusion and its envelope.
+  void explain_loop(int n) const {
+    GenerateOptions g;
+    g.max_new_tokens = 32;
+    ThreadScope ts(threads);
+    const GenerateResult r = generate(model, prompt, g);
+    ExplainRequest req;
+    req.input_ids = r.prompt_ids;
+    req.target.span = r.generated_ids;
+    req.granularity = parse_granularity("word");
+    auto ex = make_explainer("occlusion");
+    std::vector<double> t_gen, t_ex, t_env, c_gen, c_ex;
+    for (int i = 0; i < n; ++i) {
+      auto t0 = Clock::now();
+      double c0 = cpu_seconds();
+      generate(model, prompt, g);
+      t_gen.push_back(seconds_since(t0));
+      c_gen.push_back(cpu_seconds() - c0);
+      t0 = Clock::now();
+      c0 = cpu_seconds();
+      std::vector<Attribution> atts{ex->explain(model, req)};
+      t_ex.push_back(seconds_since(t0));
+      c_ex.push_back(cpu_seconds() - c0);
+      t0 = Clock::now();
+      ReportContext rc;
+      rc.prompt = prompt;
+      rc.generated_text = r.text;
+      const auto env = jobs::explain_envelope(rc, atts);
+      t_env.push_back(seconds_since(t0));
+    }
+    std::printf(
+        "in process, %s: generation %.2f ms, word-level occlusion of the %zu-token answer %.2f ms "
+        "(%.2fx), its JSON envelope %.2f ms (medians of %d)\n",
+        name.c_str(), median(t_gen) * 1e3, r.generated_ids.size(), median(t_ex) * 1e3,
+        median(t_ex) / median(t_gen), median(t_env) * 1e3, n);
+    {  // positions run against the least any prefix-reusing occlusion needs
+      const Attribution a = ex->explain(model, req);
+      const double T = static_cast<double>(a.tokens.size());
+      double least = T;  // the unperturbed pass
+      for (const Feature& f : a.features) least += T - f.begin;
+      if (!a.features.empty()) least += T - a.features[0].begin;  // the all-removed row
+      std::printf("    %zu features over %.0f positions: %.0f positions run, %.0f at least\n",
+                  a.features.size(), T, a.forward_passes * T, least);
+    }
+    std::printf(
+        "    CPU time (robust to a loaded machine): generation %.2f ms, the explanation %.2f ms "
+        "(%.2fx)\n",
+        median(c_gen) * 1e3, median(c_ex) * 1e3, median(c_ex) / median(c_gen));
+  }
+
+  void run(bool quick, bool load_only = false, bool no_load = false) const {
     const int64_t n_tokens = 32;
     json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
     GenerateOptions g;
@@ -138,6 +193,7 @@ struct Bench {
     if (!load_only) {
       // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
       std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain, srv_before;
+      std::vector<double> sup_gen, sup_audit, sup_checks;
       {
         ThreadScope ts(threads);
         for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
@@ -162,6 +218,9 @@ struct Bench {
         srv_before.push_back(tm.value("before_audit_ms", 0.0) / 1e3);
         t_sup.push_back(request(port_sup, body, nullptr, &tm));
         sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
+        sup_gen.push_back(tm.value("generate_ms", 0.0) / 1e3);
+        sup_audit.push_back(tm.value("audit_ms", 0.0) / 1e3);
+        sup_checks.push_back(tm.value("checks_ms", 0.0) / 1e3);
       }
       const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
       std::printf(
@@ -188,13 +247,18 @@ struct Bench {
           "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
           "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
           static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
-      std::printf("    of which the explanation %.2f ms\n", median(sup_explain) * 1e3);
+      std::printf(
+          "    of which the explanation %.2f ms (with its JSON envelope), generation %.2f ms, "
+          "checks %.2f ms, the audit commit %.2f ms (medians)\n",
+          median(sup_explain) * 1e3, median(sup_gen) * 1e3, median(sup_checks) * 1e3,
+          median(sup_audit) * 1e3);
       plain.server->stop();
       sup.server->stop();
       plain.log->close();
       sup.log->close();
     }
 
+    if (no_load) return;
     // (c) throughput and latency.
     std::printf(
         "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
@@ -248,13 +312,18 @@ struct Bench {
 
 int main(int argc, char** argv) {
   prepare_process(argc, argv);
-  bool quick = false, small = true, large = true, load_only = false;
+  bool quick = false, small = true, large = true, load_only = false, no_load = false;
+  int explain_only = 0;  // --explain-loop N: only the in-process explanation, N times
+  int reps = 0;  // 0: the default (30 / 8, or 5 / 3 with --quick)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     if (a == "--large-only") small = false;
     if (a == "--small-only") large = false;
     if (a == "--load-only") load_only = true;
+    if (a == "--no-load") no_load = true;
+    if (a == "--explain-loop" && i + 1 < argc) explain_only = std::max(1, std::atoi(argv[++i]));
+    if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
   }
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("candor_bench_serve_" + std::to_string(::getpid())))
@@ -267,20 +336,22 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
-            dir,      quick ? 5 : 30, 1}
-          .run(quick, load_only);
+      Bench b{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
+            dir,      reps > 0 ? reps : quick ? 5 : 30, 1};
+      if (explain_only > 0) b.explain_loop(explain_only);
+      else b.run(quick, load_only, no_load);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
-    Bench{*big,
-          "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
-          dir,
-          quick ? 3 : 8,
-          0}
-        .run(quick, load_only);
+    Bench b{*big,
+            "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+            "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
+            dir,
+            reps > 0 ? reps : quick ? 3 : 8,
+            0};
+    if (explain_only > 0) b.explain_loop(explain_only);
+    else b.run(quick, load_only, no_load);
   }
   std::filesystem::remove_all(dir);
   return 0;

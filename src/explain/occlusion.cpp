@@ -3,6 +3,8 @@
 // leave-one-out. Batched, reusing the KV cache before each window.
 #include "explain/common.h"
 
+#include <algorithm>
+
 namespace candor::explain {
 namespace {
 
@@ -24,10 +26,20 @@ class OcclusionExplainer : public Method {
     std::vector<int64_t> starts;
     for (int64_t s = 0; s + w <= F; s += stride_) starts.push_back(s);
     if (starts.empty() || starts.back() + w < F) starts.push_back(F - w);  // cover the tail
-    at::Tensor keep = at::ones({static_cast<int64_t>(starts.size()), F}, at::kFloat);
-    for (size_t i = 0; i < starts.size(); ++i) keep[i].narrow(0, starts[i], w).fill_(0.0f);
+    const int64_t W = static_cast<int64_t>(starts.size());
+    // The windows' rows, then one row with every feature removed: f(baseline) for the result,
+    // scored in the same batched passes (it changes the first feature, like the first window)
+    // instead of a separate forward in finish(); f(x) is the scorer's own unperturbed pass.
+    at::Tensor keep = at::ones({W + 1, F}, at::kFloat);
+    float* kp = keep.data_ptr<float>();
+    for (int64_t i = 0; i < W; ++i) std::fill_n(kp + i * F + starts[i], w, 0.0f);
+    std::fill_n(kp + W * F, F, 0.0f);
     MaskScorer scorer(p, batch_);
-    at::Tensor vals = scorer.score(keep, &context);              // [W, S]
+    const at::Tensor scored = scorer.score(keep, &context);  // [W + 1, S]
+    const at::Tensor vals = scored.narrow(0, 0, W);              // [W, S]
+    keep = keep.narrow(0, 0, W);
+    p.input_values = scorer.full_values();
+    p.baseline_values = scored[W];
     at::Tensor drop = scorer.full_values().unsqueeze(0) - vals;  // [W, S]
     at::Tensor covered = 1.0f - keep;                            // [W, F]
     at::Tensor sums = at::matmul(drop.t(), covered);             // [S, F]
