@@ -7,7 +7,7 @@
 // (c) also reports the process's CPU seconds per generated token (robust to a loaded machine)
 // and, with --parallel 4, the mean batch of the batched decode steps (/metrics).
 // Usage: bench_serve [--quick] [--large-only | --small-only] [--load-only: (c) at 1 and 4
-// clients only]
+// clients only] [--clients N] [--parallel N] (c) at these only (each may repeat; for profiling)
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -94,11 +94,27 @@ struct Bench {
     return s;
   }
 
-  // One completion; returns seconds (and the generated tokens through *tokens, the server's
-  // timings through *timings).
+  // A client as OpenAI's SDKs are: one keep-alive connection reused for its requests, Nagle
+  // off (the request's headers and body go out without waiting for an ACK).
+  static std::unique_ptr<httplib::Client> client(int port) {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+    c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
+    c->set_read_timeout(600, 0);
+    return c;
+  }
+
+  // One completion on a new connection (closed after it); see the overload below.
   static double request(int port, const json& body, int64_t* tokens, json* timings = nullptr) {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(600, 0);
+    return request(c, body, tokens, timings);
+  }
+
+  // One completion through `c`; returns seconds (and the generated tokens through *tokens, the
+  // server's timings through *timings).
+  static double request(httplib::Client& c, const json& body, int64_t* tokens,
+                        json* timings = nullptr) {
     const auto t0 = Clock::now();
     auto r = c.Post("/v1/completions", body.dump(), "application/json");
     const double s = seconds_since(t0);
@@ -128,6 +144,8 @@ struct Bench {
     return at == std::string::npos ? -1 : std::stod(r->body.substr(at + name.size() + 2));
   }
 
+  std::vector<int> only_clients, only_parallel;  // (c): empty = all
+
   void run(bool quick, bool load_only = false) const {
     const int64_t n_tokens = 32;
     json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
@@ -137,7 +155,8 @@ struct Bench {
 
     if (!load_only) {
       // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
-      std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain, srv_before;
+      std::vector<double> t_proc, t_http, t_fresh, t_sup, srv_gen, srv_audit, sup_explain,
+          srv_before;
       {
         ThreadScope ts(threads);
         for (int i = 0; i < 2; ++i) generate(model, prompt, g);  // warm-up
@@ -145,9 +164,11 @@ struct Bench {
       Served plain = start(1, plain_policy(), threads);
       Served sup = start(1, supervised_policy(), threads);
       const int port_plain = plain.server->port(), port_sup = sup.server->port();
+      auto plain_client = client(port_plain), sup_client = client(port_sup);
       int64_t toks = 0;
-      request(port_plain, body, &toks);
-      request(port_sup, body, nullptr);
+      request(*plain_client, body, &toks);
+      request(*sup_client, body, nullptr);
+      request(port_plain, body, nullptr);
       for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
         {
           ThreadScope ts(threads);
@@ -156,11 +177,12 @@ struct Bench {
           t_proc.push_back(seconds_since(t0));
         }
         json tm;
-        t_http.push_back(request(port_plain, body, nullptr, &tm));
+        t_http.push_back(request(*plain_client, body, nullptr, &tm));
         srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
         srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
         srv_before.push_back(tm.value("before_audit_ms", 0.0) / 1e3);
-        t_sup.push_back(request(port_sup, body, nullptr, &tm));
+        t_fresh.push_back(request(port_plain, body, nullptr));
+        t_sup.push_back(request(*sup_client, body, nullptr, &tm));
         sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
       }
       const double mp = median(t_proc), mh = median(t_http), ms = median(t_sup);
@@ -185,6 +207,10 @@ struct Bench {
           "response JSON %.2f ms (medians)\n",
           median(pre) * 1e3, median(outside) * 1e3);
       std::printf(
+          "    a new connection per request instead of one kept alive: through HTTP %.2f ms: "
+          "overhead %+.1f%%\n",
+          median(t_fresh) * 1e3, 100 * (median(t_fresh) / mp - 1));
+      std::printf(
           "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
           "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
           static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
@@ -199,13 +225,15 @@ struct Bench {
     std::printf(
         "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
     const std::vector<int> client_counts =
-        load_only ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16};
-    for (int parallel : {1, 4}) {
+        !only_clients.empty() ? only_clients
+        : load_only           ? std::vector<int>{1, 4}
+                              : std::vector<int>{1, 4, 16};
+    for (int parallel : only_parallel.empty() ? std::vector<int>{1, 4} : only_parallel) {
       for (int clients : client_counts) {
         const int per_client = quick ? 2 : std::max(2, reps * 2 / clients + 1);
         Served s = start(parallel, plain_policy(), std::max(1, usable_cores() / parallel));
         const int port = s.server->port();
-        request(port, body, nullptr);
+        request(*client(port), body, nullptr);
         std::vector<std::future<std::vector<double>>> fs;
         std::atomic<int64_t> total_tokens{0};
         const double steps0 = gauge(port, "candor_batched_decode_steps");
@@ -214,13 +242,14 @@ struct Bench {
         const auto t0 = Clock::now();
         for (int k = 0; k < clients; ++k)
           fs.push_back(std::async(std::launch::async, [&, k] {
+            auto c = client(port);
             std::vector<double> lat;
             for (int i = 0; i < per_client; ++i) {
               json b = body;
               b["temperature"] = 1.0;
               b["seed"] = k * 1000 + i;
               int64_t t = 0;
-              double l = request(port, b, &t);
+              double l = request(*c, b, &t);
               if (l >= 0) lat.push_back(l), total_tokens += t;
             }
             return lat;
@@ -249,8 +278,11 @@ struct Bench {
 int main(int argc, char** argv) {
   prepare_process(argc, argv);
   bool quick = false, small = true, large = true, load_only = false;
+  std::vector<int> only_clients, only_parallel;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if ((a == "--clients" || a == "--parallel") && i + 1 < argc)
+      (a == "--clients" ? only_clients : only_parallel).push_back(std::atoi(argv[++i]));
     if (a == "--quick") quick = true;
     if (a == "--large-only") small = false;
     if (a == "--small-only") large = false;
@@ -267,20 +299,26 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
-            dir,      quick ? 5 : 30, 1}
-          .run(quick, load_only);
+      Bench b{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
+              dir,      quick ? 5 : 30, 1, {}, {}};
+      b.only_clients = only_clients;
+      b.only_parallel = only_parallel;
+      b.run(quick, load_only);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
-    Bench{*big,
-          "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-          "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
-          dir,
-          quick ? 3 : 8,
-          0}
-        .run(quick, load_only);
+    Bench b{*big,
+            "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+            "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
+            dir,
+            quick ? 3 : 8,
+            0,
+            {},
+            {}};
+    b.only_clients = only_clients;
+    b.only_parallel = only_parallel;
+    b.run(quick, load_only);
   }
   std::filesystem::remove_all(dir);
   return 0;
