@@ -239,10 +239,9 @@ struct Bench {
     // (c) throughput and latency.
     std::printf(
         "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
-    const std::vector<int> client_counts =
-        !only_clients.empty() ? only_clients
-        : load_only           ? std::vector<int>{1, 4}
-                              : std::vector<int>{1, 4, 16};
+    const std::vector<int> client_counts = !only_clients.empty() ? only_clients
+                                           : load_only           ? std::vector<int>{1, 4}
+                                                                 : std::vector<int>{1, 4, 16};
     for (int parallel : only_parallel.empty() ? std::vector<int>{1, 4} : only_parallel) {
       for (int clients : client_counts) {
         const int per_client = quick ? 2 : std::max(2, reps * 2 / clients + 1);
@@ -314,8 +313,14 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench b{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
-              dir,      quick ? 5 : 30, 1, {}, {}};
+      Bench b{*stories,
+              "stories260K",
+              "Once upon a time, there was a little girl named Lily. She",
+              dir,
+              quick ? 5 : 30,
+              1,
+              {},
+              {}};
       b.only_clients = only_clients;
       b.only_parallel = only_parallel;
       b.run(quick, load_only);

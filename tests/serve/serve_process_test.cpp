@@ -168,9 +168,8 @@ TEST_F(ServeProcess, EveryAnsweredRequestSurvivesKill9) {
   std::set<std::string> received;
   std::mutex mu;
   for (int round = 0; round < 3; ++round) {
-    std::vector<std::string> args = {"--model",  model(),       "--db",       db,
-                                     "--listen", "127.0.0.1:0", "--parallel", "2",
-                                     "--threads", "1"};
+    std::vector<std::string> args = {"--model",     model(),      "--db", db,          "--listen",
+                                     "127.0.0.1:0", "--parallel", "2",    "--threads", "1"};
     if (round == 1) args.insert(args.end(), {"--audit-sync", "normal"});
     Child c(args, dir + "/serve" + std::to_string(round) + ".log");
     ASSERT_TRUE(c.wait_ready()) << read_file(c.log);
