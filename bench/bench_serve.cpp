@@ -9,6 +9,7 @@
 // Usage: bench_serve [--quick] [--large-only | --small-only] [--load-only: (c) at 1 and 4
 // clients only | --no-load: (a) and (b) only] [--reps N: medians of N in (a) and (b)]
 // [--explain-loop N: only the explanation of (b) in process, N times, beside generation]
+// [--clients N] [--parallel N]: (c) at these only (each may repeat; for profiling)
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -82,7 +83,9 @@ struct Bench {
     std::unique_ptr<serve::Server> server;
     std::shared_ptr<store::AuditLog> log;
   };
-  Served start(int parallel, std::shared_ptr<serve::Supervision> sup, int threads) const {
+  // durable false: the log at synchronous=NORMAL (candor serve --audit-sync normal).
+  Served start(int parallel, std::shared_ptr<serve::Supervision> sup, int threads,
+               bool durable = true) const {
     Served s;
     serve::ServerOptions o;
     o.port = 0;
@@ -93,16 +96,34 @@ struct Bench {
     s.server->set_supervision(sup);
     s.server->start();
     static int n = 0;
-    s.log = store::open_audit_log(dir + "/audit" + std::to_string(n++) + ".db");
+    store::AuditLogOptions lo;
+    lo.durable = durable;
+    s.log = store::open_audit_log(dir + "/audit" + std::to_string(n++) + ".db", lo);
     s.server->set_model(&model, s.log, "bench");
     return s;
   }
 
-  // One completion; returns seconds (and the generated tokens through *tokens, the server's
-  // timings through *timings).
+  // A client as OpenAI's SDKs are: one keep-alive connection reused for its requests, Nagle
+  // off (the request's headers and body go out without waiting for an ACK).
+  static std::unique_ptr<httplib::Client> client(int port) {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+    c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);
+    c->set_read_timeout(600, 0);
+    return c;
+  }
+
+  // One completion on a new connection (closed after it); see the overload below.
   static double request(int port, const json& body, int64_t* tokens, json* timings = nullptr) {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(600, 0);
+    return request(c, body, tokens, timings);
+  }
+
+  // One completion through `c`; returns seconds (and the generated tokens through *tokens, the
+  // server's timings through *timings).
+  static double request(httplib::Client& c, const json& body, int64_t* tokens,
+                        json* timings = nullptr) {
     const auto t0 = Clock::now();
     auto r = c.Post("/v1/completions", body.dump(), "application/json");
     const double s = seconds_since(t0);
@@ -183,6 +204,8 @@ struct Bench {
         median(c_gen) * 1e3, median(c_ex) * 1e3, median(c_ex) / median(c_gen));
   }
 
+  std::vector<int> only_clients, only_parallel;  // (c): empty = all
+
   void run(bool quick, bool load_only = false, bool no_load = false) const {
     const int64_t n_tokens = 32;
     json body = {{"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
@@ -192,7 +215,8 @@ struct Bench {
 
     if (!load_only) {
       // (a) HTTP overhead, one client, --parallel 1, all the cores for the request.
-      std::vector<double> t_proc, t_http, t_sup, srv_gen, srv_audit, sup_explain, srv_before;
+      std::vector<double> t_proc, t_http, t_fresh, t_normal, t_sup, srv_gen, srv_audit,
+          normal_audit, sup_explain, srv_before;
       std::vector<double> sup_gen, sup_audit, sup_checks;
       {
         ThreadScope ts(threads);
@@ -200,10 +224,15 @@ struct Bench {
       }
       Served plain = start(1, plain_policy(), threads);
       Served sup = start(1, supervised_policy(), threads);
+      Served normal = start(1, plain_policy(), threads, false);
       const int port_plain = plain.server->port(), port_sup = sup.server->port();
+      auto plain_client = client(port_plain), sup_client = client(port_sup);
+      auto normal_client = client(normal.server->port());
+      request(*normal_client, body, nullptr);
       int64_t toks = 0;
-      request(port_plain, body, &toks);
-      request(port_sup, body, nullptr);
+      request(*plain_client, body, &toks);
+      request(*sup_client, body, nullptr);
+      request(port_plain, body, nullptr);
       for (int i = 0; i < reps; ++i) {  // interleaved, so drifts in machine load hit all three
         {
           ThreadScope ts(threads);
@@ -212,11 +241,14 @@ struct Bench {
           t_proc.push_back(seconds_since(t0));
         }
         json tm;
-        t_http.push_back(request(port_plain, body, nullptr, &tm));
+        t_http.push_back(request(*plain_client, body, nullptr, &tm));
         srv_gen.push_back(tm["generate_ms"].get<double>() / 1e3);
         srv_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
         srv_before.push_back(tm.value("before_audit_ms", 0.0) / 1e3);
-        t_sup.push_back(request(port_sup, body, nullptr, &tm));
+        t_fresh.push_back(request(port_plain, body, nullptr));
+        t_normal.push_back(request(*normal_client, body, nullptr, &tm));
+        normal_audit.push_back(tm["audit_ms"].get<double>() / 1e3);
+        t_sup.push_back(request(*sup_client, body, nullptr, &tm));
         sup_explain.push_back(tm.value("explain_ms", 0.0) / 1e3);
         sup_gen.push_back(tm.value("generate_ms", 0.0) / 1e3);
         sup_audit.push_back(tm.value("audit_ms", 0.0) / 1e3);
@@ -244,6 +276,14 @@ struct Bench {
           "response JSON %.2f ms (medians)\n",
           median(pre) * 1e3, median(outside) * 1e3);
       std::printf(
+          "    a new connection per request instead of one kept alive: through HTTP %.2f ms: "
+          "overhead %+.1f%%\n",
+          median(t_fresh) * 1e3, 100 * (median(t_fresh) / mp - 1));
+      std::printf(
+          "    the audit log at synchronous=NORMAL (--audit-sync normal: survives kill -9, not a "
+          "power loss): through HTTP %.2f ms: overhead %+.1f%%, audit commit %.2f ms\n",
+          median(t_normal) * 1e3, 100 * (median(t_normal) / mp - 1), median(normal_audit) * 1e3);
+      std::printf(
           "(b) supervised (word-level occlusion of the %lld-token answer, audit commit): "
           "%.2f ms = %.2fx plain generation in process, %.2fx plain through HTTP\n",
           static_cast<long long>(toks), ms * 1e3, ms / mp, ms / mh);
@@ -254,6 +294,8 @@ struct Bench {
           median(sup_audit) * 1e3);
       plain.server->stop();
       sup.server->stop();
+      normal.server->stop();
+      normal.log->close();
       plain.log->close();
       sup.log->close();
     }
@@ -262,14 +304,15 @@ struct Bench {
     // (c) throughput and latency.
     std::printf(
         "(c) clients  parallel  requests  req/s   tok/s    p50 ms   p99 ms  cpu ms/tok  batch\n");
-    const std::vector<int> client_counts =
-        load_only ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 16};
-    for (int parallel : {1, 4}) {
+    const std::vector<int> client_counts = !only_clients.empty() ? only_clients
+                                           : load_only           ? std::vector<int>{1, 4}
+                                                                 : std::vector<int>{1, 4, 16};
+    for (int parallel : only_parallel.empty() ? std::vector<int>{1, 4} : only_parallel) {
       for (int clients : client_counts) {
         const int per_client = quick ? 2 : std::max(2, reps * 2 / clients + 1);
         Served s = start(parallel, plain_policy(), std::max(1, usable_cores() / parallel));
         const int port = s.server->port();
-        request(port, body, nullptr);
+        request(*client(port), body, nullptr);
         std::vector<std::future<std::vector<double>>> fs;
         std::atomic<int64_t> total_tokens{0};
         const double steps0 = gauge(port, "candor_batched_decode_steps");
@@ -278,13 +321,14 @@ struct Bench {
         const auto t0 = Clock::now();
         for (int k = 0; k < clients; ++k)
           fs.push_back(std::async(std::launch::async, [&, k] {
+            auto c = client(port);
             std::vector<double> lat;
             for (int i = 0; i < per_client; ++i) {
               json b = body;
               b["temperature"] = 1.0;
               b["seed"] = k * 1000 + i;
               int64_t t = 0;
-              double l = request(port, b, &t);
+              double l = request(*c, b, &t);
               if (l >= 0) lat.push_back(l), total_tokens += t;
             }
             return lat;
@@ -315,8 +359,11 @@ int main(int argc, char** argv) {
   bool quick = false, small = true, large = true, load_only = false, no_load = false;
   int explain_only = 0;  // --explain-loop N: only the in-process explanation, N times
   int reps = 0;  // 0: the default (30 / 8, or 5 / 3 with --quick)
+  std::vector<int> only_clients, only_parallel;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if ((a == "--clients" || a == "--parallel") && i + 1 < argc)
+      (a == "--clients" ? only_clients : only_parallel).push_back(std::atoi(argv[++i]));
     if (a == "--quick") quick = true;
     if (a == "--large-only") small = false;
     if (a == "--small-only") large = false;
@@ -336,8 +383,16 @@ int main(int argc, char** argv) {
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench b{*stories, "stories260K",  "Once upon a time, there was a little girl named Lily. She",
-            dir,      reps > 0 ? reps : quick ? 5 : 30, 1};
+      Bench b{*stories,
+              "stories260K",
+              "Once upon a time, there was a little girl named Lily. She",
+              dir,
+              reps > 0 ? reps : quick ? 5 : 30,
+              1,
+              {},
+              {}};
+      b.only_clients = only_clients;
+      b.only_parallel = only_parallel;
       if (explain_only > 0) b.explain_loop(explain_only);
       else b.run(quick, load_only, no_load);
     }
@@ -349,7 +404,11 @@ int main(int argc, char** argv) {
             "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
             dir,
             reps > 0 ? reps : quick ? 3 : 8,
-            0};
+            0,
+            {},
+            {}};
+    b.only_clients = only_clients;
+    b.only_parallel = only_parallel;
     if (explain_only > 0) b.explain_loop(explain_only);
     else b.run(quick, load_only, no_load);
   }

@@ -121,17 +121,44 @@ void set_num_threads(int n) {
 
 int num_threads() { return at::get_num_threads(); }
 
+namespace {
+
+// The calling thread's libtorch count (its OpenMP count, which at::get_num_threads() reads and
+// libtorch's parallel regions use). Not at::set_num_threads: that one also rebuilds libtorch's
+// process-wide pthreadpool whenever the count changes (nothing candor runs uses it), and each
+// rebuild starts a thread that spins for milliseconds. A service whose decode step runs at
+// another count than its requests paid that twice per token (issue 16: one client on
+// --parallel 4 ran at a fifth of --parallel 1 on stories260K).
+void set_this_thread_torch_threads(int n) {
+  using OmpSet = void (*)(int);
+  static const OmpSet omp_set = blas_symbol<OmpSet>("omp_set_num_threads");
+  if (at::get_num_threads() == n) return;  // also libtorch's lazy per-thread set-up, first
+  if (omp_set != nullptr) {
+    omp_set(n);
+  } else {
+    at::set_num_threads(n);  // libtorch without OpenMP
+  }
+}
+
+// OpenBLAS's process-wide count, changed only when it differs (the call takes a lock).
+void set_blas_threads(int n) {
+  static const auto get = blas_symbol<int (*)()>("openblas_get_num_threads");
+  static const auto set = blas_symbol<void (*)(int)>("openblas_set_num_threads");
+  if (get != nullptr && set != nullptr && get() != n) set(n);
+}
+
+}  // namespace
+
 ThreadScope::ThreadScope(int n) : previous_torch_(at::get_num_threads()), previous_blas_(0) {
   int threads = effective_threads(n);  // throws before anything is changed
   if (auto get = blas_symbol<int (*)()>("openblas_get_num_threads")) previous_blas_ = get();
-  set_num_threads(threads);
+  set_this_thread_torch_threads(threads);
+  set_blas_threads(threads);
 }
 
 ThreadScope::~ThreadScope() {
-  at::set_num_threads(previous_torch_);
-  if (previous_blas_ > 0) {
-    if (auto set = blas_symbol<void (*)(int)>("openblas_set_num_threads")) set(previous_blas_);
-  }
+  set_this_thread_torch_threads(previous_torch_);
+  if (previous_blas_ > 0) set_blas_threads(previous_blas_);
 }
 
 }  // namespace candor

@@ -2,6 +2,8 @@
 // neither libtorch's nor OpenBLAS's pool ever gets more threads than the cores.
 #include "candor/runtime.h"
 
+#include <thread>
+
 #include "candor/error.h"
 #include "test_util.h"
 
@@ -47,6 +49,23 @@ TEST(Runtime, MoreThreadsThanCoresRunOnePerCore) {
   EXPECT_EQ(num_threads(), 1);
   set_num_threads(max_threads());
   EXPECT_EQ(num_threads(), usable_cores());
+}
+
+// A ThreadScope changes its own thread's count only: a thread started meanwhile starts with the
+// process's. (It used to go through at::set_num_threads, which also changes the count of every
+// thread started later and rebuilds libtorch's process-wide pthreadpool at each change: twice
+// per decode step in the service when its step and its requests ran at different counts.)
+TEST(Runtime, AScopeChangesOnlyItsOwnThread) {
+  if (usable_cores() < 2) GTEST_SKIP() << "needs 2 cores to tell 1 thread from 2";
+  set_num_threads(2);
+  {
+    ThreadScope one(1);
+    EXPECT_EQ(num_threads(), 1);
+    int seen = 0;
+    std::thread([&] { seen = num_threads(); }).join();
+    EXPECT_EQ(seen, 2);
+  }
+  EXPECT_EQ(num_threads(), 2);
 }
 
 }  // namespace

@@ -160,17 +160,21 @@ TEST_F(ServeProcess, StartsPrintsItsAddressAndStopsOnSigterm) {
 }
 
 // kill -9 under load from 4 clients, restart, several rounds: every audit_id a client received
-// is in the log, and the chain verifies.
+// is in the log, and the chain verifies. The middle round runs with --audit-sync normal
+// (synchronous=NORMAL: no fsync per commit), which must survive kill -9 as well.
 TEST_F(ServeProcess, EveryAnsweredRequestSurvivesKill9) {
   const std::string dir = testing::temp_dir();
   const std::string db = dir + "/audit.db";
   std::set<std::string> received;
   std::mutex mu;
   for (int round = 0; round < 3; ++round) {
-    Child c({"--model", model(), "--db", db, "--listen", "127.0.0.1:0", "--parallel", "2",
-             "--threads", "1"},
-            dir + "/serve" + std::to_string(round) + ".log");
+    std::vector<std::string> args = {"--model",     model(),      "--db", db,          "--listen",
+                                     "127.0.0.1:0", "--parallel", "2",    "--threads", "1"};
+    if (round == 1) args.insert(args.end(), {"--audit-sync", "normal"});
+    Child c(args, dir + "/serve" + std::to_string(round) + ".log");
     ASSERT_TRUE(c.wait_ready()) << read_file(c.log);
+    if (round == 1)
+      EXPECT_NE(read_file(c.log).find("synchronous=NORMAL"), std::string::npos) << read_file(c.log);
     std::atomic<int> answered{0};
     std::atomic<bool> dead{false};
     std::vector<std::thread> clients;

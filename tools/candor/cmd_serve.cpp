@@ -47,6 +47,7 @@ Runner add_serve(CLI::App& app) {
                                           api_keys, tls_cert, tls_key, dtype = "f32", name, otlp, otlp_ca;
     int parallel = 1, threads = 0, queue = 0, otlp_queue = 1024;
     bool temperature_scaling = false;
+    std::string audit_sync = "full";
   };
   auto o = std::make_shared<Opts>();
   app.add_option("--model,-m", o->model,
@@ -55,6 +56,11 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: found beside the model)");
   app.add_option("--policy", o->policy, "Policy file, YAML or JSON (default: the built-in policy)");
   app.add_option("--db", o->db, "The audit log, a SQLite file (default: candor-audit.db)");
+  app.add_option("--audit-sync", o->audit_sync,
+                 "full (default): a committed record survives a power loss (fsync per group "
+                 "commit); normal: it survives the process being killed, not a power loss "
+                 "(docs/audit-log.md)")
+      ->check(CLI::IsMember({"full", "normal"}));
   app.add_option("--listen", o->listen,
                  "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)");
   app.add_option("--api-keys", o->api_keys,
@@ -147,12 +153,15 @@ Runner add_serve(CLI::App& app) {
     lo.tokenizer_path = o->tokenizer;
     lo.compute_dtype = o->dtype;
     std::unique_ptr<Model> model = load_model(o->model, lo);
-    std::shared_ptr<store::AuditLog> log = store::open_audit_log(o->db);
+    store::AuditLogOptions lopt;
+    lopt.durable = o->audit_sync == "full";
+    std::shared_ptr<store::AuditLog> log = store::open_audit_log(o->db, lopt);
     server.set_model(model.get(), log, serve::weights_hash(*model));
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     log_line("ready: " + so.model_id + ", policy " + (o->policy.empty() ? "(default)" : o->policy) +
-             " " + supervision->policy.hash.substr(0, 12) + ", audit log " + o->db + ", " +
+             " " + supervision->policy.hash.substr(0, 12) + ", audit log " + o->db +
+             (lopt.durable ? "" : " (synchronous=NORMAL: not power-loss safe)") + ", " +
              std::to_string(static_cast<int64_t>(ms)) + " ms");
 
     for (;;) {

@@ -334,7 +334,10 @@ at::Tensor llama_forward(const ModelConfig& c, const LlamaWeights& w, const at::
         }
       }
     };
-    parallel_for(B * KV, 1, attend);
+    // On the pool only when the products pay for waking a thread (a decode step of a small
+    // model does not: its split cost more than the attention itself).
+    const double attend_work = 2.0 * static_cast<double>(B * H * T) * static_cast<double>(S * hd);
+    parallel_for(B * KV, worth_splitting(attend_work) ? 1 : B * KV, attend);
     add_bias(x, N, D, D, ptr(L.bo));
     linear(N, D, H * hd, o, H * hd, L.wo, QL ? &QL->wo : nullptr, 1.0f, x, D);  // x += o Wo^T
     if (tape) tape->keep(Tape::kFfnInput, l, x, N * D);
