@@ -8,7 +8,9 @@
 #     real server, group commit, metrics and policy reloads under load, stop mid-stream), in a
 #     second tree of the whole project configured with CANDOR_SANITIZE=thread in
 #     $CANDOR_TSAN_BUILD-service (or $CANDOR_TSAN_SERVICE_BUILD), building only tsan_serve_tests (the service and what it links;
-#     libtorch itself is not instrumented and runs with one intra-op thread).
+#     libtorch itself is not instrumented and runs with one intra-op thread), and candor_serve_tsan, the CLI's
+#     `serve` command alone, that tests/serve/serve_signals_test.cpp runs as a real process (SIGHUP, SIGTERM
+#     under load, kill -9 and restart; any ThreadSanitizer report in its output fails the test).
 # Usage: scripts/tsan.sh [--gtest_filter=...]   (the filter goes to both binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."

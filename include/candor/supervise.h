@@ -164,6 +164,61 @@ CheckResult check_length(int64_t n_tokens, const nlohmann::json& params);
 // Time spent on the request. Params: max_ms (required).
 CheckResult check_time(double elapsed_ms, const nlohmann::json& params);
 
+// --- guarded streaming: what `candor serve` releases of a streamed answer under the policy.
+//
+// Live: no check can block or rewrite the answer before it is whole (every check's action is
+// allow or flag, or it is async): pieces go out as they are generated.
+// Windowed: every non-async check that can block or redact is a blocked_terms check whose
+// patterns (if any) declare `max_match` (the longest match in bytes): the guard holds back a
+// window of the last max(longest term, max_match + 1) bytes, releases only text no future match
+// can reach (redacted where a redacting check matched), and stops at the first complete match of
+// a blocking check.
+// Buffered: a non-async check that needs the whole answer (uncertainty, explanation_quality,
+// counterfactual, length, time, a blocked_terms check with patterns but no max_match, or any
+// check whose action is regenerate) can block, redact or regenerate it: nothing is released
+// until the review has decided.
+enum class StreamMode { kLive, kWindowed, kBuffered };
+const char* stream_mode_name(StreamMode mode);  // "live", "windowed", "buffered"
+
+struct StreamPlan {
+  StreamMode mode = StreamMode::kLive;
+  size_t window = 0;                 // bytes held back (windowed)
+  std::vector<std::string> reasons;  // why the stream is windowed or buffered, one per check
+  nlohmann::json to_json() const;
+};
+StreamPlan plan_stream(const Policy& policy);
+
+// Fed the answer piece by piece as it is generated, returns what may be released. Blocking
+// checks are watched in every mode (a blocked stream stops generating); the text released is
+// exactly a prefix of what the review's decision gives the whole answer: the answer itself
+// (allow, flag) or the redacted answer (redact) -- provided each pattern's matches are at most
+// its check's `max_match` bytes, lookarounds included.
+class StreamGuard {
+ public:
+  explicit StreamGuard(const Policy& policy);
+  const StreamPlan& plan() const { return plan_; }
+  // The next piece of the answer; returns the text released now ("" while held or blocked).
+  std::string push(const std::string& piece);
+  // The answer is complete: returns the rest to release (windowed and live; "" when buffered:
+  // the caller releases the review's answer) and decides a match at the very end.
+  std::string finish();
+  bool blocked() const { return blocked_; }
+  const std::string& block_reason() const { return block_reason_; }  // the check and the match
+  const std::string& text() const { return text_; }                  // everything pushed
+  const std::string& released() const { return released_; }         // everything released
+
+ private:
+  struct Watched;
+  std::string advance(bool final);
+  StreamPlan plan_;
+  std::vector<std::shared_ptr<const Watched>> watched_;
+  std::string text_, released_;
+  size_t consumed_ = 0;  // bytes of text_ released (or passed over as redacted)
+  bool blocked_ = false;
+  bool finished_ = false;
+  std::string block_reason_;
+};
+
 class Supervisor {
  public:
   explicit Supervisor(Policy policy, Swapper swapper = nullptr);

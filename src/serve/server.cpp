@@ -208,6 +208,9 @@ struct Server::Impl {
   // records this attempt, runs the request again with the next seed, and returns true.
   bool resample(Completion& c, bool streaming);
   json attempt_json(const Completion& c) const;
+  // A streamed request's `stream` object (the candor block; the record's parameters, with the
+  // released text when `with_text`).
+  json stream_json(const Completion& c, bool with_text) const;
   // The request as an OpenTelemetry GenAI span for the exporter (with --otlp). With `error`, or
   // when the request timed out or was blocked, the span's status is ERROR with error.type.
   void export_span(Completion& c, const HttpError* error = nullptr);
@@ -384,6 +387,10 @@ struct Server::Impl::Completion {
   std::string traceparent;        // the request's W3C trace context header, if any
   std::string trace_id;           // the exported span's trace id (with --otlp)
   std::string span_id;            // and its span id
+  // Streamed requests: what the policy lets out before the review (docs/serve.md#guarded-streaming).
+  std::unique_ptr<supervise::StreamGuard> guard;
+  std::string released;           // what the client received of the answer (streams)
+  bool guard_stopped = false;     // a blocking check stopped the stream mid-generation
 };
 
 std::shared_ptr<Server::Impl::Completion> Server::Impl::prepare(const CompletionParams& p,
@@ -520,6 +527,21 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   size_t cut = std::string::npos;  // where a stop sequence begins in the text
   bool client_gone = false;
   std::string text;
+  supervise::StreamGuard* guard = emit ? c.guard.get() : nullptr;
+  // Sends a piece of the answer through the guard (when the policy needs one); false: stop
+  // generating (the client has gone, or a blocking check matched).
+  auto release = [&](const std::string& piece) {
+    const std::string out = guard ? guard->push(piece) : piece;
+    if (!out.empty() && !emit(out)) {
+      client_gone = true;
+      return false;
+    }
+    if (guard && guard->blocked()) {
+      c.guard_stopped = true;
+      return false;
+    }
+    return true;
+  };
   if (p.max_tokens > 0) {
     GenerateOptions g;
     g.max_new_tokens = p.max_tokens;
@@ -546,11 +568,9 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
         if (max_stop == 0) safe = text.size();
         safe = utf8_safe_end(text, safe);
         if (safe > emitted) {
-          if (!emit(text.substr(emitted, safe - emitted))) {
-            client_gone = true;
-            return false;
-          }
+          const std::string piece = text.substr(emitted, safe - emitted);
           emitted = safe;
+          if (!release(piece)) return false;
         }
       }
       if (Clock::now() > c.deadline) {
@@ -575,9 +595,17 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     c.answer = cut == std::string::npos ? c.gen.text : c.gen.text.substr(0, cut);
     if (cut != std::string::npos || c.gen.stop_reason == "stop_token") c.finish_reason = "stop";
     if (client_gone) c.finish_reason = "cancelled";
-    if (emit && !client_gone && c.answer.size() > emitted) {
-      emit(c.answer.substr(emitted));
-      emitted = c.answer.size();
+    if (emit && !client_gone && !c.guard_stopped) {
+      bool more = true;
+      if (c.answer.size() > emitted) {
+        more = release(c.answer.substr(emitted));
+        emitted = c.answer.size();
+      }
+      if (more && guard) {
+        const std::string rest = guard->finish();
+        if (!rest.empty() && !emit(rest)) client_gone = true;
+        if (guard->blocked()) c.guard_stopped = true;
+      }
     }
     const size_t n = c.gen.generated_ids.size();
     metrics.count("candor_tokens_generated_total", {}, static_cast<double>(n));
@@ -669,7 +697,16 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     metrics.observe("candor_check_duration_seconds", {{"check", r.name}}, r.ms / 1000);
     metrics.count("candor_check_outcomes_total", {{"check", r.name}, {"outcome", r.outcome}});
   }
-  if (resample(c, emit != nullptr)) return;  // a later attempt answers (and is recorded)
+  // A buffered stream has released nothing yet, so it may be sampled again.
+  const bool buffered =
+      c.guard && c.guard->plan().mode == supervise::StreamMode::kBuffered;
+  if (resample(c, emit != nullptr && !buffered)) return;  // a later attempt answers (recorded)
+  if (c.guard_stopped && c.review.decision != "block") {
+    // The guard judged the streamed prefix as the review judges the answer, so this does not
+    // happen; should it, what stopped the stream still blocks it.
+    c.review.decision = "block";
+    c.review.reasons.push_back("stream: " + c.guard->block_reason() + " -> block");
+  }
   if (c.time_limited && c.review.decision == "allow") {
     c.review.reasons.push_back("the request reached the policy's time limit (" +
                                std::to_string(static_cast<int64_t>(pol.limits.request_timeout_ms)) +
@@ -682,6 +719,12 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
     c.finish_reason = "content_filter";
   } else if (c.review.redact) {
     c.content = c.review.redacted_answer;
+  }
+  if (c.guard) {
+    // Live and windowed streams released text as it passed; a buffered one releases the
+    // decided answer after the record is committed (handle_completion).
+    c.released = c.guard->plan().mode == supervise::StreamMode::kBuffered ? c.content
+                                                                          : c.guard->released();
   }
 
   // --- the audit record: committed before the answer is sent ---
@@ -697,6 +740,7 @@ void Server::Impl::run(Completion& c, const std::function<bool(const std::string
   rec.parameters["completion_tokens"] = c.gen.generated_ids.size();
   rec.parameters["finish_reason"] = c.finish_reason;
   if (opt.temperature_scaling > 0) rec.parameters["temperature_scaling"] = opt.temperature_scaling;
+  if (c.guard) rec.parameters["stream"] = stream_json(c, pol.log_content);
   if (!c.attempts.empty() || !c.regeneration_note.empty()) {
     json all = c.attempts;
     all.push_back(attempt_json(c));
@@ -893,6 +937,7 @@ json Server::Impl::response_json(const Completion& c) const {
   if (opt.temperature_scaling > 0) candor["temperature_scaling"] = opt.temperature_scaling;
   if (!c.trace_id.empty()) candor["trace_id"] = c.trace_id;
   if (c.time_limited) candor["time_limited"] = true;
+  if (c.guard) candor["stream"] = stream_json(c, false);
   return {{"id", c.id},
           {"object", p.chat ? "chat.completion" : "text_completion"},
           {"created", c.created},
@@ -1008,6 +1053,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
               " decision=" + c->review.decision + " audit=" + c->audit_id;
     } else {
       streaming = true;
+      c->guard = std::make_unique<supervise::StreamGuard>(c->sup->policy);
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider(
           "text/event-stream", [this, c, slot, &req](size_t, httplib::DataSink& sink) {
@@ -1025,6 +1071,10 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
                 first = false;
                 return ok;
               });
+              // A buffered stream: the decided answer, now that its record is committed.
+              if (c->guard->plan().mode == supervise::StreamMode::kBuffered &&
+                  !c->released.empty())
+                send(chunk_json(*c, c->released, first));
               send(final_chunk_json(*c));
               extra = " tokens=" + std::to_string(c->gen.generated_ids.size()) +
                       " decision=" + c->review.decision + " audit=" + c->audit_id + " stream";
@@ -1614,6 +1664,15 @@ json Server::Impl::attempt_json(const Completion& c) const {
   return a;
 }
 
+json Server::Impl::stream_json(const Completion& c, bool with_text) const {
+  json j = c.guard->plan().to_json();
+  j["released_bytes"] = c.released.size();
+  j["stopped"] = c.guard_stopped;
+  if (c.guard_stopped) j["stop_reason"] = c.guard->block_reason();
+  if (with_text) j["released"] = valid_utf8(c.released);
+  return j;
+}
+
 bool Server::Impl::resample(Completion& c, bool streaming) {
   if (!c.review.regenerate) return false;
   const supervise::Policy& pol = c.sup->policy;
@@ -1649,6 +1708,8 @@ bool Server::Impl::resample(Completion& c, bool streaming) {
   c.explanation_note.clear();
   c.review = supervise::Review();
   c.timings = json::object();
+  if (c.guard) c.guard = std::make_unique<supervise::StreamGuard>(c.sup->policy);
+  c.guard_stopped = false;
   run(c, nullptr);
   return true;
 }

@@ -12,6 +12,7 @@
 #include "candor/error.h"
 #include "candor/evaluate.h"
 #include "candor/supervise.h"
+#include "supervise/internal.h"
 
 namespace candor::supervise {
 
@@ -345,19 +346,34 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-CheckResult check_blocked_terms(const std::string& answer, const nlohmann::json& params,
-                                std::string* redacted) {
-  CheckResult r = result("blocked_terms");
-  std::vector<std::string> terms = param_strings(params, "terms");
+BlockedMatcher::BlockedMatcher(const nlohmann::json& params) {
+  terms_ = param_strings(params, "terms");
   std::vector<std::string> patterns = param_strings(params, "patterns");
-  bool case_sensitive = param_bool(params, "case_sensitive", false);
-  if (terms.empty() && patterns.empty())
+  const bool case_sensitive = param_bool(params, "case_sensitive", false);
+  if (terms_.empty() && patterns.empty())
     throw Error(ErrorCode::kInvalidArgument, "blocked_terms check needs terms or patterns");
-  std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) of every match
-  std::vector<std::string> found;
+  for (const auto& t : terms_) {
+    lowered_.push_back(lower(t));
+    longest_term_ = std::max(longest_term_, t.size());
+  }
+  for (size_t i = 0; i < patterns.size(); ++i) {
+    try {
+      auto flags = std::regex::ECMAScript;
+      if (!case_sensitive) flags |= std::regex::icase;
+      patterns_.emplace_back(patterns[i], flags);
+    } catch (const std::regex_error& e) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "blocked_terms pattern '" + patterns[i] + "' is invalid: " + e.what());
+    }
+  }
+}
+
+std::vector<BlockedMatch> BlockedMatcher::find(const std::string& answer,
+                                               std::vector<std::string>* found) const {
+  std::vector<BlockedMatch> spans;
   const std::string text = lower(answer);
-  for (const auto& term : terms) {
-    const std::string t = lower(term);
+  for (size_t k = 0; k < lowered_.size(); ++k) {
+    const std::string& t = lowered_[k];
     if (t.empty()) continue;
     size_t count = 0;
     for (size_t at = text.find(t); at != std::string::npos; at = text.find(t, at + 1)) {
@@ -365,51 +381,58 @@ CheckResult check_blocked_terms(const std::string& answer, const nlohmann::json&
       bool starts = at == 0 || !word_byte(text[at - 1]) || !word_byte(t.front());
       bool ends = end == text.size() || !word_byte(text[end]) || !word_byte(t.back());
       if (!starts || !ends) continue;
-      spans.emplace_back(at, end);
+      spans.push_back({at, end, false});
       ++count;
     }
-    if (count) found.push_back("term '" + term + "' x" + std::to_string(count));
+    if (count && found) found->push_back("term '" + terms_[k] + "' x" + std::to_string(count));
   }
-  for (size_t i = 0; i < patterns.size(); ++i) {
-    std::regex re;
-    try {
-      auto flags = std::regex::ECMAScript;
-      if (!case_sensitive) flags |= std::regex::icase;
-      re = std::regex(patterns[i], flags);
-    } catch (const std::regex_error& e) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "blocked_terms pattern '" + patterns[i] + "' is invalid: " + e.what());
-    }
+  for (size_t i = 0; i < patterns_.size(); ++i) {
     size_t count = 0;
-    for (auto it = std::sregex_iterator(answer.begin(), answer.end(), re);
+    for (auto it = std::sregex_iterator(answer.begin(), answer.end(), patterns_[i]);
          it != std::sregex_iterator(); ++it) {
       if (it->length(0) == 0) continue;
-      spans.emplace_back(static_cast<size_t>(it->position(0)),
-                         static_cast<size_t>(it->position(0) + it->length(0)));
+      spans.push_back({static_cast<size_t>(it->position(0)),
+                       static_cast<size_t>(it->position(0) + it->length(0)), true});
       ++count;
     }
-    if (count) found.push_back("pattern " + std::to_string(i + 1) + " x" + std::to_string(count));
+    if (count && found)
+      found->push_back("pattern " + std::to_string(i + 1) + " x" + std::to_string(count));
   }
-  r.value = static_cast<double>(spans.size());
+  return spans;
+}
+
+std::string mask_spans(const std::string& answer, std::vector<std::pair<size_t, size_t>> spans) {
+  std::sort(spans.begin(), spans.end());
+  std::string out;
+  size_t at = 0;
+  for (size_t i = 0; i < spans.size();) {
+    size_t b = spans[i].first, e = spans[i].second;
+    for (++i; i < spans.size() && spans[i].first < e; ++i) e = std::max(e, spans[i].second);
+    if (b < at) b = at;
+    out += answer.substr(at, b - at) + "[redacted]";
+    at = std::max(at, e);
+  }
+  out += answer.substr(std::min(at, answer.size()));
+  return out;
+}
+
+CheckResult check_blocked_terms(const std::string& answer, const nlohmann::json& params,
+                                std::string* redacted) {
+  CheckResult r = result("blocked_terms");
+  const BlockedMatcher matcher(params);
+  std::vector<std::string> found;
+  const std::vector<BlockedMatch> matches = matcher.find(answer, &found);
+  r.value = static_cast<double>(matches.size());
   r.threshold = 0;
-  r.outcome = spans.empty() ? "pass" : "fail";
+  r.outcome = matches.empty() ? "pass" : "fail";
   std::string list;
   for (const auto& f : found) list += (list.empty() ? "" : ", ") + f;
-  r.detail = spans.empty() ? "no blocked term or pattern in the answer"
-                           : std::to_string(spans.size()) + " match(es) in the answer: " + list;
+  r.detail = matches.empty() ? "no blocked term or pattern in the answer"
+                             : std::to_string(matches.size()) + " match(es) in the answer: " + list;
   if (redacted) {
-    std::sort(spans.begin(), spans.end());
-    std::string out;
-    size_t at = 0;
-    for (size_t i = 0; i < spans.size();) {
-      size_t b = spans[i].first, e = spans[i].second;
-      for (++i; i < spans.size() && spans[i].first < e; ++i) e = std::max(e, spans[i].second);
-      if (b < at) b = at;
-      out += answer.substr(at, b - at) + "[redacted]";
-      at = std::max(at, e);
-    }
-    out += answer.substr(std::min(at, answer.size()));
-    *redacted = out;
+    std::vector<std::pair<size_t, size_t>> spans;
+    for (const auto& m : matches) spans.emplace_back(m.begin, m.end);
+    *redacted = mask_spans(answer, spans);
   }
   return r;
 }

@@ -75,7 +75,10 @@ const std::vector<std::pair<std::string, std::vector<ParamSpec>>>& type_table() 
         {"max_swaps", Kind::kInt, 1, 64},
         {"attributes", Kind::kStrings}}},
       {"blocked_terms",
-       {{"terms", Kind::kStrings}, {"patterns", Kind::kStrings}, {"case_sensitive", Kind::kBool}}},
+       {{"terms", Kind::kStrings},
+        {"patterns", Kind::kStrings},
+        {"case_sensitive", Kind::kBool},
+        {"max_match", Kind::kInt, 1, 1 << 20}}},
       {"length", {{"max_tokens", Kind::kInt, 1}, {"min_tokens", Kind::kInt, 0}}},
       {"time", {{"max_ms", Kind::kNumber, 0}}},
   };

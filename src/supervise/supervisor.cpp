@@ -8,6 +8,7 @@
 #include "candor/audit.h"
 #include "candor/error.h"
 #include "candor/supervise.h"
+#include "supervise/internal.h"
 
 namespace candor::supervise {
 
@@ -100,19 +101,21 @@ CheckResult run_one(const CheckSpec& spec, const Exchange& x, const Swapper& swa
 Review Supervisor::run(const Exchange& exchange, bool async) const {
   Review review;
   int decision = 0;
-  std::string answer = exchange.answer;  // masked step by step by redacting checks
+  // The spans the redacting checks matched in the answer; the redacted answer masks their union
+  // (what a guarded stream releases too, StreamGuard).
+  std::vector<std::pair<size_t, size_t>> masked;
   for (const CheckSpec& spec : policy_.checks) {
     if (spec.async != async) continue;
     auto start = std::chrono::steady_clock::now();
     CheckResult r;
-    std::string redacted;
     bool wants_redaction = spec.on_fail == Action::kRedact && spec.type == "blocked_terms";
     try {
-      Exchange x = exchange;
-      x.answer = wants_redaction ? answer : exchange.answer;
       auto own = attribute_swappers_.find(spec.name);
-      r = run_one(spec, x, own != attribute_swappers_.end() ? own->second : swapper_,
-                  wants_redaction ? &redacted : nullptr);
+      r = run_one(spec, exchange, own != attribute_swappers_.end() ? own->second : swapper_,
+                  nullptr);
+      if (wants_redaction && r.outcome == "fail")
+        for (const BlockedMatch& m : BlockedMatcher(spec.params).find(exchange.answer))
+          masked.emplace_back(m.begin, m.end);
     } catch (const std::exception& e) {
       r = CheckResult();
       r.outcome = "error";
@@ -128,10 +131,7 @@ Review Supervisor::run(const Exchange& exchange, bool async) const {
       decision = std::max(decision, level(spec.on_fail));
       review.reasons.push_back(spec.name + " (" + spec.type + "): " + r.detail + " -> " + r.action);
       if (spec.on_fail == Action::kRegenerate) review.regenerate = true;
-      if (spec.on_fail == Action::kRedact) {
-        review.redact = true;
-        if (wants_redaction) answer = redacted;
-      }
+      if (spec.on_fail == Action::kRedact) review.redact = true;
     } else if (r.outcome == "error") {
       // A check that could not run is not a pass: flag the answer (unless the policy allows
       // its failures anyway).
@@ -141,7 +141,7 @@ Review Supervisor::run(const Exchange& exchange, bool async) const {
     review.checks.push_back(std::move(r));
   }
   review.decision = decision_name(decision);
-  if (review.redact) review.redacted_answer = answer;
+  if (review.redact) review.redacted_answer = mask_spans(exchange.answer, masked);
   return review;
 }
 

@@ -992,22 +992,32 @@ TEST_F(ServeExtras, RegenerateStopsAtThePolicyLimit) {
   for (const auto& x : recs[0].reasons)
     reason = reason || x.get<std::string>().find("regenerate: still failing") == 0;
   EXPECT_TRUE(reason) << recs[0].reasons.dump();
-  // A streamed answer has been sent already: not sampled again, and the record says so.
+  // Streamed, a policy that may regenerate holds the stream until the checks decide (buffered,
+  // docs/serve.md#guarded-streaming): nothing was sent, so it is sampled again as above, and the
+  // one piece released is the last attempt's answer.
   httplib::Client c("127.0.0.1", r.server->port());
   c.set_read_timeout(120, 0);
-  json req = {{"prompt", "Once upon a time"}, {"max_tokens", 4}, {"seed", 9}, {"stream", true}};
+  json req = {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 1.0},
+              {"seed", 9}, {"stream", true}};
   auto res = c.Post("/v1/completions", req.dump(), "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200);
   json last;
+  std::string text;
   std::istringstream events(res->body);
   for (std::string line; std::getline(events, line);)
-    if (line.rfind("data: {", 0) == 0) last = json::parse(line.substr(6));
+    if (line.rfind("data: {", 0) == 0) {
+      last = json::parse(line.substr(6));
+      if (!last.contains("candor")) text += last["choices"][0]["text"].get<std::string>();
+    }
   ASSERT_TRUE(last.contains("candor")) << res->body;
-  EXPECT_EQ(last["candor"]["attempts"].size(), 1u);
-  EXPECT_NE(last["candor"]["regeneration_note"].get<std::string>().find("streamed"),
+  EXPECT_EQ(last["candor"]["stream"]["mode"], "buffered");
+  EXPECT_EQ(last["candor"]["attempts"].size(), 4u);
+  EXPECT_NE(last["candor"]["regeneration_note"].get<std::string>().find(
+                "still failing after 3 regenerations"),
             std::string::npos);
   EXPECT_EQ(last["candor"]["decision"], "flag");
+  EXPECT_EQ(text, answer_with(9, 3));
   EXPECT_EQ(r.log->records().back().parameters["regeneration"]["note"],
             last["candor"]["regeneration_note"]);
 }
