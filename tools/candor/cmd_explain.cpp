@@ -52,7 +52,9 @@ Runner add_explain(CLI::App& app) {
       app.add_option("--generate", j.generate, "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", j.target,
                            "Explain this next token (text or #id), or for a classifier this class "
-                           "(label or index); default: the prediction");
+                           "(label or index), or a hidden unit: neuron:LAYER:POSITION:UNIT "
+                           "(gradient methods; POSITION < 0 counts from the end); default: the "
+                           "prediction");
   auto* c = app.add_option("--contrast", j.contrast, "A,B: explain A rather than B");
   g->excludes(t)->excludes(c);
   t->excludes(c);
