@@ -181,9 +181,11 @@ ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& ev
   std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(specs);
   const Settings settings = parse_settings(options);
   check_threads(options.threads);
+  check_tape_budget(options.tape_budget);
   check_prompt(options.prompt);
 
   ThreadScope threads(options.threads);
+  TapeBudgetScope tape_budget(options.tape_budget);
   std::unique_ptr<Model> owned;
   const Model& model = resolve_model(options.model, &owned);
   ExplainSetup setup = build_explain_request(model, options);
