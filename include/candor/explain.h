@@ -38,6 +38,22 @@ const char* target_function_name(TargetFunction f);  // "logprob", "prob", ...
 // Error(kInvalidArgument).
 TargetFunction parse_target_function(const std::string& name);
 
+// A hidden unit as the target (Captum's NeuronGradient / NeuronIntegratedGradients): unit
+// `unit` of the residual stream after layer `layer` (from 0) at token position `position`
+// (negative: from the end, -1 the last position of the input). Gradient methods only
+// (saliency, input_x_gradient, integrated_gradients, smoothgrad, vargrad); the others score
+// the model's outputs and refuse it. Computed through libtorch autograd (the whole forward runs,
+// the residual stream captured on the graph).
+struct NeuronTarget {
+  int64_t layer = -1;  // -1: no neuron target
+  int64_t position = -1;
+  int64_t unit = 0;
+  bool active() const { return layer >= 0; }
+};
+// Parses "neuron:LAYER:POSITION:UNIT" (e.g. "neuron:2:-1:17"); throws Error(kInvalidArgument)
+// naming the form for anything else. Ranges are checked against the model by the explainers.
+NeuronTarget parse_neuron_target(const std::string& text);
+
 // For a classifier model (ModelKind::kClassifier) the target is a class: `token` and
 // `contrast_token` are class indices (the "class" target; -1: the predicted class), the step
 // function is taken over the class distribution, and `span` must be empty.
@@ -48,6 +64,8 @@ struct Target {
   // A continuation to score step by step with teacher forcing. When non-empty, step i explains
   // span[i] at the position after input + span[:i]; `token` is unused.
   std::vector<TokenId> span;
+  // When active, a hidden unit is explained instead (function, token and span unused).
+  NeuronTarget neuron;
 };
 
 enum class Granularity { kToken, kWord, kSentence };

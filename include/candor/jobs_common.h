@@ -46,6 +46,8 @@ std::vector<TokenId> encode_prompt(const Tokenizer& tokenizer, const std::string
 // RequestError for a negative thread count ("--threads must be >= 0, got -1") or one above
 // max_threads() (4 x the usable cores; runtime.h).
 void check_threads(int threads);
+// RequestError for a tape budget below -1 (-1: the process's; see ExplainOptions::tape_budget).
+void check_tape_budget(int64_t bytes);
 // RequestError for a prompt that is not valid UTF-8 (naming the offset of the bad byte).
 void check_prompt(const std::string& prompt);
 

@@ -92,6 +92,9 @@ struct EvaluateOptions {
   std::string lexicon;
   std::string attack;   // "" or an attack spec (parse_attack): substitution | noise [:opts]
   int threads = 0;      // intra-op threads while the job runs (ThreadScope); 0: one per core
+  // Bytes of the gradient tape a pass may keep before it turns lean (TapeBudgetScope while the
+  // job runs; --tape-budget): -1: the process's budget (1 GiB unless set); 0: always lean.
+  int64_t tape_budget = -1;
 };
 
 struct EvaluateProgress {

@@ -39,6 +39,9 @@ struct ExplainOptions {
   bool consensus = false;  // add a consensus of the methods (needs two that give scores)
   std::string removal = "baseline";  // how the quality block removes features: baseline | delete
   int threads = 0;  // intra-op threads while the job runs (ThreadScope); 0: one per core
+  // Bytes of the gradient tape a pass may keep before it turns lean (TapeBudgetScope while the
+  // job runs; --tape-budget): -1: the process's budget (1 GiB unless set); 0: always lean.
+  int64_t tape_budget = -1;
   // Polled between (and, through the progress, within) the methods: when cancelled, the job
   // stops and returns the methods that finished, naming the rest (ExplainResult::missing).
   // Not owned; may be null.

@@ -36,6 +36,7 @@ class AttentionExplainer : public Method {
                       const ExplainContext& context) const override {
     auto start = std::chrono::steady_clock::now();
     Problem p = prepare(model, request);
+    refuse_neuron_target(p, name());
     const int64_t T = p.length();
     at::Tensor maps;  // [L, T, T] head-averaged attention per layer, double
     {

@@ -109,7 +109,43 @@ Problem prepare(const Model& model, const ExplainRequest& request, bool defer_pr
 
   at::NoGradGuard no_grad;
   at::Tensor predicted_logits;  // the target prediction's pass, when one runs
-  if (!span.empty()) {
+  const NeuronTarget& neuron = request.target.neuron;
+  if (neuron.active()) {
+    const std::string name = "the neuron target (layer " + std::to_string(neuron.layer) +
+                             ", position " + std::to_string(neuron.position) + ", unit " +
+                             std::to_string(neuron.unit) + ")";
+    if (!span.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + " comes with a continuation (span) to score",
+                  "explain a neuron of the input alone: drop --generate / the span");
+    }
+    if (neuron.layer >= c.n_layers) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + ": layer must be in [0, " + std::to_string(c.n_layers - 1) +
+                      "] for this model, got " + std::to_string(neuron.layer),
+                  "layers count from 0; the model has " + std::to_string(c.n_layers));
+    }
+    const int64_t pos = neuron.position < 0 ? p.length() + neuron.position : neuron.position;
+    if (pos < 0 || pos >= p.length()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + ": position must be in [0, " + std::to_string(p.length() - 1) +
+                      "] (or [-" + std::to_string(p.length()) + ", -1] from the end) for this " +
+                      std::to_string(p.length()) + "-token input, got " +
+                      std::to_string(neuron.position),
+                  "positions count tokens from 0, BOS first; -1 is the last token");
+    }
+    if (neuron.unit < 0 || neuron.unit >= c.dim) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + ": unit must be in [0, " + std::to_string(c.dim - 1) +
+                      "] for this model's width of " + std::to_string(c.dim) + ", got " +
+                      std::to_string(neuron.unit),
+                  "units count from 0 across the residual stream");
+    }
+    p.neuron_layer = neuron.layer;
+    p.neuron_unit = neuron.unit;
+    p.step_positions.push_back(pos);
+    p.step_tokens.push_back(-1);
+  } else if (!span.empty()) {
     for (size_t i = 0; i < span.size(); ++i) {
       p.step_positions.push_back(p.n_input - 1 + static_cast<int64_t>(i));
       p.step_tokens.push_back(p.function == TargetFunction::kEntropy ? -1 : span[i]);
@@ -136,7 +172,7 @@ Problem prepare(const Model& model, const ExplainRequest& request, bool defer_pr
   std::vector<int64_t> st;
   for (TokenId t : p.step_tokens) st.push_back(std::max<TokenId>(t, 0));
   p.step_tokens_t = at::tensor(st, at::kLong);
-  if (span.empty() && !p.target_pending)
+  if (span.empty() && !p.target_pending && !p.neuron())
     set_single_target(p, p.step_tokens[0], request.target.token < 0);
   if (predicted_logits.defined()) p.input_values = p.values_from_step_logits(predicted_logits)[0];
 
@@ -163,8 +199,20 @@ Problem prepare(const Model& model, const ExplainRequest& request, bool defer_pr
   return p;
 }
 
+void refuse_neuron_target(const Problem& p, const std::string& method) {
+  if (!p.neuron()) return;
+  throw Error(ErrorCode::kUnsupported,
+              (method.empty() ? std::string("this method") : "method '" + method + "'") +
+                  " scores the model's outputs and cannot explain a neuron target (layer " +
+                  std::to_string(p.neuron_layer) + ", unit " + std::to_string(p.neuron_unit) +
+                  ")",
+              "explain a neuron with the gradient methods: saliency, input_x_gradient, "
+              "integrated_gradients, smoothgrad, vargrad");
+}
+
 at::Tensor Problem::values_from_step_logits(const at::Tensor& logits,
                                             const at::Tensor& tokens) const {
+  refuse_neuron_target(*this, "");
   const int64_t B = logits.size(0), S = logits.size(1);
   at::Tensor logp = at::log_softmax(logits, -1);
   at::Tensor idx = (tokens.defined() ? tokens : step_tokens_t).view({1, S, 1}).expand({B, S, 1});
@@ -190,7 +238,28 @@ at::Tensor Problem::values_from_step_logits(const at::Tensor& logits,
   throw Error(ErrorCode::kInternal, "unknown target function");
 }
 
+at::Tensor Problem::neuron_values(const at::Tensor& emb) const {
+  Activations acts;
+  ForwardArgs a;
+  a.embeddings = emb;
+  a.start_layer = start_layer;
+  a.last_only = true;  // the logits are not needed: the fewest
+  a.capture = &acts;
+  a.capture_options.residual = true;
+  model->forward(a);
+  const int64_t L = model->config().n_layers;
+  if (static_cast<int64_t>(acts.residual.size()) != L - start_layer || neuron_layer < start_layer)
+    throw Error(ErrorCode::kInternal, "the model did not capture the residual stream of layer " +
+                                          std::to_string(neuron_layer));
+  return acts.residual[static_cast<size_t>(neuron_layer - start_layer)]
+      .select(1, step_positions[0])
+      .select(-1, neuron_unit)
+      .unsqueeze(1)
+      .to(at::kFloat);  // [B, 1]
+}
+
 at::Tensor Problem::values(const at::Tensor& emb) const {
+  if (neuron()) return neuron_values(emb);
   ForwardArgs a;
   a.embeddings = emb;
   a.start_layer = start_layer;
@@ -237,6 +306,7 @@ struct Taped {
 };
 bool taped_values(const Problem& p, Problem* resolve, const at::Tensor& embeddings,
                   Taped* out) {
+  if (p.neuron()) return false;  // the tape's backward starts at the logits
   ForwardArgs a;
   a.embeddings = embeddings.detach();
   a.start_layer = p.start_layer;
@@ -275,13 +345,17 @@ ValuesAndGrads values_and_grads_impl(const Problem& p, Problem* resolve,
   at::AutoGradMode enable(true);
   at::Tensor emb = embeddings.detach().requires_grad_(true);
   ValuesAndGrads out;
-  ForwardArgs a;
-  a.embeddings = emb;
-  a.start_layer = p.start_layer;
-  a.output_positions = p.step_positions_t;
-  const at::Tensor logits = p.model->forward(a);
-  if (resolve) resolve_prediction(*resolve, logits.detach());
-  out.values = p.values_from_step_logits(logits);
+  if (p.neuron()) {
+    out.values = p.neuron_values(emb);
+  } else {
+    ForwardArgs a;
+    a.embeddings = emb;
+    a.start_layer = p.start_layer;
+    a.output_positions = p.step_positions_t;
+    const at::Tensor logits = p.model->forward(a);
+    if (resolve) resolve_prediction(*resolve, logits.detach());
+    out.values = p.values_from_step_logits(logits);
+  }
   for (int64_t s = 0; s < p.n_steps(); ++s) {
     out.values.select(1, s).narrow(0, 0, rows).sum().backward({}, s + 1 < p.n_steps());
     out.grads.push_back(emb.grad().clone());
@@ -321,6 +395,13 @@ at::Tensor value_grad_of_step(const Problem& p, const at::Tensor& embeddings, in
 
 void enter_layer(Problem& p, int64_t layer, const std::string& method) {
   const int64_t n_layers = p.model->config().n_layers;
+  if (p.neuron()) {
+    throw Error(ErrorCode::kUnsupported,
+                "method '" + method + "' attributes to a layer's output, not to the input, and "
+                "takes no neuron target",
+                "explain a neuron with the input methods: saliency, input_x_gradient, "
+                "integrated_gradients, smoothgrad, vargrad");
+  }
   if (!p.model->is_causal()) {
     throw Error(ErrorCode::kUnsupported,
                 "method '" + method + "' needs a causal language model with a layer stack",
@@ -355,6 +436,22 @@ void enter_layer(Problem& p, int64_t layer, const std::string& method) {
   }
 }
 
+nlohmann::json neurons_json(int64_t layer, const at::Tensor& scores) {
+  const at::Tensor s = scores.to(at::kDouble).contiguous();
+  const int64_t S = s.size(0), T = s.size(1), D = s.size(2);
+  const double* d = s.data_ptr<double>();
+  nlohmann::json steps = nlohmann::json::array();
+  for (int64_t i = 0; i < S; ++i) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (int64_t t = 0; t < T; ++t) {
+      const double* row = d + (i * T + t) * D;
+      rows.push_back(std::vector<double>(row, row + D));
+    }
+    steps.push_back(std::move(rows));
+  }
+  return {{"layer", layer}, {"positions", T}, {"units", D}, {"scores", std::move(steps)}};
+}
+
 void report_progress(const ExplainContext* context, double fraction) {
   if (context && context->progress && !context->progress(std::min(1.0, std::max(0.0, fraction)))) {
     throw Error(ErrorCode::kCancelled, "the explanation was cancelled");
@@ -363,6 +460,7 @@ void report_progress(const ExplainContext* context, double fraction) {
 
 MaskScorer::MaskScorer(const Problem& p, int64_t batch_size)
     : p_(p), batch_size_(std::max<int64_t>(1, batch_size)), causal_(p.model->is_causal()) {
+  refuse_neuron_target(p, "");
   at::NoGradGuard ng;
   ForwardArgs a;
   if (causal_) {
@@ -484,7 +582,7 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   Attribution a;
   a.method = method;
   a.options = options.values();
-  a.target_function = target_function_name(p.function);
+  a.target_function = p.neuron() ? "neuron" : target_function_name(p.function);
   a.tokens = p.tokens;
   for (size_t i = 0; i < p.tokens.size(); ++i) {
     std::string text = tok.decode_piece(i == 0 ? tok.bos_id() : p.tokens[i - 1], p.tokens[i]);
@@ -499,7 +597,10 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
   a.step_positions = p.step_positions;
   for (size_t s = 0; s < p.step_tokens.size(); ++s) {
     TokenId t = p.step_tokens[s];
-    if (p.model->config().kind == ModelKind::kClassifier) {
+    if (p.neuron()) {
+      a.step_texts.push_back("layer " + std::to_string(p.neuron_layer) + " unit " +
+                             std::to_string(p.neuron_unit));
+    } else if (p.model->config().kind == ModelKind::kClassifier) {
       a.step_texts.push_back(t < 0 ? "" : p.model->config().labels[t]);
     } else {
       a.step_texts.push_back(t < 0 ? "" : tok.decode_piece(p.tokens[p.step_positions[s]], t));
@@ -517,6 +618,11 @@ Attribution finish(const Problem& p, const std::string& method, const Options& o
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   a.forward_passes = forward_positions / static_cast<double>(p.length());
   a.warnings = saturation_warnings(a);
+  if (p.neuron()) {
+    a.extra["neuron"] = {{"layer", p.neuron_layer},
+                         {"position", p.step_positions[0]},
+                         {"unit", p.neuron_unit}};
+  }
   return a;
 }
 

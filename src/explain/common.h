@@ -44,6 +44,11 @@ struct Problem {
   // True while the predicted target token is still to be taken from the first gradient pass
   // (prepare(..., defer_prediction = true)); step_tokens then holds a placeholder.
   bool target_pending = false;
+  // A neuron target (Target::neuron): the layer and unit; the position is step_positions[0].
+  // -1: the target is an output.
+  int64_t neuron_layer = -1;
+  int64_t neuron_unit = -1;
+  bool neuron() const { return neuron_layer >= 0; }
 
   int64_t length() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_steps() const { return static_cast<int64_t>(step_positions.size()); }
@@ -54,6 +59,9 @@ struct Problem {
   at::Tensor values_from_step_logits(const at::Tensor& logits, const at::Tensor& tokens = {}) const;
   // Differentiable forward from embeddings [B, T, D]: target values [B, n_steps].
   at::Tensor values(const at::Tensor& embeddings) const;
+  // A neuron target's values [B, 1] from embeddings [B, T, D] (differentiable; libtorch path,
+  // the residual stream captured).
+  at::Tensor neuron_values(const at::Tensor& embeddings) const;
   // Embeddings [B, T, D] with features mixed: keep [B, n_features] in [0, 1] (1 keeps the input,
   // 0 puts the baseline). Positions outside features are kept.
   at::Tensor mix(const at::Tensor& keep) const;
@@ -69,6 +77,15 @@ struct Problem {
 // the baseline input (one no-grad pass capturing the residual stream), start_layer = layer + 1.
 // Values, gradients and f(baseline) are then those of the rest of the stack; f(x) is unchanged.
 void enter_layer(Problem& p, int64_t layer, const std::string& method);
+
+// Throws Error(kUnsupported) when `p` has a neuron target: `method` scores the model's
+// outputs (masks, attention, the logit lens), not a hidden unit.
+void refuse_neuron_target(const Problem& p, const std::string& method);
+
+// The per-neuron view of a layer method (extra.neurons): {"layer", "positions" T, "units" D,
+// "scores": [step][position][unit]} from scores [S, T, D] of the layer's output (positions
+// outside the features included; BOS's row is 0 for a causal model).
+nlohmann::json neurons_json(int64_t layer, const at::Tensor& scores);
 
 // Validates the request and prepares it: builds features, decides the target token(s),
 // computes the embeddings of the input and of the baseline.

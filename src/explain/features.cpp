@@ -55,6 +55,39 @@ TargetFunction parse_target_function(const std::string& name) {
               "use one of: logprob, prob, logit, logodds, contrast, entropy");
 }
 
+NeuronTarget parse_neuron_target(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "'" + text + "' is not a neuron target" + (why.empty() ? "" : ": " + why),
+                 "write neuron:LAYER:POSITION:UNIT, e.g. neuron:2:-1:17 (layer and unit from 0; "
+                 "a negative position counts from the end, -1 the last token)");
+  };
+  const std::string prefix = "neuron:";
+  if (text.rfind(prefix, 0) != 0) throw bad("it does not start with neuron:");
+  std::vector<int64_t> parts;
+  size_t from = prefix.size();
+  while (true) {
+    const size_t colon = text.find(':', from);
+    const std::string field = text.substr(from, colon == std::string::npos ? colon : colon - from);
+    size_t i = field.size() > 0 && field[0] == '-' ? 1 : 0;
+    if (field.size() == i || field.size() > 12) throw bad("'" + field + "' is not a whole number");
+    for (size_t k = i; k < field.size(); ++k)
+      if (field[k] < '0' || field[k] > '9') throw bad("'" + field + "' is not a whole number");
+    parts.push_back(std::stoll(field));
+    if (colon == std::string::npos) break;
+    from = colon + 1;
+  }
+  if (parts.size() != 3)
+    throw bad("it has " + std::to_string(parts.size()) + " numbers, not 3 (layer, position, unit)");
+  if (parts[0] < 0) throw bad("the layer counts from 0, got " + std::to_string(parts[0]));
+  if (parts[2] < 0) throw bad("the unit counts from 0, got " + std::to_string(parts[2]));
+  NeuronTarget n;
+  n.layer = parts[0];
+  n.position = parts[1];
+  n.unit = parts[2];
+  return n;
+}
+
 Granularity parse_granularity(const std::string& name) {
   if (name == "token") return Granularity::kToken;
   if (name == "word") return Granularity::kWord;

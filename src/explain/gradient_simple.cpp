@@ -13,7 +13,10 @@ class GradientExplainer : public Method {
     if (name() == "saliency") {
       norm_ = o_.get("norm");  // l2, l1 or max (checked against the declaration)
     }
-    if (name() == "layer_gradient_x_activation") layer_ = o_.get_int("layer");
+    if (name() == "layer_gradient_x_activation") {
+      layer_ = o_.get_int("layer");
+      per_neuron_ = o_.get_bool("per_neuron");
+    }
   }
 
   Attribution explain(const Model& model, const ExplainRequest& request,
@@ -28,12 +31,14 @@ class GradientExplainer : public Method {
         values_and_grads(p, at::cat({p.embeddings, p.baseline_embeddings}, 0), /*grad_rows=*/1);
     p.input_values = vg.values[0];
     p.baseline_values = vg.values[1];
-    std::vector<at::Tensor> rows;
+    std::vector<at::Tensor> rows, units;
     for (const at::Tensor& full : vg.grads) {
       const at::Tensor g = full.narrow(0, 0, 1);  // [1, T, D]
       at::Tensor per_token;
       if (name() == "input_x_gradient" || layer_ >= 0) {
-        per_token = (g * p.embeddings).sum(-1);
+        const at::Tensor per_unit = g * p.embeddings;  // [1, T, D]
+        if (per_neuron_) units.push_back(per_unit[0]);
+        per_token = per_unit.sum(-1);
       } else if (norm_ == "l2") {
         per_token = g.norm(2, -1);
       } else if (norm_ == "l1") {
@@ -49,12 +54,18 @@ class GradientExplainer : public Method {
     // two forwards).
     double positions = static_cast<double>(p.length()) * (2 + 2 * p.n_steps());
     if (layer_ >= 0) positions += 2 * static_cast<double>(p.length());  // enter_layer's pass
-    return finish(p, name(), o_, p.to_features(token_scores)[0], start, positions);
+    Attribution out = finish(p, name(), o_, p.to_features(token_scores)[0], start, positions);
+    if (layer_ >= 0) {
+      out.extra["layer"] = layer_;
+      if (per_neuron_) out.extra["neurons"] = neurons_json(layer_, at::stack(units, 0));
+    }
+    return out;
   }
 
  private:
   std::string norm_;
   int64_t layer_ = -1;
+  bool per_neuron_ = false;  // also the scores per unit of the layer's output (extra.neurons)
 };
 
 }  // namespace

@@ -49,7 +49,10 @@ class IntegratedGradients : public Method {
   explicit IntegratedGradients(Options o) : Method(std::move(o)) {
     // Types, bounds and choices are checked against the declarations (registry.cpp).
     n_points_ = o_.get_int("n_steps");
-    if (name() == "layer_integrated_gradients") layer_ = o_.get_int("layer");
+    if (name() == "layer_integrated_gradients") {
+      layer_ = o_.get_int("layer");
+      per_neuron_ = o_.get_bool("per_neuron");
+    }
     method_ = o_.get("method");
     rule_ = o_.get("rule");  // adaptive, probed or plain
     batch_ = o_.get_int("internal_batch_size");
@@ -139,13 +142,15 @@ class IntegratedGradients : public Method {
       for (int64_t f = 0; f < out.n_features(); ++f) sum += out.score(s, f);
       out.convergence_delta.push_back(sum - (out.target_values[s] - out.baseline_values[s]));
     }
-    out.extra = {{"max_batch", run.max_batch},
-                 {"n_chunks", run.n_chunks},
-                 {"gradient_points", run.gradient_points},
-                 {"rule", rule_}};
+    out.extra.update(nlohmann::json{{"max_batch", run.max_batch},
+                                    {"n_chunks", run.n_chunks},
+                                    {"gradient_points", run.gradient_points},
+                                    {"rule", rule_}});
     if (layer_ >= 0) {
       out.extra["layer"] = layer_;
       out.extra["layer_unassigned"] = unassigned;  // per step: the part outside the features
+      // Per hidden unit of the layer's output: [S, T, D], summing to f(x) - f(baseline).
+      if (per_neuron_) out.extra["neurons"] = neurons_json(layer_, acc * run.diff);
     }
     if (rule_ == "adaptive") {
       out.extra["max_held_points"] = run.max_held;
@@ -643,6 +648,7 @@ class IntegratedGradients : public Method {
 
   int64_t n_points_ = 0;
   int64_t layer_ = -1;  // layer_integrated_gradients: the layer whose output is attributed
+  bool per_neuron_ = false;  // also the scores per unit of the layer's output (extra.neurons)
   std::string method_;
   std::string rule_;
   int64_t batch_ = 0;

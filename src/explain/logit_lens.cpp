@@ -15,6 +15,7 @@ class LogitLens : public Method {
                       const ExplainContext& context) const override {
     auto start = std::chrono::steady_clock::now();
     Problem p = prepare(model, request);
+    refuse_neuron_target(p, name());
     const Tokenizer& tok = model.tokenizer();
     const int64_t S = p.n_steps(), V = model.config().vocab_size;
     const int64_t k = std::min<int64_t>(top_k_, V);

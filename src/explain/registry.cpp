@@ -69,8 +69,15 @@ S layer() {
                     "the layer (from 0) whose output is attributed: the residual stream after it");
 }
 
+S per_neuron() {
+  return S::boolean("per_neuron", false,
+                    "also the scores per unit of the layer's output, [step][position][unit], in "
+                    "extra.neurons (not summed over the width)");
+}
+
 OptionSpecs with_layer(OptionSpecs o) {
   o.insert(o.begin(), layer());
+  o.insert(o.begin() + 1, per_neuron());
   return o;
 }
 
@@ -106,7 +113,7 @@ const std::vector<Entry>& registry() {
       {"layer_gradient_x_activation",
        "a layer's output times the target's gradient with respect to it, summed over the width "
        "per position",
-       {layer()},
+       {layer(), per_neuron()},
        explain::make_gradient},
       {"smoothgrad",
        "mean over n_samples noisy copies of the input (noise std = stdev x the std of the "

@@ -74,7 +74,7 @@ class NoiseExplainer : public Method {
                                   ? shift + mean_centred
                                   : (sum_sq / n - mean_centred * mean_centred).clamp_min(0.0);
     Attribution out = finish(p, name(), o_, p.to_features(token_scores), start, positions);
-    out.extra = {{"noise_std", sigma}, {"max_batch", max_batch}};
+    out.extra.update(nlohmann::json{{"noise_std", sigma}, {"max_batch", max_batch}});
     return out;
   }
 

@@ -47,6 +47,13 @@ void check_threads(int threads) {
   }
 }
 
+void check_tape_budget(int64_t bytes) {
+  if (bytes < -1) {
+    throw RequestError("--tape-budget must be >= 0 bytes, got " + std::to_string(bytes),
+                       "give a size such as 512M or 2G (0: always the lean tape)");
+  }
+}
+
 void check_prompt(const std::string& prompt) {
   size_t bad = 0;
   if (!is_valid_utf8(prompt, &bad)) {

@@ -95,6 +95,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   ro.n_samples = options.sensitivity_samples;
   ro.seed = options.seed;
   check_threads(options.threads);
+  check_tape_budget(options.tape_budget);
   if (!options.lexicon.empty() && !options.decoys)
     throw RequestError("--lexicon is the lexicon decoy's word list; it needs --decoys",
                        "add --decoys");
@@ -155,6 +156,7 @@ EvaluateResult run_evaluate(const EvaluateOptions& options, RecordStore& store,
   }
 
   ThreadScope threads(options.threads);
+  TapeBudgetScope tape_budget(options.tape_budget);
   std::unique_ptr<Model> owned;
   const Model& model = resolve_model(options.model, &owned);
 

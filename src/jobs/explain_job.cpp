@@ -133,6 +133,30 @@ ExplainSetup build_explain_request(const Model& model, const ExplainOptions& opt
     }
     setup.target_description = "log p('" + target_name(req.target.token) + "') - log p('" +
                                target_name(req.target.contrast_token) + "')";
+  } else if (options.target.rfind("neuron:", 0) == 0) {
+    // A hidden unit: neuron:LAYER:POSITION:UNIT (gradient methods; checked against the model
+    // when the methods prepare the request).
+    try {
+      req.target.neuron = parse_neuron_target(options.target);
+    } catch (const Error& e) {
+      throw RequestError(std::string("--target ") + e.what(), e.hint());
+    }
+    if (classifier)
+      throw RequestError("--target " + options.target + ": a neuron target needs a language model",
+                         "explain a class with --target LABEL");
+    if (settings.function_given)
+      throw RequestError("--target-function does not apply to a neuron target (" +
+                             options.target + "): the unit's value is explained",
+                         "drop --target-function");
+    if (options.evaluate || options.consensus)
+      throw RequestError(std::string(options.evaluate ? "--evaluate" : "--consensus") +
+                             " removes features and scores the model's outputs; a neuron target "
+                             "(" + options.target + ") has none",
+                         "explain the neuron without " +
+                             std::string(options.evaluate ? "--evaluate" : "--consensus"));
+    setup.target_description = "layer " + std::to_string(req.target.neuron.layer) + " unit " +
+                               std::to_string(req.target.neuron.unit) + " at position " +
+                               std::to_string(req.target.neuron.position);
   } else if (!options.target.empty()) {
     req.target.token = parse_target(options.target, "--target");
     setup.target_description = std::string(target_function_name(req.target.function)) + " of '" +
@@ -157,9 +181,11 @@ ExplainResult run_explain(const ExplainOptions& options, const ExplainEvents& ev
   std::vector<std::unique_ptr<Explainer>> explainers = make_explainers(specs);
   const Settings settings = parse_settings(options);
   check_threads(options.threads);
+  check_tape_budget(options.tape_budget);
   check_prompt(options.prompt);
 
   ThreadScope threads(options.threads);
+  TapeBudgetScope tape_budget(options.tape_budget);
   std::unique_ptr<Model> owned;
   const Model& model = resolve_model(options.model, &owned);
   ExplainSetup setup = build_explain_request(model, options);

@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <cctype>
 
 #include "candor/error.h"
 #include "candor/model.h"
 #include "models/compute_dtype.h"
+#include "models/fused/fused_backward.h"
 #include "models/formats/gguf.h"
 #include "models/formats/hf.h"
 #include "models/llama.h"
@@ -30,6 +33,61 @@ int64_t Model::n_params() const {
 const Tokenizer& Model::require_tokenizer(const std::shared_ptr<Tokenizer>& tokenizer) {
   if (!tokenizer) throw Error(ErrorCode::kNotFound, "this model was built without a tokenizer");
   return *tokenizer;
+}
+
+void set_tape_budget(int64_t bytes) {
+  if (bytes < 0) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the tape budget must be >= 0 bytes, got " + std::to_string(bytes),
+                "give a size such as 512M or 2G (0: always the lean tape)");
+  }
+  fused::set_tape_budget(bytes);
+}
+
+int64_t tape_budget() { return fused::tape_budget(); }
+
+TapeBudgetScope::TapeBudgetScope(int64_t bytes) {
+  if (bytes < 0) return;
+  const int64_t before = tape_budget();
+  set_tape_budget(bytes);
+  previous_ = before;
+}
+
+TapeBudgetScope::~TapeBudgetScope() {
+  if (previous_ >= 0) fused::set_tape_budget(previous_);
+}
+
+int64_t parse_byte_size(const std::string& text, const std::string& what) {
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument,
+                 what + " takes a size in bytes, got '" + text + "'" + (why.empty() ? "" : ": " + why),
+                 "give a whole number with an optional unit K, M or G (powers of 1024), e.g. "
+                 "512M or 2G; 0 means always the lean tape");
+  };
+  size_t i = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+  if (i == 0) throw bad(text.empty() ? "it is empty" : "");
+  std::string unit = text.substr(i);
+  for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  int shift = 0;
+  if (unit.empty() || unit == "B") {
+    shift = 0;
+  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
+    shift = 10;
+  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
+    shift = 20;
+  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
+    shift = 30;
+  } else if (unit == "T" || unit == "TB" || unit == "TIB") {
+    shift = 40;
+  } else {
+    throw bad("unknown unit '" + text.substr(i) + "'");
+  }
+  const std::string digits = text.substr(0, i);
+  if (digits.size() > 18) throw bad("too large");
+  const int64_t n = std::stoll(digits);
+  if (n > (std::numeric_limits<int64_t>::max() >> shift)) throw bad("too large");
+  return n << shift;
 }
 
 namespace fs = std::filesystem;

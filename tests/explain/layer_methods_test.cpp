@@ -14,6 +14,7 @@
 #include "candor/error.h"
 #include "candor/explain.h"
 #include "candor/model.h"
+#include "autograd_only.h"
 #include "test_util.h"
 
 namespace candor {
@@ -25,24 +26,7 @@ const Model& builtin_lm() {
   return *m;
 }
 
-// The same model without a hand-written backward: every gradient through libtorch autograd.
-class AutogradOnly : public Model {
- public:
-  explicit AutogradOnly(const Model& base) : base_(base) {}
-  const ModelConfig& config() const override { return base_.config(); }
-  const Tokenizer& tokenizer() const override { return base_.tokenizer(); }
-  at::Tensor forward(const ForwardArgs& args) const override { return base_.forward(args); }
-  at::Tensor embed(const at::Tensor& tokens) const override { return base_.embed(tokens); }
-  at::Tensor embedding_matrix() const override { return base_.embedding_matrix(); }
-  at::Tensor unembed(const at::Tensor& h, bool n) const override { return base_.unembed(h, n); }
-  KVCache new_cache(int64_t b, int64_t c) const override { return base_.new_cache(b, c); }
-  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
-    return base_.named_parameters();
-  }
-
- private:
-  const Model& base_;
-};
+using testing::AutogradOnly;
 
 double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
   EXPECT_EQ(a.size(), b.size());

@@ -12,36 +12,16 @@
 #include "candor/error.h"
 #include "candor/model.h"
 #include "models/fused/fused_backward.h"
+#include "fused_fixtures.h"
 #include "test_util.h"
 
 namespace candor {
 namespace {
 
-const std::vector<std::string> kFixtures = {
-    "llama",          "llama3_scaled", "llama_sharded", "llama_f16", "llama_bf16", "mistral_linear",
-    "mistral_window", "qwen2",         "qwen2_window",  "gpt2",      "gpt2_f16"};
-
-std::string fixture(const std::string& name) {
-  return std::string(CANDOR_SOURCE_DIR) + "/tests/fixtures/models/" + name;
-}
-
-double rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  if (a.sizes() != b.sizes()) return 1e9;
-  const double scale = std::max(b.abs().max().item<double>(), 1e-30);
-  return (a - b).abs().max().item<double>() / scale;
-}
-
-std::vector<int64_t> sequence(int64_t n, int64_t vocab, int64_t seed) {
-  std::vector<int64_t> v;
-  uint64_t s = static_cast<uint64_t>(seed) * 2654435761u + 12345u;
-  for (int64_t i = 0; i < n; ++i) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    v.push_back(3 + static_cast<int64_t>((s >> 33) % static_cast<uint64_t>(vocab - 3)));
-  }
-  v[0] = 1;
-  return v;
-}
+const std::vector<std::string>& kFixtures = testing::kLlamaFamilyFixtures;
+using testing::fixture;
+using testing::rel_diff;
+using testing::sequence;
 
 // Restores the process-wide tape budget when a test ends.
 struct BudgetGuard {

@@ -28,6 +28,7 @@ Runner add_evaluate(CLI::App& app) {
     std::string out;
     bool no_progress = false;
     std::vector<std::pair<CLI::Option*, std::string>> text_only;  // refused on a table model
+    std::string tape_budget;  // --tape-budget SIZE
   };
   auto o = std::make_shared<Opts>();
   jobs::EvaluateOptions& j = o->job;
@@ -79,6 +80,10 @@ Runner add_evaluate(CLI::App& app) {
   app.add_option("--on-error", j.on_error,
                  "Bad rows (malformed, empty, no text): fail (default) | skip (reported)");
   app.add_option("--threads", j.threads, "Intra-op threads (default: one per core)");
+  app.add_option("--tape-budget", o->tape_budget,
+                 "Memory the gradient tape of one pass may take before it turns lean (keeps each layer's "
+                 "inputs, recomputes the rest: ~5x less memory, ~1.15x the time, the same "
+                 "gradients), e.g. 512M, 2G; 0: always lean (default 1G; docs/kernels.md)");
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
   app.add_flag("--decoys", j.decoys,
                "Also grade decoy explanations (random, inverted, first, last, other_target) and "
@@ -98,6 +103,8 @@ Runner add_evaluate(CLI::App& app) {
            "the success rate, the top-k intersection reached and the changes found"),
        "--attack"});
   return [o]() {
+    if (!o->tape_budget.empty())
+      o->job.tape_budget = parse_byte_size(o->tape_budget, "--tape-budget");
     const jobs::EvaluateOptions& j = o->job;
     if (is_table_model(j.model.path)) {
       // A model over table rows (candor train's MLP, a distilled student): graded per column.

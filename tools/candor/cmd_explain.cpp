@@ -28,6 +28,7 @@ Runner add_explain(CLI::App& app) {
     // A model over table rows (candor train's MLP, a distilled student): the rows to explain.
     std::string data, csv_path, on_error = "fail";
     std::vector<std::string> rows;
+    std::string tape_budget;  // --tape-budget SIZE
   };
   auto o = std::make_shared<Opts>();
   jobs::ExplainOptions& j = o->job;
@@ -52,7 +53,9 @@ Runner add_explain(CLI::App& app) {
       app.add_option("--generate", j.generate, "Generate N tokens greedily and explain the span");
   auto* t = app.add_option("--target", j.target,
                            "Explain this next token (text or #id), or for a classifier this class "
-                           "(label or index); default: the prediction");
+                           "(label or index), or a hidden unit: neuron:LAYER:POSITION:UNIT "
+                           "(gradient methods; POSITION < 0 counts from the end); default: the "
+                           "prediction");
   auto* c = app.add_option("--contrast", j.contrast, "A,B: explain A rather than B");
   g->excludes(t)->excludes(c);
   t->excludes(c);
@@ -67,6 +70,10 @@ Runner add_explain(CLI::App& app) {
   app.add_option("--json", o->json_path, "Write the attributions as JSON to this file");
   app.add_option("--html", o->html_path, "Write a self-contained HTML report to this file");
   app.add_option("--threads", j.threads, "Intra-op threads (default: one per core)");
+  app.add_option("--tape-budget", o->tape_budget,
+                 "Memory the gradient tape of one pass may take before it turns lean (keeps each layer's "
+                 "inputs, recomputes the rest: ~5x less memory, ~1.15x the time, the same "
+                 "gradients), e.g. 512M, 2G; 0: always lean (default 1G; docs/kernels.md)");
   add_dtype_option(app, &j.model.dtype);
   app.add_flag("--no-progress", o->no_progress, "No progress bar on stderr");
   app.add_flag("--evaluate", j.evaluate,
@@ -80,6 +87,8 @@ Runner add_explain(CLI::App& app) {
                "Explain the model's logits divided by the temperature `candor audit calibration "
                "--save-temperature` saved beside it");
   return [o]() {
+    if (!o->tape_budget.empty())
+      o->job.tape_budget = parse_byte_size(o->tape_budget, "--tape-budget");
     if (is_table_model(o->job.model.path)) {
       const jobs::ExplainOptions& jo = o->job;
       TableExplainArgs t;
