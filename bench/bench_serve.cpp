@@ -377,40 +377,29 @@ int main(int argc, char** argv) {
                               .string();
   std::filesystem::create_directories(dir);
   std::cout << "# bench_serve: the service against generate() in process (127.0.0.1)\n";
+  // One model's run: (a), (b) and (c), or only the in-process explanation with --explain-loop.
+  auto run_one = [&](const Model& model, const char* name, const char* prompt, int default_reps,
+                     int threads) {
+    Bench b{model, name, prompt, dir, reps > 0 ? reps : default_reps, threads, {}, {}};
+    b.only_clients = only_clients;
+    b.only_parallel = only_parallel;
+    if (explain_only > 0) b.explain_loop(explain_only);
+    else b.run(quick, load_only, no_load);
+  };
   if (small) {
     std::string why;
     std::unique_ptr<Model> stories = bench::load_stories(&why);
     if (!stories) {
       std::cout << "stories260K skipped: " << why << "\n";
     } else {
-      Bench b{*stories,
-              "stories260K",
-              "Once upon a time, there was a little girl named Lily. She",
-              dir,
-              reps > 0 ? reps : quick ? 5 : 30,
-              1,
-              {},
-              {}};
-      b.only_clients = only_clients;
-      b.only_parallel = only_parallel;
-      if (explain_only > 0) b.explain_loop(explain_only);
-      else b.run(quick, load_only, no_load);
+      run_one(*stories, "stories260K",
+              "Once upon a time, there was a little girl named Lily. She", quick ? 5 : 30, 1);
     }
   }
   if (large) {
     std::unique_ptr<Model> big = bench::make_large();
-    Bench b{*big,
-            "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
-            "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311",
-            dir,
-            reps > 0 ? reps : quick ? 3 : 8,
-            0,
-            {},
-            {}};
-    b.only_clients = only_clients;
-    b.only_parallel = only_parallel;
-    if (explain_only > 0) b.explain_loop(explain_only);
-    else b.run(quick, load_only, no_load);
+    run_one(*big, "random Llama, GPT-2-small size (dim 768, 12 layers, vocab 32000)",
+            "t300 t301 t302 t303 t304 t305 t306 t307 t308 t309 t310 t311", quick ? 3 : 8, 0);
   }
   std::filesystem::remove_all(dir);
   return 0;

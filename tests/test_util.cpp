@@ -5,8 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -32,6 +34,22 @@ std::string shared_path(const std::string& relative) { return shared_dir() + "/"
 const Model& stories260k() {
   static std::unique_ptr<Model> m = load_model(shared_path("models/stories260K"));
   return *m;
+}
+
+const Model& builtin_lm() {
+  static const std::unique_ptr<Model> m =
+      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
+  return *m;
+}
+
+double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double scale = 1e-30, diff = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    scale = std::max(scale, std::abs(b[i]));
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+  }
+  return diff / scale;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "candor/error.h"
 #include "candor/model.h"
@@ -19,6 +20,10 @@ std::string shared_path(const std::string& relative);
 // stories260K from ../shared, loaded once per test binary (call only after
 // CANDOR_REQUIRE_SHARED("models/stories260K/stories260K.bin")).
 const Model& stories260k();
+// The built-in language model (models/builtin/lm in the source tree), loaded once per test binary.
+const Model& builtin_lm();
+// Largest |a[i] - b[i]| over the largest |b[i]| (sizes must match: a failed expectation else).
+double max_rel(const std::vector<double>& a, const std::vector<double>& b);
 // A fresh temporary directory for one test (removed by the OS, not by the test).
 std::string temp_dir();
 // Runs a shell command, returns its exit status; stdout and stderr go to *out when given.

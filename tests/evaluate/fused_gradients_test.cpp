@@ -22,11 +22,7 @@
 namespace candor {
 namespace {
 
-const Model& builtin_lm() {
-  static const std::unique_ptr<Model> m =
-      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
-  return *m;
-}
+using testing::builtin_lm;
 
 using testing::AutogradOnly;
 

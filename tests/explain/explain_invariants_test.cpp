@@ -14,6 +14,8 @@
 namespace candor {
 namespace {
 
+using testing::builtin_lm;
+
 using ::testing::HasSubstr;
 
 const Model* stories() { return &testing::stories260k(); }
@@ -93,12 +95,6 @@ INSTANTIATE_TEST_SUITE_P(Registry, EveryMethod, ::testing::ValuesIn(registered()
 
 // The same table on candor's built-in LM (models/builtin/lm, committed in the repository), so
 // every registered method runs on a real checkpoint even where ../shared is absent.
-const Model& builtin_lm() {
-  static const std::unique_ptr<Model> m =
-      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
-  return *m;
-}
-
 class EveryMethodOnTheBuiltinLm : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EveryMethodOnTheBuiltinLm, OneFiniteScorePerFeatureAndStepAndDeterministic) {

@@ -22,23 +22,10 @@
 namespace candor {
 namespace {
 
+using testing::builtin_lm;
+using testing::max_rel;
+
 using testing::AutogradOnly;
-
-const Model& builtin_lm() {
-  static const std::unique_ptr<Model> m =
-      load_model(std::string(CANDOR_SOURCE_DIR) + "/models/builtin/lm");
-  return *m;
-}
-
-double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double scale = 1e-30, diff = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    scale = std::max(scale, std::abs(b[i]));
-    diff = std::max(diff, std::abs(a[i] - b[i]));
-  }
-  return diff / scale;
-}
 
 ExplainRequest request(const Model& m, const char* text, bool span = false) {
   ExplainRequest r;

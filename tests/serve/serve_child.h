@@ -3,6 +3,7 @@
 // build defines it (the ThreadSanitizer tree's candor_serve_tsan, scripts/tsan.sh), else the CLI.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,10 +13,13 @@
 #include <cstdio>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "candor/audit_log.h"
 
 namespace candor::serve_test {
 
@@ -104,5 +108,18 @@ struct Child {
     if (pid > 0) stop(SIGKILL);
   }
 };
+
+// Expects the audit log at `db` to verify and to hold at least as many records as `received`;
+// returns how many of the received audit ids it lacks.
+inline size_t missing_from_log(const std::string& db, const std::set<std::string>& received) {
+  store::VerifyReport v = store::verify_audit_log(db);
+  EXPECT_TRUE(v.ok) << v.to_json().dump(2);
+  EXPECT_GE(v.records, static_cast<int64_t>(received.size()));
+  auto log = store::open_audit_log(db);
+  size_t missing = 0;
+  for (const auto& id : received) missing += log->get(id) ? 0 : 1;
+  log->close();
+  return missing;
+}
 
 }  // namespace candor::serve_test

@@ -161,6 +161,16 @@ KeptRegions& kept() {
   return *k;
 }
 
+// Removes the smallest kept region from the list (k.mu held); the caller unmaps it after
+// unlocking.
+void take_smallest(KeptRegions& k, void** p, size_t* bytes) {
+  auto smallest = std::min_element(k.free.begin(), k.free.end(),
+                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  *p = smallest->first;
+  *bytes = smallest->second;
+  k.free.erase(smallest);
+}
+
 size_t page_round(size_t bytes) {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   return (bytes + page - 1) / page * page;
@@ -190,14 +200,7 @@ KeptRegion::KeptRegion(size_t bytes) {
       k.free.erase(k.free.begin() + best);
       return;
     }
-    if (static_cast<int>(k.free.size()) >= kKeptRegions) {
-      auto smallest =
-          std::min_element(k.free.begin(), k.free.end(),
-                           [](const auto& a, const auto& b) { return a.second < b.second; });
-      unmap = smallest->first;
-      unmap_bytes = smallest->second;
-      k.free.erase(smallest);
-    }
+    if (static_cast<int>(k.free.size()) >= kKeptRegions) take_smallest(k, &unmap, &unmap_bytes);
   }
   if (unmap) ::munmap(unmap, unmap_bytes);
   void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -223,14 +226,7 @@ KeptRegion::~KeptRegion() {
   {
     std::lock_guard<std::mutex> lock(k.mu);
     k.free.emplace_back(p_, bytes_);
-    if (static_cast<int>(k.free.size()) > kKeptRegions) {  // the smallest goes
-      auto smallest =
-          std::min_element(k.free.begin(), k.free.end(),
-                           [](const auto& a, const auto& b) { return a.second < b.second; });
-      unmap = smallest->first;
-      unmap_bytes = smallest->second;
-      k.free.erase(smallest);
-    }
+    if (static_cast<int>(k.free.size()) > kKeptRegions) take_smallest(k, &unmap, &unmap_bytes);
   }
   if (unmap) ::munmap(unmap, unmap_bytes);
 }

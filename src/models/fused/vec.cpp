@@ -1057,29 +1057,19 @@ const Kernels& kernels() { return *active().load(std::memory_order_relaxed); }
 bool dequantize_blocks(uint32_t type, const uint8_t* p, int64_t n, float* y) {
 #ifdef CANDOR_VEC_X86
   if (&kernels() != &kAvx2) return false;
-  if (type == 8) {
-    v_dequant_q8_0(p, n, y);
-    return true;
-  }
-  if (type == 12) {
-    v_dequant_q4_k(p, n, y);
-    return true;
-  }
-  if (type == 14) {
-    v_dequant_q6_k(p, n, y);
-    return true;
-  }
-  if (type == 2) {
-    v_dequant_q4_0(p, n, y);
-    return true;
-  }
-  if (type == 30) {
-    v_dequant_bf16(p, n, y);
-    return true;
-  }
   static const bool f16c = cpu_has_f16c();
-  if (type == 1 && f16c) {
-    v_dequant_f16(p, n, y);
+  void (*expand)(const uint8_t*, int64_t, float*) = nullptr;
+  switch (type) {  // GGML type ids
+    case 8: expand = v_dequant_q8_0; break;
+    case 12: expand = v_dequant_q4_k; break;
+    case 14: expand = v_dequant_q6_k; break;
+    case 2: expand = v_dequant_q4_0; break;
+    case 30: expand = v_dequant_bf16; break;
+    case 1: expand = f16c ? v_dequant_f16 : nullptr; break;
+    default: break;
+  }
+  if (expand) {
+    expand(p, n, y);
     return true;
   }
 #else
