@@ -600,6 +600,33 @@ CANDOR_AVX2 void v_layer_norm_backward(int64_t n, const float* x, const float* d
   }
 }
 
+// y = F(x) over blocks of eight, in place; the tail through the same formula, padded to 8 lanes.
+template <__m256 (*F)(__m256)>
+CANDOR_AVX2 inline void map_in_place_8(int64_t n, float* x) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, F(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    float t[8] = {0};
+    std::copy(x + i, x + n, t);
+    _mm256_storeu_ps(t, F(_mm256_loadu_ps(t)));
+    std::copy(t, t + (n - i), x + i);
+  }
+}
+
+// o = B(da, x) over blocks of eight; the tail through the same formula, padded to 8 lanes.
+template <void (*B)(const float*, const float*, float*)>
+CANDOR_AVX2 inline void map_pairs_8(int64_t n, const float* da, const float* x, float* o) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) B(da + i, x + i, o + i);
+  if (i < n) {
+    float ta[8] = {0}, tx[8] = {0}, to[8];
+    std::copy(da + i, da + n, ta);
+    std::copy(x + i, x + n, tx);
+    B(ta, tx, to);
+    std::copy(to, to + (n - i), o + i);
+  }
+}
+
 // GELU (tanh form) as x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): 0.5 (1 + tanh u) is
 // sigmoid(2u), which has no cancellation where tanh u is near -1.
 CANDOR_AVX2 inline __m256 gelu_sigmoid(__m256 v) {
@@ -610,20 +637,9 @@ CANDOR_AVX2 inline __m256 gelu_sigmoid(__m256 v) {
   return _mm256_div_ps(one, _mm256_add_ps(one, exp256(minus_2u)));
 }
 
-CANDOR_AVX2 void v_gelu_tanh(int64_t n, float* x) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, gelu_sigmoid(v)));
-  }
-  if (i < n) {  // the tail through the same formula, padded to 8 lanes
-    float t[8] = {0};
-    std::copy(x + i, x + n, t);
-    const __m256 v = _mm256_loadu_ps(t);
-    _mm256_storeu_ps(t, _mm256_mul_ps(v, gelu_sigmoid(v)));
-    std::copy(t, t + (n - i), x + i);
-  }
-}
+CANDOR_AVX2 inline __m256 gelu_tanh_8(__m256 v) { return _mm256_mul_ps(v, gelu_sigmoid(v)); }
+
+CANDOR_AVX2 void v_gelu_tanh(int64_t n, float* x) { map_in_place_8<gelu_tanh_8>(n, x); }
 
 // d/dx: 0.5 (1 + th) + 0.5 x (1 - th^2) k (1 + 3 c x^2) = s + 2 x s (1 - s) k (1 + 3 c x^2),
 // s = sigmoid(2u).
@@ -639,15 +655,7 @@ CANDOR_AVX2 inline void gelu_tanh_backward_8(const float* da, const float* x, fl
 }
 
 CANDOR_AVX2 void v_gelu_tanh_backward(int64_t n, const float* da, const float* x, float* o) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) gelu_tanh_backward_8(da + i, x + i, o + i);
-  if (i < n) {  // the tail through the same formula, padded to 8 lanes
-    float ta[8] = {0}, tx[8] = {0}, to[8];
-    std::copy(da + i, da + n, ta);
-    std::copy(x + i, x + n, tx);
-    gelu_tanh_backward_8(ta, tx, to);
-    std::copy(to, to + (n - i), o + i);
-  }
+  map_pairs_8<gelu_tanh_backward_8>(n, da, x, o);
 }
 
 // Phi(v) = 0.5 erfc(-v / sqrt 2) lanewise, and exp(-v^2 / 2) beside it (the backward's
@@ -690,21 +698,12 @@ CANDOR_AVX2 inline __m256 normal_cdf(__m256 v, __m256* density_exp) {
                           _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
 }
 
-CANDOR_AVX2 void v_gelu_erf(int64_t n, float* x) {
-  int64_t i = 0;
+CANDOR_AVX2 inline __m256 gelu_erf_8(__m256 v) {
   __m256 e;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, normal_cdf(v, &e)));
-  }
-  if (i < n) {  // the tail through the same formula, padded to 8 lanes
-    float t[8] = {0};
-    std::copy(x + i, x + n, t);
-    const __m256 v = _mm256_loadu_ps(t);
-    _mm256_storeu_ps(t, _mm256_mul_ps(v, normal_cdf(v, &e)));
-    std::copy(t, t + (n - i), x + i);
-  }
+  return _mm256_mul_ps(v, normal_cdf(v, &e));
 }
+
+CANDOR_AVX2 void v_gelu_erf(int64_t n, float* x) { map_in_place_8<gelu_erf_8>(n, x); }
 
 CANDOR_AVX2 inline void gelu_erf_backward_8(const float* da, const float* x, float* o) {
   __m256 e;
@@ -715,15 +714,7 @@ CANDOR_AVX2 inline void gelu_erf_backward_8(const float* da, const float* x, flo
 }
 
 CANDOR_AVX2 void v_gelu_erf_backward(int64_t n, const float* da, const float* x, float* o) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) gelu_erf_backward_8(da + i, x + i, o + i);
-  if (i < n) {  // the tail through the same formula, padded to 8 lanes
-    float ta[8] = {0}, tx[8] = {0}, to[8];
-    std::copy(da + i, da + n, ta);
-    std::copy(x + i, x + n, tx);
-    gelu_erf_backward_8(ta, tx, to);
-    std::copy(to, to + (n - i), o + i);
-  }
+  map_pairs_8<gelu_erf_backward_8>(n, da, x, o);
 }
 
 // The streamed product C = alpha A Bᵀ + beta C (gemm_nt_stream): tiles of Q rows of A by R rows
